@@ -1,0 +1,391 @@
+/*
+ * matchlock.h - the public C ABI of libmatchlock (SONAME libmatchlock.so.1).
+ *
+ * libmatchlock drives Matchlock sandboxes: it starts `matchlock rpc` as a
+ * child process and speaks JSON-RPC 2.0 to it over pipes.  Every language
+ * binding (Python, Lua, Node) wraps exactly this header.
+ *
+ * Conventions (read these once; every function below follows them)
+ *
+ *  - Status: functions returning `int` return 0 on success or a negative
+ *    MLK_E* code.  mlk_strerror() names a code; the detailed message of a
+ *    failed call is in its mlk_result (mlk_result_message()), never only in
+ *    thread-local state.
+ *  - Handles are opaque.  Whatever the library allocates, the library frees
+ *    through the matching mlk_*_free function.
+ *  - Bytes travel as pointer + length and may contain NUL.  Strings
+ *    (`const char *`) are NUL-terminated UTF-8 and are copied by the
+ *    library before the call returns.
+ *  - Structured values (file listings, bindings, events, maps given to the
+ *    builder) cross the ABI as msgpack documents.
+ *  - Threads: one library-owned I/O thread serves every client.  It never
+ *    runs user code.  User callbacks run either on the thread blocked in a
+ *    blocking call (for that call's own stream callbacks) or on the thread
+ *    that calls mlk_dispatch() (for async completions and events).  Each
+ *    callback's doc says which.  Data handed to a callback is borrowed for
+ *    the duration of the callback.
+ *  - Blocking calls `mlk_X(..., mlk_result **out)` always set *out (when
+ *    `out` is not NULL) to a result the caller frees with mlk_result_free(),
+ *    also on failure, so the error message is available.
+ *  - The library installs no signal handlers.  Writes to the child happen
+ *    on the I/O thread with SIGPIPE blocked there.  All descriptors are
+ *    close-on-exec.  After fork() the child process must not use any
+ *    libmatchlock object inherited from the parent (exec or _exit only).
+ */
+#ifndef MATCHLOCK_H
+#define MATCHLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MLK_BUILDING) && defined(__GNUC__)
+#define MLK_API __attribute__((visibility("default")))
+#else
+#define MLK_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version                                                             */
+
+#define MLK_VERSION_MAJOR 1
+#define MLK_VERSION_MINOR 0
+#define MLK_VERSION_PATCH 0
+/** MAJOR*10000 + MINOR*100 + PATCH of the header compiled against. */
+#define MLK_VERSION (MLK_VERSION_MAJOR * 10000 + MLK_VERSION_MINOR * 100 + MLK_VERSION_PATCH)
+
+/** The runtime library's version as MAJOR*10000 + MINOR*100 + PATCH.  A
+ *  binding built against header version H works with runtime R when
+ *  R / 10000 == H / 10000 and R >= H. */
+MLK_API int mlk_version(void);
+/** The runtime version as "MAJOR.MINOR.PATCH" (static storage). */
+MLK_API const char *mlk_version_str(void);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+
+enum {
+    MLK_OK = 0,
+    MLK_EINVAL = -1,            /* an argument is invalid (NULL, out of range) */
+    MLK_ENOMEM = -2,            /* out of memory */
+    MLK_ECLOSED = -3,           /* the client is closed */
+    MLK_ESPAWN = -4,            /* the matchlock child could not be started */
+    MLK_EPROTO = -5,            /* the server sent something that is not the protocol */
+    MLK_EDEAD = -6,             /* the server exited or closed its pipes */
+    MLK_ERPC = -7,              /* the server answered with a JSON-RPC error (see rpc code) */
+    MLK_ETIMEDOUT = -8,         /* the call's deadline passed (cancel was sent) */
+    MLK_ECANCELED = -9,         /* the call was cancelled by the caller */
+    MLK_EUSER = -10,            /* a user callback failed; bindings re-raise what they stored */
+    MLK_EAGAIN = -11,           /* try again later (stdin buffer full) */
+    MLK_ENOTCREATED = -12,      /* the call needs a created sandbox */
+    MLK_ETOOBIG = -13,          /* a payload is over a limit */
+    MLK_ECLI = -14,             /* a CLI side channel (rm, volume) failed */
+    MLK_ESTATE = -15,           /* the call is not valid in this state (e.g. create twice) */
+    MLK_EIMAGE_REQUIRED = -20,  /* upstream ErrImageRequired */
+    MLK_EINVALID_CPU = -21,     /* upstream ErrInvalidCPUCount */
+    MLK_EINVALID_MTU = -22,     /* upstream ErrInvalidNetworkMTU */
+    MLK_ENO_NETWORK_CONFLICT = -23, /* upstream ErrNoNetworkConflict */
+    MLK_EINVALID_ADD_HOST = -24,    /* upstream ErrInvalidAddHost */
+    MLK_EPORT_FORWARD = -25,    /* upstream ErrParsePortForwards */
+    MLK_EALLOW_LIST_HOSTS = -26,/* upstream ErrAllowListHosts */
+    MLK_EINVALID_MOUNT = -27,   /* workspace or mount rules broken */
+    MLK_EINVALID_RULE = -28,    /* a network or VFS interception rule is invalid */
+    MLK_EVFS_BLOCKED = -29,     /* a local VFS action hook blocked the call */
+};
+
+/** A short static description of an MLK_E* code ("client closed", ...). */
+MLK_API const char *mlk_strerror(int code);
+/** The code's symbolic name ("MLK_ECLOSED"), or NULL for an unknown code. */
+MLK_API const char *mlk_errname(int code);
+/** The upstream SDK's error variable for a validation code
+ *  ("ErrImageRequired"), or NULL when upstream has none. */
+MLK_API const char *mlk_err_upstream_name(int code);
+
+/** Free memory the library returned with "free with mlk_free". */
+MLK_API void mlk_free(void *p);
+
+/* ------------------------------------------------------------------ */
+/* Results                                                             */
+
+/** The outcome of one call: status, error detail, and its values. */
+typedef struct mlk_result mlk_result;
+
+/** 0 or the MLK_E* code of the call. */
+MLK_API int mlk_result_status(const mlk_result *r);
+/** Detailed message ("" on success).  Remote errors keep the server's
+ *  message; spawn and death errors carry the tail of the child's stderr. */
+MLK_API const char *mlk_result_message(const mlk_result *r);
+/** The server's JSON-RPC error code for MLK_ERPC/MLK_ECANCELED, else 0. */
+MLK_API int mlk_result_rpc_code(const mlk_result *r);
+/** Exit code of an exec (any mode); -1 when not an exec result. */
+MLK_API int mlk_result_exit_code(const mlk_result *r);
+/** duration_ms reported by the server for an exec; 0 otherwise. */
+MLK_API int64_t mlk_result_duration_ms(const mlk_result *r);
+/** Buffered exec output (empty for streamed modes).  Borrowed from r. */
+MLK_API const char *mlk_result_stdout(const mlk_result *r, size_t *len);
+MLK_API const char *mlk_result_stderr(const mlk_result *r, size_t *len);
+/** Byte payload: read_file content, log content, the VM id of create,
+ *  CLI stdout of remove/volume calls.  Borrowed from r. */
+MLK_API const char *mlk_result_data(const mlk_result *r, size_t *len);
+/** Structured payload as a msgpack document, or NULL with *len 0:
+ *  list_files: array of {name,size,mode,mod_time,is_dir};
+ *  port_forward: array of {address,local_port,remote_port};
+ *  allow_list_add/delete: map {added|removed, allowed_hosts};
+ *  volume_create: map {name,size,path}; volume_list: array of those.
+ *  Borrowed from r. */
+MLK_API const char *mlk_result_msgpack(const mlk_result *r, size_t *len);
+/** Free a result returned through an out-parameter.  NULL is a no-op.
+ *  Never free a result handed to a callback (it is borrowed). */
+MLK_API void mlk_result_free(mlk_result *r);
+
+/* ------------------------------------------------------------------ */
+/* Client configuration                                                */
+
+typedef struct mlk_config mlk_config;
+
+/** New configuration with defaults: binary "matchlock" (or $MATCHLOCK_BIN
+ *  when set at mlk_client_new time and no binary was set), no sudo, no
+ *  launcher.  NULL when out of memory.  Free with mlk_config_free(). */
+MLK_API mlk_config *mlk_config_new(void);
+MLK_API void mlk_config_free(mlk_config *cfg);
+/** Path or name of the matchlock binary (searched in PATH). */
+MLK_API int mlk_config_set_binary(mlk_config *cfg, const char *path);
+/** Non-zero: run the child as `sudo <binary> rpc`. */
+MLK_API int mlk_config_set_sudo(mlk_config *cfg, int use_sudo);
+/** A launcher prefix put in front of the command, e.g. {"ssh","host"} or
+ *  {"kubectl","exec","-i","pod","--"}.  n == 0 clears it. */
+MLK_API int mlk_config_set_launcher(mlk_config *cfg, const char *const *argv, size_t n);
+/** Add NAME=VALUE to the child's environment (on top of the inherited one). */
+MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *value);
+/** Largest response line accepted from the server (default 1 GiB).  A
+ *  longer line fails the session with MLK_EPROTO. */
+MLK_API int mlk_config_set_max_line(mlk_config *cfg, uint64_t bytes);
+
+/* ------------------------------------------------------------------ */
+/* Sandbox builder                                                     */
+
+/** Everything `create` sends.  Setters copy their arguments.  Validation
+ *  happens in mlk_sandbox_params_json() and mlk_create(), before anything
+ *  is sent; each failure has its own MLK_E* code. */
+typedef struct mlk_sandbox mlk_sandbox;
+
+MLK_API mlk_sandbox *mlk_sandbox_new(const char *image);
+MLK_API void mlk_sandbox_free(mlk_sandbox *sb);
+/** CPUs (fractional); 0 means the default 1. */
+MLK_API int mlk_sandbox_set_cpus(mlk_sandbox *sb, double cpus);
+/** Memory in MiB; 0 means the default 512. */
+MLK_API int mlk_sandbox_set_memory_mb(mlk_sandbox *sb, int64_t mb);
+/** Disk in MiB; 0 means the default 5120. */
+MLK_API int mlk_sandbox_set_disk_size_mb(mlk_sandbox *sb, int64_t mb);
+/** Timeout in seconds; 0 means the default 300. */
+MLK_API int mlk_sandbox_set_timeout_s(mlk_sandbox *sb, int64_t seconds);
+MLK_API int mlk_sandbox_set_privileged(mlk_sandbox *sb, int on);
+/** Guest workspace path (absolute, [A-Za-z0-9/_.-]). */
+MLK_API int mlk_sandbox_set_workspace(mlk_sandbox *sb, const char *guest_path);
+MLK_API int mlk_sandbox_mount_host_dir(mlk_sandbox *sb, const char *guest_path, const char *host_path);
+MLK_API int mlk_sandbox_mount_host_dir_readonly(mlk_sandbox *sb, const char *guest_path, const char *host_path);
+MLK_API int mlk_sandbox_mount_memory(mlk_sandbox *sb, const char *guest_path);
+MLK_API int mlk_sandbox_mount_overlay(mlk_sandbox *sb, const char *guest_path, const char *host_path);
+/** Set one environment variable (a later call for the same name wins). */
+MLK_API int mlk_sandbox_set_env(mlk_sandbox *sb, const char *name, const char *value);
+/** Merge a msgpack map of string to string into the environment. */
+MLK_API int mlk_sandbox_set_env_map(mlk_sandbox *sb, const char *msgpack, size_t len);
+/** Add one host (glob) to the network allow-list. */
+MLK_API int mlk_sandbox_allow_host(mlk_sandbox *sb, const char *host);
+/** Add a static /etc/hosts entry. */
+MLK_API int mlk_sandbox_add_host(mlk_sandbox *sb, const char *host, const char *ip);
+/** A secret NAME whose placeholder the host replaces by VALUE in requests
+ *  to the given hosts.  placeholder NULL lets the server choose. */
+MLK_API int mlk_sandbox_add_secret(mlk_sandbox *sb, const char *name, const char *value,
+                                   const char *placeholder, const char *const *hosts, size_t nhosts);
+/** on != 0: block private IPs (the default); 0: allow them. */
+MLK_API int mlk_sandbox_set_block_private_ips(mlk_sandbox *sb, int on);
+/** Forget an explicit private-IP choice (back to the default). */
+MLK_API int mlk_sandbox_unset_block_private_ips(mlk_sandbox *sb);
+/** Replace the DNS servers. */
+MLK_API int mlk_sandbox_set_dns_servers(mlk_sandbox *sb, const char *const *servers, size_t n);
+MLK_API int mlk_sandbox_set_hostname(mlk_sandbox *sb, const char *hostname);
+MLK_API int mlk_sandbox_set_network_mtu(mlk_sandbox *sb, int64_t mtu);
+MLK_API int mlk_sandbox_set_no_network(mlk_sandbox *sb, int on);
+/** Force network interception; `msgpack` (may be NULL) is a map
+ *  {"rules":[RULE...]} in the wire shape of PROTOCOL section 5. */
+MLK_API int mlk_sandbox_set_network_interception(mlk_sandbox *sb, const char *msgpack, size_t len);
+/** VFS interception: a msgpack map {"emit_events":B,"rules":[...]}. */
+MLK_API int mlk_sandbox_set_vfs_interception(mlk_sandbox *sb, const char *msgpack, size_t len);
+/** A port forward `[LOCAL:]REMOTE` applied right after create. */
+MLK_API int mlk_sandbox_add_port_forward(mlk_sandbox *sb, const char *spec);
+/** Bind addresses for the builder's port forwards (default 127.0.0.1). */
+MLK_API int mlk_sandbox_set_port_forward_addresses(mlk_sandbox *sb, const char *const *addrs, size_t n);
+/** image_config.user */
+MLK_API int mlk_sandbox_set_user(mlk_sandbox *sb, const char *user);
+/** image_config.entrypoint */
+MLK_API int mlk_sandbox_set_entrypoint(mlk_sandbox *sb, const char *const *argv, size_t n);
+/** Merge an image config msgpack map {user,working_dir,entrypoint,cmd,env}:
+ *  non-empty fields replace, empty ones keep what is set. */
+MLK_API int mlk_sandbox_set_image_config(mlk_sandbox *sb, const char *msgpack, size_t len);
+/** Guest kernel reference (sent as top-level "kernel"). */
+MLK_API int mlk_sandbox_set_kernel(mlk_sandbox *sb, const char *ref);
+/** Attach an ext4 image (for example a volume's path) at guest_mount. */
+MLK_API int mlk_sandbox_add_extra_disk(mlk_sandbox *sb, const char *host_path, const char *guest_mount, int readonly);
+/** Validate and render the `create` params as JSON (launch != 0 adds
+ *  launch_entrypoint).  *json is NUL-terminated; free with mlk_free().
+ *  Returns the validation error code on failure; when `msg` is not NULL
+ *  it receives a message to free with mlk_free(). */
+MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **json, size_t *len, char **msg);
+
+/* ------------------------------------------------------------------ */
+/* Client                                                              */
+
+typedef struct mlk_client mlk_client;
+
+/** Start `<launcher...> [sudo] <binary> rpc` and return a client.  cfg may
+ *  be NULL (defaults) and is copied.  On failure *out is NULL and, when
+ *  `res` is not NULL, *res holds the message (with the child's stderr). */
+MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result **res);
+/** Close (with a zero timeout) if still open, then free.  Called from one
+ *  of the client's own callbacks, the free happens when it returns. */
+MLK_API void mlk_client_free(mlk_client *c);
+/** The created VM's id, or NULL before create.  Valid until free. */
+MLK_API const char *mlk_client_vm_id(const mlk_client *c);
+/** The last few KiB of the child's stderr (free with mlk_free). */
+MLK_API char *mlk_client_stderr_tail(const mlk_client *c);
+
+/** A pollable descriptor that becomes readable when callbacks are waiting
+ *  for mlk_dispatch().  Non-blocking; never read it yourself. */
+MLK_API int mlk_client_fd(const mlk_client *c);
+/** Run up to `max` waiting callbacks (0: all) on the calling thread.
+ *  Returns how many ran, or a negative code. */
+MLK_API int mlk_dispatch(mlk_client *c, int max);
+
+/** Called with each `event` notification (msgpack map of the event's
+ *  params), on the thread calling mlk_dispatch().  NULL removes it.
+ *  Events are lossy (the server drops them when busy). */
+typedef void (*mlk_event_cb)(void *ud, const char *msgpack, size_t len);
+MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud);
+
+/** Completion of an async call, on the thread calling mlk_dispatch().
+ *  `res` is borrowed; it runs exactly once per successful *_async call. */
+typedef void (*mlk_done_cb)(void *ud, uint64_t op, const mlk_result *res);
+/** Output of a streamed exec or followed log. fd is 1 (stdout) or 2. */
+typedef void (*mlk_output_cb)(void *ud, uint64_t op, int fd, const char *data, size_t len);
+/** A pipe or TTY exec is ready for stdin. */
+typedef void (*mlk_ready_cb)(void *ud, uint64_t op);
+
+/* Lifecycle ---------------------------------------------------------- */
+
+/** Validate the builder and create the sandbox (then apply its port
+ *  forwards).  The VM id is in mlk_result_data() and mlk_client_vm_id(). */
+MLK_API int mlk_create(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out);
+/** As mlk_create, and start the image's entrypoint (launch_entrypoint). */
+MLK_API int mlk_launch(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out);
+/** Close as upstream does: `close` RPC with the timeout, close the child's
+ *  stdin, wait for it, kill it when the timeout passes.  timeout_s 0 means
+ *  a short grace period.  Idempotent; later calls return 0. */
+MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out);
+/** Run `<binary> rm <vm-id>` (after close). */
+MLK_API int mlk_remove(mlk_client *c, mlk_result **out);
+
+/* Exec ----------------------------------------------------------------- */
+
+enum { MLK_EXEC_BUFFERED = 0, MLK_EXEC_STREAM = 1, MLK_EXEC_PIPE = 2, MLK_EXEC_TTY = 3 };
+
+/** Options of one exec.  Setters copy. */
+typedef struct mlk_exec_opts mlk_exec_opts;
+MLK_API mlk_exec_opts *mlk_exec_opts_new(void);
+MLK_API void mlk_exec_opts_free(mlk_exec_opts *o);
+/** MLK_EXEC_* (default buffered). */
+MLK_API int mlk_exec_opts_set_mode(mlk_exec_opts *o, int mode);
+MLK_API int mlk_exec_opts_set_working_dir(mlk_exec_opts *o, const char *dir);
+MLK_API int mlk_exec_opts_set_user(mlk_exec_opts *o, const char *user);
+/** Deadline in milliseconds from the call; 0: none. */
+MLK_API int mlk_exec_opts_set_timeout_ms(mlk_exec_opts *o, int64_t ms);
+/** TTY size (default 24x80). */
+MLK_API int mlk_exec_opts_set_tty_size(mlk_exec_opts *o, uint16_t rows, uint16_t cols);
+/** Pipe/TTY: bytes written to stdin after ready, followed by EOF.  Without
+ *  it (and without close_stdin=0) EOF follows ready at once. */
+MLK_API int mlk_exec_opts_set_stdin(mlk_exec_opts *o, const char *data, size_t len);
+/** Pipe/TTY: keep stdin open after ready; the caller writes with
+ *  mlk_stdin_write() and ends with mlk_stdin_close(). */
+MLK_API int mlk_exec_opts_set_interactive_stdin(mlk_exec_opts *o, int on);
+/** Stream/pipe/TTY output and the ready signal.  For a blocking mlk_exec
+ *  these run on the calling thread while it waits; for mlk_exec_async on
+ *  the thread calling mlk_dispatch(). */
+MLK_API int mlk_exec_opts_set_callbacks(mlk_exec_opts *o, mlk_output_cb on_output,
+                                        mlk_ready_cb on_ready, void *ud);
+
+/** Run a shell command line in the sandbox and wait.  opts may be NULL. */
+MLK_API int mlk_exec(mlk_client *c, const char *command, const mlk_exec_opts *opts, mlk_result **out);
+/** Start an exec; `done` runs once from mlk_dispatch().  *op receives the
+ *  call's id for mlk_cancel, mlk_stdin_write, ... */
+MLK_API int mlk_exec_async(mlk_client *c, const char *command, const mlk_exec_opts *opts,
+                           mlk_done_cb done, void *ud, uint64_t *op);
+
+/** Queue stdin bytes for a pipe/TTY exec (held until ready, in order).
+ *  MLK_EAGAIN when too much stdin is already buffered: dispatch and retry. */
+MLK_API int mlk_stdin_write(mlk_client *c, uint64_t op, const char *data, size_t len);
+/** Send stdin EOF for a pipe/TTY exec. */
+MLK_API int mlk_stdin_close(mlk_client *c, uint64_t op);
+/** Resize a TTY exec. */
+MLK_API int mlk_tty_resize(mlk_client *c, uint64_t op, uint16_t rows, uint16_t cols);
+/** Cancel an in-flight call: sends `cancel` and completes the call at once
+ *  with MLK_ECANCELED.  Cancelling a finished call is a no-op (returns 0). */
+MLK_API int mlk_cancel(mlk_client *c, uint64_t op);
+
+/* Files and logs ------------------------------------------------------- */
+
+/** Write a file (mode 0 means 0644).  Payloads too big for one request
+ *  line are streamed through an exec pipe into `cat`. */
+MLK_API int mlk_write_file(mlk_client *c, const char *path, const char *data, size_t len,
+                           uint32_t mode, int64_t timeout_ms, mlk_result **out);
+MLK_API int mlk_write_file_async(mlk_client *c, const char *path, const char *data, size_t len,
+                                 uint32_t mode, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op);
+/** Read a file; bytes in mlk_result_data(). */
+MLK_API int mlk_read_file(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out);
+MLK_API int mlk_read_file_async(mlk_client *c, const char *path, int64_t timeout_ms,
+                                mlk_done_cb done, void *ud, uint64_t *op);
+/** List a directory; entries in mlk_result_msgpack(). */
+MLK_API int mlk_list_files(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out);
+MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeout_ms,
+                                 mlk_done_cb done, void *ud, uint64_t *op);
+/** The VM log so far, in mlk_result_data(). */
+MLK_API int mlk_log(mlk_client *c, int64_t timeout_ms, mlk_result **out);
+/** Follow the log: on_output(fd 1) with the existing log, then appended
+ *  data, until mlk_cancel(op) (done gets MLK_ECANCELED) or the VM ends. */
+MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_done_cb done,
+                                 void *ud, uint64_t *op);
+
+/* Network ------------------------------------------------------------- */
+
+/** Add hosts to the allow-list at run time.  Items are split on commas,
+ *  trimmed and de-duplicated; nothing left is MLK_EALLOW_LIST_HOSTS. */
+MLK_API int mlk_allow_list_add(mlk_client *c, const char *const *hosts, size_t n,
+                               int64_t timeout_ms, mlk_result **out);
+MLK_API int mlk_allow_list_delete(mlk_client *c, const char *const *hosts, size_t n,
+                                  int64_t timeout_ms, mlk_result **out);
+/** Normalise allow-list input as above into a msgpack array of strings
+ *  (free with mlk_free); used by the calls above, exported for tests. */
+MLK_API int mlk_allow_list_normalize(const char *const *hosts, size_t n, char **msgpack, size_t *len);
+/** Forward `[LOCAL:]REMOTE` specs on the given bind addresses (NULL/0:
+ *  127.0.0.1).  Replaces earlier forwards. */
+MLK_API int mlk_port_forward(mlk_client *c, const char *const *specs, size_t n,
+                             const char *const *addrs, size_t naddrs, int64_t timeout_ms, mlk_result **out);
+/** Parse port-forward specs into the wire `forwards` array as JSON (free
+ *  with mlk_free); used by the call above, exported for tests. */
+MLK_API int mlk_port_forward_parse(const char *const *specs, size_t n, char **json, size_t *len);
+
+/* Volumes (CLI side channel; no client needed) ------------------------- */
+
+/** `<binary> volume create NAME --size MB --json`; msgpack map result. */
+MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out);
+/** `<binary> volume ls --json`; msgpack array result. */
+MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out);
+/** `<binary> volume rm NAME`. */
+MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MATCHLOCK_H */

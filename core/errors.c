@@ -1,0 +1,68 @@
+/* errors.c - names and descriptions of the MLK_E* codes. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct errinfo {
+    int code;
+    const char *name, *text, *upstream;
+};
+
+static const struct errinfo errors[] = {
+    {MLK_OK, "MLK_OK", "success", NULL},
+    {MLK_EINVAL, "MLK_EINVAL", "invalid argument", NULL},
+    {MLK_ENOMEM, "MLK_ENOMEM", "out of memory", NULL},
+    {MLK_ECLOSED, "MLK_ECLOSED", "client closed", NULL},
+    {MLK_ESPAWN, "MLK_ESPAWN", "could not start the matchlock process", NULL},
+    {MLK_EPROTO, "MLK_EPROTO", "protocol error from the matchlock process", NULL},
+    {MLK_EDEAD, "MLK_EDEAD", "the matchlock process exited", NULL},
+    {MLK_ERPC, "MLK_ERPC", "the server returned an error", NULL},
+    {MLK_ETIMEDOUT, "MLK_ETIMEDOUT", "deadline exceeded", NULL},
+    {MLK_ECANCELED, "MLK_ECANCELED", "cancelled", NULL},
+    {MLK_EUSER, "MLK_EUSER", "a user callback failed", NULL},
+    {MLK_EAGAIN, "MLK_EAGAIN", "too much data buffered, try again", NULL},
+    {MLK_ENOTCREATED, "MLK_ENOTCREATED", "sandbox not created", NULL},
+    {MLK_ETOOBIG, "MLK_ETOOBIG", "payload too large", NULL},
+    {MLK_ECLI, "MLK_ECLI", "matchlock command failed", NULL},
+    {MLK_ESTATE, "MLK_ESTATE", "call not valid in this state", NULL},
+    {MLK_EIMAGE_REQUIRED, "MLK_EIMAGE_REQUIRED", "image is required", "ErrImageRequired"},
+    {MLK_EINVALID_CPU, "MLK_EINVALID_CPU", "invalid CPU count", "ErrInvalidCPUCount"},
+    {MLK_EINVALID_MTU, "MLK_EINVALID_MTU", "invalid network MTU", "ErrInvalidNetworkMTU"},
+    {MLK_ENO_NETWORK_CONFLICT, "MLK_ENO_NETWORK_CONFLICT",
+     "no_network cannot be combined with allowed hosts, secrets or interception", "ErrNoNetworkConflict"},
+    {MLK_EINVALID_ADD_HOST, "MLK_EINVALID_ADD_HOST", "invalid add-host entry", "ErrInvalidAddHost"},
+    {MLK_EPORT_FORWARD, "MLK_EPORT_FORWARD", "invalid port forward spec", "ErrParsePortForwards"},
+    {MLK_EALLOW_LIST_HOSTS, "MLK_EALLOW_LIST_HOSTS", "allow-list needs at least one host", "ErrAllowListHosts"},
+    {MLK_EINVALID_MOUNT, "MLK_EINVALID_MOUNT", "invalid workspace or mount", NULL},
+    {MLK_EINVALID_RULE, "MLK_EINVALID_RULE", "invalid interception rule", NULL},
+    {MLK_EVFS_BLOCKED, "MLK_EVFS_BLOCKED", "VFS hook blocked", NULL},
+};
+
+static const struct errinfo *find(int code)
+{
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        if (errors[i].code == code) return &errors[i];
+    return NULL;
+}
+
+MLK_API const char *mlk_strerror(int code)
+{
+    const struct errinfo *e = find(code);
+    return e ? e->text : "unknown error";
+}
+
+MLK_API const char *mlk_errname(int code)
+{
+    const struct errinfo *e = find(code);
+    return e ? e->name : NULL;
+}
+
+MLK_API const char *mlk_err_upstream_name(int code)
+{
+    const struct errinfo *e = find(code);
+    return e ? e->upstream : NULL;
+}
+
+MLK_API int mlk_version(void) { return MLK_VERSION; }
+MLK_API const char *mlk_version_str(void) { return "1.0.0"; }
+MLK_API void mlk_free(void *p) { free(p); }

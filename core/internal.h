@@ -1,0 +1,60 @@
+/* internal.h - declarations shared by the core's files.  Never installed. */
+#ifndef MLK_INTERNAL_H
+#define MLK_INTERNAL_H
+
+#include "matchlock.h"
+#include "json.h"
+
+#include <msgpack.h>
+#include <stdint.h>
+
+/* ---- results (result.c) ---------------------------------------------- */
+struct mlk_result {
+    int status;
+    int rpc_code;
+    int exit_code;
+    int64_t duration_ms;
+    char *message;               /* owned, never NULL after result_new */
+    char *owned;                 /* a buffer the byte fields may point into */
+    const char *out, *err, *data, *mp;
+    size_t out_len, err_len, data_len, mp_len;
+    char *out_own, *err_own, *data_own, *mp_own;  /* separately owned copies */
+};
+
+mlk_result *result_new(void);
+/* Set status and a printf-style message (returns status). */
+int result_fail(mlk_result *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Copy bytes into a field: which = 'o','e','d','m'. */
+int result_set_copy(mlk_result *r, int which, const char *p, size_t n);
+/* Store r in *out (or free it) and return its status. */
+int result_give(mlk_result *r, mlk_result **out);
+
+/* ---- msgpack <-> JSON (mpconv.c) --------------------------------------- */
+/* Render a msgpack object as JSON.  Returns 0, or -1 when it holds
+ * something JSON cannot carry (ext types, non-string keys are
+ * rendered as strings). */
+int mp_to_json(const msgpack_object *o, jw *w);
+/* Pack a parsed JSON node as msgpack. */
+int json_to_mp(const jdoc *d, const jnode *n, msgpack_packer *pk);
+/* Convenience: JSON node -> malloc'd msgpack buffer. */
+int json_to_mp_buf(const jdoc *d, const jnode *n, char **buf, size_t *len);
+/* Unpack a msgpack document the caller passed in (a single object). */
+int mp_parse(const char *buf, size_t len, msgpack_unpacked *out);
+
+/* ---- the builder (sandbox.c) ---------------------------------------- */
+/* Validate and write the create params object into w (no newline).
+ * Returns 0 or an MLK_E* code with *msg (malloc'd) saying why. */
+int sandbox_render(const mlk_sandbox *sb, int launch, jw *w, char **msg);
+/* Port-forward specs and bind addresses given to the builder. */
+size_t sandbox_port_forwards(const mlk_sandbox *sb, const char *const **specs,
+                             const char *const **addrs, size_t *naddrs);
+
+/* ---- shared helpers (util.c) ---------------------------------------- */
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parse `[LOCAL:]REMOTE` specs into the wire forwards array (into w). */
+int port_forward_render(const char *const *specs, size_t n, jw *w, char **msg);
+/* Normalise allow-list hosts into a JSON array (into w). */
+int allow_list_render(const char *const *hosts, size_t n, jw *w, char **msg);
+
+#endif

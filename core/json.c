@@ -1,0 +1,630 @@
+/* json.c - writer, base64 and in-place parser (see json.h). */
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ===================================================================== */
+/* writer                                                                 */
+
+void jw_init(jw *w) { memset(w, 0, sizeof *w); }
+void jw_free(jw *w) { free(w->buf); memset(w, 0, sizeof *w); }
+
+void jw_reset(jw *w)
+{
+    w->len = 0;
+    w->depth = 0;
+    w->oom = 0;
+    w->need_comma[0] = 0;
+}
+
+char *jw_take(jw *w, size_t *len)
+{
+    if (jw_reserve(w, 1) != 0) return NULL;
+    w->buf[w->len] = '\0';
+    char *p = w->buf;
+    if (len) *len = w->len;
+    memset(w, 0, sizeof *w);
+    return p;
+}
+
+int jw_reserve(jw *w, size_t extra)
+{
+    if (w->oom) return -1;
+    if (w->len + extra + 1 <= w->cap) return 0;
+    size_t cap = w->cap ? w->cap : 256;
+    while (cap < w->len + extra + 1) {
+        if (cap > SIZE_MAX / 2) { w->oom = 1; return -1; }
+        cap *= 2;
+    }
+    char *p = realloc(w->buf, cap);
+    if (!p) { w->oom = 1; return -1; }
+    w->buf = p;
+    w->cap = cap;
+    return 0;
+}
+
+void jw_raw(jw *w, const char *s, size_t n)
+{
+    if (jw_reserve(w, n) != 0) return;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+
+static inline void put(jw *w, char c)
+{
+    if (jw_reserve(w, 1) != 0) return;
+    w->buf[w->len++] = c;
+}
+
+/* Before a value or key: a comma when this is not the first item. */
+static void sep(jw *w)
+{
+    if (w->need_comma[w->depth] == 1) put(w, ',');
+    w->need_comma[w->depth] = 1;
+}
+
+static void value_start(jw *w)
+{
+    if (w->need_comma[w->depth] == 2) { w->need_comma[w->depth] = 1; return; }
+    sep(w);
+}
+
+static void open(jw *w, char c)
+{
+    value_start(w);
+    put(w, c);
+    if (w->depth < 63) w->depth++;
+    w->need_comma[w->depth] = 0;
+}
+
+void jw_obj(jw *w) { open(w, '{'); }
+void jw_arr(jw *w) { open(w, '['); }
+void jw_obj_end(jw *w) { if (w->depth > 0) w->depth--; put(w, '}'); }
+void jw_arr_end(jw *w) { if (w->depth > 0) w->depth--; put(w, ']'); }
+
+void jw_key(jw *w, const char *key)
+{
+    sep(w);
+    size_t n = strlen(key);
+    if (jw_reserve(w, n + 3) != 0) return;
+    w->buf[w->len++] = '"';
+    memcpy(w->buf + w->len, key, n);
+    w->len += n;
+    w->buf[w->len++] = '"';
+    w->buf[w->len++] = ':';
+    w->need_comma[w->depth] = 2;
+}
+
+void jw_strn(jw *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    value_start(w);
+    if (jw_reserve(w, n + 2) != 0) return;
+    w->buf[w->len++] = '"';
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        jw_raw(w, s + start, i - start);
+        start = i + 1;
+        switch (c) {
+        case '"': jw_raw(w, "\\\"", 2); break;
+        case '\\': jw_raw(w, "\\\\", 2); break;
+        case '\n': jw_raw(w, "\\n", 2); break;
+        case '\r': jw_raw(w, "\\r", 2); break;
+        case '\t': jw_raw(w, "\\t", 2); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            jw_raw(w, u, 6);
+        }
+        }
+    }
+    jw_raw(w, s + start, n - start);
+    put(w, '"');
+}
+
+void jw_str(jw *w, const char *s)
+{
+    if (!s) { jw_null(w); return; }
+    jw_strn(w, s, strlen(s));
+}
+
+void jw_int(jw *w, int64_t v)
+{
+    char b[32];
+    value_start(w);
+    int n = snprintf(b, sizeof b, "%lld", (long long)v);
+    jw_raw(w, b, (size_t)n);
+}
+
+void jw_uint(jw *w, uint64_t v)
+{
+    char b[32];
+    value_start(w);
+    int n = snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+    jw_raw(w, b, (size_t)n);
+}
+
+void jw_double(jw *w, double v)
+{
+    char b[40];
+    value_start(w);
+    if (!isfinite(v)) { jw_raw(w, "null", 4); return; }
+    if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+        int n = snprintf(b, sizeof b, "%lld", (long long)v);
+        jw_raw(w, b, (size_t)n);
+        return;
+    }
+    int n = snprintf(b, sizeof b, "%.17g", v);
+    /* shortest form that round-trips */
+    for (int p = 1; p < 17; p++) {
+        char t[40];
+        int m = snprintf(t, sizeof t, "%.*g", p, v);
+        if (strtod(t, NULL) == v) { memcpy(b, t, (size_t)m + 1); n = m; break; }
+    }
+    jw_raw(w, b, (size_t)n);
+}
+
+void jw_bool(jw *w, int v)
+{
+    value_start(w);
+    if (v) jw_raw(w, "true", 4); else jw_raw(w, "false", 5);
+}
+
+void jw_null(jw *w)
+{
+    value_start(w);
+    jw_raw(w, "null", 4);
+}
+
+void jw_value(jw *w, const char *json, size_t n)
+{
+    value_start(w);
+    jw_raw(w, json, n);
+}
+
+void jw_nl(jw *w) { put(w, '\n'); }
+
+/* ===================================================================== */
+/* base64                                                                 */
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t b64_encoded_len(size_t n) { return (n + 2) / 3 * 4; }
+
+void b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *out++ = b64chars[v >> 18];
+        *out++ = b64chars[(v >> 12) & 63];
+        *out++ = b64chars[(v >> 6) & 63];
+        *out++ = b64chars[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        *out++ = b64chars[v >> 18];
+        *out++ = b64chars[(v >> 12) & 63];
+        *out++ = '=';
+        *out++ = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        *out++ = b64chars[v >> 18];
+        *out++ = b64chars[(v >> 12) & 63];
+        *out++ = b64chars[(v >> 6) & 63];
+        *out++ = '=';
+    }
+}
+
+static signed char b64rev[256];
+static void b64_init(void)
+{
+    static int done;
+    if (done) return;
+    memset(b64rev, -1, sizeof b64rev);
+    for (int i = 0; i < 64; i++) b64rev[(unsigned char)b64chars[i]] = (signed char)i;
+    done = 1; /* idempotent: racing initialisers write the same bytes */
+}
+
+void jw_b64(jw *w, const void *data, size_t n)
+{
+    value_start(w);
+    size_t m = b64_encoded_len(n);
+    if (jw_reserve(w, m + 2) != 0) return;
+    w->buf[w->len++] = '"';
+    b64_encode(data, n, w->buf + w->len);
+    w->len += m;
+    w->buf[w->len++] = '"';
+}
+
+long long b64_decode(const char *in, size_t n, unsigned char *out)
+{
+    b64_init();
+    while (n > 0 && in[n - 1] == '=') n--;
+    if (n % 4 == 1) return -1;
+    size_t o = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        int a = b64rev[(unsigned char)in[i]], b = b64rev[(unsigned char)in[i + 1]];
+        int c = b64rev[(unsigned char)in[i + 2]], d = b64rev[(unsigned char)in[i + 3]];
+        if ((a | b | c | d) < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        out[o++] = (unsigned char)(v >> 16);
+        out[o++] = (unsigned char)(v >> 8);
+        out[o++] = (unsigned char)v;
+    }
+    size_t rest = n - i;
+    if (rest >= 2) {
+        int a = b64rev[(unsigned char)in[i]], b = b64rev[(unsigned char)in[i + 1]];
+        int c = rest == 3 ? b64rev[(unsigned char)in[i + 2]] : 0;
+        if ((a | b | c) < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
+        out[o++] = (unsigned char)(v >> 16);
+        if (rest == 3) out[o++] = (unsigned char)(v >> 8);
+    }
+    return (long long)o;
+}
+
+/* ===================================================================== */
+/* parser                                                                 */
+
+void jd_init(jdoc *d) { memset(d, 0, sizeof *d); }
+void jd_free(jdoc *d) { free(d->nodes); memset(d, 0, sizeof *d); }
+
+typedef struct {
+    jdoc *d;
+    char *p, *end;
+    int depth;
+} pstate;
+
+static long newnode(pstate *ps, int type)
+{
+    jdoc *d = ps->d;
+    if (d->n == d->cap) {
+        uint32_t cap = d->cap ? d->cap * 2 : 64;
+        jnode *nn = realloc(d->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) { d->err = "out of memory"; return -1; }
+        d->nodes = nn;
+        d->cap = cap;
+    }
+    jnode *n = &d->nodes[d->n];
+    memset(n, 0, sizeof *n);
+    n->type = (unsigned char)type;
+    return (long)d->n++;
+}
+
+static void ws(pstate *ps)
+{
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
+        ps->p++;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4) return -1;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return -1;
+        v = v << 4 | (unsigned)h;
+    }
+    *out = v;
+    return 0;
+}
+
+static char *put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) *o++ = (char)cp;
+    else if (cp < 0x800) { *o++ = (char)(0xC0 | cp >> 6); *o++ = (char)(0x80 | (cp & 63)); }
+    else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | cp >> 12);
+        *o++ = (char)(0x80 | ((cp >> 6) & 63));
+        *o++ = (char)(0x80 | (cp & 63));
+    } else {
+        *o++ = (char)(0xF0 | cp >> 18);
+        *o++ = (char)(0x80 | ((cp >> 12) & 63));
+        *o++ = (char)(0x80 | ((cp >> 6) & 63));
+        *o++ = (char)(0x80 | (cp & 63));
+    }
+    return o;
+}
+
+/* p points after the opening quote.  Unescape in place. */
+static int parse_string(pstate *ps, char **s, size_t *len)
+{
+    char *start = ps->p, *o;
+    char *q = memchr(ps->p, '"', (size_t)(ps->end - ps->p));
+    if (!q) { ps->d->err = "unterminated string"; return -1; }
+    if (!memchr(ps->p, '\\', (size_t)(q - ps->p))) { /* fast path: no escapes */
+        for (char *c = start; c < q; c++)
+            if ((unsigned char)*c < 0x20) { ps->d->err = "control character in string"; return -1; }
+        *s = start;
+        *len = (size_t)(q - start);
+        *q = '\0';
+        ps->p = q + 1;
+        return 0;
+    }
+    o = start;
+    char *p = start;
+    for (;;) {
+        if (p >= ps->end) { ps->d->err = "unterminated string"; return -1; }
+        char c = *p;
+        if (c == '"') break;
+        if ((unsigned char)c < 0x20) { ps->d->err = "control character in string"; return -1; }
+        if (c != '\\') { *o++ = *p++; continue; }
+        p++;
+        if (p >= ps->end) { ps->d->err = "bad escape"; return -1; }
+        switch (*p) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            if (hex4(p + 1, ps->end, &cp) != 0) { ps->d->err = "bad \\u escape"; return -1; }
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF && ps->end - p >= 7 && p[1] == '\\' && p[2] == 'u') {
+                unsigned lo;
+                if (hex4(p + 3, ps->end, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
+            }
+            if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
+            o = put_utf8(o, cp); /* never longer than the escape it replaces */
+            break;
+        }
+        default: ps->d->err = "bad escape"; return -1;
+        }
+        p++;
+    }
+    *s = start;
+    *len = (size_t)(o - start);
+    *o = '\0';
+    ps->p = p + 1;
+    return 0;
+}
+
+static long parse_value(pstate *ps);
+
+static long parse_container(pstate *ps, int is_obj)
+{
+    long idx = newnode(ps, is_obj ? JN_OBJ : JN_ARR);
+    if (idx < 0) return -1;
+    if (++ps->depth > 512) { ps->d->err = "nesting too deep"; return -1; }
+    ps->p++;
+    ws(ps);
+    char close = is_obj ? '}' : ']';
+    long prev = -1;
+    uint32_t count = 0;
+    if (ps->p < ps->end && *ps->p == close) { ps->p++; ps->depth--; return idx; }
+    for (;;) {
+        long item;
+        ws(ps);
+        if (is_obj) {
+            if (ps->p >= ps->end || *ps->p != '"') { ps->d->err = "expected key"; return -1; }
+            item = newnode(ps, JN_STR);
+            if (item < 0) return -1;
+            ps->p++;
+            char *s; size_t l;
+            if (parse_string(ps, &s, &l) != 0) return -1;
+            ps->d->nodes[item].s = s;
+            ps->d->nodes[item].len = l;
+            ws(ps);
+            if (ps->p >= ps->end || *ps->p != ':') { ps->d->err = "expected ':'"; return -1; }
+            ps->p++;
+            ws(ps);
+            if (parse_value(ps) < 0) return -1;
+        } else {
+            item = parse_value(ps);
+            if (item < 0) return -1;
+        }
+        if (prev >= 0) ps->d->nodes[prev].next = (uint32_t)item;
+        prev = item;
+        count++;
+        ws(ps);
+        if (ps->p >= ps->end) { ps->d->err = "unexpected end"; return -1; }
+        if (*ps->p == ',') { ps->p++; continue; }
+        if (*ps->p == close) { ps->p++; break; }
+        ps->d->err = is_obj ? "expected ',' or '}'" : "expected ',' or ']'";
+        return -1;
+    }
+    ps->d->nodes[idx].count = count;
+    ps->depth--;
+    return idx;
+}
+
+static int lit(pstate *ps, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0) { ps->d->err = "bad literal"; return -1; }
+    ps->p += n;
+    return 0;
+}
+
+static long parse_value(pstate *ps)
+{
+    ws(ps);
+    if (ps->p >= ps->end) { ps->d->err = "unexpected end"; return -1; }
+    char c = *ps->p;
+    long idx;
+    switch (c) {
+    case '{': return parse_container(ps, 1);
+    case '[': return parse_container(ps, 0);
+    case '"': {
+        idx = newnode(ps, JN_STR);
+        if (idx < 0) return -1;
+        ps->p++;
+        char *s; size_t l;
+        if (parse_string(ps, &s, &l) != 0) return -1;
+        ps->d->nodes[idx].s = s;
+        ps->d->nodes[idx].len = l;
+        return idx;
+    }
+    case 't': case 'f':
+        idx = newnode(ps, JN_BOOL);
+        if (idx < 0 || lit(ps, c == 't' ? "true" : "false") != 0) return -1;
+        ps->d->nodes[idx].bval = c == 't';
+        return idx;
+    case 'n':
+        idx = newnode(ps, JN_NULL);
+        if (idx < 0 || lit(ps, "null") != 0) return -1;
+        return idx;
+    default: {
+        if (c != '-' && (c < '0' || c > '9')) { ps->d->err = "unexpected character"; return -1; }
+        idx = newnode(ps, JN_NUM);
+        if (idx < 0) return -1;
+        char *st = ps->p;
+        while (ps->p < ps->end && (strchr("+-.eE", *ps->p) || (*ps->p >= '0' && *ps->p <= '9'))) ps->p++;
+        ps->d->nodes[idx].s = st;
+        ps->d->nodes[idx].len = (size_t)(ps->p - st);
+        return idx;
+    }
+    }
+}
+
+int jd_parse(jdoc *d, char *buf, size_t len)
+{
+    pstate ps = {d, buf, buf + len, 0};
+    d->n = 0;
+    d->err = NULL;
+    if (parse_value(&ps) < 0) { d->n = 0; return -1; }
+    ws(&ps);
+    if (ps.p != ps.end) { d->err = "trailing characters"; d->n = 0; return -1; }
+    /* Numbers are not NUL-terminated in place; that is fine because the
+     * readers below copy them out with their length. */
+    buf[len] = '\0';
+    return 0;
+}
+
+const jnode *jd_root(const jdoc *d) { return d->n ? &d->nodes[0] : NULL; }
+
+const jnode *jd_first(const jdoc *d, const jnode *n)
+{
+    if (!n || (n->type != JN_ARR && n->type != JN_OBJ) || n->count == 0) return NULL;
+    (void)d;
+    return n + 1;
+}
+
+const jnode *jd_next(const jdoc *d, const jnode *n)
+{
+    return n && n->next ? &d->nodes[n->next] : NULL;
+}
+
+const jnode *jd_get(const jdoc *d, const jnode *obj, const char *key)
+{
+    if (!obj || obj->type != JN_OBJ) return NULL;
+    size_t kl = strlen(key);
+    for (const jnode *k = jd_first(d, obj); k; k = jd_next(d, k))
+        if (k->len == kl && memcmp(k->s, key, kl) == 0) return k + 1;
+    return NULL;
+}
+
+int jn_double(const jnode *n, double *out)
+{
+    if (!n || n->type != JN_NUM || n->len == 0 || n->len > 63) return -1;
+    char b[64];
+    memcpy(b, n->s, n->len);
+    b[n->len] = '\0';
+    char *e;
+    errno = 0;
+    double v = strtod(b, &e);
+    if (*e || errno == ERANGE) return -1;
+    *out = v;
+    return 0;
+}
+
+int jn_int(const jnode *n, int64_t *out)
+{
+    if (!n || n->type != JN_NUM || n->len == 0 || n->len > 63) return -1;
+    char b[64];
+    memcpy(b, n->s, n->len);
+    b[n->len] = '\0';
+    char *e;
+    errno = 0;
+    long long v = strtoll(b, &e, 10);
+    if (*e == '\0' && errno == 0) { *out = v; return 0; }
+    double dv;
+    if (jn_double(n, &dv) == 0 && dv == (double)(int64_t)dv) { *out = (int64_t)dv; return 0; }
+    return -1;
+}
+
+int jn_uint(const jnode *n, uint64_t *out)
+{
+    if (!n || n->type != JN_NUM || n->len == 0 || n->len > 63 || n->s[0] == '-') return -1;
+    char b[64];
+    memcpy(b, n->s, n->len);
+    b[n->len] = '\0';
+    char *e;
+    errno = 0;
+    unsigned long long v = strtoull(b, &e, 10);
+    if (*e || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+const char *jd_str(const jdoc *d, const jnode *obj, const char *key, const char *def)
+{
+    const jnode *n = jd_get(d, obj, key);
+    return n && n->type == JN_STR ? n->s : def;
+}
+
+int64_t jd_int(const jdoc *d, const jnode *obj, const char *key, int64_t def)
+{
+    int64_t v;
+    return jn_int(jd_get(d, obj, key), &v) == 0 ? v : def;
+}
+
+double jd_num(const jdoc *d, const jnode *obj, const char *key, double def)
+{
+    double v;
+    return jn_double(jd_get(d, obj, key), &v) == 0 ? v : def;
+}
+
+int jd_bool(const jdoc *d, const jnode *obj, const char *key, int def)
+{
+    const jnode *n = jd_get(d, obj, key);
+    return n && n->type == JN_BOOL ? n->bval : def;
+}
+
+void jd_write(const jdoc *d, const jnode *n, jw *w)
+{
+    switch (n->type) {
+    case JN_NULL: jw_null(w); break;
+    case JN_BOOL: jw_bool(w, n->bval); break;
+    case JN_NUM: jw_value(w, n->s, n->len); break;
+    case JN_STR: jw_strn(w, n->s, n->len); break;
+    case JN_ARR:
+        jw_arr(w);
+        for (const jnode *c = jd_first(d, n); c; c = jd_next(d, c)) jd_write(d, c, w);
+        jw_arr_end(w);
+        break;
+    case JN_OBJ:
+        jw_obj(w);
+        for (const jnode *k = jd_first(d, n); k; k = jd_next(d, k)) {
+            jw_strn(w, k->s, k->len);
+            jw_raw(w, ":", 1);
+            w->need_comma[w->depth] = 2;
+            jd_write(d, k + 1, w);
+        }
+        jw_obj_end(w);
+        break;
+    }
+}

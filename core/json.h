@@ -1,0 +1,96 @@
+/* json.h - the wire codec: a JSON writer into a growable buffer and an
+ * in-place JSON parser (strings are unescaped inside the input buffer, so
+ * a large base64 field is never copied).  Private to the core and to
+ * matchlock-local; nothing here is exported. */
+#ifndef MLK_JSON_H
+#define MLK_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- growable byte buffer and writer -------------------------------- */
+
+typedef struct jw {
+    char *buf;
+    size_t len, cap;
+    int oom;                  /* set once an allocation failed */
+    int depth;
+    unsigned char need_comma[64];
+} jw;
+
+void jw_init(jw *w);
+void jw_free(jw *w);
+/* Hand the buffer to the caller (NUL-terminated); the writer is reset. */
+char *jw_take(jw *w, size_t *len);
+void jw_reset(jw *w);
+int jw_reserve(jw *w, size_t extra);
+void jw_raw(jw *w, const char *s, size_t n);      /* bytes as they are */
+void jw_obj(jw *w);
+void jw_obj_end(jw *w);
+void jw_arr(jw *w);
+void jw_arr_end(jw *w);
+void jw_key(jw *w, const char *key);               /* key must need no escaping */
+void jw_str(jw *w, const char *s);                 /* escaped; NULL writes null */
+void jw_strn(jw *w, const char *s, size_t n);
+void jw_int(jw *w, int64_t v);
+void jw_uint(jw *w, uint64_t v);
+void jw_double(jw *w, double v);
+void jw_bool(jw *w, int v);
+void jw_null(jw *w);
+void jw_b64(jw *w, const void *data, size_t n);    /* "base64" */
+void jw_value(jw *w, const char *json, size_t n);  /* a pre-rendered JSON value */
+void jw_nl(jw *w);                                 /* end of a wire line */
+
+/* ---- base64 ---------------------------------------------------------- */
+
+size_t b64_encoded_len(size_t n);
+void b64_encode(const unsigned char *in, size_t n, char *out);
+/* Decode n chars; out may equal in (decoding in place is safe).  Returns
+ * the decoded length or -1 on invalid input. */
+long long b64_decode(const char *in, size_t n, unsigned char *out);
+
+/* ---- in-place parser -------------------------------------------------- */
+
+enum { JN_NULL, JN_BOOL, JN_NUM, JN_STR, JN_ARR, JN_OBJ };
+
+typedef struct jnode {
+    unsigned char type;
+    unsigned char bval;
+    uint32_t count;   /* children (arrays), key+value pairs (objects) */
+    uint32_t next;    /* index of the next sibling, 0 = none */
+    char *s;          /* strings: unescaped text (NUL-terminated); numbers: text */
+    size_t len;
+} jnode;
+
+typedef struct jdoc {
+    jnode *nodes;
+    uint32_t n, cap;
+    const char *err;  /* static reason when parsing failed */
+} jdoc;
+
+void jd_init(jdoc *d);
+void jd_free(jdoc *d);
+/* Parse buf[0..len) in place (the buffer is modified; buf[len] must be
+ * writable, it receives a NUL).  Returns 0 or -1 (d->err says why). */
+int jd_parse(jdoc *d, char *buf, size_t len);
+/* Root node (index 0), or NULL when nothing was parsed. */
+const jnode *jd_root(const jdoc *d);
+/* Object member by key, or NULL. */
+const jnode *jd_get(const jdoc *d, const jnode *obj, const char *key);
+/* First child of an array (value) or object (key; its value is key+1). */
+const jnode *jd_first(const jdoc *d, const jnode *n);
+const jnode *jd_next(const jdoc *d, const jnode *n);
+/* Value of an object key node. */
+static inline const jnode *jd_val(const jnode *key) { return key + 1; }
+/* Convenience readers: fall back to `def` when absent or of another type. */
+const char *jd_str(const jdoc *d, const jnode *obj, const char *key, const char *def);
+int64_t jd_int(const jdoc *d, const jnode *obj, const char *key, int64_t def);
+double jd_num(const jdoc *d, const jnode *obj, const char *key, double def);
+int jd_bool(const jdoc *d, const jnode *obj, const char *key, int def);
+int jn_int(const jnode *n, int64_t *out);
+int jn_uint(const jnode *n, uint64_t *out);
+int jn_double(const jnode *n, double *out);
+/* Re-render a parsed node as compact JSON into w. */
+void jd_write(const jdoc *d, const jnode *n, jw *w);
+
+#endif

@@ -1,0 +1,1656 @@
+/* client.c - the RPC state machine: one client talks to one `matchlock rpc`
+ * child over pipes.
+ *
+ * Threads.  Host threads compose request lines (JSON, base64 included) and
+ * post them to the I/O thread (loop.c), which owns everything marked "I/O"
+ * below: the child's pipes, the request table, the line buffer.  Results
+ * and callbacks go back through an mlk_queue: the client's main queue for
+ * async calls and events (drained by mlk_dispatch), or a private queue
+ * for a blocking call (drained by the thread blocked in it). */
+#include "internal.h"
+#include "loop.h"
+#include "process.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+enum {
+    K_CREATE, K_EXEC, K_EXEC_STREAM, K_EXEC_PIPE, K_EXEC_TTY, K_WRITE, K_WRITE_PIPE,
+    K_READ, K_LIST, K_LOG, K_LOG_STREAM, K_ALLOW, K_PORTFWD, K_CLOSE,
+};
+
+static const char *const method_names[] = {
+    "create", "exec", "exec_stream", "exec_pipe", "exec_tty", "write_file", "exec_pipe",
+    "read_file", "list_files", "log", "log_stream", "allow_list", "port_forward", "close",
+};
+
+#define NBUCKETS 64
+#define STEAL_MIN (64 * 1024)          /* results this big take the line buffer */
+#define FEED_HIGH (1024 * 1024)        /* stop feeding stdin above this many buffered bytes */
+#define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
+#define SERVER_MAX_LINE (10 * 1024 * 1024)
+#define STDERR_TAIL 4096
+
+typedef struct pline {
+    struct pline *next;
+    size_t len;
+    char data[];
+} pline;
+
+struct waiter;
+
+typedef struct req {
+    uint64_t id;
+    int kind;
+    struct mlk_client *c;
+    mlk_queue *q;                 /* where this call's callbacks go */
+    struct waiter *w;             /* blocking caller, or NULL */
+    mlk_done_cb done;
+    mlk_output_cb on_output;
+    mlk_ready_cb on_ready;
+    void *ud;
+    int64_t timeout_ms;
+    struct event *timer;          /* I/O */
+    int ready, abandoned, interactive;
+    pline *pend, *pend_tail;      /* stdin held until ready (I/O) */
+    char *feed;                   /* stdin to push after ready (owned) */
+    size_t feed_len, feed_off;
+    int eof_sent;
+    char *errbuf;                 /* K_WRITE_PIPE: collected stderr */
+    size_t errlen;
+    char *path;                   /* K_WRITE_PIPE: for messages */
+    struct req *hnext;
+} req;
+
+enum { ST_OPEN, ST_CLOSING, ST_CLOSED };
+
+struct mlk_client {
+    mlk_config *cfg;
+    pid_t pid;
+    int in_fd, out_fd, err_fd;
+    mlk_queue mainq;
+    _Atomic uint64_t next_id;
+    _Atomic size_t stdin_pending;  /* stdin bytes posted but not yet in outbuf */
+    _Atomic size_t out_buffered;   /* outbuf length, as last seen by the I/O thread */
+    _Atomic int in_dispatch;
+    _Atomic int free_pending;
+
+    /* I/O thread only */
+    struct event *ev_read, *ev_write, *ev_err;
+    struct evbuffer *outbuf;
+    char *buf;
+    size_t len, cap, scan;
+    jdoc doc;
+    req *table[NBUCKETS];
+    int dead, detached;
+
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    int state;
+    char *vm_id;
+    char *dead_msg;
+    int dead_status;
+    char tail[STDERR_TAIL];
+    size_t tail_len;
+    mlk_event_cb event_cb;
+    void *event_ud;
+};
+
+/* ===================================================================== */
+/* queue items                                                            */
+
+typedef struct waiter {
+    mlk_queue q;
+    mlk_result *res;
+    int done;
+} waiter;
+
+typedef struct done_item {
+    qitem base;
+    mlk_done_cb done;
+    void *ud;
+    uint64_t op;
+    mlk_result *res;
+    waiter *w;
+} done_item;
+
+static void done_run(qitem *it)
+{
+    done_item *d = (done_item *)it;
+    if (d->w) {
+        d->w->res = d->res;
+        d->w->done = 1;
+    } else {
+        if (d->done) d->done(d->ud, d->op, d->res);
+        mlk_result_free(d->res);
+    }
+    free(d);
+}
+
+static void done_drop(qitem *it)
+{
+    done_item *d = (done_item *)it;
+    mlk_result_free(d->res);
+    free(d);
+}
+
+typedef struct out_item {
+    qitem base;
+    mlk_output_cb cb;
+    mlk_ready_cb ready;
+    void *ud;
+    uint64_t op;
+    int fd;
+    size_t len;
+    char data[];
+} out_item;
+
+static void out_run(qitem *it)
+{
+    out_item *o = (out_item *)it;
+    if (o->cb) o->cb(o->ud, o->op, o->fd, o->data, o->len);
+    else if (o->ready) o->ready(o->ud, o->op);
+    free(o);
+}
+
+static void plain_drop(qitem *it) { free(it); }
+
+typedef struct event_item {
+    qitem base;
+    mlk_client *c;
+    size_t len;
+    char data[];
+} event_item;
+
+static void event_run(qitem *it)
+{
+    event_item *e = (event_item *)it;
+    pthread_mutex_lock(&e->c->mu);
+    mlk_event_cb cb = e->c->event_cb;
+    void *ud = e->c->event_ud;
+    pthread_mutex_unlock(&e->c->mu);
+    if (cb) cb(ud, e->data, e->len);
+    free(e);
+}
+
+/* ===================================================================== */
+/* I/O thread: request table, output, completion                           */
+
+static void table_put(mlk_client *c, req *r)
+{
+    req **b = &c->table[r->id % NBUCKETS];
+    r->hnext = *b;
+    *b = r;
+}
+
+static req *table_get(mlk_client *c, uint64_t id)
+{
+    for (req *r = c->table[id % NBUCKETS]; r; r = r->hnext)
+        if (r->id == id) return r;
+    return NULL;
+}
+
+static void table_del(mlk_client *c, req *r)
+{
+    for (req **p = &c->table[r->id % NBUCKETS]; *p; p = &(*p)->hnext)
+        if (*p == r) { *p = r->hnext; return; }
+}
+
+static void req_free(req *r)
+{
+    if (!r) return;
+    if (r->timer) event_free(r->timer);
+    while (r->pend) {
+        pline *n = r->pend->next;
+        free(r->pend);
+        r->pend = n;
+    }
+    free(r->feed);
+    free(r->errbuf);
+    free(r->path);
+    free(r);
+}
+
+/* Hand the result to the call's queue (exactly once per request). */
+static void post_done(req *r, mlk_result *res)
+{
+    done_item *d = calloc(1, sizeof *d);
+    if (!d) { mlk_result_free(res); return; } /* nothing sane left to do */
+    d->base.run = done_run;
+    d->base.drop = done_drop;
+    d->done = r->done;
+    d->ud = r->ud;
+    d->op = r->id;
+    d->res = res;
+    d->w = r->w;
+    queue_push(r->q, &d->base);
+}
+
+static void post_fail(req *r, int status, const char *msg)
+{
+    mlk_result *res = result_new();
+    if (res) result_fail(res, status, "%s", msg);
+    post_done(r, res);
+}
+
+static void flush_out(mlk_client *c);
+
+static void out_add(mlk_client *c, const char *p, size_t n)
+{
+    if (c->dead || c->detached) return;
+    evbuffer_add(c->outbuf, p, n);
+    flush_out(c);
+}
+
+static void send_stdin_eof(mlk_client *c, req *r);
+static void feed_more(mlk_client *c, req *r);
+
+static void feed_all(mlk_client *c)
+{
+    for (int b = 0; b < NBUCKETS; b++)
+        for (req *r = c->table[b]; r; r = r->hnext)
+            if (r->ready && !r->abandoned && r->feed) feed_more(c, r);
+}
+
+static void die(mlk_client *c, int status, const char *why);
+
+static void flush_out(mlk_client *c)
+{
+    if (c->dead || c->detached) return;
+    while (evbuffer_get_length(c->outbuf) > 0) {
+        int n = evbuffer_write(c->outbuf, c->in_fd);
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n < 0 && errno == EINTR) continue;
+        die(c, MLK_EDEAD, "the matchlock process stopped reading its input");
+        return;
+    }
+    c->out_buffered = evbuffer_get_length(c->outbuf);
+    if (c->out_buffered > 0) event_add(c->ev_write, NULL);
+    else event_del(c->ev_write);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    flush_out(c);
+    if (!c->dead && !c->detached && evbuffer_get_length(c->outbuf) < FEED_HIGH) feed_all(c);
+}
+
+/* Give up on a request: its caller gets `status` now, the server is asked
+ * to cancel, and whatever the server still sends for it is dropped. */
+static void abandon(mlk_client *c, req *r, int status, const char *msg)
+{
+    if (r->abandoned) return;
+    r->abandoned = 1;
+    if (r->timer) { event_free(r->timer); r->timer = NULL; }
+    post_fail(r, status, msg);
+    jw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_key(&w, "jsonrpc"); jw_str(&w, "2.0");
+    jw_key(&w, "method"); jw_str(&w, "cancel");
+    jw_key(&w, "params"); jw_obj(&w); jw_key(&w, "id"); jw_uint(&w, r->id); jw_obj_end(&w);
+    jw_key(&w, "id"); jw_uint(&w, c->next_id++);
+    jw_obj_end(&w);
+    jw_nl(&w);
+    if (!w.oom) out_add(c, w.buf, w.len);
+    jw_free(&w);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    req *r = arg;
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: deadline of %lld ms exceeded (the call was cancelled)",
+             method_names[r->kind], (long long)r->timeout_ms);
+    abandon(r->c, r, MLK_ETIMEDOUT, msg);
+}
+
+static void fail_all(mlk_client *c, int status, const char *msg)
+{
+    for (int b = 0; b < NBUCKETS; b++) {
+        req *r = c->table[b];
+        c->table[b] = NULL;
+        while (r) {
+            req *n = r->hnext;
+            if (!r->abandoned) post_fail(r, status, msg);
+            req_free(r);
+            r = n;
+        }
+    }
+}
+
+static void stop_events(mlk_client *c)
+{
+    if (c->ev_read) { event_free(c->ev_read); c->ev_read = NULL; }
+    if (c->ev_write) { event_free(c->ev_write); c->ev_write = NULL; }
+}
+
+static void die(mlk_client *c, int status, const char *why)
+{
+    if (c->dead) return;
+    c->dead = 1;
+    pthread_mutex_lock(&c->mu);
+    char *msg = xasprintf("%s%s%.*s", why, c->tail_len ? "; its stderr ends with: " : "",
+                          (int)c->tail_len, c->tail);
+    free(c->dead_msg);
+    c->dead_msg = msg;
+    c->dead_status = status;
+    pthread_mutex_unlock(&c->mu);
+    stop_events(c);
+    fail_all(c, status, msg ? msg : why);
+}
+
+/* ===================================================================== */
+/* I/O thread: incoming lines                                              */
+
+static int decode_field(const jnode *n, const char **p, size_t *len)
+{
+    if (!n || n->type != JN_STR) { *p = ""; *len = 0; return n ? -1 : 0; }
+    long long k = b64_decode(n->s, n->len, (unsigned char *)n->s);
+    if (k < 0) return -1;
+    *p = n->s;
+    *len = (size_t)k;
+    return 0;
+}
+
+static void post_output(req *r, int fd, const char *p, size_t n)
+{
+    if (!r->on_output) return;
+    out_item *o = malloc(sizeof *o + n);
+    if (!o) return;
+    o->base.run = out_run;
+    o->base.drop = plain_drop;
+    o->cb = r->on_output;
+    o->ready = NULL;
+    o->ud = r->ud;
+    o->op = r->id;
+    o->fd = fd;
+    o->len = n;
+    memcpy(o->data, p, n);
+    queue_push(r->q, &o->base);
+}
+
+static void on_ready(mlk_client *c, req *r)
+{
+    if (r->ready) return;
+    r->ready = 1;
+    while (r->pend) {
+        pline *p = r->pend;
+        r->pend = p->next;
+        c->stdin_pending -= p->len;
+        out_add(c, p->data, p->len);
+        free(p);
+    }
+    r->pend_tail = NULL;
+    if (r->on_ready) {
+        out_item *o = calloc(1, sizeof *o);
+        if (o) {
+            o->base.run = out_run;
+            o->base.drop = plain_drop;
+            o->ready = r->on_ready;
+            o->ud = r->ud;
+            o->op = r->id;
+            queue_push(r->q, &o->base);
+        }
+    }
+    feed_more(c, r);
+}
+
+static void on_notification(mlk_client *c, const char *method, const jnode *params)
+{
+    jdoc *d = &c->doc;
+    if (strcmp(method, "event") == 0) {
+        char *mp;
+        size_t n;
+        if (!params || json_to_mp_buf(d, params, &mp, &n) != 0) return;
+        event_item *e = malloc(sizeof *e + n);
+        if (e) {
+            e->base.run = event_run;
+            e->base.drop = plain_drop;
+            e->c = c;
+            e->len = n;
+            memcpy(e->data, mp, n);
+            queue_push(&c->mainq, &e->base);
+        }
+        free(mp);
+        return;
+    }
+    uint64_t id;
+    if (jn_uint(jd_get(d, params, "id"), &id) != 0) return;
+    req *r = table_get(c, id);
+    if (!r || r->abandoned) return;
+    const char *dot = strrchr(method, '.');
+    if (!dot) return;
+    dot++;
+    if (strcmp(dot, "ready") == 0) { on_ready(c, r); return; }
+    int fd = strcmp(dot, "stderr") == 0 ? 2 : 1;
+    if (fd == 1 && strcmp(dot, "stdout") != 0 && strcmp(dot, "data") != 0) return;
+    const char *p;
+    size_t n;
+    if (decode_field(jd_get(d, params, "data"), &p, &n) != 0) return;
+    if (r->kind == K_WRITE_PIPE) {
+        if (fd == 2 && r->errlen < 4096) {
+            size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
+            char *e = realloc(r->errbuf, r->errlen + k + 1);
+            if (e) {
+                memcpy(e + r->errlen, p, k);
+                r->errlen += k;
+                e[r->errlen] = '\0';
+                r->errbuf = e;
+            }
+        }
+        return;
+    }
+    post_output(r, fd, p, n);
+}
+
+/* Build the result of a successful response.  *steal is set when the
+ * result took ownership of the whole line buffer. */
+static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_steal, int *steal)
+{
+    jdoc *d = &c->doc;
+    mlk_result *out = result_new();
+    if (!out) return NULL;
+    const char *p;
+    size_t n;
+    switch (r->kind) {
+    case K_CREATE: {
+        const char *id = jd_str(d, res, "id", NULL);
+        if (!id) { result_fail(out, MLK_EPROTO, "create: the server's answer has no VM id"); break; }
+        result_set_copy(out, 'd', id, strlen(id));
+        pthread_mutex_lock(&c->mu);
+        free(c->vm_id);
+        c->vm_id = xstrdup(id);
+        pthread_mutex_unlock(&c->mu);
+        break;
+    }
+    case K_EXEC:
+        if (decode_field(jd_get(d, res, "stdout"), &p, &n) == 0) result_set_copy(out, 'o', p, n);
+        if (decode_field(jd_get(d, res, "stderr"), &p, &n) == 0) result_set_copy(out, 'e', p, n);
+        /* fallthrough */
+    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY:
+        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
+        out->duration_ms = jd_int(d, res, "duration_ms", 0);
+        break;
+    case K_WRITE_PIPE:
+        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
+        if (out->exit_code != 0) {
+            out->rpc_code = -32002;
+            result_fail(out, MLK_ERPC, "write_file %s: %s", r->path ? r->path : "",
+                        r->errlen ? r->errbuf : "the copy command failed");
+        }
+        out->exit_code = -1;
+        break;
+    case K_READ: case K_LOG:
+        if (decode_field(jd_get(d, res, "content"), &p, &n) != 0) {
+            result_fail(out, MLK_EPROTO, "%s: content is not valid base64", method_names[r->kind]);
+            break;
+        }
+        if (can_steal && n >= STEAL_MIN) {
+            out->owned = c->buf;
+            out->data = p;
+            out->data_len = n;
+            *steal = 1;
+        } else {
+            result_set_copy(out, 'd', p, n);
+        }
+        break;
+    case K_LIST: case K_PORTFWD: case K_ALLOW: {
+        const jnode *v = r->kind == K_LIST ? jd_get(d, res, "files")
+                       : r->kind == K_PORTFWD ? jd_get(d, res, "bindings") : res;
+        char *mp;
+        if (v && v->type != JN_NULL && json_to_mp_buf(d, v, &mp, &n) == 0) {
+            out->mp_own = mp;
+            out->mp = mp;
+            out->mp_len = n;
+        } else {
+            /* null lists are empty lists */
+            static const char empty_array = (char)0x90;
+            result_set_copy(out, 'm', &empty_array, 1);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return out;
+}
+
+static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, int *steal)
+{
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
+    if (i == len) return;
+    jdoc *d = &c->doc;
+    if (jd_parse(d, line, len) != 0) return; /* not JSON: ignored, like upstream */
+    const jnode *root = jd_root(d);
+    if (!root || root->type != JN_OBJ) return;
+    const jnode *idn = jd_get(d, root, "id");
+    const char *method = jd_str(d, root, "method", NULL);
+    if (method && (!idn || idn->type == JN_NULL)) {
+        on_notification(c, method, jd_get(d, root, "params"));
+        return;
+    }
+    uint64_t id;
+    if (jn_uint(idn, &id) != 0) return;
+    req *r = table_get(c, id);
+    if (!r) return;
+    table_del(c, r);
+    if (r->abandoned) { req_free(r); return; }
+    const jnode *err = jd_get(d, root, "error");
+    mlk_result *res;
+    if (err && err->type == JN_OBJ) {
+        res = result_new();
+        if (res) {
+            int code = (int)jd_int(d, err, "code", -32603);
+            res->rpc_code = code;
+            result_fail(res, code == -32003 ? MLK_ECANCELED : MLK_ERPC, "%s: %s (code %d)",
+                        method_names[r->kind], jd_str(d, err, "message", "error"), code);
+        }
+    } else {
+        res = make_result(c, r, jd_get(d, root, "result"), can_steal, steal);
+    }
+    post_done(r, res);
+    req_free(r);
+}
+
+static void process_lines(mlk_client *c)
+{
+    size_t start = 0;
+    for (;;) {
+        char *nl = memchr(c->buf + c->scan, '\n', c->len - c->scan);
+        if (!nl) break;
+        size_t end = (size_t)(nl - c->buf);
+        int steal = 0;
+        handle_line(c, c->buf + start, end - start, start == 0, &steal);
+        if (c->dead || c->detached) return;
+        if (steal) {
+            size_t rem = c->len - end - 1;
+            size_t cap = rem + 65536;
+            char *nb = malloc(cap);
+            if (!nb) { c->buf = NULL; c->len = c->cap = c->scan = 0; die(c, MLK_ENOMEM, "out of memory"); return; }
+            memcpy(nb, c->buf + end + 1, rem);
+            c->buf = nb;
+            c->cap = cap;
+            c->len = rem;
+            c->scan = 0;
+            start = 0;
+            continue;
+        }
+        start = end + 1;
+        c->scan = start;
+    }
+    if (start > 0) {
+        memmove(c->buf, c->buf + start, c->len - start);
+        c->len -= start;
+    }
+    c->scan = c->len;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    for (int rounds = 0; rounds < 8 && !c->dead && !c->detached; rounds++) {
+        if (c->cap - c->len < 65536) {
+            size_t cap = c->cap ? c->cap * 2 : 256 * 1024;
+            while (cap - c->len < 65536) cap *= 2;
+            char *nb = realloc(c->buf, cap);
+            if (!nb) { die(c, MLK_ENOMEM, "out of memory reading the server's output"); return; }
+            c->buf = nb;
+            c->cap = cap;
+        }
+        ssize_t n = read(c->out_fd, c->buf + c->len, c->cap - c->len - 1);
+        if (n > 0) {
+            c->len += (size_t)n;
+            process_lines(c);
+            if (c->len > c->cfg->max_line) {
+                die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
+                return;
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n < 0 && errno == EINTR) continue;
+        die(c, MLK_EDEAD, "the matchlock process exited");
+        return;
+    }
+}
+
+static void on_stderr(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    char tmp[4096];
+    ssize_t n = read(fd, tmp, sizeof tmp);
+    if (n > 0) {
+        pthread_mutex_lock(&c->mu);
+        if ((size_t)n >= STDERR_TAIL) {
+            memcpy(c->tail, tmp + n - STDERR_TAIL, STDERR_TAIL);
+            c->tail_len = STDERR_TAIL;
+        } else {
+            size_t keep = c->tail_len + (size_t)n > STDERR_TAIL ? STDERR_TAIL - (size_t)n : c->tail_len;
+            memmove(c->tail, c->tail + c->tail_len - keep, keep);
+            memcpy(c->tail + keep, tmp, (size_t)n);
+            c->tail_len = keep + (size_t)n;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    event_free(c->ev_err);
+    c->ev_err = NULL;
+}
+
+/* ===================================================================== */
+/* I/O thread: tasks posted by host threads                                */
+
+typedef struct sub {
+    req *r;
+    char *line;
+    size_t len;
+} sub;
+
+static void t_submit(void *p)
+{
+    sub *s = p;
+    req *r = s->r;
+    mlk_client *c = r->c;
+    if (c->dead || c->detached) {
+        pthread_mutex_lock(&c->mu);
+        char *m = xstrdup(c->detached ? "client closed" : c->dead_msg);
+        int st = c->detached ? MLK_ECLOSED : c->dead_status;
+        pthread_mutex_unlock(&c->mu);
+        post_fail(r, st, m ? m : mlk_strerror(st));
+        free(m);
+        req_free(r);
+    } else {
+        table_put(c, r);
+        if (r->timeout_ms > 0) {
+            r->timer = evtimer_new(ioloop_base(), on_timeout, r);
+            struct timeval tv = {(time_t)(r->timeout_ms / 1000), (suseconds_t)(r->timeout_ms % 1000) * 1000};
+            if (r->timer) evtimer_add(r->timer, &tv);
+        }
+        out_add(c, s->line, s->len);
+    }
+    free(s->line);
+    free(s);
+}
+
+enum { SI_DATA, SI_EOF, SI_RESIZE };
+
+typedef struct stdin_task {
+    mlk_client *c;
+    uint64_t op;
+    int type;
+    size_t len;       /* of tail */
+    char tail[];      /* `"params":{...}}\n` */
+} stdin_task;
+
+/* Queue or send a stdin-side notification for r. */
+static void send_notice(mlk_client *c, req *r, int type, const char *tail, size_t tlen)
+{
+    const char *family = r->kind == K_EXEC_TTY ? "exec_tty" : "exec_pipe";
+    const char *what = type == SI_DATA ? "stdin" : type == SI_EOF ? "stdin_eof" : "resize";
+    char head[96];
+    int hn = snprintf(head, sizeof head, "{\"jsonrpc\":\"2.0\",\"method\":\"%s.%s\",", family, what);
+    if (r->ready) {
+        out_add(c, head, (size_t)hn);
+        out_add(c, tail, tlen);
+        return;
+    }
+    pline *p = malloc(sizeof *p + (size_t)hn + tlen);
+    if (!p) return;
+    p->next = NULL;
+    p->len = (size_t)hn + tlen;
+    memcpy(p->data, head, (size_t)hn);
+    memcpy(p->data + hn, tail, tlen);
+    c->stdin_pending += p->len;
+    if (r->pend_tail) r->pend_tail->next = p; else r->pend = p;
+    r->pend_tail = p;
+}
+
+static void t_stdin(void *p)
+{
+    stdin_task *t = p;
+    mlk_client *c = t->c;
+    c->stdin_pending -= t->len;
+    req *r = c->dead || c->detached ? NULL : table_get(c, t->op);
+    if (r && !r->abandoned && !r->eof_sent && (r->kind == K_EXEC_PIPE || r->kind == K_EXEC_TTY) &&
+        !(t->type == SI_RESIZE && r->kind != K_EXEC_TTY)) {
+        if (t->type == SI_EOF) r->eof_sent = 1;
+        send_notice(c, r, t->type, t->tail, t->len);
+    }
+    free(t);
+}
+
+static void send_stdin_eof(mlk_client *c, req *r)
+{
+    if (r->eof_sent) return;
+    char tail[64];
+    int n = snprintf(tail, sizeof tail, "\"params\":{\"id\":%llu}}\n", (unsigned long long)r->id);
+    r->eof_sent = 1;
+    send_notice(c, r, SI_EOF, tail, (size_t)n);
+}
+
+/* Push the next part of r's stdin (given up front) while the output buffer
+ * is below the high-water mark; then EOF unless the caller keeps stdin. */
+static void feed_more(mlk_client *c, req *r)
+{
+    jw w;
+    jw_init(&w);
+    while (r->feed && r->feed_off < r->feed_len && !c->dead && evbuffer_get_length(c->outbuf) < FEED_HIGH) {
+        size_t k = r->feed_len - r->feed_off;
+        if (k > 256 * 1024) k = 256 * 1024;
+        jw_reset(&w);
+        jw_raw(&w, "\"params\":{\"id\":", 15);
+        char num[24];
+        int nn = snprintf(num, sizeof num, "%llu", (unsigned long long)r->id);
+        jw_raw(&w, num, (size_t)nn);
+        jw_raw(&w, ",\"data\":", 8);
+        w.need_comma[0] = 2;
+        jw_b64(&w, r->feed + r->feed_off, k);
+        jw_raw(&w, "}}\n", 3);
+        if (w.oom) break;
+        send_notice(c, r, SI_DATA, w.buf, w.len);
+        r->feed_off += k;
+    }
+    jw_free(&w);
+    if (r->feed && r->feed_off >= r->feed_len) {
+        free(r->feed);
+        r->feed = NULL;
+    }
+    if (!r->feed && !r->interactive) send_stdin_eof(c, r);
+}
+
+static void t_cancel(void *p)
+{
+    uint64_t *a = p;
+    mlk_client *c = (mlk_client *)(uintptr_t)a[0];
+    req *r = c->dead || c->detached ? NULL : table_get(c, a[1]);
+    if (r) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s: cancelled by the caller", method_names[r->kind]);
+        abandon(c, r, MLK_ECANCELED, msg);
+    }
+    free(a);
+}
+
+static void t_attach(void *p)
+{
+    mlk_client *c = p;
+    struct event_base *b = ioloop_base();
+    c->outbuf = evbuffer_new();
+    c->ev_read = event_new(b, c->out_fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->ev_write = event_new(b, c->in_fd, EV_WRITE, on_writable, c);
+    c->ev_err = event_new(b, c->err_fd, EV_READ | EV_PERSIST, on_stderr, c);
+    if (c->ev_read) event_add(c->ev_read, NULL);
+    if (c->ev_err) event_add(c->ev_err, NULL);
+}
+
+/* Stop talking to the child: flush what we can, close its stdin, fail what
+ * is still pending.  Runs on the I/O thread. */
+static void t_shutdown(void *p)
+{
+    mlk_client *c = p;
+    if (!c->dead && c->outbuf) {
+        while (evbuffer_get_length(c->outbuf) > 0 && evbuffer_write(c->outbuf, c->in_fd) > 0) {}
+    }
+    c->detached = 1;
+    stop_events(c);
+    fail_all(c, MLK_ECLOSED, "client closed");
+    if (c->in_fd >= 0) { close(c->in_fd); c->in_fd = -1; }
+}
+
+static void t_release(void *p)
+{
+    mlk_client *c = p;
+    stop_events(c);
+    if (c->ev_err) { event_free(c->ev_err); c->ev_err = NULL; }
+    if (c->outbuf) { evbuffer_free(c->outbuf); c->outbuf = NULL; }
+    fail_all(c, MLK_ECLOSED, "client closed");
+}
+
+/* ===================================================================== */
+/* host side: submitting calls                                             */
+
+static int client_state(mlk_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int st = c->state;
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+static req *req_new(mlk_client *c, int kind, int64_t timeout_ms)
+{
+    req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->c = c;
+    r->kind = kind;
+    r->id = c->next_id++;
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+    return r;
+}
+
+static void begin_line(jw *w, const char *method, uint64_t id)
+{
+    jw_init(w);
+    jw_obj(w);
+    jw_key(w, "jsonrpc"); jw_str(w, "2.0");
+    jw_key(w, "method"); jw_str(w, method);
+    jw_key(w, "id"); jw_uint(w, id);
+    jw_key(w, "params");
+}
+
+static void end_line(jw *w)
+{
+    jw_obj_end(w);
+    jw_nl(w);
+}
+
+/* Post r with its line (w is consumed).  On failure r is freed and the
+ * error returned (no callback will run). */
+static int submit(mlk_client *c, req *r, jw *w)
+{
+    if (w->oom) { jw_free(w); req_free(r); return MLK_ENOMEM; }
+    sub *s = malloc(sizeof *s);
+    if (!s) { jw_free(w); req_free(r); return MLK_ENOMEM; }
+    s->r = r;
+    s->line = jw_take(w, &s->len);
+    if (!s->line || ioloop_post(t_submit, s) != 0) {
+        free(s->line);
+        free(s);
+        req_free(r);
+        return MLK_ENOMEM;
+    }
+    return 0;
+}
+
+static int closed_result(mlk_result **out)
+{
+    mlk_result *r = result_new();
+    if (r) result_fail(r, MLK_ECLOSED, "client closed: this call needs an open client (create a new one)");
+    return result_give(r, out);
+}
+
+/* Start an async call: callbacks go to the main queue. */
+static int call_async(mlk_client *c, req *r, jw *w, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    r->q = &c->mainq;
+    r->done = done;
+    r->ud = ud;
+    if (op) *op = r->id;
+    return submit(c, r, w);
+}
+
+/* Run a call and wait; its callbacks run on this thread. */
+static int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out)
+{
+    waiter wt;
+    memset(&wt, 0, sizeof wt);
+    if (queue_init(&wt.q) != 0) { jw_free(w); req_free(r); return result_give(NULL, out); }
+    r->q = &wt.q;
+    r->w = &wt;
+    int rc = submit(c, r, w);
+    if (rc != 0) {
+        queue_destroy(&wt.q);
+        mlk_result *res = result_new();
+        if (res) result_fail(res, rc, NULL);
+        return result_give(res, out);
+    }
+    while (!wt.done) {
+        queue_wait(&wt.q, -1);
+        queue_drain(&wt.q, 0);
+    }
+    queue_destroy(&wt.q);
+    return result_give(wt.res, out);
+}
+
+static int fail_now(int status, mlk_result **out, const char *msg)
+{
+    mlk_result *r = result_new();
+    if (r) result_fail(r, status, "%s", msg);
+    return result_give(r, out);
+}
+
+/* ===================================================================== */
+/* public: client lifecycle                                                */
+
+MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result **res)
+{
+    if (!out) return fail_now(MLK_EINVAL, res, "mlk_client_new: out is NULL");
+    *out = NULL;
+    mlk_client *c = calloc(1, sizeof *c);
+    if (!c) return fail_now(MLK_ENOMEM, res, "out of memory");
+    c->in_fd = c->out_fd = c->err_fd = -1;
+    c->next_id = 1;
+    pthread_mutex_init(&c->mu, NULL);
+    jd_init(&c->doc);
+    c->cfg = config_copy(cfg);
+    if (!c->cfg || queue_init(&c->mainq) != 0) {
+        mlk_config_free(c->cfg);
+        free(c);
+        return fail_now(MLK_ENOMEM, res, "out of memory");
+    }
+    char *msg = NULL;
+    const char *args[] = {"rpc"};
+    int rc = spawn_child(c->cfg, args, 1, 1, &c->pid, &c->in_fd, &c->out_fd, &c->err_fd, &msg);
+    if (rc == 0) rc = ioloop_acquire();
+    if (rc != 0) {
+        int st = fail_now(rc, res, msg ? msg : mlk_strerror(rc));
+        free(msg);
+        if (c->pid > 0) { close(c->in_fd); close(c->out_fd); close(c->err_fd); wait_child(c->pid, 0, &(int){0}); }
+        queue_destroy(&c->mainq);
+        mlk_config_free(c->cfg);
+        free(c);
+        return st;
+    }
+    fcntl(c->in_fd, F_SETFL, fcntl(c->in_fd, F_GETFL) | O_NONBLOCK);
+    fcntl(c->out_fd, F_SETFL, fcntl(c->out_fd, F_GETFL) | O_NONBLOCK);
+    fcntl(c->err_fd, F_SETFL, fcntl(c->err_fd, F_GETFL) | O_NONBLOCK);
+    ioloop_run_sync(t_attach, c);
+    *out = c;
+    if (res) *res = result_new();
+    return 0;
+}
+
+MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out)
+{
+    if (!c) return fail_now(MLK_EINVAL, out, "mlk_close: client is NULL");
+    pthread_mutex_lock(&c->mu);
+    int st = c->state;
+    if (st == ST_OPEN) c->state = ST_CLOSING;
+    pthread_mutex_unlock(&c->mu);
+    if (st != ST_OPEN) return result_give(result_new(), out);
+    if (!isfinite(timeout_s) || timeout_s < 0) timeout_s = 0;
+    int wait_ms = timeout_s > 0 ? (int)(timeout_s * 1000) + 1000 : 2000;
+
+    mlk_result *res = NULL;
+    req *r = req_new(c, K_CLOSE, wait_ms);
+    if (r) {
+        jw w;
+        begin_line(&w, "close", r->id);
+        jw_obj(&w);
+        jw_key(&w, "timeout_seconds"); jw_double(&w, timeout_s);
+        jw_obj_end(&w);
+        end_line(&w);
+        call_blocking(c, r, &w, &res);
+    }
+    ioloop_run_sync(t_shutdown, c);
+    int status = 0;
+    if (wait_child(c->pid, wait_ms, &status) == 1 && res && res->status == 0)
+        result_fail(res, MLK_ETIMEDOUT, "close: the matchlock process did not exit in time and was killed");
+    pthread_mutex_lock(&c->mu);
+    c->state = ST_CLOSED;
+    pthread_mutex_unlock(&c->mu);
+    /* A server that already exited is a closed server, not an error. */
+    if (res && (res->status == MLK_EDEAD || res->status == MLK_ECLOSED)) result_fail(res, 0, NULL);
+    return result_give(res ? res : result_new(), out);
+}
+
+static void client_destroy(mlk_client *c)
+{
+    mlk_close(c, 0, NULL);
+    ioloop_run_sync(t_release, c);
+    ioloop_release();
+    if (c->out_fd >= 0) close(c->out_fd);
+    if (c->err_fd >= 0) close(c->err_fd);
+    if (c->in_fd >= 0) close(c->in_fd);
+    queue_destroy(&c->mainq);
+    jd_free(&c->doc);
+    free(c->buf);
+    free(c->vm_id);
+    free(c->dead_msg);
+    mlk_config_free(c->cfg);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+MLK_API void mlk_client_free(mlk_client *c)
+{
+    if (!c) return;
+    if (c->in_dispatch > 0) { c->free_pending = 1; return; }
+    client_destroy(c);
+}
+
+MLK_API const char *mlk_client_vm_id(const mlk_client *c)
+{
+    if (!c) return NULL;
+    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
+    const char *id = c->vm_id;
+    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
+    return id;
+}
+
+MLK_API char *mlk_client_stderr_tail(const mlk_client *c)
+{
+    if (!c) return NULL;
+    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
+    char *s = malloc(c->tail_len + 1);
+    if (s) {
+        memcpy(s, c->tail, c->tail_len);
+        s[c->tail_len] = '\0';
+    }
+    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
+    return s;
+}
+
+MLK_API int mlk_client_fd(const mlk_client *c) { return c ? c->mainq.rfd : MLK_EINVAL; }
+
+MLK_API int mlk_dispatch(mlk_client *c, int max)
+{
+    if (!c) return MLK_EINVAL;
+    c->in_dispatch++;
+    int n = queue_drain(&c->mainq, max < 0 ? 0 : max);
+    if (--c->in_dispatch == 0 && c->free_pending) client_destroy(c);
+    return n;
+}
+
+MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud)
+{
+    if (!c) return MLK_EINVAL;
+    pthread_mutex_lock(&c->mu);
+    c->event_cb = cb;
+    c->event_ud = ud;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* ===================================================================== */
+/* public: create                                                           */
+
+static int do_create(mlk_client *c, const mlk_sandbox *sb, int launch, int64_t timeout_ms, mlk_result **out)
+{
+    if (!c || !sb) return fail_now(MLK_EINVAL, out, "create: client and sandbox are required");
+    if (client_state(c) != ST_OPEN) return closed_result(out);
+    if (mlk_client_vm_id(c))
+        return fail_now(MLK_ESTATE, out, "create: this client already created a sandbox; use a new client for another one");
+    req *r = req_new(c, K_CREATE, timeout_ms);
+    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
+    jw w;
+    begin_line(&w, "create", r->id);
+    char *msg = NULL;
+    int rc = sandbox_render(sb, launch, &w, &msg);
+    if (rc != 0) {
+        jw_free(&w);
+        req_free(r);
+        rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
+        free(msg);
+        return rc;
+    }
+    end_line(&w);
+    mlk_result *res = NULL;
+    rc = call_blocking(c, r, &w, &res);
+    const char *const *specs, *const *addrs;
+    size_t naddrs = 0;
+    size_t n = rc == 0 ? sandbox_port_forwards(sb, &specs, &addrs, &naddrs) : 0;
+    if (n > 0) {
+        mlk_result *pf = NULL;
+        if (mlk_port_forward(c, specs, n, addrs, naddrs, timeout_ms, &pf) != 0) {
+            mlk_result_free(res);
+            res = pf;
+        } else {
+            mlk_result_free(pf);
+        }
+    }
+    return result_give(res, out);
+}
+
+MLK_API int mlk_create(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out)
+{
+    return do_create(c, sb, 0, timeout_ms, out);
+}
+
+MLK_API int mlk_launch(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out)
+{
+    return do_create(c, sb, 1, timeout_ms, out);
+}
+
+/* ===================================================================== */
+/* public: exec                                                             */
+
+struct mlk_exec_opts {
+    int mode;
+    char *working_dir, *user;
+    int64_t timeout_ms;
+    uint16_t rows, cols;
+    char *stdin_data;
+    size_t stdin_len;
+    int has_stdin, interactive;
+    mlk_output_cb on_output;
+    mlk_ready_cb on_ready;
+    void *ud;
+};
+
+MLK_API mlk_exec_opts *mlk_exec_opts_new(void)
+{
+    mlk_exec_opts *o = calloc(1, sizeof *o);
+    if (o) { o->rows = 24; o->cols = 80; }
+    return o;
+}
+
+MLK_API void mlk_exec_opts_free(mlk_exec_opts *o)
+{
+    if (!o) return;
+    free(o->working_dir);
+    free(o->user);
+    free(o->stdin_data);
+    free(o);
+}
+
+MLK_API int mlk_exec_opts_set_mode(mlk_exec_opts *o, int mode)
+{
+    if (!o || mode < MLK_EXEC_BUFFERED || mode > MLK_EXEC_TTY) return MLK_EINVAL;
+    o->mode = mode;
+    return 0;
+}
+
+static int set_str(char **dst, const char *s)
+{
+    char *p = NULL;
+    if (s && *s && !(p = strdup(s))) return MLK_ENOMEM;
+    free(*dst);
+    *dst = p;
+    return 0;
+}
+
+MLK_API int mlk_exec_opts_set_working_dir(mlk_exec_opts *o, const char *dir)
+{
+    return o ? set_str(&o->working_dir, dir) : MLK_EINVAL;
+}
+
+MLK_API int mlk_exec_opts_set_user(mlk_exec_opts *o, const char *user)
+{
+    return o ? set_str(&o->user, user) : MLK_EINVAL;
+}
+
+MLK_API int mlk_exec_opts_set_timeout_ms(mlk_exec_opts *o, int64_t ms)
+{
+    if (!o || ms < 0) return MLK_EINVAL;
+    o->timeout_ms = ms;
+    return 0;
+}
+
+MLK_API int mlk_exec_opts_set_tty_size(mlk_exec_opts *o, uint16_t rows, uint16_t cols)
+{
+    if (!o) return MLK_EINVAL;
+    o->rows = rows ? rows : 24;
+    o->cols = cols ? cols : 80;
+    return 0;
+}
+
+MLK_API int mlk_exec_opts_set_stdin(mlk_exec_opts *o, const char *data, size_t len)
+{
+    if (!o || (len && !data)) return MLK_EINVAL;
+    char *p = malloc(len ? len : 1);
+    if (!p) return MLK_ENOMEM;
+    if (len) memcpy(p, data, len);
+    free(o->stdin_data);
+    o->stdin_data = p;
+    o->stdin_len = len;
+    o->has_stdin = 1;
+    return 0;
+}
+
+MLK_API int mlk_exec_opts_set_interactive_stdin(mlk_exec_opts *o, int on)
+{
+    if (!o) return MLK_EINVAL;
+    o->interactive = on != 0;
+    return 0;
+}
+
+MLK_API int mlk_exec_opts_set_callbacks(mlk_exec_opts *o, mlk_output_cb on_output, mlk_ready_cb on_ready, void *ud)
+{
+    if (!o) return MLK_EINVAL;
+    o->on_output = on_output;
+    o->on_ready = on_ready;
+    o->ud = ud;
+    return 0;
+}
+
+static const int mode_kind[] = {K_EXEC, K_EXEC_STREAM, K_EXEC_PIPE, K_EXEC_TTY};
+
+/* Build the request of an exec; returns NULL (with *rc) on failure. */
+static req *exec_request(mlk_client *c, const char *command, const mlk_exec_opts *o, jw *w, int *rc)
+{
+    static const mlk_exec_opts defaults = {.rows = 24, .cols = 80};
+    if (!o) o = &defaults;
+    *rc = MLK_ENOMEM;
+    req *r = req_new(c, mode_kind[o->mode], o->timeout_ms);
+    if (!r) return NULL;
+    r->on_output = o->on_output;
+    r->on_ready = o->on_ready;
+    r->ud = o->ud;
+    r->interactive = o->interactive;
+    if ((o->mode == MLK_EXEC_PIPE || o->mode == MLK_EXEC_TTY) && o->has_stdin && o->stdin_len) {
+        r->feed = malloc(o->stdin_len);
+        if (!r->feed) { req_free(r); return NULL; }
+        memcpy(r->feed, o->stdin_data, o->stdin_len);
+        r->feed_len = o->stdin_len;
+    }
+    begin_line(w, method_names[r->kind], r->id);
+    jw_obj(w);
+    jw_key(w, "command"); jw_str(w, command);
+    if (o->working_dir) { jw_key(w, "working_dir"); jw_str(w, o->working_dir); }
+    if (o->user) { jw_key(w, "user"); jw_str(w, o->user); }
+    if (o->mode == MLK_EXEC_TTY) {
+        jw_key(w, "rows"); jw_uint(w, o->rows);
+        jw_key(w, "cols"); jw_uint(w, o->cols);
+    }
+    jw_obj_end(w);
+    end_line(w);
+    *rc = 0;
+    return r;
+}
+
+MLK_API int mlk_exec(mlk_client *c, const char *command, const mlk_exec_opts *o, mlk_result **out)
+{
+    if (!c || !command) return fail_now(MLK_EINVAL, out, "exec: client and command are required");
+    if (client_state(c) != ST_OPEN) return closed_result(out);
+    jw w;
+    int rc;
+    req *r = exec_request(c, command, o, &w, &rc);
+    if (!r) return fail_now(rc, out, mlk_strerror(rc));
+    return call_blocking(c, r, &w, out);
+}
+
+MLK_API int mlk_exec_async(mlk_client *c, const char *command, const mlk_exec_opts *o,
+                           mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!c || !command) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
+    jw w;
+    int rc;
+    req *r = exec_request(c, command, o, &w, &rc);
+    if (!r) return rc;
+    return call_async(c, r, &w, done, ud, op);
+}
+
+static int post_stdin(mlk_client *c, uint64_t op, int type, const char *data, size_t len,
+                      uint16_t rows, uint16_t cols)
+{
+    if (!c) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
+    if (type == SI_DATA && c->stdin_pending + c->out_buffered > STDIN_LIMIT) return MLK_EAGAIN;
+    jw w;
+    jw_init(&w);
+    char head[64];
+    int n = snprintf(head, sizeof head, "\"params\":{\"id\":%llu", (unsigned long long)op);
+    jw_raw(&w, head, (size_t)n);
+    if (type == SI_DATA) {
+        jw_raw(&w, ",\"data\":", 8);
+        w.need_comma[0] = 2;
+        jw_b64(&w, data, len);
+    } else if (type == SI_RESIZE) {
+        n = snprintf(head, sizeof head, ",\"rows\":%u,\"cols\":%u", rows, cols);
+        jw_raw(&w, head, (size_t)n);
+    }
+    jw_raw(&w, "}}\n", 3);
+    if (w.oom) { jw_free(&w); return MLK_ENOMEM; }
+    stdin_task *t = malloc(sizeof *t + w.len);
+    if (!t) { jw_free(&w); return MLK_ENOMEM; }
+    t->c = c;
+    t->op = op;
+    t->type = type;
+    t->len = w.len;
+    memcpy(t->tail, w.buf, w.len);
+    jw_free(&w);
+    c->stdin_pending += t->len;
+    if (ioloop_post(t_stdin, t) != 0) { c->stdin_pending -= t->len; free(t); return MLK_ENOMEM; }
+    return 0;
+}
+
+MLK_API int mlk_stdin_write(mlk_client *c, uint64_t op, const char *data, size_t len)
+{
+    if (len && !data) return MLK_EINVAL;
+    if (len == 0) return 0;
+    return post_stdin(c, op, SI_DATA, data, len, 0, 0);
+}
+
+MLK_API int mlk_stdin_close(mlk_client *c, uint64_t op) { return post_stdin(c, op, SI_EOF, NULL, 0, 0, 0); }
+
+MLK_API int mlk_tty_resize(mlk_client *c, uint64_t op, uint16_t rows, uint16_t cols)
+{
+    if (!rows || !cols) return MLK_EINVAL;
+    return post_stdin(c, op, SI_RESIZE, NULL, 0, rows, cols);
+}
+
+MLK_API int mlk_cancel(mlk_client *c, uint64_t op)
+{
+    if (!c) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return 0;
+    uint64_t *a = malloc(2 * sizeof *a);
+    if (!a) return MLK_ENOMEM;
+    a[0] = (uint64_t)(uintptr_t)c;
+    a[1] = op;
+    if (ioloop_post(t_cancel, a) != 0) { free(a); return MLK_ENOMEM; }
+    return 0;
+}
+
+/* ===================================================================== */
+/* public: files and logs                                                   */
+
+/* One request with a single `path` param (read_file, list_files). */
+static req *path_request(mlk_client *c, int kind, const char *path, int64_t timeout_ms, jw *w)
+{
+    req *r = req_new(c, kind, timeout_ms);
+    if (!r) return NULL;
+    begin_line(w, method_names[kind], r->id);
+    jw_obj(w);
+    jw_key(w, "path"); jw_str(w, path);
+    jw_obj_end(w);
+    end_line(w);
+    return r;
+}
+
+/* Single-quote s for /bin/sh. */
+static void sh_quote(jw *w, const char *s)
+{
+    jw_raw(w, "'", 1);
+    for (; *s; s++) {
+        if (*s == '\'') jw_raw(w, "'\\''", 4);
+        else jw_raw(w, s, 1);
+    }
+    jw_raw(w, "'", 1);
+}
+
+static int write_too_big(const char *path, size_t len)
+{
+    return b64_encoded_len(len) + strlen(path) * 6 + 512 > SERVER_MAX_LINE;
+}
+
+static req *write_request(mlk_client *c, const char *path, const char *data, size_t len, uint32_t mode,
+                          int64_t timeout_ms, jw *w)
+{
+    if (mode == 0) mode = 0644;
+    if (!write_too_big(path, len)) {
+        req *r = req_new(c, K_WRITE, timeout_ms);
+        if (!r) return NULL;
+        begin_line(w, "write_file", r->id);
+        jw_obj(w);
+        jw_key(w, "path"); jw_str(w, path);
+        jw_key(w, "content"); jw_b64(w, data, len);
+        jw_key(w, "mode"); jw_uint(w, mode);
+        jw_obj_end(w);
+        end_line(w);
+        return r;
+    }
+    /* Too big for one request line: stream it through `cat` instead. */
+    req *r = req_new(c, K_WRITE_PIPE, timeout_ms);
+    if (!r) return NULL;
+    r->path = xstrdup(path);
+    r->feed = malloc(len);
+    if (!r->feed || !r->path) { req_free(r); return NULL; }
+    memcpy(r->feed, data, len);
+    r->feed_len = len;
+    jw cmd;
+    jw_init(&cmd);
+    jw_raw(&cmd, "cat > ", 6);
+    sh_quote(&cmd, path);
+    char m[48];
+    int n = snprintf(m, sizeof m, " && chmod %o ", (unsigned)mode & 07777);
+    jw_raw(&cmd, m, (size_t)n);
+    sh_quote(&cmd, path);
+    jw_raw(&cmd, "", 1);
+    begin_line(w, "exec_pipe", r->id);
+    jw_obj(w);
+    jw_key(w, "command"); jw_str(w, cmd.oom ? "false" : cmd.buf);
+    jw_obj_end(w);
+    end_line(w);
+    jw_free(&cmd);
+    return r;
+}
+
+#define CHECK_OPEN(c, out)                                                         \
+    do {                                                                           \
+        if (!(c)) return fail_now(MLK_EINVAL, out, "client is NULL");             \
+        if (client_state(c) != ST_OPEN) return closed_result(out);                 \
+    } while (0)
+
+MLK_API int mlk_write_file(mlk_client *c, const char *path, const char *data, size_t len,
+                           uint32_t mode, int64_t timeout_ms, mlk_result **out)
+{
+    CHECK_OPEN(c, out);
+    if (!path || !*path || (len && !data)) return fail_now(MLK_EINVAL, out, "write_file: path is required");
+    jw w;
+    jw_init(&w);
+    req *r = write_request(c, path, data ? data : "", len, mode, timeout_ms, &w);
+    if (!r) { jw_free(&w); return fail_now(MLK_ENOMEM, out, "out of memory"); }
+    return call_blocking(c, r, &w, out);
+}
+
+MLK_API int mlk_write_file_async(mlk_client *c, const char *path, const char *data, size_t len,
+                                 uint32_t mode, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!c || !path || !*path || (len && !data)) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
+    jw w;
+    jw_init(&w);
+    req *r = write_request(c, path, data ? data : "", len, mode, timeout_ms, &w);
+    if (!r) { jw_free(&w); return MLK_ENOMEM; }
+    return call_async(c, r, &w, done, ud, op);
+}
+
+MLK_API int mlk_read_file(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out)
+{
+    CHECK_OPEN(c, out);
+    if (!path || !*path) return fail_now(MLK_EINVAL, out, "read_file: path is required");
+    jw w;
+    req *r = path_request(c, K_READ, path, timeout_ms, &w);
+    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
+    return call_blocking(c, r, &w, out);
+}
+
+MLK_API int mlk_read_file_async(mlk_client *c, const char *path, int64_t timeout_ms,
+                                mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!c || !path || !*path) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
+    jw w;
+    req *r = path_request(c, K_READ, path, timeout_ms, &w);
+    if (!r) return MLK_ENOMEM;
+    return call_async(c, r, &w, done, ud, op);
+}
+
+MLK_API int mlk_list_files(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out)
+{
+    CHECK_OPEN(c, out);
+    if (!path || !*path) return fail_now(MLK_EINVAL, out, "list_files: path is required");
+    jw w;
+    req *r = path_request(c, K_LIST, path, timeout_ms, &w);
+    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
+    return call_blocking(c, r, &w, out);
+}
+
+MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeout_ms,
+                                 mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!c || !path || !*path) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
+    jw w;
+    req *r = path_request(c, K_LIST, path, timeout_ms, &w);
+    if (!r) return MLK_ENOMEM;
+    return call_async(c, r, &w, done, ud, op);
+}
+
+static req *noparam_request(mlk_client *c, int kind, int64_t timeout_ms, jw *w)
+{
+    req *r = req_new(c, kind, timeout_ms);
+    if (!r) return NULL;
+    begin_line(w, method_names[kind], r->id);
+    jw_obj(w);
+    jw_obj_end(w);
+    end_line(w);
+    return r;
+}
+
+MLK_API int mlk_log(mlk_client *c, int64_t timeout_ms, mlk_result **out)
+{
+    CHECK_OPEN(c, out);
+    jw w;
+    req *r = noparam_request(c, K_LOG, timeout_ms, &w);
+    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
+    return call_blocking(c, r, &w, out);
+}
+
+MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_done_cb done,
+                                 void *ud, uint64_t *op)
+{
+    if (!c) return MLK_EINVAL;
+    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
+    jw w;
+    req *r = noparam_request(c, K_LOG_STREAM, 0, &w);
+    if (!r) return MLK_ENOMEM;
+    r->on_output = on_output;
+    return call_async(c, r, &w, done, ud, op);
+}
+
+/* ===================================================================== */
+/* public: network                                                          */
+
+static int allow_list_call(mlk_client *c, const char *method, const char *const *hosts, size_t n,
+                           int64_t timeout_ms, mlk_result **out)
+{
+    CHECK_OPEN(c, out);
+    jw arr;
+    jw_init(&arr);
+    char *msg = NULL;
+    int rc = allow_list_render(hosts, n, &arr, &msg);
+    if (rc != 0) {
+        jw_free(&arr);
+        rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
+        free(msg);
+        return rc;
+    }
+    req *r = req_new(c, K_ALLOW, timeout_ms);
+    if (!r) { jw_free(&arr); return fail_now(MLK_ENOMEM, out, "out of memory"); }
+    jw w;
+    begin_line(&w, method, r->id);
+    jw_obj(&w);
+    jw_key(&w, "hosts"); jw_value(&w, arr.buf, arr.len);
+    jw_obj_end(&w);
+    end_line(&w);
+    jw_free(&arr);
+    return call_blocking(c, r, &w, out);
+}
+
+MLK_API int mlk_allow_list_add(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms, mlk_result **out)
+{
+    return allow_list_call(c, "allow_list_add", hosts, n, timeout_ms, out);
+}
+
+MLK_API int mlk_allow_list_delete(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms, mlk_result **out)
+{
+    return allow_list_call(c, "allow_list_delete", hosts, n, timeout_ms, out);
+}
+
+MLK_API int mlk_port_forward(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs,
+                             size_t naddrs, int64_t timeout_ms, mlk_result **out)
+{
+    CHECK_OPEN(c, out);
+    jw fw;
+    jw_init(&fw);
+    char *msg = NULL;
+    int rc = port_forward_render(specs, n, &fw, &msg);
+    if (rc != 0) {
+        jw_free(&fw);
+        rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
+        free(msg);
+        return rc;
+    }
+    req *r = req_new(c, K_PORTFWD, timeout_ms);
+    if (!r) { jw_free(&fw); return fail_now(MLK_ENOMEM, out, "out of memory"); }
+    jw w;
+    begin_line(&w, "port_forward", r->id);
+    jw_obj(&w);
+    jw_key(&w, "forwards"); jw_value(&w, fw.buf, fw.len);
+    jw_key(&w, "addresses");
+    jw_arr(&w);
+    if (naddrs == 0 || !addrs) jw_str(&w, "127.0.0.1");
+    for (size_t i = 0; addrs && i < naddrs; i++) jw_str(&w, addrs[i]);
+    jw_arr_end(&w);
+    jw_obj_end(&w);
+    end_line(&w);
+    jw_free(&fw);
+    return call_blocking(c, r, &w, out);
+}
+
+/* ===================================================================== */
+/* public: CLI side channels                                                */
+
+MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
+{
+    if (!c) return fail_now(MLK_EINVAL, out, "remove: client is NULL");
+    const char *id = mlk_client_vm_id(c);
+    if (!id) return fail_now(MLK_ENOTCREATED, out, "remove: no sandbox was created by this client");
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    const char *args[] = {"rm", id};
+    run_cli(c->cfg, args, 2, r);
+    return result_give(r, out);
+}
+
+/* Parse the CLI's JSON stdout into the result's msgpack field. */
+static void cli_json_to_mp(mlk_result *r)
+{
+    if (r->status != 0) return;
+    size_t n = r->data_len;
+    char *copy = malloc(n + 1);
+    if (!copy) { result_fail(r, MLK_ENOMEM, "out of memory"); return; }
+    memcpy(copy, r->data, n);
+    jdoc d;
+    jd_init(&d);
+    char *mp;
+    size_t mlen;
+    if (jd_parse(&d, copy, n) != 0 || json_to_mp_buf(&d, jd_root(&d), &mp, &mlen) != 0) {
+        result_fail(r, MLK_ECLI, "the matchlock command printed something that is not JSON: %.200s", r->data);
+    } else {
+        r->mp_own = mp;
+        r->mp = mp;
+        r->mp_len = mlen;
+    }
+    jd_free(&d);
+    free(copy);
+}
+
+MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out)
+{
+    if (!name || !*name || size_mb <= 0)
+        return fail_now(MLK_EINVAL, out, "volume_create: a name and a positive size in MB are required");
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    char size[32];
+    snprintf(size, sizeof size, "%lld", (long long)size_mb);
+    const char *args[] = {"volume", "create", name, "--size", size, "--json"};
+    run_cli(cfg, args, 6, r);
+    cli_json_to_mp(r);
+    return result_give(r, out);
+}
+
+MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out)
+{
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    const char *args[] = {"volume", "ls", "--json"};
+    run_cli(cfg, args, 3, r);
+    cli_json_to_mp(r);
+    return result_give(r, out);
+}
+
+MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out)
+{
+    if (!name || !*name) return fail_now(MLK_EINVAL, out, "volume_remove: a name is required");
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    const char *args[] = {"volume", "rm", name};
+    run_cli(cfg, args, 3, r);
+    return result_give(r, out);
+}

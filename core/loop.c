@@ -1,0 +1,266 @@
+/* loop.c - the I/O thread and the completion queues (see loop.h). */
+#include "loop.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+/* ===================================================================== */
+/* the I/O thread                                                         */
+
+typedef struct task {
+    struct task *next;
+    void (*fn)(void *);
+    void *arg;
+} task;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;   /* task list */
+static pthread_mutex_t lc_mu = PTHREAD_MUTEX_INITIALIZER;  /* start/stop; never taken by the I/O thread */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static struct {
+    int refs;
+    pthread_t th;
+    struct event_base *base;
+    struct event *wake;
+    task *head, *tail;     /* guarded by g_mu */
+    int stop;
+} L;
+
+static void evthread_setup(void) { evthread_use_pthreads(); }
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&g_mu);
+        task *t = L.head;
+        if (t) {
+            L.head = t->next;
+            if (!L.head) L.tail = NULL;
+        }
+        int stop = L.stop && !t;
+        pthread_mutex_unlock(&g_mu);
+        if (stop) { event_base_loopbreak(L.base); return; }
+        if (!t) return;
+        t->fn(t->arg);
+        free(t);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    (void)arg;
+    /* Host signals are never delivered here, and a write to a dead child's
+     * pipe fails with EPIPE instead of killing the process. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    event_base_loop(L.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+int ioloop_acquire(void)
+{
+    pthread_once(&g_once, evthread_setup);
+    pthread_mutex_lock(&lc_mu);
+    pthread_mutex_lock(&g_mu);
+    if (L.refs++ > 0) { pthread_mutex_unlock(&g_mu); pthread_mutex_unlock(&lc_mu); return 0; }
+    L.stop = 0;
+    L.base = event_base_new();
+    if (!L.base) goto fail;
+    L.wake = event_new(L.base, -1, EV_PERSIST, on_wake, NULL);
+    if (!L.wake) goto fail;
+    /* Block every signal while creating the thread so it starts masked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&L.th, NULL, thread_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) goto fail;
+    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&lc_mu);
+    return 0;
+fail:
+    if (L.wake) event_free(L.wake);
+    if (L.base) event_base_free(L.base);
+    L.wake = NULL;
+    L.base = NULL;
+    L.refs--;
+    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&lc_mu);
+    return MLK_ENOMEM;
+}
+
+void ioloop_release(void)
+{
+    pthread_mutex_lock(&lc_mu);
+    pthread_mutex_lock(&g_mu);
+    if (--L.refs > 0) { pthread_mutex_unlock(&g_mu); pthread_mutex_unlock(&lc_mu); return; }
+    L.stop = 1;
+    event_active(L.wake, EV_READ, 0);
+    pthread_t th = L.th;
+    pthread_mutex_unlock(&g_mu);
+    pthread_join(th, NULL);
+    pthread_mutex_lock(&g_mu);
+    event_free(L.wake);
+    event_base_free(L.base);
+    L.wake = NULL;
+    L.base = NULL;
+    while (L.head) { task *t = L.head; L.head = t->next; free(t); }
+    L.tail = NULL;
+    pthread_mutex_unlock(&g_mu);
+    pthread_mutex_unlock(&lc_mu);
+}
+
+struct event_base *ioloop_base(void) { return L.base; }
+
+int ioloop_post(void (*fn)(void *), void *arg)
+{
+    task *t = malloc(sizeof *t);
+    if (!t) return MLK_ENOMEM;
+    t->next = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    pthread_mutex_lock(&g_mu);
+    if (L.tail) L.tail->next = t; else L.head = t;
+    L.tail = t;
+    event_active(L.wake, EV_READ, 0);
+    pthread_mutex_unlock(&g_mu);
+    return 0;
+}
+
+struct sync_call {
+    void (*fn)(void *);
+    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void run_sync_task(void *p)
+{
+    struct sync_call *s = p;
+    s->fn(s->arg);
+    pthread_mutex_lock(&s->mu);
+    s->done = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int ioloop_run_sync(void (*fn)(void *), void *arg)
+{
+    struct sync_call s = {fn, arg, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    int rc = ioloop_post(run_sync_task, &s);
+    if (rc != 0) return rc;
+    pthread_mutex_lock(&s.mu);
+    while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
+    pthread_mutex_unlock(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    pthread_mutex_destroy(&s.mu);
+    return 0;
+}
+
+/* ===================================================================== */
+/* queues                                                                 */
+
+int queue_init(mlk_queue *q)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->mu, NULL);
+#ifdef __linux__
+    q->rfd = q->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->rfd >= 0) return 0;
+#endif
+    int p[2];
+    if (pipe(p) != 0) { pthread_mutex_destroy(&q->mu); return MLK_ENOMEM; }
+    for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+    }
+    q->rfd = p[0];
+    q->wfd = p[1];
+    return 0;
+}
+
+void queue_destroy(mlk_queue *q)
+{
+    qitem *it = q->head;
+    while (it) {
+        qitem *n = it->next;
+        it->drop(it);
+        it = n;
+    }
+    q->head = q->tail = NULL;
+    if (q->rfd >= 0) close(q->rfd);
+    if (q->wfd >= 0 && q->wfd != q->rfd) close(q->wfd);
+    q->rfd = q->wfd = -1;
+    pthread_mutex_destroy(&q->mu);
+}
+
+static void fd_signal(mlk_queue *q)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    if (q->rfd == q->wfd) n = write(q->wfd, &one, sizeof one);
+    else n = write(q->wfd, "x", 1);
+    (void)n;
+}
+
+static void fd_reset(mlk_queue *q)
+{
+    char buf[64];
+    while (read(q->rfd, buf, q->rfd == q->wfd ? 8 : sizeof buf) > 0)
+        if (q->rfd == q->wfd) break;
+}
+
+void queue_push(mlk_queue *q, qitem *it)
+{
+    it->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail) q->tail->next = it; else q->head = it;
+    q->tail = it;
+    if (!q->signaled) {
+        q->signaled = 1;
+        fd_signal(q);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+int queue_drain(mlk_queue *q, int max)
+{
+    int ran = 0;
+    for (;;) {
+        if (max > 0 && ran >= max) break;
+        pthread_mutex_lock(&q->mu);
+        qitem *it = q->head;
+        if (it) {
+            q->head = it->next;
+            if (!q->head) q->tail = NULL;
+        }
+        if (!q->head && q->signaled) {
+            /* Reset under the lock: a push after this re-signals. */
+            fd_reset(q);
+            q->signaled = 0;
+        }
+        pthread_mutex_unlock(&q->mu);
+        if (!it) break;
+        it->run(it);
+        ran++;
+    }
+    return ran;
+}
+
+void queue_wait(mlk_queue *q, int timeout_ms)
+{
+    struct pollfd p = {.fd = q->rfd, .events = POLLIN};
+    while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {}
+}

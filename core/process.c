@@ -1,0 +1,320 @@
+/* process.c - the client configuration, starting the matchlock child, and
+ * the CLI side channels (rm, volume ...). */
+#include "process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ===================================================================== */
+/* configuration                                                          */
+
+MLK_API mlk_config *mlk_config_new(void)
+{
+    mlk_config *c = calloc(1, sizeof *c);
+    if (c) c->max_line = (uint64_t)1 << 30;
+    return c;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+MLK_API void mlk_config_free(mlk_config *c)
+{
+    if (!c) return;
+    free(c->binary);
+    strv_free(c->launcher, c->nlauncher);
+    strv_free(c->env, c->nenv);
+    free(c);
+}
+
+MLK_API int mlk_config_set_binary(mlk_config *c, const char *path)
+{
+    if (!c || !path || !*path) return MLK_EINVAL;
+    char *p = strdup(path);
+    if (!p) return MLK_ENOMEM;
+    free(c->binary);
+    c->binary = p;
+    return 0;
+}
+
+MLK_API int mlk_config_set_sudo(mlk_config *c, int use_sudo)
+{
+    if (!c) return MLK_EINVAL;
+    c->sudo = use_sudo != 0;
+    return 0;
+}
+
+static int strv_copy(char ***dst, size_t *ndst, const char *const *src, size_t n)
+{
+    char **v = NULL;
+    if (n) {
+        v = calloc(n, sizeof *v);
+        if (!v) return MLK_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            if (!src[i] || !(v[i] = strdup(src[i]))) {
+                strv_free(v, n);
+                return src[i] ? MLK_ENOMEM : MLK_EINVAL;
+            }
+        }
+    }
+    strv_free(*dst, *ndst);
+    *dst = v;
+    *ndst = n;
+    return 0;
+}
+
+MLK_API int mlk_config_set_launcher(mlk_config *c, const char *const *argv, size_t n)
+{
+    if (!c || (n && !argv)) return MLK_EINVAL;
+    return strv_copy(&c->launcher, &c->nlauncher, argv, n);
+}
+
+MLK_API int mlk_config_set_env(mlk_config *c, const char *name, const char *value)
+{
+    if (!c || !name || !*name || strchr(name, '=') || !value) return MLK_EINVAL;
+    char *kv = xasprintf("%s=%s", name, value);
+    if (!kv) return MLK_ENOMEM;
+    char **v = realloc(c->env, (c->nenv + 1) * sizeof *v);
+    if (!v) { free(kv); return MLK_ENOMEM; }
+    c->env = v;
+    c->env[c->nenv++] = kv;
+    return 0;
+}
+
+MLK_API int mlk_config_set_max_line(mlk_config *c, uint64_t bytes)
+{
+    if (!c || bytes < 1024) return MLK_EINVAL;
+    c->max_line = bytes;
+    return 0;
+}
+
+mlk_config *config_copy(const mlk_config *src)
+{
+    mlk_config *c = mlk_config_new();
+    if (!c) return NULL;
+    if (!src) return c;
+    c->sudo = src->sudo;
+    c->max_line = src->max_line;
+    if ((src->binary && !(c->binary = strdup(src->binary))) ||
+        strv_copy(&c->launcher, &c->nlauncher, (const char *const *)src->launcher, src->nlauncher) ||
+        strv_copy(&c->env, &c->nenv, (const char *const *)src->env, src->nenv)) {
+        mlk_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+const char *config_binary(const mlk_config *c)
+{
+    if (c && c->binary) return c->binary;
+    const char *e = getenv("MATCHLOCK_BIN");
+    return e && *e ? e : "matchlock";
+}
+
+/* ===================================================================== */
+/* spawning                                                               */
+
+/* argv = launcher... [sudo] binary args...; free with free() (strings borrowed). */
+static char **build_argv(const mlk_config *c, const char *const *args, size_t nargs)
+{
+    size_t nl = c ? c->nlauncher : 0;
+    char **argv = calloc(nl + 2 + nargs + 1, sizeof *argv);
+    if (!argv) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < nl; i++) argv[k++] = c->launcher[i];
+    if (c && c->sudo) argv[k++] = "sudo";
+    argv[k++] = (char *)config_binary(c);
+    for (size_t i = 0; i < nargs; i++) argv[k++] = (char *)args[i];
+    argv[k] = NULL;
+    return argv;
+}
+
+/* environ + config env (later entries win for getenv in most programs;
+ * we replace same-name entries to be sure).  Free the array only. */
+static char **build_envp(const mlk_config *c)
+{
+    size_t n = 0;
+    while (environ[n]) n++;
+    size_t ne = c ? c->nenv : 0;
+    char **envp = calloc(n + ne + 1, sizeof *envp);
+    if (!envp) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int overridden = 0;
+        for (size_t j = 0; j < ne && !overridden; j++) {
+            size_t kl = (size_t)(strchr(c->env[j], '=') - c->env[j]);
+            overridden = strncmp(environ[i], c->env[j], kl + 1) == 0;
+        }
+        if (!overridden) envp[k++] = environ[i];
+    }
+    for (size_t j = 0; j < ne; j++) envp[k++] = c->env[j];
+    envp[k] = NULL;
+    return envp;
+}
+
+static int pipe_cloexec(int p[2])
+{
+#ifdef __linux__
+    return pipe2(p, O_CLOEXEC);
+#else
+    if (pipe(p) != 0) return -1;
+    fcntl(p[0], F_SETFD, FD_CLOEXEC);
+    fcntl(p[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+#endif
+}
+
+int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int want_stdin,
+                pid_t *pid, int *in_fd, int *out_fd, int *err_fd, char **msg)
+{
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1};
+    char **argv = build_argv(c, args, nargs);
+    char **envp = build_envp(c);
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    int rc = MLK_ENOMEM;
+    *msg = NULL;
+    if (!argv || !envp) goto out;
+    if ((want_stdin && pipe_cloexec(pin) != 0) || pipe_cloexec(pout) != 0 || pipe_cloexec(perr) != 0) {
+        *msg = xasprintf("pipe: %s", strerror(errno));
+        rc = MLK_ESPAWN;
+        goto out;
+    }
+    posix_spawn_file_actions_init(&fa);
+    if (want_stdin) posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+    posix_spawnattr_init(&at);
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    sigaddset(&def, SIGINT);
+    sigaddset(&def, SIGTERM);
+    sigaddset(&def, SIGCHLD);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int err = posix_spawnp(pid, argv[0], &fa, &at, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (err != 0) {
+        *msg = xasprintf("could not start '%s': %s (set MATCHLOCK_BIN or the configured binary to the matchlock executable)",
+                         argv[0], strerror(err));
+        rc = MLK_ESPAWN;
+        goto out;
+    }
+    if (want_stdin) { close(pin[0]); pin[0] = -1; *in_fd = pin[1]; pin[1] = -1; }
+    close(pout[1]); pout[1] = -1; *out_fd = pout[0]; pout[0] = -1;
+    close(perr[1]); perr[1] = -1; *err_fd = perr[0]; perr[0] = -1;
+    rc = 0;
+out:
+    for (int i = 0; i < 2; i++) {
+        if (pin[i] >= 0) close(pin[i]);
+        if (pout[i] >= 0) close(pout[i]);
+        if (perr[i] >= 0) close(perr[i]);
+    }
+    free(argv);
+    free(envp);
+    return rc;
+}
+
+int wait_child(pid_t pid, int timeout_ms, int *status)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid) return 0;
+        if (r < 0 && errno != EINTR) return -1; /* already reaped elsewhere */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long el = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (timeout_ms >= 0 && el >= timeout_ms) break;
+        struct timespec d = {0, el < 50 ? 1000000 : 10000000};
+        nanosleep(&d, NULL);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR) {}
+    return 1;
+}
+
+/* ===================================================================== */
+/* CLI side channels                                                      */
+
+static void buf_add(char **b, size_t *n, size_t *cap, const char *p, size_t k)
+{
+    if (*n + k + 1 > *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        while (nc < *n + k + 1) nc *= 2;
+        char *q = realloc(*b, nc);
+        if (!q) return;
+        *b = q;
+        *cap = nc;
+    }
+    memcpy(*b + *n, p, k);
+    *n += k;
+    (*b)[*n] = '\0';
+}
+
+int run_cli(const mlk_config *c, const char *const *args, size_t nargs, mlk_result *r)
+{
+    pid_t pid;
+    int in_fd = -1, out_fd = -1, err_fd = -1;
+    char *msg = NULL;
+    int rc = spawn_child(c, args, nargs, 0, &pid, &in_fd, &out_fd, &err_fd, &msg);
+    if (rc != 0) {
+        result_fail(r, rc, "%s", msg ? msg : mlk_strerror(rc));
+        free(msg);
+        return rc;
+    }
+    char *ob = NULL, *eb = NULL;
+    size_t on = 0, oc = 0, en = 0, ec = 0;
+    struct pollfd p[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
+    int open_fds = 2;
+    char tmp[8192];
+    while (open_fds > 0) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t k = read(p[i].fd, tmp, sizeof tmp);
+            if (k > 0) {
+                if (i == 0) buf_add(&ob, &on, &oc, tmp, (size_t)k);
+                else if (en < 65536) buf_add(&eb, &en, &ec, tmp, (size_t)k);
+            } else if (k == 0 || errno != EINTR) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+            }
+        }
+    }
+    int status = 0;
+    wait_child(pid, -1, &status);
+    result_set_copy(r, 'd', ob ? ob : "", on);
+    result_set_copy(r, 'e', eb ? eb : "", en);
+    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r->exit_code != 0) {
+        while (en > 0 && (eb[en - 1] == '\n' || eb[en - 1] == '\r')) eb[--en] = '\0';
+        result_fail(r, MLK_ECLI, "'%s %s' failed with exit code %d: %s", config_binary(c),
+                    nargs ? args[0] : "", r->exit_code, en ? eb : "(no output)");
+    }
+    free(ob);
+    free(eb);
+    return r->status;
+}

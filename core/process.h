@@ -1,0 +1,34 @@
+/* process.h - configuration, starting processes, CLI side channels. */
+#ifndef MLK_PROCESS_H
+#define MLK_PROCESS_H
+
+#include "internal.h"
+
+#include <sys/types.h>
+
+struct mlk_config {
+    char *binary;            /* NULL: $MATCHLOCK_BIN or "matchlock" */
+    int sudo;
+    char **launcher;
+    size_t nlauncher;
+    char **env;              /* "NAME=VALUE" */
+    size_t nenv;
+    uint64_t max_line;
+};
+
+mlk_config *config_copy(const mlk_config *src);   /* src may be NULL */
+const char *config_binary(const mlk_config *c);
+
+/* Start `launcher... [sudo] binary args...` with pipes.  want_stdin 0
+ * gives the child /dev/null.  Returns 0 or MLK_ESPAWN/MLK_ENOMEM with *msg
+ * (malloc'd) saying why. */
+int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int want_stdin,
+                pid_t *pid, int *in_fd, int *out_fd, int *err_fd, char **msg);
+/* Wait for pid up to timeout_ms (-1: forever), then SIGKILL and reap.
+ * Returns 0 when it exited by itself, 1 when killed, -1 when not ours. */
+int wait_child(pid_t pid, int timeout_ms, int *status);
+/* Run a CLI command to completion: stdout into r's data, stderr into r's
+ * stderr; a non-zero exit is MLK_ECLI with stderr in the message. */
+int run_cli(const mlk_config *c, const char *const *args, size_t nargs, mlk_result *r);
+
+#endif

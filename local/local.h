@@ -1,0 +1,223 @@
+/* local.h - matchlock-local: a local backend that speaks the Matchlock
+ * JSON-RPC protocol (see /work/shared/PROTOCOL.md) and runs each sandbox's
+ * commands as local processes, under bubblewrap when it is available.
+ *
+ * It is not a VM and not a security boundary.  One process serves one
+ * client and holds at most one VM.  Everything runs on one libevent loop;
+ * nothing here is thread-safe and nothing needs to be.
+ *
+ * Files:  main.c CLI · state.c state dirs · rpc.c transport and dispatch ·
+ *         exec.c processes · files.c file calls and path resolution ·
+ *         sandbox.c create validation, VM dir, bwrap argv ·
+ *         portfwd.c port forwards · events.c VFS rules and file events. */
+#ifndef MLK_LOCAL_H
+#define MLK_LOCAL_H
+
+#include "json.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define LOCAL_VERSION "0.1.0"
+#define MAX_LINE (10u * 1024 * 1024)  /* request line cap, as upstream */
+#define CHUNK_MAX (64u * 1024)        /* output bytes per notification */
+
+enum {
+    E_PARSE = -32700,
+    E_INVALID_REQUEST = -32600,
+    E_NO_METHOD = -32601,
+    E_PARAMS = -32602,
+    E_INTERNAL = -32603,
+    E_VM = -32000,
+    E_EXEC = -32001,
+    E_FILE = -32002,
+    E_CANCELLED = -32003,
+};
+
+typedef struct server server;
+typedef struct vm vm;
+typedef struct req req;
+typedef struct proc proc;
+typedef struct portfwd portfwd;
+
+/* ---- state directories (state.c) ------------------------------------- */
+/* $XDG_STATE_HOME/matchlock-local (or ~/.local/state/...); malloc'd. */
+char *state_root(void);
+char *state_sub(const char *kind, const char *name);   /* root/kind/name */
+int mkdir_p(const char *path, mode_t mode);
+int rm_rf(const char *path);
+/* Copy a tree (files, dirs, symlinks; modes kept).  0 or -1 with errno. */
+int copy_tree(const char *src, const char *dst);
+/* A valid volume or VM name: [A-Za-z0-9_.-], not starting with '.'. */
+int valid_name(const char *s);
+
+/* ---- requests and the server (rpc.c) --------------------------------- */
+enum method {
+    M_CREATE, M_EXEC, M_EXEC_STREAM, M_EXEC_PIPE, M_EXEC_TTY, M_WRITE_FILE,
+    M_READ_FILE, M_LIST_FILES, M_LOG, M_LOG_STREAM, M_ALLOW_ADD, M_ALLOW_DEL,
+    M_PORT_FORWARD, M_CANCEL, M_CLOSE, M_UNKNOWN
+};
+
+struct req {
+    server *srv;
+    req *next, *prev;
+    uint64_t id;
+    int method;
+    proc *proc;                 /* exec family: the running command */
+    /* log_stream */
+    struct event *timer;
+    int log_fd;
+};
+
+struct server {
+    struct event_base *base;
+    struct event *ev_in, *ev_out, *ev_sigchld, *ev_sigterm, *ev_sigint;
+    struct evbuffer *inbuf, *outbuf;
+    int in_eof;
+    int paused;                 /* a sync request waits for in-flight work */
+    int closing;                /* close received: read nothing more */
+    int exiting;
+    int exit_code;
+    req *reqs;                  /* in-flight requests */
+    int inflight;
+    char *sync_line;            /* create/close waiting for in-flight work */
+    size_t sync_len;
+    req *close_req;             /* close being carried out */
+    double close_grace;
+    vm *vm;
+    proc *procs;                /* every live child we started */
+};
+
+/* Write one complete line (a jw holding a message without the newline). */
+void srv_send(server *s, jw *w);
+void srv_result_start(jw *w, uint64_t id);        /* {"jsonrpc","id","result": */
+void srv_result_end(server *s, jw *w);            /* closes and sends */
+void srv_error(server *s, const uint64_t *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void srv_empty_result(server *s, uint64_t id);
+/* Send a request-scoped notification {"id":N,"data":B64}. */
+void srv_notify_data(server *s, const char *method, uint64_t id, const void *p, size_t n);
+void srv_notify_id(server *s, const char *method, uint64_t id);
+/* The request is finished (its response was sent): unlink and free. */
+void req_done(req *r);
+/* Something finished: see whether a waiting create/close can run, or the
+ * process can exit. */
+void srv_progress(server *s);
+
+/* ---- processes (exec.c) ----------------------------------------------- */
+enum pkind { P_EXEC, P_STREAM, P_PIPE, P_TTY, P_ENTRY };
+
+struct proc {
+    server *srv;
+    proc *next, *prev;
+    req *r;                      /* NULL once detached (cancelled, entrypoint) */
+    int kind;
+    pid_t pid;                   /* also the process group id */
+    int out_fd, err_fd, in_fd;   /* -1 when closed */
+    struct event *ev_out, *ev_err, *ev_in, *ev_kill, *ev_grace;
+    struct evbuffer *inbuf, *acc_out, *acc_err;
+    int in_eof;                  /* close stdin once inbuf drains */
+    int exited, status, killed;
+    int log_fd;                  /* P_ENTRY: output goes to the VM log */
+    struct timespec t0;
+};
+
+typedef struct exec_params {
+    const char *command, *working_dir, *user;
+    int rows, cols;
+} exec_params;
+
+/* Start a command for request r (kind from r->method) or detached (r NULL,
+ * P_ENTRY).  Returns the proc or NULL with an error message in *err. */
+proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
+                 char **argv_override, char **err);
+void proc_stdin(proc *p, const void *data, size_t n);
+void proc_stdin_eof(proc *p);
+void proc_resize(proc *p, int rows, int cols);
+/* SIGTERM the group, SIGKILL after grace seconds. */
+void proc_kill(proc *p, double grace);
+void proc_detach(proc *p);       /* the request no longer wants results */
+void procs_reap(server *s);      /* SIGCHLD */
+void procs_kill_all(server *s, double grace);
+
+/* ---- the VM (sandbox.c) ------------------------------------------------ */
+enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK };
+
+typedef struct mount {
+    char *guest;                 /* normalised absolute guest path */
+    char *host;                  /* the host dir backing it */
+    int type, ro;
+} mount;
+
+typedef struct vfs_rule {
+    char *name, *path;
+    unsigned ops;                /* bit per op (events.c), 0 = all */
+    int block;
+} vfs_rule;
+
+struct vm {
+    char id[16];
+    char *dir, *root, *log_path, *etc_dir, *shm_dir;
+    int log_fd;
+    char *workspace;
+    mount *mounts;
+    size_t nmounts;
+    char **env;                  /* NULL-terminated "K=V" list */
+    char *img_user, *img_workdir;
+    char **entry_argv;           /* entrypoint + cmd, NULL when none */
+    char *hostname;
+    int no_network, use_bwrap, intercept;
+    char **allowed;              /* allow-list */
+    size_t nallowed;
+    vfs_rule *rules;
+    size_t nrules;
+    int emit_events;
+    int inotify_fd;
+    struct event *ev_inotify;
+    char **watch_paths;          /* by watch descriptor */
+    int nwatch;
+    proc *entry;
+    portfwd *pf;
+};
+
+/* Validate create params; on success build the VM (dirs, config).
+ * Returns 0, or an error code with *msg (malloc'd). */
+int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg);
+void vm_log(vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vm_free(vm *v);
+/* argv (NULL-terminated, malloc'd strings) to run `argv0...` inside the
+ * sandbox; *envp receives the environment.  cwd and uid/gid as given. */
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
+                       int switch_user, int tty);
+void strv_free(char **v);
+char **strv_push(char **v, const char *s);
+size_t strv_len(char **v);
+
+/* ---- file calls (files.c) ---------------------------------------------- */
+/* Resolve and open a guest path.  flags as open(2); with O_CREAT, missing
+ * parent directories are created.  Returns an fd or -errno.  *host_path
+ * (optional) receives a host path for messages. */
+int vm_open(vm *v, const char *guest, int flags, mode_t mode);
+/* Normalise a guest path into out (absolute, no "." or ".."); -1 when it
+ * contains ".." or is empty. */
+int guest_normalize(vm *v, const char *in, char **out);
+void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params);
+void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params);
+void rpc_list_files(server *s, req *r, const jdoc *d, const jnode *params);
+
+/* ---- VFS rules and events (events.c) ----------------------------------- */
+int vfs_parse_rules(vm *v, const jdoc *d, const jnode *interception, char **msg);
+/* 0 when allowed, -1 when a block rule matches (msg says which). */
+int vfs_check(vm *v, const char *op, const char *guest, char **msg);
+void events_start(server *s, vm *v);
+void events_stop(vm *v);
+void emit_file_event(server *s, const char *op, const char *guest, int64_t size, uint32_t mode);
+
+/* ---- port forwards (portfwd.c) ----------------------------------------- */
+void rpc_port_forward(server *s, req *r, const jdoc *d, const jnode *params);
+void portfwd_stop(vm *v);
+
+#endif

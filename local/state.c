@@ -1,0 +1,138 @@
+/* state.c - where matchlock-local keeps VMs and volumes, and small
+ * filesystem helpers (mkdir -p, rm -rf, copy a tree). */
+#include "local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *state_root(void)
+{
+    const char *x = getenv("XDG_STATE_HOME");
+    char *p = NULL;
+    if (x && x[0] == '/') {
+        if (asprintf(&p, "%s/matchlock-local", x) < 0) p = NULL;
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !*home) home = "/tmp";
+        if (asprintf(&p, "%s/.local/state/matchlock-local", home) < 0) p = NULL;
+    }
+    return p;
+}
+
+char *state_sub(const char *kind, const char *name)
+{
+    char *root = state_root(), *p = NULL;
+    if (!root) return NULL;
+    if (asprintf(&p, "%s/%s/%s", root, kind, name) < 0) p = NULL;
+    free(root);
+    return p;
+}
+
+int valid_name(const char *s)
+{
+    if (!s || !*s || s[0] == '.' || strlen(s) > 128) return 0;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_' || *c == '.' || *c == '-'))
+            return 0;
+    return 1;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+    char *p = strdup(path);
+    if (!p) return -1;
+    for (char *c = p + 1; ; c++) {
+        if (*c == '/' || *c == '\0') {
+            char save = *c;
+            *c = '\0';
+            if (mkdir(p, mode) != 0 && errno != EEXIST) { free(p); return -1; }
+            *c = save;
+            if (!save) break;
+        }
+    }
+    free(p);
+    return 0;
+}
+
+static int rm_at(int dirfd, const char *name)
+{
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return 0;
+    if (errno != EISDIR && errno != EPERM) return -1;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    DIR *d = fdopendir(fd);
+    if (!d) { close(fd); return -1; }
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (rm_at(dirfd(d), e->d_name) != 0) rc = -1;
+    }
+    closedir(d);
+    if (unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) rc = -1;
+    return rc;
+}
+
+int rm_rf(const char *path)
+{
+    return rm_at(AT_FDCWD, path);
+}
+
+int copy_tree(const char *src, const char *dst)
+{
+    struct stat st;
+    if (lstat(src, &st) != 0) return -1;
+    if (S_ISLNK(st.st_mode)) {
+        char buf[4096];
+        ssize_t n = readlink(src, buf, sizeof buf - 1);
+        if (n < 0) return -1;
+        buf[n] = '\0';
+        return symlink(buf, dst);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        if (mkdir(dst, st.st_mode & 07777) != 0 && errno != EEXIST) return -1;
+        DIR *d = opendir(src);
+        if (!d) return -1;
+        struct dirent *e;
+        int rc = 0;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *s2 = NULL, *d2 = NULL;
+            if (asprintf(&s2, "%s/%s", src, e->d_name) < 0) s2 = NULL;
+            if (asprintf(&d2, "%s/%s", dst, e->d_name) < 0) d2 = NULL;
+            if (!s2 || !d2 || copy_tree(s2, d2) != 0) rc = -1;
+            free(s2);
+            free(d2);
+        }
+        closedir(d);
+        chmod(dst, st.st_mode & 07777);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) return 0; /* devices, fifos, sockets: skipped */
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return -1;
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.st_mode & 07777);
+    if (out < 0) { close(in); return -1; }
+    char buf[65536];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read(in, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0) { if (errno == EINTR) continue; rc = -1; break; }
+            off += w;
+        }
+        if (rc) break;
+    }
+    if (n < 0) rc = -1;
+    close(in);
+    close(out);
+    return rc;
+}

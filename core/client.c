@@ -465,7 +465,7 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_
     switch (r->kind) {
     case K_CREATE: {
         const char *id = jd_str(d, res, "id", NULL);
-        if (!id) { result_fail(out, MLK_EPROTO, "create: the server's answer has no VM id"); break; }
+        if (!id) { result_fail(out, MLK_EPARSE, "parse create result: the server's answer has no VM id"); break; }
         result_set_copy(out, 'd', id, strlen(id));
         pthread_mutex_lock(&c->mu);
         free(c->vm_id);
@@ -474,8 +474,16 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_
         break;
     }
     case K_EXEC:
-        if (decode_field(jd_get(d, res, "stdout"), &p, &n) == 0) result_set_copy(out, 'o', p, n);
-        if (decode_field(jd_get(d, res, "stderr"), &p, &n) == 0) result_set_copy(out, 'e', p, n);
+        if (decode_field(jd_get(d, res, "stdout"), &p, &n) != 0) {
+            result_fail(out, MLK_EPARSE, "parse exec result: stdout is not valid base64");
+            break;
+        }
+        result_set_copy(out, 'o', p, n);
+        if (decode_field(jd_get(d, res, "stderr"), &p, &n) != 0) {
+            result_fail(out, MLK_EPARSE, "parse exec result: stderr is not valid base64");
+            break;
+        }
+        result_set_copy(out, 'e', p, n);
         /* fallthrough */
     case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY:
         out->exit_code = (int)jd_int(d, res, "exit_code", -1);
@@ -492,7 +500,7 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_
         break;
     case K_READ: case K_LOG:
         if (decode_field(jd_get(d, res, "content"), &p, &n) != 0) {
-            result_fail(out, MLK_EPROTO, "%s: content is not valid base64", method_names[r->kind]);
+            result_fail(out, MLK_EPARSE, "parse %s result: content is not valid base64", method_names[r->kind]);
             break;
         }
         if (can_steal && n >= STEAL_MIN) {
@@ -531,7 +539,13 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
     if (i == len) return;
     jdoc *d = &c->doc;
-    if (jd_parse(d, line, len) != 0) return; /* not JSON: ignored, like upstream */
+    if (line[i] != '{') return; /* not a message (a launcher's banner, say): skipped */
+    if (jd_parse(d, line, len) != 0) {
+        char why[160];
+        snprintf(why, sizeof why, "protocol error: the server sent a malformed line (%s)", d->err);
+        die(c, MLK_EPROTO, why);
+        return;
+    }
     const jnode *root = jd_root(d);
     if (!root || root->type != JN_OBJ) return;
     const jnode *idn = jd_get(d, root, "id");
@@ -620,7 +634,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n < 0 && errno == EINTR) continue;
-        die(c, MLK_EDEAD, "the matchlock process exited");
+        die(c, MLK_EDEAD, "connection closed: the matchlock process exited or closed its output");
         return;
     }
 }
@@ -986,8 +1000,9 @@ MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out)
     }
     ioloop_run_sync(t_shutdown, c);
     int status = 0;
-    if (wait_child(c->pid, wait_ms, &status) == 1 && res && res->status == 0)
-        result_fail(res, MLK_ETIMEDOUT, "close: the matchlock process did not exit in time and was killed");
+    int killed = wait_child(c->pid, wait_ms, &status) == 1;
+    if (res && (res->status == MLK_ETIMEDOUT || (killed && res->status == 0)))
+        result_fail(res, MLK_ECLOSE_TIMEOUT, "close timed out after %d ms; the matchlock process was killed", wait_ms);
     pthread_mutex_lock(&c->mu);
     c->state = ST_CLOSED;
     pthread_mutex_unlock(&c->mu);
@@ -1594,7 +1609,7 @@ MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"rm", id};
-    run_cli(c->cfg, args, 2, r);
+    run_cli(c->cfg, args, 2, MLK_EREMOVE, r);
     return result_give(r, out);
 }
 
@@ -1611,7 +1626,7 @@ static void cli_json_to_mp(mlk_result *r)
     char *mp;
     size_t mlen;
     if (jd_parse(&d, copy, n) != 0 || json_to_mp_buf(&d, jd_root(&d), &mp, &mlen) != 0) {
-        result_fail(r, MLK_ECLI, "the matchlock command printed something that is not JSON: %.200s", r->data);
+        result_fail(r, MLK_EPARSE, "parse volume result: the matchlock command printed something that is not JSON: %.200s", r->data);
     } else {
         r->mp_own = mp;
         r->mp = mp;
@@ -1623,14 +1638,14 @@ static void cli_json_to_mp(mlk_result *r)
 
 MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out)
 {
-    if (!name || !*name || size_mb <= 0)
-        return fail_now(MLK_EINVAL, out, "volume_create: a name and a positive size in MB are required");
+    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume create: a volume name is required");
+    if (size_mb <= 0) return fail_now(MLK_EVOLUME_SIZE, out, "volume create: the size must be > 0 MB");
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     char size[32];
     snprintf(size, sizeof size, "%lld", (long long)size_mb);
     const char *args[] = {"volume", "create", name, "--size", size, "--json"};
-    run_cli(cfg, args, 6, r);
+    run_cli(cfg, args, 6, MLK_ECLI, r);
     cli_json_to_mp(r);
     return result_give(r, out);
 }
@@ -1640,17 +1655,17 @@ MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out)
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"volume", "ls", "--json"};
-    run_cli(cfg, args, 3, r);
+    run_cli(cfg, args, 3, MLK_ECLI, r);
     cli_json_to_mp(r);
     return result_give(r, out);
 }
 
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out)
 {
-    if (!name || !*name) return fail_now(MLK_EINVAL, out, "volume_remove: a name is required");
+    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume rm: a volume name is required");
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"volume", "rm", name};
-    run_cli(cfg, args, 3, r);
+    run_cli(cfg, args, 3, MLK_ECLI, r);
     return result_give(r, out);
 }

@@ -48,9 +48,6 @@ int sandbox_render(const mlk_sandbox *sb, int launch, jw *w, char **msg);
 /* Port-forward specs and bind addresses given to the builder. */
 size_t sandbox_port_forwards(const mlk_sandbox *sb, const char *const **specs,
                              const char *const **addrs, size_t *naddrs);
-/* Tests only: when > 0, the CPU count validation uses this instead of the
- * host's online CPUs (vectors assume a host with more CPUs than CI has). */
-extern long sandbox_test_host_cpus;
 
 /* ---- shared helpers (util.c) ---------------------------------------- */
 char *xstrdup(const char *s);

@@ -459,6 +459,31 @@ static int lit(pstate *ps, const char *w)
     return 0;
 }
 
+static int digits(pstate *ps)
+{
+    char *st = ps->p;
+    while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') ps->p++;
+    return ps->p > st ? 0 : -1;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int scan_number(pstate *ps)
+{
+    if (ps->p < ps->end && *ps->p == '-') ps->p++;
+    if (ps->p < ps->end && *ps->p == '0') ps->p++;
+    else if (digits(ps) != 0) return -1;
+    if (ps->p < ps->end && *ps->p == '.') {
+        ps->p++;
+        if (digits(ps) != 0) return -1;
+    }
+    if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
+        ps->p++;
+        if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-')) ps->p++;
+        if (digits(ps) != 0) return -1;
+    }
+    return 0;
+}
+
 static long parse_value(pstate *ps)
 {
     ws(ps);
@@ -492,7 +517,7 @@ static long parse_value(pstate *ps)
         idx = newnode(ps, JN_NUM);
         if (idx < 0) return -1;
         char *st = ps->p;
-        while (ps->p < ps->end && (strchr("+-.eE", *ps->p) || (*ps->p >= '0' && *ps->p <= '9'))) ps->p++;
+        if (scan_number(ps) != 0) { ps->d->err = "malformed number"; return -1; }
         ps->d->nodes[idx].s = st;
         ps->d->nodes[idx].len = (size_t)(ps->p - st);
         return idx;

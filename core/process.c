@@ -270,7 +270,7 @@ static void buf_add(char **b, size_t *n, size_t *cap, const char *p, size_t k)
     (*b)[*n] = '\0';
 }
 
-int run_cli(const mlk_config *c, const char *const *args, size_t nargs, mlk_result *r)
+int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail_code, mlk_result *r)
 {
     pid_t pid;
     int in_fd = -1, out_fd = -1, err_fd = -1;
@@ -311,7 +311,7 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, mlk_resu
     r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (r->exit_code != 0) {
         while (en > 0 && (eb[en - 1] == '\n' || eb[en - 1] == '\r')) eb[--en] = '\0';
-        result_fail(r, MLK_ECLI, "'%s %s' failed with exit code %d: %s", config_binary(c),
+        result_fail(r, fail_code, "'%s %s' failed with exit code %d: %s", config_binary(c),
                     nargs ? args[0] : "", r->exit_code, en ? eb : "(no output)");
     }
     free(ob);

@@ -28,7 +28,7 @@ int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int 
  * Returns 0 when it exited by itself, 1 when killed, -1 when not ours. */
 int wait_child(pid_t pid, int timeout_ms, int *status);
 /* Run a CLI command to completion: stdout into r's data, stderr into r's
- * stderr; a non-zero exit is MLK_ECLI with stderr in the message. */
-int run_cli(const mlk_config *c, const char *const *args, size_t nargs, mlk_result *r);
+ * stderr; a non-zero exit is fail_code with stderr in the message. */
+int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail_code, mlk_result *r);
 
 #endif

@@ -105,3 +105,11 @@ MLK_API const char *mlk_result_msgpack(const mlk_result *r, size_t *len)
     if (len) *len = r->mp_len;
     return r->mp;
 }
+
+MLK_API int mlk_result_is_vm_error(const mlk_result *r) { return r && r->rpc_code == MLK_RPC_VM_FAILED; }
+MLK_API int mlk_result_is_exec_error(const mlk_result *r) { return r && r->rpc_code == MLK_RPC_EXEC_FAILED; }
+MLK_API int mlk_result_is_file_error(const mlk_result *r) { return r && r->rpc_code == MLK_RPC_FILE_FAILED; }
+MLK_API int mlk_result_is_cancelled(const mlk_result *r)
+{
+    return r && (r->rpc_code == MLK_RPC_CANCELLED || r->status == MLK_ECANCELED);
+}

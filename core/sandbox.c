@@ -23,7 +23,17 @@
 #define DEFAULT_DISK_MB 5120
 #define DEFAULT_TIMEOUT_S 300
 
-long sandbox_test_host_cpus = 0;
+/* The CPU count create is checked against: $MATCHLOCK_HOST_CPUS when set
+ * (the sandbox runs on another machine through a launcher, or a test pins
+ * it), else this host's online CPUs. */
+static long host_cpus(void)
+{
+    const char *e = getenv("MATCHLOCK_HOST_CPUS");
+    char *end;
+    long n = e && *e ? strtol(e, &end, 10) : 0;
+    if (n > 0 && *end == '\0') return n;
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
 
 /* ===================================================================== */
 /* small containers                                                       */
@@ -1282,7 +1292,7 @@ static int validate(const mlk_sandbox *sb, double cpus, int has_net_rules, verr 
     if (!isfinite(cpus) || cpus <= 0)
         return verror(e, MLK_EINVALID_CPU, "cpus %g is not valid; pass a finite number greater than 0 "
                                            "(0 means the default, 1)", cpus);
-    long host = sandbox_test_host_cpus > 0 ? sandbox_test_host_cpus : sysconf(_SC_NPROCESSORS_ONLN);
+    long host = host_cpus();
     if (host > 0 && ceil(cpus) > (double)host)
         return verror(e, MLK_EINVALID_CPU, "cpus %g is more than the %ld CPUs of this host; pass at most %ld",
                       cpus, host, host);

@@ -364,16 +364,21 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
         goto fail;
     }
 
+    /* Block signals across fork so that the child cannot run the
+     * server's handlers before it resets them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
+    if (pid != 0) sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         if (asprintf(err, "fork: %s", strerror(errno)) < 0) *err = NULL;
         goto fail;
     }
     if (pid == 0) {
-        sigset_t all;
+        for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
         setsid();
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int devnull = open("/dev/null", O_RDWR);

@@ -406,6 +406,18 @@ static void rpc_create(server *s, uint64_t id, const jdoc *d, const jnode *param
         return;
     }
     s->vm = v;
+    events_start(s, v);
+    if (jd_bool(d, params, "launch_entrypoint", 0)) {
+        if (!v->entry_argv || !v->entry_argv[0]) {
+            vm_log(v, "launch_entrypoint: the image config has no entrypoint or cmd");
+        } else {
+            char *err = NULL;
+            v->entry = proc_start(s, v, NULL, P_ENTRY, NULL, v->entry_argv, &err);
+            if (v->entry) vm_log(v, "entrypoint started (pid %d)", (int)v->entry->pid);
+            else vm_log(v, "entrypoint failed to start: %s", err ? err : "unknown error");
+            free(err);
+        }
+    }
     jw w;
     jw_init(&w);
     srv_result_start(&w, id);

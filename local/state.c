@@ -61,11 +61,11 @@ int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static int rm_at(int dirfd, const char *name)
+static int rm_at(int dfd, const char *name)
 {
-    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return 0;
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT) return 0;
     if (errno != EISDIR && errno != EPERM) return -1;
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return -1;
     DIR *d = fdopendir(fd);
     if (!d) { close(fd); return -1; }
@@ -76,7 +76,7 @@ static int rm_at(int dirfd, const char *name)
         if (rm_at(dirfd(d), e->d_name) != 0) rc = -1;
     }
     closedir(d);
-    if (unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) rc = -1;
+    if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) rc = -1;
     return rc;
 }
 

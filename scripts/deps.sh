@@ -9,6 +9,11 @@ packages=(
   libcriterion-dev abigail-tools          # C tests and the ABI check
   bubblewrap                              # matchlock-local isolation
 )
+# each binding lists what it needs in <dir>/apt-packages.txt (one per line, # comments)
+here=$(cd "$(dirname "$0")/.." && pwd)
+for f in "$here"/*/apt-packages.txt; do
+  [ -f "$f" ] && packages+=($(sed 's/#.*//' "$f"))
+done
 packages+=("$@")                          # extra packages asked for by callers
 
 missing=()

@@ -94,6 +94,26 @@ enum {
     MLK_EINVALID_MOUNT = -27,   /* workspace or mount rules broken */
     MLK_EINVALID_RULE = -28,    /* a network or VFS interception rule is invalid */
     MLK_EVFS_BLOCKED = -29,     /* a local VFS action hook blocked the call */
+    MLK_ECLOSE_TIMEOUT = -30,   /* close timed out; the process was killed */
+    MLK_EREMOVE = -31,          /* `matchlock rm` failed */
+    MLK_EVOLUME_NAME = -32,     /* volume name is required */
+    MLK_EVOLUME_SIZE = -33,     /* volume size must be > 0 */
+    MLK_EINVALID_NET_HOOK = -34,/* a network hook (callback rule) is invalid */
+    MLK_EINVALID_VFS_HOOK = -35,/* a VFS hook is invalid, or answered nonsense */
+    MLK_EPARSE = -36,           /* a server result could not be parsed (message names it) */
+};
+
+/* JSON-RPC error codes the server uses (mlk_result_rpc_code()). */
+enum {
+    MLK_RPC_PARSE_ERROR = -32700,
+    MLK_RPC_INVALID_REQUEST = -32600,
+    MLK_RPC_METHOD_NOT_FOUND = -32601,
+    MLK_RPC_INVALID_PARAMS = -32602,
+    MLK_RPC_INTERNAL = -32603,
+    MLK_RPC_VM_FAILED = -32000,
+    MLK_RPC_EXEC_FAILED = -32001,
+    MLK_RPC_FILE_FAILED = -32002,
+    MLK_RPC_CANCELLED = -32003,
 };
 
 /** A short static description of an MLK_E* code ("client closed", ...). */
@@ -137,6 +157,12 @@ MLK_API const char *mlk_result_data(const mlk_result *r, size_t *len);
  *  volume_create: map {name,size,path}; volume_list: array of those.
  *  Borrowed from r. */
 MLK_API const char *mlk_result_msgpack(const mlk_result *r, size_t *len);
+/** Predicates on a result's server error: VM (-32000), exec (-32001),
+ *  file (-32002), cancelled (-32003 or a local cancel).  0 or 1. */
+MLK_API int mlk_result_is_vm_error(const mlk_result *r);
+MLK_API int mlk_result_is_exec_error(const mlk_result *r);
+MLK_API int mlk_result_is_file_error(const mlk_result *r);
+MLK_API int mlk_result_is_cancelled(const mlk_result *r);
 /** Free a result returned through an out-parameter.  NULL is a no-op.
  *  Never free a result handed to a callback (it is borrowed). */
 MLK_API void mlk_result_free(mlk_result *r);
@@ -174,7 +200,10 @@ typedef struct mlk_sandbox mlk_sandbox;
 
 MLK_API mlk_sandbox *mlk_sandbox_new(const char *image);
 MLK_API void mlk_sandbox_free(mlk_sandbox *sb);
-/** CPUs (fractional); 0 means the default 1. */
+/** CPUs (fractional); 0 means the default 1.  Create checks that
+ *  ceil(cpus) is at most the host's CPU count: this machine's, or
+ *  $MATCHLOCK_HOST_CPUS when set (for a sandbox on another machine through
+ *  a launcher, and for tests of the shared vectors on small machines). */
 MLK_API int mlk_sandbox_set_cpus(mlk_sandbox *sb, double cpus);
 /** Memory in MiB; 0 means the default 512. */
 MLK_API int mlk_sandbox_set_memory_mb(mlk_sandbox *sb, int64_t mb);
@@ -240,6 +269,60 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
 /* Client                                                              */
 
 typedef struct mlk_client mlk_client;
+
+/* ------------------------------------------------------------------ */
+/* Hooks                                                               */
+
+/** Hook kinds. */
+enum {
+    MLK_HOOK_NETWORK = 1,        /* network callback rule: answer with a network reply */
+    MLK_HOOK_VFS_AFTER = 2,      /* after-hook on file events; no answer; recursion-suppressed */
+    MLK_HOOK_VFS_DANGEROUS = 3,  /* after-hook without suppression (may call the client) */
+    MLK_HOOK_VFS_ACTION = 4,     /* before write/read/list_files: answer allow or block */
+    MLK_HOOK_VFS_MUTATE = 5,     /* before write_file: answer the new bytes */
+};
+
+/** A pending hook invocation that must be answered exactly once. */
+typedef struct mlk_hook_call mlk_hook_call;
+
+/** A hook.  `request` is a msgpack map:
+ *   network: the server's callback request {callback_id, phase, host,
+ *            method, path, query, request_headers, status_code?,
+ *            response_headers?, is_sse?};
+ *   VFS after/dangerous: the event's `file` map {op, path, size, mode?, uid?, gid?};
+ *   VFS action: {op, path, size, mode, uid, gid};
+ *   VFS mutate: {op:"write", path, size, mode, uid, gid, data: bin}.
+ * `call` is NULL for after-hooks; otherwise answer it with mlk_hook_reply()
+ * or mlk_hook_fail(), now or later, from any thread.  `c` is the client;
+ * every hook may call it (a blocking call made here still completes).
+ * Thread: the thread calling mlk_dispatch(); action and mutate hooks of a
+ * blocking file call run on the thread blocked in that call. */
+typedef void (*mlk_hook_cb)(void *ud, mlk_client *c, int kind, mlk_hook_call *call,
+                            const char *request, size_t len);
+
+/** Add a network callback rule.  `rule` is a msgpack map in the wire shape
+ *  of an interception rule (name, phase, hosts, methods, path, timeout_ms;
+ *  action empty or "allow").  The core serves the callback socket, checks
+ *  the peer's credentials and enforces timeout_ms (default 30 s). */
+MLK_API int mlk_sandbox_add_network_hook(mlk_sandbox *sb, const char *rule, size_t len,
+                                         mlk_hook_cb cb, void *ud);
+/** Add a VFS hook of kind MLK_HOOK_VFS_*.  `rule` is a msgpack map
+ *  {name, phase, ops:[...], path: glob}; after-hooks need phase "after",
+ *  action and mutate hooks phase "before" (or empty). */
+MLK_API int mlk_sandbox_add_vfs_hook(mlk_sandbox *sb, int kind, const char *rule, size_t len,
+                                     mlk_hook_cb cb, void *ud);
+/** Answer a hook call with a msgpack value, then the call is freed:
+ *   network: {action?, request?:{headers?,query?,path?}, response?:{headers?,
+ *            body_replacements?, set_body_base64?}} (set_body_base64 given as
+ *            bin is encoded by the core; as str it is sent as is);
+ *   VFS action: "allow" | "block" (or {action: ...});
+ *   VFS mutate: the new bytes as bin or str (or {data: ...}).
+ *  Answering after the hook's deadline is safe (the answer is dropped). */
+MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len);
+/** Answer that the hook failed (e.g. the host function raised): network
+ *  hooks send an error reply (traffic proceeds); action and mutate hooks
+ *  fail their file call with MLK_EUSER and this message.  Frees the call. */
+MLK_API int mlk_hook_fail(mlk_hook_call *call, const char *message);
 
 /** Start `<launcher...> [sudo] <binary> rpc` and return a client.  cfg may
  *  be NULL (defaults) and is copied.  On failure *out is NULL and, when

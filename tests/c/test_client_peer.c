@@ -92,6 +92,25 @@ Test(peer, malformed_lines_are_skipped, .timeout = 20)
     mlk_client_free(c);
 }
 
+Test(peer, malformed_message_is_a_protocol_error, .timeout = 20)
+{
+    mlk_client *c = peer(LOOP("echo '{\"jsonrpc\":\"2.0\",\"id\":'"), NULL);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "x", NULL, &r), MLK_EPROTO, "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "malformed"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_client_free(c);
+}
+
+Test(peer, invalid_base64_fails_the_call, .timeout = 20)
+{
+    mlk_client *c = peer(LOOP("printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":\"@@@\"}}\\n' \"$id\""), NULL);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_read_file(c, "/x", 0, &r), MLK_EPARSE, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_client_free(c);
+}
+
 Test(peer, rpc_error_keeps_code_and_message, .timeout = 20)
 {
     mlk_client *c = peer(LOOP("printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":-32001,"

@@ -400,7 +400,7 @@ Test(vectors, create)
     long host = sysconf(_SC_NPROCESSORS_ONLN);
     if (host < 64) {
         cr_log_info("host has %ld CPUs; validating create.jsonl as if it had 64", host);
-        sandbox_test_host_cpus = 64;
+        setenv("MATCHLOCK_HOST_CPUS", "64", 1);
     }
     run_file("create.jsonl", create_case, &r);
     cr_log_info("create.jsonl: %d cases, %d failed", r.ncases, r.nfail);

@@ -1,0 +1,291 @@
+/* files.c - write_file, read_file, list_files.  A guest path is mapped to
+ * the host directory that backs it (the longest mount first, else the VM's
+ * root/ tree) and opened with openat2(RESOLVE_IN_ROOT): ".." and symlinks,
+ * absolute ones included, resolve as they would inside the sandbox and can
+ * never leave that directory.  Paths holding ".." components are refused
+ * outright.  Kernels without openat2 get a component walk with O_NOFOLLOW
+ * (symlinks are then refused). */
+#include "local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int guest_normalize(vm *v, const char *in, char **out)
+{
+    if (!in || !*in) return -1;
+    size_t n = strlen(in) + strlen(v->workspace) + 3;
+    char *full = malloc(n), *o;
+    if (!full) return -1;
+    if (in[0] == '/') snprintf(full, n, "%s", in);
+    else snprintf(full, n, "%s/%s", v->workspace, in);
+    char *res = malloc(strlen(full) + 2);
+    if (!res) { free(full); return -1; }
+    o = res;
+    for (char *c = full; *c;) {
+        while (*c == '/') c++;
+        if (!*c) break;
+        char *e = strchr(c, '/');
+        size_t l = e ? (size_t)(e - c) : strlen(c);
+        if (l == 1 && c[0] == '.') { c += l; continue; }
+        if (l == 2 && c[0] == '.' && c[1] == '.') { free(full); free(res); return -1; }
+        *o++ = '/';
+        memcpy(o, c, l);
+        o += l;
+        c += l;
+    }
+    if (o == res) *o++ = '/';
+    *o = '\0';
+    free(full);
+    *out = res;
+    return 0;
+}
+
+/* The mount (or NULL for the root tree) backing a normalised guest path;
+ * *rel receives the path inside it ("." for its top). */
+static const mount *backing(vm *v, const char *g, const char **rel)
+{
+    const mount *best = NULL;
+    size_t bl = 0;
+    for (size_t i = 0; i < v->nmounts; i++) {
+        size_t l = strlen(v->mounts[i].guest);
+        if (!strncmp(g, v->mounts[i].guest, l) && (g[l] == '\0' || g[l] == '/') && l >= bl) {
+            best = &v->mounts[i];
+            bl = l;
+        }
+    }
+    const char *r = g + bl;
+    while (*r == '/') r++;
+    *rel = *r ? r : ".";
+    return best;
+}
+
+static int open_in(int rootfd, const char *rel, int flags, mode_t mode)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY)),
+        .mode = (flags & O_CREAT) ? mode : 0,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+    if (fd >= 0) return (int)fd;
+    if (errno != ENOSYS) return -errno;
+    /* fallback: walk with O_NOFOLLOW, refusing symlinks */
+    char *copy = strdup(rel), *save = NULL;
+    int cur = dup(rootfd);
+    char *comp = strtok_r(copy, "/", &save);
+    while (comp) {
+        char *next = strtok_r(NULL, "/", &save);
+        int nfd = next ? openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                       : openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
+        int e = errno;
+        close(cur);
+        if (nfd < 0) { free(copy); return -e; }
+        cur = nfd;
+        comp = next;
+    }
+    free(copy);
+    return cur;
+}
+
+int vm_open(vm *v, const char *g, int flags, mode_t mode)
+{
+    const char *rel;
+    const mount *m = backing(v, g, &rel);
+    if (m && m->ro && (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))) return -EROFS;
+    int rootfd = open(m ? m->host : v->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) return -errno;
+    if ((flags & O_CREAT) && strcmp(rel, ".")) {
+        /* create missing parent directories, each resolved in the root */
+        char *p = strdup(rel);
+        for (char *c = strchr(p, '/'); c; c = strchr(c + 1, '/')) {
+            *c = '\0';
+            int fd = open_in(rootfd, p, O_PATH | O_DIRECTORY, 0);
+            if (fd == -ENOENT) {
+                char *slash = strrchr(p, '/');
+                int parent = slash ? (*slash = '\0', open_in(rootfd, p, O_PATH | O_DIRECTORY, 0))
+                                   : open_in(rootfd, ".", O_PATH | O_DIRECTORY, 0);
+                if (slash) *slash = '/';
+                if (parent >= 0) {
+                    mkdirat(parent, slash ? slash + 1 : p, 0755);
+                    close(parent);
+                }
+            } else if (fd >= 0) {
+                close(fd);
+            }
+            *c = '/';
+        }
+        free(p);
+    }
+    int fd = open_in(rootfd, rel, flags, mode);
+    close(rootfd);
+    return fd;
+}
+
+/* Shared preamble: the path param, normalised, checked against rules. */
+static char *file_path(server *s, req *r, const jdoc *d, const jnode *params, const char *op)
+{
+    const jnode *p = jd_get(d, params, "path");
+    if (!p || p->type != JN_STR || p->len == 0) {
+        srv_error(s, &r->id, E_PARAMS, "path: required string");
+        return NULL;
+    }
+    char *g = NULL;
+    if (guest_normalize(s->vm, p->s, &g) != 0) {
+        srv_error(s, &r->id, E_FILE, "%s %s: path escapes the sandbox (\"..\" is not allowed)", op, p->s);
+        return NULL;
+    }
+    char *why = NULL;
+    if (vfs_check(s->vm, op, g, &why) != 0) {
+        srv_error(s, &r->id, E_FILE, "%s %s: %s", op, g, why ? why : "blocked by VFS rule");
+        free(why);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params)
+{
+    const jnode *c = jd_get(d, params, "content");
+    if (c && c->type != JN_STR && c->type != JN_NULL) {
+        srv_error(s, &r->id, E_PARAMS, "content: expected a base64 string");
+        return;
+    }
+    uint64_t mode = 0;
+    const jnode *mn = jd_get(d, params, "mode");
+    if (mn && mn->type != JN_NULL && (jn_uint(mn, &mode) != 0 || mode > 07777)) {
+        srv_error(s, &r->id, E_PARAMS, "mode: expected a permission mode (0..07777)");
+        return;
+    }
+    if (mode == 0) mode = 0644;
+    long long n = 0;
+    if (c && c->type == JN_STR) {
+        n = b64_decode(c->s, c->len, (unsigned char *)c->s);
+        if (n < 0) { srv_error(s, &r->id, E_PARAMS, "content: invalid base64"); return; }
+    }
+    char *g = file_path(s, r, d, params, "write");
+    if (!g) return;
+    int fd = vm_open(s->vm, g, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)mode);
+    if (fd < 0) {
+        srv_error(s, &r->id, E_FILE, "write %s: %s", g, strerror(-fd));
+        free(g);
+        return;
+    }
+    for (long long off = 0; off < n;) {
+        ssize_t w = write(fd, c->s + off, (size_t)(n - off));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            srv_error(s, &r->id, E_FILE, "write %s: %s", g, strerror(errno));
+            close(fd);
+            free(g);
+            return;
+        }
+        off += w;
+    }
+    fchmod(fd, (mode_t)mode);
+    close(fd);
+    free(g);
+    srv_empty_result(s, r->id);
+}
+
+void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params)
+{
+    char *g = file_path(s, r, d, params, "read");
+    if (!g) return;
+    int fd = vm_open(s->vm, g, O_RDONLY, 0);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) { close(fd); fd = -EISDIR; }
+    if (fd < 0) {
+        srv_error(s, &r->id, E_FILE, "read %s: %s", g, strerror(-fd));
+        free(g);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    int n;
+    while ((n = evbuffer_read(b, fd, 1 << 20)) > 0) {}
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        srv_error(s, &r->id, E_FILE, "read %s: %s", g, strerror(e));
+    } else {
+        jw w;
+        jw_init(&w);
+        srv_result_start(&w, r->id);
+        jw_obj(&w);
+        jw_key(&w, "content");
+        jw_b64(&w, evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        jw_obj_end(&w);
+        srv_result_end(s, &w);
+        jw_free(&w);
+    }
+    evbuffer_free(b);
+    free(g);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void rpc_list_files(server *s, req *r, const jdoc *d, const jnode *params)
+{
+    char *g = file_path(s, r, d, params, "readdir");
+    if (!g) return;
+    int fd = vm_open(s->vm, g, O_RDONLY | O_DIRECTORY, 0);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        srv_error(s, &r->id, E_FILE, "list %s: %s", g, strerror(fd < 0 ? -fd : errno));
+        if (fd >= 0) close(fd);
+        free(g);
+        return;
+    }
+    char **names = NULL;
+    size_t nn = 0;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char **x = realloc(names, (nn + 1) * sizeof *x);
+        if (!x) break;
+        names = x;
+        names[nn++] = strdup(e->d_name);
+    }
+    if (nn) qsort(names, nn, sizeof *names, cmp_name);
+    jw w;
+    jw_init(&w);
+    srv_result_start(&w, r->id);
+    jw_obj(&w);
+    jw_key(&w, "files");
+    jw_arr(&w);
+    for (size_t i = 0; i < nn; i++) {
+        struct stat st;
+        if (names[i] && fstatat(dirfd(dir), names[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            struct tm tm;
+            char ts[40];
+            gmtime_r(&st.st_mtime, &tm);
+            strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            jw_obj(&w);
+            jw_key(&w, "name"); jw_str(&w, names[i]);
+            jw_key(&w, "size"); jw_int(&w, st.st_size);
+            jw_key(&w, "mode"); jw_uint(&w, st.st_mode);
+            jw_key(&w, "mod_time"); jw_str(&w, ts);
+            jw_key(&w, "is_dir"); jw_bool(&w, S_ISDIR(st.st_mode));
+            jw_obj_end(&w);
+        }
+        free(names[i]);
+    }
+    free(names);
+    jw_arr_end(&w);
+    jw_obj_end(&w);
+    srv_result_end(s, &w);
+    jw_free(&w);
+    closedir(dir);
+    free(g);
+}

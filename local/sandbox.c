@@ -1,0 +1,712 @@
+/* sandbox.c - create: validate the sandbox config like upstream, build the
+ * VM's state directory (vms/<id>: root/ tree, vm.log, etc/hosts), and
+ * compose the bubblewrap command line that gives each command a root of
+ * its own:
+ *   /            the VM's root/ dir (writable: /tmp, /root, /home, the
+ *                workspace and anything else a command creates)
+ *   /usr /bin /lib /lib64 /sbin ...   read-only from the host
+ *   /etc         a tmpfs holding read-only binds of the host's /etc minus
+ *                secrets (shadow, gshadow, sudoers, ssh), plus the VM's own
+ *                hosts and hostname
+ *   mounts       vfs.mounts (host_fs, memory, overlay) and extra_disks
+ * Without a working bwrap commands run as plain processes (the root/ tree
+ * then only backs the file calls), and the VM log says so. */
+#include "local.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- string vectors ---------------------------------------------------- */
+
+size_t strv_len(char **v)
+{
+    size_t n = 0;
+    while (v && v[n]) n++;
+    return n;
+}
+
+char **strv_push(char **v, const char *s)
+{
+    size_t n = strv_len(v);
+    char **nv = realloc(v, (n + 2) * sizeof *nv);
+    if (!nv) return v;
+    nv[n] = strdup(s ? s : "");
+    nv[n + 1] = NULL;
+    return nv;
+}
+
+void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++) free(v[i]);
+    free(v);
+}
+
+/* Set NAME=VALUE in an env list, replacing an existing NAME. */
+static char **env_set(char **env, const char *name, const char *value)
+{
+    size_t nl = strlen(name);
+    char *kv = NULL;
+    if (asprintf(&kv, "%s=%s", name, value) < 0) return env;
+    for (size_t i = 0; env && env[i]; i++)
+        if (!strncmp(env[i], name, nl) && env[i][nl] == '=') {
+            free(env[i]);
+            env[i] = kv;
+            return env;
+        }
+    env = strv_push(env, kv);
+    free(kv);
+    return env;
+}
+
+/* ---- log ---------------------------------------------------------------- */
+
+void vm_log(vm *v, const char *fmt, ...)
+{
+    if (!v || v->log_fd < 0) return;
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+    va_end(ap);
+    if (!msg) return;
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    dprintf(v->log_fd, "%s matchlock-local: %s\n", ts, msg);
+    free(msg);
+}
+
+/* ---- validation helpers ------------------------------------------------- */
+
+static int fail(char **msg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char **msg, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(msg, fmt, ap) < 0) *msg = NULL;
+    va_end(ap);
+    return code;
+}
+
+static int is_type(const jnode *n, int t) { return n && n->type == t; }
+static int absent(const jnode *n) { return !n || n->type == JN_NULL; }
+
+/* Guest path: absolute, lexically clean, no "..".  malloc'd or NULL. */
+static char *clean_abs(const char *p)
+{
+    if (!p || p[0] != '/') return NULL;
+    char *out = malloc(strlen(p) + 2), *o = out;
+    if (!out) return NULL;
+    const char *c = p;
+    while (*c) {
+        while (*c == '/') c++;
+        if (!*c) break;
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        if (n == 1 && c[0] == '.') { c += n; continue; }
+        if (n == 2 && c[0] == '.' && c[1] == '.') { free(out); return NULL; }
+        *o++ = '/';
+        memcpy(o, c, n);
+        o += n;
+        c += n;
+    }
+    if (o == out) *o++ = '/';
+    *o = '\0';
+    return out;
+}
+
+static int under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (!strcmp(dir, "/")) return 1;
+    return !strncmp(path, dir, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+static int valid_workspace(const char *w)
+{
+    if (!w || w[0] != '/') return 0;
+    for (const char *c = w; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '/' || *c == '_' || *c == '.' || *c == '-')) return 0;
+    return 1;
+}
+
+static int valid_host_entry(const char *h)
+{
+    if (!h || !*h) return 0;
+    for (const char *c = h; *c; c++)
+        if (isspace((unsigned char)*c) || *c == ':') return 0;
+    return 1;
+}
+
+static int valid_ip(const char *ip)
+{
+    unsigned char b[16];
+    return ip && (inet_pton(AF_INET, ip, b) == 1 || inet_pton(AF_INET6, ip, b) == 1);
+}
+
+/* An object of string values -> env list. */
+static int add_env_obj(vm *v, const jdoc *d, const jnode *obj, const char *field, char **msg)
+{
+    if (absent(obj)) return 0;
+    if (!is_type(obj, JN_OBJ)) return fail(msg, E_PARAMS, "%s: expected an object of strings", field);
+    for (const jnode *k = jd_first(d, obj); k; k = jd_next(d, k)) {
+        const jnode *val = jd_val(k);
+        if (val->type != JN_STR) return fail(msg, E_PARAMS, "%s.%s: expected a string", field, k->s);
+        if (!k->len || strchr(k->s, '=')) return fail(msg, E_PARAMS, "%s: invalid variable name \"%s\"", field, k->s);
+        v->env = env_set(v->env, k->s, val->s);
+    }
+    return 0;
+}
+
+static int str_array(const jdoc *d, const jnode *arr, const char *field, char ***out, char **msg)
+{
+    if (absent(arr)) return 0;
+    if (!is_type(arr, JN_ARR)) return fail(msg, E_PARAMS, "%s: expected an array of strings", field);
+    for (const jnode *n = jd_first(d, arr); n; n = jd_next(d, n)) {
+        if (n->type != JN_STR) return fail(msg, E_PARAMS, "%s: expected an array of strings", field);
+        *out = strv_push(*out, n->s);
+    }
+    return 0;
+}
+
+static int add_mount(vm *v, const char *guest, const char *host, int type, int ro)
+{
+    mount *nm = realloc(v->mounts, (v->nmounts + 1) * sizeof *nm);
+    if (!nm) return -1;
+    v->mounts = nm;
+    nm[v->nmounts].guest = strdup(guest);
+    nm[v->nmounts].host = strdup(host);
+    nm[v->nmounts].type = type;
+    nm[v->nmounts].ro = ro;
+    v->nmounts++;
+    return 0;
+}
+
+static int cmp_mount(const void *a, const void *b)
+{
+    return (int)strlen(((const mount *)a)->guest) - (int)strlen(((const mount *)b)->guest);
+}
+
+/* ---- bwrap --------------------------------------------------------------- */
+
+static const char *sys_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", NULL};
+
+static int etc_secret(const char *name)
+{
+    static const char *hidden[] = {"shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d",
+                                   "ssh", "ssl/private", "security", "hosts", "hostname",
+                                   "subuid", "subuid-", "subgid", "subgid-", "machine-id", NULL};
+    for (int i = 0; hidden[i]; i++)
+        if (!strcmp(name, hidden[i])) return 1;
+    return 0;
+}
+
+static char *find_bwrap(void)
+{
+    if (getenv("MATCHLOCK_LOCAL_NO_BWRAP")) return NULL;
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+    char *copy = strdup(path), *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char *cand = NULL;
+        if (asprintf(&cand, "%s/bwrap", *dir ? dir : ".") < 0) continue;
+        if (access(cand, X_OK) == 0) { free(copy); return cand; }
+        free(cand);
+    }
+    free(copy);
+    return NULL;
+}
+
+static char *bwrap_path;
+
+static char **push2(char **v, const char *a, const char *b) { return strv_push(strv_push(v, a), b); }
+static char **push3(char **v, const char *a, const char *b, const char *c)
+{
+    return strv_push(push2(v, a, b), c);
+}
+
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
+                       int switch_user, int tty)
+{
+    (void)tty;
+    char **a = NULL;
+    if (!v->use_bwrap) {
+        for (char **c = cmd; *c; c++) a = strv_push(a, *c);
+        return a;
+    }
+    a = strv_push(a, bwrap_path);
+    a = strv_push(a, "--die-with-parent");
+    a = strv_push(a, "--unshare-pid");
+    a = strv_push(a, "--unshare-ipc");
+    a = strv_push(a, "--unshare-uts");
+    a = strv_push(a, "--unshare-cgroup-try");
+    if (v->no_network) a = strv_push(a, "--unshare-net");
+    a = push2(a, "--hostname", v->hostname);
+    a = push3(a, "--bind", v->root, "/");
+    for (int i = 0; sys_dirs[i]; i++) {
+        char host[64];
+        snprintf(host, sizeof host, "/%s", sys_dirs[i]);
+        struct stat st;
+        if (lstat(host, &st) != 0 || S_ISLNK(st.st_mode)) continue; /* symlinks live in root/ */
+        a = push3(a, "--ro-bind", host, host);
+    }
+    a = push2(a, "--proc", "/proc");
+    a = push2(a, "--dev", "/dev");
+    a = push2(a, "--tmpfs", "/etc");
+    DIR *d = opendir("/etc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+        if (etc_secret(e->d_name)) continue;
+        char *src = NULL;
+        if (asprintf(&src, "/etc/%s", e->d_name) < 0) continue;
+        char target[4096];
+        ssize_t n = readlink(src, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (!strncmp(target, "/run/", 5)) a = push3(a, "--ro-bind-try", src, src);
+            else a = push3(a, "--symlink", target, src);
+        } else {
+            a = push3(a, "--ro-bind", src, src);
+        }
+        free(src);
+    }
+    if (d) closedir(d);
+    char *hosts = NULL, *hostname = NULL;
+    if (asprintf(&hosts, "%s/hosts", v->etc_dir) >= 0) { a = push3(a, "--ro-bind", hosts, "/etc/hosts"); free(hosts); }
+    if (asprintf(&hostname, "%s/hostname", v->etc_dir) >= 0) {
+        a = push3(a, "--ro-bind", hostname, "/etc/hostname");
+        free(hostname);
+    }
+    a = push2(a, "--remount-ro", "/etc");
+    for (size_t i = 0; i < v->nmounts; i++)
+        a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
+    if (switch_user) {
+        char u[32], g[32];
+        snprintf(u, sizeof u, "%u", (unsigned)uid);
+        snprintf(g, sizeof g, "%u", (unsigned)gid);
+        a = strv_push(a, "--unshare-user");
+        a = push2(a, "--uid", u);
+        a = push2(a, "--gid", g);
+    }
+    a = push2(a, "--chdir", cwd && *cwd ? cwd : "/");
+    a = strv_push(a, "--");
+    for (char **c = cmd; *c; c++) a = strv_push(a, *c);
+    return a;
+}
+
+/* Run `true` the way commands will run; 0 when bwrap works here. */
+static int bwrap_works(vm *v, char **why)
+{
+    char *cmd[] = {"/bin/true", NULL};
+    char **argv = vm_command_argv(v, cmd, "/", 0, 0, 0, 0);
+    int errp[2];
+    if (!argv || pipe2(errp, O_CLOEXEC) != 0) { strv_free(argv); return -1; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0); dup2(nul, 1); dup2(errp[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(errp[1]);
+    strv_free(argv);
+    char buf[512];
+    ssize_t n = 0, r;
+    while (n < (ssize_t)sizeof buf - 1 && (r = read(errp[0], buf + n, sizeof buf - 1 - (size_t)n)) > 0) n += r;
+    close(errp[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = '\0';
+    if (asprintf(why, "%s", buf) < 0) *why = NULL;
+    return -1;
+}
+
+/* ---- create --------------------------------------------------------------- */
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+static int build_tree(vm *v, char **msg)
+{
+    static const char *dirs[] = {"tmp", "root", "home", "var/tmp", "proc", "dev", "etc", NULL};
+    for (int i = 0; dirs[i]; i++) {
+        char *p = NULL;
+        if (asprintf(&p, "%s/%s", v->root, dirs[i]) < 0 || mkdir_p(p, 0755) != 0) {
+            free(p);
+            return fail(msg, E_VM, "creating the VM root: %s", strerror(errno));
+        }
+        if (!strcmp(dirs[i], "tmp") || !strcmp(dirs[i], "var/tmp")) chmod(p, 01777);
+        if (!strcmp(dirs[i], "root")) chmod(p, 0700);
+        free(p);
+    }
+    for (int i = 0; sys_dirs[i]; i++) {
+        char host[64], target[4096], *p = NULL;
+        snprintf(host, sizeof host, "/%s", sys_dirs[i]);
+        struct stat st;
+        if (lstat(host, &st) != 0) continue;
+        if (asprintf(&p, "%s/%s", v->root, sys_dirs[i]) < 0) continue;
+        if (S_ISLNK(st.st_mode)) {
+            ssize_t n = readlink(host, target, sizeof target - 1);
+            if (n > 0) { target[n] = '\0'; if (symlink(target, p) != 0 && errno != EEXIST) {} }
+        } else {
+            mkdir(p, 0755);
+        }
+        free(p);
+    }
+    char *ws = NULL;
+    if (asprintf(&ws, "%s%s", v->root, v->workspace) < 0 || mkdir_p(ws, 0755) != 0) {
+        free(ws);
+        return fail(msg, E_VM, "creating the workspace: %s", strerror(errno));
+    }
+    free(ws);
+    return 0;
+}
+
+int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg)
+{
+    if (!is_type(params, JN_OBJ)) return fail(msg, E_PARAMS, "params: expected an object");
+    if (jd_get(d, params, "id"))
+        return fail(msg, E_PARAMS, "id: a sandbox id cannot be supplied by the caller");
+    const jnode *img = jd_get(d, params, "image");
+    if (!absent(img) && !is_type(img, JN_STR)) return fail(msg, E_PARAMS, "image: expected a string");
+    if (absent(img) || img->len == 0) return fail(msg, E_PARAMS, "image is required (e.g., alpine:latest)");
+    static const char *bools[] = {"privileged", "launch_entrypoint", NULL};
+    for (int i = 0; bools[i]; i++) {
+        const jnode *b = jd_get(d, params, bools[i]);
+        if (!absent(b) && !is_type(b, JN_BOOL)) return fail(msg, E_PARAMS, "%s: expected a boolean", bools[i]);
+    }
+    const jnode *res = jd_get(d, params, "resources");
+    if (!absent(res) && !is_type(res, JN_OBJ)) return fail(msg, E_PARAMS, "resources: expected an object");
+    if (is_type(res, JN_OBJ)) {
+        static const char *nums[] = {"cpus", "memory_mb", "disk_size_mb", "timeout_seconds", NULL};
+        for (int i = 0; nums[i]; i++) {
+            const jnode *n = jd_get(d, res, nums[i]);
+            double x;
+            if (!absent(n) && (jn_double(n, &x) != 0 || x < 0))
+                return fail(msg, E_PARAMS, "resources.%s: expected a non-negative number", nums[i]);
+        }
+    }
+    const jnode *kernel = jd_get(d, params, "kernel");
+    if (!absent(kernel) && !is_type(kernel, JN_STR)) return fail(msg, E_PARAMS, "kernel: expected a string");
+
+    vm *v = calloc(1, sizeof *v);
+    if (!v) return fail(msg, E_INTERNAL, "out of memory");
+    v->log_fd = -1;
+    v->inotify_fd = -1;
+    int code = 0;
+
+    /* network */
+    const char *hostname = NULL;
+    const jnode *net = jd_get(d, params, "network");
+    if (!absent(net)) {
+        if (!is_type(net, JN_OBJ)) { code = fail(msg, E_PARAMS, "network: expected an object"); goto bad; }
+        const jnode *nn = jd_get(d, net, "no_network");
+        if (!absent(nn) && !is_type(nn, JN_BOOL)) { code = fail(msg, E_PARAMS, "network.no_network: expected a boolean"); goto bad; }
+        v->no_network = is_type(nn, JN_BOOL) && nn->bval;
+        char **allowed = NULL;
+        if ((code = str_array(d, jd_get(d, net, "allowed_hosts"), "network.allowed_hosts", &allowed, msg))) goto bad;
+        v->allowed = allowed;
+        v->nallowed = strv_len(allowed);
+        const jnode *secrets = jd_get(d, net, "secrets");
+        if (!absent(secrets) && !is_type(secrets, JN_OBJ)) { code = fail(msg, E_PARAMS, "network.secrets: expected an object"); goto bad; }
+        const jnode *icp = jd_get(d, net, "interception");
+        if (!absent(icp) && !is_type(icp, JN_OBJ)) { code = fail(msg, E_PARAMS, "network.interception: expected an object"); goto bad; }
+        const jnode *rules = is_type(icp, JN_OBJ) ? jd_get(d, icp, "rules") : NULL;
+        if (!absent(rules) && !is_type(rules, JN_ARR)) { code = fail(msg, E_PARAMS, "network.interception.rules: expected an array"); goto bad; }
+        int forced = jd_bool(d, net, "intercept", 0);
+        int nsecrets = is_type(secrets, JN_OBJ) ? (int)secrets->count : 0;
+        int nrules = is_type(rules, JN_ARR) ? (int)rules->count : 0;
+        if (v->no_network && (v->nallowed || nsecrets || forced || nrules)) {
+            code = fail(msg, E_PARAMS, "network.no_network: cannot be combined with allowed_hosts, secrets, "
+                        "intercept or interception rules");
+            goto bad;
+        }
+        v->intercept = forced || v->nallowed > 0 || nsecrets > 0 || nrules > 0;
+        const jnode *ah = jd_get(d, net, "add_hosts");
+        if (!absent(ah) && !is_type(ah, JN_ARR)) { code = fail(msg, E_PARAMS, "network.add_hosts: expected an array"); goto bad; }
+        int i = 0;
+        for (const jnode *h = jd_first(d, ah); h; h = jd_next(d, h), i++) {
+            const char *host = jd_str(d, h, "host", NULL), *ip = jd_str(d, h, "ip", NULL);
+            if (!valid_host_entry(host)) { code = fail(msg, E_PARAMS, "network.add_hosts[%d].host: invalid host", i); goto bad; }
+            if (!valid_ip(ip)) { code = fail(msg, E_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i); goto bad; }
+        }
+        const jnode *mtu = jd_get(d, net, "mtu");
+        int64_t m;
+        if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) { code = fail(msg, E_PARAMS, "network.mtu: expected a non-negative integer"); goto bad; }
+        const jnode *hn = jd_get(d, net, "hostname");
+        if (!absent(hn)) {
+            if (!is_type(hn, JN_STR) || !valid_host_entry(hn->s) || hn->len > 64) {
+                code = fail(msg, E_PARAMS, "network.hostname: invalid hostname");
+                goto bad;
+            }
+            if (hn->len) hostname = hn->s;
+        }
+    }
+
+    /* vfs */
+    const jnode *vfs = jd_get(d, params, "vfs");
+    const char *workspace = NULL;
+    const jnode *mounts = NULL, *vicp = NULL;
+    if (!absent(vfs)) {
+        if (!is_type(vfs, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs: expected an object"); goto bad; }
+        const jnode *w = jd_get(d, vfs, "workspace");
+        if (!absent(w) && !is_type(w, JN_STR)) { code = fail(msg, E_PARAMS, "vfs.workspace: expected a string"); goto bad; }
+        if (is_type(w, JN_STR) && w->len) workspace = w->s;
+        mounts = jd_get(d, vfs, "mounts");
+        if (absent(mounts)) mounts = NULL;
+        if (mounts && !is_type(mounts, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs.mounts: expected an object"); goto bad; }
+        if (mounts && mounts->count == 0) mounts = NULL;
+        vicp = jd_get(d, vfs, "interception");
+        if (absent(vicp)) vicp = NULL;
+        if (vicp && !is_type(vicp, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs.interception: expected an object"); goto bad; }
+        if (mounts && !workspace) { code = fail(msg, E_PARAMS, "vfs.workspace: required when mounts are set"); goto bad; }
+        if (vicp && !mounts) { code = fail(msg, E_PARAMS, "vfs.interception: requires mounts"); goto bad; }
+        if (workspace && !valid_workspace(workspace)) {
+            code = fail(msg, E_PARAMS, "vfs.workspace: must be an absolute path of [A-Za-z0-9/_.-]");
+            goto bad;
+        }
+    }
+    v->workspace = clean_abs(workspace ? workspace : "/workspace");
+    if (!v->workspace || !strcmp(v->workspace, "/")) { code = fail(msg, E_PARAMS, "vfs.workspace: invalid path"); goto bad; }
+    for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k)) {
+        const jnode *m = jd_val(k);
+        char *g = clean_abs(k->s);
+        if (!g) { code = fail(msg, E_PARAMS, "vfs.mounts[%s]: must be an absolute path without ..", k->s); goto bad; }
+        int ok = under(g, v->workspace);
+        free(g);
+        if (!ok) { code = fail(msg, E_PARAMS, "vfs.mounts[%s]: must be under the workspace %s", k->s, v->workspace); goto bad; }
+        if (!is_type(m, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs.mounts[%s]: expected an object", k->s); goto bad; }
+        const char *type = jd_str(d, m, "type", NULL);
+        if (!type || (strcmp(type, "memory") && strcmp(type, "host_fs") && strcmp(type, "overlay"))) {
+            code = fail(msg, E_PARAMS, "vfs.mounts[%s].type: must be memory, host_fs or overlay", k->s);
+            goto bad;
+        }
+        if (strcmp(type, "memory")) {
+            const char *hp = jd_str(d, m, "host_path", NULL);
+            struct stat st;
+            if (!hp || hp[0] != '/') { code = fail(msg, E_PARAMS, "vfs.mounts[%s].host_path: an absolute path is required", k->s); goto bad; }
+            if (stat(hp, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                code = fail(msg, E_VM, "vfs.mounts[%s].host_path: %s is not a directory", k->s, hp);
+                goto bad;
+            }
+        }
+    }
+    if (vicp && (code = vfs_parse_rules(v, d, vicp, msg))) goto bad;
+
+    /* extra disks */
+    const jnode *disks = jd_get(d, params, "extra_disks");
+    if (!absent(disks) && !is_type(disks, JN_ARR)) { code = fail(msg, E_PARAMS, "extra_disks: expected an array"); goto bad; }
+    {
+        int i = 0;
+        for (const jnode *x = jd_first(d, disks); x; x = jd_next(d, x), i++) {
+            const char *hp = jd_str(d, x, "host_path", NULL), *gm = jd_str(d, x, "guest_mount", NULL);
+            if (!hp || !*hp) { code = fail(msg, E_PARAMS, "extra_disks[%d].host_path: required", i); goto bad; }
+            char *g = clean_abs(gm);
+            if (!g || !strcmp(g, "/")) { free(g); code = fail(msg, E_PARAMS, "extra_disks[%d].guest_mount: an absolute path is required", i); goto bad; }
+            free(g);
+        }
+    }
+
+    /* image config */
+    const jnode *ic = jd_get(d, params, "image_config");
+    if (!absent(ic) && !is_type(ic, JN_OBJ)) { code = fail(msg, E_PARAMS, "image_config: expected an object"); goto bad; }
+    char **entry = NULL, **cmdv = NULL;
+    if (is_type(ic, JN_OBJ)) {
+        const jnode *u = jd_get(d, ic, "user"), *wd = jd_get(d, ic, "working_dir");
+        if (!absent(u) && !is_type(u, JN_STR)) { code = fail(msg, E_PARAMS, "image_config.user: expected a string"); goto bad; }
+        if (!absent(wd) && !is_type(wd, JN_STR)) { code = fail(msg, E_PARAMS, "image_config.working_dir: expected a string"); goto bad; }
+        if (is_type(u, JN_STR) && u->len) v->img_user = strdup(u->s);
+        if (is_type(wd, JN_STR) && wd->len) v->img_workdir = strdup(wd->s);
+        if ((code = str_array(d, jd_get(d, ic, "entrypoint"), "image_config.entrypoint", &entry, msg)) ||
+            (code = str_array(d, jd_get(d, ic, "cmd"), "image_config.cmd", &cmdv, msg))) {
+            strv_free(entry); strv_free(cmdv);
+            goto bad;
+        }
+        for (char **c = cmdv; c && *c; c++) entry = strv_push(entry, *c);
+        strv_free(cmdv);
+        v->entry_argv = entry;
+    }
+
+    /* environment: defaults, then image env, then the caller's env */
+    unsigned char rnd[4];
+    if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+        FILE *f = fopen("/dev/urandom", "r");
+        if (!f || fread(rnd, 1, sizeof rnd, f) != sizeof rnd) { for (int i = 0; i < 4; i++) rnd[i] = (unsigned char)(rand() ^ getpid()); }
+        if (f) fclose(f);
+    }
+    snprintf(v->id, sizeof v->id, "vm-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    v->hostname = strdup(hostname ? hostname : v->id);
+    v->env = env_set(v->env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    v->env = env_set(v->env, "HOME", "/root");
+    v->env = env_set(v->env, "HOSTNAME", v->hostname);
+    if (is_type(ic, JN_OBJ) && (code = add_env_obj(v, d, jd_get(d, ic, "env"), "image_config.env", msg))) goto bad;
+    if ((code = add_env_obj(v, d, jd_get(d, params, "env"), "env", msg))) goto bad;
+
+    /* ---- validated: build the VM directory ---- */
+    v->dir = state_sub("vms", v->id);
+    if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
+        asprintf(&v->etc_dir, "%s/etc", v->dir) < 0) {
+        code = fail(msg, E_INTERNAL, "out of memory");
+        goto bad;
+    }
+    if (mkdir_p(v->root, 0755) != 0 || mkdir_p(v->etc_dir, 0755) != 0) {
+        code = fail(msg, E_VM, "creating %s: %s", v->dir, strerror(errno));
+        goto bad;
+    }
+    v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, img->s);
+    if ((code = build_tree(v, msg))) goto bad;
+    {
+        jw w;
+        jw_init(&w);
+        jd_write(d, params, &w);
+        jw_nl(&w);
+        char *cfg = NULL;
+        if (asprintf(&cfg, "%s/config.json", v->dir) >= 0) {
+            int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd >= 0) { if (write(fd, w.buf, w.len) < 0) {} close(fd); }
+        }
+        free(cfg);
+        jw_free(&w);
+    }
+    /* etc/hosts and etc/hostname */
+    {
+        jw h;
+        jw_init(&h);
+        char line[512];
+        int n = snprintf(line, sizeof line, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                         "127.0.1.1\t%s\n", v->hostname);
+        jw_raw(&h, line, (size_t)n);
+        for (const jnode *x = jd_first(d, net ? jd_get(d, net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
+            n = snprintf(line, sizeof line, "%s\t%s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
+            jw_raw(&h, line, (size_t)n);
+        }
+        char *hosts = NULL, *hn = NULL, *text = jw_take(&h, NULL);
+        if (asprintf(&hosts, "%s/hosts", v->etc_dir) >= 0 && text) write_text(hosts, text);
+        snprintf(line, sizeof line, "%s\n", v->hostname);
+        if (asprintf(&hn, "%s/hostname", v->etc_dir) >= 0) write_text(hn, line);
+        free(hosts); free(hn); free(text);
+    }
+    /* mounts */
+    {
+        int i = 0;
+        for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k), i++) {
+            const jnode *m = jd_val(k);
+            const char *type = jd_str(d, m, "type", "");
+            int ro = jd_bool(d, m, "readonly", 0);
+            char *g = clean_abs(k->s), *backing = NULL;
+            int mt;
+            if (!strcmp(type, "host_fs")) {
+                mt = MT_HOST;
+                backing = realpath(jd_str(d, m, "host_path", ""), NULL);
+            } else if (!strcmp(type, "memory")) {
+                mt = MT_MEMORY;
+                struct stat st;
+                if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
+                    asprintf(&v->shm_dir, "/dev/shm/matchlock-local-%s", v->id) < 0)
+                    v->shm_dir = NULL;
+                if (asprintf(&backing, "%s/mem%d", v->shm_dir ? v->shm_dir : v->dir, i) < 0) backing = NULL;
+                if (backing && mkdir_p(backing, 0755) != 0) { free(backing); backing = NULL; }
+            } else {
+                mt = MT_OVERLAY;
+                if (asprintf(&backing, "%s/overlay%d", v->dir, i) < 0) backing = NULL;
+                if (backing && copy_tree(jd_str(d, m, "host_path", ""), backing) != 0) {
+                    code = fail(msg, E_VM, "vfs.mounts[%s]: copying %s: %s", k->s, jd_str(d, m, "host_path", ""), strerror(errno));
+                    free(backing); free(g);
+                    goto bad;
+                }
+            }
+            if (!g || !backing) { free(g); free(backing); code = fail(msg, E_VM, "vfs.mounts[%s]: cannot prepare the mount", k->s); goto bad; }
+            add_mount(v, g, backing, mt, ro);
+            vm_log(v, "mount %s: %s %s%s", g, type, backing, ro ? " (read-only)" : "");
+            free(g);
+            free(backing);
+        }
+        i = 0;
+        for (const jnode *x = jd_first(d, disks); x; x = jd_next(d, x), i++) {
+            const char *hp = jd_str(d, x, "host_path", "");
+            char *g = clean_abs(jd_str(d, x, "guest_mount", "/")), *backing = NULL;
+            struct stat st;
+            if (stat(hp, &st) == 0 && S_ISDIR(st.st_mode)) {
+                backing = realpath(hp, NULL);
+            } else {
+                if (asprintf(&backing, "%s/disk%d", v->dir, i) < 0) backing = NULL;
+                if (backing) mkdir_p(backing, 0755);
+                vm_log(v, "extra disk %s is not a directory; %s is backed by an empty directory instead", hp, g);
+            }
+            if (backing && g) add_mount(v, g, backing, MT_DISK, jd_bool(d, x, "readonly", 0));
+            free(g);
+            free(backing);
+        }
+        if (v->nmounts) qsort(v->mounts, v->nmounts, sizeof *v->mounts, cmp_mount);
+    }
+    /* isolation */
+    if (!bwrap_path) bwrap_path = find_bwrap();
+    if (bwrap_path) {
+        v->use_bwrap = 1;
+        char *why = NULL;
+        if (bwrap_works(v, &why) != 0) {
+            v->use_bwrap = 0;
+            vm_log(v, "bwrap does not work here (%s); commands run as plain processes without isolation",
+                   why && *why ? why : "unknown error");
+        } else {
+            vm_log(v, "commands run under bubblewrap (%s)", bwrap_path);
+        }
+        free(why);
+    } else {
+        vm_log(v, "bwrap not found; commands run as plain processes without isolation "
+               "(the VM root only backs the file calls)");
+    }
+    if (!v->use_bwrap && v->no_network) vm_log(v, "no_network is not enforced without bwrap");
+    if (v->intercept) vm_log(v, "network interception requested; the HTTP proxy is not implemented in this backend");
+    vm_log(v, "VM %s ready", v->id);
+    (void)s;
+    *out = v;
+    return 0;
+bad:
+    if (v->dir) rm_rf(v->dir);
+    if (v->shm_dir) rm_rf(v->shm_dir);
+    vm_free(v);
+    return code ? code : E_INTERNAL;
+}
+
+void vm_free(vm *v)
+{
+    if (!v) return;
+    if (v->log_fd >= 0) close(v->log_fd);
+    free(v->dir); free(v->root); free(v->log_path); free(v->etc_dir); free(v->shm_dir);
+    free(v->workspace); free(v->img_user); free(v->img_workdir); free(v->hostname);
+    for (size_t i = 0; i < v->nmounts; i++) { free(v->mounts[i].guest); free(v->mounts[i].host); }
+    free(v->mounts);
+    strv_free(v->env);
+    strv_free(v->entry_argv);
+    for (size_t i = 0; i < v->nallowed; i++) free(v->allowed[i]);
+    free(v->allowed);
+    for (size_t i = 0; i < v->nrules; i++) { free(v->rules[i].name); free(v->rules[i].path); }
+    free(v->rules);
+    for (int i = 0; i < v->nwatch; i++) free(v->watch_paths[i]);
+    free(v->watch_paths);
+    free(v);
+}

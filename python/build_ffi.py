@@ -1,0 +1,126 @@
+"""cffi build script for matchlock_native._native (out-of-line API mode).
+
+The C core (../core/*.c) is compiled straight into the extension, so the
+package needs no separately installed libmatchlock.  The cdef is derived
+from the public header itself (abi/include/matchlock.h), so every function
+of the ABI is reachable from Python and the two can never drift apart.
+
+Sources are looked up next to this file: ``../core`` and ``../abi/include``
+in a source checkout, or ``_core/`` inside an sdist (setup.py's sdist
+command vendors them there).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _find_sources() -> tuple[str, str]:
+    """Return (core_dir, include_dir) or exit with a clear message."""
+    candidates = [
+        (os.path.join(HERE, "..", "core"), os.path.join(HERE, "..", "abi", "include")),
+        (os.path.join(HERE, "_core"), os.path.join(HERE, "_core")),
+    ]
+    env_root = os.environ.get("MATCHLOCK_SOURCE_DIR")
+    if env_root:
+        candidates.insert(0, (os.path.join(env_root, "core"), os.path.join(env_root, "abi", "include")))
+    for core, inc in candidates:
+        if os.path.isfile(os.path.join(inc, "matchlock.h")) and os.path.isdir(core):
+            return os.path.normpath(core), os.path.normpath(inc)
+    sys.exit(
+        "matchlock-native: cannot find the libmatchlock C core next to build_ffi.py "
+        f"(looked in {', '.join(os.path.normpath(c) for c, _ in candidates)}).\n"
+        "Build from the libmatchlock source tree (pip install ./python) or from an sdist "
+        "made by `python -m build`, or set MATCHLOCK_SOURCE_DIR to the repository root."
+    )
+
+
+def _pkg_config(*pkgs: str) -> tuple[list[str], list[str], list[str]]:
+    """libraries, library_dirs, include_dirs from pkg-config (with a fallback)."""
+    try:
+        libs = subprocess.run(["pkg-config", "--libs", *pkgs], check=True, capture_output=True, text=True).stdout
+        cflags = subprocess.run(["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        sys.stderr.write(
+            "matchlock-native: pkg-config could not describe %s (%s); falling back to "
+            "-levent_core -levent_pthreads -lmsgpackc.  Install pkg-config, libevent-dev and "
+            "libmsgpack-dev (scripts/deps.sh does) if the build fails.\n" % (" ".join(pkgs), detail.strip())
+        )
+        return ["event_core", "event_pthreads", "msgpackc"], [], []
+    libraries, library_dirs, include_dirs = [], [], []
+    for tok in shlex.split(libs):
+        if tok.startswith("-l"):
+            libraries.append(tok[2:])
+        elif tok.startswith("-L"):
+            library_dirs.append(tok[2:])
+    for tok in shlex.split(cflags):
+        if tok.startswith("-I"):
+            include_dirs.append(tok[2:])
+    return libraries, library_dirs, include_dirs
+
+
+def header_to_cdef(text: str) -> str:
+    """Turn matchlock.h into something cffi's cdef() accepts."""
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"#ifdef __cplusplus.*?#endif", "", text, flags=re.S)
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    text = "\n".join(lines)
+    text = re.sub(r"\bMLK_API\s+", "", text)
+    return text
+
+
+CORE_DIR, INCLUDE_DIR = _find_sources()
+
+with open(os.path.join(INCLUDE_DIR, "matchlock.h"), encoding="utf-8") as f:
+    _HEADER = f.read()
+
+CDEF = (
+    header_to_cdef(_HEADER)
+    + """
+#define MLK_VERSION_MAJOR ...
+#define MLK_VERSION_MINOR ...
+#define MLK_VERSION_PATCH ...
+#define MLK_VERSION ...
+int mlk_py_header_version(void);
+
+extern "Python" void _mlk_py_done(void *ud, uint64_t op, const mlk_result *res);
+extern "Python" void _mlk_py_output(void *ud, uint64_t op, int fd, const char *data, size_t len);
+extern "Python" void _mlk_py_ready(void *ud, uint64_t op);
+extern "Python" void _mlk_py_event(void *ud, const char *msgpack, size_t len);
+"""
+)
+
+SOURCE = r"""
+#include "matchlock.h"
+/* The header version this extension was compiled against. */
+static int mlk_py_header_version(void) { return MLK_VERSION; }
+"""
+
+_libs, _libdirs, _incs = _pkg_config("libevent_core", "libevent_pthreads", "msgpack")
+_core_sources = sorted(os.path.join(CORE_DIR, n) for n in os.listdir(CORE_DIR) if n.endswith(".c"))
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "matchlock_native._native",
+    SOURCE,
+    sources=_core_sources,
+    include_dirs=[INCLUDE_DIR, CORE_DIR, *_incs],
+    libraries=_libs + ["pthread", "m"],
+    library_dirs=_libdirs,
+    define_macros=[("MLK_BUILDING", None), ("_GNU_SOURCE", None)],
+    extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,28 @@
+"""Build glue for matchlock-native: cffi modules cannot be declared in
+pyproject.toml alone.  The sdist command vendors the C core (../core and
+../abi/include) into _core/ so an sdist builds on its own."""
+
+import glob
+import os
+import shutil
+
+from setuptools import setup
+from setuptools.command.sdist import sdist as _sdist
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class sdist(_sdist):
+    def make_release_tree(self, base_dir, files):  # type: ignore[override]
+        super().make_release_tree(base_dir, files)
+        core = os.path.join(HERE, "..", "core")
+        inc = os.path.join(HERE, "..", "abi", "include", "matchlock.h")
+        if not os.path.isdir(core):
+            return  # building from an sdist already: _core/ is in `files`
+        dst = os.path.join(base_dir, "_core")
+        os.makedirs(dst, exist_ok=True)
+        for f in glob.glob(os.path.join(core, "*.[ch]")) + [inc]:
+            shutil.copy2(f, dst)
+
+
+setup(cffi_modules=["build_ffi.py:ffibuilder"], cmdclass={"sdist": sdist})

@@ -1,6 +1,7 @@
 # Convenience entry points; the build itself is CMake (CMakeLists.txt).
 BUILD ?= build
 JOBS ?= 2
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build demo test test-c abi-check clean
 

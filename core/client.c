@@ -334,10 +334,13 @@ static void stop_events(mlk_client *c)
     if (c->ev_write) { event_free(c->ev_write); c->ev_write = NULL; }
 }
 
+static void read_stderr(mlk_client *c);
+
 static void die(mlk_client *c, int status, const char *why)
 {
     if (c->dead) return;
     c->dead = 1;
+    read_stderr(c); /* what it said before it died is already in the pipe */
     pthread_mutex_lock(&c->mu);
     char *msg = xasprintf("%s%s%.*s", why, c->tail_len ? "; its stderr ends with: " : "",
                           (int)c->tail_len, c->tail);
@@ -639,11 +642,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_stderr(evutil_socket_t fd, short what, void *arg)
+/* Keep the tail of the child's stderr; 0 while more may come, -1 at EOF. */
+static int stderr_chunk(mlk_client *c)
 {
-    mlk_client *c = arg;
     char tmp[4096];
-    ssize_t n = read(fd, tmp, sizeof tmp);
+    ssize_t n = read(c->err_fd, tmp, sizeof tmp);
     if (n > 0) {
         pthread_mutex_lock(&c->mu);
         if ((size_t)n >= STDERR_TAIL) {
@@ -656,11 +659,30 @@ static void on_stderr(evutil_socket_t fd, short what, void *arg)
             c->tail_len = keep + (size_t)n;
         }
         pthread_mutex_unlock(&c->mu);
-        return;
+        return 1;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    event_free(c->ev_err);
-    c->ev_err = NULL;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    return -1;
+}
+
+static void read_stderr(mlk_client *c)
+{
+    if (!c->ev_err) return;
+    int rc;
+    while ((rc = stderr_chunk(c)) > 0) {}
+    if (rc < 0) {
+        event_free(c->ev_err);
+        c->ev_err = NULL;
+    }
+}
+
+static void on_stderr(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    if (stderr_chunk(c) < 0) {
+        event_free(c->ev_err);
+        c->ev_err = NULL;
+    }
 }
 
 /* ===================================================================== */

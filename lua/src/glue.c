@@ -1,0 +1,673 @@
+/* glue.c - the hand-written part of the matchlock Lua module: results as
+ * tables, the client object, and Lua callbacks.
+ *
+ * #included by the SWIG wrapper (lua/matchlock_lua.i) after the SWIG
+ * runtime, so it may use SWIG_ConvertPtr and the SWIGTYPE_p_* descriptors.
+ *
+ * Callbacks.  libmatchlock runs callbacks only inside two kinds of calls:
+ * mlk_dispatch() (async completions, async output, events) and a blocking
+ * mlk_exec() (that exec's own output and ready callbacks).  Every native
+ * below that makes such a call records the lua_State it was called with in
+ * the client (g->L, saved and restored so calls nest), and the trampolines
+ * call the Lua function on that state: the state of the dispatch call, never
+ * one saved at registration (which may be a finished coroutine).
+ * A Lua function is called with lua_pcall under a traceback handler, so an
+ * error never unwinds through library frames; the error is stored and
+ * raised by the Lua layer after the C call returns:
+ *   - an output/ready callback that fails cancels its call; the call then
+ *     completes with MLK_EUSER carrying the error (field `cause`);
+ *   - a done or event callback that fails is kept on the client and
+ *     returned by the dispatch that ran it.
+ * Function references are released when their call completes, or when the
+ * client is collected (async calls never completed). */
+#include <lua.h>
+#include <lauxlib.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MLKL_CLIENT_MT "matchlock.client"
+
+/* ---------------------------------------------------------------------- */
+/* numbers                                                                  */
+
+static lua_Integer mlkL_toint(lua_State *L, int i)
+{
+#if LUA_VERSION_NUM >= 503
+    int isnum = 0;
+    lua_Integer v = lua_tointegerx(L, i, &isnum);
+    if (isnum) return v;
+#endif
+    return (lua_Integer)lua_tonumber(L, i);
+}
+
+/* booleans and numbers both pass as C ints (true = 1) */
+static int mlkL_isboolish(lua_State *L, int i)
+{
+    int t = lua_type(L, i);
+    return t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TNIL;
+}
+
+static int mlkL_toboolish(lua_State *L, int i)
+{
+    if (lua_type(L, i) == LUA_TNUMBER) return (int)mlkL_toint(L, i);
+    return lua_toboolean(L, i);
+}
+
+/* ---------------------------------------------------------------------- */
+/* string arrays (const char *const *argv, size_t n)                        */
+
+/* A Lua table of strings (or nil) as a malloc'd array of pointers into the
+ * Lua strings; they stay valid while the table is an argument of the call.
+ * Raises before allocating, so nothing leaks on error. */
+static const char **mlkL_strv(lua_State *L, int idx, size_t *n, const char *fname, const char *arg)
+{
+    *n = 0;
+    if (lua_isnoneornil(L, idx)) return NULL;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        /* a single string is a one-element list */
+        const char **v = (const char **)malloc(sizeof *v);
+        if (!v) { luaL_error(L, "%s: out of memory", fname); return NULL; }
+        v[0] = lua_tostring(L, idx);
+        *n = 1;
+        return v;
+    }
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: %s must be a list of strings, got %s", fname, arg, luaL_typename(L, idx));
+    size_t len = mlkL_rawlen(L, idx);
+    for (size_t i = 1; i <= len; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        int t = lua_type(L, -1);
+        lua_pop(L, 1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            luaL_error(L, "%s: %s[%d] must be a string, got %s", fname, arg, (int)i, lua_typename(L, t));
+    }
+    const char **v = (const char **)malloc((len ? len : 1) * sizeof *v);
+    if (!v) { luaL_error(L, "%s: out of memory", fname); return NULL; }
+    for (size_t i = 1; i <= len; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        if (lua_type(L, -1) == LUA_TNUMBER) { /* convert in the table so the string stays alive */
+            lua_tostring(L, -1);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, idx, (int)i);
+        }
+        v[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return v;
+}
+
+/* ---------------------------------------------------------------------- */
+/* results                                                                  */
+
+/* Push an mlk_result as a table:
+ *   status (0 or MLK_E*), name ("MLK_E..."), message (when failed),
+ *   rpc_code (when non-zero), exit_code and duration_ms (exec results),
+ *   stdout / stderr (buffered exec), data (bytes payload), value (the
+ *   decoded msgpack payload, when there is one). */
+static void mlkL_push_result(lua_State *L, const mlk_result *r)
+{
+    int st = mlk_result_status(r);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, st);
+    lua_setfield(L, -2, "status");
+    if (st != 0) {
+        const char *nm = mlk_errname(st);
+        lua_pushstring(L, nm ? nm : "MLK_E?");
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, mlk_result_message(r));
+        lua_setfield(L, -2, "message");
+        int rpc = mlk_result_rpc_code(r);
+        if (rpc) { lua_pushinteger(L, rpc); lua_setfield(L, -2, "rpc_code"); }
+        return;
+    }
+    int ec = mlk_result_exit_code(r);
+    size_t n;
+    const char *p;
+    if (ec != -1) {
+        lua_pushinteger(L, ec);
+        lua_setfield(L, -2, "exit_code");
+        lua_pushinteger(L, (lua_Integer)mlk_result_duration_ms(r));
+        lua_setfield(L, -2, "duration_ms");
+        p = mlk_result_stdout(r, &n);
+        lua_pushlstring(L, p, n);
+        lua_setfield(L, -2, "stdout");
+        p = mlk_result_stderr(r, &n);
+        lua_pushlstring(L, p, n);
+        lua_setfield(L, -2, "stderr");
+    }
+    p = mlk_result_data(r, &n);
+    lua_pushlstring(L, p, n);
+    lua_setfield(L, -2, "data");
+    p = mlk_result_msgpack(r, &n);
+    if (p && n) {
+        mlkL_push_msgpack(L, p, n);
+        lua_setfield(L, -2, "value");
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* the client object                                                        */
+
+typedef struct mlkL_ctx mlkL_ctx;
+
+typedef struct {
+    mlk_client *c;
+    lua_State *L;      /* state of the innermost call that may run callbacks */
+    int event_ref;     /* event function, or LUA_NOREF */
+    int err_ref;       /* first failed done/event callback, or LUA_NOREF */
+    int nerr;          /* how many failed since the last take */
+    mlkL_ctx *ctxs;    /* async calls not completed yet */
+} mlkL_client;
+
+/* The Lua functions of one call. */
+struct mlkL_ctx {
+    mlkL_client *g;
+    int done_ref, out_ref, ready_ref;
+    int uerr_ref;      /* error of this call's output/ready callback */
+    mlkL_ctx *prev, *next;
+};
+
+static mlkL_client *mlkL_checkclient_ud(lua_State *L, int idx)
+{
+    return (mlkL_client *)luaL_checkudata(L, idx, MLKL_CLIENT_MT);
+}
+
+/* The mlk_client of the client at idx; a Lua error when it was freed. */
+static mlk_client *mlkL_checkclient(lua_State *L, int idx)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, idx);
+    if (!g->c) luaL_error(L, "matchlock: this client was freed; create a new one with Client.new");
+    return g->c;
+}
+
+static void mlkL_unref(lua_State *L, int *ref)
+{
+    if (*ref != LUA_NOREF && *ref != LUA_REFNIL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = LUA_NOREF;
+}
+
+/* Reference the function at idx (nil -> LUA_NOREF); raises on other types. */
+static int mlkL_reffn(lua_State *L, int idx, const char *fname, const char *what)
+{
+    if (lua_isnoneornil(L, idx)) return LUA_NOREF;
+    if (lua_type(L, idx) != LUA_TFUNCTION && !luaL_getmetafield(L, idx, "__call"))
+        luaL_error(L, "%s: %s must be a function, got %s", fname, what, luaL_typename(L, idx));
+    else if (lua_type(L, idx) != LUA_TFUNCTION)
+        lua_pop(L, 1); /* the __call field pushed by luaL_getmetafield */
+    lua_pushvalue(L, idx);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static mlkL_ctx *mlkL_ctx_new(lua_State *L, mlkL_client *g)
+{
+    mlkL_ctx *x = (mlkL_ctx *)calloc(1, sizeof *x);
+    if (!x) { luaL_error(L, "matchlock: out of memory"); return NULL; }
+    x->g = g;
+    x->done_ref = x->out_ref = x->ready_ref = x->uerr_ref = LUA_NOREF;
+    return x;
+}
+
+static void mlkL_ctx_link(mlkL_client *g, mlkL_ctx *x)
+{
+    x->prev = NULL;
+    x->next = g->ctxs;
+    if (g->ctxs) g->ctxs->prev = x;
+    g->ctxs = x;
+}
+
+static void mlkL_ctx_release(lua_State *L, mlkL_ctx *x, int linked)
+{
+    if (linked) {
+        if (x->prev) x->prev->next = x->next;
+        else x->g->ctxs = x->next;
+        if (x->next) x->next->prev = x->prev;
+    }
+    mlkL_unref(L, &x->done_ref);
+    mlkL_unref(L, &x->out_ref);
+    mlkL_unref(L, &x->ready_ref);
+    mlkL_unref(L, &x->uerr_ref);
+}
+
+/* ---------------------------------------------------------------------- */
+/* running a Lua callback                                                   */
+
+enum { MLKL_CB_DONE, MLKL_CB_OUTPUT, MLKL_CB_READY, MLKL_CB_EVENT };
+
+typedef struct {
+    int kind;
+    int ref;
+    uint64_t op;
+    int fd;
+    const char *data;
+    size_t len;
+    const mlk_result *res;
+    mlkL_ctx *ctx;
+} mlkL_cbcall;
+
+/* Message handler: a traceback for string errors; a table error (a
+ * matchlock error object) keeps its identity and gets a `traceback` field. */
+static int mlkL_msgh(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_getfield(L, 1, "traceback");
+        int has = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!has) {
+            luaL_traceback(L, L, NULL, 1);
+            lua_setfield(L, 1, "traceback");
+        }
+        lua_settop(L, 1);
+        return 1;
+    }
+    const char *m = lua_tostring(L, 1);
+    if (!m) m = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, m, 1);
+    return 1;
+}
+
+/* Push the result of a finished call; when one of the call's own callbacks
+ * failed, the result says so (MLK_EUSER, cause = the error). */
+static void mlkL_push_call_result(lua_State *L, const mlk_result *res, mlkL_ctx *x)
+{
+    mlkL_push_result(L, res);
+    if (x && x->uerr_ref != LUA_NOREF) {
+        lua_pushinteger(L, MLK_EUSER);
+        lua_setfield(L, -2, "status");
+        lua_pushstring(L, "MLK_EUSER");
+        lua_setfield(L, -2, "name");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, x->uerr_ref);
+        const char *m = lua_tostring(L, -1);
+        if (!m && lua_istable(L, -1)) {
+            lua_getfield(L, -1, "message");
+            m = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pushfstring(L, "a Lua callback of this call raised an error (the call was cancelled): %s",
+                        m ? m : "(no message)");
+        lua_setfield(L, -3, "message");
+        lua_setfield(L, -2, "cause");
+    }
+}
+
+static int mlkL_cb_inner(lua_State *L)
+{
+    mlkL_cbcall *a = (mlkL_cbcall *)lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+    int n = 0;
+    switch (a->kind) {
+    case MLKL_CB_OUTPUT:
+        lua_pushinteger(L, a->fd);
+        lua_pushlstring(L, a->data, a->len);
+        lua_pushinteger(L, (lua_Integer)a->op);
+        n = 3;
+        break;
+    case MLKL_CB_READY:
+        lua_pushinteger(L, (lua_Integer)a->op);
+        n = 1;
+        break;
+    case MLKL_CB_DONE:
+        mlkL_push_call_result(L, a->res, a->ctx);
+        lua_pushinteger(L, (lua_Integer)a->op);
+        n = 2;
+        break;
+    case MLKL_CB_EVENT:
+        mlkL_push_msgpack(L, a->data, a->len);
+        n = 1;
+        break;
+    }
+    lua_call(L, n, 0);
+    return 0;
+}
+
+/* Call the callback described by a on g->L.  Returns 0, or 1 with the
+ * error value pushed on g->L. */
+static int mlkL_run(mlkL_client *g, mlkL_cbcall *a)
+{
+    lua_State *L = g->L;
+    if (!L || a->ref == LUA_NOREF || a->ref == LUA_REFNIL) return 0;
+    if (!lua_checkstack(L, 8)) return 0;
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, mlkL_msgh);
+    lua_pushcfunction(L, mlkL_cb_inner);
+    lua_pushlightuserdata(L, a);
+    if (lua_pcall(L, 1, 0, base + 1) == 0) {
+        lua_settop(L, base);
+        return 0;
+    }
+    lua_remove(L, base + 1); /* the handler; the error stays on top */
+    return 1;
+}
+
+/* Keep the error on top of g->L on the client (the first one wins). */
+static void mlkL_keep_client_error(mlkL_client *g)
+{
+    lua_State *L = g->L;
+    g->nerr++;
+    if (g->err_ref == LUA_NOREF) g->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else lua_pop(L, 1);
+}
+
+static void mlkL_tramp_output(void *ud, uint64_t op, int fd, const char *data, size_t len)
+{
+    mlkL_ctx *x = (mlkL_ctx *)ud;
+    if (x->uerr_ref != LUA_NOREF) return; /* already failed: drop the rest */
+    mlkL_cbcall a = {MLKL_CB_OUTPUT, x->out_ref, op, fd, data, len, NULL, x};
+    if (mlkL_run(x->g, &a)) {
+        x->uerr_ref = luaL_ref(x->g->L, LUA_REGISTRYINDEX);
+        if (x->g->c) mlk_cancel(x->g->c, op);
+    }
+}
+
+static void mlkL_tramp_ready(void *ud, uint64_t op)
+{
+    mlkL_ctx *x = (mlkL_ctx *)ud;
+    if (x->uerr_ref != LUA_NOREF) return;
+    mlkL_cbcall a = {MLKL_CB_READY, x->ready_ref, op, 0, NULL, 0, NULL, x};
+    if (mlkL_run(x->g, &a)) {
+        x->uerr_ref = luaL_ref(x->g->L, LUA_REGISTRYINDEX);
+        if (x->g->c) mlk_cancel(x->g->c, op);
+    }
+}
+
+/* Completion of an async call: runs its function, then releases the call. */
+static void mlkL_tramp_done(void *ud, uint64_t op, const mlk_result *res)
+{
+    mlkL_ctx *x = (mlkL_ctx *)ud;
+    mlkL_client *g = x->g;
+    mlkL_cbcall a = {MLKL_CB_DONE, x->done_ref, op, 0, NULL, 0, res, x};
+    if (mlkL_run(g, &a)) mlkL_keep_client_error(g);
+    if (g->L) {
+        mlkL_ctx_release(g->L, x, 1);
+        free(x);
+    }
+    /* without a state (cannot happen: done runs inside dispatch) the ctx
+     * stays linked and is released when the client is collected */
+}
+
+static void mlkL_tramp_event(void *ud, const char *mp, size_t len)
+{
+    mlkL_client *g = (mlkL_client *)ud;
+    mlkL_cbcall a = {MLKL_CB_EVENT, g->event_ref, 0, 0, mp, len, NULL, NULL};
+    if (mlkL_run(g, &a)) mlkL_keep_client_error(g);
+}
+
+/* Push the client's kept callback error (or nil) and clear it. */
+static void mlkL_push_take_error(lua_State *L, mlkL_client *g)
+{
+    if (g->err_ref == LUA_NOREF) { lua_pushnil(L); return; }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g->err_ref);
+    mlkL_unref(L, &g->err_ref);
+    g->nerr = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* natives                                                                  */
+
+static int mlkL_client_gc(lua_State *L)
+{
+    mlkL_client *g = (mlkL_client *)luaL_checkudata(L, 1, MLKL_CLIENT_MT);
+    if (g->c) {
+        mlk_client_set_event_cb(g->c, NULL, NULL);
+        mlk_client_free(g->c);
+        g->c = NULL;
+    }
+    /* async calls that never completed: their callbacks will not run */
+    while (g->ctxs) {
+        mlkL_ctx *x = g->ctxs;
+        mlkL_ctx_release(L, x, 1);
+        free(x);
+    }
+    mlkL_unref(L, &g->event_ref);
+    mlkL_unref(L, &g->err_ref);
+    return 0;
+}
+
+static int mlkL_client_tostring(lua_State *L)
+{
+    mlkL_client *g = (mlkL_client *)luaL_checkudata(L, 1, MLKL_CLIENT_MT);
+    const char *id = g->c ? mlk_client_vm_id(g->c) : NULL;
+    lua_pushfstring(L, "matchlock.core.client(%s)", g->c ? (id ? id : "not created") : "freed");
+    return 1;
+}
+
+/* client_new(cfg|nil) -> status, client|nil, result */
+static int mlkL_client_new(lua_State *L)
+{
+    mlk_config *cfg = NULL;
+    if (!lua_isnoneornil(L, 1) && !SWIG_IsOK(SWIG_ConvertPtr(L, 1, (void **)&cfg, SWIGTYPE_p_mlk_config, 0)))
+        return luaL_error(L, "client_new: argument 1 must be a config (mlk_config_new) or nil");
+    mlkL_client *g = (mlkL_client *)lua_newuserdata(L, sizeof *g);
+    memset(g, 0, sizeof *g);
+    g->event_ref = g->err_ref = LUA_NOREF;
+    if (luaL_newmetatable(L, MLKL_CLIENT_MT)) {
+        lua_pushcfunction(L, mlkL_client_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, mlkL_client_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "matchlock.client");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_setmetatable(L, -2);
+    mlk_result *res = NULL;
+    int rc = mlk_client_new(&g->c, cfg, &res);
+    lua_pushinteger(L, rc);
+    if (rc == 0) lua_pushvalue(L, -2);
+    else lua_pushnil(L);
+    if (res) {
+        mlkL_push_result(L, res);
+        mlk_result_free(res);
+    } else {
+        lua_pushnil(L);
+    }
+    return 3;
+}
+
+/* client_free(client): close and free now (idempotent). */
+static int mlkL_client_free(lua_State *L)
+{
+    mlkL_checkclient_ud(L, 1);
+    return mlkL_client_gc(L);
+}
+
+/* dispatch(client, max) -> ran, err|nil, nerr */
+static int mlkL_dispatch(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    int max = (int)luaL_optinteger(L, 2, 0);
+    int n = 0;
+    if (g->c) {
+        lua_State *saved = g->L;
+        g->L = L;
+        n = mlk_dispatch(g->c, max < 0 ? 0 : max);
+        g->L = saved;
+    }
+    int nerr = g->nerr;
+    lua_pushinteger(L, n);
+    mlkL_push_take_error(L, g);
+    lua_pushinteger(L, nerr);
+    return 3;
+}
+
+/* wait(client, timeout_ms) -> true when callbacks are waiting.
+ * timeout_ms < 0 waits without limit. */
+static int mlkL_wait(lua_State *L)
+{
+    mlk_client *c = mlkL_checkclient(L, 1);
+    int t = (int)luaL_optinteger(L, 2, 0);
+    struct pollfd p;
+    p.fd = mlk_client_fd(c);
+    p.events = POLLIN;
+    p.revents = 0;
+    int rc;
+    do rc = poll(&p, 1, t); while (rc < 0 && errno == EINTR);
+    lua_pushboolean(L, rc > 0);
+    return 1;
+}
+
+static mlk_exec_opts *mlkL_optopts(lua_State *L, int idx, const char *fname)
+{
+    mlk_exec_opts *o = NULL;
+    if (!lua_isnoneornil(L, idx) && !SWIG_IsOK(SWIG_ConvertPtr(L, idx, (void **)&o, SWIGTYPE_p_mlk_exec_opts, 0)))
+        luaL_error(L, "%s: argument %d must be exec options (mlk_exec_opts_new) or nil", fname, idx);
+    return o;
+}
+
+/* exec(client, command, opts|nil, on_output|nil, on_ready|nil) -> status, result
+ * Blocking; the callbacks run on this state while it waits. */
+static int mlkL_exec(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlk_client *c = mlkL_checkclient(L, 1);
+    const char *cmd = luaL_checkstring(L, 2);
+    mlk_exec_opts *o = mlkL_optopts(L, 3, "exec");
+    mlkL_ctx x;
+    memset(&x, 0, sizeof x);
+    x.g = g;
+    x.done_ref = x.uerr_ref = LUA_NOREF;
+    x.out_ref = mlkL_reffn(L, 4, "exec", "on_output");
+    x.ready_ref = mlkL_reffn(L, 5, "exec", "on_ready");
+    int cbs = x.out_ref != LUA_NOREF || x.ready_ref != LUA_NOREF;
+    if (cbs && !o) {
+        mlkL_ctx_release(L, &x, 0);
+        return luaL_error(L, "exec: callbacks need exec options with a streaming mode");
+    }
+    if (cbs) mlk_exec_opts_set_callbacks(o, mlkL_tramp_output, mlkL_tramp_ready, &x);
+    lua_State *saved = g->L;
+    g->L = L;
+    mlk_result *res = NULL;
+    int rc = mlk_exec(c, cmd, o, &res);
+    g->L = saved;
+    if (cbs) mlk_exec_opts_set_callbacks(o, NULL, NULL, NULL);
+    if (x.uerr_ref != LUA_NOREF) rc = MLK_EUSER;
+    lua_pushinteger(L, rc);
+    mlkL_push_call_result(L, res, &x);
+    mlk_result_free(res);
+    mlkL_ctx_release(L, &x, 0);
+    return 2;
+}
+
+/* Start an async call through `start`; pushes status, op. */
+static int mlkL_finish_start(lua_State *L, mlkL_client *g, mlkL_ctx *x, int rc, uint64_t op)
+{
+    if (rc != 0) {
+        mlkL_ctx_release(L, x, 0);
+        free(x);
+        lua_pushinteger(L, rc);
+        lua_pushnil(L);
+        return 2;
+    }
+    mlkL_ctx_link(g, x);
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, (lua_Integer)op);
+    return 2;
+}
+
+/* exec_async(client, command, opts|nil, on_output|nil, on_ready|nil, done) -> status, op */
+static int mlkL_exec_async(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlk_client *c = mlkL_checkclient(L, 1);
+    const char *cmd = luaL_checkstring(L, 2);
+    mlk_exec_opts *o = mlkL_optopts(L, 3, "exec_async");
+    if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TFUNCTION);
+    if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TFUNCTION);
+    luaL_checktype(L, 6, LUA_TFUNCTION);
+    mlkL_ctx *x = mlkL_ctx_new(L, g);
+    x->out_ref = mlkL_reffn(L, 4, "exec_async", "on_output");
+    x->ready_ref = mlkL_reffn(L, 5, "exec_async", "on_ready");
+    lua_pushvalue(L, 6);
+    x->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int cbs = x->out_ref != LUA_NOREF || x->ready_ref != LUA_NOREF;
+    mlk_exec_opts *tmp = NULL;
+    if (cbs && !o) o = tmp = mlk_exec_opts_new();
+    if (cbs && o) mlk_exec_opts_set_callbacks(o, mlkL_tramp_output, mlkL_tramp_ready, x);
+    uint64_t op = 0;
+    int rc = o || !cbs ? mlk_exec_async(c, cmd, o, mlkL_tramp_done, x, &op) : MLK_ENOMEM;
+    if (cbs && o) mlk_exec_opts_set_callbacks(o, NULL, NULL, NULL);
+    mlk_exec_opts_free(tmp);
+    return mlkL_finish_start(L, g, x, rc, op);
+}
+
+/* write_file_async(client, path, data, mode, timeout_ms, done) -> status, op */
+static int mlkL_write_file_async(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlk_client *c = mlkL_checkclient(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    size_t n;
+    const char *data = luaL_checklstring(L, 3, &n);
+    uint32_t mode = (uint32_t)luaL_optinteger(L, 4, 0);
+    int64_t t = (int64_t)luaL_optinteger(L, 5, 0);
+    luaL_checktype(L, 6, LUA_TFUNCTION);
+    mlkL_ctx *x = mlkL_ctx_new(L, g);
+    lua_pushvalue(L, 6);
+    x->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t op = 0;
+    int rc = mlk_write_file_async(c, path, data, n, mode, t, mlkL_tramp_done, x, &op);
+    return mlkL_finish_start(L, g, x, rc, op);
+}
+
+/* read_file_async / list_files_async (client, path, timeout_ms, done) -> status, op */
+static int mlkL_path_async(lua_State *L, int list)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlk_client *c = mlkL_checkclient(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    int64_t t = (int64_t)luaL_optinteger(L, 3, 0);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    mlkL_ctx *x = mlkL_ctx_new(L, g);
+    lua_pushvalue(L, 4);
+    x->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t op = 0;
+    int rc = list ? mlk_list_files_async(c, path, t, mlkL_tramp_done, x, &op)
+                  : mlk_read_file_async(c, path, t, mlkL_tramp_done, x, &op);
+    return mlkL_finish_start(L, g, x, rc, op);
+}
+
+static int mlkL_read_file_async(lua_State *L) { return mlkL_path_async(L, 0); }
+static int mlkL_list_files_async(lua_State *L) { return mlkL_path_async(L, 1); }
+
+/* log_follow_async(client, on_output, done) -> status, op */
+static int mlkL_log_follow_async(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlk_client *c = mlkL_checkclient(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    mlkL_ctx *x = mlkL_ctx_new(L, g);
+    lua_pushvalue(L, 2);
+    x->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 3);
+    x->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t op = 0;
+    int rc = mlk_log_follow_async(c, mlkL_tramp_output, mlkL_tramp_done, x, &op);
+    return mlkL_finish_start(L, g, x, rc, op);
+}
+
+/* set_event_cb(client, fn|nil) -> status */
+static int mlkL_set_event_cb(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlk_client *c = mlkL_checkclient(L, 1);
+    int ref = mlkL_reffn(L, 2, "set_event_cb", "the event handler");
+    int rc = mlk_client_set_event_cb(c, ref == LUA_NOREF ? NULL : mlkL_tramp_event, g);
+    mlkL_unref(L, &g->event_ref);
+    g->event_ref = ref;
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+/* The module's constants that SWIG would push as floats on Lua 5.4, and
+ * the null value.  Called from %init. */
+static void mlkL_init_extras(lua_State *L)
+{
+    /* the module table is on top of the stack during SWIG's init */
+    mlkL_push_null(L);
+    lua_setfield(L, -2, "null");
+    lua_pushinteger(L, MLK_VERSION);
+    lua_setfield(L, -2, "HEADER_VERSION");
+}

@@ -1,0 +1,405 @@
+"""The fluent Sandbox builder, a thin wrapper over the C builder (mlk_sandbox_*).
+
+Every option goes straight into the core's builder, which validates and
+renders the `create` request; Python keeps only a CreateOptions record of
+what was set so `options()` works as in the official package.
+
+    sandbox = (Sandbox("python:3.12-alpine")
+               .allow_host("api.openai.com")
+               .add_secret("API_KEY", os.environ["API_KEY"], "api.openai.com"))
+    vm_id = client.launch(sandbox)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any, Mapping
+
+from ._core import CStrArray, cstr
+from ._msgpack import packb
+from ._native import ffi, lib
+from .errors import MatchlockError, ValidationError, error_from_status
+from .types import (
+    CreateOptions,
+    ExtraDisk,
+    HostIPMapping,
+    ImageConfig,
+    MountConfig,
+    NetworkInterceptionConfig,
+    PortForward,
+    Secret,
+    VFSInterceptionConfig,
+)
+
+__all__ = ["Sandbox"]
+
+
+class Sandbox:
+    """Fluent builder for sandbox configuration (every option of the core)."""
+
+    def __init__(self, image: str) -> None:
+        p = lib.mlk_sandbox_new(cstr(image or "", "image"))
+        if p == ffi.NULL:
+            raise MemoryError("mlk_sandbox_new failed")
+        self._sb = ffi.gc(p, lib.mlk_sandbox_free)
+        self._opts = CreateOptions(image=image)
+
+    # -- plumbing ---------------------------------------------------------
+    def _chk(self, rc: int) -> "Sandbox":
+        if rc != 0:
+            raise self._error(rc)
+        return self
+
+    def _error(self, rc: int) -> MatchlockError:
+        code, _, msg = self._render(0)
+        if code == 0 or not msg:
+            msg = ffi.string(lib.mlk_strerror(rc)).decode()
+            code = rc
+        return error_from_status(code, msg)
+
+    def _render(self, launch: int) -> tuple[int, str | None, str]:
+        pj = ffi.new("char **")
+        pl = ffi.new("size_t *")
+        pm = ffi.new("char **")
+        rc = lib.mlk_sandbox_params_json(self._sb, launch, pj, pl, pm)
+        text = None
+        msg = ""
+        if pj[0] != ffi.NULL:
+            text = ffi.string(pj[0], pl[0]).decode("utf-8")
+            lib.mlk_free(pj[0])
+        if pm[0] != ffi.NULL:
+            msg = ffi.string(pm[0]).decode("utf-8", "replace")
+            lib.mlk_free(pm[0])
+        return rc, text, msg
+
+    def _mp(self, fn: Any, value: Any) -> "Sandbox":
+        b = packb(value)
+        return self._chk(fn(self._sb, b, len(b)))
+
+    # -- what the core renders (beyond upstream) ---------------------------
+    def params_json(self, launch: bool = False) -> str:
+        """Validate and return the `create` params exactly as they will be sent."""
+        rc, text, msg = self._render(1 if launch else 0)
+        if rc != 0:
+            raise error_from_status(rc, msg)
+        assert text is not None
+        return text
+
+    def params(self, launch: bool = False) -> dict[str, Any]:
+        """params_json() parsed."""
+        out: dict[str, Any] = json.loads(self.params_json(launch))
+        return out
+
+    def options(self) -> CreateOptions:
+        """A copy of the options recorded so far (as the official package's)."""
+        return copy.deepcopy(self._opts)
+
+    # -- resources -----------------------------------------------------------
+    def with_privileged(self) -> "Sandbox":
+        self._opts.privileged = True
+        return self._chk(lib.mlk_sandbox_set_privileged(self._sb, 1))
+
+    def with_kernel(self, ref: str) -> "Sandbox":
+        self._opts.kernel_ref = ref
+        return self._chk(lib.mlk_sandbox_set_kernel(self._sb, cstr(ref, "kernel ref")))
+
+    def with_cpus(self, cpus: float) -> "Sandbox":
+        self._opts.cpus = cpus
+        return self._chk(lib.mlk_sandbox_set_cpus(self._sb, float(cpus)))
+
+    def with_memory(self, mb: int) -> "Sandbox":
+        self._opts.memory_mb = mb
+        return self._chk(lib.mlk_sandbox_set_memory_mb(self._sb, _int(mb, "memory")))
+
+    def with_disk_size(self, mb: int) -> "Sandbox":
+        self._opts.disk_size_mb = mb
+        return self._chk(lib.mlk_sandbox_set_disk_size_mb(self._sb, _int(mb, "disk size")))
+
+    def with_timeout(self, seconds: int) -> "Sandbox":
+        self._opts.timeout_seconds = seconds
+        return self._chk(lib.mlk_sandbox_set_timeout_s(self._sb, _int(seconds, "timeout")))
+
+    # -- filesystem ----------------------------------------------------------
+    def with_workspace(self, path: str) -> "Sandbox":
+        self._opts.workspace = path
+        return self._chk(lib.mlk_sandbox_set_workspace(self._sb, cstr(path, "workspace")))
+
+    def mount(self, guest_path: str, config: MountConfig) -> "Sandbox":
+        if config.owner_uid is not None or config.owner_gid is not None:
+            raise ValidationError(
+                f"mount {guest_path!r}: owner_uid/owner_gid are not supported by libmatchlock "
+                f"{ffi.string(lib.mlk_version_str()).decode()}; leave them unset"
+            )
+        g = cstr(guest_path, "guest path")
+        t = config.type
+        if t == "memory":
+            rc = lib.mlk_sandbox_mount_memory(self._sb, g)
+        elif t == "host_fs":
+            fn = lib.mlk_sandbox_mount_host_dir_readonly if config.readonly else lib.mlk_sandbox_mount_host_dir
+            rc = fn(self._sb, g, cstr(config.host_path, "host path"))
+        elif t == "overlay":
+            rc = lib.mlk_sandbox_mount_overlay(self._sb, g, cstr(config.host_path, "host path"))
+        else:
+            raise ValidationError(f"mount {guest_path!r}: unknown mount type {t!r}; "
+                                  "use 'memory', 'host_fs' or 'overlay'")
+        self._chk(rc)
+        self._opts.mounts[guest_path] = copy.copy(config)
+        return self
+
+    def mount_host_dir(self, guest_path: str, host_path: str) -> "Sandbox":
+        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path))
+
+    def mount_host_dir_readonly(self, guest_path: str, host_path: str) -> "Sandbox":
+        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, readonly=True))
+
+    def mount_memory(self, guest_path: str) -> "Sandbox":
+        return self.mount(guest_path, MountConfig(type="memory"))
+
+    def mount_overlay(self, guest_path: str, host_path: str) -> "Sandbox":
+        return self.mount(guest_path, MountConfig(type="overlay", host_path=host_path))
+
+    def with_vfs_interception(self, config: VFSInterceptionConfig | Mapping[str, Any]) -> "Sandbox":
+        if isinstance(config, VFSInterceptionConfig):
+            for r in config.rules:
+                if hasattr(r, "has_callback") and r.has_callback():
+                    raise MatchlockError(
+                        f"vfs rule {r.name!r}: SDK-local VFS hooks (hook, dangerous_hook, mutate_hook, "
+                        "action_hook) are not available in matchlock-native yet; use static rules "
+                        "(action='block') for now"
+                    )
+            wire = config.to_dict()
+        else:
+            wire = dict(config)
+        self._opts.vfs_interception = config if isinstance(config, VFSInterceptionConfig) else None
+        return self._mp(lib.mlk_sandbox_set_vfs_interception, wire)
+
+    def add_extra_disk(self, host_path: str, guest_mount: str, readonly: bool = False) -> "Sandbox":
+        """Attach an ext4 image (e.g. a volume's path) at guest_mount (beyond upstream)."""
+        self._chk(lib.mlk_sandbox_add_extra_disk(self._sb, cstr(host_path, "host path"),
+                                                 cstr(guest_mount, "guest mount"), 1 if readonly else 0))
+        self._opts.extra_disks.append(ExtraDisk(host_path, guest_mount, bool(readonly)))
+        return self
+
+    # -- environment and image config -------------------------------------------
+    def with_env(self, name: str, value: str) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_set_env(self._sb, cstr(name, "env name"), cstr(value, "env value")))
+        self._opts.env[name] = value
+        return self
+
+    def with_env_map(self, env: Mapping[str, str]) -> "Sandbox":
+        self._mp(lib.mlk_sandbox_set_env_map, dict(env))
+        self._opts.env.update(env)
+        return self
+
+    def with_user(self, user: str) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_set_user(self._sb, cstr(user, "user")))
+        if self._opts.image_config is None:
+            self._opts.image_config = ImageConfig()
+        self._opts.image_config.user = user
+        return self
+
+    def with_entrypoint(self, *entrypoint: str) -> "Sandbox":
+        arr = CStrArray(entrypoint, "entrypoint")
+        self._chk(lib.mlk_sandbox_set_entrypoint(self._sb, arr.ptr, arr.n))
+        if self._opts.image_config is None:
+            self._opts.image_config = ImageConfig()
+        self._opts.image_config.entrypoint = list(entrypoint)
+        return self
+
+    def with_image_config(self, config: ImageConfig | Mapping[str, Any]) -> "Sandbox":
+        """Merge: non-empty fields replace, empty ones keep what is set."""
+        d = config.to_dict() if isinstance(config, ImageConfig) else dict(config)
+        self._mp(lib.mlk_sandbox_set_image_config, d)
+        ic = self._opts.image_config or ImageConfig()
+        for k in ("user", "working_dir", "entrypoint", "cmd", "env"):
+            v = d.get(k)
+            if v:
+                setattr(ic, k, copy.copy(v))
+        self._opts.image_config = ic
+        return self
+
+    # -- network -------------------------------------------------------------------
+    def allow_host(self, *hosts: str) -> "Sandbox":
+        for h in hosts:
+            self._chk(lib.mlk_sandbox_allow_host(self._sb, cstr(h, "host")))
+            self._opts.allowed_hosts.append(h)
+        return self
+
+    def add_host(self, host: str, ip: str) -> "Sandbox":
+        """Add a static /etc/hosts entry in the guest."""
+        self._chk(lib.mlk_sandbox_add_host(self._sb, cstr(host, "host"), cstr(ip, "ip")))
+        self._opts.add_hosts.append(HostIPMapping(host=host, ip=ip))
+        return self
+
+    def block_private_ips(self) -> "Sandbox":
+        return self.with_block_private_ips(True)
+
+    def allow_private_ips(self) -> "Sandbox":
+        return self.with_block_private_ips(False)
+
+    def with_block_private_ips(self, enabled: bool) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_set_block_private_ips(self._sb, 1 if enabled else 0))
+        self._opts.block_private_ips = bool(enabled)
+        self._opts.block_private_ips_set = True
+        return self
+
+    def unset_block_private_ips(self) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_unset_block_private_ips(self._sb))
+        self._opts.block_private_ips = False
+        self._opts.block_private_ips_set = False
+        return self
+
+    def add_secret(self, name: str, value: str, *hosts: str) -> "Sandbox":
+        return self._secret(name, value, None, hosts)
+
+    def add_secret_with_placeholder(self, name: str, value: str, placeholder: str, *hosts: str) -> "Sandbox":
+        return self._secret(name, value, placeholder, hosts)
+
+    def _secret(self, name: str, value: str, placeholder: str | None, hosts: tuple[str, ...]) -> "Sandbox":
+        arr = CStrArray(hosts, "secret host")
+        ph = cstr(placeholder, "placeholder") if placeholder else ffi.NULL
+        self._chk(lib.mlk_sandbox_add_secret(self._sb, cstr(name, "secret name"), cstr(value, "secret value"),
+                                             ph, arr.ptr, arr.n))
+        self._opts.secrets = [s for s in self._opts.secrets if s.name != name]
+        self._opts.secrets.append(Secret(name=name, value=value, hosts=list(hosts), placeholder=placeholder or ""))
+        return self
+
+    def with_dns_servers(self, *servers: str) -> "Sandbox":
+        all_servers = self._opts.dns_servers + list(servers)
+        arr = CStrArray(all_servers, "dns server")
+        self._chk(lib.mlk_sandbox_set_dns_servers(self._sb, arr.ptr, arr.n))
+        self._opts.dns_servers = all_servers
+        return self
+
+    def with_hostname(self, hostname: str) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_set_hostname(self._sb, cstr(hostname, "hostname")))
+        self._opts.hostname = hostname
+        return self
+
+    def with_network_mtu(self, mtu: int) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_set_network_mtu(self._sb, _int(mtu, "mtu")))
+        self._opts.network_mtu = mtu
+        return self
+
+    def with_no_network(self) -> "Sandbox":
+        self._chk(lib.mlk_sandbox_set_no_network(self._sb, 1))
+        self._opts.no_network = True
+        return self
+
+    def with_network_interception(
+        self, config: NetworkInterceptionConfig | Mapping[str, Any] | None = None
+    ) -> "Sandbox":
+        """Force network interception, optionally with static rules."""
+        if config is None:
+            self._chk(lib.mlk_sandbox_set_network_interception(self._sb, ffi.NULL, 0))
+        else:
+            if isinstance(config, NetworkInterceptionConfig):
+                for r in config.rules:
+                    if getattr(r, "hook", None) is not None:
+                        raise MatchlockError(
+                            f"network rule {r.name!r}: SDK-local network hooks are not available in "
+                            "matchlock-native yet; use static rules (block, set_headers, ...) for now"
+                        )
+                wire = config.to_dict()
+            else:
+                wire = dict(config)
+            self._mp(lib.mlk_sandbox_set_network_interception, wire)
+        self._opts.force_interception = True
+        if isinstance(config, NetworkInterceptionConfig):
+            self._opts.network_interception = config
+        return self
+
+    def with_port_forward(self, local_port: int, remote_port: int) -> "Sandbox":
+        """Forward local_port on the host to remote_port in the guest after create."""
+        return self.add_port_forward(f"{_int(local_port, 'local port')}:{_int(remote_port, 'remote port')}")
+
+    def add_port_forward(self, spec: str) -> "Sandbox":
+        """A `[LOCAL:]REMOTE` port forward applied right after create (beyond upstream)."""
+        self._chk(lib.mlk_sandbox_add_port_forward(self._sb, cstr(spec, "port-forward spec")))
+        parts = [p.strip() for p in str(spec).split(":")]
+        if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
+            self._opts.port_forwards.append(PortForward(int(parts[0]), int(parts[-1])))
+        return self
+
+    def with_port_forward_addresses(self, *addresses: str) -> "Sandbox":
+        all_addrs = self._opts.port_forward_addresses + list(addresses)
+        arr = CStrArray(all_addrs, "bind address")
+        self._chk(lib.mlk_sandbox_set_port_forward_addresses(self._sb, arr.ptr, arr.n))
+        self._opts.port_forward_addresses = all_addrs
+        return self
+
+    # -- from CreateOptions ------------------------------------------------------------
+    @classmethod
+    def from_options(cls, opts: CreateOptions) -> "Sandbox":
+        """A builder holding everything a CreateOptions says."""
+        sb = cls(opts.image)
+        if opts.kernel_ref:
+            sb.with_kernel(opts.kernel_ref)
+        if opts.privileged:
+            sb.with_privileged()
+        if opts.cpus:
+            sb.with_cpus(opts.cpus)
+        if opts.memory_mb:
+            sb.with_memory(opts.memory_mb)
+        if opts.disk_size_mb:
+            sb.with_disk_size(opts.disk_size_mb)
+        if opts.timeout_seconds:
+            sb.with_timeout(opts.timeout_seconds)
+        if opts.allowed_hosts:
+            sb.allow_host(*opts.allowed_hosts)
+        for h in opts.add_hosts:
+            sb.add_host(h.host, h.ip)
+        if opts.block_private_ips_set:
+            sb.with_block_private_ips(opts.block_private_ips)
+        elif opts.block_private_ips:
+            sb.with_block_private_ips(True)
+        if opts.no_network:
+            sb.with_no_network()
+        if opts.network_interception is not None:
+            sb.with_network_interception(opts.network_interception)
+        elif opts.force_interception:
+            sb.with_network_interception()
+        if opts.workspace:
+            sb.with_workspace(opts.workspace)
+        for guest, m in opts.mounts.items():
+            sb.mount(guest, m)
+        if opts.vfs_interception is not None:
+            sb.with_vfs_interception(opts.vfs_interception)
+        if opts.env:
+            sb.with_env_map(opts.env)
+        for s in opts.secrets:
+            if s.placeholder:
+                sb.add_secret_with_placeholder(s.name, s.value, s.placeholder, *s.hosts)
+            else:
+                sb.add_secret(s.name, s.value, *s.hosts)
+        if opts.dns_servers:
+            sb.with_dns_servers(*opts.dns_servers)
+        if opts.hostname:
+            sb.with_hostname(opts.hostname)
+        if opts.network_mtu:
+            sb.with_network_mtu(opts.network_mtu)
+        for pf in opts.port_forwards:
+            sb.with_port_forward(pf.local_port, pf.remote_port)
+        if opts.port_forward_addresses:
+            sb.with_port_forward_addresses(*opts.port_forward_addresses)
+        if opts.image_config is not None:
+            sb.with_image_config(opts.image_config)
+        for d in opts.extra_disks:
+            sb.add_extra_disk(d.host_path, d.guest_mount, d.readonly)
+        sb._opts.launch_entrypoint = opts.launch_entrypoint
+        return sb
+
+    def __repr__(self) -> str:
+        return f"Sandbox({self._opts.image!r})"
+
+
+def _int(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{what} must be an integer, not {type(v).__name__}")
+    if isinstance(v, float):
+        if not math.isfinite(v) or v != int(v):
+            raise ValidationError(f"{what} must be a whole number, got {v!r}")
+        v = int(v)
+    return v

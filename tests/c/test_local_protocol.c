@@ -1,0 +1,907 @@
+/* test_local_protocol.c - drives the real matchlock-local binary over pipes
+ * with raw JSON lines and checks the raw answers. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <criterion/criterion.h>
+
+#include "json.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MLK_LOCAL_BIN
+#define MLK_LOCAL_BIN "matchlock-local"
+#endif
+
+typedef struct peer {
+    pid_t pid;
+    int in, out;            /* our ends: write requests, read answers */
+    char *buf;
+    size_t len, cap;
+    char state[256];        /* XDG_STATE_HOME */
+} peer;
+
+/* A parsed answer line (keeps its own buffer). */
+typedef struct msg {
+    char *text, *buf;
+    jdoc d;
+    const jnode *root;
+} msg;
+
+static void msg_free(msg *m)
+{
+    if (!m) return;
+    jd_free(&m->d);
+    free(m->text);
+    free(m->buf);
+    free(m);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void peer_start(peer *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(p->state));
+    int to[2], from[2];
+    cr_assert_eq(pipe2(to, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(from, O_CLOEXEC), 0);
+    p->pid = fork();
+    cr_assert_geq(p->pid, 0);
+    if (p->pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        setenv("XDG_STATE_HOME", p->state, 1);
+        execl(MLK_LOCAL_BIN, MLK_LOCAL_BIN, "rpc", (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]);
+    close(from[1]);
+    p->in = to[1];
+    p->out = from[0];
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void rm_tree(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) {}
+}
+
+static int peer_wait(peer *p, int ms)
+{
+    int st;
+    for (int64_t end = now_ms() + ms; now_ms() < end; usleep(10000)) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) { p->pid = 0; return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
+    }
+    return -1;
+}
+
+static void peer_stop(peer *p)
+{
+    if (p->in >= 0) close(p->in);
+    p->in = -1;
+    if (p->pid > 0 && peer_wait(p, 5000) < 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+    if (p->out >= 0) close(p->out);
+    free(p->buf);
+    rm_tree(p->state);
+}
+
+static void sendl(peer *p, const char *line)
+{
+    size_t n = strlen(line);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(p->in, line + off, n - off);
+        cr_assert_gt(w, 0, "write to matchlock-local failed: %s", strerror(errno));
+        off += (size_t)w;
+    }
+    if (n == 0 || line[n - 1] != '\n') cr_assert_eq(write(p->in, "\n", 1), 1);
+}
+
+/* Next line, or NULL after ms. */
+static char *recv_line(peer *p, int ms)
+{
+    int64_t end = now_ms() + ms;
+    for (;;) {
+        char *nl = p->len ? memchr(p->buf, '\n', p->len) : NULL;
+        if (nl) {
+            size_t l = (size_t)(nl - p->buf);
+            char *line = strndup(p->buf, l);
+            memmove(p->buf, nl + 1, p->len - l - 1);
+            p->len -= l + 1;
+            return line;
+        }
+        int left = (int)(end - now_ms());
+        if (left <= 0) return NULL;
+        struct pollfd pf = {.fd = p->out, .events = POLLIN};
+        if (poll(&pf, 1, left) <= 0) continue;
+        if (p->cap - p->len < 65536) {
+            p->cap = p->cap ? p->cap * 2 : 131072;
+            p->buf = realloc(p->buf, p->cap);
+        }
+        ssize_t n = read(p->out, p->buf + p->len, p->cap - p->len);
+        if (n <= 0) return NULL;
+        p->len += (size_t)n;
+    }
+}
+
+static msg *recv_msg(peer *p, int ms)
+{
+    char *line = recv_line(p, ms);
+    if (!line) return NULL;
+    msg *m = calloc(1, sizeof *m);
+    m->text = line;
+    m->buf = strdup(line);
+    jd_init(&m->d);
+    cr_assert_eq(jd_parse(&m->d, m->buf, strlen(m->buf)), 0, "unparsable answer: %s", line);
+    m->root = jd_root(&m->d);
+    return m;
+}
+
+static int64_t msg_id(msg *m)
+{
+    const jnode *id = jd_get(&m->d, m->root, "id");
+    int64_t v;
+    return id && jn_int(id, &v) == 0 ? v : -1;
+}
+
+static int msg_code(msg *m)
+{
+    const jnode *e = jd_get(&m->d, m->root, "error");
+    return e ? (int)jd_int(&m->d, e, "code", 0) : 0;
+}
+
+static const char *msg_errmsg(msg *m)
+{
+    const jnode *e = jd_get(&m->d, m->root, "error");
+    return e ? jd_str(&m->d, e, "message", "") : "";
+}
+
+static const jnode *msg_result(msg *m) { return jd_get(&m->d, m->root, "result"); }
+static const jnode *msg_params(msg *m) { return jd_get(&m->d, m->root, "params"); }
+static const char *msg_method(msg *m) { return jd_str(&m->d, m->root, "method", NULL); }
+
+/* Decode a base64 string field of obj (malloc'd, NUL-terminated). */
+static char *b64field(msg *m, const jnode *obj, const char *key, size_t *len)
+{
+    const jnode *n = jd_get(&m->d, obj, key);
+    cr_assert(n && n->type == JN_STR, "missing base64 field %s in %s", key, m->text);
+    char *out = malloc(n->len + 1);
+    long long l = b64_decode(n->s, n->len, (unsigned char *)out);
+    cr_assert_geq(l, 0, "bad base64 in %s", m->text);
+    out[l] = '\0';
+    if (len) *len = (size_t)l;
+    return out;
+}
+
+/* Read until the response with this id; notifications for it are
+ * appended (decoded data) to *notes when given. */
+static msg *until_id(peer *p, int64_t id, int ms, char **notes, int *nnotes)
+{
+    int64_t end = now_ms() + ms;
+    size_t nl = 0;
+    if (notes) *notes = calloc(1, 1);
+    for (;;) {
+        int left = (int)(end - now_ms());
+        msg *m = recv_msg(p, left > 0 ? left : 0);
+        cr_assert_not_null(m, "no answer for request %lld", (long long)id);
+        if (msg_method(m) && msg_params(m)) {
+            int64_t pid = jd_int(&m->d, msg_params(m), "id", -1);
+            if (pid == id) {
+                if (nnotes) (*nnotes)++;
+                if (notes && jd_get(&m->d, msg_params(m), "data")) {
+                    size_t l;
+                    char *data = b64field(m, msg_params(m), "data", &l);
+                    *notes = realloc(*notes, nl + l + 1);
+                    memcpy(*notes + nl, data, l);
+                    nl += l;
+                    (*notes)[nl] = '\0';
+                    free(data);
+                }
+            }
+            msg_free(m);
+            continue;
+        }
+        if (msg_id(m) == id) return m;
+        msg_free(m);
+    }
+}
+
+static msg *call(peer *p, int64_t id, const char *method, const char *params)
+{
+    char *line = NULL;
+    cr_assert_geq(asprintf(&line, "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%lld}",
+                           method, params, (long long)id), 0);
+    sendl(p, line);
+    free(line);
+    return until_id(p, id, 15000, NULL, NULL);
+}
+
+/* Start a peer and create a VM; returns the VM id (static buffer). */
+static const char *start_vm(peer *p, const char *params)
+{
+    static char vmid[32];
+    peer_start(p);
+    msg *m = call(p, 1, "create", params ? params : "{\"image\":\"alpine:latest\"}");
+    cr_assert_eq(msg_code(m), 0, "create failed: %s", m->text);
+    snprintf(vmid, sizeof vmid, "%s", jd_str(&m->d, msg_result(m), "id", ""));
+    cr_assert(!strncmp(vmid, "vm-", 3) && strlen(vmid) == 11, "bad vm id: %s", m->text);
+    msg_free(m);
+    return vmid;
+}
+
+/* exec -> exit code, stdout and stderr */
+static int run(peer *p, int64_t id, const char *cmd_json, char **out, char **err)
+{
+    char *params = NULL;
+    cr_assert_geq(asprintf(&params, "{\"command\":%s}", cmd_json), 0);
+    msg *m = call(p, id, "exec", params);
+    free(params);
+    cr_assert_eq(msg_code(m), 0, "exec failed: %s", m->text);
+    int code = (int)jd_int(&m->d, msg_result(m), "exit_code", -1);
+    if (out) *out = b64field(m, msg_result(m), "stdout", NULL);
+    if (err) *err = b64field(m, msg_result(m), "stderr", NULL);
+    msg_free(m);
+    return code;
+}
+
+static char *b64(const char *s)
+{
+    size_t n = strlen(s);
+    char *o = calloc(1, b64_encoded_len(n) + 1);
+    b64_encode((const unsigned char *)s, n, o);
+    return o;
+}
+
+/* ===================================================================== */
+
+Test(local_protocol, malformed_line_keeps_serving, .timeout = 20)
+{
+    peer p;
+    peer_start(&p);
+    sendl(&p, "this is not json");
+    msg *m = recv_msg(&p, 5000);
+    cr_assert_not_null(m);
+    cr_assert_eq(msg_code(m), -32700, "%s", m->text);
+    cr_assert(strstr(m->text, "\"id\":null"), "parse errors carry a null id: %s", m->text);
+    msg_free(m);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"create\",\"params\":{\"image\":\"a\"},\"id\":");
+    m = recv_msg(&p, 5000);
+    cr_assert_eq(msg_code(m), -32700, "%s", m->text);
+    msg_free(m);
+    m = call(&p, 7, "no_such_method", "{}");
+    cr_assert_eq(msg_code(m), -32601, "%s", m->text);
+    cr_assert_eq(msg_id(m), 7);
+    msg_free(m);
+    m = call(&p, 8, "exec", "{\"command\":\"true\"}");
+    cr_assert_eq(msg_code(m), -32000, "exec before create: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, create_validation, .timeout = 20)
+{
+    peer p;
+    peer_start(&p);
+    msg *m = call(&p, 1, "create", "{}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "image"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 2, "create", "{\"image\":\"alpine\",\"id\":\"vm-mine\"}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "id"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 3, "create", "{\"image\":\"alpine\",\"vfs\":{\"mounts\":{\"/workspace/x\":{\"type\":\"memory\"}}}}");
+    cr_assert_eq(msg_code(m), -32602, "mounts without workspace: %s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "workspace"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 4, "create", "{\"image\":\"alpine\",\"vfs\":{\"workspace\":\"/workspace\","
+                              "\"mounts\":{\"/data\":{\"type\":\"memory\"}}}}");
+    cr_assert_eq(msg_code(m), -32602, "mount outside the workspace: %s", m->text);
+    msg_free(m);
+    m = call(&p, 5, "create", "{\"image\":\"alpine\",\"network\":{\"no_network\":true,\"allowed_hosts\":[\"a.com\"]}}");
+    cr_assert_eq(msg_code(m), -32602, "no_network with hosts: %s", m->text);
+    msg_free(m);
+    m = call(&p, 6, "create", "{\"image\":\"alpine\",\"network\":{\"add_hosts\":[{\"host\":\"db\",\"ip\":\"not-an-ip\"}]}}");
+    cr_assert_eq(msg_code(m), -32602, "bad add_host: %s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "add_hosts"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 7, "create", "{\"image\":\"alpine\"}");
+    cr_assert_eq(msg_code(m), 0, "valid create after failures: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, exec_exit_code_and_output, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"alpine\",\"env\":{\"GREETING\":\"hello there\"}}");
+    char *out, *err;
+    int code = run(&p, 2, "\"echo \\\"$GREETING\\\"; echo oops >&2; exit 7\"", &out, &err);
+    cr_assert_eq(code, 7);
+    cr_assert_str_eq(out, "hello there\n");
+    cr_assert_str_eq(err, "oops\n");
+    free(out); free(err);
+    code = run(&p, 3, "\"kill -9 $$\"", NULL, NULL);
+    cr_assert_eq(code, 137, "killed by a signal: 128+9");
+    msg *m = call(&p, 4, "exec", "{}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "command"), "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, exec_stream_notifications_before_response, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":"
+              "\"echo one; sleep 0.2; echo two; echo err >&2\"},\"id\":5}");
+    int nout = 0, nerr = 0, got_result = 0;
+    char acc[256] = "";
+    for (;;) {
+        msg *m = recv_msg(&p, 10000);
+        cr_assert_not_null(m);
+        const char *meth = msg_method(m);
+        if (meth) {
+            cr_assert_not(got_result, "notification after the final response: %s", m->text);
+            cr_assert_eq(jd_int(&m->d, msg_params(m), "id", -1), 5);
+            char *data = b64field(m, msg_params(m), "data", NULL);
+            if (!strcmp(meth, "exec_stream.stdout")) { nout++; strncat(acc, data, sizeof acc - strlen(acc) - 1); }
+            else if (!strcmp(meth, "exec_stream.stderr")) { nerr++; cr_assert_str_eq(data, "err\n"); }
+            free(data);
+        } else {
+            cr_assert_eq(msg_id(m), 5);
+            cr_assert_eq(jd_int(&m->d, msg_result(m), "exit_code", -1), 0);
+            cr_assert_geq(jd_int(&m->d, msg_result(m), "duration_ms", -1), 150);
+            got_result = 1;
+            msg_free(m);
+            break;
+        }
+        msg_free(m);
+    }
+    cr_assert_geq(nout, 2, "output arrives as it is produced");
+    cr_assert_eq(nerr, 1);
+    cr_assert_str_eq(acc, "one\ntwo\n");
+    peer_stop(&p);
+}
+
+Test(local_protocol, exec_pipe_stdin_echo, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_pipe\",\"params\":{\"command\":\"cat; echo end\"},\"id\":3}");
+    msg *m = recv_msg(&p, 10000);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(msg_method(m), "exec_pipe.ready", "%s", m->text);
+    msg_free(m);
+    char *a = b64("first line\n"), *b = b64("second\n"), line[256];
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_pipe.stdin\",\"params\":{\"id\":3,\"data\":\"%s\"}}", a);
+    sendl(&p, line);
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_pipe.stdin\",\"params\":{\"id\":3,\"data\":\"%s\"}}", b);
+    sendl(&p, line);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_pipe.stdin_eof\",\"params\":{\"id\":3}}");
+    char *notes;
+    m = until_id(&p, 3, 10000, &notes, NULL);
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    cr_assert_eq(jd_int(&m->d, msg_result(m), "exit_code", -1), 0);
+    cr_assert_str_eq(notes, "first line\nsecond\nend\n");
+    free(notes); free(a); free(b);
+    msg_free(m);
+    /* exec_pipe needs an id */
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_pipe\",\"params\":{\"command\":\"cat\"}}");
+    m = recv_msg(&p, 5000);
+    cr_assert_eq(msg_code(m), -32600, "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, exec_tty_size_and_resize, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty\",\"params\":{\"command\":"
+              "\"test -t 0 && echo is-a-tty; stty size; read x; stty size; echo got-$x\","
+              "\"rows\":33,\"cols\":101},\"id\":4}");
+    msg *m = recv_msg(&p, 10000);
+    cr_assert_str_eq(msg_method(m), "exec_tty.ready", "%s", m->text);
+    msg_free(m);
+    /* wait for the first size line before resizing */
+    char acc[1024] = "";
+    while (!strstr(acc, "33 101")) {
+        m = recv_msg(&p, 10000);
+        cr_assert_not_null(m, "no tty output; so far: %s", acc);
+        cr_assert_str_eq(msg_method(m), "exec_tty.stdout", "%s", m->text);
+        char *d = b64field(m, msg_params(m), "data", NULL);
+        strncat(acc, d, sizeof acc - strlen(acc) - 1);
+        free(d);
+        msg_free(m);
+    }
+    cr_assert(strstr(acc, "is-a-tty"), "a real terminal: %s", acc);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty.resize\",\"params\":{\"id\":4,\"rows\":40,\"cols\":120}}");
+    char *in = b64("abc\n"), line[256];
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty.stdin\",\"params\":{\"id\":4,\"data\":\"%s\"}}", in);
+    sendl(&p, line);
+    free(in);
+    char *notes;
+    m = until_id(&p, 4, 10000, &notes, NULL);
+    cr_assert_eq(jd_int(&m->d, msg_result(m), "exit_code", -1), 0, "%s", m->text);
+    cr_assert(strstr(notes, "40 120"), "resize seen by stty: %s", notes);
+    cr_assert(strstr(notes, "got-abc"), "%s", notes);
+    free(notes);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, write_read_list_files, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    char *c = b64("file body\n"), params[512];
+    snprintf(params, sizeof params, "{\"path\":\"/workspace/sub/dir/f.txt\",\"content\":\"%s\",\"mode\":384}", c);
+    free(c);
+    msg *m = call(&p, 2, "write_file", params);
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    msg_free(m);
+    m = call(&p, 3, "read_file", "{\"path\":\"/workspace/sub/dir/f.txt\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    char *body = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(body, "file body\n");
+    free(body);
+    msg_free(m);
+    /* commands see the same tree */
+    char *out;
+    cr_assert_eq(run(&p, 4, "\"cat /workspace/sub/dir/f.txt && stat -c %a /workspace/sub/dir/f.txt && "
+                            "mkdir /workspace/sub/dir/inner && printf xyz > /tmp/t\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "file body\n600\n");
+    free(out);
+    m = call(&p, 5, "list_files", "{\"path\":\"/workspace/sub/dir\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    const jnode *files = jd_get(&m->d, msg_result(m), "files");
+    cr_assert(files && files->type == JN_ARR && files->count == 2, "%s", m->text);
+    const jnode *f = jd_first(&m->d, files);
+    cr_assert_str_eq(jd_str(&m->d, f, "name", ""), "f.txt");
+    cr_assert_eq(jd_int(&m->d, f, "size", -1), 10);
+    cr_assert_eq(jd_int(&m->d, f, "mode", 0) & 0777, 0600);
+    cr_assert_eq(jd_bool(&m->d, f, "is_dir", 1), 0);
+    const char *mt = jd_str(&m->d, f, "mod_time", "");
+    cr_assert(strlen(mt) >= 20 && mt[4] == '-' && mt[10] == 'T', "RFC3339 mod_time: %s", mt);
+    f = jd_next(&m->d, f);
+    cr_assert_str_eq(jd_str(&m->d, f, "name", ""), "inner");
+    cr_assert_eq(jd_bool(&m->d, f, "is_dir", 0), 1);
+    msg_free(m);
+    m = call(&p, 6, "read_file", "{\"path\":\"/tmp/t\"}");
+    body = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(body, "xyz");
+    free(body);
+    msg_free(m);
+    m = call(&p, 7, "read_file", "{\"path\":\"/workspace/missing\"}");
+    cr_assert_eq(msg_code(m), -32002, "%s", m->text);
+    msg_free(m);
+    m = call(&p, 8, "read_file", "{}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "path"), "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, path_escapes_rejected, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    /* a host directory outside the sandbox with a secret in it */
+    char host[] = "/tmp/mlk-local-secret-XXXXXX", path[300], cmd[600];
+    cr_assert_not_null(mkdtemp(host));
+    snprintf(path, sizeof path, "%s/secret", host);
+    FILE *f = fopen(path, "w");
+    fputs("TOPSECRET", f);
+    fclose(f);
+    msg *m = call(&p, 2, "read_file", "{\"path\":\"../../etc/passwd\"}");
+    cr_assert_eq(msg_code(m), -32002, "%s", m->text);
+    msg_free(m);
+    m = call(&p, 3, "read_file", "{\"path\":\"/workspace/../../../etc/passwd\"}");
+    cr_assert_eq(msg_code(m), -32002, "%s", m->text);
+    msg_free(m);
+    snprintf(cmd, sizeof cmd, "\"ln -s %s /workspace/hostlink && ln -s /etc /workspace/etclink && "
+                              "ln -s ../../../../../../../..%s /workspace/rellink\"", host, host);
+    cr_assert_eq(run(&p, 4, cmd, NULL, NULL), 0);
+    const char *tries[] = {"/workspace/hostlink/secret", "/workspace/rellink/secret", "/workspace/etclink/shadow"};
+    for (int i = 0; i < 3; i++) {
+        char params[256];
+        snprintf(params, sizeof params, "{\"path\":\"%s\"}", tries[i]);
+        m = call(&p, 10 + i, "read_file", params);
+        cr_assert_eq(msg_code(m), -32002, "%s must not resolve outside: %s", tries[i], m->text);
+        cr_assert_not(strstr(m->text, "VE9QU0VDUkVU"), "secret leaked");
+        msg_free(m);
+    }
+    /* writing through the link stays inside the sandbox too */
+    m = call(&p, 20, "write_file", "{\"path\":\"/workspace/hostlink/planted\",\"content\":\"eA==\"}");
+    snprintf(path, sizeof path, "%s/planted", host);
+    cr_assert_neq(access(path, F_OK), 0, "write_file escaped to the host: %s", m->text);
+    msg_free(m);
+    /* commands do not see host secrets */
+    char *out;
+    cr_assert_eq(run(&p, 21, "\"test -e /etc/shadow && echo shadow; cat /workspace/hostlink/secret 2>/dev/null; echo end\"",
+                     &out, NULL), 0);
+    cr_assert_str_eq(out, "end\n");
+    free(out);
+    rm_tree(host);
+    peer_stop(&p);
+}
+
+Test(local_protocol, cancel_running_command, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
+    usleep(300000);
+    int64_t t0 = now_ms();
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"cancel\",\"params\":{\"id\":2},\"id\":3}");
+    int seen_cancel = 0, seen_exec = 0;
+    while (!(seen_cancel && seen_exec)) {
+        msg *m = recv_msg(&p, 5000);
+        cr_assert_not_null(m);
+        if (msg_id(m) == 3) {
+            cr_assert(jd_bool(&m->d, msg_result(m), "cancelled", 0), "%s", m->text);
+            seen_cancel = 1;
+        } else if (msg_id(m) == 2) {
+            cr_assert_eq(msg_code(m), -32003, "%s", m->text);
+            seen_exec = 1;
+        }
+        msg_free(m);
+    }
+    cr_assert_lt(now_ms() - t0, 3000, "cancel answered quickly");
+    msg *m = call(&p, 4, "cancel", "{\"id\":99}");
+    cr_assert_eq(jd_bool(&m->d, msg_result(m), "cancelled", 1), 0, "%s", m->text);
+    msg_free(m);
+    /* the process group is gone */
+    usleep(500000);
+    char *out;
+    run(&p, 5, "\"true\"", NULL, NULL);
+    FILE *ps = popen("ps -eo args | grep -c '^sleep 30$'", "r");
+    out = calloc(1, 32);
+    if (fgets(out, 32, ps)) {}
+    pclose(ps);
+    cr_assert_eq(atoi(out), 0, "sleep 30 still running");
+    free(out);
+    peer_stop(&p);
+}
+
+Test(local_protocol, log_and_log_stream, .timeout = 20)
+{
+    peer p;
+    const char *vmid = start_vm(&p, NULL);
+    char id[32];
+    snprintf(id, sizeof id, "%s", vmid);
+    msg *m = call(&p, 2, "log", "{}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    char *log = b64field(m, msg_result(m), "content", NULL);
+    cr_assert(strstr(log, id), "log mentions the VM: %s", log);
+    free(log);
+    msg_free(m);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"log_stream\",\"id\":3}");
+    m = recv_msg(&p, 5000);
+    cr_assert_str_eq(msg_method(m), "log_stream.data", "%s", m->text);
+    log = b64field(m, msg_params(m), "data", NULL);
+    cr_assert(strstr(log, id), "%s", log);
+    free(log);
+    msg_free(m);
+    /* appended data follows: a port_forward call writes to the log (its
+     * answer is read by until_id below, which keeps log_stream's data) */
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"port_forward\",\"params\":"
+              "{\"forwards\":[{\"local_port\":0,\"remote_port\":9}]},\"id\":4}");
+    usleep(500000);
+    char *notes;
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"cancel\",\"params\":{\"id\":3},\"id\":6}");
+    m = until_id(&p, 3, 5000, &notes, NULL);
+    cr_assert_eq(msg_code(m), -32003, "%s", m->text);
+    cr_assert(strstr(notes, "port forward"), "appended log data streamed: %s", notes);
+    free(notes);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, close_answers_then_exits, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
+    usleep(200000);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"close\",\"params\":{\"timeout_seconds\":2},\"id\":3}");
+    int64_t t0 = now_ms();
+    int seen_exec = 0;
+    for (;;) {
+        msg *m = recv_msg(&p, 8000);
+        cr_assert_not_null(m);
+        if (msg_id(m) == 2) seen_exec = 1;
+        if (msg_id(m) == 3) {
+            cr_assert(seen_exec, "in-flight requests end before close answers");
+            cr_assert_eq(msg_code(m), 0, "%s", m->text);
+            cr_assert_eq(msg_result(m)->type, JN_OBJ);
+            msg_free(m);
+            break;
+        }
+        msg_free(m);
+    }
+    cr_assert_lt(now_ms() - t0, 4000);
+    cr_assert_eq(peer_wait(&p, 5000), 0, "the server exits after close");
+    cr_assert_null(recv_line(&p, 200), "nothing after close");
+    peer_stop(&p);
+}
+
+Test(local_protocol, stdin_eof_kills_children, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{\"command\":\"sleep 31.5\"},\"id\":2}");
+    usleep(300000);
+    close(p.in);
+    p.in = -1;
+    cr_assert_geq(peer_wait(&p, 5000), 0, "server exits on stdin EOF");
+    usleep(200000);
+    FILE *ps = popen("ps -eo args | grep -c '^sleep 31.5$'", "r");
+    char buf[32] = "";
+    if (fgets(buf, sizeof buf, ps)) {}
+    pclose(ps);
+    cr_assert_eq(atoi(buf), 0, "children are killed when the client goes away");
+    peer_stop(&p);
+}
+
+Test(local_protocol, oversized_line_ends_session, .timeout = 20)
+{
+    peer p;
+    peer_start(&p);
+    size_t n = 10u * 1024 * 1024 + 4096;
+    char *big = malloc(n + 1);
+    memset(big, 'a', n);
+    big[0] = '"';
+    big[n] = '\0';
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(p.in, big + off, n - off);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    free(big);
+    msg *m = recv_msg(&p, 10000);
+    cr_assert_not_null(m);
+    cr_assert_eq(msg_code(m), -32700, "%s", m->text);
+    msg_free(m);
+    cr_assert_geq(peer_wait(&p, 5000), 0, "an oversized line ends the session");
+    peer_stop(&p);
+}
+
+Test(local_protocol, port_forward_carries_tcp, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    /* the "sandbox side" service: the sandbox shares the host's loopback */
+    int srv = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    cr_assert_eq(bind(srv, (struct sockaddr *)&a, sizeof a), 0);
+    listen(srv, 4);
+    getsockname(srv, (struct sockaddr *)&a, &al);
+    int remote = ntohs(a.sin_port);
+    char params[256];
+    snprintf(params, sizeof params, "{\"forwards\":[{\"local_port\":0,\"remote_port\":%d}],\"addresses\":[\"127.0.0.1\"]}", remote);
+    msg *m = call(&p, 2, "port_forward", params);
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    const jnode *b = jd_first(&m->d, jd_get(&m->d, msg_result(m), "bindings"));
+    cr_assert_not_null(b, "%s", m->text);
+    cr_assert_str_eq(jd_str(&m->d, b, "address", ""), "127.0.0.1");
+    cr_assert_eq(jd_int(&m->d, b, "remote_port", 0), remote);
+    int local = (int)jd_int(&m->d, b, "local_port", 0);
+    cr_assert_gt(local, 0);
+    msg_free(m);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET, .sin_port = htons((uint16_t)local),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(c, (struct sockaddr *)&la, sizeof la), 0, "%s", strerror(errno));
+    struct pollfd pf = {.fd = srv, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 5000), 1, "the forward connects to the remote port");
+    int s2 = accept(srv, NULL, NULL);
+    cr_assert_eq(write(c, "ping", 4), 4);
+    char buf[16] = "";
+    pf.fd = s2;
+    cr_assert_eq(poll(&pf, 1, 5000), 1);
+    cr_assert_eq(read(s2, buf, sizeof buf), 4);
+    cr_assert(!memcmp(buf, "ping", 4));
+    cr_assert_eq(write(s2, "pong", 4), 4);
+    pf.fd = c;
+    cr_assert_eq(poll(&pf, 1, 5000), 1);
+    cr_assert_eq(read(c, buf, sizeof buf), 4);
+    cr_assert(!memcmp(buf, "pong", 4));
+    close(c); close(s2); close(srv);
+    peer_stop(&p);
+}
+
+Test(local_protocol, allow_list_needs_interception, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    msg *m = call(&p, 2, "allow_list_add", "{\"hosts\":[\"example.com\"]}");
+    cr_assert_eq(msg_code(m), -32000, "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"allowed_hosts\":[\"a.com\"],\"block_private_ips\":true}}");
+    m = call(&p, 2, "allow_list_add", "{\"hosts\":[\"b.com\",\"a.com\"]}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    cr_assert(strstr(m->text, "\"added\":[\"b.com\"]"), "%s", m->text);
+    cr_assert(strstr(m->text, "\"allowed_hosts\":[\"a.com\",\"b.com\"]"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 3, "allow_list_delete", "{\"hosts\":[\"a.com\"]}");
+    cr_assert(strstr(m->text, "\"removed\":[\"a.com\"]") && strstr(m->text, "\"allowed_hosts\":[\"b.com\"]"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 4, "allow_list_add", "{\"hosts\":[]}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
+{
+    char host[] = "/tmp/mlk-local-mnt-XXXXXX", ovl[] = "/tmp/mlk-local-ovl-XXXXXX", path[300], params[1024];
+    cr_assert_not_null(mkdtemp(host));
+    cr_assert_not_null(mkdtemp(ovl));
+    snprintf(path, sizeof path, "%s/hello.txt", host);
+    FILE *f = fopen(path, "w"); fputs("from host", f); fclose(f);
+    snprintf(path, sizeof path, "%s/base.txt", ovl);
+    f = fopen(path, "w"); fputs("original", f); fclose(f);
+    snprintf(params, sizeof params,
+             "{\"image\":\"a\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":[{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"}],"
+             "\"allowed_hosts\":[],\"block_private_ips\":true},"
+             "\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":{\"/workspace/host\":{\"type\":\"host_fs\",\"host_path\":\"%s\"},"
+             "\"/workspace/ro\":{\"type\":\"host_fs\",\"host_path\":\"%s\",\"readonly\":true},"
+             "\"/workspace/mem\":{\"type\":\"memory\"},"
+             "\"/workspace/ovl\":{\"type\":\"overlay\",\"host_path\":\"%s\"}},"
+             "\"interception\":{\"rules\":[{\"name\":\"no-secrets\",\"phase\":\"before\",\"ops\":[\"write\",\"read\"],"
+             "\"path\":\"/workspace/mem/secret*\",\"action\":\"block\"}]}}}",
+             host, host, ovl);
+    peer p;
+    start_vm(&p, params);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"hostname; grep db.internal /etc/hosts; cat /workspace/host/hello.txt; echo; "
+                            "echo new > /workspace/host/made.txt; echo x > /workspace/ro/x 2>/dev/null || echo ro-refused; "
+                            "echo changed > /workspace/ovl/base.txt; echo m > /workspace/mem/m.txt; cat /workspace/mem/m.txt\"",
+                     &out, NULL), 0);
+    cr_assert_str_eq(out, "boxy\n10.1.2.3\tdb.internal\nfrom host\nro-refused\nm\n");
+    free(out);
+    snprintf(path, sizeof path, "%s/made.txt", host);
+    cr_assert_eq(access(path, F_OK), 0, "host_fs is a read-write bind");
+    snprintf(path, sizeof path, "%s/base.txt", ovl);
+    f = fopen(path, "r");
+    char buf[32] = "";
+    if (fgets(buf, sizeof buf, f)) {}
+    fclose(f);
+    cr_assert_str_eq(buf, "original", "overlay is copy-on-write");
+    msg *m = call(&p, 3, "read_file", "{\"path\":\"/workspace/ovl/base.txt\"}");
+    char *body = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(body, "changed\n", "file calls see the overlay copy");
+    free(body);
+    msg_free(m);
+    m = call(&p, 4, "write_file", "{\"path\":\"/workspace/ro/y\",\"content\":\"eA==\"}");
+    cr_assert_eq(msg_code(m), -32002, "read-only mount: %s", m->text);
+    msg_free(m);
+    m = call(&p, 5, "write_file", "{\"path\":\"/workspace/mem/secret.txt\",\"content\":\"eA==\"}");
+    cr_assert_eq(msg_code(m), -32002, "VFS block rule: %s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "blocked"), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 6, "write_file", "{\"path\":\"/workspace/mem/fine.txt\",\"content\":\"eA==\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    msg_free(m);
+    cr_assert_eq(run(&p, 7, "\"cat /workspace/mem/fine.txt\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "x");
+    free(out);
+    peer_stop(&p);
+    rm_tree(host);
+    rm_tree(ovl);
+}
+
+Test(local_protocol, launch_entrypoint_logs_output, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"launch_entrypoint\":true,\"image_config\":{\"entrypoint\":[\"/bin/sh\",\"-c\"],"
+                 "\"cmd\":[\"echo entry-$MODE; sleep 30\"],\"env\":{\"MODE\":\"on\"}}}");
+    int found = 0;
+    for (int i = 0; i < 50 && !found; i++) {
+        msg *m = call(&p, 10 + i, "log", "{}");
+        char *log = b64field(m, msg_result(m), "content", NULL);
+        found = strstr(log, "entry-on") != NULL;
+        free(log);
+        msg_free(m);
+        if (!found) usleep(100000);
+    }
+    cr_assert(found, "entrypoint output lands in the VM log");
+    msg *m = call(&p, 90, "close", "{\"timeout_seconds\":1}");
+    cr_assert_eq(msg_code(m), 0);
+    msg_free(m);
+    cr_assert_eq(peer_wait(&p, 5000), 0, "close stops the entrypoint and exits");
+    peer_stop(&p);
+}
+
+/* ---- CLI ------------------------------------------------------------------ */
+
+static int cli(const char *state, const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "XDG_STATE_HOME='%s' '%s' %s 2>&1", state, MLK_LOCAL_BIN, args);
+    FILE *f = popen(cmd, "r");
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(local_cli, version_and_volumes, .timeout = 20)
+{
+    char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
+    cr_assert_not_null(mkdtemp(state));
+    cr_assert_eq(cli(state, "version", out, sizeof out), 0);
+    cr_assert(!strncmp(out, "matchlock-local ", 16), "%s", out);
+    cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
+    cr_assert_str_eq(out, "[]\n");
+    cr_assert_eq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "%s", out);
+    jdoc d;
+    jd_init(&d);
+    cr_assert_eq(jd_parse(&d, out, strlen(out)), 0, "%s", out);
+    cr_assert_str_eq(jd_str(&d, jd_root(&d), "name", ""), "data1");
+    cr_assert_eq(jd_int(&d, jd_root(&d), "size", 0), 64);
+    struct stat st;
+    cr_assert_eq(stat(jd_str(&d, jd_root(&d), "path", ""), &st), 0, "the volume has a directory");
+    cr_assert(S_ISDIR(st.st_mode));
+    jd_free(&d);
+    cr_assert_neq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "duplicate volume");
+    cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
+    cr_assert(strstr(out, "\"name\":\"data1\"") && out[0] == '[', "%s", out);
+    cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 0, "%s", out);
+    cr_assert_neq(cli(state, "volume rm data1", out, sizeof out), 0, "unknown volume");
+    cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
+    cr_assert_str_eq(out, "[]\n");
+    rm_tree(state);
+}
+
+Test(local_cli, rm_deletes_vm_state, .timeout = 20)
+{
+    peer p;
+    const char *vmid = start_vm(&p, NULL);
+    char id[32], dir[512], out[1024], state[256];
+    snprintf(id, sizeof id, "%s", vmid);
+    snprintf(state, sizeof state, "%s", p.state);
+    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", p.state, id);
+    msg *m = call(&p, 2, "close", "{\"timeout_seconds\":1}");
+    msg_free(m);
+    cr_assert_eq(peer_wait(&p, 5000), 0);
+    cr_assert_eq(access(dir, F_OK), 0, "close keeps the VM directory");
+    char args[64];
+    snprintf(args, sizeof args, "rm %s", id);
+    cr_assert_eq(cli(state, args, out, sizeof out), 0, "%s", out);
+    cr_assert_neq(access(dir, F_OK), 0, "rm deletes it");
+    cr_assert_neq(cli(state, args, out, sizeof out), 0, "unknown VM");
+    cr_assert(strstr(out, "not found"), "%s", out);
+    peer_stop(&p);
+}

@@ -7,9 +7,7 @@
  * and callbacks go back through an mlk_queue: the client's main queue for
  * async calls and events (drained by mlk_dispatch), or a private queue
  * for a blocking call (drained by the thread blocked in it). */
-#include "internal.h"
-#include "loop.h"
-#include "process.h"
+#include "client.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -21,105 +19,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-enum {
-    K_CREATE, K_EXEC, K_EXEC_STREAM, K_EXEC_PIPE, K_EXEC_TTY, K_WRITE, K_WRITE_PIPE,
-    K_READ, K_LIST, K_LOG, K_LOG_STREAM, K_ALLOW, K_PORTFWD, K_CLOSE,
-};
-
 static const char *const method_names[] = {
     "create", "exec", "exec_stream", "exec_pipe", "exec_tty", "write_file", "exec_pipe",
     "read_file", "list_files", "log", "log_stream", "allow_list", "port_forward", "close",
 };
 
-#define NBUCKETS 64
-#define STEAL_MIN (64 * 1024)          /* results this big take the line buffer */
-#define FEED_HIGH (1024 * 1024)        /* stop feeding stdin above this many buffered bytes */
-#define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
-#define SERVER_MAX_LINE (10 * 1024 * 1024)
-#define STDERR_TAIL 4096
-
-typedef struct pline {
-    struct pline *next;
-    size_t len;
-    char data[];
-} pline;
-
-struct waiter;
-
-typedef struct req {
-    uint64_t id;
-    int kind;
-    struct mlk_client *c;
-    mlk_queue *q;                 /* where this call's callbacks go */
-    struct waiter *w;             /* blocking caller, or NULL */
-    mlk_done_cb done;
-    mlk_output_cb on_output;
-    mlk_ready_cb on_ready;
-    void *ud;
-    int64_t timeout_ms;
-    struct event *timer;          /* I/O */
-    int ready, abandoned, interactive;
-    pline *pend, *pend_tail;      /* stdin held until ready (I/O) */
-    char *feed;                   /* stdin to push after ready (owned) */
-    size_t feed_len, feed_off;
-    int eof_sent;
-    char *errbuf;                 /* K_WRITE_PIPE: collected stderr */
-    size_t errlen;
-    char *path;                   /* K_WRITE_PIPE: for messages */
-    struct req *hnext;
-} req;
-
-enum { ST_OPEN, ST_CLOSING, ST_CLOSED };
-
-struct mlk_client {
-    mlk_config *cfg;
-    pid_t pid;
-    int in_fd, out_fd, err_fd;
-    mlk_queue mainq;
-    _Atomic uint64_t next_id;
-    _Atomic size_t stdin_pending;  /* stdin bytes posted but not yet in outbuf */
-    _Atomic size_t out_buffered;   /* outbuf length, as last seen by the I/O thread */
-    _Atomic int in_dispatch;
-    _Atomic int free_pending;
-
-    /* I/O thread only */
-    struct event *ev_read, *ev_write, *ev_err;
-    struct evbuffer *outbuf;
-    char *buf;
-    size_t len, cap, scan;
-    jdoc doc;
-    req *table[NBUCKETS];
-    int dead, detached;
-
-    /* shared, under mu */
-    pthread_mutex_t mu;
-    int state;
-    char *vm_id;
-    char *dead_msg;
-    int dead_status;
-    char tail[STDERR_TAIL];
-    size_t tail_len;
-    mlk_event_cb event_cb;
-    void *event_ud;
-};
-
-/* ===================================================================== */
-/* queue items                                                            */
-
-typedef struct waiter {
-    mlk_queue q;
-    mlk_result *res;
-    int done;
-} waiter;
-
-typedef struct done_item {
-    qitem base;
-    mlk_done_cb done;
-    void *ud;
-    uint64_t op;
-    mlk_result *res;
-    waiter *w;
-} done_item;
+const char *kind_method(int kind) { return method_names[kind]; }
 
 static void done_run(qitem *it)
 {
@@ -203,7 +108,7 @@ static void table_del(mlk_client *c, req *r)
         if (*p == r) { *p = r->hnext; return; }
 }
 
-static void req_free(req *r)
+void req_free(req *r)
 {
     if (!r) return;
     if (r->timer) event_free(r->timer);
@@ -219,7 +124,7 @@ static void req_free(req *r)
 }
 
 /* Hand the result to the call's queue (exactly once per request). */
-static void post_done(req *r, mlk_result *res)
+void post_done(req *r, mlk_result *res)
 {
     done_item *d = calloc(1, sizeof *d);
     if (!d) { mlk_result_free(res); return; } /* nothing sane left to do */
@@ -233,7 +138,7 @@ static void post_done(req *r, mlk_result *res)
     queue_push(r->q, &d->base);
 }
 
-static void post_fail(req *r, int status, const char *msg)
+void post_fail(req *r, int status, const char *msg)
 {
     mlk_result *res = result_new();
     if (res) result_fail(res, status, "%s", msg);
@@ -425,6 +330,7 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
             queue_push(&c->mainq, &e->base);
         }
         free(mp);
+        if (c->hooks) hooks_on_file_event(c, d, jd_get(d, params, "file"));
         return;
     }
     uint64_t id;
@@ -865,7 +771,7 @@ static int client_state(mlk_client *c)
     return st;
 }
 
-static req *req_new(mlk_client *c, int kind, int64_t timeout_ms)
+req *req_new(mlk_client *c, int kind, int64_t timeout_ms)
 {
     req *r = calloc(1, sizeof *r);
     if (!r) return NULL;
@@ -876,7 +782,7 @@ static req *req_new(mlk_client *c, int kind, int64_t timeout_ms)
     return r;
 }
 
-static void begin_line(jw *w, const char *method, uint64_t id)
+void begin_line(jw *w, const char *method, uint64_t id)
 {
     jw_init(w);
     jw_obj(w);
@@ -886,7 +792,7 @@ static void begin_line(jw *w, const char *method, uint64_t id)
     jw_key(w, "params");
 }
 
-static void end_line(jw *w)
+void end_line(jw *w)
 {
     jw_obj_end(w);
     jw_nl(w);
@@ -894,7 +800,7 @@ static void end_line(jw *w)
 
 /* Post r with its line (w is consumed).  On failure r is freed and the
  * error returned (no callback will run). */
-static int submit(mlk_client *c, req *r, jw *w)
+int submit(mlk_client *c, req *r, jw *w)
 {
     if (w->oom) { jw_free(w); req_free(r); return MLK_ENOMEM; }
     sub *s = malloc(sizeof *s);
@@ -908,6 +814,29 @@ static int submit(mlk_client *c, req *r, jw *w)
         return MLK_ENOMEM;
     }
     return 0;
+}
+
+/* Like submit, but a failure is reported through r's route (for calls
+ * whose caller already returned, e.g. after a hook chain). */
+static void submit_or_fail(mlk_client *c, req *r, jw *w)
+{
+    if (w->oom) {
+        jw_free(w);
+        post_fail(r, MLK_ENOMEM, "out of memory");
+        req_free(r);
+        return;
+    }
+    sub *s = malloc(sizeof *s);
+    if (s) {
+        s->r = r;
+        s->line = jw_take(w, &s->len);
+        if (s->line && ioloop_post(t_submit, s) == 0) return;
+        free(s->line);
+        free(s);
+    }
+    jw_free(w);
+    post_fail(r, MLK_ENOMEM, "out of memory");
+    req_free(r);
 }
 
 static int closed_result(mlk_result **out)
@@ -927,6 +856,17 @@ static int call_async(mlk_client *c, req *r, jw *w, mlk_done_cb done, void *ud, 
     return submit(c, r, w);
 }
 
+/* Wait until the call routed to wt completes; its callbacks run here. */
+static int wait_for(waiter *wt, mlk_result **out)
+{
+    while (!wt->done) {
+        queue_wait(&wt->q, -1);
+        queue_drain(&wt->q, 0);
+    }
+    queue_destroy(&wt->q);
+    return result_give(wt->res, out);
+}
+
 /* Run a call and wait; its callbacks run on this thread. */
 static int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out)
 {
@@ -942,12 +882,7 @@ static int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out)
         if (res) result_fail(res, rc, NULL);
         return result_give(res, out);
     }
-    while (!wt.done) {
-        queue_wait(&wt.q, -1);
-        queue_drain(&wt.q, 0);
-    }
-    queue_destroy(&wt.q);
-    return result_give(wt.res, out);
+    return wait_for(&wt, out);
 }
 
 static int fail_now(int status, mlk_result **out, const char *msg)
@@ -1021,6 +956,7 @@ MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out)
         call_blocking(c, r, &w, &res);
     }
     ioloop_run_sync(t_shutdown, c);
+    hooks_detach(c);
     int status = 0;
     int killed = wait_child(c->pid, wait_ms, &status) == 1;
     if (res && (res->status == MLK_ETIMEDOUT || (killed && res->status == 0)))
@@ -1033,15 +969,14 @@ MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out)
     return result_give(res ? res : result_new(), out);
 }
 
-static void client_destroy(mlk_client *c)
+void client_final_free(mlk_client *c)
 {
-    mlk_close(c, 0, NULL);
-    ioloop_run_sync(t_release, c);
     ioloop_release();
     if (c->out_fd >= 0) close(c->out_fd);
     if (c->err_fd >= 0) close(c->err_fd);
     if (c->in_fd >= 0) close(c->in_fd);
     queue_destroy(&c->mainq);
+    hooks_free(c);
     jd_free(&c->doc);
     free(c->buf);
     free(c->vm_id);
@@ -1049,6 +984,19 @@ static void client_destroy(mlk_client *c)
     mlk_config_free(c->cfg);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+static void client_destroy(mlk_client *c)
+{
+    mlk_close(c, 0, NULL);
+    hooks_detach(c);
+    ioloop_run_sync(t_release, c);
+    /* Callbacks still queued never run; unanswered hook calls keep the
+     * client's memory until they are answered (answering frees them). */
+    queue_clear(&c->mainq);
+    c->free_deferred = 1;
+    int one = 1;
+    if (c->tokens_out == 0 && atomic_compare_exchange_strong(&c->free_deferred, &one, 0)) client_final_free(c);
 }
 
 MLK_API void mlk_client_free(mlk_client *c)
@@ -1110,15 +1058,22 @@ static int do_create(mlk_client *c, const mlk_sandbox *sb, int launch, int64_t t
     if (client_state(c) != ST_OPEN) return closed_result(out);
     if (mlk_client_vm_id(c))
         return fail_now(MLK_ESTATE, out, "create: this client already created a sandbox; use a new client for another one");
-    req *r = req_new(c, K_CREATE, timeout_ms);
-    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
-    jw w;
-    begin_line(&w, "create", r->id);
     char *msg = NULL;
-    int rc = sandbox_render(sb, launch, &w, &msg);
+    const char *socket = NULL;
+    int rc = 0;
+    if (!c->hooks) rc = hooks_attach(c, sandbox_hooks(sb), sandbox_net_rule_count(sb), &socket, &msg);
+    req *r = rc == 0 ? req_new(c, K_CREATE, timeout_ms) : NULL;
+    if (rc == 0 && !r) rc = MLK_ENOMEM;
+    jw w;
+    jw_init(&w);
+    if (rc == 0) {
+        begin_line(&w, "create", r->id);
+        rc = sandbox_render(sb, launch, socket, &w, &msg);
+    }
     if (rc != 0) {
         jw_free(&w);
         req_free(r);
+        hooks_free(c);
         rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
         free(msg);
         return rc;
@@ -1126,6 +1081,7 @@ static int do_create(mlk_client *c, const mlk_sandbox *sb, int launch, int64_t t
     end_line(&w);
     mlk_result *res = NULL;
     rc = call_blocking(c, r, &w, &res);
+    if (rc != 0) hooks_free(c); /* a failed create leaves no socket behind */
     const char *const *specs, *const *addrs;
     size_t naddrs = 0;
     size_t n = rc == 0 ? sandbox_port_forwards(sb, &specs, &addrs, &naddrs) : 0;
@@ -1375,19 +1331,6 @@ MLK_API int mlk_cancel(mlk_client *c, uint64_t op)
 /* ===================================================================== */
 /* public: files and logs                                                   */
 
-/* One request with a single `path` param (read_file, list_files). */
-static req *path_request(mlk_client *c, int kind, const char *path, int64_t timeout_ms, jw *w)
-{
-    req *r = req_new(c, kind, timeout_ms);
-    if (!r) return NULL;
-    begin_line(w, method_names[kind], r->id);
-    jw_obj(w);
-    jw_key(w, "path"); jw_str(w, path);
-    jw_obj_end(w);
-    end_line(w);
-    return r;
-}
-
 /* Single-quote s for /bin/sh. */
 static void sh_quote(jw *w, const char *s)
 {
@@ -1404,28 +1347,41 @@ static int write_too_big(const char *path, size_t len)
     return b64_encoded_len(len) + strlen(path) * 6 + 512 > SERVER_MAX_LINE;
 }
 
-static req *write_request(mlk_client *c, const char *path, const char *data, size_t len, uint32_t mode,
-                          int64_t timeout_ms, jw *w)
+/* Compose and send the file call r (routing set, kind K_WRITE, K_READ or
+ * K_LIST); failures reach r's caller through its route. */
+static void file_finish(mlk_client *c, req *r, const char *path, const char *data, size_t len, uint32_t mode)
 {
+    jw w;
+    if (r->kind != K_WRITE) {
+        begin_line(&w, method_names[r->kind], r->id);
+        jw_obj(&w);
+        jw_key(&w, "path"); jw_str(&w, path);
+        jw_obj_end(&w);
+        end_line(&w);
+        submit_or_fail(c, r, &w);
+        return;
+    }
     if (mode == 0) mode = 0644;
     if (!write_too_big(path, len)) {
-        req *r = req_new(c, K_WRITE, timeout_ms);
-        if (!r) return NULL;
-        begin_line(w, "write_file", r->id);
-        jw_obj(w);
-        jw_key(w, "path"); jw_str(w, path);
-        jw_key(w, "content"); jw_b64(w, data, len);
-        jw_key(w, "mode"); jw_uint(w, mode);
-        jw_obj_end(w);
-        end_line(w);
-        return r;
+        begin_line(&w, "write_file", r->id);
+        jw_obj(&w);
+        jw_key(&w, "path"); jw_str(&w, path);
+        jw_key(&w, "content"); jw_b64(&w, data, len);
+        jw_key(&w, "mode"); jw_uint(&w, mode);
+        jw_obj_end(&w);
+        end_line(&w);
+        submit_or_fail(c, r, &w);
+        return;
     }
     /* Too big for one request line: stream it through `cat` instead. */
-    req *r = req_new(c, K_WRITE_PIPE, timeout_ms);
-    if (!r) return NULL;
+    r->kind = K_WRITE_PIPE;
     r->path = xstrdup(path);
     r->feed = malloc(len);
-    if (!r->feed || !r->path) { req_free(r); return NULL; }
+    if (!r->feed || !r->path) {
+        post_fail(r, MLK_ENOMEM, "out of memory");
+        req_free(r);
+        return;
+    }
     memcpy(r->feed, data, len);
     r->feed_len = len;
     jw cmd;
@@ -1437,13 +1393,48 @@ static req *write_request(mlk_client *c, const char *path, const char *data, siz
     jw_raw(&cmd, m, (size_t)n);
     sh_quote(&cmd, path);
     jw_raw(&cmd, "", 1);
-    begin_line(w, "exec_pipe", r->id);
-    jw_obj(w);
-    jw_key(w, "command"); jw_str(w, cmd.oom ? "false" : cmd.buf);
-    jw_obj_end(w);
-    end_line(w);
+    begin_line(&w, "exec_pipe", r->id);
+    jw_obj(&w);
+    jw_key(&w, "command"); jw_str(&w, cmd.oom ? "false" : cmd.buf);
+    jw_obj_end(&w);
+    end_line(&w);
     jw_free(&cmd);
-    return r;
+    submit_or_fail(c, r, &w);
+}
+
+static const char *file_op(int kind) { return kind == K_WRITE ? "write" : kind == K_READ ? "read" : "readdir"; }
+
+/* write_file, read_file and list_files, blocking (out) or async (done):
+ * local VFS action and mutate hooks first, then the request. */
+static int file_call(mlk_client *c, int kind, const char *path, const char *data, size_t len, uint32_t mode,
+                     int64_t timeout_ms, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
+{
+    req *r = req_new(c, kind, timeout_ms);
+    if (!r) return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;
+    waiter wt;
+    memset(&wt, 0, sizeof wt);
+    if (blocking) {
+        if (queue_init(&wt.q) != 0) { req_free(r); return fail_now(MLK_ENOMEM, out, "out of memory"); }
+        r->q = &wt.q;
+        r->w = &wt;
+    } else {
+        r->q = &c->mainq;
+        r->done = done;
+        r->ud = ud;
+        if (op) *op = r->id;
+    }
+    int rc = 0;
+    if (c->hooks && hooks_match_before(c, file_op(kind), path))
+        rc = hooks_file_call(c, r, file_op(kind), path, data, len, mode, file_finish);
+    else
+        file_finish(c, r, path, data, len, mode);
+    if (rc != 0) {
+        req_free(r);
+        if (!blocking) return rc;
+        queue_destroy(&wt.q);
+        return fail_now(rc, out, mlk_strerror(rc));
+    }
+    return blocking ? wait_for(&wt, out) : 0;
 }
 
 #define CHECK_OPEN(c, out)                                                         \
@@ -1457,11 +1448,7 @@ MLK_API int mlk_write_file(mlk_client *c, const char *path, const char *data, si
 {
     CHECK_OPEN(c, out);
     if (!path || !*path || (len && !data)) return fail_now(MLK_EINVAL, out, "write_file: path is required");
-    jw w;
-    jw_init(&w);
-    req *r = write_request(c, path, data ? data : "", len, mode, timeout_ms, &w);
-    if (!r) { jw_free(&w); return fail_now(MLK_ENOMEM, out, "out of memory"); }
-    return call_blocking(c, r, &w, out);
+    return file_call(c, K_WRITE, path, data ? data : "", len, mode, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_write_file_async(mlk_client *c, const char *path, const char *data, size_t len,
@@ -1469,21 +1456,14 @@ MLK_API int mlk_write_file_async(mlk_client *c, const char *path, const char *da
 {
     if (!c || !path || !*path || (len && !data)) return MLK_EINVAL;
     if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
-    jw w;
-    jw_init(&w);
-    req *r = write_request(c, path, data ? data : "", len, mode, timeout_ms, &w);
-    if (!r) { jw_free(&w); return MLK_ENOMEM; }
-    return call_async(c, r, &w, done, ud, op);
+    return file_call(c, K_WRITE, path, data ? data : "", len, mode, timeout_ms, 0, done, ud, op, NULL);
 }
 
 MLK_API int mlk_read_file(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out)
 {
     CHECK_OPEN(c, out);
     if (!path || !*path) return fail_now(MLK_EINVAL, out, "read_file: path is required");
-    jw w;
-    req *r = path_request(c, K_READ, path, timeout_ms, &w);
-    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
-    return call_blocking(c, r, &w, out);
+    return file_call(c, K_READ, path, NULL, 0, 0, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_read_file_async(mlk_client *c, const char *path, int64_t timeout_ms,
@@ -1491,20 +1471,14 @@ MLK_API int mlk_read_file_async(mlk_client *c, const char *path, int64_t timeout
 {
     if (!c || !path || !*path) return MLK_EINVAL;
     if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
-    jw w;
-    req *r = path_request(c, K_READ, path, timeout_ms, &w);
-    if (!r) return MLK_ENOMEM;
-    return call_async(c, r, &w, done, ud, op);
+    return file_call(c, K_READ, path, NULL, 0, 0, timeout_ms, 0, done, ud, op, NULL);
 }
 
 MLK_API int mlk_list_files(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out)
 {
     CHECK_OPEN(c, out);
     if (!path || !*path) return fail_now(MLK_EINVAL, out, "list_files: path is required");
-    jw w;
-    req *r = path_request(c, K_LIST, path, timeout_ms, &w);
-    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
-    return call_blocking(c, r, &w, out);
+    return file_call(c, K_LIST, path, NULL, 0, 0, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeout_ms,
@@ -1512,10 +1486,7 @@ MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeou
 {
     if (!c || !path || !*path) return MLK_EINVAL;
     if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
-    jw w;
-    req *r = path_request(c, K_LIST, path, timeout_ms, &w);
-    if (!r) return MLK_ENOMEM;
-    return call_async(c, r, &w, done, ud, op);
+    return file_call(c, K_LIST, path, NULL, 0, 0, timeout_ms, 0, done, ud, op, NULL);
 }
 
 static req *noparam_request(mlk_client *c, int kind, int64_t timeout_ms, jw *w)

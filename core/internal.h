@@ -41,10 +41,45 @@ int json_to_mp_buf(const jdoc *d, const jnode *n, char **buf, size_t *len);
 /* Unpack a msgpack document the caller passed in (a single object). */
 int mp_parse(const char *buf, size_t len, msgpack_unpacked *out);
 
+/* ---- hooks as the builder keeps them (hooks.c) ----------------------- */
+typedef struct hook {
+    int kind;                 /* MLK_HOOK_* */
+    char *name;               /* "" when unnamed */
+    char *path;               /* glob; NULL matches every path */
+    char **ops;               /* VFS ops; NULL matches every op */
+    size_t nops;
+    char *net_fields;         /* network: rule fields rendered as `"k":v,...` */
+    int64_t timeout_ms;       /* network: 0 = default */
+    mlk_hook_cb cb;
+    void *ud;
+} hook;
+
+typedef struct hookset {
+    hook *v;
+    size_t n;
+} hookset;
+
+/* Parse and validate one hook rule (msgpack map).  0, or an
+ * MLK_EINVALID_*_HOOK code with *msg (malloc'd). */
+int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud, hook *out, char **msg);
+int hookset_add(hookset *s, hook *h);       /* takes h's contents */
+int hookset_copy(hookset *dst, const hookset *src);
+void hookset_clear(hookset *s);
+size_t hookset_count(const hookset *s, int kind);
+/* Write the network hooks as rule objects into an open JSON array; the
+ * k-th gets callback_id network_hook_<first_index + k + 1>. */
+void hookset_write_net_rules(const hookset *s, jw *w, size_t first_index);
+/* Path glob match with `*` not crossing '/' (filepath.Match). */
+int hook_glob_match(const char *pattern, const char *path);
+
 /* ---- the builder (sandbox.c) ---------------------------------------- */
-/* Validate and write the create params object into w (no newline).
+const hookset *sandbox_hooks(const mlk_sandbox *sb);
+/* How many static network interception rules the builder has. */
+size_t sandbox_net_rule_count(const mlk_sandbox *sb);
+/* Validate and write the create params object into w (no newline);
+ * callback_socket (may be NULL) is sent when network hooks exist.
  * Returns 0 or an MLK_E* code with *msg (malloc'd) saying why. */
-int sandbox_render(const mlk_sandbox *sb, int launch, jw *w, char **msg);
+int sandbox_render(const mlk_sandbox *sb, int launch, const char *callback_socket, jw *w, char **msg);
 /* Port-forward specs and bind addresses given to the builder. */
 size_t sandbox_port_forwards(const mlk_sandbox *sb, const char *const **specs,
                              const char *const **addrs, size_t *naddrs);

@@ -191,15 +191,22 @@ int queue_init(mlk_queue *q)
     return 0;
 }
 
-void queue_destroy(mlk_queue *q)
+void queue_clear(mlk_queue *q)
 {
+    pthread_mutex_lock(&q->mu);
     qitem *it = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->mu);
     while (it) {
         qitem *n = it->next;
         it->drop(it);
         it = n;
     }
-    q->head = q->tail = NULL;
+}
+
+void queue_destroy(mlk_queue *q)
+{
+    queue_clear(q);
     if (q->rfd >= 0) close(q->rfd);
     if (q->wfd >= 0 && q->wfd != q->rfd) close(q->wfd);
     q->rfd = q->wfd = -1;

@@ -41,6 +41,7 @@ typedef struct mlk_queue {
 
 int queue_init(mlk_queue *q);
 void queue_destroy(mlk_queue *q);  /* drops whatever is left */
+void queue_clear(mlk_queue *q);    /* drops what is queued now; the queue stays usable */
 /* Append an item (any thread) and make the fd readable. */
 void queue_push(mlk_queue *q, qitem *it);
 /* Run up to max items (0: all there are now) on the calling thread. */

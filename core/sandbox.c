@@ -116,6 +116,8 @@ struct mlk_sandbox {
     struct extra_disk *disks;
     size_t ndisks;
 
+    hookset hooks;              /* network and VFS hooks (hooks.c) */
+
     int err;                    /* first failed setter, 0 when none */
     char *errmsg;
 };
@@ -254,9 +256,39 @@ MLK_API void mlk_sandbox_free(mlk_sandbox *sb)
     free(sb->kernel);
     for (size_t i = 0; i < sb->ndisks; i++) { free(sb->disks[i].host_path); free(sb->disks[i].guest_mount); }
     free(sb->disks);
+    hookset_clear(&sb->hooks);
     free(sb->errmsg);
     free(sb);
 }
+
+static int add_hook(mlk_sandbox *sb, int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud)
+{
+    if (!sb) return MLK_EINVAL;
+    hook h;
+    char *msg = NULL;
+    int rc = hook_parse(kind, rule, len, cb, ud, &h, &msg);
+    if (rc == 0 && hookset_add(&sb->hooks, &h) != 0) rc = MLK_ENOMEM;
+    if (rc != 0) fail(sb, rc, "%s", msg ? msg : mlk_strerror(rc));
+    free(msg);
+    return rc;
+}
+
+MLK_API int mlk_sandbox_add_network_hook(mlk_sandbox *sb, const char *rule, size_t len, mlk_hook_cb cb, void *ud)
+{
+    return add_hook(sb, MLK_HOOK_NETWORK, rule, len, cb, ud);
+}
+
+MLK_API int mlk_sandbox_add_vfs_hook(mlk_sandbox *sb, int kind, const char *rule, size_t len, mlk_hook_cb cb,
+                                     void *ud)
+{
+    if (kind == MLK_HOOK_NETWORK) return sb ? fail(sb, MLK_EINVALID_VFS_HOOK, "add_vfs_hook: kind "
+                                                   "MLK_HOOK_NETWORK is not a VFS hook; use "
+                                                   "mlk_sandbox_add_network_hook") : MLK_EINVAL;
+    return add_hook(sb, kind, rule, len, cb, ud);
+}
+
+const hookset *sandbox_hooks(const mlk_sandbox *sb) { return sb ? &sb->hooks : NULL; }
+
 
 MLK_API int mlk_sandbox_set_cpus(mlk_sandbox *sb, double cpus)
 {
@@ -1138,14 +1170,14 @@ static void write_field(jw *w, const msgpack_object *map, const char *key)
     mp_to_json(v, w);
 }
 
-static void write_net_rules(jw *w, const msgpack_object *rules)
+static void write_net_rules(jw *w, const msgpack_object *rules, const hookset *hooks)
 {
     static const char *const order[] = {"name", "phase", "hosts", "methods", "path", "action", "callback_id",
                                         "timeout_ms", "set_headers", "delete_headers", "set_query", "delete_query",
                                         "rewrite_path", "set_response_headers", "delete_response_headers", NULL};
     jw_key(w, "rules");
     jw_arr(w);
-    for (uint32_t i = 0; i < rules->via.array.size; i++) {
+    for (uint32_t i = 0; rules && i < rules->via.array.size; i++) {
         const msgpack_object *r = &rules->via.array.ptr[i];
         jw_obj(w);
         for (const char *const *k = order; *k; k++) write_field(w, r, *k);
@@ -1165,6 +1197,7 @@ static void write_net_rules(jw *w, const msgpack_object *rules)
         }
         jw_obj_end(w);
     }
+    hookset_write_net_rules(hooks, w, rules ? rules->via.array.size : 0);
     jw_arr_end(w);
 }
 
@@ -1181,9 +1214,10 @@ static void write_vfs_rules(jw *w, const msgpack_object *rules)
     jw_arr_end(w);
 }
 
-static void write_network(jw *w, const mlk_sandbox *sb, const msgpack_object *net_rules)
+static void write_network(jw *w, const mlk_sandbox *sb, const msgpack_object *net_rules, const char *socket)
 {
-    int has_rules = net_rules && net_rules->via.array.size > 0;
+    size_t nhooks = hookset_count(&sb->hooks, MLK_HOOK_NETWORK);
+    int has_rules = (net_rules && net_rules->via.array.size > 0) || nhooks > 0;
     int include = sb->allowed_hosts.n || sb->nadd_hosts || sb->nsecrets || sb->dns_servers.n || sb->hostname ||
                   sb->mtu > 0 || sb->no_network || sb->block_private_ips_set || sb->force_interception || has_rules;
     if (!include) return;
@@ -1207,7 +1241,8 @@ static void write_network(jw *w, const mlk_sandbox *sb, const msgpack_object *ne
     if (has_rules) {
         jw_key(w, "interception");
         jw_obj(w);
-        write_net_rules(w, net_rules);
+        write_net_rules(w, net_rules, &sb->hooks);
+        if (nhooks && socket) { jw_key(w, "callback_socket"); jw_str(w, socket); }
         jw_obj_end(w);
     }
     if (sb->nadd_hosts) write_add_hosts(w, sb);
@@ -1237,7 +1272,9 @@ static void write_vfs(jw *w, const mlk_sandbox *sb, const msgpack_object *vfs)
 {
     const msgpack_object *rules = vfs ? mp_get(vfs, "rules") : NULL;
     const msgpack_object *ee = vfs ? mp_get(vfs, "emit_events") : NULL;
-    int emit = ee && ee->via.boolean;
+    /* after-hooks run on file events, so they switch events on */
+    int emit = (ee && ee->via.boolean) || hookset_count(&sb->hooks, MLK_HOOK_VFS_AFTER) ||
+               hookset_count(&sb->hooks, MLK_HOOK_VFS_DANGEROUS);
     int has_rules = rules && rules->via.array.size > 0;
     int has_interception = emit || has_rules;
     if (!sb->nmounts && !sb->workspace && !has_interception) return;
@@ -1341,7 +1378,7 @@ static int validate(const mlk_sandbox *sb, double cpus, int has_net_rules, verr 
     return 0;
 }
 
-int sandbox_render(const mlk_sandbox *sb, int launch, jw *out, char **msg)
+int sandbox_render(const mlk_sandbox *sb, int launch, const char *socket, jw *out, char **msg)
 {
     if (msg) *msg = NULL;
     if (!sb || !out) {
@@ -1374,7 +1411,12 @@ int sandbox_render(const mlk_sandbox *sb, int launch, jw *out, char **msg)
     const msgpack_object *vfs_ee = vfs_obj ? mp_get(vfs_obj, "emit_events") : NULL;
 
     double cpus = sb->cpus == 0 ? DEFAULT_CPUS : sb->cpus;
-    if (rc == 0) rc = validate(sb, cpus, net_rules && net_rules->via.array.size > 0, &e);
+    int after_hooks = hookset_count(&sb->hooks, MLK_HOOK_VFS_AFTER) + hookset_count(&sb->hooks, MLK_HOOK_VFS_DANGEROUS) > 0;
+    if (rc == 0) rc = validate(sb, cpus, (net_rules && net_rules->via.array.size > 0) ||
+                                         hookset_count(&sb->hooks, MLK_HOOK_NETWORK) > 0, &e);
+    if (rc == 0 && after_hooks && !sb->nmounts)
+        rc = verror(&e, MLK_EINVALID_VFS_HOOK, "VFS after-hooks need file events, which need a mount; add a mount "
+                                               "under the workspace (e.g. mount_memory(\"/workspace\"))");
     if (rc == 0) rc = check_vfs_rules(vfs_rules, &e);
     if (rc == 0 && ((vfs_rules && vfs_rules->via.array.size) || (vfs_ee && vfs_ee->via.boolean)) && !sb->nmounts)
         rc = verror(&e, MLK_EINVALID_MOUNT, "VFS interception is set but there are no mounts; add a mount "
@@ -1400,7 +1442,7 @@ int sandbox_render(const mlk_sandbox *sb, int launch, jw *out, char **msg)
         jw_key(&w, "timeout_seconds");
         jw_int(&w, sb->timeout_s ? sb->timeout_s : DEFAULT_TIMEOUT_S);
         jw_obj_end(&w);
-        write_network(&w, sb, net_rules);
+        write_network(&w, sb, net_rules, socket);
         write_vfs(&w, sb, vfs_obj);
         if (sb->env.n) { jw_key(&w, "env"); write_kvlist(&w, &sb->env); }
         write_image_config(&w, sb);
@@ -1463,7 +1505,7 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
     jw w;
     jw_init(&w);
     char *m = NULL;
-    int rc = sandbox_render(sb, launch, &w, &m);
+    int rc = sandbox_render(sb, launch, NULL, &w, &m);
     if (rc == 0) {
         *json = jw_take(&w, len);
         if (!*json) { rc = MLK_ENOMEM; m = xstrdup("out of memory"); }
@@ -1472,4 +1514,17 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
     if (msg) *msg = m;
     else free(m);
     return rc;
+}
+
+size_t sandbox_net_rule_count(const mlk_sandbox *sb)
+{
+    size_t n = 0;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (sb && sb->net_rules_mp && mp_parse(sb->net_rules_mp, sb->net_rules_len, &u) == 0) {
+        const msgpack_object *rules = mp_get(&u.data, "rules");
+        if (rules && rules->type == MSGPACK_OBJECT_ARRAY) n = rules->via.array.size;
+    }
+    msgpack_unpacked_destroy(&u);
+    return n;
 }

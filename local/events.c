@@ -184,7 +184,20 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
                     size_t l = strlen(v->mounts[i].guest);
                     if (strncmp(guest, v->mounts[i].guest, l) || guest[l] != '/') continue;
                     char *h = NULL;
-                    if (asprintf(&h, "%s%s", v->mounts[i].host, guest + l) >= 0) add_watch(v, h, guest, 0);
+                    if (asprintf(&h, "%s%s", v->mounts[i].host, guest + l) >= 0) {
+                        add_watch(v, h, guest, 0);
+                        /* entries made before the watch existed */
+                        DIR *dd = opendir(h);
+                        struct dirent *de;
+                        while (dd && (de = readdir(dd))) {
+                            if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+                            char *gg = NULL;
+                            if (asprintf(&gg, "%s/%s", guest, de->d_name) < 0) continue;
+                            emit_file_event(s, de->d_type == DT_DIR ? "mkdir" : "create", gg, 0, 0);
+                            free(gg);
+                        }
+                        if (dd) closedir(dd);
+                    }
                     free(h);
                     break;
                 }

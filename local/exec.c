@@ -99,6 +99,12 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
     proc *p = arg;
+    if (p->srv->out_stalled && outputs_open(p)) {
+        /* the client is slow: keep the output, wait for it */
+        struct timeval tv = {0, OUTPUT_GRACE_MS * 1000};
+        evtimer_add(p->ev_grace, &tv);
+        return;
+    }
     drain(p, 0, 64);
     drain(p, 1, 64);
     close_out(p, 0);
@@ -110,6 +116,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 
 static void close_in(proc *p)
 {
+    srv_unthrottle(p->srv);
     if (p->ev_in) { event_free(p->ev_in); p->ev_in = NULL; }
     if (p->in_fd >= 0) { close(p->in_fd); p->in_fd = -1; }
     if (p->inbuf) evbuffer_drain(p->inbuf, evbuffer_get_length(p->inbuf));
@@ -126,6 +133,7 @@ static void on_in(evutil_socket_t fd, short what, void *arg)
         close_in(p);     /* EPIPE: the command stopped reading */
         return;
     }
+    srv_unthrottle(p->srv);
     event_del(p->ev_in);
     if (p->in_eof) {
         if (p->kind == P_TTY) {
@@ -143,6 +151,12 @@ void proc_stdin(proc *p, const void *data, size_t n)
     evbuffer_add(p->inbuf, data, n);
     on_in(p->in_fd, EV_WRITE, p);
     if (p->ev_in && evbuffer_get_length(p->inbuf) > 0) event_add(p->ev_in, NULL);
+    if (p->inbuf && evbuffer_get_length(p->inbuf) > STDIN_QUEUE_MAX && !p->srv->throttled) {
+        /* like upstream's bounded queue: stop reading requests until the
+         * command drains its stdin */
+        p->srv->throttled = 1;
+        event_del(p->srv->ev_in);
+    }
 }
 
 void proc_stdin_eof(proc *p)
@@ -183,6 +197,14 @@ void proc_kill(proc *p, double grace)
 void proc_detach(proc *p)
 {
     if (p->r) { p->r->proc = NULL; p->r = NULL; }
+}
+
+void procs_output_pause(server *s, int pause)
+{
+    for (proc *p = s->procs; p; p = p->next) {
+        if (p->ev_out) { if (pause) event_del(p->ev_out); else event_add(p->ev_out, NULL); }
+        if (p->ev_err) { if (pause) event_del(p->ev_err); else event_add(p->ev_err, NULL); }
+    }
 }
 
 void procs_kill_all(server *s, double grace)
@@ -429,12 +451,12 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
     if (p->out_fd >= 0) {
         set_nonblock(p->out_fd);
         p->ev_out = event_new(s->base, p->out_fd, EV_READ | EV_PERSIST, on_out, p);
-        event_add(p->ev_out, NULL);
+        if (!s->out_stalled) event_add(p->ev_out, NULL);
     }
     if (p->err_fd >= 0) {
         set_nonblock(p->err_fd);
         p->ev_err = event_new(s->base, p->err_fd, EV_READ | EV_PERSIST, on_out, p);
-        event_add(p->ev_err, NULL);
+        if (!s->out_stalled) event_add(p->ev_err, NULL);
     }
     if (p->in_fd >= 0) {
         set_nonblock(p->in_fd);

@@ -24,6 +24,9 @@
 #define LOCAL_VERSION "0.1.0"
 #define MAX_LINE (10u * 1024 * 1024)  /* request line cap, as upstream */
 #define CHUNK_MAX (64u * 1024)        /* output bytes per notification */
+#define STDIN_QUEUE_MAX (8u << 20)    /* queued stdin per command before reading pauses */
+#define OUT_HIGH (32u << 20)          /* unsent output that pauses command output */
+#define OUT_LOW (8u << 20)            /* ... and resumes it */
 
 enum {
     E_PARSE = -32700,
@@ -78,6 +81,8 @@ struct server {
     struct evbuffer *inbuf, *outbuf;
     int in_eof;
     int paused;                 /* a sync request waits for in-flight work */
+    int throttled;              /* a command's stdin queue is full */
+    int out_stalled;            /* the client is not reading: output paused */
     int closing;                /* close received: read nothing more */
     int exiting;
     int exit_code;
@@ -106,6 +111,8 @@ void req_done(req *r);
 /* Something finished: see whether a waiting create/close can run, or the
  * process can exit. */
 void srv_progress(server *s);
+/* A full stdin queue drained: read requests again. */
+void srv_unthrottle(server *s);
 
 /* ---- processes (exec.c) ----------------------------------------------- */
 enum pkind { P_EXEC, P_STREAM, P_PIPE, P_TTY, P_ENTRY };
@@ -142,6 +149,7 @@ void proc_kill(proc *p, double grace);
 void proc_detach(proc *p);       /* the request no longer wants results */
 void procs_reap(server *s);      /* SIGCHLD */
 void procs_kill_all(server *s, double grace);
+void procs_output_pause(server *s, int pause);
 
 /* ---- the VM (sandbox.c) ------------------------------------------------ */
 enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK };

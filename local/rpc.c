@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,10 @@ static void flush_out(server *s)
         if (!s->exiting) begin_shutdown(s, 1);
         return;
     }
+    if (s->out_stalled && evbuffer_get_length(s->outbuf) < OUT_LOW) {
+        s->out_stalled = 0;
+        procs_output_pause(s, 0);
+    }
     if (evbuffer_get_length(s->outbuf) > 0) event_add(s->ev_out, NULL);
     else event_del(s->ev_out);
 }
@@ -55,6 +60,10 @@ void srv_send(server *s, jw *w)
     if (w->oom) { fprintf(stderr, "matchlock-local: out of memory composing a message\n"); return; }
     evbuffer_add(s->outbuf, w->buf, w->len);
     flush_out(s);
+    if (!s->out_stalled && evbuffer_get_length(s->outbuf) > OUT_HIGH) {
+        s->out_stalled = 1;
+        procs_output_pause(s, 1);
+    }
 }
 
 void srv_result_start(jw *w, uint64_t id)
@@ -584,7 +593,7 @@ static void run_sync_line(server *s)
 
 static void process_lines(server *s)
 {
-    while (!s->paused && !s->closing && !s->exiting) {
+    while (!s->paused && !s->throttled && !s->closing && !s->exiting) {
         struct evbuffer_ptr p = evbuffer_search_eol(s->inbuf, NULL, NULL, EVBUFFER_EOL_LF);
         size_t avail = evbuffer_get_length(s->inbuf);
         size_t len;
@@ -630,7 +639,7 @@ static void on_stdin(evutil_socket_t fd, short what, void *arg)
         break;
     }
     process_lines(s);
-    if (s->in_eof && !s->closing && !s->exiting && !s->paused) {
+    if (s->in_eof && !s->closing && !s->exiting && !s->paused && !s->throttled) {
         /* the client went away: stop everything and leave */
         begin_shutdown(s, 0);
     }
@@ -646,6 +655,19 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd; (void)what;
     server *s = arg;
     if (s->sync_line && s->inflight == 0) run_sync_line(s);
+    else if (!s->paused && !s->throttled && !s->exiting && !s->closing) {
+        process_lines(s);
+        if (s->in_eof && !s->closing && !s->exiting && !s->paused && !s->throttled) begin_shutdown(s, 0);
+    }
+}
+
+void srv_unthrottle(server *s)
+{
+    if (!s->throttled) return;
+    s->throttled = 0;
+    if (s->paused || s->closing || s->exiting) return;
+    if (!s->in_eof) event_add(s->ev_in, NULL);
+    event_active(ev_resume, 0, 0);
 }
 
 static void finish_exit(server *s)
@@ -718,6 +740,9 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 int rpc_main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* orphans of our commands (e.g. bwrap's inner init after its parent
+     * was killed) are reparented to us and reaped in procs_reap */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     server srv, *s = &srv;
     memset(s, 0, sizeof *s);
     s->base = event_base_new();
@@ -750,7 +775,13 @@ int rpc_main(void)
     while (evbuffer_get_length(s->outbuf) > 0)
         if (evbuffer_write(s->outbuf, 1) <= 0) break;
     procs_kill_all(s, 0);
-    if (s->vm) vm_free(s->vm);
+    if (s->vm) { portfwd_stop(s->vm); events_stop(s->vm); vm_free(s->vm); }
     free(s->sync_line);
+    free(s->close_req);
+    struct event *evs[] = {s->ev_in, s->ev_out, s->ev_sigchld, s->ev_sigterm, s->ev_sigint, ev_resume, ev_hard};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) if (evs[i]) event_free(evs[i]);
+    evbuffer_free(s->inbuf);
+    evbuffer_free(s->outbuf);
+    event_base_free(s->base);
     return s->exit_code;
 }

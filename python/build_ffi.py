@@ -68,13 +68,35 @@ def _pkg_config(*pkgs: str) -> tuple[list[str], list[str], list[str]]:
     return libraries, library_dirs, include_dirs
 
 
-def header_to_cdef(text: str) -> str:
-    """Turn matchlock.h into something cffi's cdef() accepts."""
+def core_functions(core_dir: str) -> set[str]:
+    """Names of the MLK_API functions the core's sources define."""
+    names: set[str] = set()
+    for n in os.listdir(core_dir):
+        if n.endswith(".c"):
+            with open(os.path.join(core_dir, n), encoding="utf-8") as f:
+                names.update(re.findall(r"MLK_API[^;{(]*?\b(mlk_\w+)\s*\(", f.read()))
+    return names
+
+
+def header_to_cdef(text: str, defined: set[str] | None = None) -> str:
+    """Turn matchlock.h into something cffi's cdef() accepts.  Functions the
+    header declares but the core does not define (an ABI being added) are
+    left out, with a warning, so the extension still loads."""
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
     text = re.sub(r"#ifdef __cplusplus.*?#endif", "", text, flags=re.S)
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
     text = "\n".join(lines)
+    if defined is not None:
+        kept = []
+        for stmt in re.split(r"(?<=;)", text):
+            m = re.search(r"\bMLK_API\b[^;]*?\b(mlk_\w+)\s*\(", stmt)
+            if m and m.group(1) not in defined:
+                sys.stderr.write(f"matchlock-native: {m.group(1)} is declared in matchlock.h but not "
+                                 "implemented by the core; it is not exposed\n")
+                continue
+            kept.append(stmt)
+        text = "".join(kept)
     text = re.sub(r"\bMLK_API\s+", "", text)
     return text
 
@@ -85,7 +107,7 @@ with open(os.path.join(INCLUDE_DIR, "matchlock.h"), encoding="utf-8") as f:
     _HEADER = f.read()
 
 CDEF = (
-    header_to_cdef(_HEADER)
+    header_to_cdef(_HEADER, core_functions(CORE_DIR))
     + """
 #define MLK_VERSION_MAJOR ...
 #define MLK_VERSION_MINOR ...
@@ -107,7 +129,10 @@ static int mlk_py_header_version(void) { return MLK_VERSION; }
 """
 
 _libs, _libdirs, _incs = _pkg_config("libevent_core", "libevent_pthreads", "msgpack")
-_core_sources = sorted(os.path.join(CORE_DIR, n) for n in os.listdir(CORE_DIR) if n.endswith(".c"))
+# setuptools insists on sources relative to setup.py (which is next to this file)
+_core_sources = sorted(
+    os.path.relpath(os.path.join(CORE_DIR, n), HERE) for n in os.listdir(CORE_DIR) if n.endswith(".c")
+)
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)

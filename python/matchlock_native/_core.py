@@ -197,7 +197,7 @@ class _Op:
     a stored user exception, and how its completion is delivered."""
 
     __slots__ = ("handle", "owner", "sinks", "on_ready", "exc", "outcome", "op_id", "_lock", "afut", "on_done",
-                 "__weakref__")
+                 "deadline", "timed_out", "in_cb", "deferred", "__weakref__")
 
     def __init__(self, owner: Any, sinks: tuple[_Sink | None, _Sink | None] | None = None,
                  on_ready: Callable[[], Any] | None = None, afut: Any = None) -> None:
@@ -209,6 +209,10 @@ class _Op:
         self.op_id = 0
         self.afut = afut  # asyncio future, or None for a thread waiter
         self.on_done: Callable[[_Outcome], Any] | None = None
+        self.deadline: float | None = None  # a Python-side deadline (time.monotonic)
+        self.timed_out = False
+        self.in_cb = 0  # callbacks of this call running now (a nested dispatch may complete it)
+        self.deferred: _Outcome | None = None
         self._lock: threading.Lock | None = None
         if afut is None:
             self._lock = threading.Lock()
@@ -218,7 +222,12 @@ class _Op:
 
     # delivery -----------------------------------------------------------
     def complete(self, outcome: _Outcome) -> None:
-        if self.outcome is not None:
+        if self.outcome is not None or self.deferred is not None:
+            return
+        if self.in_cb:
+            # A callback of this call made a blocking call whose dispatching
+            # reached our completion: report it when the callback returns.
+            self.deferred = outcome
             return
         self.outcome = outcome
         self.owner._live.discard(self)
@@ -241,6 +250,12 @@ class _Op:
         elif self.afut is not None and not self.afut.done():
             self.afut.set_result(outcome)
 
+    def leave_cb(self) -> None:
+        self.in_cb -= 1
+        if self.in_cb == 0 and self.deferred is not None:
+            d, self.deferred = self.deferred, None
+            self.complete(d)
+
     def wait_step(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds; True when complete.  Interruptible."""
         assert self._lock is not None
@@ -251,7 +266,7 @@ class _Op:
 
     @property
     def done(self) -> bool:
-        return self.outcome is not None
+        return self.outcome is not None or self.deferred is not None
 
     def fail_user(self, e: BaseException) -> None:
         """A user callback raised: keep the first exception and cancel the call."""
@@ -286,26 +301,36 @@ def _mlk_py_done(ud: Any, op: int, res: Any) -> None:
 @ffi.def_extern(onerror=_onerror)
 def _mlk_py_output(ud: Any, op: int, fd: int, data: Any, n: int) -> None:
     o: _Op = ffi.from_handle(ud)
+    if not o.op_id:
+        o.op_id = op
     if o.exc is not None or not o.sinks:
         return
     s = o.sinks[0] if fd == 1 else o.sinks[1]
     if s is None:
         return
+    o.in_cb += 1
     try:
         s.write(ffi.buffer(data, n)[:])
     except BaseException as e:  # noqa: BLE001 - stored and re-raised after the call
         o.fail_user(e)
+    finally:
+        o.leave_cb()
 
 
 @ffi.def_extern(onerror=_onerror)
 def _mlk_py_ready(ud: Any, op: int) -> None:
     o: _Op = ffi.from_handle(ud)
+    if not o.op_id:
+        o.op_id = op
     if o.on_ready is None or o.exc is not None:
         return
+    o.in_cb += 1
     try:
         o.on_ready()
     except BaseException as e:  # noqa: BLE001
         o.fail_user(e)
+    finally:
+        o.leave_cb()
 
 
 @ffi.def_extern(onerror=_onerror)

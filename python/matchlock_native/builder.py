@@ -172,8 +172,9 @@ class Sandbox:
             wire = config.to_dict()
         else:
             wire = dict(config)
-        self._opts.vfs_interception = config if isinstance(config, VFSInterceptionConfig) else None
-        return self._mp(lib.mlk_sandbox_set_vfs_interception, wire)
+        self._mp(lib.mlk_sandbox_set_vfs_interception, wire)
+        self._opts.vfs_interception = config if isinstance(config, VFSInterceptionConfig) else copy.deepcopy(wire)
+        return self
 
     def add_extra_disk(self, host_path: str, guest_mount: str, readonly: bool = False) -> "Sandbox":
         """Attach an ext4 image (e.g. a volume's path) at guest_mount (beyond upstream)."""
@@ -307,8 +308,9 @@ class Sandbox:
                 wire = dict(config)
             self._mp(lib.mlk_sandbox_set_network_interception, wire)
         self._opts.force_interception = True
-        if isinstance(config, NetworkInterceptionConfig):
-            self._opts.network_interception = config
+        if config is not None:
+            self._opts.network_interception = (
+                config if isinstance(config, NetworkInterceptionConfig) else copy.deepcopy(dict(config)))
         return self
 
     def with_port_forward(self, local_port: int, remote_port: int) -> "Sandbox":

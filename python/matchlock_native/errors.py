@@ -41,6 +41,13 @@ __all__ = [
     "PayloadTooBigError",
     "CLIError",
     "StateError",
+    "VolumeNameError",
+    "VolumeSizeError",
+    "InvalidNetworkHookError",
+    "InvalidVFSHookError",
+    "CloseTimeoutError",
+    "ResultParseError",
+    "RemoveError",
     "VFSBlockedError",
     "error_from_status",
 ]
@@ -159,6 +166,22 @@ class PayloadTooBigError(ValidationError):
     STATUS = lib.MLK_ETOOBIG
 
 
+class VolumeNameError(ValidationError):
+    STATUS = getattr(lib, "MLK_EVOLUME_NAME", -32)
+
+
+class VolumeSizeError(ValidationError):
+    STATUS = getattr(lib, "MLK_EVOLUME_SIZE", -33)
+
+
+class InvalidNetworkHookError(ValidationError):
+    STATUS = getattr(lib, "MLK_EINVALID_NET_HOOK", -34)
+
+
+class InvalidVFSHookError(ValidationError):
+    STATUS = getattr(lib, "MLK_EINVALID_VFS_HOOK", -35)
+
+
 class OutOfMemoryError(MatchlockError, MemoryError):
     STATUS = lib.MLK_ENOMEM
 
@@ -193,6 +216,18 @@ class MatchlockTimeoutError(MatchlockError, TimeoutError):
     STATUS = lib.MLK_ETIMEDOUT
 
 
+class CloseTimeoutError(MatchlockTimeoutError):
+    """close() timed out; the matchlock process was killed."""
+
+    STATUS = getattr(lib, "MLK_ECLOSE_TIMEOUT", -30)
+
+
+class ResultParseError(ProtocolError):
+    """A server result could not be parsed (the message names it)."""
+
+    STATUS = getattr(lib, "MLK_EPARSE", -36)
+
+
 class OperationCancelledError(MatchlockError):
     """The call was cancelled (by the caller, or the server answered -32003)."""
 
@@ -223,6 +258,12 @@ class CLIError(MatchlockError):
     STATUS = lib.MLK_ECLI
 
 
+class RemoveError(CLIError):
+    """`matchlock rm` failed."""
+
+    STATUS = getattr(lib, "MLK_EREMOVE", -31)
+
+
 class StateError(MatchlockError):
     """The call is not valid in this state (e.g. a second create)."""
 
@@ -243,6 +284,8 @@ _BY_STATUS: dict[int, type[MatchlockError]] = {
         InvalidMountError, InvalidRuleError, PayloadTooBigError, OutOfMemoryError, ClosedError,
         SpawnError, ProtocolError, ServerDiedError, MatchlockTimeoutError, OperationCancelledError,
         CallbackError, WouldBlockError, NotCreatedError, CLIError, StateError, VFSBlockedError,
+        VolumeNameError, VolumeSizeError, InvalidNetworkHookError, InvalidVFSHookError, CloseTimeoutError,
+        ResultParseError, RemoveError,
     )
 }
 
@@ -260,6 +303,9 @@ def error_from_status(status: int, message: str = "", rpc_code: int = 0) -> Matc
     if hint and hint not in message:
         message = f"{message} ({hint})"
     if status == lib.MLK_ERPC:
+        suffix = f" (code {rpc_code})"
+        if message.endswith(suffix):
+            message = message[: -len(suffix)]
         return RPCError(rpc_code, message)
     cls = _BY_STATUS.get(status, MatchlockError)
     return cls(message, status=status, rpc_code=rpc_code)

@@ -333,10 +333,10 @@ class CreateOptions:
     block_private_ips_set: bool = False
     no_network: bool = False
     force_interception: bool = False
-    network_interception: NetworkInterceptionConfig | None = None
+    network_interception: NetworkInterceptionConfig | dict[str, Any] | None = None
     mounts: dict[str, MountConfig] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    vfs_interception: VFSInterceptionConfig | None = None
+    vfs_interception: VFSInterceptionConfig | dict[str, Any] | None = None
     secrets: list[Secret] = field(default_factory=list)
     workspace: str = ""
     dns_servers: list[str] = field(default_factory=list)

@@ -826,7 +826,7 @@ Test(builder, render_embeds_and_leaves_writer_alone_on_failure)
     jw_str(&w, "create");
     jw_key(&w, "params");
     char *msg = NULL;
-    cr_assert_eq(sandbox_render(sb, 1, &w, &msg), 0);
+    cr_assert_eq(sandbox_render(sb, 1, NULL, &w, &msg), 0);
     cr_assert_null(msg);
     jw_key(&w, "id");
     jw_int(&w, 1);
@@ -844,7 +844,7 @@ Test(builder, render_embeds_and_leaves_writer_alone_on_failure)
     mlk_sandbox_set_cpus(sb, NAN);
     jw_init(&w);
     jw_arr(&w);
-    cr_assert_eq(sandbox_render(sb, 0, &w, &msg), MLK_EINVALID_CPU);
+    cr_assert_eq(sandbox_render(sb, 0, NULL, &w, &msg), MLK_EINVALID_CPU);
     cr_assert_not_null(msg);
     free(msg);
     cr_assert_eq(w.len, 1, "a failed render wrote into the writer");

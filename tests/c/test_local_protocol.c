@@ -255,6 +255,21 @@ static const char *start_vm(peer *p, const char *params)
     return vmid;
 }
 
+/* Skip a test that needs bubblewrap isolation when the VM log says the
+ * commands run as plain processes (no bwrap on this machine). */
+static void need_isolation(peer *p)
+{
+    msg *m = call(p, 999, "log", "{}");
+    char *log = b64field(m, msg_result(m), "content", NULL);
+    int isolated = strstr(log, "under bubblewrap") != NULL;
+    free(log);
+    msg_free(m);
+    if (!isolated) {
+        peer_stop(p);
+        cr_skip_test("bwrap is not available: commands run as plain processes");
+    }
+}
+
 /* exec -> exit code, stdout and stderr */
 static int run(peer *p, int64_t id, const char *cmd_json, char **out, char **err)
 {
@@ -462,6 +477,7 @@ Test(local_protocol, write_read_list_files, .timeout = 20)
 {
     peer p;
     start_vm(&p, NULL);
+    need_isolation(&p);
     char *c = b64("file body\n"), params[512];
     snprintf(params, sizeof params, "{\"path\":\"/workspace/sub/dir/f.txt\",\"content\":\"%s\",\"mode\":384}", c);
     free(c);
@@ -514,6 +530,7 @@ Test(local_protocol, path_escapes_rejected, .timeout = 20)
 {
     peer p;
     start_vm(&p, NULL);
+    need_isolation(&p);
     /* a host directory outside the sandbox with a secret in it */
     char host[] = "/tmp/mlk-local-secret-XXXXXX", path[300], cmd[600];
     cr_assert_not_null(mkdtemp(host));
@@ -784,6 +801,7 @@ Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
              host, host, ovl);
     peer p;
     start_vm(&p, params);
+    need_isolation(&p);
     char *out;
     cr_assert_eq(run(&p, 2, "\"hostname; grep db.internal /etc/hosts; cat /workspace/host/hello.txt; echo; "
                             "echo new > /workspace/host/made.txt; echo x > /workspace/ro/x 2>/dev/null || echo ro-refused; "
@@ -841,6 +859,37 @@ Test(local_protocol, launch_entrypoint_logs_output, .timeout = 20)
     cr_assert_eq(msg_code(m), 0);
     msg_free(m);
     cr_assert_eq(peer_wait(&p, 5000), 0, "close stops the entrypoint and exits");
+    peer_stop(&p);
+}
+
+Test(local_protocol, file_events_for_mounts, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":"
+                 "{\"/workspace/mem\":{\"type\":\"memory\"}},\"interception\":{\"emit_events\":true}}}");
+    cr_assert_eq(run(&p, 2, "\"mkdir /workspace/mem/d\"", NULL, NULL), 0);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{\"command\":"
+              "\"printf hello > /workspace/mem/d/a.txt; echo x > /workspace/outside.txt\"},\"id\":3}");
+    int write_seen = 0, outside_seen = 0;
+    for (int64_t end = now_ms() + 3000; now_ms() < end && !write_seen;) {
+        msg *m = recv_msg(&p, 500);
+        if (!m) continue;
+        if (msg_method(m) && !strcmp(msg_method(m), "event")) {
+            const jnode *f = jd_get(&m->d, msg_params(m), "file");
+            cr_assert_not_null(f, "%s", m->text);
+            cr_assert_str_eq(jd_str(&m->d, msg_params(m), "type", ""), "file");
+            cr_assert_gt(jd_int(&m->d, msg_params(m), "timestamp", 0), 1600000000000LL, "milliseconds");
+            const char *path = jd_str(&m->d, f, "path", "");
+            if (strstr(path, "outside")) outside_seen = 1;
+            if (!strcmp(path, "/workspace/mem/d/a.txt") && !strcmp(jd_str(&m->d, f, "op", ""), "write")) {
+                cr_assert_eq(jd_int(&m->d, f, "size", -1), 5, "%s", m->text);
+                write_seen = 1;
+            }
+        }
+        msg_free(m);
+    }
+    cr_assert(write_seen, "a write event for a file under the mount");
+    cr_assert_not(outside_seen, "no events outside the mounts");
     peer_stop(&p);
 }
 

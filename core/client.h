@@ -1,0 +1,148 @@
+/* client.h - the client's private structures, shared by client.c (the
+ * RPC state machine) and hooks.c (hook sockets, tokens and chains).
+ * See client.c for the threading rules behind the "I/O" marks. */
+#ifndef MLK_CLIENT_H
+#define MLK_CLIENT_H
+
+#include "internal.h"
+#include "loop.h"
+#include "process.h"
+
+#include <event2/buffer.h>
+#include <stdatomic.h>
+
+enum {
+    K_CREATE, K_EXEC, K_EXEC_STREAM, K_EXEC_PIPE, K_EXEC_TTY, K_WRITE, K_WRITE_PIPE,
+    K_READ, K_LIST, K_LOG, K_LOG_STREAM, K_ALLOW, K_PORTFWD, K_CLOSE,
+};
+
+
+#define NBUCKETS 64
+#define STEAL_MIN (64 * 1024)          /* results this big take the line buffer */
+#define FEED_HIGH (1024 * 1024)        /* stop feeding stdin above this many buffered bytes */
+#define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
+#define SERVER_MAX_LINE (10 * 1024 * 1024)
+#define STDERR_TAIL 4096
+
+typedef struct pline {
+    struct pline *next;
+    size_t len;
+    char data[];
+} pline;
+
+struct waiter;
+
+typedef struct req {
+    uint64_t id;
+    int kind;
+    struct mlk_client *c;
+    mlk_queue *q;                 /* where this call's callbacks go */
+    struct waiter *w;             /* blocking caller, or NULL */
+    mlk_done_cb done;
+    mlk_output_cb on_output;
+    mlk_ready_cb on_ready;
+    void *ud;
+    int64_t timeout_ms;
+    struct event *timer;          /* I/O */
+    int ready, abandoned, interactive;
+    pline *pend, *pend_tail;      /* stdin held until ready (I/O) */
+    char *feed;                   /* stdin to push after ready (owned) */
+    size_t feed_len, feed_off;
+    int eof_sent;
+    char *errbuf;                 /* K_WRITE_PIPE: collected stderr */
+    size_t errlen;
+    char *path;                   /* K_WRITE_PIPE: for messages */
+    struct req *hnext;
+} req;
+
+enum { ST_OPEN, ST_CLOSING, ST_CLOSED };
+
+struct mlk_client {
+    mlk_config *cfg;
+    pid_t pid;
+    int in_fd, out_fd, err_fd;
+    mlk_queue mainq;
+    _Atomic uint64_t next_id;
+    _Atomic size_t stdin_pending;  /* stdin bytes posted but not yet in outbuf */
+    _Atomic size_t out_buffered;   /* outbuf length, as last seen by the I/O thread */
+    _Atomic int in_dispatch;
+    _Atomic int free_pending;
+
+    /* I/O thread only */
+    struct event *ev_read, *ev_write, *ev_err;
+    struct evbuffer *outbuf;
+    char *buf;
+    size_t len, cap, scan;
+    jdoc doc;
+    req *table[NBUCKETS];
+    int dead, detached;
+
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    int state;
+    char *vm_id;
+    char *dead_msg;
+    int dead_status;
+    char tail[STDERR_TAIL];
+    size_t tail_len;
+    mlk_event_cb event_cb;
+    void *event_ud;
+
+    /* hooks (hooks.c) */
+    struct hookrt *hooks;         /* NULL until a create with hooks */
+    _Atomic int tokens_out;       /* unanswered mlk_hook_calls */
+    _Atomic int free_deferred;    /* mlk_client_free waits for tokens_out == 0 */
+};
+
+/* ===================================================================== */
+/* queue items                                                            */
+
+typedef struct waiter {
+    mlk_queue q;
+    mlk_result *res;
+    int done;
+} waiter;
+
+typedef struct done_item {
+    qitem base;
+    mlk_done_cb done;
+    void *ud;
+    uint64_t op;
+    mlk_result *res;
+    waiter *w;
+} done_item;
+
+/* ---- client.c internals used by hooks.c ------------------------------ */
+req *req_new(mlk_client *c, int kind, int64_t timeout_ms);
+void req_free(req *r);
+void begin_line(jw *w, const char *method, uint64_t id);
+void end_line(jw *w);
+/* Post r with its line (w consumed); on failure r is freed. */
+int submit(mlk_client *c, req *r, jw *w);
+/* Post a done item with res for r's caller (exactly once per request). */
+void post_done(req *r, mlk_result *res);
+void post_fail(req *r, int status, const char *msg);
+const char *kind_method(int kind);
+
+/* ---- hooks.c -------------------------------------------------------- */
+/* At create: copy the builder's hooks, open the callback socket when a
+ * network hook exists.  *socket_path is borrowed (NULL when none);
+ * first_index is the number of static network rules before the hooks. */
+int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const char **socket_path, char **msg);
+/* Remove the callback socket and its directory (idempotent). */
+void hooks_detach(mlk_client *c);
+/* Free the client's hook state (after the I/O thread let go). */
+void hooks_free(mlk_client *c);
+/* I/O thread: a file `event` arrived; queue matching after-hooks. */
+void hooks_on_file_event(mlk_client *c, const jdoc *d, const jnode *file);
+/* Whether an action or mutate hook applies to this op ("write", "read",
+ * "readdir") and path. */
+int hooks_match_before(mlk_client *c, const char *op, const char *path);
+/* Run the action/mutate hooks for a file call, then finish(...) sends it
+ * (or the call fails through r's route).  Copies path and data. */
+int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, const char *data, size_t len,
+                    uint32_t mode, void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t));
+/* client.c: the last step of freeing a client (no tokens outstanding). */
+void client_final_free(mlk_client *c);
+
+#endif

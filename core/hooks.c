@@ -1,0 +1,953 @@
+/* hooks.c - network callback hooks and VFS hooks.
+ *
+ * Network hooks: the server connects to a Unix socket the client serves (in
+ * a fresh 0700 directory), writes one JSON request and reads one JSON
+ * response.  The I/O thread accepts, checks the peer's credentials, reads
+ * the request and queues the host's hook with a reply token
+ * (mlk_hook_call); the host answers through the token, now or later, from
+ * any thread; past the rule's timeout the server gets an error reply and
+ * a late answer is dropped.
+ *
+ * VFS hooks: after-hooks run on file `event` notifications; action and
+ * mutate hooks run before the SDK's own write/read/list_files, as a chain
+ * of token answers that ends by sending the call (or failing it). */
+#include "client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_NET_TIMEOUT_MS 30000
+#define MAX_HOOK_REQUEST (8 * 1024 * 1024)
+
+static const char *const vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
+                                      "remove_all", "rename", "symlink", "readlink", "read", "write", "close",
+                                      "sync", "truncate", NULL};
+
+/* ===================================================================== */
+/* rules as the builder keeps them                                        */
+
+static const msgpack_object *mget(const msgpack_object *map, const char *key)
+{
+    size_t kl = strlen(key);
+    for (uint32_t i = 0; map && map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl && memcmp(k->via.str.ptr, key, kl) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static char *mstr(const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR) return NULL;
+    return strndup(o->via.str.ptr, o->via.str.size);
+}
+
+static int is_str_array(const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_ARRAY) return 0;
+    for (uint32_t i = 0; i < o->via.array.size; i++)
+        if (o->via.array.ptr[i].type != MSGPACK_OBJECT_STR) return 0;
+    return 1;
+}
+
+static void hook_clear(hook *h)
+{
+    free(h->name);
+    free(h->path);
+    for (size_t i = 0; i < h->nops; i++) free(h->ops[i]);
+    free(h->ops);
+    free(h->net_fields);
+    memset(h, 0, sizeof *h);
+}
+
+static const char *kind_label(int kind)
+{
+    switch (kind) {
+    case MLK_HOOK_NETWORK: return "network hook";
+    case MLK_HOOK_VFS_AFTER: return "VFS after-hook";
+    case MLK_HOOK_VFS_DANGEROUS: return "VFS dangerous hook";
+    case MLK_HOOK_VFS_ACTION: return "VFS action hook";
+    case MLK_HOOK_VFS_MUTATE: return "VFS mutate hook";
+    default: return "hook";
+    }
+}
+
+int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud, hook *out, char **msg)
+{
+    memset(out, 0, sizeof *out);
+    *msg = NULL;
+    if (kind < MLK_HOOK_NETWORK || kind > MLK_HOOK_VFS_MUTATE) {
+        *msg = xasprintf("hook kind %d is not one of MLK_HOOK_*", kind);
+        return MLK_EINVAL;
+    }
+    int bad = kind == MLK_HOOK_NETWORK ? MLK_EINVALID_NET_HOOK : MLK_EINVALID_VFS_HOOK;
+    const char *label = kind_label(kind);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *r = NULL;
+    if (rule && len) {
+        if (mp_parse(rule, len, &u) != 0 || u.data.type != MSGPACK_OBJECT_MAP) {
+            msgpack_unpacked_destroy(&u);
+            *msg = xasprintf("%s: the rule must be a msgpack map", label);
+            return bad;
+        }
+        r = &u.data;
+    }
+    static const char *const net_keys[] = {"name", "phase", "hosts", "methods", "path", "action", "timeout_ms", NULL};
+    static const char *const vfs_keys[] = {"name", "phase", "ops", "path", "action", "timeout_ms", NULL};
+    const char *const *known = kind == MLK_HOOK_NETWORK ? net_keys : vfs_keys;
+    int rc = 0;
+    for (uint32_t i = 0; r && i < r->via.map.size && rc == 0; i++) {
+        const msgpack_object *k = &r->via.map.ptr[i].key;
+        int ok = 0;
+        for (const char *const *q = known; *q && !ok; q++)
+            ok = k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(*q) &&
+                 memcmp(k->via.str.ptr, *q, k->via.str.size) == 0;
+        if (!ok) {
+            *msg = xasprintf("%s: unknown rule key \"%.*s\"", label,
+                             k->type == MSGPACK_OBJECT_STR ? (int)k->via.str.size : 1,
+                             k->type == MSGPACK_OBJECT_STR ? k->via.str.ptr : "?");
+            rc = bad;
+        }
+    }
+    char *name = rc ? NULL : mstr(mget(r, "name"));
+    char *phase = rc ? NULL : mstr(mget(r, "phase"));
+    char *action = rc ? NULL : mstr(mget(r, "action"));
+    const char *nm = name ? name : "";
+    if (rc == 0 && !cb) {
+        *msg = kind == MLK_HOOK_VFS_MUTATE
+                   ? xasprintf("%s \"%s\": mutate_write without a callback is invalid", label, nm)
+                   : xasprintf("%s \"%s\": a callback is required", label, nm);
+        rc = bad;
+    }
+    if (rc == 0 && action && *action && strcmp(action, "allow") != 0) {
+        *msg = xasprintf("%s \"%s\": a callback rule must have an empty or \"allow\" action, not \"%s\"",
+                         label, nm, action);
+        rc = bad;
+    }
+    if (rc == 0) {
+        int after = kind == MLK_HOOK_VFS_AFTER || kind == MLK_HOOK_VFS_DANGEROUS;
+        const char *want = kind == MLK_HOOK_NETWORK ? NULL : after ? "after" : "before";
+        if (phase && *phase && (want ? strcmp(phase, want) != 0
+                                     : strcmp(phase, "before") != 0 && strcmp(phase, "after") != 0)) {
+            *msg = want ? xasprintf("%s \"%s\": phase must be \"%s\", not \"%s\"", label, nm, want, phase)
+                        : xasprintf("%s \"%s\": phase must be \"before\" or \"after\", not \"%s\"", label, nm, phase);
+            rc = bad;
+        }
+    }
+    const msgpack_object *t = rc ? NULL : mget(r, "timeout_ms");
+    if (t && t->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *msg = xasprintf("%s \"%s\": timeout_ms must be a non-negative integer", label, nm);
+        rc = bad;
+    }
+    const msgpack_object *path = rc ? NULL : mget(r, "path");
+    if (path && path->type != MSGPACK_OBJECT_STR) {
+        *msg = xasprintf("%s \"%s\": path must be a string glob", label, nm);
+        rc = bad;
+    }
+    if (rc == 0) {
+        out->kind = kind;
+        out->cb = cb;
+        out->ud = ud;
+        out->name = name ? name : strdup("");
+        name = NULL;
+        out->path = path && path->via.str.size ? mstr(path) : NULL;
+        out->timeout_ms = t ? (int64_t)t->via.u64 : 0;
+    }
+    if (rc == 0 && kind != MLK_HOOK_NETWORK) {
+        const msgpack_object *ops = mget(r, "ops");
+        if (ops && !is_str_array(ops)) {
+            *msg = xasprintf("%s \"%s\": ops must be an array of strings", label, out->name);
+            rc = bad;
+        }
+        for (uint32_t i = 0; rc == 0 && ops && i < ops->via.array.size; i++) {
+            char *op = mstr(&ops->via.array.ptr[i]);
+            int ok = 0;
+            for (const char *const *q = vfs_ops; *q && !ok; q++) ok = op && strcmp(op, *q) == 0;
+            if (!ok) {
+                *msg = xasprintf("%s \"%s\": unknown op \"%s\"", label, out->name, op ? op : "");
+                rc = bad;
+                free(op);
+                break;
+            }
+            char **v = realloc(out->ops, (out->nops + 1) * sizeof *v);
+            if (!v) { free(op); rc = MLK_ENOMEM; break; }
+            out->ops = v;
+            out->ops[out->nops++] = op;
+        }
+    }
+    if (rc == 0 && kind == MLK_HOOK_NETWORK) {
+        const msgpack_object *hosts = mget(r, "hosts"), *methods = mget(r, "methods");
+        if ((hosts && !is_str_array(hosts)) || (methods && !is_str_array(methods))) {
+            *msg = xasprintf("%s \"%s\": hosts and methods must be arrays of strings", label, out->name);
+            rc = bad;
+        } else {
+            jw w;
+            jw_init(&w);
+            jw_obj(&w);
+            if (*out->name) { jw_key(&w, "name"); jw_str(&w, out->name); }
+            jw_key(&w, "phase"); jw_str(&w, phase && *phase ? phase : "before");
+            if (hosts && hosts->via.array.size) { jw_key(&w, "hosts"); mp_to_json(hosts, &w); }
+            if (methods && methods->via.array.size) { jw_key(&w, "methods"); mp_to_json(methods, &w); }
+            if (out->path) { jw_key(&w, "path"); jw_str(&w, out->path); }
+            jw_obj_end(&w);
+            /* keep the members without the braces: `"name":...,"phase":...` */
+            if (w.oom) rc = MLK_ENOMEM;
+            else out->net_fields = strndup(w.buf + 1, w.len - 2);
+            jw_free(&w);
+            if (rc == 0 && !out->net_fields) rc = MLK_ENOMEM;
+        }
+    }
+    if (rc != 0) hook_clear(out);
+    free(name);
+    free(phase);
+    free(action);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int hookset_add(hookset *s, hook *h)
+{
+    hook *v = realloc(s->v, (s->n + 1) * sizeof *v);
+    if (!v) { hook_clear(h); return MLK_ENOMEM; }
+    s->v = v;
+    s->v[s->n++] = *h;
+    memset(h, 0, sizeof *h);
+    return 0;
+}
+
+void hookset_clear(hookset *s)
+{
+    for (size_t i = 0; i < s->n; i++) hook_clear(&s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+int hookset_copy(hookset *dst, const hookset *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src->n) return 0;
+    dst->v = calloc(src->n, sizeof *dst->v);
+    if (!dst->v) return MLK_ENOMEM;
+    for (size_t i = 0; i < src->n; i++) {
+        const hook *a = &src->v[i];
+        hook *b = &dst->v[i];
+        dst->n = i + 1;
+        *b = *a;
+        b->name = xstrdup(a->name);
+        b->path = xstrdup(a->path);
+        b->net_fields = xstrdup(a->net_fields);
+        b->ops = a->nops ? calloc(a->nops, sizeof *b->ops) : NULL;
+        b->nops = 0;
+        if ((a->name && !b->name) || (a->path && !b->path) || (a->net_fields && !b->net_fields) ||
+            (a->nops && !b->ops)) {
+            hookset_clear(dst);
+            return MLK_ENOMEM;
+        }
+        for (size_t k = 0; k < a->nops; k++) {
+            if (!(b->ops[k] = strdup(a->ops[k]))) { hookset_clear(dst); return MLK_ENOMEM; }
+            b->nops = k + 1;
+        }
+    }
+    return 0;
+}
+
+size_t hookset_count(const hookset *s, int kind)
+{
+    size_t n = 0;
+    for (size_t i = 0; s && i < s->n; i++) n += s->v[i].kind == kind;
+    return n;
+}
+
+void hookset_write_net_rules(const hookset *s, jw *w, size_t first_index)
+{
+    size_t k = 0;
+    for (size_t i = 0; s && i < s->n; i++) {
+        const hook *h = &s->v[i];
+        if (h->kind != MLK_HOOK_NETWORK) continue;
+        jw_obj(w);
+        jw_raw(w, h->net_fields, strlen(h->net_fields));
+        w->need_comma[w->depth] = 1;
+        char id[48];
+        snprintf(id, sizeof id, "network_hook_%zu", first_index + ++k);
+        jw_key(w, "callback_id"); jw_str(w, id);
+        if (h->timeout_ms) { jw_key(w, "timeout_ms"); jw_int(w, h->timeout_ms); }
+        jw_obj_end(w);
+    }
+}
+
+int hook_glob_match(const char *pattern, const char *path)
+{
+    if (!pattern || !*pattern) return 1;
+    return fnmatch(pattern, path, FNM_PATHNAME) == 0;
+}
+
+static int hook_matches(const hook *h, const char *op, const char *path)
+{
+    if (h->nops) {
+        int ok = 0;
+        for (size_t i = 0; i < h->nops && !ok; i++) ok = strcmp(h->ops[i], op) == 0;
+        if (!ok) return 0;
+    }
+    return hook_glob_match(h->path, path);
+}
+
+/* ===================================================================== */
+/* runtime state                                                          */
+
+typedef struct hconn {
+    struct hconn *next;
+    struct hookrt *rt;
+    int fd;
+    struct event *ev, *timer;
+    char *buf;
+    size_t len;
+    mlk_hook_call *token;        /* the call answering this connection */
+} hconn;
+
+struct hookrt {
+    mlk_client *c;
+    hookset set;
+    size_t first_index;          /* callback ids start after the static rules */
+    char *dir, *sock_path;
+    int listen_fd;
+    struct event *ev_listen;     /* I/O */
+    hconn *conns;                /* I/O */
+    _Atomic int plain_inflight;  /* plain after-hooks queued or running */
+};
+
+typedef struct chain chain;
+
+struct mlk_hook_call {
+    int kind;
+    mlk_client *c;
+    size_t hook_index;
+    hconn *conn;                 /* network; I/O-owned, NULL once the connection is gone */
+    int64_t timeout_ms;
+    chain *ch;                   /* VFS action/mutate */
+};
+
+typedef struct hook_item {
+    qitem base;
+    mlk_client *c;
+    mlk_hook_cb cb;
+    void *ud;
+    int kind;
+    mlk_hook_call *call;
+    int plain;                   /* counts in plain_inflight */
+    size_t len;
+    char data[];
+} hook_item;
+
+static void token_done(mlk_client *c);
+
+static void hook_item_run(qitem *it)
+{
+    hook_item *h = (hook_item *)it;
+    h->cb(h->ud, h->c, h->kind, h->call, h->data, h->len);
+    if (h->plain && h->c->hooks) h->c->hooks->plain_inflight--;
+    free(h);
+}
+
+static void call_abandon(mlk_hook_call *call, const char *why);
+
+static void hook_item_drop(qitem *it)
+{
+    hook_item *h = (hook_item *)it;
+    if (h->call) call_abandon(h->call, "the client was freed before the hook ran");
+    free(h);
+}
+
+static int post_hook(mlk_queue *q, mlk_client *c, const hook *hk, mlk_hook_call *call, int plain,
+                     const char *mp, size_t len)
+{
+    hook_item *h = malloc(sizeof *h + len);
+    if (!h) return MLK_ENOMEM;
+    h->base.run = hook_item_run;
+    h->base.drop = hook_item_drop;
+    h->c = c;
+    h->cb = hk->cb;
+    h->ud = hk->ud;
+    h->kind = hk->kind;
+    h->call = call;
+    h->plain = plain;
+    h->len = len;
+    memcpy(h->data, mp, len);
+    queue_push(q, &h->base);
+    return 0;
+}
+
+/* ===================================================================== */
+/* network hooks: I/O thread                                              */
+
+static void conn_close(hconn *k)
+{
+    struct hookrt *rt = k->rt;
+    for (hconn **p = &rt->conns; *p; p = &(*p)->next)
+        if (*p == k) { *p = k->next; break; }
+    if (k->token) k->token->conn = NULL;
+    if (k->ev) event_free(k->ev);
+    if (k->timer) event_free(k->timer);
+    close(k->fd);
+    free(k->buf);
+    free(k);
+}
+
+static void conn_reply(hconn *k, const char *json, size_t n)
+{
+    /* The reply is small and the socket buffer empty: one write, bounded. */
+    size_t off = 0;
+    int spins = 0;
+    while (off < n && spins < 1000) {
+        ssize_t w = send(k->fd, json + off, n - off, MSG_NOSIGNAL);
+        if (w > 0) { off += (size_t)w; continue; }
+        if (w < 0 && (errno == EAGAIN || errno == EINTR)) { spins++; usleep(1000); continue; }
+        break;
+    }
+    conn_close(k);
+}
+
+static void conn_error(hconn *k, const char *msg)
+{
+    jw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_key(&w, "error"); jw_str(&w, msg);
+    jw_obj_end(&w);
+    jw_nl(&w);
+    if (!w.oom) conn_reply(k, w.buf, w.len);
+    else conn_close(k);
+    jw_free(&w);
+}
+
+static void conn_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    hconn *k = arg;
+    char msg[96];
+    snprintf(msg, sizeof msg, "hook did not answer within %lld ms",
+             (long long)(k->token ? k->token->timeout_ms : 0));
+    conn_error(k, msg);
+}
+
+static void conn_request(hconn *k)
+{
+    struct hookrt *rt = k->rt;
+    mlk_client *c = rt->c;
+    jdoc d;
+    jd_init(&d);
+    if (jd_parse(&d, k->buf, k->len) != 0 || !jd_root(&d) || jd_root(&d)->type != JN_OBJ) {
+        jd_free(&d);
+        conn_error(k, "malformed hook request");
+        return;
+    }
+    const char *id = jd_str(&d, jd_root(&d), "callback_id", "");
+    size_t want = 0, k_idx = 0;
+    const hook *hk = NULL;
+    size_t hi = 0;
+    if (strncmp(id, "network_hook_", 13) == 0) want = (size_t)strtoull(id + 13, NULL, 10);
+    for (size_t i = 0; i < rt->set.n && !hk; i++) {
+        if (rt->set.v[i].kind != MLK_HOOK_NETWORK) continue;
+        if (rt->first_index + ++k_idx == want) { hk = &rt->set.v[i]; hi = i; }
+    }
+    if (!hk) {
+        jd_free(&d);
+        conn_error(k, "unknown callback_id");
+        return;
+    }
+    char *mp;
+    size_t n;
+    if (json_to_mp_buf(&d, jd_root(&d), &mp, &n) != 0) {
+        jd_free(&d);
+        conn_error(k, "out of memory");
+        return;
+    }
+    jd_free(&d);
+    mlk_hook_call *call = calloc(1, sizeof *call);
+    if (!call) { free(mp); conn_error(k, "out of memory"); return; }
+    call->kind = MLK_HOOK_NETWORK;
+    call->c = c;
+    call->hook_index = hi;
+    call->conn = k;
+    call->timeout_ms = hk->timeout_ms > 0 ? hk->timeout_ms : DEFAULT_NET_TIMEOUT_MS;
+    k->token = call;
+    c->tokens_out++;
+    if (post_hook(&c->mainq, c, hk, call, 0, mp, n) != 0) {
+        free(mp);
+        k->token = NULL;
+        free(call);
+        c->tokens_out--;
+        conn_error(k, "out of memory");
+        return;
+    }
+    free(mp);
+    if (k->ev) { event_free(k->ev); k->ev = NULL; }
+    k->timer = evtimer_new(ioloop_base(), conn_timeout, k);
+    struct timeval tv = {(time_t)(call->timeout_ms / 1000), (suseconds_t)(call->timeout_ms % 1000) * 1000};
+    if (k->timer) evtimer_add(k->timer, &tv);
+}
+
+static void conn_readable(evutil_socket_t fd, short what, void *arg)
+{
+    hconn *k = arg;
+    char tmp[16384];
+    ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n > 0) {
+        if (k->len + (size_t)n > MAX_HOOK_REQUEST) { conn_error(k, "hook request too large"); return; }
+        char *b = realloc(k->buf, k->len + (size_t)n + 1);
+        if (!b) { conn_error(k, "out of memory"); return; }
+        k->buf = b;
+        memcpy(k->buf + k->len, tmp, (size_t)n);
+        k->len += (size_t)n;
+        char *nl = memchr(k->buf, '\n', k->len);
+        if (!nl) return;
+        k->len = (size_t)(nl - k->buf);
+    } else if (k->len == 0) {
+        conn_close(k); /* closed without a request */
+        return;
+    }
+    conn_request(k);
+}
+
+static int peer_allowed(int fd)
+{
+#ifdef SO_PEERCRED
+    struct ucred cr;
+    socklen_t l = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) != 0) return 0;
+    return cr.uid == geteuid() || cr.uid == 0;
+#else
+    uid_t uid;
+    gid_t gid;
+    if (getpeereid(fd, &uid, &gid) != 0) return 0;
+    return uid == geteuid() || uid == 0;
+#endif
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    struct hookrt *rt = arg;
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;
+        if (!peer_allowed(fd)) { close(fd); continue; }
+        hconn *k = calloc(1, sizeof *k);
+        if (!k) { close(fd); continue; }
+        k->rt = rt;
+        k->fd = fd;
+        k->ev = event_new(ioloop_base(), fd, EV_READ | EV_PERSIST, conn_readable, k);
+        if (!k->ev) { close(fd); free(k); continue; }
+        k->next = rt->conns;
+        rt->conns = k;
+        event_add(k->ev, NULL);
+    }
+}
+
+static void t_listen(void *p)
+{
+    struct hookrt *rt = p;
+    rt->ev_listen = event_new(ioloop_base(), rt->listen_fd, EV_READ | EV_PERSIST, on_accept, rt);
+    if (rt->ev_listen) event_add(rt->ev_listen, NULL);
+}
+
+static void t_unlisten(void *p)
+{
+    struct hookrt *rt = p;
+    if (rt->ev_listen) { event_free(rt->ev_listen); rt->ev_listen = NULL; }
+    while (rt->conns) conn_close(rt->conns);
+}
+
+typedef struct reply_task {
+    mlk_hook_call *call;
+    size_t len;
+    char json[];
+} reply_task;
+
+static void t_reply(void *p)
+{
+    reply_task *t = p;
+    if (t->call->conn) {
+        t->call->conn->token = NULL;
+        conn_reply(t->call->conn, t->json, t->len);
+    }
+    free(t->call);
+    free(t);
+}
+
+/* ===================================================================== */
+/* attach / detach                                                         */
+
+int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const char **socket_path, char **msg)
+{
+    *socket_path = NULL;
+    if (!hs || !hs->n) return 0;
+    struct hookrt *rt = calloc(1, sizeof *rt);
+    if (!rt) return MLK_ENOMEM;
+    rt->c = c;
+    rt->listen_fd = -1;
+    rt->first_index = first_index;
+    if (hookset_copy(&rt->set, hs) != 0) { free(rt); return MLK_ENOMEM; }
+    if (hookset_count(hs, MLK_HOOK_NETWORK)) {
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp || !*tmp || strlen(tmp) > 60) tmp = "/tmp";
+        rt->dir = xasprintf("%s/mlk-hooks-XXXXXX", tmp);
+        if (!rt->dir || !mkdtemp(rt->dir)) {
+            *msg = xasprintf("network hooks: cannot create a private directory in %s: %s", tmp, strerror(errno));
+            free(rt->dir);
+            rt->dir = NULL;
+            hookset_clear(&rt->set);
+            free(rt);
+            return MLK_EINVALID_NET_HOOK;
+        }
+        chmod(rt->dir, 0700);
+        rt->sock_path = xasprintf("%s/callback.sock", rt->dir);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int ok = fd >= 0 && rt->sock_path && strlen(rt->sock_path) < sizeof sa.sun_path;
+        if (ok) {
+            strcpy(sa.sun_path, rt->sock_path);
+            mode_t old = umask(0177);
+            ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+            umask(old);
+        }
+        ok = ok && chmod(rt->sock_path, 0600) == 0 && listen(fd, 64) == 0;
+        if (!ok) {
+            *msg = xasprintf("network hooks: cannot serve the callback socket %s: %s",
+                             rt->sock_path ? rt->sock_path : "", strerror(errno));
+            if (fd >= 0) close(fd);
+            c->hooks = rt;
+            hooks_detach(c);
+            hooks_free(c);
+            return MLK_EINVALID_NET_HOOK;
+        }
+        rt->listen_fd = fd;
+        *socket_path = rt->sock_path;
+    }
+    c->hooks = rt;
+    if (rt->listen_fd >= 0) ioloop_run_sync(t_listen, rt);
+    return 0;
+}
+
+void hooks_detach(mlk_client *c)
+{
+    struct hookrt *rt = c->hooks;
+    if (!rt) return;
+    if (rt->listen_fd >= 0) {
+        ioloop_run_sync(t_unlisten, rt);
+        close(rt->listen_fd);
+        rt->listen_fd = -1;
+    }
+    if (rt->sock_path) unlink(rt->sock_path);
+    if (rt->dir) rmdir(rt->dir);
+    free(rt->sock_path);
+    free(rt->dir);
+    rt->sock_path = rt->dir = NULL;
+}
+
+void hooks_free(mlk_client *c)
+{
+    struct hookrt *rt = c->hooks;
+    if (!rt) return;
+    hooks_detach(c);
+    hookset_clear(&rt->set);
+    free(rt);
+    c->hooks = NULL;
+}
+
+/* ===================================================================== */
+/* VFS after-hooks: I/O thread                                            */
+
+void hooks_on_file_event(mlk_client *c, const jdoc *d, const jnode *file)
+{
+    struct hookrt *rt = c->hooks;
+    if (!rt || !file || file->type != JN_OBJ) return;
+    const char *op = jd_str(d, file, "op", "");
+    const char *path = jd_str(d, file, "path", "");
+    /* plain hooks are suppressed while one is queued or running */
+    int plain_ok = rt->plain_inflight == 0;
+    char *mp = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < rt->set.n; i++) {
+        const hook *h = &rt->set.v[i];
+        if (h->kind != MLK_HOOK_VFS_DANGEROUS && !(h->kind == MLK_HOOK_VFS_AFTER && plain_ok)) continue;
+        if (!hook_matches(h, op, path)) continue;
+        if (!mp && json_to_mp_buf(d, file, &mp, &n) != 0) return;
+        int plain = h->kind == MLK_HOOK_VFS_AFTER;
+        if (plain) rt->plain_inflight++;
+        if (post_hook(&c->mainq, c, h, NULL, plain, mp, n) != 0 && plain) rt->plain_inflight--;
+    }
+    free(mp);
+}
+
+/* ===================================================================== */
+/* VFS action and mutate hooks: chains run on host threads                */
+
+struct chain {
+    mlk_client *c;
+    req *r;                      /* the call, routed to its caller */
+    const char *op;              /* "write", "read", "readdir" */
+    char *path;
+    char *data;
+    size_t len;
+    uint32_t mode;
+    size_t next;                 /* next hook index to consider */
+    void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t);
+};
+
+static void chain_free(chain *ch)
+{
+    free(ch->path);
+    free(ch->data);
+    free(ch);
+}
+
+static void chain_fail(chain *ch, int status, const char *msg)
+{
+    post_fail(ch->r, status, msg);
+    req_free(ch->r);
+    chain_free(ch);
+}
+
+static void chain_next(chain *ch)
+{
+    struct hookrt *rt = ch->c->hooks;
+    for (; rt && ch->next < rt->set.n; ch->next++) {
+        const hook *h = &rt->set.v[ch->next];
+        int applies = (h->kind == MLK_HOOK_VFS_ACTION && hook_matches(h, ch->op, ch->path)) ||
+                      (h->kind == MLK_HOOK_VFS_MUTATE && strcmp(ch->op, "write") == 0 &&
+                       hook_matches(h, "write", ch->path));
+        if (!applies) continue;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        int mutate = h->kind == MLK_HOOK_VFS_MUTATE;
+        msgpack_pack_map(&pk, mutate ? 7 : 6);
+#define KEY(s) (msgpack_pack_str(&pk, strlen(s)), msgpack_pack_str_body(&pk, s, strlen(s)))
+        KEY("op"); KEY(ch->op);
+        KEY("path"); KEY(ch->path);
+        KEY("size"); msgpack_pack_uint64(&pk, ch->len);
+        KEY("mode"); msgpack_pack_uint32(&pk, ch->mode);
+        KEY("uid"); msgpack_pack_int64(&pk, (int64_t)geteuid());
+        KEY("gid"); msgpack_pack_int64(&pk, (int64_t)getegid());
+        if (mutate) { KEY("data"); msgpack_pack_bin(&pk, ch->len); msgpack_pack_bin_body(&pk, ch->data, ch->len); }
+#undef KEY
+        mlk_hook_call *call = calloc(1, sizeof *call);
+        if (!call) { msgpack_sbuffer_destroy(&sb); chain_fail(ch, MLK_ENOMEM, "out of memory"); return; }
+        call->kind = h->kind;
+        call->c = ch->c;
+        call->hook_index = ch->next;
+        call->ch = ch;
+        ch->c->tokens_out++;
+        int rc = post_hook(ch->r->q, ch->c, h, call, 0, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        if (rc != 0) {
+            free(call);
+            ch->c->tokens_out--;
+            chain_fail(ch, rc, "out of memory");
+        }
+        return; /* the answer continues the chain */
+    }
+    ch->finish(ch->c, ch->r, ch->path, ch->data, ch->len, ch->mode);
+    chain_free(ch);
+}
+
+int hooks_match_before(mlk_client *c, const char *op, const char *path)
+{
+    struct hookrt *rt = c->hooks;
+    for (size_t i = 0; rt && i < rt->set.n; i++) {
+        const hook *h = &rt->set.v[i];
+        if (h->kind == MLK_HOOK_VFS_ACTION && hook_matches(h, op, path)) return 1;
+        if (h->kind == MLK_HOOK_VFS_MUTATE && strcmp(op, "write") == 0 && hook_matches(h, op, path)) return 1;
+    }
+    return 0;
+}
+
+int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, const char *data, size_t len,
+                    uint32_t mode, void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t))
+{
+    chain *ch = calloc(1, sizeof *ch);
+    if (!ch) return MLK_ENOMEM;
+    ch->c = c;
+    ch->r = r;
+    ch->op = op;
+    ch->mode = mode;
+    ch->finish = finish;
+    ch->path = strdup(path);
+    ch->data = malloc(len ? len : 1);
+    if (!ch->path || !ch->data) { chain_free(ch); return MLK_ENOMEM; }
+    if (len) memcpy(ch->data, data, len);
+    ch->len = len;
+    chain_next(ch);
+    return 0;
+}
+
+/* ===================================================================== */
+/* answers                                                                 */
+
+static void token_done(mlk_client *c)
+{
+    if (--c->tokens_out == 0 && c->free_deferred) client_final_free(c);
+}
+
+static void call_abandon(mlk_hook_call *call, const char *why)
+{
+    mlk_client *c = call->c;
+    if (call->kind == MLK_HOOK_NETWORK) {
+        reply_task *t = malloc(sizeof *t + 64);
+        if (t) {
+            t->call = call;
+            t->len = (size_t)snprintf(t->json, 64, "{\"error\":\"hook failed\"}\n");
+            if (ioloop_post(t_reply, t) == 0) call = NULL;
+            else free(t);
+        }
+        free(call);
+    } else {
+        chain_fail(call->ch, MLK_EUSER, why);
+        free(call);
+    }
+    token_done(c);
+}
+
+/* A VFS action answer: "allow"/"block" or {action: ...}. */
+static int action_decision(const msgpack_object *o, int *block)
+{
+    if (o && o->type == MSGPACK_OBJECT_MAP) o = mget(o, "action");
+    if (!o || o->type == MSGPACK_OBJECT_NIL) { *block = 0; return 0; }
+    if (o->type != MSGPACK_OBJECT_STR) return -1;
+    char buf[16];
+    size_t n = o->via.str.size;
+    while (n && (o->via.str.ptr[n - 1] == ' ')) n--;
+    if (n >= sizeof buf) return -1;
+    for (size_t i = 0; i < n; i++) buf[i] = (char)(o->via.str.ptr[i] | 0x20);
+    buf[n] = '\0';
+    if (n == 0 || strcmp(buf, "allow") == 0) { *block = 0; return 0; }
+    if (strcmp(buf, "block") == 0) { *block = 1; return 0; }
+    return -1;
+}
+
+MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
+{
+    if (!call) return MLK_EINVAL;
+    mlk_client *c = call->c;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *o = NULL;
+    if (reply && len) {
+        if (mp_parse(reply, len, &u) != 0) {
+            msgpack_unpacked_destroy(&u);
+            return mlk_hook_fail(call, "the hook's answer is not a msgpack value");
+        }
+        o = &u.data;
+    }
+    int rc = 0;
+    if (call->kind == MLK_HOOK_NETWORK) {
+        jw w;
+        jw_init(&w);
+        if (!o || o->type == MSGPACK_OBJECT_NIL) jw_raw(&w, "{}", 2);
+        else if (o->type != MSGPACK_OBJECT_MAP) {
+            jw_free(&w);
+            msgpack_unpacked_destroy(&u);
+            return mlk_hook_fail(call, "a network hook must answer with a map");
+        } else {
+            mp_to_json(o, &w);
+        }
+        jw_nl(&w);
+        reply_task *t = w.oom ? NULL : malloc(sizeof *t + w.len);
+        if (t) {
+            t->call = call;
+            t->len = w.len;
+            memcpy(t->json, w.buf, w.len);
+            if (ioloop_post(t_reply, t) != 0) { free(t); t = NULL; }
+        }
+        jw_free(&w);
+        if (!t) { free(call); rc = MLK_ENOMEM; }
+    } else {
+        chain *ch = call->ch;
+        const hook *h = &c->hooks->set.v[call->hook_index];
+        if (call->kind == MLK_HOOK_VFS_ACTION) {
+            int block = 0;
+            if (action_decision(o, &block) != 0) {
+                char *m = xasprintf("VFS action hook \"%s\" returned an invalid decision; answer \"allow\" or \"block\"",
+                                    h->name);
+                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid VFS hook decision");
+                free(m);
+            } else if (block) {
+                char *m = xasprintf("VFS hook blocked operation: op=%s path=%s hook=\"%s\"", ch->op, ch->path, h->name);
+                chain_fail(ch, MLK_EVFS_BLOCKED, m ? m : "VFS hook blocked operation");
+                free(m);
+            } else {
+                ch->next = call->hook_index + 1;
+                chain_next(ch);
+            }
+        } else {
+            if (o && o->type == MSGPACK_OBJECT_MAP) o = mget(o, "data");
+            const char *p = NULL;
+            size_t n = 0;
+            if (o && o->type == MSGPACK_OBJECT_BIN) { p = o->via.bin.ptr; n = o->via.bin.size; }
+            else if (o && o->type == MSGPACK_OBJECT_STR) { p = o->via.str.ptr; n = o->via.str.size; }
+            if (!o || (!p && o->type != MSGPACK_OBJECT_NIL)) {
+                char *m = xasprintf("VFS mutate hook \"%s\" must answer with bytes (bin or str)", h->name);
+                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid VFS mutate answer");
+                free(m);
+            } else {
+                char *nd = malloc(n ? n : 1);
+                if (!nd) chain_fail(ch, MLK_ENOMEM, "out of memory");
+                else {
+                    if (n) memcpy(nd, p, n);
+                    free(ch->data);
+                    ch->data = nd;
+                    ch->len = n;
+                    ch->next = call->hook_index + 1;
+                    chain_next(ch);
+                }
+            }
+        }
+        free(call);
+    }
+    msgpack_unpacked_destroy(&u);
+    token_done(c);
+    return rc;
+}
+
+MLK_API int mlk_hook_fail(mlk_hook_call *call, const char *message)
+{
+    if (!call) return MLK_EINVAL;
+    mlk_client *c = call->c;
+    const char *m = message && *message ? message : "hook failed";
+    if (call->kind == MLK_HOOK_NETWORK) {
+        jw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_key(&w, "error"); jw_str(&w, m);
+        jw_obj_end(&w);
+        jw_nl(&w);
+        reply_task *t = w.oom ? NULL : malloc(sizeof *t + w.len);
+        if (t) {
+            t->call = call;
+            t->len = w.len;
+            memcpy(t->json, w.buf, w.len);
+            if (ioloop_post(t_reply, t) != 0) { free(t); t = NULL; }
+        }
+        jw_free(&w);
+        if (!t) free(call);
+    } else {
+        const hook *h = &c->hooks->set.v[call->hook_index];
+        char *msg = xasprintf("%s \"%s\" failed: %s", kind_label(call->kind), h->name, m);
+        chain_fail(call->ch, MLK_EUSER, msg ? msg : m);
+        free(msg);
+        free(call);
+    }
+    token_done(c);
+    return 0;
+}

@@ -1,0 +1,44 @@
+-- frames.lua - the script of examples/lua/host.c: start a sandbox and stream
+-- a command's output across frames without ever blocking a frame.
+--
+--   MATCHLOCK_BIN=build/matchlock-local host examples/lua/frames.lua
+local ml = require("matchlock")
+
+local client = ml.Client.new { binary = os.getenv("MATCHLOCK_BIN") or "matchlock" }
+-- create is a blocking call (the ABI has no async create): do it while loading
+client:create(ml.Sandbox.new("alpine:latest"))
+
+local lines, finished, failure = {}, false, nil
+local script = {}
+
+function script.frame(n)
+  if n == 1 then
+    client:exec_async("for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 0.03; done", {
+      on_stdout = function(data)
+        for l in data:gmatch("[^\n]+") do
+          lines[#lines + 1] = l
+          print(string.format("frame %4d: %s", n, l))
+        end
+      end,
+    }, function(res, err)
+      finished, failure = true, err
+    end)
+  end
+  n = n -- frames after the first only deliver what is waiting
+  client:dispatch() -- runs waiting callbacks; never waits
+  if finished then
+    if failure then error(failure) end
+    return true
+  end
+  return false
+end
+
+function script.fd() return client:fd() end
+
+function script.finish()
+  client:close()
+  pcall(client.remove, client)
+  print(string.format("streamed %d lines", #lines))
+end
+
+return script

@@ -1,0 +1,123 @@
+-- The shared vectors (<repo>/../shared/vectors or $MLK_VECTORS_DIR):
+-- create.jsonl through the builder compared with mlk_sandbox_params_json,
+-- port_forward.jsonl through mlk_port_forward_parse, allow_list.jsonl
+-- through mlk_allow_list_normalize; errors compared by upstream name.
+return function(T)
+  local H = require("helpers")
+  local json = require("json")
+  local ml, core = H.ml, H.ml.core
+
+  local dir = os.getenv("MLK_VECTORS_DIR") or (H.repo .. "/../shared/vectors")
+
+  local function lines(name)
+    local f = io.open(dir .. "/" .. name, "r")
+    if not f then error("vectors not found: " .. dir .. "/" .. name .. " (set MLK_VECTORS_DIR)", 0) end
+    local out = {}
+    for line in f:lines() do
+      if line:match("%S") then out[#out + 1] = json.decode(line) end
+    end
+    f:close()
+    return out
+  end
+
+  -- JSON values as builder inputs: arrays marked so empty ones stay arrays.
+  local function to_lua(v)
+    if type(v) ~= "table" or v == json.null then return v end
+    local out = {}
+    for k, x in pairs(v) do out[k] = to_lua(x) end
+    if getmetatable(v) == json.ARRAY then return ml.array(out) end
+    return out
+  end
+
+  local function is_empty_list(v)
+    return v == json.null or (type(v) == "table" and next(v) == nil)
+  end
+
+  -- Compare parsed JSON: numbers by value; absent must be absent;
+  -- network.allowed_hosts may be null or [] when empty.
+  local function cmp(a, b, path)
+    if path == "$.network.allowed_hosts" and is_empty_list(a) and is_empty_list(b) then return nil end
+    if type(a) ~= type(b) then return path .. ": " .. tostring(a) .. " vs " .. tostring(b) end
+    if type(a) ~= "table" then
+      if a ~= b then return path .. ": got " .. tostring(a) .. ", want " .. tostring(b) end
+      return nil
+    end
+    for k, v in pairs(a) do
+      if b[k] == nil then return path .. "." .. tostring(k) .. ": present but not expected" end
+      local d = cmp(v, b[k], path .. "." .. tostring(k))
+      if d then return d end
+    end
+    for k in pairs(b) do
+      if a[k] == nil then return path .. "." .. tostring(k) .. ": missing" end
+    end
+  end
+
+  local SPECIAL = { NaN = 0 / 0, Infinity = 1 / 0 }
+
+  -- Apply ops; returns the builder and the launch flag (raises setter errors).
+  local function build(ops)
+    local sb, launch
+    for _, op in ipairs(ops) do
+      local name = op[1]
+      local args = {}
+      for i = 2, #op do args[i - 1] = to_lua(op[i]) end
+      if name == "new" then
+        sb = ml.Sandbox.new(args[1])
+      elseif name == "launch" then
+        launch = true
+      else
+        local f = ml.Sandbox[name]
+        if not f then error("the builder has no method " .. name, 0) end
+        if name == "with_cpus" and type(args[1]) == "string" then args[1] = SPECIAL[args[1]] end
+        f(sb, (table.unpack or unpack)(args, 1, #op - 1))
+      end
+    end
+    return sb, launch
+  end
+
+  for _, case in ipairs(lines("create.jsonl")) do
+    T.test("create " .. case.name, function()
+      local ok, res = pcall(function()
+        local sb, launch = build(case.ops)
+        return sb:params_json(launch)
+      end)
+      if case.error then
+        T.eq(ok, false, "expected " .. case.error .. ", got params " .. tostring(res))
+        T.ok(ml.is_error(res), "a matchlock error object: " .. tostring(res))
+        T.eq(core.mlk_err_upstream_name(res.code), case.error, tostring(res))
+        T.ok(#res.message > 0, "has a message")
+      else
+        T.ok(ok, tostring(res))
+        local d = cmp(json.decode(res), case.create_params, "$")
+        if d then error(d .. "\n  got: " .. res, 0) end
+      end
+    end)
+  end
+
+  for i, case in ipairs(lines("port_forward.jsonl")) do
+    T.test("port_forward #" .. i .. " " .. table.concat(case.specs, ","), function()
+      local ok, res = pcall(ml.port_forward_parse, to_lua(case.specs))
+      if case.error then
+        T.eq(ok, false, "expected an error, got " .. tostring(res))
+        T.eq(core.mlk_err_upstream_name(res.code), case.error)
+      else
+        T.ok(ok, tostring(res))
+        local d = cmp(json.decode(res), case.forwards, "$")
+        if d then error(d, 0) end
+      end
+    end)
+  end
+
+  for i, case in ipairs(lines("allow_list.jsonl")) do
+    T.test("allow_list #" .. i, function()
+      local ok, res = pcall(ml.allow_list_normalize, to_lua(case.hosts))
+      if case.error then
+        T.eq(ok, false, "expected an error")
+        T.eq(core.mlk_err_upstream_name(res.code), case.error)
+      else
+        T.ok(ok, tostring(res))
+        T.deep_eq(res, to_lua(case.wire))
+      end
+    end)
+  end
+end

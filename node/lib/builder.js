@@ -1,0 +1,257 @@
+"use strict";
+// The fluent Sandbox builder.  It is a thin face over the C builder
+// (mlk_sandbox_*): every method calls the C setter at once, validation and
+// rendering happen in C (mlk_sandbox_params_json / create), so every
+// language builds byte-identical `create` params.
+
+const native = require("./native");
+const msgpack = require("./msgpack");
+const { makeError, ValidationError, StateError } = require("./errors");
+
+const kHandle = Symbol("matchlock.sandbox.handle");
+
+function snake(k) {
+  return k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+// Top-level keys of a rule or config to wire (snake_case) names; nested
+// maps (headers, queries) are data and keep their keys.
+function wireKeys(obj, what) {
+  const out = {};
+  for (const [k, v] of Object.entries(obj ?? {})) {
+    if (v === undefined) continue;
+    if (typeof v === "function") {
+      throw new ValidationError(
+        `${what}: '${k}' is a JS hook; hooks are not supported by matchlock-native yet ` +
+          "(use static rules: action allow/block, header and body rewrites)",
+        { status: native.MLK_EINVALID_RULE },
+      );
+    }
+    out[snake(k)] = v;
+  }
+  return out;
+}
+
+function networkWire(config) {
+  const c = wireKeys(config, "network interception");
+  if (Array.isArray(c.rules)) c.rules = c.rules.map((r) => wireKeys(r, "network interception rule"));
+  return c;
+}
+
+function vfsWire(config) {
+  const c = wireKeys(config, "VFS interception");
+  if (Array.isArray(c.rules)) c.rules = c.rules.map((r) => wireKeys(r, "VFS interception rule"));
+  return c;
+}
+
+function check(rc, what) {
+  if (rc !== 0) throw makeError(rc, `${what}: ${native.mlk_strerror(rc)}`, 0);
+}
+
+function str(v, what) {
+  if (typeof v !== "string") throw new ValidationError(`${what} must be a string, got ${typeof v}`, { status: -1 });
+  return v;
+}
+
+function num(v, what) {
+  if (typeof v !== "number") throw new ValidationError(`${what} must be a number, got ${typeof v}`, { status: -1 });
+  return v;
+}
+
+class Sandbox {
+  constructor(image) {
+    this[kHandle] = native.mlk_sandbox_new(image == null ? "" : str(image, "image"));
+    this._dns = [];
+    this._pfAddrs = [];
+    this._busy = 0;
+  }
+
+  /** Build a Sandbox from the official SDK's CreateOptions object. */
+  static fromOptions(o = {}) {
+    const s = new Sandbox(o.image ?? "");
+    if (o.kernelRef) s.withKernel(o.kernelRef);
+    if (o.privileged) s.withPrivileged();
+    if (o.cpus) s.withCPUs(o.cpus);
+    if (o.memoryMb) s.withMemory(o.memoryMb);
+    if (o.diskSizeMb) s.withDiskSize(o.diskSizeMb);
+    if (o.timeoutSeconds) s.withTimeout(o.timeoutSeconds);
+    if (o.allowedHosts?.length) s.allowHost(...o.allowedHosts);
+    for (const h of o.addHosts ?? []) s.addHost(h.host, h.ip);
+    if (o.blockPrivateIPsSet) s.withBlockPrivateIPs(!!o.blockPrivateIPs);
+    else if (o.blockPrivateIPs) s.blockPrivateIPs();
+    if (o.noNetwork) s.withNoNetwork();
+    if (o.networkInterception) s.withNetworkInterception(o.networkInterception);
+    else if (o.forceInterception) s.withNetworkInterception();
+    if (o.workspace) s.withWorkspace(o.workspace);
+    for (const [guest, m] of Object.entries(o.mounts ?? {})) s.mount(guest, m);
+    if (o.env) s.withEnvMap(o.env);
+    for (const sec of o.secrets ?? []) {
+      if (sec.placeholder) s.addSecretWithPlaceholder(sec.name, sec.value, sec.placeholder, ...(sec.hosts ?? []));
+      else s.addSecret(sec.name, sec.value, ...(sec.hosts ?? []));
+    }
+    if (o.vfsInterception) s.withVFSInterception(o.vfsInterception);
+    if (o.dnsServers?.length) s.withDNSServers(...o.dnsServers);
+    if (o.hostname) s.withHostname(o.hostname);
+    if (o.networkMtu) s.withNetworkMTU(o.networkMtu);
+    for (const pf of o.portForwards ?? []) s.withPortForward(pf.localPort, pf.remotePort);
+    if (o.portForwardAddresses?.length) s.withPortForwardAddresses(...o.portForwardAddresses);
+    if (o.imageConfig) s.withImageConfig(o.imageConfig);
+    return s;
+  }
+
+  _h(what) {
+    if (this._busy > 0) {
+      throw new StateError(
+        `${what}: this Sandbox is in use by a create() that has not finished; wait for it before changing the builder`,
+        { status: -15 },
+      );
+    }
+    return this[kHandle];
+  }
+
+  withPrivileged() { check(native.mlk_sandbox_set_privileged(this._h("withPrivileged"), 1), "withPrivileged"); return this; }
+  withCPUs(cpus) { check(native.mlk_sandbox_set_cpus(this._h("withCPUs"), num(cpus, "cpus")), "withCPUs"); return this; }
+  withMemory(mb) { check(native.mlk_sandbox_set_memory_mb(this._h("withMemory"), num(mb, "memory")), "withMemory"); return this; }
+  withDiskSize(mb) { check(native.mlk_sandbox_set_disk_size_mb(this._h("withDiskSize"), num(mb, "disk size")), "withDiskSize"); return this; }
+  withTimeout(seconds) { check(native.mlk_sandbox_set_timeout_s(this._h("withTimeout"), num(seconds, "timeout")), "withTimeout"); return this; }
+  withWorkspace(path) { check(native.mlk_sandbox_set_workspace(this._h("withWorkspace"), str(path, "workspace")), "withWorkspace"); return this; }
+
+  withVFSInterception(config) {
+    const buf = config ? msgpack.encode(vfsWire(config)) : null;
+    check(native.mlk_sandbox_set_vfs_interception(this._h("withVFSInterception"), buf), "withVFSInterception");
+    return this;
+  }
+
+  /** Force network interception; `config` ({rules: [...]}) adds static rules. */
+  withNetworkInterception(config) {
+    const buf = config ? msgpack.encode(networkWire(config)) : null;
+    check(native.mlk_sandbox_set_network_interception(this._h("withNetworkInterception"), buf), "withNetworkInterception");
+    return this;
+  }
+
+  withEnv(name, value) { check(native.mlk_sandbox_set_env(this._h("withEnv"), str(name, "env name"), str(value, "env value")), "withEnv"); return this; }
+  withEnvMap(env) {
+    check(native.mlk_sandbox_set_env_map(this._h("withEnvMap"), msgpack.encode(env ?? {})), "withEnvMap");
+    return this;
+  }
+
+  allowHost(...hosts) {
+    const h = this._h("allowHost");
+    for (const host of hosts) check(native.mlk_sandbox_allow_host(h, str(host, "host")), "allowHost");
+    return this;
+  }
+  addHost(host, ip) { check(native.mlk_sandbox_add_host(this._h("addHost"), str(host, "host"), str(ip, "ip")), "addHost"); return this; }
+  blockPrivateIPs() { return this.withBlockPrivateIPs(true); }
+  allowPrivateIPs() { return this.withBlockPrivateIPs(false); }
+  withBlockPrivateIPs(enabled) {
+    check(native.mlk_sandbox_set_block_private_ips(this._h("withBlockPrivateIPs"), enabled ? 1 : 0), "withBlockPrivateIPs");
+    return this;
+  }
+  unsetBlockPrivateIPs() { check(native.mlk_sandbox_unset_block_private_ips(this._h("unsetBlockPrivateIPs")), "unsetBlockPrivateIPs"); return this; }
+
+  addSecret(name, value, ...hosts) {
+    check(native.mlk_sandbox_add_secret(this._h("addSecret"), str(name, "secret name"), str(value, "secret value"), null, hosts), "addSecret");
+    return this;
+  }
+  addSecretWithPlaceholder(name, value, placeholder, ...hosts) {
+    check(
+      native.mlk_sandbox_add_secret(this._h("addSecretWithPlaceholder"), str(name, "secret name"), str(value, "secret value"),
+        str(placeholder, "placeholder"), hosts),
+      "addSecretWithPlaceholder",
+    );
+    return this;
+  }
+
+  /** Append DNS servers (the builder sends all of them). */
+  withDNSServers(...servers) {
+    const h = this._h("withDNSServers");
+    const next = [...this._dns, ...servers.map((s) => str(s, "DNS server"))];
+    check(native.mlk_sandbox_set_dns_servers(h, next), "withDNSServers");
+    this._dns = next;
+    return this;
+  }
+  withHostname(hostname) { check(native.mlk_sandbox_set_hostname(this._h("withHostname"), str(hostname, "hostname")), "withHostname"); return this; }
+  withNetworkMTU(mtu) { check(native.mlk_sandbox_set_network_mtu(this._h("withNetworkMTU"), num(mtu, "mtu")), "withNetworkMTU"); return this; }
+  withNoNetwork() { check(native.mlk_sandbox_set_no_network(this._h("withNoNetwork"), 1), "withNoNetwork"); return this; }
+
+  /** Forward localPort on the host to remotePort in the sandbox, right after create. */
+  withPortForward(localPort, remotePort) {
+    return this.withPortForwardSpec(`${num(localPort, "local port")}:${num(remotePort, "remote port")}`);
+  }
+  /** A `[LOCAL:]REMOTE` port-forward spec applied right after create. */
+  withPortForwardSpec(spec) {
+    check(native.mlk_sandbox_add_port_forward(this._h("withPortForward"), str(spec, "port-forward spec")), "withPortForward");
+    return this;
+  }
+  withPortForwardAddresses(...addresses) {
+    const h = this._h("withPortForwardAddresses");
+    const next = [...this._pfAddrs, ...addresses.map((a) => str(a, "address"))];
+    check(native.mlk_sandbox_set_port_forward_addresses(h, next), "withPortForwardAddresses");
+    this._pfAddrs = next;
+    return this;
+  }
+
+  mount(guestPath, config = {}) {
+    const type = config.type ?? "memory";
+    if (type === "host_fs") {
+      return config.readonly ? this.mountHostDirReadonly(guestPath, config.hostPath) : this.mountHostDir(guestPath, config.hostPath);
+    }
+    if (type === "memory") return this.mountMemory(guestPath);
+    if (type === "overlay") return this.mountOverlay(guestPath, config.hostPath);
+    throw new ValidationError(`mount ${guestPath}: unknown mount type '${type}' (use host_fs, memory or overlay)`, {
+      status: native.MLK_EINVALID_MOUNT,
+    });
+  }
+  mountHostDir(guestPath, hostPath) {
+    check(native.mlk_sandbox_mount_host_dir(this._h("mountHostDir"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountHostDir");
+    return this;
+  }
+  mountHostDirReadonly(guestPath, hostPath) {
+    check(native.mlk_sandbox_mount_host_dir_readonly(this._h("mountHostDirReadonly"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountHostDirReadonly");
+    return this;
+  }
+  mountMemory(guestPath) { check(native.mlk_sandbox_mount_memory(this._h("mountMemory"), str(guestPath, "guest path")), "mountMemory"); return this; }
+  mountOverlay(guestPath, hostPath) {
+    check(native.mlk_sandbox_mount_overlay(this._h("mountOverlay"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountOverlay");
+    return this;
+  }
+
+  withUser(user) { check(native.mlk_sandbox_set_user(this._h("withUser"), str(user, "user")), "withUser"); return this; }
+  withEntrypoint(...argv) { check(native.mlk_sandbox_set_entrypoint(this._h("withEntrypoint"), argv), "withEntrypoint"); return this; }
+  /** Merge an image config: non-empty fields replace, empty ones keep what is set. */
+  withImageConfig(config) {
+    if (!config) return this;
+    const wire = {
+      user: config.user,
+      working_dir: config.workingDir ?? config.working_dir,
+      entrypoint: config.entrypoint,
+      cmd: config.cmd,
+      env: config.env,
+    };
+    check(native.mlk_sandbox_set_image_config(this._h("withImageConfig"), msgpack.encode(wire)), "withImageConfig");
+    return this;
+  }
+  withKernel(ref) { check(native.mlk_sandbox_set_kernel(this._h("withKernel"), str(ref, "kernel ref")), "withKernel"); return this; }
+  /** Attach an ext4 image (e.g. a volume's path) at guestMount. */
+  addExtraDisk(hostPath, guestMount, readonly = false) {
+    check(native.mlk_sandbox_add_extra_disk(this._h("addExtraDisk"), str(hostPath, "host path"), str(guestMount, "guest mount"), readonly ? 1 : 0), "addExtraDisk");
+    return this;
+  }
+
+  /** Validate and render the `create` params exactly as they will be sent. */
+  paramsJSON(launch = false) {
+    const [rc, json, msg] = native.mlk_sandbox_params_json(this[kHandle], launch ? 1 : 0);
+    if (rc !== 0) throw makeError(rc, msg || native.mlk_strerror(rc), 0);
+    return json;
+  }
+  /** paramsJSON, parsed. */
+  params(launch = false) {
+    return JSON.parse(this.paramsJSON(launch));
+  }
+}
+
+function createSandbox(image) {
+  return new Sandbox(image);
+}
+
+module.exports = { Sandbox, createSandbox, kHandle };

@@ -1,0 +1,137 @@
+"use strict";
+// Errors of matchlock-native.  Every failure is a MatchlockError; the
+// subclass says what kind, the fields say exactly which:
+//   status       the MLK_E* code of the C library (negative number)
+//   errname      its symbolic name ("MLK_ETIMEDOUT")
+//   code         the status, except on RPCError where it is the server's
+//                JSON-RPC code (as in the official TypeScript SDK)
+//   rpcCode      the JSON-RPC code (0 when the server was not involved)
+//   upstreamName the official SDKs' error variable ("ErrImageRequired"),
+//                or undefined
+
+const native = require("./native");
+
+const HINTS = {
+  [-3]: "create a new Client: this one is closed",
+  [-4]: "check Config.binaryPath (or $MATCHLOCK_BIN) points at an executable matchlock (or matchlock-local)",
+  [-5]: "the server sent something that is not the protocol; check that the binary is matchlock",
+  [-6]: "the matchlock process exited; see its stderr above and create a new Client",
+  [-8]: "raise timeoutMs, or check what the sandbox is doing",
+  [-12]: "call client.create() or client.launch() first",
+  [-14]: "the matchlock command line tool failed; its stderr is above",
+};
+
+class MatchlockError extends Error {
+  constructor(message, opts = {}) {
+    super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
+    this.name = "MatchlockError";
+    const status = opts.status ?? -1;
+    this.status = status;
+    this.errname = native.mlk_errname(status) ?? `MLK_E${-status}`;
+    this.code = status;
+    this.rpcCode = opts.rpcCode ?? 0;
+    this.upstreamName = native.mlk_err_upstream_name(status) ?? undefined;
+  }
+}
+
+class RPCError extends MatchlockError {
+  constructor(code, message, opts = {}) {
+    super(`[${code}] ${message}`, { status: opts.status ?? -7, rpcCode: code, cause: opts.cause });
+    this.name = "RPCError";
+    this.code = code;
+    this.rpcMessage = message;
+  }
+  isVMError() {
+    return this.code === RPCError.VM_FAILED;
+  }
+  isExecError() {
+    return this.code === RPCError.EXEC_FAILED;
+  }
+  isFileError() {
+    return this.code === RPCError.FILE_FAILED;
+  }
+}
+RPCError.PARSE_ERROR = -32700;
+RPCError.INVALID_REQUEST = -32600;
+RPCError.METHOD_NOT_FOUND = -32601;
+RPCError.INVALID_PARAMS = -32602;
+RPCError.INTERNAL_ERROR = -32603;
+RPCError.VM_FAILED = -32000;
+RPCError.EXEC_FAILED = -32001;
+RPCError.FILE_FAILED = -32002;
+RPCError.CANCELLED = -32003;
+
+function sub(name) {
+  const C = class extends MatchlockError {
+    constructor(message, opts) {
+      super(message, opts);
+      this.name = name;
+    }
+  };
+  Object.defineProperty(C, "name", { value: name });
+  return C;
+}
+
+/** The deadline of a call passed (MLK_ETIMEDOUT). */
+const TimeoutError = sub("TimeoutError");
+/** The call was cancelled: an AbortSignal fired, or cancel was asked (MLK_ECANCELED). */
+const CancelledError = sub("CancelledError");
+/** The client is closed or its server is gone (MLK_ECLOSED, MLK_EDEAD). */
+const ClosedError = sub("ClosedError");
+/** The matchlock process could not be started or spoke nonsense (MLK_ESPAWN, MLK_EPROTO). */
+const ProcessError = sub("ProcessError");
+/** An argument or a builder option is invalid; nothing was sent. */
+const ValidationError = sub("ValidationError");
+/** A CLI side channel (rm, volume) failed (MLK_ECLI and friends). */
+const CLIError = sub("CLIError");
+/** One of your callbacks (or a stdin source) threw; `cause` holds what it threw (MLK_EUSER). */
+const CallbackError = sub("CallbackError");
+/** The call is not valid now (create twice, no sandbox yet). */
+const StateError = sub("StateError");
+
+const BY_STATUS = {
+  [-3]: ClosedError,
+  [-4]: ProcessError,
+  [-5]: ProcessError,
+  [-6]: ClosedError,
+  [-8]: TimeoutError,
+  [-9]: CancelledError,
+  [-10]: CallbackError,
+  [-12]: StateError,
+  [-14]: CLIError,
+  [-15]: StateError,
+  [-30]: TimeoutError,
+  [-31]: CLIError,
+};
+
+function classFor(status) {
+  if (BY_STATUS[status]) return BY_STATUS[status];
+  if (status === -1 || (status <= -20 && status !== -30 && status !== -31 && status > -40)) return ValidationError;
+  return MatchlockError;
+}
+
+/** Build the error for a failed call (used by the addon for every rejection). */
+function makeError(status, message, rpcCode, cause) {
+  message = message || native.mlk_strerror(status) || `error ${status}`;
+  if (rpcCode && (status === -7 || status === -9)) {
+    return new RPCError(rpcCode, message, { status, cause });
+  }
+  const hint = HINTS[status];
+  const text = hint && !message.includes(hint) ? `${message} (${hint})` : message;
+  const C = classFor(status);
+  return new C(text, { status, rpcCode, cause });
+}
+
+module.exports = {
+  MatchlockError,
+  RPCError,
+  TimeoutError,
+  CancelledError,
+  ClosedError,
+  ProcessError,
+  ValidationError,
+  CLIError,
+  CallbackError,
+  StateError,
+  makeError,
+};

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build the Node addon and run its node:test suites against matchlock-local.
+#   node/run-tests.sh [BUILD_DIR]     (default <repo>/build, as `make build` makes it)
+# Needs: node >= 20 with headers (/usr/include/node), swig, a C/C++ compiler,
+# libevent-dev and libmsgpack-dev (scripts/deps.sh installs node/apt-packages.txt).
+# Exit status is non-zero when the build or any test fails.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+build=${1:-$repo/build}
+case "$build" in /*) ;; *) build="$repo/$build" ;; esac
+
+export MATCHLOCK_LOCAL_BIN=${MATCHLOCK_LOCAL_BIN:-$build/matchlock-local}
+if [ ! -x "$MATCHLOCK_LOCAL_BIN" ]; then
+  echo "run-tests.sh: $MATCHLOCK_LOCAL_BIN is missing; run 'make build' (or pass the build dir) first" >&2
+  exit 1
+fi
+export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$(cd "$repo/.." && pwd)/shared/vectors}
+state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
+trap 'rm -rf "$state"' EXIT
+export XDG_STATE_HOME="$state" MLK_NODE_TEST_STATE="$state"
+
+echo "=== building the Node addon"
+node "$here/scripts/build.js"
+echo "=== node --test ($MATCHLOCK_LOCAL_BIN)"
+cd "$here"
+node --test --test-concurrency=2 test/

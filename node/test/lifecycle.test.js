@@ -1,0 +1,89 @@
+"use strict";
+// The addon never keeps an idle process alive and leaks no handles.
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+const { spawnSync } = require("node:child_process");
+const { m, bin } = require("./helpers");
+
+const pkg = path.resolve(__dirname, "..");
+
+function runNode(code, timeout = 30000) {
+  const r = spawnSync(process.execPath, ["--expose-gc", "-e", code], {
+    timeout,
+    env: { ...process.env, MLK_PKG: pkg, MLK_BIN: bin },
+    encoding: "utf8",
+  });
+  return r;
+}
+
+test("a process exits by itself once its calls are done (client left open)", () => {
+  const r = runNode(`
+    const m = require(process.env.MLK_PKG);
+    const c = new m.Client({ binaryPath: process.env.MLK_BIN });
+    c.create(new m.Sandbox("alpine:latest")).then(() => c.exec("echo hi")).then((r) => console.log(r.stdout.toString().trim()));
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "hi");
+  assert.equal(r.signal, null, "the process had to be killed: something kept the loop alive");
+});
+
+test("a process with only a constructed client (never used) exits at once", () => {
+  const r = runNode(`const m = require(process.env.MLK_PKG); new m.Client({ binaryPath: process.env.MLK_BIN }); new m.Sandbox("x");`, 10000);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test("pending calls keep the process alive until they complete", () => {
+  const r = runNode(`
+    const m = require(process.env.MLK_PKG);
+    const c = new m.Client({ binaryPath: process.env.MLK_BIN });
+    c.create(new m.Sandbox("alpine:latest")).then(() => c.exec("sleep 0.5; echo late")).then((r) => console.log(r.stdout.toString().trim()));
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "late");
+});
+
+test("no handles or requests linger after calls complete; unused clients are collected", async () => {
+  const before = m._native.stats();
+  const r = runNode(`
+    const m = require(process.env.MLK_PKG);
+    (async () => {
+      for (let i = 0; i < 5; i++) {
+        const c = new m.Client({ binaryPath: process.env.MLK_BIN });
+        await c.create(new m.Sandbox("alpine:latest"));
+        await c.exec("true");
+        await c.close();
+      }
+      const s1 = m._native.stats();
+      global.gc(); await new Promise((r) => setTimeout(r, 100)); global.gc();
+      await new Promise((r) => setTimeout(r, 300));
+      const s2 = m._native.stats();
+      console.log(JSON.stringify({ s1, s2, handles: process._getActiveHandles().length }));
+    })();
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  const { s1, s2 } = JSON.parse(r.stdout);
+  assert.equal(s1.pending, 0);
+  assert.equal(s1.jobs, 0);
+  // the last client may still sit in a register or stack slot; the rest must be gone
+  assert.ok(s2.clients <= 1, `clients still alive after GC: ${r.stdout}`);
+  assert.ok(s2.handles <= 3, `handles still alive after GC: ${r.stdout}`);
+  assert.ok(before.pending === 0);
+});
+
+test("an unclosed client's matchlock process is stopped at exit", () => {
+  const r = runNode(`
+    const m = require(process.env.MLK_PKG);
+    const c = new m.Client({ binaryPath: process.env.MLK_BIN });
+    c.create(new m.Sandbox("alpine:latest")).then(() => {
+      const kids = require("node:child_process").execFileSync("pgrep", ["-P", String(process.pid), "-f", "rpc"]).toString().trim();
+      console.log(kids);
+    });
+  `);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout.trim(), /^\d+$/);
+  const pid = Number(r.stdout.trim());
+  let alive = false;
+  try { process.kill(pid, 0); alive = true; } catch {}
+  assert.equal(alive, false, `matchlock-local ${pid} outlived its Node process`);
+});

@@ -460,6 +460,12 @@ function Client:poll(timeout_ms, max)
   return self:dispatch(max)
 end
 
+--- Wait up to timeout_ms (< 0: no limit) until callbacks are waiting,
+--- without running them.  Returns true when some are.
+function Client:wait(timeout_ms)
+  return core.wait(self._h, timeout_ms or 0)
+end
+
 --- Dispatch every live client (a host's once-per-frame call).
 function M.poll(max)
   local total, first = 0, nil

@@ -10,21 +10,22 @@ client:create(ml.Sandbox.new("alpine:latest"))
 
 local lines, finished, failure = {}, false, nil
 local script = {}
+local frame_no = 0
 
 function script.frame(n)
+  frame_no = n
   if n == 1 then
     client:exec_async("for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 0.03; done", {
       on_stdout = function(data)
         for l in data:gmatch("[^\n]+") do
           lines[#lines + 1] = l
-          print(string.format("frame %4d: %s", n, l))
+          print(string.format("frame %4d: %s", frame_no, l))
         end
       end,
     }, function(res, err)
       finished, failure = true, err
     end)
   end
-  n = n -- frames after the first only deliver what is waiting
   client:dispatch() -- runs waiting callbacks; never waits
   if finished then
     if failure then error(failure) end

@@ -1,0 +1,616 @@
+/* Hooks against scripted peers: the test plays the server's side of the
+ * network-hook socket itself, and shell peers answer the RPC calls. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "matchlock.h"
+
+static char logfile[256];
+
+/* Answers create with an id, write/read/list/exec with canned results, and
+ * logs every line to $LOG. */
+#define PEER                                                                                        \
+    "while IFS= read -r line; do printf '%s\\n' \"$line\" >> \"$LOG\"; "                          \
+    "id=$(printf '%s' \"$line\" | sed -n 's/.*\"method\":\"[a-z_]*\",\"id\":\\([0-9]*\\).*/\\1/p'); " \
+    "[ -n \"$id\" ] || continue; "                                                                  \
+    "case \"$line\" in "                                                                            \
+    "*'\"create\"'*) " CREATE_ANSWER " ;; "                                                         \
+    "*'\"read_file\"'*) printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":\"aGk=\"}}\\n' \"$id\" ;; " \
+    "*'\"exec\"'*) printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"exit_code\":0,\"stdout\":\"b2s=\",\"stderr\":\"\",\"duration_ms\":1}}\\n' \"$id\" ;; " \
+    "*) printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\\n' \"$id\" ;; "                      \
+    "esac; done"
+#define CREATE_ANSWER "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"id\":\"vm-hooks\"}}\\n' \"$id\""
+
+static mlk_client *peer_client(const char *script)
+{
+    snprintf(logfile, sizeof logfile, "/tmp/mlk-hooks-%d-%ld.log", (int)getpid(), (long)random());
+    mlk_config *cfg = mlk_config_new();
+    const char *launcher[] = {"sh", "-c", script, "peer"};
+    mlk_config_set_launcher(cfg, launcher, 4);
+    mlk_config_set_env(cfg, "LOG", logfile);
+    mlk_client *c = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
+    mlk_config_free(cfg);
+    return c;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return strdup("");
+    char *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* msgpack map from alternating key/value C strings (NULL value = skip). */
+static char *mp_strmap(size_t *len, int n, const char *const *kv)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        msgpack_pack_str_with_body(&pk, kv[2 * i], strlen(kv[2 * i]));
+        msgpack_pack_str_with_body(&pk, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+    }
+    *len = sb.size;
+    return sb.data;
+}
+
+/* The value of a string key in a msgpack map (copied), or NULL. */
+static char *mp_field(const char *mp, size_t len, const char *key)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    char *out = NULL;
+    if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            msgpack_object *k = &u.data.via.map.ptr[i].key, *v = &u.data.via.map.ptr[i].val;
+            if (k->via.str.size == strlen(key) && !memcmp(k->via.str.ptr, key, k->via.str.size)) {
+                if (v->type == MSGPACK_OBJECT_STR) out = strndup(v->via.str.ptr, v->via.str.size);
+                else if (v->type == MSGPACK_OBJECT_BIN) out = strndup(v->via.bin.ptr, v->via.bin.size);
+                else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+                    out = malloc(32);
+                    snprintf(out, 32, "%llu", (unsigned long long)v->via.u64);
+                }
+            }
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return out;
+}
+
+/* ---- network hooks --------------------------------------------------- */
+
+enum { ANSWER_MUTATE, ANSWER_FAIL, ANSWER_NEVER, ANSWER_LATER };
+
+struct net_state {
+    int mode;
+    int calls;
+    char method[16], host[64];
+    mlk_hook_call *kept;
+};
+
+static void net_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct net_state *st = ud;
+    st->calls++;
+    char *m = mp_field(req, len, "method"), *h = mp_field(req, len, "host");
+    snprintf(st->method, sizeof st->method, "%s", m ? m : "");
+    snprintf(st->host, sizeof st->host, "%s", h ? h : "");
+    free(m);
+    free(h);
+    cr_assert_eq(kind, MLK_HOOK_NETWORK);
+    if (st->mode == ANSWER_FAIL) { mlk_hook_fail(call, "boom from the host"); return; }
+    if (st->mode == ANSWER_NEVER || st->mode == ANSWER_LATER) { st->kept = call; return; }
+    /* {action: "allow", request: {headers: {X-A: ["1"]}}, response: {set_body_base64: bin "new"}} */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "action", 6);
+    msgpack_pack_str_with_body(&pk, "allow", 5);
+    msgpack_pack_str_with_body(&pk, "request", 7);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "headers", 7);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "X-A", 3);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "1", 1);
+    msgpack_pack_str_with_body(&pk, "response", 8);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "set_body_base64", 15);
+    msgpack_pack_bin_with_body(&pk, "new", 3);
+    cr_assert_eq(mlk_hook_reply(call, sb.data, sb.size), 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Create a client whose sandbox has one network hook; returns the socket path. */
+static mlk_client *net_client(struct net_state *st, int64_t timeout_ms, char *sock, size_t socklen)
+{
+    mlk_client *c = peer_client(PEER);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    char tbuf[32];
+    snprintf(tbuf, sizeof tbuf, "%lld", (long long)timeout_ms);
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, timeout_ms ? 3 : 2);
+    msgpack_pack_str_with_body(&pk, "name", 4);
+    msgpack_pack_str_with_body(&pk, "tap", 3);
+    msgpack_pack_str_with_body(&pk, "hosts", 5);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "api.example.com", 15);
+    if (timeout_ms) {
+        msgpack_pack_str_with_body(&pk, "timeout_ms", 10);
+        msgpack_pack_uint64(&pk, (uint64_t)timeout_ms);
+    }
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, b.data, b.size, net_hook, st), 0);
+    msgpack_sbuffer_destroy(&b);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 10000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    char *log = slurp(logfile);
+    char *p = strstr(log, "\"callback_socket\":\"");
+    cr_assert_not_null(p, "create params: %s", log);
+    p += 19;
+    char *e = strchr(p, '"');
+    snprintf(sock, socklen, "%.*s", (int)(e - p), p);
+    cr_assert(strstr(log, "\"callback_id\":\"network_hook_1\""), "%s", log);
+    cr_assert(strstr(log, "\"intercept\":true"), "%s", log);
+    free(log);
+    return c;
+}
+
+struct exchange {
+    const char *sock;
+    const char *request;
+    char reply[4096];
+    int connect_errno;
+    int done;
+};
+
+static void *do_exchange(void *p)
+{
+    struct exchange *x = p;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", x->sock);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        x->connect_errno = errno;
+        close(fd);
+        x->done = 1;
+        return NULL;
+    }
+    ssize_t n = write(fd, x->request, strlen(x->request));
+    (void)n;
+    size_t got = 0;
+    while (got < sizeof x->reply - 1) {
+        ssize_t k = read(fd, x->reply + got, sizeof x->reply - 1 - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    x->reply[got] = '\0';
+    close(fd);
+    x->done = 1;
+    return NULL;
+}
+
+static void exchange_while_dispatching(mlk_client *c, struct exchange *x)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, do_exchange, x);
+    for (int i = 0; i < 1000 && !x->done; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    pthread_join(th, NULL);
+}
+
+static const char *REQ =
+    "{\"callback_id\":\"network_hook_1\",\"phase\":\"before\",\"host\":\"api.example.com\","
+    "\"method\":\"GET\",\"path\":\"/v1\",\"query\":{\"a\":\"b\"},\"request_headers\":{\"Accept\":[\"*/*\"]}}\n";
+
+Test(hooks, network_reply_shape, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_MUTATE};
+    char sock[256];
+    mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+    struct stat s;
+    cr_assert_eq(stat(sock, &s), 0);
+    cr_assert_eq(s.st_mode & 0777, 0600, "socket mode %o", s.st_mode & 0777);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", sock);
+    *strrchr(dir, '/') = '\0';
+    cr_assert_eq(stat(dir, &s), 0);
+    cr_assert_eq(s.st_mode & 0777, 0700, "dir mode %o", s.st_mode & 0777);
+
+    struct exchange x = {.sock = sock, .request = REQ};
+    exchange_while_dispatching(c, &x);
+    cr_assert_eq(st.calls, 1);
+    cr_assert_str_eq(st.method, "GET");
+    cr_assert_str_eq(st.host, "api.example.com");
+    cr_assert(strstr(x.reply, "\"action\":\"allow\""), "%s", x.reply);
+    cr_assert(strstr(x.reply, "\"request\":{\"headers\":{\"X-A\":[\"1\"]}}"), "%s", x.reply);
+    cr_assert(strstr(x.reply, "\"set_body_base64\":\"bmV3\""), "%s", x.reply);
+    cr_assert(x.reply[strlen(x.reply) - 1] == '\n');
+
+    /* unknown callback ids get an error reply, not silence */
+    struct exchange y = {.sock = sock, .request = "{\"callback_id\":\"network_hook_9\"}\n"};
+    exchange_while_dispatching(c, &y);
+    cr_assert(strstr(y.reply, "\"error\""), "%s", y.reply);
+
+    mlk_close(c, 1, NULL);
+    cr_assert_neq(stat(sock, &s), 0, "socket removed on close");
+    cr_assert_neq(stat(dir, &s), 0, "directory removed on close");
+    mlk_client_free(c);
+}
+
+Test(hooks, network_failing_callback_gives_error_reply, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_FAIL};
+    char sock[256];
+    mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+    struct exchange x = {.sock = sock, .request = REQ};
+    exchange_while_dispatching(c, &x);
+    cr_assert(strstr(x.reply, "{\"error\":\"boom from the host\"}"), "%s", x.reply);
+    mlk_client_free(c);
+}
+
+Test(hooks, network_timeout_then_late_reply_is_safe, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_LATER};
+    char sock[256];
+    mlk_client *c = net_client(&st, 200, sock, sizeof sock);
+    struct exchange x = {.sock = sock, .request = REQ};
+    exchange_while_dispatching(c, &x);
+    cr_assert(strstr(x.reply, "\"error\"") && strstr(x.reply, "200 ms"), "%s", x.reply);
+    cr_assert_not_null(st.kept);
+    cr_assert_eq(mlk_hook_reply(st.kept, NULL, 0), 0); /* dropped safely */
+    mlk_client_free(c);
+}
+
+Test(hooks, unanswered_call_outlives_the_client, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_NEVER};
+    char sock[256];
+    mlk_client *c = net_client(&st, 5000, sock, sizeof sock);
+    struct exchange x = {.sock = sock, .request = REQ};
+    pthread_t th;
+    pthread_create(&th, NULL, do_exchange, &x);
+    for (int i = 0; i < 400 && !st.kept; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_not_null(st.kept);
+    mlk_client_free(c); /* closes the connection: the server side sees EOF */
+    pthread_join(th, NULL);
+    struct stat s;
+    cr_assert_neq(stat(sock, &s), 0, "socket removed when the client is freed");
+    cr_assert_eq(mlk_hook_fail(st.kept, "too late"), 0); /* frees the call and the client */
+}
+
+Test(hooks, foreign_peer_is_refused, .timeout = 30)
+{
+    if (geteuid() != 0) cr_skip_test("needs root to act as another user");
+    struct net_state st = {.mode = ANSWER_MUTATE};
+    char sock[256];
+    mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+        struct exchange x = {.sock = sock, .request = REQ};
+        do_exchange(&x);
+        _exit(x.reply[0] ? 1 : 0); /* refused: no reply at all */
+    }
+    int status;
+    for (int i = 0; i < 400; i++) {
+        mlk_dispatch(c, 0);
+        if (waitpid(pid, &status, WNOHANG) == pid) break;
+        usleep(5000);
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    cr_assert_eq(st.calls, 0, "the hook never ran for a foreign peer");
+    mlk_client_free(c);
+}
+
+Test(hooks, failed_create_removes_the_socket, .timeout = 30)
+{
+#undef CREATE_ANSWER
+#define CREATE_ANSWER "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":-32000,\"message\":\"no kvm\"}}\\n' \"$id\""
+    mlk_client *c = peer_client(PEER);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    struct net_state st = {0};
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, NULL, 0, net_hook, &st), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 10000, &r), MLK_ERPC);
+    cr_assert(mlk_result_is_vm_error(r));
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    char *p = strstr(log, "\"callback_socket\":\"");
+    cr_assert_not_null(p);
+    p += 19;
+    *strchr(p, '"') = '\0';
+    struct stat s;
+    cr_assert_neq(stat(p, &s), 0, "socket %s removed after a failed create", p);
+    free(log);
+    mlk_sandbox_free(sb);
+    mlk_client_free(c);
+#undef CREATE_ANSWER
+#define CREATE_ANSWER "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"id\":\"vm-hooks\"}}\\n' \"$id\""
+}
+
+Test(hooks, rule_validation)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    size_t n;
+    const char *blk[] = {"action", "block"};
+    char *mp = mp_strmap(&n, 1, blk);
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, mp, n, net_hook, NULL), MLK_EINVALID_NET_HOOK);
+    free(mp);
+    mlk_sandbox_free(sb);
+
+    sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, NULL, 0, NULL, NULL), MLK_EINVALID_NET_HOOK);
+    mlk_sandbox_free(sb);
+
+    sb = mlk_sandbox_new("alpine:latest");
+    const char *before[] = {"phase", "before"};
+    mp = mp_strmap(&n, 1, before);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_AFTER, mp, n, net_hook, NULL), MLK_EINVALID_VFS_HOOK);
+    free(mp);
+    char *json, *msg;
+    size_t jl;
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &jl, &msg), MLK_EINVALID_VFS_HOOK);
+    cr_assert(strstr(msg, "phase"), "%s", msg);
+    mlk_free(msg);
+    mlk_sandbox_free(sb);
+
+    sb = mlk_sandbox_new("alpine:latest");
+    const char *after[] = {"phase", "after"};
+    mp = mp_strmap(&n, 1, after);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, mp, n, net_hook, NULL), MLK_EINVALID_VFS_HOOK);
+    free(mp);
+    mlk_sandbox_free(sb);
+
+    sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, NULL, NULL), MLK_EINVALID_VFS_HOOK);
+    mlk_sandbox_free(sb);
+
+    /* after-hooks switch on emit_events (and need a mount) */
+    sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_AFTER, NULL, 0, net_hook, NULL), 0);
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &jl, &msg), MLK_EINVALID_VFS_HOOK);
+    mlk_free(msg);
+    mlk_sandbox_set_workspace(sb, "/workspace");
+    mlk_sandbox_mount_memory(sb, "/workspace");
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &jl, &msg), 0, "%s", msg ? msg : "");
+    cr_assert(strstr(json, "\"interception\":{\"emit_events\":true}"), "%s", json);
+    mlk_free(json);
+    mlk_sandbox_free(sb);
+}
+
+/* ---- VFS action and mutate hooks -------------------------------------- */
+
+struct vfs_state {
+    int calls;
+    char op[16], path[128];
+};
+
+static void block_tmp(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct vfs_state *st = ud;
+    st->calls++;
+    char *op = mp_field(req, len, "op"), *path = mp_field(req, len, "path");
+    snprintf(st->op, sizeof st->op, "%s", op ? op : "");
+    snprintf(st->path, sizeof st->path, "%s", path ? path : "");
+    int block = path && strncmp(path, "/ws/secret", 10) == 0;
+    free(op);
+    free(path);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body(&pk, block ? "block" : "allow", 5);
+    mlk_hook_reply(call, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void upper(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    char *data = mp_field(req, len, "data");
+    for (char *p = data; p && *p; p++)
+        if (*p >= 'a' && *p <= 'z') *p -= 32;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_bin_with_body(&pk, data, strlen(data));
+    mlk_hook_reply(call, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    free(data);
+}
+
+static void exclaim(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    char *data = mp_field(req, len, "data");
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s!", data);
+    free(data);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body(&pk, buf, strlen(buf));
+    mlk_hook_reply(call, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void failing(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    mlk_hook_fail(call, "host exception: KeyError");
+}
+
+static mlk_client *vfs_client_with(mlk_sandbox *sb, const char *script)
+{
+    mlk_client *c = peer_client(script);
+    mlk_result *r = NULL;
+    mlk_sandbox_set_workspace(sb, "/ws");
+    mlk_sandbox_mount_memory(sb, "/ws");
+    cr_assert_eq(mlk_create(c, sb, 10000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    return c;
+}
+
+static mlk_client *vfs_client(mlk_sandbox *sb) { return vfs_client_with(sb, PEER); }
+
+Test(hooks, action_hook_blocks_before_sending, .timeout = 30)
+{
+    struct vfs_state st = {0};
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char *rule[] = {"name", "no-secrets", "path", "/ws/*"};
+    size_t n;
+    char *mp = mp_strmap(&n, 2, rule);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, mp, n, block_tmp, &st), 0);
+    free(mp);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_write_file(c, "/ws/secret.txt", "x", 1, 0, 0, &r), MLK_EVFS_BLOCKED);
+    cr_assert(strstr(mlk_result_message(r), "no-secrets"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_str_eq(st.op, "write");
+    cr_assert_eq(mlk_read_file(c, "/ws/ok.txt", 0, &r), 0, "%s", mlk_result_message(r));
+    cr_assert_str_eq(st.op, "read");
+    mlk_result_free(r);
+    cr_assert_eq(mlk_list_files(c, "/ws/secret", 0, &r), MLK_EVFS_BLOCKED);
+    cr_assert_str_eq(st.op, "readdir");
+    mlk_result_free(r);
+    /* paths outside the glob never reach the hook */
+    int before = st.calls;
+    cr_assert_eq(mlk_write_file(c, "/ws/deeper/x", "x", 1, 0, 0, &r), 0);
+    mlk_result_free(r);
+    cr_assert_eq(st.calls, before, "* does not cross /");
+    char *log = slurp(logfile);
+    cr_assert_null(strstr(log, "secret.txt"), "a blocked write is never sent: %s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+Test(hooks, mutate_hooks_chain_in_rule_order, .timeout = 30)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, upper, NULL), 0);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, exclaim, NULL), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_write_file(c, "/ws/a.txt", "hello", 5, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    /* "HELLO!" in base64 */
+    cr_assert(strstr(log, "\"content\":\"SEVMTE8h\""), "%s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+static int async_status = 1;
+static void async_done(void *ud, uint64_t op, const mlk_result *r) { async_status = mlk_result_status(r); }
+
+Test(hooks, failing_hook_fails_the_call_async_too, .timeout = 30)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, NULL, 0, failing, NULL), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_read_file(c, "/ws/a", 0, &r), MLK_EUSER);
+    cr_assert(strstr(mlk_result_message(r), "KeyError"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    uint64_t op;
+    cr_assert_eq(mlk_read_file_async(c, "/ws/a", 0, async_done, NULL, &op), 0);
+    for (int i = 0; i < 400 && async_status == 1; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_eq(async_status, MLK_EUSER);
+    mlk_client_free(c);
+}
+
+/* ---- after-hooks --------------------------------------------------------- */
+
+#define EVENT(path) \
+    "printf '{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":\"file\",\"timestamp\":1," \
+    "\"file\":{\"op\":\"write\",\"path\":\"" path "\",\"size\":1}}}\\n'; "
+
+struct after_state {
+    int plain, dangerous, exec_ok;
+};
+
+static void plain_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct after_state *st = ud;
+    cr_assert_null(call);
+    cr_assert_eq(kind, MLK_HOOK_VFS_AFTER);
+    st->plain++;
+}
+
+static void dangerous_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct after_state *st = ud;
+    st->dangerous++;
+    /* a blocking call on the same client from inside a hook completes */
+    mlk_result *r = NULL;
+    if (mlk_exec(c, "echo ok", NULL, &r) == 0) st->exec_ok++;
+    mlk_result_free(r);
+}
+
+Test(hooks, after_hooks_filter_suppress_and_may_call_the_client, .timeout = 30)
+{
+#undef CREATE_ANSWER
+#define CREATE_ANSWER \
+    "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"id\":\"vm-hooks\"}}\\n' \"$id\"; " \
+    EVENT("/ws/a.txt") EVENT("/ws/b.txt") EVENT("/ws/sub/c.txt") EVENT("/ws/d.log")
+    struct after_state st = {0};
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char *rule[] = {"path", "/ws/*.txt"};
+    size_t n;
+    char *mp = mp_strmap(&n, 1, rule);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_AFTER, mp, n, plain_hook, &st), 0);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_DANGEROUS, mp, n, dangerous_hook, &st), 0);
+    free(mp);
+    mlk_client *c = vfs_client_with(sb, PEER);
+    mlk_sandbox_free(sb);
+    for (int i = 0; i < 100; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    /* a.txt and b.txt match; sub/c.txt and d.log do not.  b.txt arrived
+     * while the plain hook for a.txt was queued: suppressed. */
+    cr_assert_eq(st.plain, 1, "plain %d dangerous %d exec %d", st.plain, st.dangerous, st.exec_ok);
+    cr_assert_eq(st.dangerous, 2, "dangerous %d", st.dangerous);
+    cr_assert_eq(st.exec_ok, 2);
+    char *log = slurp(logfile);
+    cr_assert(strstr(log, "\"emit_events\":true"), "%s", log);
+    free(log);
+    mlk_client_free(c);
+#undef CREATE_ANSWER
+#define CREATE_ANSWER "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"id\":\"vm-hooks\"}}\\n' \"$id\""
+}

@@ -161,6 +161,8 @@ typedef struct {
     int err_ref;       /* first failed done/event callback, or LUA_NOREF */
     int nerr;          /* how many failed since the last take */
     mlkL_ctx *ctxs;    /* async calls not completed yet */
+    int depth;         /* dispatch/exec calls of this client in progress */
+    int free_pending;  /* freed from inside one of them: free at the end */
 } mlkL_client;
 
 /* The Lua functions of one call. */
@@ -180,7 +182,8 @@ static mlkL_client *mlkL_checkclient_ud(lua_State *L, int idx)
 static mlk_client *mlkL_checkclient(lua_State *L, int idx)
 {
     mlkL_client *g = mlkL_checkclient_ud(L, idx);
-    if (!g->c) luaL_error(L, "matchlock: this client was freed; create a new one with Client.new");
+    if (!g->c || g->free_pending)
+        luaL_error(L, "matchlock: this client was freed; create a new one with Client.new");
     return g->c;
 }
 
@@ -407,9 +410,8 @@ static void mlkL_push_take_error(lua_State *L, mlkL_client *g)
 /* ---------------------------------------------------------------------- */
 /* natives                                                                  */
 
-static int mlkL_client_gc(lua_State *L)
+static void mlkL_client_release(lua_State *L, mlkL_client *g)
 {
-    mlkL_client *g = (mlkL_client *)luaL_checkudata(L, 1, MLKL_CLIENT_MT);
     if (g->c) {
         mlk_client_set_event_cb(g->c, NULL, NULL);
         mlk_client_free(g->c);
@@ -423,7 +425,33 @@ static int mlkL_client_gc(lua_State *L)
     }
     mlkL_unref(L, &g->event_ref);
     mlkL_unref(L, &g->err_ref);
+}
+
+/* __gc and client_free.  Freed from inside one of its own callbacks, the
+ * client is released when the outermost dispatch/exec returns (queued
+ * callbacks still need their contexts). */
+static int mlkL_client_gc(lua_State *L)
+{
+    mlkL_client *g = (mlkL_client *)luaL_checkudata(L, 1, MLKL_CLIENT_MT);
+    if (g->depth > 0) { g->free_pending = 1; return 0; }
+    mlkL_client_release(L, g);
     return 0;
+}
+
+static void mlkL_enter(mlkL_client *g, lua_State *L, lua_State **saved)
+{
+    *saved = g->L;
+    g->L = L;
+    g->depth++;
+}
+
+static void mlkL_leave(mlkL_client *g, lua_State *L, lua_State *saved)
+{
+    g->L = saved;
+    if (--g->depth == 0 && g->free_pending) {
+        g->free_pending = 0;
+        mlkL_client_release(L, g);
+    }
 }
 
 static int mlkL_client_tostring(lua_State *L)
@@ -477,13 +505,14 @@ static int mlkL_client_free(lua_State *L)
 static int mlkL_dispatch(lua_State *L)
 {
     mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlkL_checkclient(L, 1); /* raises when freed */
     int max = (int)luaL_optinteger(L, 2, 0);
     int n = 0;
-    if (g->c) {
-        lua_State *saved = g->L;
-        g->L = L;
+    if (g->c && !g->free_pending) {
+        lua_State *saved;
+        mlkL_enter(g, L, &saved);
         n = mlk_dispatch(g->c, max < 0 ? 0 : max);
-        g->L = saved;
+        mlkL_leave(g, L, saved);
     }
     int nerr = g->nerr;
     lua_pushinteger(L, n);
@@ -536,12 +565,12 @@ static int mlkL_exec(lua_State *L)
         return luaL_error(L, "exec: callbacks need exec options with a streaming mode");
     }
     if (cbs) mlk_exec_opts_set_callbacks(o, mlkL_tramp_output, mlkL_tramp_ready, &x);
-    lua_State *saved = g->L;
-    g->L = L;
+    lua_State *saved;
+    mlkL_enter(g, L, &saved);
     mlk_result *res = NULL;
     int rc = mlk_exec(c, cmd, o, &res);
-    g->L = saved;
     if (cbs) mlk_exec_opts_set_callbacks(o, NULL, NULL, NULL);
+    mlkL_leave(g, L, saved);
     if (x.uerr_ref != LUA_NOREF) rc = MLK_EUSER;
     lua_pushinteger(L, rc);
     mlkL_push_call_result(L, res, &x);

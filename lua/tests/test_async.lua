@@ -210,6 +210,35 @@ return function(T)
     T.ok(true)
   end)
 
+  T.test("freeing a client from inside its own callbacks is deferred safely", function()
+    local c = H.created()
+    local a, b = false, false
+    c:exec_async("true", function() a = true c:free() end)
+    c:exec_async("true", function() b = true end)
+    local t0 = os.time()
+    while not a and os.time() - t0 < 10 do c:poll(50) end
+    T.ok(a)
+    T.raises(function() c:exec("true") end, "freed")
+    T.raises(function() c:dispatch() end, "freed")
+    local c2 = H.created()
+    T.raises(function()
+      c2:exec_stream("echo x; sleep 2", { on_stdout = function() c2:free() end })
+    end)
+    T.raises(function() c2:exec("true") end, "freed")
+  end)
+
+  T.test("a dropped client is collected even with calls in flight", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local function start()
+      local c = H.created()
+      weak[c] = true
+      c:exec_async("sleep 10", { on_stdout = function() end }, function() end)
+    end
+    start()
+    for _ = 1, 4 do collectgarbage() end
+    T.eq(next(weak), nil, "collected")
+  end)
+
   T.test("cancel an async exec", function()
     local c = client()
     local err, finished

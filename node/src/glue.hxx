@@ -359,7 +359,10 @@ static void ClientNew(const FunctionCallbackInfo<Value> &a)
         return;
     }
     mlk_result_free(res);
-    Client *cl = new Client{env, c, new uv_poll_t};
+    Client *cl = new Client();
+    cl->env = env;
+    cl->c = c;
+    cl->poll = new uv_poll_t;
     cl->poll->data = cl;
     if (uv_poll_init(env->loop, cl->poll, mlk_client_fd(c)) != 0) {
         delete cl->poll;

@@ -106,7 +106,7 @@ def test_async_callback_error_and_bad_options(config: ml.Config) -> None:
         async with ml.AsyncClient(config) as c:
             with pytest.raises(ml.ImageRequiredError):
                 await c.create(ml.Sandbox(""))
-            await c.create(ml.Sandbox("alpine:latest"))
+            await c.create(ml.Sandbox("alpine:latest").with_network_interception())
 
             def boom(b: bytes) -> None:
                 raise RuntimeError("async callback failed")

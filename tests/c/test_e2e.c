@@ -406,3 +406,112 @@ Test(e2e, volumes, .timeout = 30)
     mlk_result_free(r);
     mlk_config_free(cfg);
 }
+
+/* ---- hooks end to end (file events and the SDK's own file calls) ------- */
+
+struct seen_files {
+    char paths[16][128];
+    int n;
+};
+
+static void record_after(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct seen_files *s = ud;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, req, len, NULL) == MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            msgpack_object *k = &u.data.via.map.ptr[i].key, *v = &u.data.via.map.ptr[i].val;
+            if (k->via.str.size == 4 && !memcmp(k->via.str.ptr, "path", 4) && s->n < 16)
+                snprintf(s->paths[s->n++], 128, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+static void answer_str(mlk_hook_call *call, const char *s)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body(&pk, s, strlen(s));
+    mlk_hook_reply(call, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void deny_env(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    answer_str(call, memmem(req, len, ".env", 4) ? "block" : "allow");
+}
+
+static void stamp(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    answer_str(call, "stamped by the host\n");
+}
+
+static char *one_rule(size_t *len, const char *key, const char *val)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    msgpack_pack_str_with_body(&pk, val, strlen(val));
+    *len = sb.size;
+    return sb.data;
+}
+
+Test(e2e, vfs_hooks_against_local_backend, .timeout = 60)
+{
+    mlk_config *cfg = local_config();
+    mlk_client *c = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
+    mlk_config_free(cfg);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    mlk_sandbox_set_workspace(sb, "/workspace");
+    mlk_sandbox_mount_memory(sb, "/workspace");
+    struct seen_files seen = {0};
+    size_t n;
+    char *rule = one_rule(&n, "path", "/workspace/*.txt");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_DANGEROUS, rule, n, record_after, &seen), 0);
+    free(rule);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, NULL, 0, deny_env, NULL), 0);
+    rule = one_rule(&n, "path", "/workspace/stamp/*");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, rule, n, stamp, NULL), 0);
+    free(rule);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 30000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+
+    /* an after-hook sees a file written by a command */
+    cr_assert_eq(mlk_exec(c, "echo data > /workspace/from-cmd.txt", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    int found = 0;
+    for (int i = 0; i < 300 && !found; i++) {
+        mlk_dispatch(c, 0);
+        for (int k = 0; k < seen.n; k++) found |= strcmp(seen.paths[k], "/workspace/from-cmd.txt") == 0;
+        usleep(10000);
+    }
+    cr_assert(found, "after-hook saw %d events", seen.n);
+
+    /* an action hook blocks write_file before anything is sent */
+    cr_assert_eq(mlk_write_file(c, "/workspace/.env", "K=V", 3, 0, 0, &r), MLK_EVFS_BLOCKED);
+    mlk_result_free(r);
+    cr_assert_eq(mlk_exec(c, "test -e /workspace/.env", NULL, &r), 0);
+    cr_assert_eq(mlk_result_exit_code(r), 1, "the blocked file does not exist");
+    mlk_result_free(r);
+
+    /* a mutate hook changes what lands in the file */
+    cr_assert_eq(mlk_exec(c, "mkdir -p /workspace/stamp", NULL, &r), 0);
+    mlk_result_free(r);
+    cr_assert_eq(mlk_write_file(c, "/workspace/stamp/a", "original", 8, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_exec(c, "cat /workspace/stamp/a", NULL, &r), 0);
+    const char *out = mlk_result_stdout(r, &n);
+    cr_assert(n == 20 && memcmp(out, "stamped by the host\n", 20) == 0, "%.*s", (int)n, out);
+    mlk_result_free(r);
+    finish(c);
+}

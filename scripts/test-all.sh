@@ -14,6 +14,8 @@ run() {
 
 run "C core (Criterion)" "$build/mlk_tests" -j2 --timeout 120
 run "ABI check" ./scripts/abi-check.sh "$build"
+run "install check" ./scripts/install-check.sh "$build"
+run "Node (node --test)" ./node/run-tests.sh "$build"
 
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install into a scratch prefix and build a consumer twice: with pkg-config
+# and with CMake's find_package(matchlock).  Proves the installed package works.
+set -euo pipefail
+build=${1:-build}
+cd "$(dirname "$0")/.."
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+
+cat > "$prefix/consumer.c" <<'C'
+#include <matchlock.h>
+#include <stdio.h>
+int main(void) {
+    if (mlk_version() / 10000 != MLK_VERSION_MAJOR) return 1;
+    printf("libmatchlock %s\n", mlk_version_str());
+    return 0;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig:${PKG_CONFIG_PATH:-}"
+libdir=$(pkg-config --variable=libdir matchlock)
+cc "$prefix/consumer.c" $(pkg-config --cflags --libs matchlock) -o "$prefix/consumer-pc"
+LD_LIBRARY_PATH="$libdir" "$prefix/consumer-pc"
+
+mkdir -p "$prefix/cm"
+cat > "$prefix/cm/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.18)
+project(consumer C)
+find_package(matchlock 1.0 REQUIRED)
+add_executable(consumer ../consumer.c)
+target_link_libraries(consumer matchlock::matchlock)
+CM
+cmake -S "$prefix/cm" -B "$prefix/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/cm/build" >/dev/null
+LD_LIBRARY_PATH="$libdir" "$prefix/cm/build/consumer"
+echo "install-check: pkg-config and find_package(matchlock) both work"

@@ -132,7 +132,7 @@ static double floor_roundtrips(floor_peer *p, long n)
 /* The raw wire rate: ask for an exec_stream of `bytes` in `chunk`-sized
  * notifications and read it without decoding (bytes on the wire / s).
  * Shows what the pipe plus the peer can deliver. */
-static double floor_stream(floor_peer *p, uint64_t bytes, size_t chunk, uint64_t *wire)
+__attribute__((unused)) static double floor_stream(floor_peer *p, uint64_t bytes, size_t chunk, uint64_t *wire)
 {
     char line[200];
     int l = snprintf(line, sizeof line,

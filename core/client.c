@@ -16,7 +16,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const method_names[] = {
@@ -933,42 +936,6 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     return 0;
 }
 
-MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out)
-{
-    if (!c) return fail_now(MLK_EINVAL, out, "mlk_close: client is NULL");
-    pthread_mutex_lock(&c->mu);
-    int st = c->state;
-    if (st == ST_OPEN) c->state = ST_CLOSING;
-    pthread_mutex_unlock(&c->mu);
-    if (st != ST_OPEN) return result_give(result_new(), out);
-    if (!isfinite(timeout_s) || timeout_s < 0) timeout_s = 0;
-    int wait_ms = timeout_s > 0 ? (int)(timeout_s * 1000) + 1000 : 2000;
-
-    mlk_result *res = NULL;
-    req *r = req_new(c, K_CLOSE, wait_ms);
-    if (r) {
-        jw w;
-        begin_line(&w, "close", r->id);
-        jw_obj(&w);
-        jw_key(&w, "timeout_seconds"); jw_double(&w, timeout_s);
-        jw_obj_end(&w);
-        end_line(&w);
-        call_blocking(c, r, &w, &res);
-    }
-    ioloop_run_sync(t_shutdown, c);
-    hooks_detach(c);
-    int status = 0;
-    int killed = wait_child(c->pid, wait_ms, &status) == 1;
-    if (res && (res->status == MLK_ETIMEDOUT || (killed && res->status == 0)))
-        result_fail(res, MLK_ECLOSE_TIMEOUT, "close timed out after %d ms; the matchlock process was killed", wait_ms);
-    pthread_mutex_lock(&c->mu);
-    c->state = ST_CLOSED;
-    pthread_mutex_unlock(&c->mu);
-    /* A server that already exited is a closed server, not an error. */
-    if (res && (res->status == MLK_EDEAD || res->status == MLK_ECLOSED)) result_fail(res, 0, NULL);
-    return result_give(res ? res : result_new(), out);
-}
-
 void client_final_free(mlk_client *c)
 {
     ioloop_release();
@@ -984,6 +951,14 @@ void client_final_free(mlk_client *c)
     mlk_config_free(c->cfg);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+void client_ref(mlk_client *c) { c->tokens_out++; }
+
+void client_unref(mlk_client *c)
+{
+    int one = 1;
+    if (--c->tokens_out == 0 && atomic_compare_exchange_strong(&c->free_deferred, &one, 0)) client_final_free(c);
 }
 
 static void client_destroy(mlk_client *c)
@@ -1050,61 +1025,395 @@ MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud)
 }
 
 /* ===================================================================== */
+/* routing a call to its caller: blocking (a waiter) or async (done)       */
+
+/* Where a call's completion goes.  Blocking calls wait on `wt`. */
+typedef struct route {
+    int blocking;
+    waiter wt;
+    mlk_done_cb done;
+    void *ud;
+} route;
+
+static int route_init(route *rt, int blocking, mlk_done_cb done, void *ud)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->blocking = blocking;
+    rt->done = done;
+    rt->ud = ud;
+    return blocking ? queue_init(&rt->wt.q) : 0;
+}
+
+static mlk_queue *route_queue(mlk_client *c, route *rt) { return rt->blocking ? &rt->wt.q : &c->mainq; }
+
+/* Deliver res (owned) to the route's caller, as the call's one completion. */
+static void route_deliver(mlk_client *c, route *rt, uint64_t op, mlk_result *res)
+{
+    done_item *d = calloc(1, sizeof *d);
+    if (!d) { mlk_result_free(res); return; }
+    d->base.run = done_run;
+    d->base.drop = done_drop;
+    d->done = rt->done;
+    d->ud = rt->ud;
+    d->op = op;
+    d->res = res;
+    d->w = rt->blocking ? &rt->wt : NULL;
+    queue_push(route_queue(c, rt), &d->base);
+}
+
+/* Finish starting a call: blocking calls wait here; async calls return. */
+static int route_finish(route *rt, mlk_result **out)
+{
+    return rt->blocking ? wait_for(&rt->wt, out) : 0;
+}
+
+/* A failure before anything was sent: returned to a blocking caller,
+ * delivered through done (with its message) to an async one. */
+static int route_fail(mlk_client *c, route *rt, uint64_t op, int status, const char *msg, mlk_result **out)
+{
+    mlk_result *res = result_new();
+    if (res) result_fail(res, status, "%s", msg ? msg : mlk_strerror(status));
+    route_deliver(c, rt, op, res);
+    return route_finish(rt, out);
+}
+
+/* Send r (line w) along the route. */
+static int route_call(mlk_client *c, route *rt, req *r, jw *w, mlk_result **out)
+{
+    r->q = route_queue(c, rt);
+    r->w = rt->blocking ? &rt->wt : NULL;
+    r->done = rt->done;
+    r->ud = rt->ud;
+    submit_or_fail(c, r, w);
+    return route_finish(rt, out);
+}
+
+/* Copy a borrowed result (for continuations that outlive a callback). */
+static mlk_result *result_dup(const mlk_result *s)
+{
+    mlk_result *r = result_new();
+    if (!r || !s) return r;
+    r->status = s->status;
+    r->rpc_code = s->rpc_code;
+    r->exit_code = s->exit_code;
+    r->duration_ms = s->duration_ms;
+    if (s->message && s->message[0]) result_fail(r, s->status, "%s", s->message);
+    if (s->out) result_set_copy(r, 'o', s->out, s->out_len);
+    if (s->err) result_set_copy(r, 'e', s->err, s->err_len);
+    if (s->data) result_set_copy(r, 'd', s->data, s->data_len);
+    if (s->mp) result_set_copy(r, 'm', s->mp, s->mp_len);
+    return r;
+}
+
+#define START(c, rt, blocking, done, ud, out)                                                \
+    do {                                                                                     \
+        if (!(c)) return (blocking) ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL; \
+        if (client_state(c) != ST_OPEN) return (blocking) ? closed_result(out) : MLK_ECLOSED; \
+        if (route_init(rt, blocking, done, ud) != 0)                                         \
+            return (blocking) ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;      \
+    } while (0)
+
+/* ===================================================================== */
 /* public: create                                                           */
 
-static int do_create(mlk_client *c, const mlk_sandbox *sb, int launch, int64_t timeout_ms, mlk_result **out)
+typedef struct create_cont {
+    mlk_client *c;
+    route rt;                    /* copied by value: the waiter lives in the caller's frame */
+    route *rtp;
+    uint64_t op;
+    char *pf_params;             /* rendered port_forward params, or NULL */
+    int64_t timeout_ms;
+    mlk_result *created;
+} create_cont;
+
+static void create_cont_free(create_cont *k)
 {
-    if (!c || !sb) return fail_now(MLK_EINVAL, out, "create: client and sandbox are required");
-    if (client_state(c) != ST_OPEN) return closed_result(out);
-    if (mlk_client_vm_id(c))
-        return fail_now(MLK_ESTATE, out, "create: this client already created a sandbox; use a new client for another one");
+    free(k->pf_params);
+    mlk_result_free(k->created);
+    free(k);
+}
+
+static void pf_done(void *ud, uint64_t op, const mlk_result *res)
+{
+    create_cont *k = ud;
+    /* the sandbox exists either way: report the port-forward failure, or the create result */
+    mlk_result *final = res->status ? result_dup(res) : k->created;
+    if (res->status == 0) k->created = NULL;
+    route_deliver(k->c, k->rtp, k->op, final);
+    create_cont_free(k);
+}
+
+static void create_done(void *ud, uint64_t op, const mlk_result *res)
+{
+    create_cont *k = ud;
+    mlk_client *c = k->c;
+    pthread_mutex_lock(&c->mu);
+    c->creating = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (res->status != 0 || !k->pf_params) {
+        if (res->status != 0) hooks_free(c); /* a failed create leaves no socket behind */
+        route_deliver(c, k->rtp, k->op, result_dup(res));
+        create_cont_free(k);
+        return;
+    }
+    k->created = result_dup(res);
+    req *r = req_new(c, K_PORTFWD, k->timeout_ms);
+    if (!r) { route_deliver(c, k->rtp, k->op, result_dup(res)); create_cont_free(k); return; }
+    jw w;
+    begin_line(&w, "port_forward", r->id);
+    jw_value(&w, k->pf_params, strlen(k->pf_params));
+    end_line(&w);
+    r->q = route_queue(c, k->rtp);
+    r->done = pf_done;
+    r->ud = k;
+    submit_or_fail(c, r, &w);
+}
+
+/* port_forward params {"forwards":[...],"addresses":[...]} into w. */
+static int render_port_forward(const char *const *specs, size_t n, const char *const *addrs, size_t naddrs,
+                               jw *w, char **msg)
+{
+    jw fw;
+    jw_init(&fw);
+    int rc = port_forward_render(specs, n, &fw, msg);
+    if (rc == 0) {
+        jw_obj(w);
+        jw_key(w, "forwards"); jw_value(w, fw.buf, fw.len);
+        jw_key(w, "addresses");
+        jw_arr(w);
+        if (naddrs == 0 || !addrs) jw_str(w, "127.0.0.1");
+        for (size_t i = 0; addrs && i < naddrs; i++) jw_str(w, addrs[i]);
+        jw_arr_end(w);
+        jw_obj_end(w);
+        if (w->oom) rc = MLK_ENOMEM;
+    }
+    jw_free(&fw);
+    return rc;
+}
+
+static int do_create(mlk_client *c, const mlk_sandbox *sb, int launch, int64_t timeout_ms, int blocking,
+                     mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
+{
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    create_cont *k = calloc(1, sizeof *k);
+    uint64_t id = c->next_id++;
+    if (op) *op = id;
+    if (!k) return route_fail(c, &rt, id, MLK_ENOMEM, NULL, out);
+    k->c = c;
+    k->op = id;
+    k->timeout_ms = timeout_ms;
+    k->rt = rt;
+    k->rtp = blocking ? &rt : &k->rt;
+    if (!sb) { free(k); return route_fail(c, &rt, id, MLK_EINVAL, "create: the sandbox is NULL", out); }
+    pthread_mutex_lock(&c->mu);
+    int busy = c->vm_id || c->creating;
+    if (!busy) c->creating = 1;
+    pthread_mutex_unlock(&c->mu);
+    if (busy) {
+        free(k);
+        return route_fail(c, &rt, id, MLK_ESTATE,
+                          "create: this client already created a sandbox; use a new client for another one", out);
+    }
     char *msg = NULL;
     const char *socket = NULL;
-    int rc = 0;
-    if (!c->hooks) rc = hooks_attach(c, sandbox_hooks(sb), sandbox_net_rule_count(sb), &socket, &msg);
-    req *r = rc == 0 ? req_new(c, K_CREATE, timeout_ms) : NULL;
-    if (rc == 0 && !r) rc = MLK_ENOMEM;
+    int rc = hooks_attach(c, sandbox_hooks(sb), sandbox_net_rule_count(sb), &socket, &msg);
     jw w;
     jw_init(&w);
     if (rc == 0) {
-        begin_line(&w, "create", r->id);
+        begin_line(&w, "create", id);
         rc = sandbox_render(sb, launch, socket, &w, &msg);
+        end_line(&w);
+    }
+    const char *const *specs, *const *addrs;
+    size_t naddrs = 0, nspecs = rc == 0 ? sandbox_port_forwards(sb, &specs, &addrs, &naddrs) : 0;
+    if (rc == 0 && nspecs) {
+        jw pf;
+        jw_init(&pf);
+        rc = render_port_forward(specs, nspecs, addrs, naddrs, &pf, &msg);
+        k->pf_params = rc == 0 ? jw_take(&pf, NULL) : NULL;
+        jw_free(&pf);
+        if (rc == 0 && !k->pf_params) rc = MLK_ENOMEM;
     }
     if (rc != 0) {
         jw_free(&w);
-        req_free(r);
         hooks_free(c);
-        rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
+        pthread_mutex_lock(&c->mu);
+        c->creating = 0;
+        pthread_mutex_unlock(&c->mu);
+        create_cont_free(k);
+        rc = route_fail(c, &rt, id, rc, msg, out);
         free(msg);
         return rc;
     }
-    end_line(&w);
-    mlk_result *res = NULL;
-    rc = call_blocking(c, r, &w, &res);
-    if (rc != 0) hooks_free(c); /* a failed create leaves no socket behind */
-    const char *const *specs, *const *addrs;
-    size_t naddrs = 0;
-    size_t n = rc == 0 ? sandbox_port_forwards(sb, &specs, &addrs, &naddrs) : 0;
-    if (n > 0) {
-        mlk_result *pf = NULL;
-        if (mlk_port_forward(c, specs, n, addrs, naddrs, timeout_ms, &pf) != 0) {
-            mlk_result_free(res);
-            res = pf;
-        } else {
-            mlk_result_free(pf);
-        }
-    }
-    return result_give(res, out);
+    req *r = calloc(1, sizeof *r);
+    if (!r) { jw_free(&w); hooks_free(c); create_cont_free(k); return route_fail(c, &rt, id, MLK_ENOMEM, NULL, out); }
+    r->c = c;
+    r->kind = K_CREATE;
+    r->id = id;
+    r->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+    r->q = route_queue(c, k->rtp);
+    r->done = create_done;
+    r->ud = k;
+    submit_or_fail(c, r, &w);
+    return route_finish(&rt, out);
 }
 
 MLK_API int mlk_create(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out)
 {
-    return do_create(c, sb, 0, timeout_ms, out);
+    return do_create(c, sb, 0, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_launch(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out)
 {
-    return do_create(c, sb, 1, timeout_ms, out);
+    return do_create(c, sb, 1, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_create_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_done_cb done, void *ud,
+                             uint64_t *op)
+{
+    return do_create(c, sb, 0, timeout_ms, 0, done, ud, op, NULL);
+}
+
+MLK_API int mlk_launch_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_done_cb done, void *ud,
+                             uint64_t *op)
+{
+    return do_create(c, sb, 1, timeout_ms, 0, done, ud, op, NULL);
+}
+
+/* ===================================================================== */
+/* public: close                                                            */
+
+typedef struct close_cont {
+    mlk_client *c;
+    route rt, *rtp;
+    uint64_t op;
+    int wait_ms;
+    mlk_result *res;             /* the close RPC's outcome */
+    struct event *timer;         /* I/O: polls for the child's exit */
+    struct timespec deadline;
+} close_cont;
+
+static long ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static void close_complete(close_cont *k, int killed)
+{
+    mlk_client *c = k->c;
+    mlk_result *res = k->res ? k->res : result_new();
+    if (res && (res->status == MLK_ETIMEDOUT || (killed && res->status == 0)))
+        result_fail(res, MLK_ECLOSE_TIMEOUT, "close timed out after %d ms; the matchlock process was killed",
+                    k->wait_ms);
+    /* A server that already exited is a closed server, not an error. */
+    if (res && (res->status == MLK_EDEAD || res->status == MLK_ECLOSED)) result_fail(res, 0, NULL);
+    pthread_mutex_lock(&c->mu);
+    c->state = ST_CLOSED;
+    pthread_mutex_unlock(&c->mu);
+    route_deliver(c, k->rtp, k->op, res);
+    if (k->timer) event_free(k->timer);
+    free(k);
+}
+
+/* I/O thread: wait for the child without blocking the loop. */
+static void close_poll(evutil_socket_t fd, short what, void *arg)
+{
+    close_cont *k = arg;
+    int status;
+    pid_t r = waitpid(k->c->pid, &status, WNOHANG);
+    if (r == k->c->pid || (r < 0 && errno == ECHILD)) { close_complete(k, 0); return; }
+    if (ms_left(&k->deadline) <= 0) {
+        kill(k->c->pid, SIGKILL);
+        while (waitpid(k->c->pid, &status, 0) < 0 && errno == EINTR) {}
+        close_complete(k, 1);
+        return;
+    }
+    struct timeval tv = {0, 10000};
+    evtimer_add(k->timer, &tv);
+}
+
+static void t_close_finish(void *p)
+{
+    close_cont *k = p;
+    t_shutdown(k->c);
+    clock_gettime(CLOCK_MONOTONIC, &k->deadline);
+    k->deadline.tv_sec += k->wait_ms / 1000;
+    k->deadline.tv_nsec += (long)(k->wait_ms % 1000) * 1000000;
+    if (k->deadline.tv_nsec >= 1000000000) { k->deadline.tv_sec++; k->deadline.tv_nsec -= 1000000000; }
+    k->timer = evtimer_new(ioloop_base(), close_poll, k);
+    if (!k->timer) { close_complete(k, 0); return; }
+    close_poll(-1, 0, k);
+}
+
+static void close_rpc_done(void *ud, uint64_t op, const mlk_result *res)
+{
+    close_cont *k = ud;
+    k->res = result_dup(res);
+    hooks_detach(k->c);
+    if (ioloop_post(t_close_finish, k) != 0) close_complete(k, 0);
+}
+
+static int do_close(mlk_client *c, double timeout_s, int blocking, mlk_done_cb done, void *ud, uint64_t *op,
+                    mlk_result **out)
+{
+    if (!c) return blocking ? fail_now(MLK_EINVAL, out, "close: client is NULL") : MLK_EINVAL;
+    route rt;
+    if (route_init(&rt, blocking, done, ud) != 0)
+        return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;
+    uint64_t id = c->next_id++;
+    if (op) *op = id;
+    pthread_mutex_lock(&c->mu);
+    int st = c->state;
+    if (st == ST_OPEN) c->state = ST_CLOSING;
+    pthread_mutex_unlock(&c->mu);
+    if (st != ST_OPEN) { /* idempotent */
+        route_deliver(c, &rt, id, result_new());
+        return route_finish(&rt, out);
+    }
+    if (!isfinite(timeout_s) || timeout_s < 0) timeout_s = 0;
+    close_cont *k = calloc(1, sizeof *k);
+    req *r = calloc(1, sizeof *r);
+    if (!k || !r) {
+        free(k);
+        free(r);
+        pthread_mutex_lock(&c->mu);
+        c->state = ST_OPEN;
+        pthread_mutex_unlock(&c->mu);
+        return route_fail(c, &rt, id, MLK_ENOMEM, NULL, out);
+    }
+    k->c = c;
+    k->op = id;
+    k->rt = rt;
+    k->rtp = blocking ? &rt : &k->rt;
+    k->wait_ms = timeout_s > 0 ? (int)(timeout_s * 1000) + 1000 : 2000;
+    r->c = c;
+    r->kind = K_CLOSE;
+    r->id = id;
+    r->timeout_ms = k->wait_ms;
+    r->q = route_queue(c, k->rtp);
+    r->done = close_rpc_done;
+    r->ud = k;
+    jw w;
+    begin_line(&w, "close", id);
+    jw_obj(&w);
+    jw_key(&w, "timeout_seconds"); jw_double(&w, timeout_s);
+    jw_obj_end(&w);
+    end_line(&w);
+    submit_or_fail(c, r, &w);
+    return route_finish(&rt, out);
+}
+
+MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out)
+{
+    return do_close(c, timeout_s, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_close_async(mlk_client *c, double timeout_s, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_close(c, timeout_s, 0, done, ud, op, NULL);
 }
 
 /* ===================================================================== */
@@ -1489,24 +1798,33 @@ MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeou
     return file_call(c, K_LIST, path, NULL, 0, 0, timeout_ms, 0, done, ud, op, NULL);
 }
 
-static req *noparam_request(mlk_client *c, int kind, int64_t timeout_ms, jw *w)
+/* ===================================================================== */
+/* public: logs                                                             */
+
+static int do_log(mlk_client *c, int64_t timeout_ms, int blocking, mlk_done_cb done, void *ud, uint64_t *op,
+                  mlk_result **out)
 {
-    req *r = req_new(c, kind, timeout_ms);
-    if (!r) return NULL;
-    begin_line(w, method_names[kind], r->id);
-    jw_obj(w);
-    jw_obj_end(w);
-    end_line(w);
-    return r;
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    req *r = req_new(c, K_LOG, timeout_ms);
+    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    if (op) *op = r->id;
+    jw w;
+    begin_line(&w, "log", r->id);
+    jw_obj(&w);
+    jw_obj_end(&w);
+    end_line(&w);
+    return route_call(c, &rt, r, &w, out);
 }
 
 MLK_API int mlk_log(mlk_client *c, int64_t timeout_ms, mlk_result **out)
 {
-    CHECK_OPEN(c, out);
-    jw w;
-    req *r = noparam_request(c, K_LOG, timeout_ms, &w);
-    if (!r) return fail_now(MLK_ENOMEM, out, "out of memory");
-    return call_blocking(c, r, &w, out);
+    return do_log(c, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_log_async(mlk_client *c, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_log(c, timeout_ms, 0, done, ud, op, NULL);
 }
 
 MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_done_cb done,
@@ -1514,9 +1832,13 @@ MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_don
 {
     if (!c) return MLK_EINVAL;
     if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
-    jw w;
-    req *r = noparam_request(c, K_LOG_STREAM, 0, &w);
+    req *r = req_new(c, K_LOG_STREAM, 0);
     if (!r) return MLK_ENOMEM;
+    jw w;
+    begin_line(&w, "log_stream", r->id);
+    jw_obj(&w);
+    jw_obj_end(&w);
+    end_line(&w);
     r->on_output = on_output;
     return call_async(c, r, &w, done, ud, op);
 }
@@ -1524,22 +1846,26 @@ MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_don
 /* ===================================================================== */
 /* public: network                                                          */
 
-static int allow_list_call(mlk_client *c, const char *method, const char *const *hosts, size_t n,
-                           int64_t timeout_ms, mlk_result **out)
+static int do_allow_list(mlk_client *c, const char *method, const char *const *hosts, size_t n, int64_t timeout_ms,
+                         int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
 {
-    CHECK_OPEN(c, out);
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    req *r = req_new(c, K_ALLOW, timeout_ms);
+    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    if (op) *op = r->id;
     jw arr;
     jw_init(&arr);
     char *msg = NULL;
     int rc = allow_list_render(hosts, n, &arr, &msg);
     if (rc != 0) {
         jw_free(&arr);
-        rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
+        uint64_t id = r->id;
+        req_free(r);
+        rc = route_fail(c, &rt, id, rc, msg, out);
         free(msg);
         return rc;
     }
-    req *r = req_new(c, K_ALLOW, timeout_ms);
-    if (!r) { jw_free(&arr); return fail_now(MLK_ENOMEM, out, "out of memory"); }
     jw w;
     begin_line(&w, method, r->id);
     jw_obj(&w);
@@ -1547,64 +1873,69 @@ static int allow_list_call(mlk_client *c, const char *method, const char *const 
     jw_obj_end(&w);
     end_line(&w);
     jw_free(&arr);
-    return call_blocking(c, r, &w, out);
+    return route_call(c, &rt, r, &w, out);
 }
 
 MLK_API int mlk_allow_list_add(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms, mlk_result **out)
 {
-    return allow_list_call(c, "allow_list_add", hosts, n, timeout_ms, out);
+    return do_allow_list(c, "allow_list_add", hosts, n, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_allow_list_delete(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms, mlk_result **out)
 {
-    return allow_list_call(c, "allow_list_delete", hosts, n, timeout_ms, out);
+    return do_allow_list(c, "allow_list_delete", hosts, n, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_allow_list_add_async(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms,
+                                     mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_allow_list(c, "allow_list_add", hosts, n, timeout_ms, 0, done, ud, op, NULL);
+}
+
+MLK_API int mlk_allow_list_delete_async(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms,
+                                        mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_allow_list(c, "allow_list_delete", hosts, n, timeout_ms, 0, done, ud, op, NULL);
+}
+
+static int do_port_forward(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs, size_t naddrs,
+                           int64_t timeout_ms, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
+{
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    req *r = req_new(c, K_PORTFWD, timeout_ms);
+    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    if (op) *op = r->id;
+    jw w;
+    begin_line(&w, "port_forward", r->id);
+    char *msg = NULL;
+    int rc = render_port_forward(specs, n, addrs, naddrs, &w, &msg);
+    if (rc != 0) {
+        jw_free(&w);
+        uint64_t id = r->id;
+        req_free(r);
+        rc = route_fail(c, &rt, id, rc, msg, out);
+        free(msg);
+        return rc;
+    }
+    end_line(&w);
+    return route_call(c, &rt, r, &w, out);
 }
 
 MLK_API int mlk_port_forward(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs,
                              size_t naddrs, int64_t timeout_ms, mlk_result **out)
 {
-    CHECK_OPEN(c, out);
-    jw fw;
-    jw_init(&fw);
-    char *msg = NULL;
-    int rc = port_forward_render(specs, n, &fw, &msg);
-    if (rc != 0) {
-        jw_free(&fw);
-        rc = fail_now(rc, out, msg ? msg : mlk_strerror(rc));
-        free(msg);
-        return rc;
-    }
-    req *r = req_new(c, K_PORTFWD, timeout_ms);
-    if (!r) { jw_free(&fw); return fail_now(MLK_ENOMEM, out, "out of memory"); }
-    jw w;
-    begin_line(&w, "port_forward", r->id);
-    jw_obj(&w);
-    jw_key(&w, "forwards"); jw_value(&w, fw.buf, fw.len);
-    jw_key(&w, "addresses");
-    jw_arr(&w);
-    if (naddrs == 0 || !addrs) jw_str(&w, "127.0.0.1");
-    for (size_t i = 0; addrs && i < naddrs; i++) jw_str(&w, addrs[i]);
-    jw_arr_end(&w);
-    jw_obj_end(&w);
-    end_line(&w);
-    jw_free(&fw);
-    return call_blocking(c, r, &w, out);
+    return do_port_forward(c, specs, n, addrs, naddrs, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_port_forward_async(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs,
+                                   size_t naddrs, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_port_forward(c, specs, n, addrs, naddrs, timeout_ms, 0, done, ud, op, NULL);
 }
 
 /* ===================================================================== */
 /* public: CLI side channels                                                */
-
-MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
-{
-    if (!c) return fail_now(MLK_EINVAL, out, "remove: client is NULL");
-    const char *id = mlk_client_vm_id(c);
-    if (!id) return fail_now(MLK_ENOTCREATED, out, "remove: no sandbox was created by this client");
-    mlk_result *r = result_new();
-    if (!r) return MLK_ENOMEM;
-    const char *args[] = {"rm", id};
-    run_cli(c->cfg, args, 2, MLK_EREMOVE, r);
-    return result_give(r, out);
-}
 
 /* Parse the CLI's JSON stdout into the result's msgpack field. */
 static void cli_json_to_mp(mlk_result *r)
@@ -1627,6 +1958,99 @@ static void cli_json_to_mp(mlk_result *r)
     }
     jd_free(&d);
     free(copy);
+}
+
+/* A CLI command run for an async call: on a short-lived thread of its own
+ * (the command is a whole process; the thread ends with it).  The job holds
+ * a reference on the client so freeing it waits for the job. */
+typedef struct cli_job {
+    mlk_client *c;
+    route rt;
+    uint64_t op;
+    char *args[8];
+    size_t nargs;
+    int fail_code, json;
+} cli_job;
+
+static void cli_run(cli_job *j)
+{
+    mlk_result *r = result_new();
+    if (r) {
+        run_cli(j->c->cfg, (const char *const *)j->args, j->nargs, j->fail_code, r);
+        if (j->json) cli_json_to_mp(r);
+    }
+    route_deliver(j->c, &j->rt, j->op, r);
+}
+
+static void *cli_thread(void *p)
+{
+    cli_job *j = p;
+    cli_run(j);
+    mlk_client *c = j->c;
+    for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
+    free(j);
+    client_unref(c);
+    return NULL;
+}
+
+static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out,
+                     int fail_code, int json, const char *const *args, size_t nargs)
+{
+    if (!c) return blocking ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL;
+    cli_job *j = calloc(1, sizeof *j);
+    if (!j || route_init(&j->rt, blocking, done, ud) != 0) {
+        free(j);
+        return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;
+    }
+    j->c = c;
+    j->op = c->next_id++;
+    if (op) *op = j->op;
+    j->fail_code = fail_code;
+    j->json = json;
+    for (size_t i = 0; i < nargs && i < 8; i++) j->args[j->nargs++] = xstrdup(args[i]);
+    if (blocking) { /* run it right here */
+        cli_run(j);
+        int st = route_finish(&j->rt, out);
+        for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
+        free(j);
+        return st;
+    }
+    client_ref(c);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t th;
+    int rc = pthread_create(&th, &at, cli_thread, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        client_unref(c);
+        for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
+        free(j);
+        return MLK_ENOMEM;
+    }
+    return 0;
+}
+
+MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
+{
+    if (!c) return fail_now(MLK_EINVAL, out, "remove: client is NULL");
+    const char *id = mlk_client_vm_id(c);
+    if (!id) return fail_now(MLK_ENOTCREATED, out, "remove: no sandbox was created by this client");
+    const char *args[] = {"rm", id};
+    return cli_start(c, 1, NULL, NULL, NULL, out, MLK_EREMOVE, 0, args, 2);
+}
+
+MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!c) return MLK_EINVAL;
+    const char *id = mlk_client_vm_id(c);
+    if (!id) return MLK_ENOTCREATED;
+    const char *args[] = {"rm", id};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_EREMOVE, 0, args, 2);
 }
 
 MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out)
@@ -1661,4 +2085,28 @@ MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_resul
     const char *args[] = {"volume", "rm", name};
     run_cli(cfg, args, 3, MLK_ECLI, r);
     return result_give(r, out);
+}
+
+MLK_API int mlk_volume_create_async(mlk_client *c, const char *name, int64_t size_mb, mlk_done_cb done, void *ud,
+                                    uint64_t *op)
+{
+    if (!name || !*name) return MLK_EVOLUME_NAME;
+    if (size_mb <= 0) return MLK_EVOLUME_SIZE;
+    char size[32];
+    snprintf(size, sizeof size, "%lld", (long long)size_mb);
+    const char *args[] = {"volume", "create", name, "--size", size, "--json"};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 1, args, 6);
+}
+
+MLK_API int mlk_volume_list_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    const char *args[] = {"volume", "ls", "--json"};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 1, args, 3);
+}
+
+MLK_API int mlk_volume_remove_async(mlk_client *c, const char *name, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!name || !*name) return MLK_EVOLUME_NAME;
+    const char *args[] = {"volume", "rm", name};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 0, args, 3);
 }

@@ -90,7 +90,8 @@ struct mlk_client {
 
     /* hooks (hooks.c) */
     struct hookrt *hooks;         /* NULL until a create with hooks */
-    _Atomic int tokens_out;       /* unanswered mlk_hook_calls */
+    _Atomic int tokens_out;       /* references: unanswered mlk_hook_calls, CLI jobs */
+    int creating;                 /* a create is in flight (under mu) */
     _Atomic int free_deferred;    /* mlk_client_free waits for tokens_out == 0 */
 };
 
@@ -142,7 +143,11 @@ int hooks_match_before(mlk_client *c, const char *op, const char *path);
  * (or the call fails through r's route).  Copies path and data. */
 int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, const char *data, size_t len,
                     uint32_t mode, void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t));
-/* client.c: the last step of freeing a client (no tokens outstanding). */
+/* client.c: references that keep a freed client's memory until they end
+ * (unanswered hook calls, CLI jobs); the last unref after mlk_client_free
+ * finishes the free. */
+void client_ref(mlk_client *c);
+void client_unref(mlk_client *c);
 void client_final_free(mlk_client *c);
 
 #endif

@@ -480,12 +480,12 @@ static void conn_request(hconn *k)
     call->conn = k;
     call->timeout_ms = hk->timeout_ms > 0 ? hk->timeout_ms : DEFAULT_NET_TIMEOUT_MS;
     k->token = call;
-    c->tokens_out++;
+    client_ref(c);
     if (post_hook(&c->mainq, c, hk, call, 0, mp, n) != 0) {
         free(mp);
         k->token = NULL;
         free(call);
-        c->tokens_out--;
+        c->tokens_out--; /* never published */
         conn_error(k, "out of memory");
         return;
     }
@@ -748,12 +748,12 @@ static void chain_next(chain *ch)
         call->c = ch->c;
         call->hook_index = ch->next;
         call->ch = ch;
-        ch->c->tokens_out++;
+        client_ref(ch->c);
         int rc = post_hook(ch->r->q, ch->c, h, call, 0, sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
         if (rc != 0) {
             free(call);
-            ch->c->tokens_out--;
+            ch->c->tokens_out--; /* never published */
             chain_fail(ch, rc, "out of memory");
         }
         return; /* the answer continues the chain */
@@ -795,10 +795,7 @@ int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, con
 /* ===================================================================== */
 /* answers                                                                 */
 
-static void token_done(mlk_client *c)
-{
-    if (--c->tokens_out == 0 && c->free_deferred) client_final_free(c);
-}
+static void token_done(mlk_client *c) { client_unref(c); }
 
 static void call_abandon(mlk_hook_call *call, const char *why)
 {

@@ -3,13 +3,17 @@
  * commands as local processes, under bubblewrap when it is available.
  *
  * It is not a VM and not a security boundary.  One process serves one
- * client and holds at most one VM.  Everything runs on one libevent loop;
- * nothing here is thread-safe and nothing needs to be.
+ * client and holds at most one VM.  Everything runs on one libevent loop
+ * and nothing here is thread-safe, except the network proxy (proxy.c):
+ * its connection threads share only the proxy's own state, under its lock,
+ * and hand events to the loop through an eventfd.
  *
  * Files:  main.c CLI · state.c state dirs · rpc.c transport and dispatch ·
  *         exec.c processes · files.c file calls and path resolution ·
  *         sandbox.c create validation, VM dir, bwrap argv ·
- *         portfwd.c port forwards · events.c VFS rules and file events. */
+ *         portfwd.c port forwards · events.c VFS rules and file events ·
+ *         proxy.c the loopback HTTP proxy behind network interception (the
+ *         one place with threads: see the comment at its top). */
 #ifndef MLK_LOCAL_H
 #define MLK_LOCAL_H
 
@@ -45,6 +49,7 @@ typedef struct vm vm;
 typedef struct req req;
 typedef struct proc proc;
 typedef struct portfwd portfwd;
+typedef struct proxy proxy;
 
 /* ---- state directories (state.c) ------------------------------------- */
 /* $XDG_STATE_HOME/matchlock-local (or ~/.local/state/...); malloc'd. */
@@ -189,6 +194,7 @@ struct vm {
     int nwatch;
     proc *entry;
     portfwd *pf;
+    proxy *px;                   /* network interception proxy, NULL when off */
 };
 
 /* Validate create params; on success build the VM (dirs, config).
@@ -201,6 +207,8 @@ void vm_free(vm *v);
 char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
                        int switch_user, int tty);
 void strv_free(char **v);
+/* Set NAME=VALUE in the VM's environment (replacing an earlier NAME). */
+void vm_setenv(vm *v, const char *name, const char *value);
 char **strv_push(char **v, const char *s);
 size_t strv_len(char **v);
 
@@ -227,5 +235,20 @@ void emit_file_event(server *s, const char *op, const char *guest, int64_t size,
 /* ---- port forwards (portfwd.c) ----------------------------------------- */
 void rpc_port_forward(server *s, req *r, const jdoc *d, const jnode *params);
 void portfwd_stop(vm *v);
+
+/* ---- network interception proxy (proxy.c) ------------------------------ */
+/* Parse the network config (secrets, rules, callback socket, private-IP
+ * blocking, add_hosts) when interception is active; secrets' placeholders
+ * go into the VM env.  Returns 0 or an error code with *msg. */
+int proxy_configure(vm *v, const jdoc *d, const jnode *net, char **msg);
+/* Listen on 127.0.0.1:0, start serving, point the env's proxy variables
+ * at it.  Returns 0 or an error code with *msg. */
+int proxy_start(server *s, vm *v, char **msg);
+/* The VM's allow-list changed (allow_list_add/delete): apply it now. */
+void proxy_set_allowed(vm *v);
+/* Stop listening and end every connection (bounded wait); idempotent. */
+void proxy_stop(vm *v);
+/* Free what proxy_stop left (vm_free). */
+void proxy_free(vm *v);
 
 #endif

@@ -14,6 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class sdist(_sdist):
     def make_release_tree(self, base_dir, files):  # type: ignore[override]
+        # The extension's sources live outside this directory (../core);
+        # they are vendored into _core/ below instead of copied as "../".
+        files = [f for f in files if not f.startswith("..") and not os.path.isabs(f)]
         super().make_release_tree(base_dir, files)
         core = os.path.join(HERE, "..", "core")
         inc = os.path.join(HERE, "..", "abi", "include", "matchlock.h")

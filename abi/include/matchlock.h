@@ -364,12 +364,23 @@ typedef void (*mlk_ready_cb)(void *ud, uint64_t op);
 MLK_API int mlk_create(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out);
 /** As mlk_create, and start the image's entrypoint (launch_entrypoint). */
 MLK_API int mlk_launch(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms, mlk_result **out);
+/** Async create/launch: `done` gets the result from mlk_dispatch().
+ *  Validation failures also arrive through `done`, with their message. */
+MLK_API int mlk_create_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms,
+                             mlk_done_cb done, void *ud, uint64_t *op);
+MLK_API int mlk_launch_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeout_ms,
+                             mlk_done_cb done, void *ud, uint64_t *op);
 /** Close as upstream does: `close` RPC with the timeout, close the child's
- *  stdin, wait for it, kill it when the timeout passes.  timeout_s 0 means
- *  a short grace period.  Idempotent; later calls return 0. */
+ *  stdin, wait for it, kill it when the timeout passes (MLK_ECLOSE_TIMEOUT).
+ *  timeout_s 0 means a short grace period.  Idempotent; later calls
+ *  return 0.  The hook socket is removed. */
 MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out);
-/** Run `<binary> rm <vm-id>` (after close). */
+/** Async close; the child is awaited on the I/O thread, never blocking it. */
+MLK_API int mlk_close_async(mlk_client *c, double timeout_s, mlk_done_cb done, void *ud, uint64_t *op);
+/** Run `<binary> rm <vm-id>` (after close).  MLK_EREMOVE when it fails. */
 MLK_API int mlk_remove(mlk_client *c, mlk_result **out);
+/** Async remove: the command runs on a short-lived thread of its own. */
+MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op);
 
 /* Exec ----------------------------------------------------------------- */
 
@@ -435,6 +446,7 @@ MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeou
                                  mlk_done_cb done, void *ud, uint64_t *op);
 /** The VM log so far, in mlk_result_data(). */
 MLK_API int mlk_log(mlk_client *c, int64_t timeout_ms, mlk_result **out);
+MLK_API int mlk_log_async(mlk_client *c, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op);
 /** Follow the log: on_output(fd 1) with the existing log, then appended
  *  data, until mlk_cancel(op) (done gets MLK_ECANCELED) or the VM ends. */
 MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_done_cb done,
@@ -448,6 +460,11 @@ MLK_API int mlk_allow_list_add(mlk_client *c, const char *const *hosts, size_t n
                                int64_t timeout_ms, mlk_result **out);
 MLK_API int mlk_allow_list_delete(mlk_client *c, const char *const *hosts, size_t n,
                                   int64_t timeout_ms, mlk_result **out);
+/** Async allow-list updates; normalisation failures arrive through `done`. */
+MLK_API int mlk_allow_list_add_async(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms,
+                                     mlk_done_cb done, void *ud, uint64_t *op);
+MLK_API int mlk_allow_list_delete_async(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms,
+                                        mlk_done_cb done, void *ud, uint64_t *op);
 /** Normalise allow-list input as above into a msgpack array of strings
  *  (free with mlk_free); used by the calls above, exported for tests. */
 MLK_API int mlk_allow_list_normalize(const char *const *hosts, size_t n, char **msgpack, size_t *len);
@@ -455,6 +472,10 @@ MLK_API int mlk_allow_list_normalize(const char *const *hosts, size_t n, char **
  *  127.0.0.1).  Replaces earlier forwards. */
 MLK_API int mlk_port_forward(mlk_client *c, const char *const *specs, size_t n,
                              const char *const *addrs, size_t naddrs, int64_t timeout_ms, mlk_result **out);
+/** Async port forward; spec errors arrive through `done`. */
+MLK_API int mlk_port_forward_async(mlk_client *c, const char *const *specs, size_t n,
+                                   const char *const *addrs, size_t naddrs, int64_t timeout_ms,
+                                   mlk_done_cb done, void *ud, uint64_t *op);
 /** Parse port-forward specs into the wire `forwards` array as JSON (free
  *  with mlk_free); used by the call above, exported for tests. */
 MLK_API int mlk_port_forward_parse(const char *const *specs, size_t n, char **json, size_t *len);
@@ -467,6 +488,12 @@ MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t s
 MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out);
 /** `<binary> volume rm NAME`. */
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out);
+/** Async volume commands, run with the client's configuration on a
+ *  short-lived thread; `done` runs from mlk_dispatch() on that client. */
+MLK_API int mlk_volume_create_async(mlk_client *c, const char *name, int64_t size_mb,
+                                    mlk_done_cb done, void *ud, uint64_t *op);
+MLK_API int mlk_volume_list_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op);
+MLK_API int mlk_volume_remove_async(mlk_client *c, const char *name, mlk_done_cb done, void *ud, uint64_t *op);
 
 #ifdef __cplusplus
 }

@@ -380,7 +380,7 @@ class CStrArray:
 
     def __init__(self, items: Iterable[str], what: str = "argument") -> None:
         if isinstance(items, (str, bytes)):
-            items = [items]  # type: ignore[list-item]
+            items = [items]
         self.keep = [cstr(s, what) for s in items]
         self.n = len(self.keep)
         self.ptr = ffi.new("const char *[]", self.keep) if self.keep else ffi.NULL

@@ -404,4 +404,4 @@ def _int(v: Any, what: str) -> int:
         if not math.isfinite(v) or v != int(v):
             raise ValidationError(f"{what} must be a whole number, got {v!r}")
         v = int(v)
-    return v
+    return int(v)

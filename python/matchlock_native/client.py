@@ -225,7 +225,8 @@ class _ClientBase:
         if p == ffi.NULL:
             return ""
         try:
-            return ffi.string(p).decode("utf-8", "replace")
+            tail: str = ffi.string(p).decode("utf-8", "replace")
+            return tail
         finally:
             lib.mlk_free(p)
 
@@ -264,8 +265,9 @@ class _ClientBase:
         fn = lib.mlk_launch if launch_ep else lib.mlk_create
         out: _Outcome = yield _Blocking(call_blocking, fn, ptr, sb._sb, ms)
         out.check()
-        self._vm_id = out.data.decode("utf-8", "replace")
-        return self._vm_id
+        vm_id: str = out.data.decode("utf-8", "replace")
+        self._vm_id = vm_id
+        return vm_id
 
     def _ensure_started_plan(self) -> Plan:
         if self._state == "new":

@@ -56,7 +56,8 @@ __all__ = [
 def _cstr(p: object) -> str | None:
     if p == ffi.NULL:
         return None
-    return ffi.string(p).decode("utf-8", "replace")  # type: ignore[arg-type]
+    out: str = ffi.string(p).decode("utf-8", "replace")
+    return out
 
 
 class MatchlockError(Exception):

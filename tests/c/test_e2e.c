@@ -515,3 +515,89 @@ Test(e2e, vfs_hooks_against_local_backend, .timeout = 60)
     mlk_result_free(r);
     finish(c);
 }
+
+/* ---- every operation has an async form ----------------------------------- */
+
+struct async_seen {
+    int status, done;
+    char data[256];
+    char msg[256];
+};
+
+static void async_record(void *ud, uint64_t op, const mlk_result *r)
+{
+    struct async_seen *s = ud;
+    size_t n;
+    const char *d = mlk_result_data(r, &n);
+    s->status = mlk_result_status(r);
+    snprintf(s->data, sizeof s->data, "%.*s", (int)n, d);
+    snprintf(s->msg, sizeof s->msg, "%s", mlk_result_message(r));
+    s->done = 1;
+}
+
+static void await(mlk_client *c, struct async_seen *s)
+{
+    for (int i = 0; i < 3000 && !s->done; i++) {
+        mlk_dispatch(c, 0);
+        usleep(2000);
+    }
+    cr_assert(s->done, "the async call completed");
+}
+
+Test(e2e, async_forms, .timeout = 60)
+{
+    mlk_config *cfg = local_config();
+    mlk_client *c = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
+    mlk_config_free(cfg);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    mlk_sandbox_add_port_forward(sb, "18931:18932");
+    struct async_seen s = {0};
+    uint64_t op;
+    cr_assert_eq(mlk_create_async(c, sb, 30000, async_record, &s, &op), 0);
+    mlk_sandbox_free(sb); /* the call copied what it needs */
+    await(c, &s);
+    cr_assert_eq(s.status, 0, "%s", s.msg);
+    cr_assert(strncmp(s.data, "vm-", 3) == 0, "%s", s.data);
+
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(mlk_log_async(c, 5000, async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, 0, "%s", s.msg);
+
+    /* a normalisation failure arrives through done, with its message */
+    memset(&s, 0, sizeof s);
+    const char *none[] = {" , "};
+    cr_assert_eq(mlk_allow_list_add_async(c, none, 1, 0, async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, MLK_EALLOW_LIST_HOSTS);
+    cr_assert(s.msg[0]);
+
+    memset(&s, 0, sizeof s);
+    const char *bad[] = {"80abc"};
+    cr_assert_eq(mlk_port_forward_async(c, bad, 1, NULL, 0, 0, async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, MLK_EPORT_FORWARD);
+
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(mlk_volume_create_async(c, "async-vol", 8, async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, 0, "%s", s.msg);
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(mlk_volume_remove_async(c, "async-vol", async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, 0, "%s", s.msg);
+
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(mlk_close_async(c, 5, async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, 0, "%s", s.msg);
+    uint64_t op2;
+    cr_assert_eq(mlk_exec_async(c, "true", NULL, NULL, NULL, &op2), MLK_ECLOSED);
+
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(mlk_remove_async(c, async_record, &s, &op), 0);
+    await(c, &s);
+    cr_assert_eq(s.status, 0, "%s", s.msg);
+    mlk_client_free(c);
+}

@@ -1718,83 +1718,66 @@ static const char *file_op(int kind) { return kind == K_WRITE ? "write" : kind =
 static int file_call(mlk_client *c, int kind, const char *path, const char *data, size_t len, uint32_t mode,
                      int64_t timeout_ms, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
 {
-    req *r = req_new(c, kind, timeout_ms);
-    if (!r) return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;
-    waiter wt;
-    memset(&wt, 0, sizeof wt);
-    if (blocking) {
-        if (queue_init(&wt.q) != 0) { req_free(r); return fail_now(MLK_ENOMEM, out, "out of memory"); }
-        r->q = &wt.q;
-        r->w = &wt;
-    } else {
-        r->q = &c->mainq;
-        r->done = done;
-        r->ud = ud;
-        if (op) *op = r->id;
+    if (!path || !*path || (len && !data)) {
+        if (!blocking) return MLK_EINVAL;
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: a path is required", method_names[kind]);
+        return fail_now(MLK_EINVAL, out, msg);
     }
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    req *r = req_new(c, kind, timeout_ms);
+    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    if (op) *op = r->id;
+    r->q = route_queue(c, &rt);
+    r->w = blocking ? &rt.wt : NULL;
+    r->done = done;
+    r->ud = ud;
+    if (!data) data = "";
     int rc = 0;
     if (c->hooks && hooks_match_before(c, file_op(kind), path))
         rc = hooks_file_call(c, r, file_op(kind), path, data, len, mode, file_finish);
     else
         file_finish(c, r, path, data, len, mode);
     if (rc != 0) {
+        uint64_t id = r->id;
         req_free(r);
-        if (!blocking) return rc;
-        queue_destroy(&wt.q);
-        return fail_now(rc, out, mlk_strerror(rc));
+        return route_fail(c, &rt, id, rc, NULL, out);
     }
-    return blocking ? wait_for(&wt, out) : 0;
+    return route_finish(&rt, out);
 }
-
-#define CHECK_OPEN(c, out)                                                         \
-    do {                                                                           \
-        if (!(c)) return fail_now(MLK_EINVAL, out, "client is NULL");             \
-        if (client_state(c) != ST_OPEN) return closed_result(out);                 \
-    } while (0)
 
 MLK_API int mlk_write_file(mlk_client *c, const char *path, const char *data, size_t len,
                            uint32_t mode, int64_t timeout_ms, mlk_result **out)
 {
-    CHECK_OPEN(c, out);
-    if (!path || !*path || (len && !data)) return fail_now(MLK_EINVAL, out, "write_file: path is required");
-    return file_call(c, K_WRITE, path, data ? data : "", len, mode, timeout_ms, 1, NULL, NULL, NULL, out);
+    return file_call(c, K_WRITE, path, data, len, mode, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_write_file_async(mlk_client *c, const char *path, const char *data, size_t len,
                                  uint32_t mode, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op)
 {
-    if (!c || !path || !*path || (len && !data)) return MLK_EINVAL;
-    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
-    return file_call(c, K_WRITE, path, data ? data : "", len, mode, timeout_ms, 0, done, ud, op, NULL);
+    return file_call(c, K_WRITE, path, data, len, mode, timeout_ms, 0, done, ud, op, NULL);
 }
 
 MLK_API int mlk_read_file(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out)
 {
-    CHECK_OPEN(c, out);
-    if (!path || !*path) return fail_now(MLK_EINVAL, out, "read_file: path is required");
     return file_call(c, K_READ, path, NULL, 0, 0, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_read_file_async(mlk_client *c, const char *path, int64_t timeout_ms,
                                 mlk_done_cb done, void *ud, uint64_t *op)
 {
-    if (!c || !path || !*path) return MLK_EINVAL;
-    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
     return file_call(c, K_READ, path, NULL, 0, 0, timeout_ms, 0, done, ud, op, NULL);
 }
 
 MLK_API int mlk_list_files(mlk_client *c, const char *path, int64_t timeout_ms, mlk_result **out)
 {
-    CHECK_OPEN(c, out);
-    if (!path || !*path) return fail_now(MLK_EINVAL, out, "list_files: path is required");
     return file_call(c, K_LIST, path, NULL, 0, 0, timeout_ms, 1, NULL, NULL, NULL, out);
 }
 
 MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeout_ms,
                                  mlk_done_cb done, void *ud, uint64_t *op)
 {
-    if (!c || !path || !*path) return MLK_EINVAL;
-    if (client_state(c) != ST_OPEN) return MLK_ECLOSED;
     return file_call(c, K_LIST, path, NULL, 0, 0, timeout_ms, 0, done, ud, op, NULL);
 }
 

@@ -584,6 +584,36 @@ static void t_reply(void *p)
     free(t);
 }
 
+/* Hand a network call's JSON reply (w, newline included) to the I/O
+ * thread, which writes it if the connection is still there and frees the
+ * call.  Returns 0, or MLK_ENOMEM with the call freed. */
+static int post_net_reply(mlk_hook_call *call, jw *w)
+{
+    reply_task *t = w->oom ? NULL : malloc(sizeof *t + w->len);
+    if (t) {
+        t->call = call;
+        t->len = w->len;
+        memcpy(t->json, w->buf, w->len);
+        if (ioloop_post(t_reply, t) != 0) { free(t); t = NULL; }
+    }
+    jw_free(w);
+    if (t) return 0;
+    free(call);
+    return MLK_ENOMEM;
+}
+
+/* An error reply {"error": msg} for a network call. */
+static int post_net_error(mlk_hook_call *call, const char *msg)
+{
+    jw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_key(&w, "error"); jw_str(&w, msg);
+    jw_obj_end(&w);
+    jw_nl(&w);
+    return post_net_reply(call, &w);
+}
+
 /* ===================================================================== */
 /* attach / detach                                                         */
 
@@ -801,14 +831,7 @@ static void call_abandon(mlk_hook_call *call, const char *why)
 {
     mlk_client *c = call->c;
     if (call->kind == MLK_HOOK_NETWORK) {
-        reply_task *t = malloc(sizeof *t + 64);
-        if (t) {
-            t->call = call;
-            t->len = (size_t)snprintf(t->json, 64, "{\"error\":\"hook failed\"}\n");
-            if (ioloop_post(t_reply, t) == 0) call = NULL;
-            else free(t);
-        }
-        free(call);
+        post_net_error(call, why);
     } else {
         chain_fail(call->ch, MLK_EUSER, why);
         free(call);
@@ -860,15 +883,7 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
             mp_to_json(o, &w);
         }
         jw_nl(&w);
-        reply_task *t = w.oom ? NULL : malloc(sizeof *t + w.len);
-        if (t) {
-            t->call = call;
-            t->len = w.len;
-            memcpy(t->json, w.buf, w.len);
-            if (ioloop_post(t_reply, t) != 0) { free(t); t = NULL; }
-        }
-        jw_free(&w);
-        if (!t) { free(call); rc = MLK_ENOMEM; }
+        rc = post_net_reply(call, &w);
     } else {
         chain *ch = call->ch;
         const hook *h = &c->hooks->set.v[call->hook_index];
@@ -923,21 +938,7 @@ MLK_API int mlk_hook_fail(mlk_hook_call *call, const char *message)
     mlk_client *c = call->c;
     const char *m = message && *message ? message : "hook failed";
     if (call->kind == MLK_HOOK_NETWORK) {
-        jw w;
-        jw_init(&w);
-        jw_obj(&w);
-        jw_key(&w, "error"); jw_str(&w, m);
-        jw_obj_end(&w);
-        jw_nl(&w);
-        reply_task *t = w.oom ? NULL : malloc(sizeof *t + w.len);
-        if (t) {
-            t->call = call;
-            t->len = w.len;
-            memcpy(t->json, w.buf, w.len);
-            if (ioloop_post(t_reply, t) != 0) { free(t); t = NULL; }
-        }
-        jw_free(&w);
-        if (!t) free(call);
+        post_net_error(call, m);
     } else {
         const hook *h = &c->hooks->set.v[call->hook_index];
         char *msg = xasprintf("%s \"%s\" failed: %s", kind_label(call->kind), h->name, m);

@@ -37,6 +37,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -683,13 +684,19 @@ typedef struct body {
     int in_chunk, done;
 } body;
 
-/* Next piece of the decoded body: 1 with *p/*n, 0 at its end, -1 error. */
+/* Next piece of the decoded body: 1 with *p and *n (valid until the next
+ * call), 0 at its end, -1 error.  Chunked state: 0 size line next, 1 in
+ * data, 2 the CRLF after the data next. */
 static int body_next(rd *r, body *b, const char **p, size_t *n)
 {
     if (b->done || b->kind == BODY_NONE) return 0;
     if (b->kind == BODY_LEN && b->left == 0) { b->done = 1; return 0; }
-    if (b->kind == BODY_CHUNKED && !b->in_chunk) {
-        char line[1024];
+    char line[1024];
+    if (b->kind == BODY_CHUNKED && b->in_chunk == 2) {
+        if (rd_line(r, line, sizeof line) != 0 || line[0]) return -1;
+        b->in_chunk = 0;
+    }
+    if (b->kind == BODY_CHUNKED && b->in_chunk == 0) {
         if (rd_line(r, line, sizeof line) != 0) return -1;
         char *e;
         errno = 0;
@@ -720,31 +727,8 @@ static int body_next(rd *r, body *b, const char **p, size_t *n)
     *n = take;
     r->off += take;
     if (b->kind != BODY_CLOSE) b->left -= take;
-    if (b->kind == BODY_CHUNKED && b->left == 0) {
-        char line[8];
-        /* the CRLF after the chunk data is consumed lazily: do it now */
-        b->in_chunk = 0;
-        /* data pointer stays valid: rd_line only compacts on a later fill,
-         * which happens before the caller uses *p only when the CRLF is not
-         * buffered yet, so copy out in that case */
-        if (rd_avail(r) >= 2 || memchr(r->buf + r->off, '\n', rd_avail(r))) {
-            if (rd_line(r, line, sizeof line) != 0 || line[0]) return -1;
-        } else {
-            b->in_chunk = 2;     /* CRLF pending: read before the next size */
-        }
-    }
+    if (b->kind == BODY_CHUNKED && b->left == 0) b->in_chunk = 2;
     return 1;
-}
-
-/* Chunked bodies whose CRLF was pending: consume it before the next size. */
-static int body_next2(rd *r, body *b, const char **p, size_t *n)
-{
-    if (b->kind == BODY_CHUNKED && b->in_chunk == 2) {
-        char line[8];
-        if (rd_line(r, line, sizeof line) != 0 || line[0]) return -1;
-        b->in_chunk = 0;
-    }
-    return body_next(r, b, p, n);
 }
 
 /* ===================================================================== */
@@ -924,8 +908,7 @@ static char *pct_decode(const char *s, size_t n, int plus)
     char *o = malloc(n + 1), *q = o;
     if (!o) return NULL;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n + 0 + 1 && i + 2 <= n - 1 + 1 && i + 2 < n + 1 &&
-            i + 2 <= n && hexv(s[i + 1]) >= 0 && i + 2 < n + 1 && hexv(s[i + 2]) >= 0) {
+        if (s[i] == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
             *q++ = (char)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
             i += 2;
         } else if (plus && s[i] == '+') {
@@ -1292,6 +1275,18 @@ static char *decoded_path(const xreq *q)
     return pct_decode(q->u.path, strlen(q->u.path), 0);
 }
 
+/* An object key that may need escaping. */
+static void key_esc(jw *w, const char *k)
+{
+    if (w->oom) return;
+    jw_key(w, "");
+    if (w->oom) return;
+    w->len -= 3;                 /* drop the `"":` again, keep the separator */
+    jw_str(w, k);
+    jw_raw(w, ":", 1);
+    w->need_comma[w->depth] = 2;
+}
+
 static void write_headers_json(jw *w, const kvs *h)
 {
     /* {Canonical: [values...]} grouped in first-seen order */
@@ -1301,10 +1296,7 @@ static void write_headers_json(jw *w, const kvs *h)
         if (done && done[i]) continue;
         char *ck = canon(h->v[i].k);
         if (!ck) continue;
-        jw_key(w, "");              /* placeholder, replaced below */
-        w->len -= 3;                /* drop the empty key ("":) again */
-        jw_strn(w, ck, strlen(ck));
-        jw_raw(w, ":", 1);
+        key_esc(w, ck);
         jw_arr(w);
         for (size_t j = i; j < h->n; j++) {
             if (strcasecmp(h->v[j].k, h->v[i].k)) continue;
@@ -1403,9 +1395,8 @@ static int reply_action(const jdoc *d)
 }
 
 /* Replace a header list with a {name: [values]} (or {name: value}) object. */
-static void headers_from_json(const jdoc *d, const jnode *obj, kvs *h, int keep_reserved_from)
+static void headers_from_json(const jdoc *d, const jnode *obj, kvs *h)
 {
-    (void)keep_reserved_from;
     kvs_clear(h);
     for (const jnode *k = jd_first(d, obj); k; k = jd_next(d, k)) {
         const jnode *v = jd_val(k);
@@ -1462,10 +1453,7 @@ static void cb_common(jw *w, const nrule *r, const char *phase, const xreq *q)
         size_t j;
         for (j = 0; j < i; j++) if (!strcmp(qs.v[j].k, qs.v[i].k)) break;
         if (j < i) continue;        /* first value per key, as upstream */
-        jw_key(w, "");
-        w->len -= 3;
-        jw_str(w, qs.v[i].k);
-        jw_raw(w, ":", 1);
+        key_esc(w, qs.v[i].k);
         jw_str(w, qs.v[i].v);
     }
     jw_obj_end(w);
@@ -1544,7 +1532,7 @@ static int rules_before(pconn *c, xreq *q, char **why)
         if (rq && rq->type == JN_OBJ) {
             const jnode *hh = jd_get(&d, rq, "headers"), *qq = jd_get(&d, rq, "query");
             const char *np = jd_str(&d, rq, "path", NULL);
-            if (hh && hh->type == JN_OBJ) headers_from_json(&d, hh, &q->h, 0);
+            if (hh && hh->type == JN_OBJ) headers_from_json(&d, hh, &q->h);
             if (qq && qq->type == JN_OBJ) {
                 kvs qs = {0};
                 for (const jnode *k = jd_first(&d, qq); k; k = jd_next(&d, k)) {
@@ -1625,7 +1613,7 @@ static int rules_after(pconn *c, xreq *q, xresp *rs, after_out *ao, char **why)
         if (rp && rp->type == JN_OBJ) {
             const jnode *hh = jd_get(&d, rp, "headers"), *br = jd_get(&d, rp, "body_replacements");
             const jnode *sb = jd_get(&d, rp, "set_body_base64");
-            if (hh && hh->type == JN_OBJ) headers_from_json(&d, hh, &rs->h, 0);
+            if (hh && hh->type == JN_OBJ) headers_from_json(&d, hh, &rs->h);
             for (const jnode *x = jd_first(&d, br && br->type == JN_ARR ? br : NULL); x; x = jd_next(&d, x)) {
                 const char *f = jd_str(&d, x, "find", ""), *t = jd_str(&d, x, "replace", "");
                 if (*f) kvs_add0(&ao->repl, f, t);
@@ -1740,7 +1728,7 @@ static int relay_body(pconn *c, rd *from, body *b, int to, int chunked, uint64_t
     const char *p;
     size_t n;
     int k;
-    while ((k = body_next2(from, b, &p, &n)) == 1) {
+    while ((k = body_next(from, b, &p, &n)) == 1) {
         if (!n) continue;
         if (chunked) {
             char hdr[32];
@@ -1835,12 +1823,6 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
     free(why);
     why = NULL;
     if (apply_secrets(px, &q, &why)) { block_reply(c, x, why ? why : "secret leak"); goto done; }
-    {   /* the final URL, after rules and secrets (no secret values in events) */
-        sbuf u = {0};
-        url_string(&u, &q.u, 1);
-        (void)u;
-        sb_free(&u);
-    }
     int ufd = connect_any(c, ai);
     if (ufd < 0) {
         send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: cannot connect to the upstream host\n");
@@ -1939,7 +1921,7 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
         const char *p;
         size_t n;
         int k;
-        while ((k = body_next2(&ur, &rs.b, &p, &n)) == 1) {
+        while ((k = body_next(&ur, &rs.b, &p, &n)) == 1) {
             while (n) {
                 const char *nl = memchr(p, '\n', n);
                 size_t take = nl ? (size_t)(nl - p) + 1 : n;
@@ -1967,7 +1949,7 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
         const char *p;
         size_t n;
         int k, over = 0;
-        while ((k = body_next2(&ur, &rs.b, &p, &n)) == 1) {
+        while ((k = body_next(&ur, &rs.b, &p, &n)) == 1) {
             sb_add(&bodyb, p, n);
             if (bodyb.oom) { k = -1; break; }
             if (bodyb.len > BODY_MAX) { over = 1; break; }
@@ -1991,7 +1973,6 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
             goto done;
         }
         /* too big to buffer: the rest streams unchanged, close-delimited */
-        vm_log(NULL, "unused");
         write_resp_head(&out, &rs, NULL);
         if (out.oom || io_write(px, cfd, out.p, out.len, -1) != 0 ||
             io_write(px, cfd, bodyb.p, bodyb.len, -1) != 0) { sb_free(&bodyb); goto done; }
@@ -2070,12 +2051,12 @@ static void do_connect(pconn *c, rd *cr, head *hd, xinfo *x)
     int open_c = 1, open_u = 1;
     char buf[65536];
     while ((open_c || open_u) && !stopping(px)) {
-        struct pollfd p[2] = {{.fd = cfd, .events = open_c ? POLLIN : 0}, {.fd = ufd, .events = open_u ? POLLIN : 0}};
+        struct pollfd p[2] = {{.fd = open_c ? cfd : -1, .events = POLLIN}, {.fd = open_u ? ufd : -1, .events = POLLIN}};
         int k = poll(p, 2, IDLE_MS);
         if (k == 0) break;
         if (k < 0) { if (errno == EINTR) continue; break; }
         for (int i = 0; i < 2; i++) {
-            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             int from = i ? ufd : cfd, to = i ? cfd : ufd;
             ssize_t n = recv(from, buf, sizeof buf, 0);
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
@@ -2119,6 +2100,17 @@ static void *conn_main(void *arg)
     else do_http(c, &cr, &hd, &x);
     if (x.method) emit_event(px, &x);
 out:
+    if (c->fd[FD_CLIENT] >= 0 && !stopping(px)) {
+        /* lingering close: let the client read our answer before the
+         * kernel resets a connection that still has unread input */
+        shutdown(c->fd[FD_CLIENT], SHUT_WR);
+        char junk[16384];
+        size_t total = 0;
+        ssize_t k;
+        while (total < (4u << 20) && wait_fd(px, c->fd[FD_CLIENT], POLLIN, 500) == 1 &&
+               (k = recv(c->fd[FD_CLIENT], junk, sizeof junk, 0)) > 0)
+            total += (size_t)k;
+    }
     free(text);
     head_free(&hd);
     rd_free(&cr);
@@ -2294,8 +2286,7 @@ void proxy_free(vm *v)
 {
     proxy *px = v->px;
     if (!px) return;
-    v->px = NULL;
-    proxy_stop(v->px ? v : (v->px = px, v));
+    proxy_stop(v);
     v->px = NULL;
     if (px->leaked) return;      /* threads still hold it; the process is ending */
     if (px->evfd >= 0) close(px->evfd);

@@ -363,8 +363,6 @@ static void rpc_allow_list(server *s, uint64_t id, int add, const jdoc *d, const
                   "(it needs an allow-list, secrets, interception rules or forced interception)");
         return;
     }
-    /* TODO(network): the HTTP proxy that enforces this list is not
-     * implemented yet; the list is stored and reported only. */
     jw w;
     jw_init(&w);
     srv_result_start(&w, id);
@@ -395,6 +393,7 @@ static void rpc_allow_list(server *s, uint64_t id, int add, const jdoc *d, const
     for (size_t i = 0; i < v->nallowed; i++) jw_str(&w, v->allowed[i]);
     jw_arr_end(&w);
     jw_obj_end(&w);
+    proxy_set_allowed(v);          /* the proxy enforces the new list from now on */
     srv_result_end(s, &w);
     jw_free(&w);
     vm_log(v, "allow-list %s: now %zu host(s)", add ? "add" : "delete", v->nallowed);
@@ -451,6 +450,7 @@ static void rpc_close(server *s, uint64_t id, const jdoc *d, const jnode *params
     if (s->vm) {
         vm_log(s->vm, "close requested");
         portfwd_stop(s->vm);
+        proxy_stop(s->vm);
         events_stop(s->vm);
     }
     end_log_streams(s);
@@ -711,6 +711,7 @@ static void begin_shutdown(server *s, int code)
     if (s->vm) {
         vm_log(s->vm, "client went away; stopping");
         portfwd_stop(s->vm);
+        proxy_stop(s->vm);
         events_stop(s->vm);
     }
     /* answer nothing more: requests end silently */
@@ -775,7 +776,7 @@ int rpc_main(void)
     while (evbuffer_get_length(s->outbuf) > 0)
         if (evbuffer_write(s->outbuf, 1) <= 0) break;
     procs_kill_all(s, 0);
-    if (s->vm) { portfwd_stop(s->vm); events_stop(s->vm); vm_free(s->vm); }
+    if (s->vm) { portfwd_stop(s->vm); proxy_stop(s->vm); events_stop(s->vm); vm_free(s->vm); }
     free(s->sync_line);
     free(s->close_req);
     struct event *evs[] = {s->ev_in, s->ev_out, s->ev_sigchld, s->ev_sigterm, s->ev_sigint, ev_resume, ev_hard};

@@ -69,6 +69,11 @@ static char **env_set(char **env, const char *name, const char *value)
     return env;
 }
 
+void vm_setenv(vm *v, const char *name, const char *value)
+{
+    v->env = env_set(v->env, name, value);
+}
+
 /* ---- log ---------------------------------------------------------------- */
 
 void vm_log(vm *v, const char *fmt, ...)
@@ -563,6 +568,8 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     v->env = env_set(v->env, "HOSTNAME", v->hostname);
     if (is_type(ic, JN_OBJ) && (code = add_env_obj(v, d, jd_get(d, ic, "env"), "image_config.env", msg))) goto bad;
     if ((code = add_env_obj(v, d, jd_get(d, params, "env"), "env", msg))) goto bad;
+    /* network interception: secrets' placeholders override the env */
+    if ((code = proxy_configure(v, d, is_type(net, JN_OBJ) ? net : NULL, msg))) goto bad;
 
     /* ---- validated: build the VM directory ---- */
     v->dir = state_sub("vms", v->id);
@@ -680,9 +687,8 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
                "(the VM root only backs the file calls)");
     }
     if (!v->use_bwrap && v->no_network) vm_log(v, "no_network is not enforced without bwrap");
-    if (v->intercept) vm_log(v, "network interception requested; the HTTP proxy is not implemented in this backend");
+    if (v->intercept && (code = proxy_start(s, v, msg))) goto bad;
     vm_log(v, "VM %s ready", v->id);
-    (void)s;
     *out = v;
     return 0;
 bad:
@@ -695,6 +701,7 @@ bad:
 void vm_free(vm *v)
 {
     if (!v) return;
+    proxy_free(v);
     if (v->log_fd >= 0) close(v->log_fd);
     free(v->dir); free(v->root); free(v->log_path); free(v->etc_dir); free(v->shm_dir);
     free(v->workspace); free(v->img_user); free(v->img_workdir); free(v->hostname);

@@ -27,6 +27,6 @@ c:exec_stream(string.format("head -c %d /dev/zero", mib * 1048576), {
 })
 local dt = now() - t0
 print(string.format("%s streamed stdout to a Lua callback: %.2f GB/s (%d MiB)", (jit and jit.version) or _VERSION,
-  got / dt / 1e9, got // 1048576 | 0))
+  got / dt / 1e9, math.floor(got / 1048576)))
 c:close()
 c:remove()

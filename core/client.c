@@ -668,8 +668,9 @@ static void t_stdin(void *p)
     mlk_client *c = t->c;
     c->stdin_pending -= t->len;
     req *r = c->dead || c->detached ? NULL : table_get(c, t->op);
-    if (r && !r->abandoned && !r->eof_sent && (r->kind == K_EXEC_PIPE || r->kind == K_EXEC_TTY) &&
-        !(t->type == SI_RESIZE && r->kind != K_EXEC_TTY)) {
+    /* after EOF only a resize still makes sense */
+    if (r && !r->abandoned && (!r->eof_sent || t->type == SI_RESIZE) &&
+        (r->kind == K_EXEC_PIPE || r->kind == K_EXEC_TTY) && !(t->type == SI_RESIZE && r->kind != K_EXEC_TTY)) {
         if (t->type == SI_EOF) r->eof_sent = 1;
         send_notice(c, r, t->type, t->tail, t->len);
     }
@@ -2093,3 +2094,7 @@ MLK_API int mlk_volume_remove_async(mlk_client *c, const char *name, mlk_done_cb
     const char *args[] = {"volume", "rm", name};
     return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 0, args, 3);
 }
+
+#ifdef MLK_FUZZ
+#include "client_fuzz.inc" /* the reader's fuzz entry (build-fuzz only; docs/testing.md) */
+#endif

@@ -31,15 +31,23 @@ static struct {
     pthread_t th;
     struct event_base *base;
     struct event *wake;
+    mlk_queue wq;          /* only its fd, L.wake's: readable while tasks wait.
+                            * Posting writes it directly, not through
+                            * event_active(), so a host thread never waits
+                            * for the base lock the I/O thread holds while
+                            * it runs callbacks. */
     task *head, *tail;     /* guarded by g_mu */
     int stop;
 } L;
 
 static void evthread_setup(void) { evthread_use_pthreads(); }
+static void fd_signal(mlk_queue *q);
+static void fd_reset(mlk_queue *q);
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what; (void)arg;
+    fd_reset(&L.wq);
     for (;;) {
         pthread_mutex_lock(&g_mu);
         task *t = L.head;
@@ -75,10 +83,12 @@ int ioloop_acquire(void)
     pthread_mutex_lock(&g_mu);
     if (L.refs++ > 0) { pthread_mutex_unlock(&g_mu); pthread_mutex_unlock(&lc_mu); return 0; }
     L.stop = 0;
+    L.wq.rfd = L.wq.wfd = -1;
     L.base = event_base_new();
     if (!L.base) goto fail;
-    L.wake = event_new(L.base, -1, EV_PERSIST, on_wake, NULL);
-    if (!L.wake) goto fail;
+    if (queue_init(&L.wq) != 0) { L.wq.rfd = L.wq.wfd = -1; goto fail; }
+    L.wake = event_new(L.base, L.wq.rfd, EV_READ | EV_PERSIST, on_wake, NULL);
+    if (!L.wake || event_add(L.wake, NULL) != 0) goto fail;
     /* Block every signal while creating the thread so it starts masked. */
     sigset_t all, old;
     sigfillset(&all);
@@ -92,6 +102,7 @@ int ioloop_acquire(void)
 fail:
     if (L.wake) event_free(L.wake);
     if (L.base) event_base_free(L.base);
+    if (L.wq.rfd >= 0) queue_destroy(&L.wq);
     L.wake = NULL;
     L.base = NULL;
     L.refs--;
@@ -106,13 +117,14 @@ void ioloop_release(void)
     pthread_mutex_lock(&g_mu);
     if (--L.refs > 0) { pthread_mutex_unlock(&g_mu); pthread_mutex_unlock(&lc_mu); return; }
     L.stop = 1;
-    event_active(L.wake, EV_READ, 0);
+    fd_signal(&L.wq);
     pthread_t th = L.th;
     pthread_mutex_unlock(&g_mu);
     pthread_join(th, NULL);
     pthread_mutex_lock(&g_mu);
     event_free(L.wake);
     event_base_free(L.base);
+    queue_destroy(&L.wq);
     L.wake = NULL;
     L.base = NULL;
     while (L.head) { task *t = L.head; L.head = t->next; free(t); }
@@ -131,10 +143,14 @@ int ioloop_post(void (*fn)(void *), void *arg)
     t->fn = fn;
     t->arg = arg;
     pthread_mutex_lock(&g_mu);
+    /* Only the first task into an empty list wakes the thread (on_wake runs
+     * until the list is empty), and it does so after unlocking so that the
+     * woken thread does not block on g_mu. */
+    int was_empty = L.head == NULL;
     if (L.tail) L.tail->next = t; else L.head = t;
     L.tail = t;
-    event_active(L.wake, EV_READ, 0);
     pthread_mutex_unlock(&g_mu);
+    if (was_empty) fd_signal(&L.wq);
     return 0;
 }
 

@@ -165,11 +165,71 @@ int json_to_mp_buf(const jdoc *d, const jnode *n, char **buf, size_t *len)
     return 0;
 }
 
+/* Check that buf[0..len) is exactly one well-formed msgpack object whose
+ * array and map counts fit the bytes there are.  msgpack-c allocates a
+ * container's elements from its declared count before reading them, so
+ * five bytes claiming 2^32 elements would ask for tens of GiB (found by
+ * tests/fuzz/fuzz_options.c).  Every pending element needs one byte at
+ * least, so bounding the pending count by the bytes left bounds the
+ * unpacker's memory by a small multiple of len. */
+static int mp_shape_ok(const unsigned char *p, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= len || pending > len - pos) return 0;
+        unsigned b = p[pos++];
+        uint64_t skip = 0, kids = 0;
+        size_t nlen = 0;          /* bytes of a big-endian length that follows */
+        int ext = 0;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {}
+        else if (b <= 0x8f) kids = 2 * (uint64_t)(b & 0x0f);
+        else if (b <= 0x9f) kids = b & 0x0f;
+        else if (b <= 0xbf) skip = b & 0x1f;
+        else switch (b) {
+        case 0xc4: case 0xd9: nlen = 1; break;
+        case 0xc5: case 0xda: nlen = 2; break;
+        case 0xc6: case 0xdb: nlen = 4; break;
+        case 0xc7: nlen = 1; ext = 1; break;
+        case 0xc8: nlen = 2; ext = 1; break;
+        case 0xc9: nlen = 4; ext = 1; break;
+        case 0xca: case 0xce: case 0xd2: skip = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xd4: skip = 2; break;
+        case 0xd5: skip = 3; break;
+        case 0xd6: skip = 5; break;
+        case 0xd7: skip = 9; break;
+        case 0xd8: skip = 17; break;
+        case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+            size_t k = b == 0xdc || b == 0xde ? 2 : 4;
+            if (len - pos < k) return 0;
+            uint64_t n = 0;
+            for (size_t i = 0; i < k; i++) n = n << 8 | p[pos++];
+            kids = b >= 0xde ? 2 * n : n;
+            break;
+        }
+        default: return 0;        /* 0xc1: never used */
+        }
+        if (nlen) {
+            if (len - pos < nlen) return 0;
+            for (size_t i = 0; i < nlen; i++) skip = skip << 8 | p[pos++];
+            skip += (uint64_t)ext;
+        }
+        if (skip > len - pos) return 0;
+        pos += (size_t)skip;
+        pending = pending - 1 + kids;
+    }
+    return pos == len;
+}
+
 int mp_parse(const char *buf, size_t len, msgpack_unpacked *out)
 {
     size_t off = 0;
     msgpack_unpacked_init(out);
     if (!buf || len == 0) return -1;
+    if (!mp_shape_ok((const unsigned char *)buf, len)) return -1;
     msgpack_unpack_return r = msgpack_unpack_next(out, buf, len, &off);
     if (r != MSGPACK_UNPACK_SUCCESS || off != len) return -1;
     return 0;

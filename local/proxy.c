@@ -1722,7 +1722,8 @@ static void url_string(sbuf *b, const url *u, int with_scheme)
     }
 }
 
-/* Relay a decoded body from `from` to fd, re-chunking when asked. */
+/* Relay a decoded body from `from` to fd, re-chunking when asked.
+ * 0 done, -1 writing failed, -2 reading failed. */
 static int relay_body(pconn *c, rd *from, body *b, int to, int chunked, uint64_t *count)
 {
     const char *p;
@@ -1739,7 +1740,7 @@ static int relay_body(pconn *c, rd *from, body *b, int to, int chunked, uint64_t
         if (chunked && io_write(c->px, to, "\r\n", 2, -1) != 0) return -1;
         *count += n;
     }
-    if (k < 0) return -1;
+    if (k < 0) return -2;
     if (chunked && io_write(c->px, to, "0\r\n\r\n", 5, -1) != 0) return -1;
     return 0;
 }
@@ -1850,9 +1851,12 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
     sb_free(&out);
     if (expect100 && rb.kind != BODY_NONE)
         io_write(px, c->fd[FD_CLIENT], "HTTP/1.1 100 Continue\r\n\r\n", 25, -1);
-    if (relay_body(c, cr, &rb, ufd, rb.kind == BODY_CHUNKED, &x->req_bytes) != 0) {
-        send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: request body relay failed\n");
-        x->status = 502;
+    /* the request body; an upstream that stops reading it may still have
+     * answered (say, 413 before the body), so go on to its response */
+    int relay = relay_body(c, cr, &rb, ufd, rb.kind == BODY_CHUNKED, &x->req_bytes);
+    if (relay == -2) {
+        send_simple(c, 400, "Bad Request", "matchlock-local proxy: malformed or truncated request body\n");
+        x->status = 400;
         goto done;
     }
 

@@ -137,6 +137,21 @@ static int mlkL_isstrvarg(lua_State *L, int i)
 %typemap(out) char *mlk_client_stderr_tail
 %{ if ($1) { lua_pushstring(L, $1); mlk_free($1); } else lua_pushnil(L); SWIG_arg++; %}
 
+/* async completions: a Lua function(result_table, op) run from dispatch();
+ * the op id is returned after the status.  Every *_async call whose only
+ * callback is `done` (and whose first argument is the client) uses this. */
+%typemap(in, checkfn="lua_isfunction") (mlk_done_cb done, void *ud, uint64_t *op)
+    (mlkL_ctx *ctx = NULL, uint64_t opv = 0)
+%{ ctx = mlkL_ctx_new(L, mlkL_checkclient_ud(L, 1));
+   lua_pushvalue(L, $input);
+   ctx->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+   $1 = mlkL_tramp_done; $2 = ctx; $3 = &opv; %}
+%typemap(argout) (mlk_done_cb done, void *ud, uint64_t *op)
+%{ if (result == 0) { mlkL_ctx_link(ctx$argnum->g, ctx$argnum); lua_pushinteger(L, (lua_Integer)opv$argnum); }
+   else { mlkL_ctx_release(L, ctx$argnum, 0); free(ctx$argnum); lua_pushnil(L); }
+   ctx$argnum = NULL;
+   SWIG_arg++; %}
+
 /* the client: the userdata made by client_new (src/glue.c) */
 %typemap(in, checkfn="lua_isuserdata") mlk_client *c, const mlk_client *c
 %{ $1 = ($1_ltype)mlkL_checkclient(L, $input); %}

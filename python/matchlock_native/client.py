@@ -247,6 +247,26 @@ class _ClientBase:
             raise ClosedError("client not started: use `with Client() as c:` or call start() first")
         return self._core.ptr
 
+    def _call_plan(self, name: str, what: str, *args: Any) -> Plan:
+        """Run `mlk_<name>` through its *_async form when the core has one
+        (interruptible, no thread), else the blocking form; returns the _Outcome."""
+        afn = getattr(lib, f"mlk_{name}_async", None)
+        if afn is None:
+            out: _Outcome = yield _Blocking(call_blocking, getattr(lib, f"mlk_{name}"), *args)
+            return out
+        op = self._new_op()
+        pop = ffi.new("uint64_t *")
+        rc = afn(*args, lib._mlk_py_done, op.handle, pop)
+        if rc != 0:
+            self._core._live.discard(op)
+            raise _start_failed(rc, what)
+        op.op_id = pop[0]
+        yield op
+        if op.exc is not None:
+            op.result()
+        assert op.outcome is not None
+        return op.outcome
+
     # ---------------------------------------------------------------- lifecycle plans
     def _create_plan(self, target: CreateOptions | Sandbox | None, launch: bool | None,
                      timeout: float | None) -> Plan:
@@ -262,8 +282,7 @@ class _ClientBase:
             raise TypeError(f"create() takes CreateOptions or a Sandbox, not {type(target).__name__}")
         ms = to_ms(timeout)
         ptr = yield from self._ensure_started_plan()
-        fn = lib.mlk_launch if launch_ep else lib.mlk_create
-        out: _Outcome = yield _Blocking(call_blocking, fn, ptr, sb._sb, ms)
+        out: _Outcome = yield from self._call_plan("launch" if launch_ep else "create", "create", ptr, sb._sb, ms)
         out.check()
         vm_id: str = out.data.decode("utf-8", "replace")
         self._vm_id = vm_id
@@ -307,7 +326,10 @@ class _ClientBase:
     def _remove_plan(self) -> Plan:
         if self._vm_id is None or self._core.ptr == ffi.NULL:
             return None
-        out: _Outcome = yield _Blocking(call_blocking, lib.mlk_remove, self._core.ptr)
+        if self._state == "closed" or not hasattr(lib, "mlk_remove_async"):
+            out: _Outcome = yield _Blocking(call_blocking, lib.mlk_remove, self._core.ptr)
+        else:
+            out = yield from self._call_plan("remove", "remove", self._core.ptr)
         out.check()
         return None
 
@@ -454,7 +476,7 @@ class _ClientBase:
     # ---------------------------------------------------------------- logs
     def _log_plan(self, timeout: float | None) -> Plan:
         ptr = yield from self._ensure_started_plan()
-        out: _Outcome = yield _Blocking(call_blocking, lib.mlk_log, ptr, to_ms(timeout))
+        out: _Outcome = yield from self._call_plan("log", "log", ptr, to_ms(timeout))
         return out.check().data.decode("utf-8", "replace")
 
     def _log_stream_plan(self, stdout: Writer, timeout: float | None) -> Plan:
@@ -483,8 +505,8 @@ class _ClientBase:
         ptr = yield from self._ensure_started_plan()
         sarr = CStrArray(specs, "port-forward spec")
         aarr = CStrArray(addresses or [], "bind address")
-        out: _Outcome = yield _Blocking(call_blocking, lib.mlk_port_forward, ptr, sarr.ptr, sarr.n, aarr.ptr,
-                                        aarr.n, to_ms(timeout))
+        out: _Outcome = yield from self._call_plan("port_forward", "port_forward", ptr, sarr.ptr, sarr.n, aarr.ptr,
+                                                   aarr.n, to_ms(timeout))
         out.check()
         return [
             PortForwardBinding(address=str(b.get("address", "")), local_port=int(b.get("local_port") or 0),
@@ -495,8 +517,8 @@ class _ClientBase:
     def _allow_plan(self, add: bool, hosts: tuple[str, ...], timeout: float | None) -> Plan:
         ptr = yield from self._ensure_started_plan()
         arr = CStrArray(hosts, "host")
-        fn = lib.mlk_allow_list_add if add else lib.mlk_allow_list_delete
-        out: _Outcome = yield _Blocking(call_blocking, fn, ptr, arr.ptr, arr.n, to_ms(timeout))
+        name = "allow_list_add" if add else "allow_list_delete"
+        out: _Outcome = yield from self._call_plan(name, name, ptr, arr.ptr, arr.n, to_ms(timeout))
         v = out.check().value() or {}
         return AllowListUpdate(
             added=list(v.get("added") or []),
@@ -768,9 +790,9 @@ def _pump_resize_thread(core: _Core, op: _Op, sizes: Iterable[tuple[int, int]]) 
 
 class AsyncClient(_ClientBase):
     """asyncio client: callbacks are dispatched by the running loop through
-    `loop.add_reader(mlk_client_fd(...))`; no thread per call (create, close,
-    log, port forwards, allow-list, remove and volumes have no async C
-    variant and run in the loop's default executor)."""
+    `loop.add_reader(mlk_client_fd(...))`; no thread per call (start, close
+    and the volume calls run in the loop's default executor, as do calls
+    whose *_async form an older core lacks)."""
 
     _loop: asyncio.AbstractEventLoop | None = None
 

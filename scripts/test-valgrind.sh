@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run the Criterion suite once under valgrind memcheck (make test-valgrind).
+#
+# Criterion 2.4 runs each test in a worker it re-executes from
+# /proc/self/exe, so --trace-children=yes puts every worker (and
+# matchlock-local, which the e2e tests start) under memcheck; shells, bwrap
+# and system tools are skipped.  Each process logs to its own file, and the
+# run fails when any log has errors: Criterion ignores a worker's exit
+# status once its test has reported, so --error-exitcode alone would let
+# a leak at a worker's exit pass (and in a child a test forks, a changed
+# exit status would break the test itself), hence no --error-exitcode here.
+set -uo pipefail
+build=${1:-build}
+shift || true
+cd "$(dirname "$0")/.."
+root=$(pwd)
+command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
+logdir=$(mktemp -d /tmp/mlk-valgrind.XXXXXX)
+
+valgrind --tool=memcheck --trace-children=yes \
+    --trace-children-skip='*/sh,*/bash,*/dash,*/bwrap,/usr/bin/*,/bin/*,/nonexistent/*' \
+    --leak-check=full --show-leak-kinds=definite,possible --errors-for-leak-kinds=definite,possible \
+    --track-origins=yes --suppressions="$root/tests/sanitizer/valgrind.supp" \
+    --log-file="$logdir/vg.%p" \
+    "$build/mlk_tests" -j1 --timeout 600 "$@"
+rc=$?
+
+bad=$(grep -L "ERROR SUMMARY: 0 errors" "$logdir"/vg.* 2>/dev/null)
+if [ -n "$bad" ]; then
+    for f in $bad; do echo "--- valgrind report $f"; cat "$f"; done
+    echo "valgrind found errors in $(echo "$bad" | wc -l) of $(ls "$logdir" | wc -l) processes"
+    rc=1
+else
+    echo "valgrind: $(ls "$logdir" | wc -l) processes, no errors"
+fi
+[ "$rc" -eq 0 ] && rm -rf "$logdir"
+exit "$rc"

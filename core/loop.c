@@ -261,6 +261,24 @@ void queue_push(mlk_queue *q, qitem *it)
 int queue_drain(mlk_queue *q, int max)
 {
     int ran = 0;
+    if (max <= 0) {
+        /* everything queued now; what arrives meanwhile waits for the next call */
+        pthread_mutex_lock(&q->mu);
+        qitem *it = q->head;
+        q->head = q->tail = NULL;
+        if (q->signaled) {
+            fd_reset(q);
+            q->signaled = 0;
+        }
+        pthread_mutex_unlock(&q->mu);
+        while (it) {
+            qitem *n = it->next;
+            it->run(it);
+            it = n;
+            ran++;
+        }
+        return ran;
+    }
     for (;;) {
         if (max > 0 && ran >= max) break;
         pthread_mutex_lock(&q->mu);

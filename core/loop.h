@@ -44,7 +44,7 @@ void queue_destroy(mlk_queue *q);  /* drops whatever is left */
 void queue_clear(mlk_queue *q);    /* drops what is queued now; the queue stays usable */
 /* Append an item (any thread) and make the fd readable. */
 void queue_push(mlk_queue *q, qitem *it);
-/* Run up to max items (0: all there are now) on the calling thread. */
+/* Run up to max items (0: all queued when the call starts) on the calling thread. */
 int queue_drain(mlk_queue *q, int max);
 /* Block until the queue's fd is readable (or timeout_ms passes; -1 waits). */
 void queue_wait(mlk_queue *q, int timeout_ms);

@@ -921,15 +921,13 @@ static char *pct_decode(const char *s, size_t n, int plus)
     return o;
 }
 
-static void pct_encode(sbuf *b, const char *s, int query)
+/* Go's QueryEscape: unreserved bytes kept, space as '+', the rest %XX. */
+static void query_escape(sbuf *b, const char *s)
 {
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (isalnum(*c) || *c == '-' || *c == '_' || *c == '.' || *c == '~' || (!query && strchr("/:@!$&'()*+,;=", *c)))
-            sb_add(b, c, 1);
-        else if (query && *c == ' ')
-            sb_add(b, "+", 1);
-        else
-            sb_printf(b, "%%%02X", *c);
+        if (isalnum(*c) || *c == '-' || *c == '_' || *c == '.' || *c == '~') sb_add(b, c, 1);
+        else if (*c == ' ') sb_add(b, "+", 1);
+        else sb_printf(b, "%%%02X", *c);
     }
 }
 
@@ -975,9 +973,9 @@ static char *query_encode(kvs *q)
     sbuf b = {0};
     for (size_t i = 0; i < q->n; i++) {
         if (i) sb_add(&b, "&", 1);
-        pct_encode(&b, tmp[i].k, 1);
+        query_escape(&b, tmp[i].k);
         sb_add(&b, "=", 1);
-        pct_encode(&b, tmp[i].v, 1);
+        query_escape(&b, tmp[i].v);
     }
     free(tmp);
     if (!b.p) return strdup("");
@@ -1057,7 +1055,7 @@ static int parse_url(const char *t, url *u)
         t++;
         u->query = strndup(t, strcspn(t, "#"));
     }
-    if (!u->path || (u->query == NULL && 0)) return -1;
+    if (!u->path) return -1;
     for (const char *c = u->path; *c; c++)
         if ((unsigned char)*c <= 32 || (unsigned char)*c == 127) return -1;
     for (const char *c = u->query; c && *c; c++)
@@ -1263,11 +1261,10 @@ typedef struct xreq {
 
 typedef struct xresp {
     int status;
-    char *version, *reason;
+    char *reason;
     kvs h;                       /* without framing and hop-by-hop */
     body b;
     char *orig_len;              /* Content-Length of a bodiless response */
-    int no_framing;
 } xresp;
 
 static char *decoded_path(const xreq *q)
@@ -1701,8 +1698,19 @@ static int apply_secrets(proxy *px, xreq *q, char **why)
             }
             continue;
         }
-        for (size_t k = 0; k < q->h.n; k++) replace_in(&q->h.v[k].v, s->placeholder, s->value);
-        replace_in(&q->u.query, s->placeholder, s->value);
+        /* a value that cannot stand in a header line is not put there; in
+         * the query, bytes that would break the request line are escaped */
+        if (valid_header_value(s->value))
+            for (size_t k = 0; k < q->h.n; k++) replace_in(&q->h.v[k].v, s->placeholder, s->value);
+        if (q->u.query && strstr(q->u.query, s->placeholder)) {
+            sbuf ev = {0};
+            for (const unsigned char *c = (const unsigned char *)s->value; *c; c++) {
+                if (*c <= 32 || *c >= 127 || *c == '#') sb_printf(&ev, "%%%02X", *c);
+                else sb_add(&ev, c, 1);
+            }
+            if (!ev.oom) replace_in(&q->u.query, s->placeholder, ev.p ? ev.p : "");
+            sb_free(&ev);
+        }
     }
     return 0;
 }
@@ -2006,7 +2014,6 @@ done:
     kvs_clear(&q.h);
     free(q.host_hdr);
     free(rs.reason);
-    free(rs.version);
     free(rs.orig_len);
     kvs_clear(&rs.h);
     kvs_clear(&ao.repl);
@@ -2051,29 +2058,54 @@ static void do_connect(pconn *c, rd *cr, head *hd, xinfo *x)
         x->req_bytes += rd_avail(cr);
         cr->off = cr->len;
     }
-    /* the tunnel: both directions until both ends finished */
-    int open_c = 1, open_u = 1;
-    char buf[65536];
-    while ((open_c || open_u) && !stopping(px)) {
-        struct pollfd p[2] = {{.fd = open_c ? cfd : -1, .events = POLLIN}, {.fd = open_u ? ufd : -1, .events = POLLIN}};
+    /* the tunnel: both directions at once (non-blocking, one buffer per
+     * direction, a side is read only when its buffer is empty), until both
+     * ends have finished sending and everything is delivered */
+    int fds[2] = {cfd, ufd};          /* direction d reads fds[d], writes fds[1 - d] */
+    char *buf = malloc(2 * 65536);
+    size_t len[2] = {0, 0}, off[2] = {0, 0};
+    int open[2] = {1, 1}, fail = !buf;
+    while (!fail && !stopping(px)) {
+        short ev[2] = {0, 0};
+        for (int d = 0; d < 2; d++) {
+            if (open[d] && !len[d]) ev[d] |= POLLIN;
+            if (len[d]) ev[1 - d] |= POLLOUT;
+        }
+        if (!ev[0] && !ev[1]) break;
+        struct pollfd p[2] = {{.fd = ev[0] ? fds[0] : -1, .events = ev[0]}, {.fd = ev[1] ? fds[1] : -1, .events = ev[1]}};
         int k = poll(p, 2, IDLE_MS);
         if (k == 0) break;
         if (k < 0) { if (errno == EINTR) continue; break; }
-        for (int i = 0; i < 2; i++) {
-            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            int from = i ? ufd : cfd, to = i ? cfd : ufd;
-            ssize_t n = recv(from, buf, sizeof buf, 0);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-            if (n <= 0) {
-                if (i) open_u = 0; else open_c = 0;
-                shutdown(to, SHUT_WR);
-                if (n < 0) { open_c = open_u = 0; }
-                continue;
+        for (int d = 0; d < 2 && !fail; d++) {
+            char *b = buf + d * 65536;
+            if (!len[d] && open[d] && (p[d].revents & (POLLIN | POLLHUP | POLLERR))) {
+                ssize_t n = recv(fds[d], b, 65536, 0);
+                if (n > 0) {
+                    len[d] = (size_t)n;
+                    off[d] = 0;
+                    if (d) x->resp_bytes += (uint64_t)n; else x->req_bytes += (uint64_t)n;
+                } else if (n == 0) {
+                    open[d] = 0;
+                    shutdown(fds[1 - d], SHUT_WR);
+                } else if (errno != EAGAIN && errno != EINTR) {
+                    fail = 1;
+                }
             }
-            if (io_write(px, to, buf, (size_t)n, -1) != 0) { open_c = open_u = 0; break; }
-            if (i) x->resp_bytes += (uint64_t)n; else x->req_bytes += (uint64_t)n;
+            if (len[d] && !fail) {
+                ssize_t w = send(fds[1 - d], b + off[d], len[d] - off[d], MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w > 0) {
+                    off[d] += (size_t)w;
+                    if (off[d] == len[d]) {
+                        len[d] = off[d] = 0;
+                        if (!open[d]) shutdown(fds[1 - d], SHUT_WR);
+                    }
+                } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    fail = 1;
+                }
+            }
         }
     }
+    free(buf);
 done:
     if (ai) freeaddrinfo(ai);
     free(why);
@@ -2138,7 +2170,7 @@ static void *acceptor_main(void *arg)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
     while (!stopping(px)) {
         struct pollfd p[2] = {{.fd = px->lfd, .events = POLLIN}, {.fd = px->stop_pipe[0], .events = POLLIN}};
         int k = poll(p, 2, -1);

@@ -209,14 +209,40 @@ static int cmp_mount(const void *a, const void *b)
 
 static const char *sys_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", NULL};
 
+/* /etc entries a sandbox must not see (masked), and ones it gets its own of. */
+static const char *const etc_hidden[] = {"shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d",
+                                         "ssh", "ssl/private", "security", "subuid", "subuid-", "subgid",
+                                         "subgid-", "machine-id", NULL};
+
 static int etc_secret(const char *name)
 {
-    static const char *hidden[] = {"shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d",
-                                   "ssh", "ssl/private", "security", "hosts", "hostname",
-                                   "subuid", "subuid-", "subgid", "subgid-", "machine-id", NULL};
-    for (int i = 0; hidden[i]; i++)
-        if (!strcmp(name, hidden[i])) return 1;
-    return 0;
+    for (int i = 0; etc_hidden[i]; i++)
+        if (!strcmp(name, etc_hidden[i])) return 1;
+    return !strcmp(name, "hosts") || !strcmp(name, "hostname");
+}
+
+/* Copy the host's /etc into the VM's etc dir, leaving out its secrets;
+ * symlinks into /run (resolv.conf and friends) are copied as the files
+ * they point to, since the sandbox has no /run of the host. */
+static void populate_etc(const char *dst)
+{
+    DIR *d = opendir("/etc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || etc_secret(e->d_name)) continue;
+        char *src = NULL, *to = NULL, target[4096];
+        if (asprintf(&src, "/etc/%s", e->d_name) < 0) continue;
+        if (asprintf(&to, "%s/%s", dst, e->d_name) < 0) { free(src); continue; }
+        ssize_t n = readlink(src, target, sizeof target - 1);
+        if (n > 0) target[n] = '\0';
+        copy_tree(n > 0 && !strncmp(target, "/run/", 5) ? target : src, to); /* unreadable entries are skipped */
+        free(src);
+        free(to);
+    }
+    if (d) closedir(d);
+    char *priv = NULL;
+    if (asprintf(&priv, "%s/ssl/private", dst) >= 0) rm_rf(priv);
+    free(priv);
 }
 
 static char *find_bwrap(void)
@@ -270,33 +296,9 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
     }
     a = push2(a, "--proc", "/proc");
     a = push2(a, "--dev", "/dev");
-    a = push2(a, "--tmpfs", "/etc");
-    DIR *d = opendir("/etc");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-        if (etc_secret(e->d_name)) continue;
-        char *src = NULL;
-        if (asprintf(&src, "/etc/%s", e->d_name) < 0) continue;
-        char target[4096];
-        ssize_t n = readlink(src, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            if (!strncmp(target, "/run/", 5)) a = push3(a, "--ro-bind-try", src, src);
-            else a = push3(a, "--symlink", target, src);
-        } else {
-            a = push3(a, "--ro-bind", src, src);
-        }
-        free(src);
-    }
-    if (d) closedir(d);
-    char *hosts = NULL, *hostname = NULL;
-    if (asprintf(&hosts, "%s/hosts", v->etc_dir) >= 0) { a = push3(a, "--ro-bind", hosts, "/etc/hosts"); free(hosts); }
-    if (asprintf(&hostname, "%s/hostname", v->etc_dir) >= 0) {
-        a = push3(a, "--ro-bind", hostname, "/etc/hostname");
-        free(hostname);
-    }
-    a = push2(a, "--remount-ro", "/etc");
+    /* the VM's own /etc: a copy of the host's without its secrets, with
+     * the VM's hosts and hostname (one mount; see populate_etc) */
+    a = push3(a, "--ro-bind", v->etc_dir, "/etc");
     for (size_t i = 0; i < v->nmounts; i++)
         a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
     if (switch_user) {
@@ -582,6 +584,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         code = fail(msg, E_VM, "creating %s: %s", v->dir, strerror(errno));
         goto bad;
     }
+    populate_etc(v->etc_dir);
     v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, img->s);
     if ((code = build_tree(v, msg))) goto bad;

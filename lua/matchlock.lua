@@ -781,6 +781,104 @@ function M.port_forward_parse(specs)
   return json
 end
 
+-- async forms of the other calls --------------------------------------------
+-- Each takes the blocking form's arguments plus done(value, err), returns a
+-- handle (cancel), and completes from dispatch().
+
+local function start_async(self, fname, rc, op)
+  if rc ~= 0 then raise(new_error(rc, fname .. ": " .. core.mlk_strerror(rc))) end
+  return new_handle(self, op)
+end
+
+local function need_done(fname, done, what)
+  if type(done) ~= "function" then argerror(fname, "done must be a function(" .. what .. ", err)") end
+end
+
+local function shift(opts, done) -- (opts, done) or (done)
+  if type(opts) == "function" and done == nil then return nil, opts end
+  return opts, done
+end
+
+local function opt_done(fname, opts, done, keys, what)
+  opts, done = shift(opts, done)
+  opts = check_opts(fname, opts, keys)
+  need_done(fname, done, what)
+  return opts, done
+end
+
+function Client:create_async(sb, opts, done)
+  opts, done = opt_done("create_async", opts, done, TIMEOUT_ONLY, "vm_id")
+  local rc, op = core.mlk_create_async(self._h, as_sandbox("create_async", sb)._h, tmo(self, opts),
+    done_with(done, "create", function(r) return r.data end))
+  return start_async(self, "create_async", rc, op)
+end
+
+function Client:launch_async(sb, opts, done)
+  opts, done = opt_done("launch_async", opts, done, TIMEOUT_ONLY, "vm_id")
+  local rc, op = core.mlk_launch_async(self._h, as_sandbox("launch_async", sb)._h, tmo(self, opts),
+    done_with(done, "launch", function(r) return r.data end))
+  return start_async(self, "launch_async", rc, op)
+end
+
+function Client:close_async(timeout_s, done)
+  if type(timeout_s) == "function" and done == nil then timeout_s, done = nil, timeout_s end
+  need_done("close_async", done, "ok")
+  local rc, op = core.mlk_close_async(self._h, timeout_s or 0, done_with(done, "close", function() return true end))
+  return start_async(self, "close_async", rc, op)
+end
+
+function Client:remove_async(done)
+  need_done("remove_async", done, "ok")
+  local rc, op = core.mlk_remove_async(self._h, done_with(done, "remove", function() return true end))
+  return start_async(self, "remove_async", rc, op)
+end
+
+function Client:log_async(opts, done)
+  opts, done = opt_done("log_async", opts, done, TIMEOUT_ONLY, "data")
+  local rc, op = core.mlk_log_async(self._h, tmo(self, opts), done_with(done, "log", function(r) return r.data end))
+  return start_async(self, "log_async", rc, op)
+end
+
+function Client:allow_list_add_async(hosts, opts, done)
+  opts, done = opt_done("allow_list_add_async", opts, done, TIMEOUT_ONLY, "answer")
+  local rc, op = core.mlk_allow_list_add_async(self._h, hosts, tmo(self, opts),
+    done_with(done, "allow_list_add", function(r) return r.value end))
+  return start_async(self, "allow_list_add_async", rc, op)
+end
+
+function Client:allow_list_delete_async(hosts, opts, done)
+  opts, done = opt_done("allow_list_delete_async", opts, done, TIMEOUT_ONLY, "answer")
+  local rc, op = core.mlk_allow_list_delete_async(self._h, hosts, tmo(self, opts),
+    done_with(done, "allow_list_delete", function(r) return r.value end))
+  return start_async(self, "allow_list_delete_async", rc, op)
+end
+
+function Client:port_forward_async(specs, opts, done)
+  opts, done = opt_done("port_forward_async", opts, done, set("addresses", "timeout_ms"), "bindings")
+  local rc, op = core.mlk_port_forward_async(self._h, specs, opts.addresses, tmo(self, opts),
+    done_with(done, "port_forward", function(r) return r.value or {} end))
+  return start_async(self, "port_forward_async", rc, op)
+end
+
+function Client:volume_create_async(name, size_mb, done)
+  need_done("volume_create_async", done, "volume")
+  local rc, op = core.mlk_volume_create_async(self._h, name, size_mb,
+    done_with(done, "volume_create", function(r) return r.value end))
+  return start_async(self, "volume_create_async", rc, op)
+end
+
+function Client:volume_list_async(done)
+  need_done("volume_list_async", done, "volumes")
+  local rc, op = core.mlk_volume_list_async(self._h, done_with(done, "volume_list", function(r) return r.value or {} end))
+  return start_async(self, "volume_list_async", rc, op)
+end
+
+function Client:volume_remove_async(name, done)
+  need_done("volume_remove_async", done, "ok")
+  local rc, op = core.mlk_volume_remove_async(self._h, name, done_with(done, "volume_remove", function() return true end))
+  return start_async(self, "volume_remove_async", rc, op)
+end
+
 -- coroutines -------------------------------------------------------------
 
 local function running()
@@ -813,14 +911,16 @@ function M.await(start)
   return v
 end
 
-local AWAIT_ARITY = { exec = 2, read_file = 2, list_files = 2, write_file = 3 }
+local AWAIT_ARITY = { exec = 2, read_file = 2, list_files = 2, write_file = 3, create = 2, launch = 2,
+  close = 1, remove = 0, log = 1, allow_list_add = 2, allow_list_delete = 2, port_forward = 2,
+  volume_create = 2, volume_list = 0, volume_remove = 1 }
 
 --- Inside a coroutine: client:await("exec", cmd, opts) is the blocking-
 --- looking form of exec_async (also "read_file", "list_files",
 --- "write_file"): it yields until a dispatch() delivers the result.
 function Client:await(method, ...)
   local arity = AWAIT_ARITY[method]
-  if not arity then argerror("await", "no async form of " .. tostring(method) .. " (exec, read_file, list_files, write_file)") end
+  if not arity then argerror("await", "no async form of " .. tostring(method)) end
   local f = self[method .. "_async"]
   local args = { ... }
   return M.await(function(cb)

@@ -119,6 +119,8 @@ extern "Python" void _mlk_py_done(void *ud, uint64_t op, const mlk_result *res);
 extern "Python" void _mlk_py_output(void *ud, uint64_t op, int fd, const char *data, size_t len);
 extern "Python" void _mlk_py_ready(void *ud, uint64_t op);
 extern "Python" void _mlk_py_event(void *ud, const char *msgpack, size_t len);
+extern "Python" void _mlk_py_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call,
+                                  const char *request, size_t len);
 """
 )
 

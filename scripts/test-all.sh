@@ -17,6 +17,7 @@ run "ABI check" ./scripts/abi-check.sh "$build"
 run "install check" ./scripts/install-check.sh "$build"
 run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-local" ./python/run-tests.sh
 run "Node (node --test)" ./node/run-tests.sh "$build"
+run "Lua (5.4 and LuaJIT)" ./lua/run-tests.sh "$build"
 
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -339,7 +339,8 @@ MLK_API char *mlk_client_stderr_tail(const mlk_client *c);
 /** A pollable descriptor that becomes readable when callbacks are waiting
  *  for mlk_dispatch().  Non-blocking; never read it yourself. */
 MLK_API int mlk_client_fd(const mlk_client *c);
-/** Run up to `max` waiting callbacks (0: all) on the calling thread.
+/** Run up to `max` waiting callbacks (0: all queued when the call starts;
+ *  what arrives meanwhile waits for the next call) on the calling thread.
  *  Returns how many ran, or a negative code. */
 MLK_API int mlk_dispatch(mlk_client *c, int max);
 

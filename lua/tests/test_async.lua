@@ -239,6 +239,60 @@ return function(T)
     T.eq(next(weak), nil, "collected")
   end)
 
+  T.test("the whole lifecycle without blocking: create, log, network, close, remove async", function()
+    local c = H.client()
+    local steps = {}
+    local function step(name) return function(v, e) steps[name] = e or v or "nil" end end
+    c:create_async(ml.Sandbox.new("alpine:latest"):allow_host("a.example.com"), step("create"))
+    H.pump(c, function() return steps.create end)
+    T.eq(type(steps.create), "string", tostring(steps.create))
+    T.eq(c:vm_id(), steps.create)
+    c:log_async(step("log"))
+    c:allow_list_add_async({ "b.example.com" }, step("allow"))
+    c:allow_list_delete_async("b.example.com", step("deny"))
+    local base = 30000 + (os.time() % 4000) * 2
+    c:port_forward_async({ base .. ":" .. (base + 1) }, step("pf"))
+    H.pump(c, function() return steps.log and steps.allow and steps.deny and steps.pf end)
+    T.eq(type(steps.log), "string")
+    T.deep_eq(steps.allow.added, { "b.example.com" })
+    T.deep_eq(steps.deny.removed, { "b.example.com" })
+    T.eq(steps.pf[1].local_port, base)
+    c:close_async(step("close"))
+    H.pump(c, function() return steps.close end)
+    T.eq(steps.close, true)
+    c:remove_async(step("remove"))
+    H.pump(c, function() return steps.remove end)
+    T.eq(steps.remove, true, tostring(steps.remove))
+    c:free()
+  end)
+
+  T.test("async create reports validation errors through done", function()
+    local c = H.client()
+    local err
+    c:create_async(ml.Sandbox.new(""), function(_, e) err = e end)
+    H.pump(c, function() return err end)
+    T.ok(err:is("EIMAGE_REQUIRED"), tostring(err))
+    c:free()
+  end)
+
+  T.test("async volumes and await on lifecycle calls", function()
+    local c = H.client()
+    local name = "luaav" .. os.time() % 100000
+    local out
+    ml.spawn(function()
+      c:await("create", "alpine:latest")
+      local v = c:await("volume_create", name, 4)
+      local l = c:await("volume_list")
+      c:await("volume_remove", name)
+      c:await("close")
+      out = { v = v, n = #l }
+    end)
+    H.pump(c, function() return out end)
+    T.eq(out.v.name, name)
+    T.ok(out.n >= 1)
+    c:free()
+  end)
+
   T.test("cancel an async exec", function()
     local c = client()
     local err, finished

@@ -6,7 +6,8 @@
 
 const native = require("./native");
 const msgpack = require("./msgpack");
-const { makeError, ValidationError, StateError } = require("./errors");
+const { makeError, ValidationError } = require("./errors");
+const { KIND, makeTrampoline } = require("./hooks");
 
 const kHandle = Symbol("matchlock.sandbox.handle");
 
@@ -21,27 +22,91 @@ function wireKeys(obj, what) {
   for (const [k, v] of Object.entries(obj ?? {})) {
     if (v === undefined) continue;
     if (typeof v === "function") {
-      throw new ValidationError(
-        `${what}: '${k}' is a JS hook; hooks are not supported by matchlock-native yet ` +
-          "(use static rules: action allow/block, header and body rewrites)",
-        { status: native.MLK_EINVALID_RULE },
-      );
+      throw new ValidationError(`${what}: '${k}' is not a hook key of this rule (network rules take 'hook'; VFS rules take ` +
+        "'hook', 'dangerousHook', 'actionHook' or 'mutateHook')", { status: native.MLK_EINVALID_RULE });
     }
     out[snake(k)] = v;
   }
   return out;
 }
 
-function networkWire(config) {
-  const c = wireKeys(config, "network interception");
-  if (Array.isArray(c.rules)) c.rules = c.rules.map((r) => wireKeys(r, "network interception rule"));
-  return c;
+// The keys a callback rule may have besides its function (the core's hook
+// rule shape); anything else would be silently dropped, so it is an error.
+const NET_HOOK_KEYS = new Set(["name", "phase", "hosts", "methods", "path", "action", "timeoutMs", "hook"]);
+const VFS_HOOK_KEYS = new Set(["name", "phase", "ops", "path", "action", "timeoutMs"]);
+const VFS_CALLBACKS = { hook: KIND.AFTER, dangerousHook: KIND.DANGEROUS, actionHook: KIND.ACTION, mutateHook: KIND.MUTATE };
+
+function hookRule(rule, keys, label, status) {
+  for (const [k, v] of Object.entries(rule)) {
+    if (v === undefined || keys.has(k) || k in VFS_CALLBACKS) continue;
+    if (Array.isArray(v) && v.length === 0) continue;
+    throw new ValidationError(
+      `${label} ${JSON.stringify(rule.name ?? "")}: '${k}' cannot be combined with a hook function ` +
+        "(return the change from the hook, or put it in a separate static rule)",
+      { status },
+    );
+  }
+  return {
+    name: rule.name,
+    phase: rule.phase || undefined,
+    hosts: rule.hosts?.length ? rule.hosts : undefined,
+    methods: rule.methods?.length ? rule.methods : undefined,
+    ops: rule.ops?.length ? rule.ops : undefined,
+    path: rule.path || undefined,
+    action: rule.action || undefined,
+    timeout_ms: rule.timeoutMs || undefined,
+  };
 }
 
-function vfsWire(config) {
-  const c = wireKeys(config, "VFS interception");
-  if (Array.isArray(c.rules)) c.rules = c.rules.map((r) => wireKeys(r, "VFS interception rule"));
-  return c;
+// Split a NetworkInterceptionConfig into the static wire config and the
+// callback rules [{kind, rule, fn, name}].
+function networkSplit(config) {
+  const c = wireKeys({ ...config, rules: undefined }, "network interception");
+  const rules = [];
+  const hooks = [];
+  for (const r of config.rules ?? []) {
+    if (r && r.hook != null) {
+      if (typeof r.hook !== "function") {
+        throw new ValidationError(`network hook ${JSON.stringify(r.name ?? "")}: 'hook' must be a function`, { status: native.MLK_EINVALID_NET_HOOK });
+      }
+      const rule = hookRule(r, NET_HOOK_KEYS, "network hook", native.MLK_EINVALID_NET_HOOK);
+      delete rule.ops;
+      hooks.push({ kind: KIND.NETWORK, rule, fn: r.hook, name: r.name });
+    } else {
+      rules.push(wireKeys(r, "network interception rule"));
+    }
+  }
+  if (rules.length) c.rules = rules;
+  return { wire: c, hooks };
+}
+
+// Split a VFSInterceptionConfig likewise; a rule has at most one callback.
+function vfsSplit(config) {
+  const c = wireKeys({ ...config, rules: undefined }, "VFS interception");
+  const rules = [];
+  const hooks = [];
+  for (const r of config.rules ?? []) {
+    const cbs = Object.keys(VFS_CALLBACKS).filter((k) => r?.[k] != null);
+    if (cbs.length > 1) {
+      throw new ValidationError(`invalid vfs hook ${JSON.stringify(r.name ?? "")}: cannot set more than one callback hook (${cbs.join(", ")})`, {
+        status: native.MLK_EINVALID_VFS_HOOK,
+      });
+    }
+    if (cbs.length === 1) {
+      const fn = r[cbs[0]];
+      if (typeof fn !== "function") {
+        throw new ValidationError(`vfs hook ${JSON.stringify(r.name ?? "")}: '${cbs[0]}' must be a function`, { status: native.MLK_EINVALID_VFS_HOOK });
+      }
+      const rule = hookRule(r, VFS_HOOK_KEYS, "vfs hook", native.MLK_EINVALID_VFS_HOOK);
+      delete rule.hosts;
+      delete rule.methods;
+      hooks.push({ kind: VFS_CALLBACKS[cbs[0]], rule, fn, name: r.name });
+    } else {
+      rules.push(wireKeys(r, "VFS interception rule"));
+    }
+  }
+  if (rules.length) c.rules = rules;
+  return { wire: c, hooks };
 }
 
 function check(rc, what) {
@@ -63,7 +128,6 @@ class Sandbox {
     this[kHandle] = native.mlk_sandbox_new(image == null ? "" : str(image, "image"));
     this._dns = [];
     this._pfAddrs = [];
-    this._busy = 0;
   }
 
   /** Build a Sandbox from the official SDK's CreateOptions object. */
@@ -99,14 +163,22 @@ class Sandbox {
     return s;
   }
 
-  _h(what) {
-    if (this._busy > 0) {
-      throw new StateError(
-        `${what}: this Sandbox is in use by a create() that has not finished; wait for it before changing the builder`,
-        { status: -15 },
-      );
-    }
+  // The C builder.  create() copies everything it needs before it returns
+  // (mlk_create_async renders the params and copies the hooks), so a builder
+  // may be changed or reused while a create from it is still running.
+  _h() {
     return this[kHandle];
+  }
+
+  _addHooks(hooks) {
+    const h = this._h();
+    for (const x of hooks) {
+      const rc = native.sandboxAddHook(h, x.kind, msgpack.encode(x.rule), makeTrampoline(x.kind, x.fn, x.name));
+      if (rc !== 0) {
+        const [, , msg] = native.mlk_sandbox_params_json(h, 0);
+        throw makeError(rc, msg || native.mlk_strerror(rc), 0);
+      }
+    }
   }
 
   withPrivileged() { check(native.mlk_sandbox_set_privileged(this._h("withPrivileged"), 1), "withPrivileged"); return this; }
@@ -116,16 +188,32 @@ class Sandbox {
   withTimeout(seconds) { check(native.mlk_sandbox_set_timeout_s(this._h("withTimeout"), num(seconds, "timeout")), "withTimeout"); return this; }
   withWorkspace(path) { check(native.mlk_sandbox_set_workspace(this._h("withWorkspace"), str(path, "workspace")), "withWorkspace"); return this; }
 
+  /** VFS interception: static rules replace earlier ones; rules with a
+   *  `hook`, `dangerousHook`, `actionHook` or `mutateHook` function are added. */
   withVFSInterception(config) {
-    const buf = config ? msgpack.encode(vfsWire(config)) : null;
-    check(native.mlk_sandbox_set_vfs_interception(this._h("withVFSInterception"), buf), "withVFSInterception");
+    if (!config) {
+      check(native.mlk_sandbox_set_vfs_interception(this._h(), null), "withVFSInterception");
+      return this;
+    }
+    const { wire, hooks } = vfsSplit(config); // validate everything before changing the builder
+    if (wire.rules || wire.emit_events !== undefined || !hooks.length) {
+      check(native.mlk_sandbox_set_vfs_interception(this._h(), msgpack.encode(wire)), "withVFSInterception");
+    }
+    this._addHooks(hooks);
     return this;
   }
 
-  /** Force network interception; `config` ({rules: [...]}) adds static rules. */
+  /** Force network interception; `config` ({rules: [...]}) sets static rules
+   *  (replacing earlier ones) and adds rules with a `hook` function. */
   withNetworkInterception(config) {
-    const buf = config ? msgpack.encode(networkWire(config)) : null;
-    check(native.mlk_sandbox_set_network_interception(this._h("withNetworkInterception"), buf), "withNetworkInterception");
+    if (!config) {
+      check(native.mlk_sandbox_set_network_interception(this._h(), null), "withNetworkInterception");
+      return this;
+    }
+    const { wire, hooks } = networkSplit(config);
+    const buf = wire.rules || Object.keys(wire).length ? msgpack.encode(wire) : null;
+    check(native.mlk_sandbox_set_network_interception(this._h(), buf), "withNetworkInterception");
+    this._addHooks(hooks);
     return this;
   }
 

@@ -1,15 +1,19 @@
 "use strict";
-// Client: the Promise API over the addon.  Async calls (exec family, files,
-// log streaming) go through the core's *_async functions and complete on the
-// event loop (the addon watches the core's notification fd with uv_poll);
-// blocking ABI calls (create, close, remove, log, allow-list, port-forward,
-// volumes) run on the libuv threadpool.  Nothing blocks the main thread.
+// Client: the Promise API over the addon.  Every call goes through the core's
+// *_async functions and completes on the event loop (the addon watches the
+// core's notification fd with uv_poll), so an AbortSignal can cancel any of
+// them (mlk_cancel).  Only volume calls made before the client has started
+// its matchlock process run on the libuv threadpool.  Nothing blocks the main
+// thread.  A Client is an EventEmitter: 'event' (the server's network and
+// file events) and 'hookError' (a failing after-hook or event listener).
 
+const { EventEmitter } = require("node:events");
 const { StringDecoder } = require("node:string_decoder");
 const native = require("./native");
 const msgpack = require("./msgpack");
 const { Sandbox, kHandle } = require("./builder");
 const errors = require("./errors");
+const hooks = require("./hooks");
 const { makeError, MatchlockError, CancelledError, CallbackError, ValidationError, StateError } = errors;
 
 const opSlot = native.setup(makeError);
@@ -85,13 +89,24 @@ function isIterable(v) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-class Client {
+class Client extends EventEmitter {
   constructor(config = {}) {
+    super();
     this._config = { ...config };
     this._h = null;
     this._cfg = null;
     this._closed = false;
     this._lastVmId = "";
+    this._eventsOn = false;
+    this._plainHookActive = false;
+    // The core's event callback is installed while someone listens.
+    this.on("newListener", (name) => {
+      if (name === "event") queueMicrotask(() => this._syncEvents());
+    });
+    this.on("removeListener", (name) => {
+      if (name === "event") this._syncEvents();
+    });
+    if (typeof config.onEvent === "function") this.on("event", config.onEvent);
   }
 
   // The native client, spawning `matchlock rpc` on first use.
@@ -99,7 +114,34 @@ class Client {
     if (this._h) return this._h;
     if (this._closed) throw new errors.ClosedError("the client is closed (create a new Client)", { status: -3 });
     this._h = native.clientNew(this._configHandle());
+    hooks.register(this._h, this);
+    this._syncEvents();
     return this._h;
+  }
+
+  // Install or remove the core's event callback to match the listeners.  The
+  // callback holds the Client weakly, so listening never keeps it alive.
+  _syncEvents() {
+    if (!this._h) return;
+    const want = this.listenerCount("event") > 0;
+    if (want === this._eventsOn) return;
+    this._eventsOn = want;
+    if (!want) {
+      native.clientSetEventCb(this._h, null);
+      return;
+    }
+    const ref = new WeakRef(this);
+    native.clientSetEventCb(this._h, (buf) => ref.deref()?._onEvent(buf));
+  }
+
+  _onEvent(buf) {
+    let ev;
+    try {
+      ev = msgpack.decode(buf) ?? {};
+      this.emit("event", ev);
+    } catch (e) {
+      hooks.report(this, e, { kind: "event", name: ev?.type ?? "" });
+    }
   }
 
   _configHandle() {
@@ -156,9 +198,9 @@ class Client {
     });
   }
 
-  // A blocking call on the threadpool.  An AbortSignal rejects at once; the
-  // C call itself cannot be interrupted (it has no op id) and finishes in
-  // the background.
+  // A client-less volume call on the threadpool.  An AbortSignal rejects at
+  // once; the C call itself cannot be interrupted (it has no op id) and
+  // finishes in the background.
   _job(what, options, start) {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(abortError(signal, what));
@@ -203,16 +245,12 @@ class Client {
       if (sandbox === undefined) throw new ValidationError("create: expected a Sandbox or CreateOptions", { status: -1 });
     }
     sandbox.paramsJSON(launch); // validate here, with the builder's own error, before spawning
-    const h = this._handle();
-    sandbox._busy++;
-    try {
-      const r = await this._job(launch ? "launch" : "create", options, () =>
-        native.create(h, sandbox[kHandle], launch, options.timeoutMs ?? 0),
-      );
-      return r.data ? r.data.toString("utf8") : this.vmId;
-    } finally {
-      sandbox._busy--;
-    }
+    // The core copies the params and hooks before native.create returns, so
+    // the builder is free again at once.
+    const id = await this._call(launch ? "launch" : "create", options, (h) =>
+      native.create(h, sandbox[kHandle], launch, options.timeoutMs ?? 0),
+    );
+    return id ? id.toString("utf8") : this.vmId;
   }
 
   /** Close the sandbox and the matchlock process (idempotent). */
@@ -225,9 +263,9 @@ class Client {
   }
 
   /** Delete the VM's state (`matchlock rm <id>`); call after close. */
-  async remove() {
+  async remove(options = {}) {
     if (!this._h || !native.clientVmId(this._h)) return;
-    await native.remove(this._h);
+    await this._call("remove", options, (h) => native.remove(h));
   }
 
   // ---- exec -----------------------------------------------------------------
@@ -408,9 +446,8 @@ class Client {
 
   /** The VM log so far. */
   async log(options = {}) {
-    const h = this._handleOrReject();
-    const r = await this._job("log", options, () => native.log(h, options.timeoutMs ?? 0));
-    return r.data ?? Buffer.alloc(0);
+    const r = await this._call("log", options, (h) => native.log(h, options.timeoutMs ?? 0));
+    return r ?? Buffer.alloc(0);
   }
 
   /** Follow the log: the existing log, then appended data, to `stdout`
@@ -435,10 +472,6 @@ class Client {
     }
   }
 
-  _handleOrReject() {
-    return this._handle();
-  }
-
   // ---- network ----------------------------------------------------------------
 
   // Trailing RequestOptions object after variadic strings.
@@ -451,18 +484,16 @@ class Client {
   /** Add hosts to the allow-list at run time: {added, allowedHosts}. */
   async allowListAdd(...args) {
     const [hosts, options] = Client._splitArgs(args);
-    const h = this._handle();
-    const r = await this._job("allowListAdd", options, () => native.allowList(h, true, hosts.flat(), options.timeoutMs ?? 0));
-    const m = msgpack.decode(r.msgpack) ?? {};
+    const r = await this._call("allowListAdd", options, (h) => native.allowList(h, true, hosts.flat(), options.timeoutMs ?? 0));
+    const m = msgpack.decode(r) ?? {};
     return { added: m.added ?? [], allowedHosts: m.allowed_hosts ?? [] };
   }
 
   /** Remove hosts from the allow-list at run time: {removed, allowedHosts}. */
   async allowListDelete(...args) {
     const [hosts, options] = Client._splitArgs(args);
-    const h = this._handle();
-    const r = await this._job("allowListDelete", options, () => native.allowList(h, false, hosts.flat(), options.timeoutMs ?? 0));
-    const m = msgpack.decode(r.msgpack) ?? {};
+    const r = await this._call("allowListDelete", options, (h) => native.allowList(h, false, hosts.flat(), options.timeoutMs ?? 0));
+    const m = msgpack.decode(r) ?? {};
     return { removed: m.removed ?? [], allowedHosts: m.allowed_hosts ?? [] };
   }
 
@@ -473,11 +504,10 @@ class Client {
 
   async portForwardWithAddresses(addresses, ...args) {
     const [specs, options] = Client._splitArgs(args);
-    const h = this._handle();
-    const r = await this._job("portForward", options, () =>
+    const r = await this._call("portForward", options, (h) =>
       native.portForward(h, specs.flat().map(String), addresses ?? [], options.timeoutMs ?? 0),
     );
-    return (msgpack.decode(r.msgpack) ?? []).map((b) => ({
+    return (msgpack.decode(r) ?? []).map((b) => ({
       address: b.address ?? "",
       localPort: Number(b.local_port ?? 0),
       remotePort: Number(b.remote_port ?? 0),
@@ -486,21 +516,27 @@ class Client {
 
   // ---- volumes (CLI side channel) ------------------------------------------------
 
-  async volumeCreate(name, sizeMb = 10240, options = {}) {
+  // Through the running client (async, cancellable) when there is one;
+  // otherwise with the configuration on the threadpool, without starting
+  // the matchlock process.
+  _volume(what, options, start) {
+    if (this._h && !this._closed) return this._call(what, options, (h) => start(h));
     const cfg = this._configHandle();
-    const r = await this._job("volumeCreate", options, () => native.volumeCreate(cfg, String(name ?? "").trim(), sizeMb));
-    return volumeInfo(msgpack.decode(r.msgpack) ?? {});
+    return this._job(what, options, () => start(cfg));
+  }
+
+  async volumeCreate(name, sizeMb = 10240, options = {}) {
+    const r = await this._volume("volumeCreate", options, (t) => native.volumeCreate(t, String(name ?? "").trim(), sizeMb));
+    return volumeInfo(msgpack.decode(r) ?? {});
   }
 
   async volumeList(options = {}) {
-    const cfg = this._configHandle();
-    const r = await this._job("volumeList", options, () => native.volumeList(cfg));
-    return (msgpack.decode(r.msgpack) ?? []).map(volumeInfo);
+    const r = await this._volume("volumeList", options, (t) => native.volumeList(t));
+    return (msgpack.decode(r) ?? []).map(volumeInfo);
   }
 
   async volumeRemove(name, options = {}) {
-    const cfg = this._configHandle();
-    await this._job("volumeRemove", options, () => native.volumeRemove(cfg, String(name ?? "").trim()));
+    await this._volume("volumeRemove", options, (t) => native.volumeRemove(t, String(name ?? "").trim()));
   }
 }
 

@@ -100,6 +100,7 @@ const BY_STATUS = {
   [-12]: StateError,
   [-14]: CLIError,
   [-15]: StateError,
+  [-29]: MatchlockError, // a VFS action hook blocked the call (a plain MatchlockError, as upstream)
   [-30]: TimeoutError,
   [-31]: CLIError,
 };

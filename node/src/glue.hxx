@@ -16,9 +16,19 @@
  *    and a node::CallbackScope; done callbacks resolve promises, output
  *    callbacks call JS functions under a TryCatch.  The poll is referenced
  *    only while async requests are pending, so an idle process exits.
- *  - Blocking ABI calls without an _async variant (create, close, remove,
- *    log, allow-list, port-forward, volumes) run on the libuv threadpool
- *    (uv_queue_work); the main thread never blocks on the server.
+ *  - Every client call goes through the core's *_async functions (create,
+ *    close, remove, log, allow-list, port-forward and volumes through a
+ *    client included), so an AbortSignal can mlk_cancel it.  Only volume
+ *    calls without a client run on the libuv threadpool (uv_queue_work).
+ *  - Hooks: a HookFn (refcounted; held by the builder handle and by every
+ *    client created from it) is the `ud` of mlk_sandbox_add_*_hook.  The
+ *    core runs HookCb from mlk_dispatch (inside OnPoll); it calls the JS
+ *    trampoline under a TryCatch.  A Buffer answers the token at once; a
+ *    Promise gets then/catch handlers that answer it later (a PendingHook,
+ *    which refs the poll until answered or the client is closed); a throw
+ *    or rejection becomes mlk_hook_fail with the message.
+ *  - Events: mlk_client_set_event_cb delivers `event` notifications to a JS
+ *    function, also from OnPoll.
  */
 #ifndef MLK_NODE_GLUE_HXX
 #define MLK_NODE_GLUE_HXX
@@ -145,6 +155,8 @@ struct Env;
 struct Client;
 struct Req;
 struct Job;
+struct HookFn;
+struct PendingHook;
 
 /* ---- per-environment state --------------------------------------------------- */
 
@@ -154,7 +166,24 @@ struct Box {
     void *p;
     const int *tag;
     void (*fr)(void *);
+    std::vector<HookFn *> hooks;      /* sandbox builders: the hooks added to it */
 };
+
+/* The `ud` of one hook: the JS trampoline.  Held by the builder handle and
+ * by each client created from it (the core copies `ud` into the client). */
+struct HookFn {
+    Env *env;
+    Global<Function> fn;
+    int refs = 1;
+};
+
+static void HookUnref(HookFn *h)
+{
+    if (h && --h->refs == 0) {
+        h->fn.Reset();
+        delete h;
+    }
+}
 
 struct Env {
     Isolate *iso = nullptr;
@@ -168,6 +197,7 @@ struct Env {
     std::unordered_set<Box *> boxes;
     std::unordered_set<Client *> clients;
     std::unordered_set<Job *> jobs;
+    std::unordered_set<PendingHook *> hook_calls;   /* hook tokens a promise will answer */
     bool gone = false;
 };
 
@@ -212,6 +242,7 @@ static void BoxWeak(const v8::WeakCallbackInfo<Box> &info)
     b->obj.Reset();
     b->env->boxes.erase(b);
     if (b->fr && b->p) b->fr(b->p);
+    for (HookFn *h : b->hooks) HookUnref(h);
     delete b;
 }
 
@@ -248,15 +279,28 @@ struct Client {
     Env *env;
     mlk_client *c;
     uv_poll_t *poll;
-    int pending = 0;          /* async requests whose done has not run */
+    int pending = 0;          /* async requests (and referenced hook tokens) outstanding */
     int jobs = 0;             /* threadpool jobs using c */
     bool in_poll = false;
     bool want_free = false;
     bool destroyed = false;
+    bool closed = false;      /* close started: hook tokens no longer keep the loop alive */
+    Global<Object> handle;    /* weak: the JS handle, passed to hooks */
+    Global<Function> on_event;
+    std::vector<HookFn *> hooks;
     std::unordered_set<Req *> reqs;
+    std::unordered_set<PendingHook *> tokens;
 };
 
-enum { R_EXEC_BUF, R_EXEC_STREAM, R_WRITE, R_READ, R_LIST, R_LOG_FOLLOW };
+/* A hook token that a JS promise will answer. */
+struct PendingHook {
+    Env *env;
+    Client *cl;               /* NULL once the client is destroyed */
+    mlk_hook_call *call;
+    bool reffed = false;
+};
+
+enum { R_EXEC_BUF, R_EXEC_STREAM, R_WRITE, R_READ, R_LIST, R_LOG_FOLLOW, R_DATA, R_MSGPACK, R_NONE };
 
 struct Req {
     Client *cl;
@@ -297,6 +341,12 @@ static void ClientDestroy(Client *cl, bool sync)
     else JobQueueFree(cl->env, cl->c);
     for (Req *r : cl->reqs) delete r;   /* only at teardown: dropped, never run */
     cl->reqs.clear();
+    for (PendingHook *ph : cl->tokens) ph->cl = nullptr;   /* still answerable: the token keeps the C client */
+    cl->tokens.clear();
+    for (HookFn *h : cl->hooks) HookUnref(h);
+    cl->hooks.clear();
+    cl->on_event.Reset();
+    cl->handle.Reset();
     delete cl;
 }
 
@@ -373,7 +423,10 @@ static void ClientNew(const FunctionCallbackInfo<Value> &a)
     uv_poll_start(cl->poll, UV_READABLE, OnPoll);
     uv_unref((uv_handle_t *)cl->poll);
     env->clients.insert(cl);
-    a.GetReturnValue().Set(Wrap(iso, cl, &kTagClient, ClientRelease));
+    Local<Value> h = Wrap(iso, cl, &kTagClient, ClientRelease);
+    cl->handle.Reset(iso, h.As<Object>());
+    cl->handle.SetWeak();
+    a.GetReturnValue().Set(h);
 }
 
 static void ClientVmId(const FunctionCallbackInfo<Value> &a)
@@ -424,7 +477,11 @@ static Local<Value> DoneValue(Isolate *iso, int kind, const mlk_result *res)
         p = mlk_result_data(res, &n);
         return BufferCopy(iso, p, n);
     case R_LIST:
+    case R_MSGPACK:
         p = mlk_result_msgpack(res, &n);
+        return p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso);
+    case R_DATA:
+        p = mlk_result_data(res, &n);
         return p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso);
     default:
         return v8::Undefined(iso);
@@ -660,48 +717,138 @@ static void Cancel(const FunctionCallbackInfo<Value> &a)
     a.GetReturnValue().Set(mlk_cancel(cl->c, ArgOp(a, 1)));
 }
 
-/* ---- blocking calls on the threadpool ------------------------------------------ */
+/* ---- lifecycle, logs, network: the core's async calls ------------------------- */
 
-enum { J_CREATE, J_CLOSE, J_REMOVE, J_LOG, J_ALLOW_ADD, J_ALLOW_DEL, J_PORTFWD,
-       J_VOL_CREATE, J_VOL_LIST, J_VOL_RM, J_FREE };
+/* create(client, sandbox, launch, timeoutMs) -> Promise<Buffer vm id>.  The
+ * core renders the params and copies the hooks before returning, so the
+ * builder may change (or be collected) at once.  The client takes a
+ * reference on the builder's hooks: their `ud` now lives in the client. */
+static void Create(const FunctionCallbackInfo<Value> &a)
+{
+    Isolate *iso = a.GetIsolate();
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    Box *sbb = UnwrapBox(a[1], &kTagSandbox);
+    if (!sbb) return Throw(iso, "create: expected a sandbox builder handle");
+    for (HookFn *h : sbb->hooks) {
+        h->refs++;
+        cl->hooks.push_back(h);
+    }
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_DATA, &pr);
+    uint64_t op = 0;
+    const mlk_sandbox *sb = (const mlk_sandbox *)sbb->p;
+    int rc = a[2]->IsTrue() ? mlk_launch_async(cl->c, sb, ArgInt64(a, 3), OnDone, r, &op)
+                            : mlk_create_async(cl->c, sb, ArgInt64(a, 3), OnDone, r, &op);
+    Started(a, r, pr, rc, op, a[2]->IsTrue() ? "launch" : "create");
+}
+
+/* Hook tokens stop keeping the loop alive once close starts. */
+static void ClientUnrefTokens(Client *cl)
+{
+    for (PendingHook *ph : cl->tokens) {
+        if (ph->reffed) {
+            ph->reffed = false;
+            ClientUnref(cl);
+        }
+    }
+}
+
+static void Close(const FunctionCallbackInfo<Value> &a)
+{
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    double t = a[1]->IsNumber() ? a[1].As<Number>()->Value() : 0;
+    if (!std::isfinite(t) || t < 0) t = 0;
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_NONE, &pr);
+    uint64_t op = 0;
+    int rc = mlk_close_async(cl->c, t, OnDone, r, &op);
+    Started(a, r, pr, rc, op, "close");
+    cl->closed = true;
+    ClientUnrefTokens(cl);
+}
+
+static void Remove(const FunctionCallbackInfo<Value> &a)
+{
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_DATA, &pr);
+    uint64_t op = 0;
+    int rc = mlk_remove_async(cl->c, OnDone, r, &op);
+    Started(a, r, pr, rc, op, "remove");
+}
+
+/* log(client, timeoutMs) -> Promise<Buffer> */
+static void Log(const FunctionCallbackInfo<Value> &a)
+{
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_DATA, &pr);
+    uint64_t op = 0;
+    int rc = mlk_log_async(cl->c, ArgInt64(a, 1), OnDone, r, &op);
+    Started(a, r, pr, rc, op, "log");
+}
+
+/* allowList(client, add, hosts[], timeoutMs) -> Promise<Buffer msgpack> */
+static void AllowList(const FunctionCallbackInfo<Value> &a)
+{
+    Isolate *iso = a.GetIsolate();
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    StrArray hosts;
+    if (!hosts.From(iso, a[2])) return Throw(iso, "allowList: hosts must be an array of strings");
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_MSGPACK, &pr);
+    uint64_t op = 0;
+    bool add = a[1]->IsTrue();
+    int rc = add ? mlk_allow_list_add_async(cl->c, hosts.ptrs(), hosts.size(), ArgInt64(a, 3), OnDone, r, &op)
+                 : mlk_allow_list_delete_async(cl->c, hosts.ptrs(), hosts.size(), ArgInt64(a, 3), OnDone, r, &op);
+    Started(a, r, pr, rc, op, add ? "allowListAdd" : "allowListDelete");
+}
+
+/* portForward(client, specs[], addrs[], timeoutMs) -> Promise<Buffer msgpack> */
+static void PortForward(const FunctionCallbackInfo<Value> &a)
+{
+    Isolate *iso = a.GetIsolate();
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    StrArray specs, addrs;
+    if (!specs.From(iso, a[1]) || !addrs.From(iso, a[2]))
+        return Throw(iso, "portForward: specs and addresses must be arrays of strings");
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_MSGPACK, &pr);
+    uint64_t op = 0;
+    int rc = mlk_port_forward_async(cl->c, specs.ptrs(), specs.size(), addrs.ptrs(), addrs.size(), ArgInt64(a, 3),
+                                    OnDone, r, &op);
+    Started(a, r, pr, rc, op, "portForward");
+}
+
+/* ---- volumes: through a client (async), or on the threadpool without one -------- */
+
+enum { J_VOL_CREATE, J_VOL_LIST, J_VOL_RM, J_FREE };
 
 struct Job {
     uv_work_t w;
     Env *env;
     int kind;
-    Client *cl = nullptr;
     mlk_client *free_c = nullptr;
-    const mlk_sandbox *sb = nullptr;
     const mlk_config *cfg = nullptr;
-    int launch = 0;
-    int64_t timeout_ms = 0;
-    double timeout_s = 0;
     int64_t size = 0;
     std::string s;
-    StrArray a1, a2;
     mlk_result *res = nullptr;
     int rc = 0;
     bool orphan = false;
     Global<Promise::Resolver> resolver;
-    Global<Value> keep1, keep2;
+    Global<Value> keep1;
 };
 
 static void JobWork(uv_work_t *w)
 {
     Job *j = (Job *)w->data;
-    mlk_client *c = j->cl ? j->cl->c : nullptr;
     switch (j->kind) {
-    case J_CREATE:
-        j->rc = j->launch ? mlk_launch(c, j->sb, j->timeout_ms, &j->res) : mlk_create(c, j->sb, j->timeout_ms, &j->res);
-        break;
-    case J_CLOSE: j->rc = mlk_close(c, j->timeout_s, &j->res); break;
-    case J_REMOVE: j->rc = mlk_remove(c, &j->res); break;
-    case J_LOG: j->rc = mlk_log(c, j->timeout_ms, &j->res); break;
-    case J_ALLOW_ADD: j->rc = mlk_allow_list_add(c, j->a1.ptrs(), j->a1.size(), j->timeout_ms, &j->res); break;
-    case J_ALLOW_DEL: j->rc = mlk_allow_list_delete(c, j->a1.ptrs(), j->a1.size(), j->timeout_ms, &j->res); break;
-    case J_PORTFWD:
-        j->rc = mlk_port_forward(c, j->a1.ptrs(), j->a1.size(), j->a2.ptrs(), j->a2.size(), j->timeout_ms, &j->res);
-        break;
     case J_VOL_CREATE: j->rc = mlk_volume_create(j->cfg, j->s.c_str(), j->size, &j->res); break;
     case J_VOL_LIST: j->rc = mlk_volume_list(j->cfg, &j->res); break;
     case J_VOL_RM: j->rc = mlk_volume_remove(j->cfg, j->s.c_str(), &j->res); break;
@@ -726,7 +873,6 @@ static void JobAfter(uv_work_t *w, int status)
     HandleScope hs(iso);
     Local<Context> ctx = env->ctx.Get(iso);
     Context::Scope cs(ctx);
-    Client *cl = j->cl;
     {
         node::CallbackScope scope(iso, env->resource.Get(iso), node::async_context{0, 0});
         Local<Promise::Resolver> pr = j->resolver.Get(iso);
@@ -734,21 +880,12 @@ static void JobAfter(uv_work_t *w, int status)
         if (st != 0) {
             pr->Reject(ctx, ResultError(env, j->res, st)).Check();
         } else {
-            Local<Object> o = Object::New(iso);
             size_t n = 0;
-            const char *p = j->res ? mlk_result_data(j->res, &n) : nullptr;
-            o->Set(ctx, Str(iso, "data"), p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso)).Check();
-            n = 0;
-            p = j->res ? mlk_result_msgpack(j->res, &n) : nullptr;
-            o->Set(ctx, Str(iso, "msgpack"), p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso)).Check();
-            pr->Resolve(ctx, o).Check();
+            const char *p = j->res ? mlk_result_msgpack(j->res, &n) : nullptr;
+            pr->Resolve(ctx, p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso)).Check();
         }
         mlk_result_free(j->res);
         delete j;
-    }
-    if (cl) {
-        cl->jobs--;
-        ClientMaybeDestroy(cl);
     }
 }
 
@@ -779,91 +916,35 @@ static void JobStart(const FunctionCallbackInfo<Value> &a, Job *j)
     j->resolver.Reset(iso, pr);
     j->w.data = j;
     j->env->jobs.insert(j);
-    if (j->cl) j->cl->jobs++;
     if (uv_queue_work(j->env->loop, &j->w, JobWork, JobAfter) != 0) {
         j->env->jobs.erase(j);
-        if (j->cl) j->cl->jobs--;
         pr->Reject(iso->GetCurrentContext(), MakeError(j->env, MLK_ENOMEM, "cannot queue work on the libuv threadpool", 0)).Check();
         delete j;
     }
     a.GetReturnValue().Set(pr->GetPromise());
 }
 
-static Job *ClientJob(const FunctionCallbackInfo<Value> &a, int kind)
+/* Volume calls take a client handle (async through it) or a config handle /
+ * null (threadpool).  Returns true when it started the call through a client. */
+static bool VolumeViaClient(const FunctionCallbackInfo<Value> &a, int kind)
 {
-    Client *cl = ArgClient(a);
-    if (!cl) return nullptr;
-    Job *j = new Job();
-    j->env = cl->env;
-    j->kind = kind;
-    j->cl = cl;
-    j->keep1.Reset(a.GetIsolate(), a[0]);
-    return j;
-}
-
-/* create(client, sandbox, launch, timeoutMs) -> Promise<{data: vm id}> */
-static void Create(const FunctionCallbackInfo<Value> &a)
-{
+    Box *b = UnwrapBox(a[0], &kTagClient);
+    if (!b) return false;
     Isolate *iso = a.GetIsolate();
-    const mlk_sandbox *sb = (const mlk_sandbox *)Unwrap(iso, a[1], &kTagSandbox);
-    if (!sb) return Throw(iso, "create: expected a sandbox builder handle");
-    Job *j = ClientJob(a, J_CREATE);
-    if (!j) return;
-    j->sb = sb;
-    j->keep2.Reset(iso, a[1]);
-    j->launch = a[2]->IsTrue();
-    j->timeout_ms = ArgInt64(a, 3);
-    JobStart(a, j);
-}
-
-static void Close(const FunctionCallbackInfo<Value> &a)
-{
-    Job *j = ClientJob(a, J_CLOSE);
-    if (!j) return;
-    j->timeout_s = a[1]->IsNumber() ? a[1].As<Number>()->Value() : 0;
-    JobStart(a, j);
-}
-
-static void Remove(const FunctionCallbackInfo<Value> &a)
-{
-    Job *j = ClientJob(a, J_REMOVE);
-    if (j) JobStart(a, j);
-}
-
-static void Log(const FunctionCallbackInfo<Value> &a)
-{
-    Job *j = ClientJob(a, J_LOG);
-    if (!j) return;
-    j->timeout_ms = ArgInt64(a, 1);
-    JobStart(a, j);
-}
-
-/* allowList(client, add, hosts[], timeoutMs) */
-static void AllowList(const FunctionCallbackInfo<Value> &a)
-{
-    Isolate *iso = a.GetIsolate();
-    Job *j = ClientJob(a, a[1]->IsTrue() ? J_ALLOW_ADD : J_ALLOW_DEL);
-    if (!j) return;
-    if (!j->a1.From(iso, a[2])) {
-        delete j;
-        return Throw(iso, "allowList: hosts must be an array of strings");
+    Client *cl = (Client *)b->p;
+    std::string name = a[1]->IsString() ? ToUtf8(iso, a[1]) : std::string();
+    Local<Promise::Resolver> pr;
+    Req *r = NewReq(a, cl, R_MSGPACK, &pr);
+    uint64_t op = 0;
+    int rc;
+    const char *what;
+    switch (kind) {
+    case J_VOL_CREATE: rc = mlk_volume_create_async(cl->c, name.c_str(), ArgInt64(a, 2), OnDone, r, &op); what = "volumeCreate"; break;
+    case J_VOL_LIST: rc = mlk_volume_list_async(cl->c, OnDone, r, &op); what = "volumeList"; break;
+    default: rc = mlk_volume_remove_async(cl->c, name.c_str(), OnDone, r, &op); what = "volumeRemove"; break;
     }
-    j->timeout_ms = ArgInt64(a, 3);
-    JobStart(a, j);
-}
-
-/* portForward(client, specs[], addrs[], timeoutMs) */
-static void PortForward(const FunctionCallbackInfo<Value> &a)
-{
-    Isolate *iso = a.GetIsolate();
-    Job *j = ClientJob(a, J_PORTFWD);
-    if (!j) return;
-    if (!j->a1.From(iso, a[1]) || !j->a2.From(iso, a[2])) {
-        delete j;
-        return Throw(iso, "portForward: specs and addresses must be arrays of strings");
-    }
-    j->timeout_ms = ArgInt64(a, 3);
-    JobStart(a, j);
+    Started(a, r, pr, rc, op, what);
+    return true;
 }
 
 static Job *VolumeJob(const FunctionCallbackInfo<Value> &a, int kind)
@@ -873,7 +954,7 @@ static Job *VolumeJob(const FunctionCallbackInfo<Value> &a, int kind)
     if (!a[0]->IsNullOrUndefined()) {
         cfg = (const mlk_config *)Unwrap(iso, a[0], &kTagConfig);
         if (!cfg) {
-            Throw(iso, "volume calls expect a config handle or null");
+            Throw(iso, "volume calls expect a client handle, a config handle or null");
             return nullptr;
         }
     }
@@ -885,9 +966,10 @@ static Job *VolumeJob(const FunctionCallbackInfo<Value> &a, int kind)
     return j;
 }
 
-/* volumeCreate(config, name, sizeMb) */
+/* volumeCreate(client|config, name, sizeMb) */
 static void VolumeCreate(const FunctionCallbackInfo<Value> &a)
 {
+    if (VolumeViaClient(a, J_VOL_CREATE)) return;
     Job *j = VolumeJob(a, J_VOL_CREATE);
     if (!j) return;
     j->s = a[1]->IsString() ? ToUtf8(a.GetIsolate(), a[1]) : std::string();
@@ -897,16 +979,177 @@ static void VolumeCreate(const FunctionCallbackInfo<Value> &a)
 
 static void VolumeList(const FunctionCallbackInfo<Value> &a)
 {
+    if (VolumeViaClient(a, J_VOL_LIST)) return;
     Job *j = VolumeJob(a, J_VOL_LIST);
     if (j) JobStart(a, j);
 }
 
 static void VolumeRemove(const FunctionCallbackInfo<Value> &a)
 {
+    if (VolumeViaClient(a, J_VOL_RM)) return;
     Job *j = VolumeJob(a, J_VOL_RM);
     if (!j) return;
     j->s = a[1]->IsString() ? ToUtf8(a.GetIsolate(), a[1]) : std::string();
     JobStart(a, j);
+}
+
+/* ---- hooks ------------------------------------------------------------------------ */
+
+static Client *FindClient(Env *env, mlk_client *c)
+{
+    for (Client *cl : env->clients)
+        if (cl->c == c) return cl;
+    return nullptr;
+}
+
+/* Answer a token with the trampoline's value: a Buffer of msgpack. */
+static void HookAnswer(Isolate *iso, mlk_hook_call *call, Local<Value> v)
+{
+    if (v->IsArrayBufferView()) {
+        Local<v8::ArrayBufferView> view = v.As<v8::ArrayBufferView>();
+        size_t n = view->ByteLength();
+        const char *p = n ? (const char *)view->Buffer()->Data() + view->ByteOffset() : nullptr;
+        mlk_hook_reply(call, p, n);
+    } else if (v->IsNullOrUndefined()) {
+        mlk_hook_reply(call, nullptr, 0);
+    } else {
+        mlk_hook_fail(call, "matchlock-native: the hook trampoline answered something that is not msgpack bytes");
+    }
+}
+
+static void PendingHookDone(PendingHook *ph)
+{
+    Client *cl = ph->cl;
+    if (cl) {
+        cl->tokens.erase(ph);
+        if (ph->reffed) ClientUnref(cl);
+        ClientMaybeDestroy(cl);
+    }
+    ph->env->hook_calls.erase(ph);
+    delete ph;
+}
+
+static void HookFulfilled(const FunctionCallbackInfo<Value> &a)
+{
+    PendingHook *ph = (PendingHook *)a.Data().As<External>()->Value();
+    mlk_hook_call *call = ph->call;
+    ph->call = nullptr;
+    if (call) HookAnswer(a.GetIsolate(), call, a[0]);
+    PendingHookDone(ph);
+}
+
+static void HookRejected(const FunctionCallbackInfo<Value> &a)
+{
+    PendingHook *ph = (PendingHook *)a.Data().As<External>()->Value();
+    mlk_hook_call *call = ph->call;
+    ph->call = nullptr;
+    if (call) {
+        std::string m = ErrText(a.GetIsolate(), a[0]);
+        mlk_hook_fail(call, m.empty() ? "the hook's promise was rejected" : m.c_str());
+    }
+    PendingHookDone(ph);
+}
+
+/* The core's hook callback: runs from mlk_dispatch inside OnPoll. */
+static void HookCb(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    HookFn *hf = (HookFn *)ud;
+    Env *env = hf->env;
+    Client *cl = env->gone ? nullptr : FindClient(env, c);
+    if (!cl || hf->fn.IsEmpty()) {
+        if (call) mlk_hook_fail(call, "matchlock-native: the hook's JavaScript environment is gone");
+        return;
+    }
+    Isolate *iso = env->iso;
+    HandleScope hs(iso);
+    Local<Context> ctx = env->ctx.Get(iso);
+    Context::Scope cs(ctx);
+    Local<Value> h = cl->handle.IsEmpty() ? (Local<Value>)v8::Null(iso) : (Local<Value>)cl->handle.Get(iso);
+    Local<Value> argv[3] = {BufferCopy(iso, req, len), h, Integer::New(iso, kind)};
+    TryCatch tc(iso);
+    Local<Value> ret;
+    if (!hf->fn.Get(iso)->Call(ctx, v8::Undefined(iso), 3, argv).ToLocal(&ret)) {
+        if (call) {
+            std::string m = tc.HasCaught() && tc.CanContinue() ? ErrText(iso, tc.Exception()) : std::string("hook terminated");
+            mlk_hook_fail(call, m.empty() ? "the hook threw" : m.c_str());
+        }
+        return;
+    }
+    if (!call) return;
+    if (!ret->IsPromise()) {
+        HookAnswer(iso, call, ret);
+        return;
+    }
+    PendingHook *ph = new PendingHook();
+    ph->env = env;
+    ph->cl = cl;
+    ph->call = call;
+    env->hook_calls.insert(ph);
+    cl->tokens.insert(ph);
+    if (!cl->closed) {
+        ph->reffed = true;
+        ClientRef(cl);
+    }
+    Local<External> data = External::New(iso, ph);
+    Local<Function> ok, bad;
+    if (!Function::New(ctx, HookFulfilled, data, 1).ToLocal(&ok) ||
+        !Function::New(ctx, HookRejected, data, 1).ToLocal(&bad) ||
+        ret.As<Promise>()->Then(ctx, ok, bad).IsEmpty()) {
+        ph->call = nullptr;
+        mlk_hook_fail(call, "matchlock-native: cannot wait for the hook's promise");
+        PendingHookDone(ph);
+    }
+}
+
+/* sandboxAddHook(sandbox, kind, ruleMsgpack|null, trampoline) -> 0 | MLK_E* */
+static void SandboxAddHook(const FunctionCallbackInfo<Value> &a)
+{
+    Isolate *iso = a.GetIsolate();
+    Box *b = UnwrapBox(a[0], &kTagSandbox);
+    if (!b) return Throw(iso, "sandboxAddHook: expected a sandbox builder handle");
+    int kind = a[1]->IsNumber() ? (int)a[1].As<Number>()->Value() : 0;
+    Bytes rule;
+    if (!rule.From(iso, a[2])) return Throw(iso, "sandboxAddHook: the rule must be a Buffer of msgpack");
+    if (!a[3]->IsFunction()) return Throw(iso, "sandboxAddHook: the hook must be a function");
+    HookFn *hf = new HookFn();
+    hf->env = tl_env;
+    hf->fn.Reset(iso, a[3].As<Function>());
+    mlk_sandbox *sb = (mlk_sandbox *)b->p;
+    int rc = kind == MLK_HOOK_NETWORK ? mlk_sandbox_add_network_hook(sb, rule.p, rule.n, HookCb, hf)
+                                      : mlk_sandbox_add_vfs_hook(sb, kind, rule.p, rule.n, HookCb, hf);
+    if (rc == 0) b->hooks.push_back(hf);
+    else HookUnref(hf);
+    a.GetReturnValue().Set(rc);
+}
+
+/* ---- events ------------------------------------------------------------------------ */
+
+static void EventCb(void *ud, const char *mp, size_t len)
+{
+    Client *cl = (Client *)ud;
+    if (cl->on_event.IsEmpty()) return;
+    Isolate *iso = cl->env->iso;
+    HandleScope hs(iso);
+    Local<Context> ctx = cl->env->ctx.Get(iso);
+    Context::Scope cs(ctx);
+    Local<Value> argv[1] = {BufferCopy(iso, mp, len)};
+    TryCatch tc(iso);   /* the JS side reports its own errors; never propagate */
+    Local<Value> ignored;
+    if (!cl->on_event.Get(iso)->Call(ctx, v8::Undefined(iso), 1, argv).ToLocal(&ignored)) return;
+}
+
+/* clientSetEventCb(client, fn|null) -> 0 | MLK_E* */
+static void ClientSetEventCb(const FunctionCallbackInfo<Value> &a)
+{
+    Client *cl = ArgClient(a);
+    if (!cl) return;
+    if (a[1]->IsFunction()) {
+        cl->on_event.Reset(a.GetIsolate(), a[1].As<Function>());
+        a.GetReturnValue().Set(mlk_client_set_event_cb(cl->c, EventCb, cl));
+    } else {
+        cl->on_event.Reset();
+        a.GetReturnValue().Set(mlk_client_set_event_cb(cl->c, nullptr, nullptr));
+    }
 }
 
 /* setup(makeError) -> Float64Array(1) where async calls leave their op id */
@@ -931,6 +1174,7 @@ static void Stats(const FunctionCallbackInfo<Value> &a)
     o->Set(ctx, Str(iso, "pending"), Integer::New(iso, pending)).Check();
     o->Set(ctx, Str(iso, "jobs"), Integer::New(iso, (int)env->jobs.size())).Check();
     o->Set(ctx, Str(iso, "handles"), Integer::New(iso, (int)env->boxes.size())).Check();
+    o->Set(ctx, Str(iso, "hookCalls"), Integer::New(iso, (int)env->hook_calls.size())).Check();
     a.GetReturnValue().Set(o);
 }
 
@@ -946,27 +1190,23 @@ static void Cleanup(void *arg)
     Env *env = (Env *)arg;
     env->gone = true;
     std::vector<Client *> cls(env->clients.begin(), env->clients.end());
-    for (Client *cl : cls) {
-        if (cl->jobs > 0) {
-            /* A job still uses it on the threadpool: leave it (and its
-             * memory) alone rather than free it under the job. */
-            env->clients.erase(cl);
-            uv_poll_stop(cl->poll);
-            uv_close((uv_handle_t *)cl->poll, PollClosed);
-            for (Req *r : cl->reqs) delete r;
-            continue;
-        }
-        ClientDestroy(cl, true);
+    for (Client *cl : cls) ClientDestroy(cl, true);
+    /* Tokens a promise would have answered: no JS runs any more. */
+    std::vector<PendingHook *> phs(env->hook_calls.begin(), env->hook_calls.end());
+    env->hook_calls.clear();
+    for (PendingHook *ph : phs) {
+        if (ph->call) mlk_hook_fail(ph->call, "the Node environment ended before the hook answered");
+        delete ph;
     }
     for (Job *j : env->jobs) {
         j->orphan = true;
         j->resolver.Reset();
         j->keep1.Reset();
-        j->keep2.Reset();
     }
     for (Box *b : env->boxes) {
         b->obj.Reset();
         if (b->tag != &kTagClient && b->fr && b->p) b->fr(b->p);
+        for (HookFn *h : b->hooks) HookUnref(h);
         delete b;
     }
     env->boxes.clear();
@@ -1025,6 +1265,8 @@ static void Init(Local<Object> exports, Local<Context> ctx)
     SetFn(iso, ctx, exports, "volumeCreate", VolumeCreate);
     SetFn(iso, ctx, exports, "volumeList", VolumeList);
     SetFn(iso, ctx, exports, "volumeRemove", VolumeRemove);
+    SetFn(iso, ctx, exports, "sandboxAddHook", SandboxAddHook);
+    SetFn(iso, ctx, exports, "clientSetEventCb", ClientSetEventCb);
 }
 
 } /* namespace mlknode */

@@ -5,8 +5,8 @@
  *
  * SWIG generates the wrappers of the synchronous part of the ABI (version,
  * errors, config, the sandbox builder, the spec parsers).  Everything that
- * calls back (clients, exec, files, logs) or blocks (create, close, ...) is
- * hand-written in glue.hxx, inserted into the same wrapper file, and
+ * calls back (clients, every *_async call, hooks, events) or blocks
+ * (client-less volume calls) is hand-written in glue.hxx, inserted into the same wrapper file, and
  * registered on the module's exports from %init.
  *
  * Worker threads: SWIG's V8 runtime keeps its proxy class templates in
@@ -172,7 +172,19 @@ MLK_NODE_HANDLE(mlk_config, kTagConfig, mlk_config_free)
 %ignore mlk_volume_list;
 %ignore mlk_volume_remove;
 
-/* Hooks: not in the Node binding yet (their C side is still being built). */
+%ignore mlk_create_async;
+%ignore mlk_launch_async;
+%ignore mlk_close_async;
+%ignore mlk_remove_async;
+%ignore mlk_log_async;
+%ignore mlk_allow_list_add_async;
+%ignore mlk_allow_list_delete_async;
+%ignore mlk_port_forward_async;
+%ignore mlk_volume_create_async;
+%ignore mlk_volume_list_async;
+%ignore mlk_volume_remove_async;
+
+/* Hooks: glue.hxx registers them (sandboxAddHook) and answers the tokens. */
 %ignore mlk_sandbox_add_network_hook;
 %ignore mlk_sandbox_add_vfs_hook;
 %ignore mlk_hook_reply;

@@ -11,7 +11,14 @@ test("builder validation errors name the upstream error and say what to do", asy
   assert.throws(() => new m.Sandbox("").paramsJSON(), (e) => e instanceof m.ValidationError && e.upstreamName === "ErrImageRequired");
   assert.throws(() => new m.Sandbox("a").withCPUs("two"), (e) => e instanceof m.ValidationError && /cpus must be a number/.test(e.message));
   assert.throws(() => new m.Sandbox("a").mount("/w", { type: "nfs" }), (e) => e instanceof m.ValidationError && /host_fs, memory or overlay/.test(e.message));
-  assert.throws(() => new m.Sandbox("a").withNetworkInterception({ rules: [{ hook: () => {} }] }), /hooks are not supported/);
+  assert.throws(() => new m.Sandbox("a").withNetworkInterception({ rules: [{ hook: () => {}, setHeaders: { A: "1" } }] }),
+    (e) => e instanceof m.ValidationError && /setHeaders' cannot be combined with a hook/.test(e.message));
+  assert.throws(() => new m.Sandbox("a").withNetworkInterception({ rules: [{ action: "block", hook: () => {} }] }),
+    (e) => e instanceof m.ValidationError && e.errname === "MLK_EINVALID_NET_HOOK" && /empty or "allow" action/.test(e.message));
+  assert.throws(() => new m.Sandbox("a").withVFSInterception({ rules: [{ hook: () => {}, actionHook: () => "allow" }] }),
+    (e) => e instanceof m.ValidationError && /more than one callback/.test(e.message));
+  assert.throws(() => new m.Sandbox("a").withVFSInterception({ rules: [{ phase: "before", hook: () => {} }] }),
+    (e) => e instanceof m.ValidationError && e.errname === "MLK_EINVALID_VFS_HOOK" && /phase must be "after"/.test(e.message));
   const c = newClient();
   await assert.rejects(c.create(new m.Sandbox("alpine:latest").withNetworkMTU(-1)), (e) => {
     assert.ok(e instanceof m.ValidationError);
@@ -112,13 +119,14 @@ test("bad arguments throw TypeErrors from the addon, not crashes", () => {
   assert.throws(() => n.clientNew(n.mlk_sandbox_new("a")), /config handle/);
 });
 
-test("create twice is a StateError; the builder is frozen while create runs", async (t) => {
+test("create twice is a StateError; the builder is free again as soon as create() returns", async (t) => {
   const c = newClient();
   t.after(() => c.close().then(() => c.remove()));
-  const sb = new m.Sandbox("alpine:latest");
+  const sb = new m.Sandbox("alpine:latest").withEnv("WHICH", "first");
   const p = c.create(sb);
-  assert.throws(() => sb.withCPUs(1), (e) => e instanceof m.StateError);
+  sb.withEnv("WHICH", "second"); // the core copied the params already
   await p;
+  assert.equal((await c.exec("echo $WHICH", { encoding: "utf8" })).stdout, "first\n");
   sb.withCPUs(1);
   await assert.rejects(c.create(sb), (e) => e instanceof m.StateError && e.errname === "MLK_ESTATE");
 });

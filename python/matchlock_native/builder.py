@@ -17,19 +17,22 @@ import json
 import math
 from typing import Any, Mapping
 
+from . import _hooks
 from ._core import CStrArray, cstr
 from ._msgpack import packb
 from ._native import ffi, lib
-from .errors import MatchlockError, ValidationError, error_from_status
+from .errors import InvalidNetworkHookError, InvalidVFSHookError, MatchlockError, ValidationError, error_from_status
 from .types import (
     CreateOptions,
     ExtraDisk,
     HostIPMapping,
     ImageConfig,
     MountConfig,
+    NetworkHookRule,
     NetworkInterceptionConfig,
     PortForward,
     Secret,
+    VFSHookRule,
     VFSInterceptionConfig,
 )
 
@@ -45,6 +48,7 @@ class Sandbox:
             raise MemoryError("mlk_sandbox_new failed")
         self._sb = ffi.gc(p, lib.mlk_sandbox_free)
         self._opts = CreateOptions(image=image)
+        self._hook_entries: list[_hooks._HookEntry] = []
 
     # -- plumbing ---------------------------------------------------------
     def _chk(self, rc: int) -> "Sandbox":
@@ -93,8 +97,10 @@ class Sandbox:
         return out
 
     def options(self) -> CreateOptions:
-        """A copy of the options recorded so far (as the official package's)."""
-        return copy.deepcopy(self._opts)
+        """A copy of the options recorded so far (as the official package's);
+        hook callables are shared, not copied."""
+        memo: dict[int, Any] = {id(e.fn): e.fn for e in self._hook_entries}
+        return copy.deepcopy(self._opts, memo)
 
     # -- resources -----------------------------------------------------------
     def with_privileged(self) -> "Sandbox":
@@ -161,20 +167,79 @@ class Sandbox:
         return self.mount(guest_path, MountConfig(type="overlay", host_path=host_path))
 
     def with_vfs_interception(self, config: VFSInterceptionConfig | Mapping[str, Any]) -> "Sandbox":
+        """VFS interception: static wire rules, and SDK-local hooks for rules
+        with `hook`, `dangerous_hook`, `action_hook` or `mutate_hook`."""
         if isinstance(config, VFSInterceptionConfig):
+            rules: list[Any] = []
             for r in config.rules:
-                if hasattr(r, "has_callback") and r.has_callback():
-                    raise MatchlockError(
-                        f"vfs rule {r.name!r}: SDK-local VFS hooks (hook, dangerous_hook, mutate_hook, "
-                        "action_hook) are not available in matchlock-native yet; use static rules "
-                        "(action='block') for now"
-                    )
-            wire = config.to_dict()
+                if isinstance(r, VFSHookRule) and r.has_callback():
+                    self._add_vfs_hook(r)
+                else:
+                    if isinstance(r, VFSHookRule) and (r.action or "").strip().lower() == "mutate_write":
+                        raise InvalidVFSHookError(
+                            f"invalid vfs hook {r.name!r}: mutate_write requires mutate_hook callback")
+                    rules.append(r.to_dict() if isinstance(r, VFSHookRule) else dict(r))
+            wire: dict[str, Any] = {}
+            if config.emit_events:
+                wire["emit_events"] = True
+            if rules:
+                wire["rules"] = rules
         else:
             wire = dict(config)
         self._mp(lib.mlk_sandbox_set_vfs_interception, wire)
         self._opts.vfs_interception = config if isinstance(config, VFSInterceptionConfig) else copy.deepcopy(wire)
         return self
+
+    def _add_vfs_hook(self, r: VFSHookRule) -> None:
+        set_ = [(k, f) for k, f in ((_hooks.KIND_AFTER, r.hook), (_hooks.KIND_DANGEROUS, r.dangerous_hook),
+                                    (_hooks.KIND_ACTION, r.action_hook), (_hooks.KIND_MUTATE, r.mutate_hook))
+                if f is not None]
+        if len(set_) > 1:
+            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: cannot set more than one callback hook")
+        kind, fn = set_[0]
+        label = {_hooks.KIND_AFTER: "hook", _hooks.KIND_DANGEROUS: "dangerous_hook",
+                 _hooks.KIND_ACTION: "action_hook", _hooks.KIND_MUTATE: "mutate_hook"}[kind]
+        if not callable(fn):
+            raise TypeError(f"vfs hook {r.name!r}: {label} must be callable, not {type(fn).__name__}")
+        phase = (r.phase or "").strip().lower()
+        action = (r.action or "").strip().lower()
+        if action not in ("", "allow"):
+            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: {label} cannot set action={r.action!r}")
+        if kind in (_hooks.KIND_AFTER, _hooks.KIND_DANGEROUS) and phase != "after":
+            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: {label} must use phase=after")
+        if kind in (_hooks.KIND_ACTION, _hooks.KIND_MUTATE) and phase not in ("", "before"):
+            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: {label} must use phase=before")
+        rule: dict[str, Any] = {}
+        if r.name:
+            rule["name"] = r.name
+        if phase:
+            rule["phase"] = phase
+        if r.ops:
+            rule["ops"] = [str(o).lower() for o in r.ops if o]
+        if r.path:
+            rule["path"] = r.path
+        if r.timeout_ms and r.timeout_ms > 0:
+            rule["timeout_ms"] = int(r.timeout_ms)
+        entry = _hooks._HookEntry(kind, r.name, fn)
+        mp = packb(rule)
+        self._chk(lib.mlk_sandbox_add_vfs_hook(self._sb, kind, mp, len(mp), lib._mlk_py_hook, entry.handle))
+        self._hook_entries.append(entry)
+
+    def _add_network_hook(self, r: NetworkHookRule) -> None:
+        if not callable(r.hook):
+            raise TypeError(f"network hook {r.name!r}: hook must be callable, not {type(r.hook).__name__}")
+        action = (r.action or "").strip().lower()
+        if action not in ("", "allow"):
+            raise InvalidNetworkHookError(
+                f"invalid network hook {r.name!r}: callback hooks cannot set action={r.action!r}")
+        rule = r.to_dict()
+        rule.pop("action", None)
+        if "phase" in rule:
+            rule["phase"] = str(rule["phase"]).strip().lower()
+        entry = _hooks._HookEntry(_hooks.KIND_NETWORK, r.name, r.hook, (r.phase or "").strip().lower())
+        mp = packb(rule)
+        self._chk(lib.mlk_sandbox_add_network_hook(self._sb, mp, len(mp), lib._mlk_py_hook, entry.handle))
+        self._hook_entries.append(entry)
 
     def add_extra_disk(self, host_path: str, guest_mount: str, readonly: bool = False) -> "Sandbox":
         """Attach an ext4 image (e.g. a volume's path) at guest_mount (beyond upstream)."""
@@ -292,18 +357,19 @@ class Sandbox:
     def with_network_interception(
         self, config: NetworkInterceptionConfig | Mapping[str, Any] | None = None
     ) -> "Sandbox":
-        """Force network interception, optionally with static rules."""
+        """Force network interception, optionally with rules: static ones, and
+        SDK-local callback rules (`NetworkHookRule(hook=...)`)."""
         if config is None:
             self._chk(lib.mlk_sandbox_set_network_interception(self._sb, ffi.NULL, 0))
         else:
             if isinstance(config, NetworkInterceptionConfig):
+                rules: list[Any] = []
                 for r in config.rules:
-                    if getattr(r, "hook", None) is not None:
-                        raise MatchlockError(
-                            f"network rule {r.name!r}: SDK-local network hooks are not available in "
-                            "matchlock-native yet; use static rules (block, set_headers, ...) for now"
-                        )
-                wire = config.to_dict()
+                    if isinstance(r, NetworkHookRule) and r.hook is not None:
+                        self._add_network_hook(r)
+                    else:
+                        rules.append(r.to_dict() if isinstance(r, NetworkHookRule) else dict(r))
+                wire = {"rules": rules} if rules else {}
             else:
                 wire = dict(config)
             self._mp(lib.mlk_sandbox_set_network_interception, wire)

@@ -20,6 +20,7 @@ import warnings
 import weakref
 from typing import IO, Any, AsyncIterable, Callable, Generator, Iterable, Union
 
+from . import _hooks
 from ._core import (
     CStrArray,
     Writer,
@@ -97,6 +98,13 @@ class _Core:
         self.dispatch_ident: int | None = None
         self.closed = False
         self.freed = False
+        # hooks: entries kept alive for the core's `ud`, unanswered reply
+        # tokens, tasks of async hooks, and what hooks raised
+        self.hook_entries: list[_hooks._HookEntry] = []
+        self.pending_calls: set[_hooks._Reply] = set()
+        self.hook_tasks: set[Any] = set()
+        self.hook_errors: list[BaseException] = []
+        self.addr = 0
 
     def start(self, cfg: Any) -> None:
         pc = ffi.new("mlk_client **")
@@ -153,7 +161,7 @@ class _Core:
 
     # ----------------------------------------------------------------------------
     def _cancel_op(self, op_id: int) -> None:
-        if self.ptr != ffi.NULL and not self.freed:
+        if op_id and self.ptr != ffi.NULL and not self.freed:
             lib.mlk_cancel(self.ptr, op_id)
 
     def _event_error(self, e: BaseException) -> None:
@@ -166,10 +174,15 @@ class _Core:
             return
         self.freed = True
         self.stop_thread()
+        if self.addr:
+            _hooks.unregister(self.addr)
+            self.addr = 0
         if self.ptr != ffi.NULL:
             if threading.get_ident() != self.dispatch_ident:
                 lib.mlk_client_free(self.ptr)  # deferred by the core if inside a callback
             self.ptr = ffi.NULL
+        # hooks still running (async) answer into the void; answer for them
+        _hooks.fail_pending(self.pending_calls, "the client was closed before the hook answered")
 
 
 def _start_failed(rc: int, what: str) -> MatchlockError:
@@ -230,6 +243,16 @@ class _ClientBase:
         finally:
             lib.mlk_free(p)
 
+    @property
+    def hook_errors(self) -> list[BaseException]:
+        """Exceptions raised by this client's SDK-local hooks, oldest first
+        (beyond upstream; each is also logged on "matchlock_native.hooks")."""
+        return self._core.hook_errors
+
+    def _hook_loop(self) -> asyncio.AbstractEventLoop | None:
+        """Where async hook functions run."""
+        raise NotImplementedError
+
     def on_event(self, callback: EventCallback | None) -> None:
         """Receive every server `event` notification as a dict (lossy; beyond
         upstream).  Runs on the dispatcher thread (Client) or the loop (AsyncClient)."""
@@ -282,6 +305,8 @@ class _ClientBase:
             raise TypeError(f"create() takes CreateOptions or a Sandbox, not {type(target).__name__}")
         ms = to_ms(timeout)
         ptr = yield from self._ensure_started_plan()
+        # the core keeps the hooks' handles as `ud`: keep their objects alive
+        self._core.hook_entries.extend(e for e in sb._hook_entries if e not in self._core.hook_entries)
         out: _Outcome = yield from self._call_plan("launch" if launch_ep else "create", "create", ptr, sb._sb, ms)
         out.check()
         vm_id: str = out.data.decode("utf-8", "replace")
@@ -299,6 +324,7 @@ class _ClientBase:
                 return
             cfg = make_config(self._config)
             self._core.start(cfg)
+            self._core.addr = _hooks.register(self._core.ptr, self)
             self._attach()
             self._state = "open"
 
@@ -308,20 +334,25 @@ class _ClientBase:
     def _detach(self) -> None:
         raise NotImplementedError
 
-    def _close_sync(self, timeout: float) -> None:
+    def _close_plan(self, timeout: float) -> Plan:
+        """Close through mlk_close_async (interruptible; the loop keeps running)."""
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+            raise ValidationError(f"close timeout must be a number of seconds >= 0, got {timeout!r}")
         with self._state_lock:
             if self._state != "open":
                 self._state = "closed"
-                return
+                return None
             self._state = "closing"
         try:
-            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
-                raise ValidationError(f"close timeout must be a number of seconds >= 0, got {timeout!r}")
-            out = call_blocking(lib.mlk_close, self._core.ptr, float(timeout))
+            if hasattr(lib, "mlk_close_async"):
+                out: _Outcome = yield from self._call_plan("close", "close", self._core.ptr, float(timeout))
+            else:
+                out = yield _Blocking(call_blocking, lib.mlk_close, self._core.ptr, float(timeout))
         finally:
             self._state = "closed"
             self._detach()
         out.check()
+        return None
 
     def _remove_plan(self) -> Plan:
         if self._vm_id is None or self._core.ptr == ffi.NULL:
@@ -527,28 +558,43 @@ class _ClientBase:
         )
 
     # ---------------------------------------------------------------- volumes
-    def _volume_create_sync(self, name: str, size_mb: int) -> VolumeInfo:
+    def _cli_plan(self, name: str, blocking_args: tuple[Any, ...], async_args: tuple[Any, ...]) -> Plan:
+        """A CLI side-channel call: the core's *_async form on an open client
+        (interruptible; completion through the dispatcher), else the blocking
+        form with this client's configuration."""
+        if self._state == "open" and hasattr(lib, f"mlk_{name}_async"):
+            out: _Outcome = yield from self._call_plan(name, name, self._core.ptr, *async_args)
+        else:
+            out = yield _Blocking(call_blocking, getattr(lib, f"mlk_{name}"), make_config(self._config),
+                                  *blocking_args)
+        return out
+
+    def _volume_create_plan(self, name: str, size_mb: int) -> Plan:
         name = (name or "").strip()
         if not name:
             raise ValidationError("volume name is required")
         if isinstance(size_mb, bool) or not isinstance(size_mb, int) or size_mb <= 0:
             raise ValidationError(f"volume size must be a positive number of MB, got {size_mb!r}")
-        out = call_blocking(lib.mlk_volume_create, make_config(self._config), cstr(name, "volume name"), size_mb)
+        c_name = cstr(name, "volume name")
+        out: _Outcome = yield from self._cli_plan("volume_create", (c_name, size_mb), (c_name, size_mb))
         v = out.check().value() or {}
         return _volume(v, name)
 
-    def _volume_list_sync(self) -> list[VolumeInfo]:
-        out = call_blocking(lib.mlk_volume_list, make_config(self._config))
+    def _volume_list_plan(self) -> Plan:
+        out: _Outcome = yield from self._cli_plan("volume_list", (), ())
         v = out.check().value() or []
         if not isinstance(v, list):
             raise MatchlockError("volume ls printed something that is not a JSON array")
         return [_volume(e, "") for e in v]
 
-    def _volume_remove_sync(self, name: str) -> None:
+    def _volume_remove_plan(self, name: str) -> Plan:
         name = (name or "").strip()
         if not name:
             raise ValidationError("volume name is required")
-        call_blocking(lib.mlk_volume_remove, make_config(self._config), cstr(name, "volume name")).check()
+        c_name = cstr(name, "volume name")
+        out: _Outcome = yield from self._cli_plan("volume_remove", (c_name,), (c_name,))
+        out.check()
+        return None
 
 
 def _volume(v: Any, default_name: str) -> VolumeInfo:
@@ -592,6 +638,9 @@ class Client(_ClientBase):
     def _new_op(self, sinks: tuple[_Sink | None, _Sink | None] | None = None,
                 on_ready: Callable[[], Any] | None = None) -> _Op:
         return _Op(self._core, sinks, on_ready)
+
+    def _hook_loop(self) -> asyncio.AbstractEventLoop | None:
+        return _hooks.background_loop()
 
     # the driver ---------------------------------------------------------------
     def _run(self, plan: Plan) -> Any:
@@ -651,8 +700,9 @@ class Client(_ClientBase):
 
     def close(self, timeout: float = 0) -> None:
         """Close the sandbox: `close` RPC, then wait for the process (killed
-        when `timeout` seconds pass; 0 means a short grace period).  Idempotent."""
-        self._close_sync(timeout)
+        when `timeout` seconds pass; 0 means a short grace period).  Idempotent;
+        interruptible (Ctrl-C leaves the process to be reaped when the client is freed)."""
+        self._run(self._close_plan(timeout))
 
     def remove(self) -> None:
         """Remove the stopped VM's state (`matchlock rm <id>`); call after close()."""
@@ -723,13 +773,13 @@ class Client(_ClientBase):
 
     # volumes --------------------------------------------------------------------------------
     def volume_create(self, name: str, size_mb: int = 10240) -> VolumeInfo:
-        return self._volume_create_sync(name, size_mb)
+        return self._run(self._volume_create_plan(name, size_mb))  # type: ignore[no-any-return]
 
     def volume_list(self) -> list[VolumeInfo]:
-        return self._volume_list_sync()
+        return self._run(self._volume_list_plan())  # type: ignore[no-any-return]
 
     def volume_remove(self, name: str) -> None:
-        self._volume_remove_sync(name)
+        self._run(self._volume_remove_plan(name))
 
 
 def _stdin_chunks(source: Any) -> Iterable[bytes]:
@@ -790,9 +840,10 @@ def _pump_resize_thread(core: _Core, op: _Op, sizes: Iterable[tuple[int, int]]) 
 
 class AsyncClient(_ClientBase):
     """asyncio client: callbacks are dispatched by the running loop through
-    `loop.add_reader(mlk_client_fd(...))`; no thread per call (start, close
-    and the volume calls run in the loop's default executor, as do calls
-    whose *_async form an older core lacks)."""
+    `loop.add_reader(mlk_client_fd(...))`; no thread per call (start runs
+    in the loop's default executor, as do the volume calls before start or
+    after close, and calls whose *_async form an older core lacks).  Async
+    hook functions run as tasks on this loop."""
 
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -841,6 +892,9 @@ class AsyncClient(_ClientBase):
                 on_ready: Callable[[], Any] | None = None) -> _Op:
         loop = self._loop or asyncio.get_running_loop()
         return _Op(self._core, sinks, on_ready, afut=loop.create_future())
+
+    def _hook_loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
 
     async def _run(self, plan: Plan) -> Any:
         send: Any = None
@@ -899,8 +953,7 @@ class AsyncClient(_ClientBase):
         return await self._run(self._create_plan(sandbox, True, timeout))  # type: ignore[no-any-return]
 
     async def close(self, timeout: float = 0) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._close_sync, timeout)
+        await self._run(self._close_plan(timeout))
         await asyncio.sleep(0)
 
     async def remove(self) -> None:
@@ -976,13 +1029,13 @@ class AsyncClient(_ClientBase):
 
     # volumes ------------------------------------------------------------------------------------------
     async def volume_create(self, name: str, size_mb: int = 10240) -> VolumeInfo:
-        return await asyncio.get_running_loop().run_in_executor(None, self._volume_create_sync, name, size_mb)
+        return await self._run(self._volume_create_plan(name, size_mb))  # type: ignore[no-any-return]
 
     async def volume_list(self) -> list[VolumeInfo]:
-        return await asyncio.get_running_loop().run_in_executor(None, self._volume_list_sync)
+        return await self._run(self._volume_list_plan())  # type: ignore[no-any-return]
 
     async def volume_remove(self, name: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._volume_remove_sync, name)
+        await self._run(self._volume_remove_plan(name))
 
 
 def _in_loop() -> bool:

@@ -41,6 +41,29 @@ __all__ = [
     "VFS_HOOK_PHASE_AFTER",
     "VFS_HOOK_ACTION_ALLOW",
     "VFS_HOOK_ACTION_BLOCK",
+    "VFS_HOOK_OP_STAT",
+    "VFS_HOOK_OP_READDIR",
+    "VFS_HOOK_OP_OPEN",
+    "VFS_HOOK_OP_CREATE",
+    "VFS_HOOK_OP_MKDIR",
+    "VFS_HOOK_OP_CHMOD",
+    "VFS_HOOK_OP_REMOVE",
+    "VFS_HOOK_OP_REMOVE_ALL",
+    "VFS_HOOK_OP_RENAME",
+    "VFS_HOOK_OP_SYMLINK",
+    "VFS_HOOK_OP_READLINK",
+    "VFS_HOOK_OP_READ",
+    "VFS_HOOK_OP_WRITE",
+    "VFS_HOOK_OP_CLOSE",
+    "VFS_HOOK_OP_SYNC",
+    "VFS_HOOK_OP_TRUNCATE",
+    "NetworkHookRequest",
+    "NetworkHookRequestMutation",
+    "NetworkHookResponseMutation",
+    "NetworkHookResult",
+    "VFSHookEvent",
+    "VFSActionRequest",
+    "VFSMutateRequest",
 ]
 
 NETWORK_HOOK_PHASE_BEFORE = "before"
@@ -52,6 +75,23 @@ VFS_HOOK_PHASE_BEFORE = "before"
 VFS_HOOK_PHASE_AFTER = "after"
 VFS_HOOK_ACTION_ALLOW = "allow"
 VFS_HOOK_ACTION_BLOCK = "block"
+
+VFS_HOOK_OP_STAT = "stat"
+VFS_HOOK_OP_READDIR = "readdir"
+VFS_HOOK_OP_OPEN = "open"
+VFS_HOOK_OP_CREATE = "create"
+VFS_HOOK_OP_MKDIR = "mkdir"
+VFS_HOOK_OP_CHMOD = "chmod"
+VFS_HOOK_OP_REMOVE = "remove"
+VFS_HOOK_OP_REMOVE_ALL = "remove_all"
+VFS_HOOK_OP_RENAME = "rename"
+VFS_HOOK_OP_SYMLINK = "symlink"
+VFS_HOOK_OP_READLINK = "readlink"
+VFS_HOOK_OP_READ = "read"
+VFS_HOOK_OP_WRITE = "write"
+VFS_HOOK_OP_CLOSE = "close"
+VFS_HOOK_OP_SYNC = "sync"
+VFS_HOOK_OP_TRUNCATE = "truncate"
 
 NetworkHookPhase: TypeAlias = Literal["", "before", "after"]
 NetworkHookAction: TypeAlias = Literal["allow", "block", "mutate"]
@@ -196,9 +236,60 @@ class NetworkBodyTransform:
 
 
 @dataclass
+class NetworkHookRequest:
+    """What an SDK-local network hook receives (one intercepted HTTP exchange)."""
+
+    phase: NetworkHookPhase = ""
+    host: str = ""
+    method: str = ""
+    path: str = ""
+    query: dict[str, str] | None = None
+    request_headers: dict[str, list[str]] | None = None
+    status_code: int = 0
+    """After-phase: the upstream response's status."""
+    response_headers: dict[str, list[str]] | None = None
+    """After-phase: the upstream response's headers."""
+    is_sse: bool = False
+
+
+@dataclass
+class NetworkHookRequestMutation:
+    """Request changes a network hook returns (before phase).  `headers` and
+    `query` replace the whole map; `path` rewrites the path when non-empty."""
+
+    headers: dict[str, list[str]] | None = None
+    query: dict[str, str] | None = None
+    path: str = ""
+
+
+@dataclass
+class NetworkHookResponseMutation:
+    """Response changes a network hook returns (after phase).  `headers`
+    replaces the whole map; `set_body` replaces the body."""
+
+    headers: dict[str, list[str]] | None = None
+    body_replacements: list[NetworkBodyTransform] = field(default_factory=list)
+    set_body: bytes | str | None = None
+
+
+@dataclass
+class NetworkHookResult:
+    """What a network hook returns (None means: allow unchanged)."""
+
+    action: NetworkHookAction = "allow"
+    request: NetworkHookRequestMutation | None = None
+    response: NetworkHookResponseMutation | None = None
+
+
+NetworkHook: TypeAlias = Callable[[NetworkHookRequest], Any]
+"""hook(request) -> NetworkHookResult | dict | None, or an `async def` returning one."""
+
+
+@dataclass
 class NetworkHookRule:
-    """One network interception rule (static rules; SDK-local callback hooks
-    are not available in this version)."""
+    """One network interception rule.  With `hook` set it is a callback rule:
+    the callable runs for each matching exchange (its action must stay
+    "allow"; the callable decides)."""
 
     name: str = ""
     phase: NetworkHookPhase = ""
@@ -215,8 +306,10 @@ class NetworkHookRule:
     delete_response_headers: list[str] = field(default_factory=list)
     body_replacements: list[NetworkBodyTransform] = field(default_factory=list)
     timeout_ms: int = 0
-    hook: Callable[..., Any] | None = None
-    """SDK-local callback: not supported yet by matchlock-native (raises)."""
+    """Callback rules: how long the server waits for the hook (default 30 s)."""
+    hook: NetworkHook | None = None
+    """SDK-local callback hook(NetworkHookRequest) -> NetworkHookResult | dict | None
+    (sync or `async def`)."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.action or "allow"}
@@ -267,9 +360,47 @@ class NetworkInterceptionConfig:
 
 
 @dataclass
+class VFSHookEvent:
+    """What an SDK-local after-hook (hook, dangerous_hook) receives."""
+
+    op: str
+    path: str
+    size: int
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass
+class VFSActionRequest:
+    """What an SDK-local action hook receives (before write_file, read_file, list_files)."""
+
+    op: str
+    path: str
+    size: int
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass
+class VFSMutateRequest:
+    """What an SDK-local mutate hook receives (before write_file)."""
+
+    path: str
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    data: bytes = b""
+    """The bytes about to be written (beyond upstream, which passes no content)."""
+
+
+@dataclass
 class VFSHookRule:
-    """One VFS interception rule (static rules; SDK-local hooks are not
-    available in this version)."""
+    """One VFS interception rule: a static wire rule, or one SDK-local
+    callback (hook / dangerous_hook: phase "after"; action_hook /
+    mutate_hook: phase "before" or empty)."""
 
     name: str = ""
     phase: VFSHookPhase = ""
@@ -277,10 +408,14 @@ class VFSHookRule:
     path: str = ""
     action: VFSHookAction = "allow"
     timeout_ms: int = 0
-    hook: Callable[..., Any] | None = None
-    dangerous_hook: Callable[..., Any] | None = None
-    mutate_hook: Callable[..., Any] | None = None
-    action_hook: Callable[..., Any] | None = None
+    hook: Callable[[VFSHookEvent], Any] | None = None
+    """After-hook hook(event); not re-triggered by the files it writes itself."""
+    dangerous_hook: Callable[[Any, VFSHookEvent], Any] | None = None
+    """After-hook dangerous_hook(client, event); may call the client, no recursion guard."""
+    mutate_hook: Callable[[VFSMutateRequest], Any] | None = None
+    """mutate_hook(request) -> bytes | str | None (None keeps the content)."""
+    action_hook: Callable[[VFSActionRequest], Any] | None = None
+    """action_hook(request) -> "allow" | "block"."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.action}

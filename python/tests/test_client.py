@@ -424,9 +424,9 @@ def test_builder_setter_errors_say_what_to_do() -> None:
         ml.Sandbox("alpine:latest").with_image_config({"nope": 1})
     with pytest.raises(ml.ValidationError):
         ml.Sandbox("alpine:latest").mount("/w/x", ml.MountConfig(type="nfs"))
-    with pytest.raises(ml.MatchlockError):
+    with pytest.raises(ml.InvalidNetworkHookError):
         ml.Sandbox("alpine:latest").with_network_interception(
-            ml.NetworkInterceptionConfig(rules=[ml.NetworkHookRule(hook=lambda r: None)]))
+            ml.NetworkInterceptionConfig(rules=[ml.NetworkHookRule(action="block", hook=lambda r: None)]))
     with pytest.raises(TypeError):
         ml.Sandbox("alpine:latest").with_memory("lots")  # type: ignore[arg-type]
 

@@ -133,7 +133,7 @@ def test_dataclass_rules_render() -> None:
          .with_vfs_interception(ml.VFSInterceptionConfig(emit_events=True, rules=[
              ml.VFSHookRule(name="n", phase="before", ops=["create"], path="/w/x", action="block")])).params())
     assert p["vfs"]["interception"]["rules"][0]["action"] == "block"
-    with pytest.raises(ml.MatchlockError, match="not available"):
+    with pytest.raises(ml.InvalidVFSHookError, match="phase=after"):
         ml.Sandbox("img").with_vfs_interception(ml.VFSInterceptionConfig(rules=[ml.VFSHookRule(hook=print)]))
 
 

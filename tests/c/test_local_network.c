@@ -102,6 +102,14 @@ static void serve_one(int fd)
     }
     bl += (size_t)sprintf(body + bl, "BODY %.*s\n", (int)(len - head_len), buf + head_len);
     char head[512];
+    if (strstr(buf, " /sse")) {
+        /* an event stream, delimited by the close */
+        static const char sse[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                                  "data: ORIGIN-BODY one\n\ndata: two ORIGIN-BODY\n\n";
+        write_all(fd, sse, sizeof sse - 1);
+        free(body);
+        return;
+    }
     int chunked = strncmp(buf, "GET /chunked", 12) == 0 || strstr(buf, " /chunked") != NULL;
     if (chunked) {
         int hl = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Origin: yes\r\n"
@@ -428,6 +436,10 @@ Test(local_net, static_rules_block_mutate_and_replace, .timeout = 30)
     cr_assert(strstr(out, "REPLACED-BODY"), "%s", out);
     cr_assert(strcasestr(out, "Content-Length:"), "%s", out);
     cr_assert_null(strcasestr(out, "Transfer-Encoding"), "%s", out);
+
+    /* an event stream is not buffered: replaced line by line */
+    out = run(c, CURL "http://127.0.0.1:%d/sse", origin.port);
+    cr_assert(strstr(out, "data: REPLACED-BODY one\n\ndata: two REPLACED-BODY\n\n"), "%s", out);
     finish(c);
     origin_stop();
 }

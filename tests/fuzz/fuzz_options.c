@@ -186,9 +186,12 @@ static void check_json(char *json, size_t len, int type)
     jd_free(&d);
 }
 
+static int print; /* MLK_FUZZ_PRINT=1: show each rendering (checking seeds) */
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
+    print = getenv("MLK_FUZZ_PRINT") != NULL;
     setenv("MATCHLOCK_HOST_CPUS", "4", 1);
     return 0;
 }
@@ -274,6 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (sb) {
         char *json = NULL, *msg = NULL;
         int rc = mlk_sandbox_params_json(sb, launch, &json, &len, &msg);
+        if (print) fprintf(stderr, "rc=%d %s\n", rc, rc == 0 ? json : msg ? msg : "");
         if (rc == 0) {
             if (!json || strlen(json) != len) abort();
             check_json(json, len, JN_OBJ);

@@ -24,7 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_NET_TIMEOUT_MS 30000
+#define DEFAULT_NET_TIMEOUT_MS 5000 /* the server gives up on a callback after about this long */
 #define MAX_HOOK_REQUEST (8 * 1024 * 1024)
 
 static const char *const vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,10 +230,8 @@ static signed char b64rev[256];
  * the three bytes at once.  Invalid characters set bit 24 (B64_BAD). */
 #define B64_BAD 0x01000000u
 static uint32_t b64d[4][256];
-static void b64_init(void)
+static void b64_fill(void)
 {
-    static int done;
-    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE)) return;
     memset(b64rev, -1, sizeof b64rev);
     for (int i = 0; i < 64; i++) b64rev[(unsigned char)b64chars[i]] = (signed char)i;
     for (int c = 0; c < 256; c++) {
@@ -242,9 +241,10 @@ static void b64_init(void)
             b64d[k][c] = (v >> 16 & 0xff) | (v & 0xff00) | (v & 0xff) << 16;
         }
     }
-    /* idempotent: racing initialisers write the same bytes */
-    __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 }
+
+static pthread_once_t b64_once = PTHREAD_ONCE_INIT;
+static void b64_init(void) { pthread_once(&b64_once, b64_fill); }
 
 void jw_b64(jw *w, const void *data, size_t n)
 {

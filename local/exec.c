@@ -403,7 +403,7 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
         sigprocmask(SIG_SETMASK, &all, NULL);
         setsid();
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_RDWR);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC); /* dup2 clears CLOEXEC on the copies */
         if (kind == P_TTY) {
             ioctl(slave, TIOCSCTTY, 0);
             dup2(slave, 0); dup2(slave, 1); dup2(slave, 2);

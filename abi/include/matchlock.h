@@ -303,7 +303,7 @@ typedef void (*mlk_hook_cb)(void *ud, mlk_client *c, int kind, mlk_hook_call *ca
 /** Add a network callback rule.  `rule` is a msgpack map in the wire shape
  *  of an interception rule (name, phase, hosts, methods, path, timeout_ms;
  *  action empty or "allow").  The core serves the callback socket, checks
- *  the peer's credentials and enforces timeout_ms (default 30 s). */
+ *  the peer's credentials and enforces timeout_ms (default 5 s, as the server's own). */
 MLK_API int mlk_sandbox_add_network_hook(mlk_sandbox *sb, const char *rule, size_t len,
                                          mlk_hook_cb cb, void *ud);
 /** Add a VFS hook of kind MLK_HOOK_VFS_*.  `rule` is a msgpack map

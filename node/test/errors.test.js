@@ -130,3 +130,20 @@ test("create twice is a StateError; the builder is free again as soon as create(
   sb.withCPUs(1);
   await assert.rejects(c.create(sb), (e) => e instanceof m.StateError && e.errname === "MLK_ESTATE");
 });
+
+test("AbortSignal cancels the core's async create/log/allow-list calls (mlk_cancel), not just the promise", async (t) => {
+  const c = newClient();
+  t.after(() => c.close());
+  const ac = new AbortController();
+  const p = c.create(new m.Sandbox("alpine:latest"), { signal: ac.signal });
+  ac.abort(new Error("changed my mind"));
+  await assert.rejects(p, (e) => e instanceof m.CancelledError && /create was aborted .*changed my mind/.test(e.message));
+  const c2 = await created(t);
+  await assert.rejects(c2.log({ signal: AbortSignal.abort() }), m.CancelledError);
+  const ac2 = new AbortController();
+  const q = c2.portForward("18977:18978", { signal: ac2.signal });
+  ac2.abort();
+  await assert.rejects(q, m.CancelledError);
+  assert.equal((await c2.exec("echo ok", { encoding: "utf8" })).stdout, "ok\n", "the client is still usable");
+  assert.equal(n.stats().jobs, 0, "no threadpool job was used");
+});

@@ -311,31 +311,55 @@ test("hooks from CreateOptions (the official SDK's object) work too", async (t) 
 
 // ---- lifecycle ----------------------------------------------------------------------
 
-test("a process with hooks exits by itself once closed; a pending async hook keeps it alive until it answers", () => {
+function runNode(code) {
   const pkg = path.resolve(__dirname, "..");
-  const r = spawnSync(
-    process.execPath,
-    [
-      "-e",
-      `
-      const m = require(process.env.MLK_PKG);
-      const c = new m.Client({ binaryPath: process.env.MLK_BIN, onEvent: () => {} });
-      const sb = new m.Sandbox("alpine:latest").withWorkspace("/w").mountMemory("/w").allowPrivateIPs()
-        .withNetworkInterception({ rules: [{ hook: () => ({}) }] })
-        .withVFSInterception({ rules: [
-          { phase: "after", hook: () => {} },
-          { phase: "before", ops: ["write"], actionHook: () => new Promise((res) => setTimeout(() => res("allow"), 200)) },
-        ] });
-      c.create(sb)
-        .then(() => { c.writeFile("/w/late", "x").then(() => console.log("written")); })
-        .then(() => new Promise((res) => setTimeout(res, 400)))
-        .then(() => c.close())
-        .then(() => console.log("closed", JSON.stringify(m._native.stats())));
-      `,
-    ],
-    { timeout: 30000, env: { ...process.env, MLK_PKG: pkg, MLK_BIN: bin }, encoding: "utf8" },
-  );
+  return spawnSync(process.execPath, ["-e", code], {
+    timeout: 30000,
+    env: { ...process.env, MLK_PKG: pkg, MLK_BIN: bin },
+    encoding: "utf8",
+  });
+}
+
+test("an idle client with hooks and an event listener lets the process exit once closed", () => {
+  const r = runNode(`
+    const m = require(process.env.MLK_PKG);
+    const c = new m.Client({ binaryPath: process.env.MLK_BIN, onEvent: () => {} });
+    const sb = new m.Sandbox("alpine:latest").withWorkspace("/w").mountMemory("/w").allowPrivateIPs()
+      .withNetworkInterception({ rules: [{ hook: () => ({}) }] })
+      .withVFSInterception({ rules: [
+        { phase: "after", hook: () => {} },
+        { phase: "before", ops: ["write"], actionHook: async () => "allow" },
+      ] });
+    c.create(sb)
+      .then(() => c.writeFile("/w/f", "x"))
+      .then(() => c.close())
+      .then(() => console.log("closed", JSON.stringify(m._native.stats())));
+  `);
   assert.equal(r.signal, null, `the process had to be killed: something kept the loop alive\n${r.stderr}`);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /written\nclosed .*"pending":0.*"hookCalls":0/);
+  assert.match(r.stdout, /closed .*"pending":0.*"hookCalls":0/);
+});
+
+test("an outstanding hook token keeps the loop alive until its promise answers", () => {
+  // Nothing but the token is left once the hook runs: the hook clears the
+  // only timer and answers from an unref'd one.
+  const r = runNode(`
+    const m = require(process.env.MLK_PKG);
+    const c = new m.Client({ binaryPath: process.env.MLK_BIN });
+    const keep = setTimeout(() => { console.log("the hook never ran"); process.exit(3); }, 20000);
+    // the entrypoint (launch) makes the request on its own, after launch resolved
+    const sb = new m.Sandbox("alpine:latest").allowPrivateIPs()
+      .withEntrypoint("sh", "-c", "sleep 0.3; curl -s --max-time 5 http://127.0.0.1:1/")
+      .withNetworkInterception({ rules: [{
+      hook: () => {
+        clearTimeout(keep);
+        console.log("hook called");
+        return new Promise((res) => setTimeout(() => { console.log("answered"); res({}); }, 300).unref());
+      },
+    }] });
+    c.launch(sb).then(() => console.log("launched"));
+  `);
+  assert.equal(r.signal, null, r.stderr);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, "launched\nhook called\nanswered\n", r.stderr);
 });

@@ -116,7 +116,7 @@ def test_dangerous_hook_runs_exec_on_the_same_client(config: ml.Config) -> None:
         got.append(r.stdout.strip())
 
     sb = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
-        ml.VFSHookRule(name="in", phase="after", ops=["create"], path="/workspace/in/*", dangerous_hook=copy_out)]))
+        ml.VFSHookRule(name="in", phase="after", ops=["write"], path="/workspace/in/*", dangerous_hook=copy_out)]))
     with ml.Client(config) as c:
         c.create(sb, timeout=30)
         c.exec("mkdir -p /workspace/in /workspace/out")
@@ -215,7 +215,7 @@ def test_async_client_hooks_run_on_its_loop(config: ml.Config) -> None:
         sb = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
             ml.VFSHookRule(name="keys", action_hook=guard),
             ml.VFSHookRule(name="rev", path="/workspace/r/*", mutate_hook=sync_mutate),
-            ml.VFSHookRule(name="d", phase="after", ops=["create"], path="/workspace/in/*", dangerous_hook=dangerous)]))
+            ml.VFSHookRule(name="d", phase="after", ops=["write"], path="/workspace/in/*", dangerous_hook=dangerous)]))
         async with ml.AsyncClient(config) as c:
             await c.create(sb, timeout=30)
             with pytest.raises(ml.VFSBlockedError, match="keys"):

@@ -1,0 +1,196 @@
+/* What a client leaves behind: nothing.  After close and free there is no
+ * extra fd, no extra thread, no child (running or zombie), and a child
+ * that died under a pending write never turns into SIGPIPE for the host.
+ * These run against the real matchlock-local (MLK_LOCAL_BIN) and against
+ * a shell peer that closes its stdin. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "matchlock.h"
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - (strcmp(path, "/proc/self/fd") == 0); /* the DIR's own fd */
+}
+
+/* Children of this process (ppid == us): how many, how many zombies, and
+ * the pid of the last one seen. */
+static int children(int *zombies, pid_t *last)
+{
+    DIR *d = opendir("/proc");
+    cr_assert_not_null(d);
+    int n = 0;
+    if (zombies) *zombies = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = '\0';
+        char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+        char state;
+        int ppid;
+        if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2 || ppid != getpid()) continue;
+        n++;
+        if (state == 'Z' && zombies) (*zombies)++;
+        if (last) *last = (pid_t)atoi(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static char state_dir[128];
+
+static mlk_client *local_client(void)
+{
+    if (!state_dir[0]) {
+        snprintf(state_dir, sizeof state_dir, "/tmp/mlk-res-%d", (int)getpid());
+        mkdir(state_dir, 0700);
+    }
+    mlk_config *cfg = mlk_config_new();
+    mlk_config_set_binary(cfg, MLK_LOCAL_BIN);
+    mlk_config_set_env(cfg, "XDG_STATE_HOME", state_dir);
+    mlk_client *c = NULL;
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_config_free(cfg);
+    return c;
+}
+
+static void create(mlk_client *c)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 30000, &r), 0, "create: %s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+}
+
+static void on_done(void *ud, uint64_t op, const mlk_result *res) { (void)ud; (void)op; (void)res; }
+
+/* One client's life; `how` varies the path to the end. */
+static void cycle(int how)
+{
+    mlk_client *c = local_client();
+    mlk_result *r = NULL;
+    switch (how % 4) {
+    case 0: /* create, exec, close, remove, free */
+        create(c);
+        cr_assert_eq(mlk_exec(c, "echo hi", NULL, &r), 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+        cr_assert_eq(mlk_close(c, 5, NULL), 0);
+        mlk_remove(c, NULL);
+        break;
+    case 1: /* never created: close right away */
+        cr_assert_eq(mlk_close(c, 0, NULL), 0);
+        break;
+    case 2: /* free without close, an async call still running */
+        create(c);
+        cr_assert_eq(mlk_exec_async(c, "sleep 30", NULL, on_done, NULL, NULL), 0);
+        usleep(20 * 1000);
+        mlk_remove(c, NULL);
+        break;
+    case 3: /* free with nothing done at all */
+        break;
+    }
+    mlk_client_free(c);
+}
+
+Test(resources, no_fd_thread_or_child_left_after_free, .timeout = 180)
+{
+    int fds0 = count_dir("/proc/self/fd"), threads0 = count_dir("/proc/self/task");
+    int z;
+    cr_assert_eq(children(&z, NULL), 0, "the test starts with children");
+    for (int i = 0; i < 20; i++) {
+        cycle(i);
+        int fds = count_dir("/proc/self/fd"), threads = count_dir("/proc/self/task");
+        int kids = children(&z, NULL);
+        cr_assert_eq(fds, fds0, "cycle %d: %d fds open, %d before", i, fds, fds0);
+        cr_assert_eq(threads, threads0, "cycle %d: %d threads, %d before", i, threads, threads0);
+        cr_assert_eq(z, 0, "cycle %d: %d zombie children", i, z);
+        cr_assert_eq(kids, 0, "cycle %d: %d children still there", i, kids);
+    }
+}
+
+/* The signal must not reach us, nor stay pending for the process. */
+static void assert_no_sigpipe_pending(void)
+{
+    sigset_t s;
+    sigpending(&s);
+    cr_assert_eq(sigismember(&s, SIGPIPE), 0, "SIGPIPE is pending for the host");
+}
+
+Test(resources, killed_child_gives_edead_not_sigpipe, .timeout = 60)
+{
+    signal(SIGPIPE, SIG_DFL);
+    mlk_client *c = local_client();
+    create(c);
+    pid_t pid = 0;
+    cr_assert_eq(children(NULL, &pid), 1);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    /* wait until it is dead (a zombie until the library reaps it) */
+    for (int i = 0; i < 200; i++) {
+        int z;
+        if (children(&z, NULL) == 0 || z == 1) break;
+        usleep(10 * 1000);
+    }
+    mlk_result *r = NULL;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(mlk_exec(c, "echo hi", NULL, &r), MLK_EDEAD, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+        r = NULL;
+    }
+    /* stdin for a call the dead client no longer has: refused or dropped */
+    (void)mlk_stdin_write(c, 12345, "x", 1);
+    assert_no_sigpipe_pending();
+    cr_assert_eq(mlk_close(c, 1, NULL), 0);
+    mlk_client_free(c);
+    int z;
+    cr_assert_eq(children(&z, NULL), 0, "the killed child was not reaped");
+    assert_no_sigpipe_pending();
+}
+
+/* A peer that closes its stdin but keeps running (its stdout stays open,
+ * so the client learns of it only by writing): the write gets EPIPE. */
+Test(resources, write_to_closed_stdin_is_edead_not_sigpipe, .timeout = 30)
+{
+    signal(SIGPIPE, SIG_DFL);
+    mlk_config *cfg = mlk_config_new();
+    const char *launcher[] = {"sh", "-c", "exec 0<&-; sleep 5", "peer"};
+    cr_assert_eq(mlk_config_set_launcher(cfg, launcher, 4), 0);
+    mlk_client *c = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
+    mlk_config_free(cfg);
+    usleep(200 * 1000); /* let the shell close its stdin */
+    mlk_result *r = NULL;
+    int rc = mlk_exec(c, "true", NULL, &r);
+    cr_assert_eq(rc, MLK_EDEAD, "rc=%d %s", rc, mlk_result_message(r));
+    mlk_result_free(r);
+    assert_no_sigpipe_pending();
+    /* close must not hang on the live child: it is killed after the wait */
+    mlk_close(c, 0, NULL);
+    mlk_client_free(c);
+    int z;
+    cr_assert_eq(children(&z, NULL), 0);
+    assert_no_sigpipe_pending();
+}

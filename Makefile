@@ -38,6 +38,38 @@ BENCH_BUILD ?= build-bench
 .PHONY: bench
 bench: deps
 	cmake -S . -B $(BENCH_BUILD) -DCMAKE_BUILD_TYPE=Release -DMLK_BUILD_TESTS=OFF -DMLK_BUILD_LOCAL=OFF >/dev/null
-	cmake --build $(BENCH_BUILD) -j$(JOBS) --target canned_peer floor_client bench_core
+	cmake --build $(BENCH_BUILD) -j$(JOBS) --target canned_peer floor_client bench_core bench_codec
 	$(BENCH_BUILD)/bench/floor_client $(BENCH_BUILD)/bench/canned_peer 20000 3
+	$(BENCH_BUILD)/bench/bench_codec
 	$(BENCH_BUILD)/bench/bench_core $(BENCH_ARGS)
+
+# Sanitizers, valgrind and fuzzing (docs/testing.md).  test-asan and a
+# bounded fuzz run are part of `make test` (scripts/test-all.sh).
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+.PHONY: build-asan test-asan test-valgrind fuzz fuzz-quick
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMLK_SANITIZE=address,undefined >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS) --target mlk_tests matchlock-local
+
+# The Criterion suite under AddressSanitizer + UBSan (+ LeakSanitizer).
+test-asan: build-asan
+	./scripts/test-asan.sh $(ASAN_BUILD)
+
+# The Criterion suite once under valgrind memcheck (slow; not in make test).
+# A tree of its own: Criterion's workers re-execute the test binary, so a
+# rebuild of $(BUILD) during the run would hand them a different program.
+VALGRIND_BUILD ?= build-valgrind
+test-valgrind: deps
+	cmake -S . -B $(VALGRIND_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(VALGRIND_BUILD) -j$(JOBS) --target mlk_tests matchlock-local
+	./scripts/test-valgrind.sh $(VALGRIND_BUILD)
+
+# Long fuzzing: FUZZ_SECONDS per target (default 600); FUZZ_TARGETS to pick.
+fuzz: deps
+	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The bounded run make test does (25 s per target).
+fuzz-quick: deps
+	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh 25

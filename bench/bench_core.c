@@ -82,6 +82,25 @@ static long maxrss_kb(void)
     return ru.ru_maxrss;
 }
 
+static double tv_s(struct timeval t) { return (double)t.tv_sec + (double)t.tv_usec * 1e-6; }
+
+/* CPU seconds (user + system) of the whole process / of the calling thread.
+ * The process has two threads while a client exists (this one and the
+ * library's I/O thread), so process - thread is the I/O thread. */
+static double cpu_self(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+}
+
+static double cpu_thread(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+}
+
 static void die_res(const char *what, int rc, mlk_result *r)
 {
     fprintf(stderr, "bench: %s failed: %s (%s)\n", what, mlk_strerror(rc), r ? mlk_result_message(r) : "");
@@ -170,12 +189,15 @@ static void bench_roundtrip(void)
     floor_roundtrips(&fp, n / 5);
     lib_roundtrips(c, n / 5);
 
-    double fl[64], lb[64], df[64];
+    double fl[64], lb[64], df[64], fcpu[64], lcpu[64];
     if (reps > 64) reps = 64;
     for (int i = 0; i < reps; i++) {
-        double f, l;
-        if (i % 2 == 0) { f = floor_roundtrips(&fp, n); l = lib_roundtrips(c, n); }
-        else { l = lib_roundtrips(c, n); f = floor_roundtrips(&fp, n); }
+        double f = 0, l = 0;
+        for (int k = 0; k < 2; k++) {
+            double p0 = cpu_self();
+            if ((i + k) % 2 == 0) { f = floor_roundtrips(&fp, n); fcpu[i] = (cpu_self() - p0) * 1e6 / (double)n; }
+            else { l = lib_roundtrips(c, n); lcpu[i] = (cpu_self() - p0) * 1e6 / (double)n; }
+        }
         if (f < 0) { fprintf(stderr, "bench: floor peer went away\n"); exit(1); }
         fl[i] = f * 1e6 / (double)n;
         lb[i] = l * 1e6 / (double)n;
@@ -185,9 +207,12 @@ static void bench_roundtrip(void)
     }
     double mf = median(fl, reps), ml = median(lb, reps), md = median(df, reps);
     printf("  median: floor %.2f us, mlk_exec %.2f us, difference (median of paired reps) %.2f us\n", mf, ml, md);
+    printf("  CPU of this process per round trip (user+sys, both threads; the peer not counted): floor %.2f us, mlk_exec %.2f us\n",
+           median(fcpu, reps), median(lcpu, reps));
     add_row("exec round trip, floor", "", -1, "%.2f us (%.0f/s)", mf, 1e6 / mf);
     add_row("exec round trip, mlk_exec", "", -1, "%.2f us (%.0f/s)", ml, 1e6 / ml);
     add_row("exec round trip, over the floor", "<= 10 us", md <= 10.0, "+%.2f us", md);
+    add_row("exec round trip, CPU floor/mlk_exec", "", -1, "%.2f / %.2f us", median(fcpu, reps), median(lcpu, reps));
     mlk_client_free(c);
     floor_stop(&fp);
 }
@@ -304,8 +329,13 @@ static void bench_stream(void)
     double lib[64], wire[64];
     if (reps > 64) reps = 64;
     uint64_t wire_bytes = 0;
+    double io_cpu[64], host_cpu[64];
     for (int i = 0; i < reps; i++) {
+        double p0 = cpu_self(), h0 = cpu_thread();
         double t = lib_stream(c, total, 65536, &s);
+        double h = cpu_thread() - h0, p = cpu_self() - p0;
+        io_cpu[i] = (p - h) / ((double)total / 1e9);
+        host_cpu[i] = h / ((double)total / 1e9);
         lib[i] = (double)total / t / 1e9;
         double w = floor_stream(&fp, total, 65536, &wire_bytes);
         wire[i] = (double)wire_bytes / w / 1e9;
@@ -314,8 +344,13 @@ static void bench_stream(void)
     }
     double m = median(lib, reps);
     printf("  median: %.2f GB/s decoded (64 KiB chunks); raw pipe %.2f GB/s wire\n", m, median(wire, reps));
+    double mio = median(io_cpu, reps), mhost = median(host_cpu, reps);
+    double bound = 1.0 / (mio > mhost ? mio : mhost);
+    printf("  CPU per decoded GB: I/O thread %.2f s, calling thread %.2f s -> %.2f GB/s when each has a core of its own\n",
+           mio, mhost, bound);
     add_row("stream, blocking, 64 KiB chunks", ">= 1 GB/s", m >= 1.0, "%.2f GB/s", m);
     add_row("stream, raw pipe (no parse)", "", -1, "%.2f GB/s wire", median(wire, reps));
+    add_row("stream, CPU bound (1/busiest thread)", "", -1, "%.2f GB/s (I/O %.2f s/GB)", bound, mio);
 
     double as[64];
     for (int i = 0; i < reps; i++) {

@@ -102,7 +102,10 @@ int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud,
         }
         r = &u.data;
     }
-    static const char *const net_keys[] = {"name", "phase", "hosts", "methods", "path", "action", "timeout_ms", NULL};
+    static const char *const net_keys[] = {"name", "phase", "hosts", "methods", "path", "action", "timeout_ms",
+                                           "set_headers", "delete_headers", "set_query", "delete_query",
+                                           "rewrite_path", "set_response_headers", "delete_response_headers",
+                                           "body_replacements", NULL};
     static const char *const vfs_keys[] = {"name", "phase", "ops", "path", "action", "timeout_ms", NULL};
     const char *const *known = kind == MLK_HOOK_NETWORK ? net_keys : vfs_keys;
     int rc = 0;
@@ -199,10 +202,27 @@ int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud,
             if (hosts && hosts->via.array.size) { jw_key(&w, "hosts"); mp_to_json(hosts, &w); }
             if (methods && methods->via.array.size) { jw_key(&w, "methods"); mp_to_json(methods, &w); }
             if (out->path) { jw_key(&w, "path"); jw_str(&w, out->path); }
+            /* static mutations may ride along with the callback, as upstream allows */
+            static const char *const extra[] = {"set_headers", "delete_headers", "set_query", "delete_query",
+                                                "rewrite_path", "set_response_headers", "delete_response_headers",
+                                                "body_replacements", NULL};
+            for (const char *const *k = extra; *k && rc == 0; k++) {
+                const msgpack_object *v = mget(r, *k);
+                if (!v || v->type == MSGPACK_OBJECT_NIL) continue;
+                int want = !strncmp(*k, "set_", 4) ? MSGPACK_OBJECT_MAP
+                         : !strcmp(*k, "rewrite_path") ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_ARRAY;
+                if ((int)v->type != want) {
+                    *msg = xasprintf("%s \"%s\": %s has the wrong type", label, out->name, *k);
+                    rc = bad;
+                    break;
+                }
+                jw_key(&w, *k);
+                mp_to_json(v, &w);
+            }
             jw_obj_end(&w);
             /* keep the members without the braces: `"name":...,"phase":...` */
-            if (w.oom) rc = MLK_ENOMEM;
-            else out->net_fields = strndup(w.buf + 1, w.len - 2);
+            if (rc == 0 && w.oom) rc = MLK_ENOMEM;
+            else if (rc == 0) out->net_fields = strndup(w.buf + 1, w.len - 2);
             jw_free(&w);
             if (rc == 0 && !out->net_fields) rc = MLK_ENOMEM;
         }
@@ -260,6 +280,16 @@ int hookset_copy(hookset *dst, const hookset *src)
         }
     }
     return 0;
+}
+
+void hookset_remove_kind(hookset *s, int kind)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (kind == 0 || s->v[i].kind == kind) hook_clear(&s->v[i]);
+        else s->v[k++] = s->v[i];
+    }
+    s->n = k;
 }
 
 size_t hookset_count(const hookset *s, int kind)
@@ -908,7 +938,10 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
             size_t n = 0;
             if (o && o->type == MSGPACK_OBJECT_BIN) { p = o->via.bin.ptr; n = o->via.bin.size; }
             else if (o && o->type == MSGPACK_OBJECT_STR) { p = o->via.str.ptr; n = o->via.str.size; }
-            if (!o || (!p && o->type != MSGPACK_OBJECT_NIL)) {
+            if (!o || o->type == MSGPACK_OBJECT_NIL) { /* no answer or nil: the bytes stay as they are */
+                ch->next = call->hook_index + 1;
+                chain_next(ch);
+            } else if (!p) {
                 char *m = xasprintf("VFS mutate hook \"%s\" must answer with bytes (bin or str)", h->name);
                 chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid VFS mutate answer");
                 free(m);

@@ -65,6 +65,7 @@ int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud,
 int hookset_add(hookset *s, hook *h);       /* takes h's contents */
 int hookset_copy(hookset *dst, const hookset *src);
 void hookset_clear(hookset *s);
+void hookset_remove_kind(hookset *s, int kind);  /* kind 0: every hook */
 size_t hookset_count(const hookset *s, int kind);
 /* Write the network hooks as rule objects into an open JSON array; the
  * k-th gets callback_id network_hook_<first_index + k + 1>. */

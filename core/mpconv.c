@@ -174,7 +174,6 @@ int json_to_mp_buf(const jdoc *d, const jnode *n, char **buf, size_t *len)
  * unpacker's memory by a small multiple of len. */
 static int mp_shape_ok(const unsigned char *p, size_t len)
 {
-    if (len) return 1; /*TMPDISABLE*/
     size_t pos = 0;
     uint64_t pending = 1;
     while (pending > 0) {

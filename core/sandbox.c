@@ -287,6 +287,13 @@ MLK_API int mlk_sandbox_add_vfs_hook(mlk_sandbox *sb, int kind, const char *rule
     return add_hook(sb, kind, rule, len, cb, ud);
 }
 
+MLK_API int mlk_sandbox_clear_hooks(mlk_sandbox *sb, int kind)
+{
+    if (!sb || kind < 0 || kind > MLK_HOOK_VFS_MUTATE) return MLK_EINVAL;
+    hookset_remove_kind(&sb->hooks, kind);
+    return 0;
+}
+
 const hookset *sandbox_hooks(const mlk_sandbox *sb) { return sb ? &sb->hooks : NULL; }
 
 

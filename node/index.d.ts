@@ -1,5 +1,6 @@
 // Type declarations of matchlock-native.
 /// <reference types="node" />
+import { EventEmitter } from "node:events";
 
 export type BinaryLike = string | Buffer | Uint8Array | ArrayBuffer;
 
@@ -14,6 +15,8 @@ export interface Config {
   env?: Record<string, string>;
   /** Largest response line accepted (default 1 GiB). */
   maxLineBytes?: number;
+  /** Shorthand for `client.on("event", onEvent)`. */
+  onEvent?: (event: MatchlockEvent) => void;
 }
 
 export interface HostIPMapping { host: string; ip: string; }
@@ -24,13 +27,51 @@ export interface PortForward { localPort: number; remotePort: number; }
 export interface PortForwardBinding { address: string; localPort: number; remotePort: number; }
 
 export interface NetworkBodyTransform { find: string; replace?: string; }
-/** A static network interception rule (JS hooks are not supported yet). */
+
+/** What a network hook receives (the proxy's callback request). */
+export interface NetworkHookRequest {
+  phase: "" | "before" | "after";
+  host: string;
+  method: string;
+  path: string;
+  query?: Record<string, string>;
+  requestHeaders?: Record<string, string[]>;
+  /** Phase "after" only; 0 before. */
+  statusCode: number;
+  responseHeaders?: Record<string, string[]>;
+  isSSE: boolean;
+}
+export interface NetworkHookRequestMutation {
+  /** Replaces the whole request header map. */
+  headers?: Record<string, string[]>;
+  /** Replaces the whole query map. */
+  query?: Record<string, string>;
+  path?: string;
+}
+export interface NetworkHookResponseMutation {
+  /** Replaces the whole response header map. */
+  headers?: Record<string, string[]>;
+  bodyReplacements?: NetworkBodyTransform[];
+  /** Replaces the whole response body. */
+  setBody?: BinaryLike | null;
+}
+export interface NetworkHookResult {
+  action?: "allow" | "block" | "mutate";
+  request?: NetworkHookRequestMutation;
+  response?: NetworkHookResponseMutation;
+}
+/** A network hook: sync or async.  A throw or rejection sends an error reply (the traffic proceeds). */
+export type NetworkHookFunc = (request: NetworkHookRequest) =>
+  NetworkHookResult | null | undefined | Promise<NetworkHookResult | null | undefined>;
+
+/** A network interception rule: static (action, rewrites) or with a `hook` function. */
 export interface NetworkHookRule {
   name?: string;
   phase?: "" | "before" | "after";
   hosts?: string[];
   methods?: string[];
   path?: string;
+  /** With `hook`: empty or "allow" (the hook decides). */
   action?: "allow" | "block" | "mutate";
   setHeaders?: Record<string, string>;
   deleteHeaders?: string[];
@@ -40,16 +81,66 @@ export interface NetworkHookRule {
   setResponseHeaders?: Record<string, string>;
   deleteResponseHeaders?: string[];
   bodyReplacements?: NetworkBodyTransform[];
+  /** A hook's deadline, enforced by the core (default 5 s): past it the proxy gets an error reply. */
   timeoutMs?: number;
+  /** Called for each matching request.  Cannot be combined with the static rewrite keys above. */
+  hook?: NetworkHookFunc;
 }
 export interface NetworkInterceptionConfig { rules?: NetworkHookRule[]; }
 
 export type VFSHookOp =
   | "stat" | "readdir" | "open" | "create" | "mkdir" | "chmod" | "remove" | "remove_all"
   | "rename" | "symlink" | "readlink" | "read" | "write" | "close" | "sync" | "truncate";
-/** A static VFS interception rule (JS hooks are not supported yet). */
-export interface VFSHookRule { name?: string; phase?: "" | "before" | "after"; ops?: VFSHookOp[]; path?: string; action?: "allow" | "block" | string; timeoutMs?: number; }
+export type VFSHookAction = "allow" | "block" | (string & {});
+/** A file event, as after-hooks receive it. */
+export interface VFSHookEvent { op: string; path: string; size: number; mode: number; uid: number; gid: number; }
+/** Before the SDK's own writeFile (op "write"), readFile ("read") or listFiles ("readdir"). */
+export interface VFSActionRequest { op: string; path: string; size: number; mode: number; uid: number; gid: number; }
+/** Before the SDK's own writeFile; `data` (matchlock-native only) is the content so far. */
+export interface VFSMutateRequest { path: string; size: number; mode: number; uid: number; gid: number; data: Buffer; }
+export type VFSHookFunc = (event: VFSHookEvent) => void | Promise<void>;
+export type VFSDangerousHookFunc = (client: Client, event: VFSHookEvent) => void | Promise<void>;
+/** undefined/null keeps the content; a string or bytes replace it. */
+export type VFSMutateHookFunc = (request: VFSMutateRequest) =>
+  BinaryLike | null | undefined | Promise<BinaryLike | null | undefined>;
+/** undefined means "allow". */
+export type VFSActionHookFunc = (request: VFSActionRequest) =>
+  VFSHookAction | undefined | Promise<VFSHookAction | undefined>;
+
+/** A VFS interception rule: static, or with exactly one hook function. */
+export interface VFSHookRule {
+  name?: string;
+  phase?: "" | "before" | "after";
+  ops?: VFSHookOp[];
+  /** A glob (`*` does not cross `/`). */
+  path?: string;
+  action?: VFSHookAction;
+  timeoutMs?: number;
+  /** After-hook (phase "after"); suppressed while another plain after-hook runs. */
+  hook?: VFSHookFunc;
+  /** After-hook that gets the client and may call it (phase "after"). */
+  dangerousHook?: VFSDangerousHookFunc;
+  /** Decides allow/block before writeFile/readFile/listFiles (phase "before"). */
+  actionHook?: VFSActionHookFunc;
+  /** Replaces what writeFile writes (phase "before"); chained in rule order. */
+  mutateHook?: VFSMutateHookFunc;
+}
 export interface VFSInterceptionConfig { emitEvents?: boolean; rules?: VFSHookRule[]; }
+
+/** An `event` notification of the server, as sent (snake_case keys). */
+export interface MatchlockEvent {
+  type: "network" | "file" | string;
+  timestamp?: number;
+  network?: {
+    method?: string; url?: string; host?: string; status_code?: number;
+    request_bytes?: number; response_bytes?: number; duration_ms?: number;
+    blocked?: boolean; block_reason?: string; [k: string]: unknown;
+  };
+  file?: { op: string; path: string; size?: number; mode?: number; uid?: number; gid?: number; [k: string]: unknown };
+  [k: string]: unknown;
+}
+/** Where a hook error that could not fail a call came from. */
+export interface HookErrorInfo { kind: "VFS after" | "VFS dangerous" | "event"; name: string; }
 
 /** The official SDK's options object; `client.create(opts)` accepts it. */
 export interface CreateOptions {
@@ -177,8 +268,15 @@ export declare class Sandbox {
 }
 export declare function createSandbox(image: string): Sandbox;
 
-export declare class Client {
+export declare class Client extends EventEmitter {
   constructor(config?: Config);
+  /** The server's network and file events (lossy). */
+  on(event: "event", listener: (event: MatchlockEvent) => void): this;
+  /** A failing after-hook or 'event' listener (without a listener: a process warning). */
+  on(event: "hookError", listener: (error: unknown, info: HookErrorInfo) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: "event", listener: (event: MatchlockEvent) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
   /** The created VM's id ("" before create). */
   readonly vmId: string;
   start(): Promise<void>;
@@ -186,7 +284,7 @@ export declare class Client {
   create(sandbox?: Sandbox | CreateOptions, options?: RequestOptions): Promise<string>;
   launch(sandbox: Sandbox | CreateOptions, options?: RequestOptions): Promise<string>;
   close(timeoutSeconds?: number): Promise<void>;
-  remove(): Promise<void>;
+  remove(options?: RequestOptions): Promise<void>;
 
   exec(command: string, options: ExecOptions & { encoding: BufferEncoding }): Promise<ExecResult<string>>;
   exec(command: string, options?: ExecOptions): Promise<ExecResult<Buffer>>;

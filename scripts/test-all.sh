@@ -19,5 +19,14 @@ run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-l
 run "Node (node --test)" ./node/run-tests.sh "$build"
 run "Lua (5.4 and LuaJIT)" ./lua/run-tests.sh "$build"
 
+# The C suite again under AddressSanitizer + UBSan, and the libFuzzer targets
+# for a bounded time (docs/testing.md); each has a build tree of its own.
+asan_build() {
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMLK_SANITIZE=address,undefined >/dev/null &&
+    cmake --build build-asan -j2 --target mlk_tests matchlock-local >/dev/null
+}
+run "C core under ASan+UBSan" bash -c "$(declare -f asan_build); asan_build && ./scripts/test-asan.sh build-asan"
+run "libFuzzer targets (25 s each)" ./scripts/fuzz.sh "${MLK_FUZZ_SECONDS:-25}"
+
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -10,7 +10,7 @@
 # a leak at a worker's exit pass (and in a child a test forks, a changed
 # exit status would break the test itself), hence no --error-exitcode here.
 set -uo pipefail
-build=${1:-build}
+build=${1:-build-valgrind}
 shift || true
 cd "$(dirname "$0")/.."
 root=$(pwd)

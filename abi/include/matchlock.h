@@ -301,7 +301,8 @@ typedef void (*mlk_hook_cb)(void *ud, mlk_client *c, int kind, mlk_hook_call *ca
                             const char *request, size_t len);
 
 /** Add a network callback rule.  `rule` is a msgpack map in the wire shape
- *  of an interception rule (name, phase, hosts, methods, path, timeout_ms;
+ *  of an interception rule (name, phase, hosts, methods, path, timeout_ms,
+ *  and optionally the static mutations set_headers ... body_replacements;
  *  action empty or "allow").  The core serves the callback socket, checks
  *  the peer's credentials and enforces timeout_ms (default 5 s, as the server's own). */
 MLK_API int mlk_sandbox_add_network_hook(mlk_sandbox *sb, const char *rule, size_t len,
@@ -311,12 +312,16 @@ MLK_API int mlk_sandbox_add_network_hook(mlk_sandbox *sb, const char *rule, size
  *  action and mutate hooks phase "before" (or empty). */
 MLK_API int mlk_sandbox_add_vfs_hook(mlk_sandbox *sb, int kind, const char *rule, size_t len,
                                      mlk_hook_cb cb, void *ud);
+/** Remove the builder's hooks of one kind (MLK_HOOK_*), or all with 0
+ *  (for bindings whose "set interception config" replaces earlier hooks). */
+MLK_API int mlk_sandbox_clear_hooks(mlk_sandbox *sb, int kind);
 /** Answer a hook call with a msgpack value, then the call is freed:
  *   network: {action?, request?:{headers?,query?,path?}, response?:{headers?,
  *            body_replacements?, set_body_base64?}} (set_body_base64 given as
  *            bin is encoded by the core; as str it is sent as is);
  *   VFS action: "allow" | "block" (or {action: ...});
- *   VFS mutate: the new bytes as bin or str (or {data: ...}).
+ *   VFS mutate: the new bytes as bin or str (or {data: ...}); nil keeps
+ *            the bytes as they are.
  *  Answering after the hook's deadline is safe (the answer is dropped). */
 MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len);
 /** Answer that the hook failed (e.g. the host function raised): network

@@ -614,3 +614,62 @@ Test(hooks, after_hooks_filter_suppress_and_may_call_the_client, .timeout = 30)
 #undef CREATE_ANSWER
 #define CREATE_ANSWER "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"id\":\"vm-hooks\"}}\\n' \"$id\""
 }
+
+static void keep_bytes(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    static const char nil = (char)0xc0;
+    mlk_hook_reply(call, &nil, 1);
+}
+
+Test(hooks, nil_mutate_answer_keeps_the_bytes, .timeout = 30)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, keep_bytes, NULL), 0);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, upper, NULL), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_write_file(c, "/ws/a.txt", "hey", 3, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    cr_assert(strstr(log, "\"content\":\"SEVZ\""), "HEY: %s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+Test(hooks, network_rule_carries_static_mutations_and_hooks_can_be_cleared)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "set_headers", 11);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "X-Tag", 5);
+    msgpack_pack_str_with_body(&pk, "1", 1);
+    msgpack_pack_str_with_body(&pk, "rewrite_path", 12);
+    msgpack_pack_int(&pk, 3); /* wrong type */
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, b.data, b.size, net_hook, NULL), MLK_EINVALID_NET_HOOK);
+    mlk_sandbox_free(sb);
+    msgpack_sbuffer_clear(&b);
+    sb = mlk_sandbox_new("alpine:latest");
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "set_headers", 11);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "X-Tag", 5);
+    msgpack_pack_str_with_body(&pk, "1", 1);
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, b.data, b.size, net_hook, NULL), 0);
+    msgpack_sbuffer_destroy(&b);
+    char *json, *msg;
+    size_t jl;
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &jl, &msg), 0);
+    cr_assert(strstr(json, "\"set_headers\":{\"X-Tag\":\"1\"},\"callback_id\":\"network_hook_1\""), "%s", json);
+    mlk_free(json);
+    cr_assert_eq(mlk_sandbox_clear_hooks(sb, MLK_HOOK_NETWORK), 0);
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &jl, &msg), 0);
+    cr_assert_null(strstr(json, "callback_id"), "%s", json);
+    mlk_free(json);
+    mlk_sandbox_free(sb);
+}

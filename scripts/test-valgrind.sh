@@ -16,6 +16,11 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 logdir=$(mktemp -d /tmp/mlk-valgrind.XXXXXX)
+# One test cannot pass under valgrind: glibc's posix_spawn reports a failed
+# exec through memory shared with the parent (CLONE_VM|CLONE_VFORK), which
+# valgrind runs as a plain fork, so "no such binary" looks like a started
+# child that exits.  It is skipped unless a filter is given.
+[ $# -eq 0 ] && set -- --filter '!(peer/spawn_failure_names_the_binary)'
 
 valgrind --tool=memcheck --trace-children=yes \
     --trace-children-skip='*/sh,*/bash,*/dash,*/bwrap,/usr/bin/*,/bin/*,/nonexistent/*' \

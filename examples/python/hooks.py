@@ -114,7 +114,7 @@ def main() -> int:
         .with_vfs_interception(VFSInterceptionConfig(rules=[
             VFSHookRule(name="watch", phase=VFS_HOOK_PHASE_AFTER, path="/workspace/*.txt", hook=on_file),
             VFSHookRule(name="audit", phase=VFS_HOOK_PHASE_AFTER, ops=[VFS_HOOK_OP_WRITE],
-                        path="/workspace/logs/*", dangerous_hook=audit),
+                        path="/workspace/*.log", dangerous_hook=audit),
             VFSHookRule(name="no-dotenv", action_hook=no_secrets),
             VFSHookRule(name="header", path="/workspace/*.conf", mutate_hook=add_header),
         ]))
@@ -130,8 +130,7 @@ def main() -> int:
             client.create(sandbox)
 
             print("a command writes files:")
-            client.exec("echo notes > /workspace/notes.txt; mkdir -p /workspace/logs; "
-                        "echo line >> /workspace/logs/app.log")
+            client.exec("echo notes > /workspace/notes.txt; echo line >> /workspace/app.log")
 
             print("write_file through the action and mutate hooks:")
             try:

@@ -163,6 +163,8 @@ typedef struct {
     mlkL_ctx *ctxs;    /* async calls not completed yet */
     int depth;         /* dispatch/exec calls of this client in progress */
     int free_pending;  /* freed from inside one of them: free at the end */
+    struct mlkL_hook **hooks; /* hooks of the builders it was created from */
+    size_t nhooks, caphooks;
 } mlkL_client;
 
 /* The Lua functions of one call. */
@@ -410,6 +412,9 @@ static void mlkL_push_take_error(lua_State *L, mlkL_client *g)
 /* ---------------------------------------------------------------------- */
 /* natives                                                                  */
 
+typedef struct mlkL_hook mlkL_hook;
+static void mlkL_hook_unref(lua_State *L, mlkL_hook *h);
+
 static void mlkL_client_release(lua_State *L, mlkL_client *g)
 {
     if (g->c) {
@@ -425,6 +430,11 @@ static void mlkL_client_release(lua_State *L, mlkL_client *g)
     }
     mlkL_unref(L, &g->event_ref);
     mlkL_unref(L, &g->err_ref);
+    /* the core's copies of the hooks went with the client */
+    for (size_t i = 0; i < g->nhooks; i++) mlkL_hook_unref(L, g->hooks[i]);
+    free(g->hooks);
+    g->hooks = NULL;
+    g->nhooks = g->caphooks = 0;
 }
 
 /* __gc and client_free.  Freed from inside one of its own callbacks, the
@@ -438,20 +448,47 @@ static int mlkL_client_gc(lua_State *L)
     return 0;
 }
 
-static void mlkL_enter(mlkL_client *g, lua_State *L, lua_State **saved)
+/* A call that may run callbacks (dispatch, a blocking exec or file call)
+ * pushes a frame on this thread's stack: hooks find the client (and the
+ * state to run on) by the mlk_client the core hands them, and know whether
+ * they run inside a blocking call (where an answer cannot wait). */
+typedef struct mlkL_frame {
+    mlkL_client *g;
+    lua_State *saved;  /* g->L before this call */
+    int blocking;      /* a blocking call: nothing else runs until it returns */
+    struct mlkL_frame *prev;
+} mlkL_frame;
+
+static _Thread_local mlkL_frame *mlkL_frames;
+
+static void mlkL_enter(mlkL_client *g, lua_State *L, mlkL_frame *f, int blocking)
 {
-    *saved = g->L;
+    f->g = g;
+    f->saved = g->L;
+    f->blocking = blocking;
+    f->prev = mlkL_frames;
+    mlkL_frames = f;
     g->L = L;
     g->depth++;
 }
 
-static void mlkL_leave(mlkL_client *g, lua_State *L, lua_State *saved)
+static void mlkL_leave(mlkL_client *g, lua_State *L, mlkL_frame *f)
 {
-    g->L = saved;
+    /* frames nest strictly (C calls), so f is on top */
+    mlkL_frames = f->prev;
+    g->L = f->saved;
     if (--g->depth == 0 && g->free_pending) {
         g->free_pending = 0;
         mlkL_client_release(L, g);
     }
+}
+
+/* The innermost frame of this thread running a call of c, or NULL. */
+static mlkL_frame *mlkL_frame_of(const mlk_client *c)
+{
+    for (mlkL_frame *f = mlkL_frames; f; f = f->prev)
+        if (f->g->c == c && c) return f;
+    return NULL;
 }
 
 static int mlkL_client_tostring(lua_State *L)
@@ -460,6 +497,23 @@ static int mlkL_client_tostring(lua_State *L)
     const char *id = g->c ? mlk_client_vm_id(g->c) : NULL;
     lua_pushfstring(L, "matchlock.core.client(%s)", g->c ? (id ? id : "not created") : "freed");
     return 1;
+}
+
+#define MLKL_CLIENTS "matchlock.clients"
+
+/* Push the weak table lightuserdata(mlkL_client) -> client userdata. */
+static void mlkL_push_clients(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, MLKL_CLIENTS);
+    if (lua_istable(L, -1)) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, MLKL_CLIENTS);
 }
 
 /* client_new(cfg|nil) -> status, client|nil, result */
@@ -480,6 +534,13 @@ static int mlkL_client_new(lua_State *L)
         lua_setfield(L, -2, "__name");
     }
     lua_setmetatable(L, -2);
+    /* registry[MLKL_CLIENTS][lightuserdata g] = the client (weak values):
+     * hooks get the client object from the frame's g */
+    mlkL_push_clients(L);
+    lua_pushlightuserdata(L, g);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
     mlk_result *res = NULL;
     int rc = mlk_client_new(&g->c, cfg, &res);
     lua_pushinteger(L, rc);
@@ -509,10 +570,10 @@ static int mlkL_dispatch(lua_State *L)
     int max = (int)luaL_optinteger(L, 2, 0);
     int n = 0;
     if (g->c && !g->free_pending) {
-        lua_State *saved;
-        mlkL_enter(g, L, &saved);
+        mlkL_frame fr;
+        mlkL_enter(g, L, &fr, 0);
         n = mlk_dispatch(g->c, max < 0 ? 0 : max);
-        mlkL_leave(g, L, saved);
+        mlkL_leave(g, L, &fr);
     }
     int nerr = g->nerr;
     lua_pushinteger(L, n);
@@ -565,12 +626,12 @@ static int mlkL_exec(lua_State *L)
         return luaL_error(L, "exec: callbacks need exec options with a streaming mode");
     }
     if (cbs) mlk_exec_opts_set_callbacks(o, mlkL_tramp_output, mlkL_tramp_ready, &x);
-    lua_State *saved;
-    mlkL_enter(g, L, &saved);
+    mlkL_frame fr;
+    mlkL_enter(g, L, &fr, 1);
     mlk_result *res = NULL;
     int rc = mlk_exec(c, cmd, o, &res);
     if (cbs) mlk_exec_opts_set_callbacks(o, NULL, NULL, NULL);
-    mlkL_leave(g, L, saved);
+    mlkL_leave(g, L, &fr);
     if (x.uerr_ref != LUA_NOREF) rc = MLK_EUSER;
     lua_pushinteger(L, rc);
     mlkL_push_call_result(L, res, &x);

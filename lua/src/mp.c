@@ -12,7 +12,7 @@
  * strings are str; a table is an array when its keys are exactly 1..n
  * (n > 0), else a map.  An empty table is a map unless its metatable has
  * __matchlock = "array" (matchlock.array{}); __matchlock = "map" forces a
- * map.
+ * map; __matchlock = "bin" (matchlock.bin(s)) packs the string t[1] as bin.
  * msgpack -> Lua: nil is matchlock.null (a light userdata), so arrays keep
  * their length; integers use lua_pushinteger; str and bin are strings. */
 #include <lua.h>
@@ -173,6 +173,7 @@ static int mlkL_table_hint(lua_State *L, int idx)
     const char *s = lua_tostring(L, -1);
     if (s && strcmp(s, "array") == 0) hint = 'a';
     else if (s && strcmp(s, "map") == 0) hint = 'm';
+    else if (s && strcmp(s, "bin") == 0) hint = 'b';
     lua_pop(L, 2);
     return hint;
 }
@@ -234,6 +235,17 @@ static void mlkL_pack(lua_State *L, int idx, msgpack_packer *pk, int depth, cons
         break;
     case LUA_TTABLE: {
         int hint = mlkL_table_hint(L, idx);
+        if (hint == 'b') { /* matchlock.bin(s): {s} packed as bin */
+            size_t bn;
+            lua_rawgeti(L, idx, 1);
+            const char *bs = lua_tolstring(L, -1, &bn);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                luaL_error(L, "%s: a table marked as bin must hold one string, got %s", what, luaL_typename(L, -1));
+            msgpack_pack_bin(pk, bn);
+            msgpack_pack_bin_body(pk, bs, bn);
+            lua_pop(L, 1);
+            break;
+        }
         long n = hint == 'm' ? -1 : mlkL_seq_len(L, idx);
         if (n > 0 || (n == 0 && hint == 'a')) {
             msgpack_pack_array(pk, (size_t)n);

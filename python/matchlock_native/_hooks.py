@@ -364,10 +364,10 @@ def action_reply(result: Any) -> bytes:
     return packb(_text(result).strip().lower())
 
 
-def mutate_reply(result: Any, current: bytes, entry: _HookEntry) -> bytes:
+def mutate_reply(result: Any, entry: _HookEntry) -> bytes:
     """bytes | str | None (None keeps the content)."""
     if result is None:
-        return packb(current)
+        return packb(None)  # nil: the core keeps the bytes
     if isinstance(result, str):
         return packb(result.encode("utf-8"))
     if isinstance(result, (bytes, bytearray, memoryview)):
@@ -419,11 +419,10 @@ def _run(entry: _HookEntry, client: Any, kind: int, reply: _Reply | None, data: 
     elif kind == KIND_ACTION:
         args, convert = (vfs_action_request(d),), action_reply
     elif kind == KIND_MUTATE:
-        mreq = vfs_mutate_request(d)
-        args = (mreq,)
+        args = (vfs_mutate_request(d),)
 
-        def convert(r: Any, _cur: bytes = mreq.data) -> bytes:
-            return mutate_reply(r, _cur, entry)
+        def convert(r: Any) -> bytes:
+            return mutate_reply(r, entry)
     else:
         raise ValueError(f"unknown hook kind {kind}")
     result = entry.fn(*args)

@@ -169,6 +169,7 @@ class Sandbox:
     def with_vfs_interception(self, config: VFSInterceptionConfig | Mapping[str, Any]) -> "Sandbox":
         """VFS interception: static wire rules, and SDK-local hooks for rules
         with `hook`, `dangerous_hook`, `action_hook` or `mutate_hook`."""
+        self._clear_hooks(_hooks.KIND_AFTER, _hooks.KIND_DANGEROUS, _hooks.KIND_ACTION, _hooks.KIND_MUTATE)
         if isinstance(config, VFSInterceptionConfig):
             rules: list[Any] = []
             for r in config.rules:
@@ -189,6 +190,14 @@ class Sandbox:
         self._mp(lib.mlk_sandbox_set_vfs_interception, wire)
         self._opts.vfs_interception = config if isinstance(config, VFSInterceptionConfig) else copy.deepcopy(wire)
         return self
+
+    def _clear_hooks(self, *kinds: int) -> None:
+        """Setting an interception config replaces the hooks of an earlier one."""
+        if not any(e.kind in kinds for e in self._hook_entries):
+            return
+        for k in kinds:
+            self._chk(lib.mlk_sandbox_clear_hooks(self._sb, k))
+        self._hook_entries = [e for e in self._hook_entries if e.kind not in kinds]
 
     def _add_vfs_hook(self, r: VFSHookRule) -> None:
         set_ = [(k, f) for k, f in ((_hooks.KIND_AFTER, r.hook), (_hooks.KIND_DANGEROUS, r.dangerous_hook),
@@ -362,6 +371,7 @@ class Sandbox:
         if config is None:
             self._chk(lib.mlk_sandbox_set_network_interception(self._sb, ffi.NULL, 0))
         else:
+            self._clear_hooks(_hooks.KIND_NETWORK)
             if isinstance(config, NetworkInterceptionConfig):
                 rules: list[Any] = []
                 for r in config.rules:

@@ -34,7 +34,6 @@ from ._core import (
     take_result,
     to_ms,
 )
-from ._msgpack import unpackb
 from ._native import ffi, lib
 from .builder import Sandbox
 from .errors import (

@@ -289,7 +289,7 @@ NetworkHook: TypeAlias = Callable[[NetworkHookRequest], Any]
 class NetworkHookRule:
     """One network interception rule.  With `hook` set it is a callback rule:
     the callable runs for each matching exchange (its action must stay
-    "allow"; the callable decides)."""
+    "allow"; the callable decides; static mutations may ride along)."""
 
     name: str = ""
     phase: NetworkHookPhase = ""
@@ -306,7 +306,7 @@ class NetworkHookRule:
     delete_response_headers: list[str] = field(default_factory=list)
     body_replacements: list[NetworkBodyTransform] = field(default_factory=list)
     timeout_ms: int = 0
-    """Callback rules: how long the server waits for the hook (default 30 s)."""
+    """Callback rules: how long the hook may take (default 5 s); past it the exchange proceeds."""
     hook: NetworkHook | None = None
     """SDK-local callback hook(NetworkHookRequest) -> NetworkHookResult | dict | None
     (sync or `async def`)."""

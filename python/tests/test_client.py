@@ -385,6 +385,20 @@ def test_volumes(client: ml.Client) -> None:
         client.volume_remove("no-such-volume")
 
 
+def test_volumes_before_start_and_after_close(config: ml.Config) -> None:
+    # an open client uses the core's async forms; before start and after
+    # close the blocking forms run with the client's configuration
+    c = ml.Client(config)
+    v = c.volume_create("pyvol-nostart", 16)
+    assert v.name == "pyvol-nostart"
+    assert c.vm_id is None
+    c.start()
+    assert "pyvol-nostart" in [x.name for x in c.volume_list()]
+    c.close()
+    c.volume_remove("pyvol-nostart")
+    assert "pyvol-nostart" not in [x.name for x in c.volume_list()]
+
+
 def test_volume_attached_as_extra_disk(config: ml.Config) -> None:
     with ml.Client(config) as c:
         v = c.volume_create("pydisk", 16)

@@ -9,6 +9,9 @@ import asyncio
 import http.server
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -17,6 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import matchlock_native as ml
+from conftest import REPO
 from matchlock_native import _hooks
 from matchlock_native._msgpack import unpackb
 
@@ -112,17 +116,18 @@ def test_dangerous_hook_runs_exec_on_the_same_client(config: ml.Config) -> None:
     def copy_out(client: ml.Client, ev: ml.VFSHookEvent) -> None:
         assert threading.current_thread().name == "matchlock-dispatch"
         # a blocking call from inside the hook completes (no deadlock)
-        r = client.exec(f"cat {ev.path}; cp {ev.path} /workspace/out/")
+        r = client.exec(f"cat {ev.path}; cp {ev.path} /workspace/copied")
         got.append(r.stdout.strip())
 
+    # (no fresh subdirectories: matchlock-local may miss events in a directory
+    # created just before)
     sb = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
-        ml.VFSHookRule(name="in", phase="after", ops=["write"], path="/workspace/in/*", dangerous_hook=copy_out)]))
+        ml.VFSHookRule(name="in", phase="after", ops=["write"], path="/workspace/in-*", dangerous_hook=copy_out)]))
     with ml.Client(config) as c:
         c.create(sb, timeout=30)
-        c.exec("mkdir -p /workspace/in /workspace/out")
-        c.exec("echo payload > /workspace/in/a")
+        c.exec("echo payload > /workspace/in-a")
         assert wait_for(lambda: got == ["payload"]), got
-        assert wait_for(lambda: c.exec("cat /workspace/out/a").stdout == "payload\n")
+        assert wait_for(lambda: c.exec("cat /workspace/copied").stdout == "payload\n")
         assert c.hook_errors == []
 
 
@@ -215,15 +220,15 @@ def test_async_client_hooks_run_on_its_loop(config: ml.Config) -> None:
         sb = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
             ml.VFSHookRule(name="keys", action_hook=guard),
             ml.VFSHookRule(name="rev", path="/workspace/r/*", mutate_hook=sync_mutate),
-            ml.VFSHookRule(name="d", phase="after", ops=["write"], path="/workspace/in/*", dangerous_hook=dangerous)]))
+            ml.VFSHookRule(name="d", phase="after", ops=["write"], path="/workspace/in-*", dangerous_hook=dangerous)]))
         async with ml.AsyncClient(config) as c:
             await c.create(sb, timeout=30)
             with pytest.raises(ml.VFSBlockedError, match="keys"):
                 await c.write_file("/workspace/id.key", "k")
-            await c.exec("mkdir -p /workspace/r /workspace/in")
+            await c.exec("mkdir -p /workspace/r")
             await c.write_file("/workspace/r/x", "abc")
             assert await c.read_file("/workspace/r/x") == b"cba"
-            await c.exec("echo hi > /workspace/in/f")
+            await c.exec("echo hi > /workspace/in-f")
             for _ in range(300):
                 if copied:
                     break
@@ -299,8 +304,15 @@ def test_hook_rule_validation_errors() -> None:
         vfs(ml.VFSHookRule(name="a", ops=["explode"], action_hook=print))  # type: ignore[list-item]
     with pytest.raises(ml.InvalidNetworkHookError, match="action"):
         net_sandbox(ml.NetworkHookRule(name="n", action="block", hook=print))
-    with pytest.raises(ml.InvalidNetworkHookError, match="set_headers"):
-        net_sandbox(ml.NetworkHookRule(name="n", set_headers={"a": "b"}, hook=print))
+    # static mutations ride along with a callback rule, as upstream allows
+    p = net_sandbox(ml.NetworkHookRule(name="n", set_headers={"X-A": "b"}, hook=print)).params()
+    rule = p["network"]["interception"]["rules"][0]
+    assert rule["set_headers"] == {"X-A": "b"} and rule["callback_id"].startswith("network_hook_")
+    # a second interception config replaces the hooks of the first
+    sb = net_sandbox(ml.NetworkHookRule(name="one", hook=print))
+    sb.with_network_interception(ml.NetworkInterceptionConfig(rules=[ml.NetworkHookRule(name="two", hook=print)]))
+    assert [r["name"] for r in sb.params()["network"]["interception"]["rules"]] == ["two"]
+    assert [e.name for e in sb._hook_entries] == ["two"]
     # after-hooks switch file events on, which need a mount
     with pytest.raises(ml.InvalidVFSHookError):
         ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
@@ -472,6 +484,19 @@ def test_events_carry_network_and_file_activity(config: ml.Config, upstream: str
         assert "network" in net
         f = next(e for e in events if e.get("type") == "file")
         assert f["file"]["path"] == "/workspace/ev.txt"
+
+
+def test_hooks_example_runs(local_binary: str) -> None:
+    example = REPO / "examples" / "python" / "hooks.py"
+    if not example.is_file():
+        pytest.skip("examples/python/hooks.py is not in this tree")
+    r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MATCHLOCK_BIN": local_binary})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "blocked: VFS hook blocked operation" in r.stdout
+    assert "# written through matchlock" in r.stdout
+    assert "body replaced by a Python hook" in r.stdout
+    assert "blocked by network hook deny-admin" in r.stdout
 
 
 # --------------------------------------------------------------------------

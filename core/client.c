@@ -51,6 +51,7 @@ static void done_drop(qitem *it)
 
 typedef struct out_item {
     qitem base;
+    mlk_client *c;                /* stream output counts in c->queued_out */
     mlk_output_cb cb;
     mlk_ready_cb ready;
     void *ud;
@@ -60,15 +61,25 @@ typedef struct out_item {
     char data[];
 } out_item;
 
+static void output_consumed(mlk_client *c, size_t n);
+
 static void out_run(qitem *it)
 {
     out_item *o = (out_item *)it;
     if (o->cb) o->cb(o->ud, o->op, o->fd, o->data, o->len);
     else if (o->ready) o->ready(o->ud, o->op);
+    if (o->c) output_consumed(o->c, o->len);
     free(o);
 }
 
 static void plain_drop(qitem *it) { free(it); }
+
+static void out_drop(qitem *it)
+{
+    out_item *o = (out_item *)it;
+    if (o->c) o->c->queued_out -= o->len;
+    free(o);
+}
 
 typedef struct event_item {
     qitem base;
@@ -273,20 +284,49 @@ static int decode_field(const jnode *n, const char **p, size_t *len)
     return 0;
 }
 
+/* Flow control: while the host has more than OUT_HIGH bytes of stream
+ * output queued, the I/O thread stops reading the child (the child then
+ * blocks on its pipe); below OUT_LOW it reads again.  A stream of any
+ * length thus runs in bounded memory however slow the consumer. */
+#define OUT_HIGH (16 * 1024 * 1024)
+#define OUT_LOW (4 * 1024 * 1024)
+
+static void t_resume(void *p)
+{
+    mlk_client *c = p;
+    if (c->read_paused && c->queued_out < OUT_LOW && c->ev_read && !c->dead && !c->detached) {
+        c->read_paused = 0;
+        event_add(c->ev_read, NULL);
+    }
+}
+
+/* Host thread, after an output callback. */
+static void output_consumed(mlk_client *c, size_t n)
+{
+    size_t left = (c->queued_out -= n);
+    if (left < OUT_LOW && c->read_paused) ioloop_post(t_resume, c);
+}
+
 static void post_output(req *r, int fd, const char *p, size_t n)
 {
     if (!r->on_output) return;
     out_item *o = malloc(sizeof *o + n);
     if (!o) return;
+    mlk_client *c = r->c;
+    o->c = c;
     o->base.run = out_run;
-    o->base.drop = plain_drop;
+    o->base.drop = out_drop;
     o->cb = r->on_output;
     o->ready = NULL;
-    o->ud = r->ud;
+    o->ud = r->out_ud;
     o->op = r->id;
     o->fd = fd;
     o->len = n;
     memcpy(o->data, p, n);
+    if ((c->queued_out += n) > OUT_HIGH && !c->read_paused && c->ev_read) {
+        c->read_paused = 1;
+        event_del(c->ev_read);
+    }
     queue_push(r->q, &o->base);
 }
 
@@ -308,7 +348,7 @@ static void on_ready(mlk_client *c, req *r)
             o->base.run = out_run;
             o->base.drop = plain_drop;
             o->ready = r->on_ready;
-            o->ud = r->ud;
+            o->ud = r->out_ud;
             o->op = r->id;
             queue_push(r->q, &o->base);
         }
@@ -525,7 +565,7 @@ static void process_lines(mlk_client *c)
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
-    for (int rounds = 0; rounds < 8 && !c->dead && !c->detached; rounds++) {
+    for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
         if (c->cap - c->len < 65536) {
             size_t cap = c->cap ? c->cap * 2 : 256 * 1024;
             while (cap - c->len < 65536) cap *= 2;
@@ -876,7 +916,7 @@ static int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out)
 {
     waiter wt;
     memset(&wt, 0, sizeof wt);
-    if (queue_init(&wt.q) != 0) { jw_free(w); req_free(r); return result_give(NULL, out); }
+    if (queue_init_waiter(&wt.q) != 0) { jw_free(w); req_free(r); return result_give(NULL, out); }
     r->q = &wt.q;
     r->w = &wt;
     int rc = submit(c, r, w);
@@ -1042,7 +1082,7 @@ static int route_init(route *rt, int blocking, mlk_done_cb done, void *ud)
     rt->blocking = blocking;
     rt->done = done;
     rt->ud = ud;
-    return blocking ? queue_init(&rt->wt.q) : 0;
+    return blocking ? queue_init_waiter(&rt->wt.q) : 0;
 }
 
 static mlk_queue *route_queue(mlk_client *c, route *rt) { return rt->blocking ? &rt->wt.q : &c->mainq; }
@@ -1531,7 +1571,7 @@ static req *exec_request(mlk_client *c, const char *command, const mlk_exec_opts
     if (!r) return NULL;
     r->on_output = o->on_output;
     r->on_ready = o->on_ready;
-    r->ud = o->ud;
+    r->out_ud = o->ud;
     r->interactive = o->interactive;
     if ((o->mode == MLK_EXEC_PIPE || o->mode == MLK_EXEC_TTY) && o->has_stdin && o->stdin_len) {
         r->feed = malloc(o->stdin_len);
@@ -1824,6 +1864,7 @@ MLK_API int mlk_log_follow_async(mlk_client *c, mlk_output_cb on_output, mlk_don
     jw_obj_end(&w);
     end_line(&w);
     r->on_output = on_output;
+    r->out_ud = ud;
     return call_async(c, r, &w, done, ud, op);
 }
 

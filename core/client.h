@@ -41,7 +41,8 @@ typedef struct req {
     mlk_done_cb done;
     mlk_output_cb on_output;
     mlk_ready_cb on_ready;
-    void *ud;
+    void *ud;                     /* for done */
+    void *out_ud;                 /* for on_output and on_ready */
     int64_t timeout_ms;
     struct event *timer;          /* I/O */
     int ready, abandoned, interactive;
@@ -66,6 +67,8 @@ struct mlk_client {
     _Atomic size_t stdin_pending;  /* stdin bytes posted but not yet in outbuf */
     _Atomic size_t out_buffered;   /* outbuf length, as last seen by the I/O thread */
     _Atomic int in_dispatch;
+    _Atomic size_t queued_out;     /* stream output bytes queued for the host */
+    _Atomic int read_paused;       /* the I/O thread stopped reading the child (flow control) */
     _Atomic int free_pending;
 
     /* I/O thread only */

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -207,6 +208,15 @@ int queue_init(mlk_queue *q)
     return 0;
 }
 
+int queue_init_waiter(mlk_queue *q)
+{
+    memset(q, 0, sizeof *q);
+    q->rfd = q->wfd = -1;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    return 0;
+}
+
 void queue_clear(mlk_queue *q)
 {
     pthread_mutex_lock(&q->mu);
@@ -224,6 +234,7 @@ void queue_destroy(mlk_queue *q)
 {
     queue_clear(q);
     if (q->rfd >= 0) close(q->rfd);
+    else pthread_cond_destroy(&q->cv);
     if (q->wfd >= 0 && q->wfd != q->rfd) close(q->wfd);
     q->rfd = q->wfd = -1;
     pthread_mutex_destroy(&q->mu);
@@ -231,6 +242,7 @@ void queue_destroy(mlk_queue *q)
 
 static void fd_signal(mlk_queue *q)
 {
+    if (q->wfd < 0) { pthread_cond_signal(&q->cv); return; }
     uint64_t one = 1;
     ssize_t n;
     if (q->rfd == q->wfd) n = write(q->wfd, &one, sizeof one);
@@ -240,6 +252,7 @@ static void fd_signal(mlk_queue *q)
 
 static void fd_reset(mlk_queue *q)
 {
+    if (q->rfd < 0) return;
     char buf[64];
     while (read(q->rfd, buf, q->rfd == q->wfd ? 8 : sizeof buf) > 0)
         if (q->rfd == q->wfd) break;
@@ -302,6 +315,21 @@ int queue_drain(mlk_queue *q, int max)
 
 void queue_wait(mlk_queue *q, int timeout_ms)
 {
+    if (q->rfd < 0) {
+        pthread_mutex_lock(&q->mu);
+        if (timeout_ms < 0) {
+            while (!q->head) pthread_cond_wait(&q->cv, &q->mu);
+        } else if (!q->head) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += timeout_ms / 1000;
+            ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        }
+        pthread_mutex_unlock(&q->mu);
+        return;
+    }
     struct pollfd p = {.fd = q->rfd, .events = POLLIN};
     while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {}
 }

@@ -35,11 +35,15 @@ typedef struct qitem {
 typedef struct mlk_queue {
     pthread_mutex_t mu;
     qitem *head, *tail;
-    int rfd, wfd;                  /* eventfd (rfd == wfd) or a pipe */
+    int rfd, wfd;                  /* eventfd (rfd == wfd) or a pipe; -1 for a waiter queue */
     int signaled;
+    pthread_cond_t cv;             /* waiter queues: signalled on push */
 } mlk_queue;
 
 int queue_init(mlk_queue *q);
+/* A queue only its owner thread waits on (a blocking call): no fd, a
+ * condition variable instead (cheaper: no descriptor per call). */
+int queue_init_waiter(mlk_queue *q);
 void queue_destroy(mlk_queue *q);  /* drops whatever is left */
 void queue_clear(mlk_queue *q);    /* drops what is queued now; the queue stays usable */
 /* Append an item (any thread) and make the fd readable. */

@@ -117,6 +117,12 @@ local MAP_MT = { __matchlock = "map" }
 function M.array(t) return setmetatable(t or {}, ARRAY_MT) end
 --- Mark a table as a msgpack map.
 function M.map(t) return setmetatable(t or {}, MAP_MT) end
+local BIN_MT = { __matchlock = "bin" }
+--- A string to encode as msgpack bin (not str).
+function M.bin(s)
+  if type(s) ~= "string" then error("matchlock.bin: expected a string, got " .. type(s), 2) end
+  return setmetatable({ s }, BIN_MT)
+end
 
 local LIST_KEYS = {
   rules = true, hosts = true, methods = true, delete_headers = true, delete_query = true,
@@ -211,6 +217,231 @@ local function make_config(fname, opts)
 end
 
 -- ---------------------------------------------------------------------
+-- hooks: Lua functions the core calls back (src/glue.c mlkL_tramp_hook)
+
+M.HOOK_NETWORK = 1
+M.VFS_HOOK_AFTER = 2
+M.VFS_HOOK_DANGEROUS = 3
+M.VFS_HOOK_ACTION = 4
+M.VFS_HOOK_MUTATE = 5
+local HOOK_NAMES = { network = 1, after = 2, dangerous = 3, action = 4, mutate = 5 }
+local KIND_LABEL = { "network hook", "VFS after hook", "VFS dangerous hook", "VFS action hook", "VFS mutate hook" }
+-- rule keys holding the function
+local NET_CALLBACKS = { hook = 1 }
+local VFS_CALLBACKS = { hook = 2, dangerous_hook = 3, action_hook = 4, mutate_hook = 5 }
+
+-- core client userdata -> Client (both weak: the Client holds its userdata)
+local owners = setmetatable({}, { __mode = "kv" })
+
+local function hook_kind(fname, kind)
+  local k = kind
+  if type(kind) == "string" then k = HOOK_NAMES[kind:lower()] end
+  if type(k) ~= "number" or not KIND_LABEL[k] then
+    argerror(fname, "kind must be ml.VFS_HOOK_AFTER, ml.VFS_HOOK_DANGEROUS, ml.VFS_HOOK_ACTION or ml.VFS_HOOK_MUTATE " ..
+      "(or \"after\", \"dangerous\", \"action\", \"mutate\"), got " .. tostring(kind))
+  end
+  return floor(k)
+end
+
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function err_text(e)
+  if type(e) == "table" and getmetatable(e) ~= Error and e.message ~= nil then return tostring(e.message) end
+  return tostring(e)
+end
+
+-- xpcall handler: the error and its traceback
+local function capture(e)
+  return { err = e, tb = debug.traceback(err_text(e), 2) }
+end
+
+local function trim_lower(v) return (tostring(v):gsub("^%s+", ""):gsub("%s+$", ""):lower()) end
+
+local function hook_fail(what, msg) error(what .. ": " .. msg, 0) end
+
+-- {K = V | {V...}} -> msgpack map of string lists
+local function slice_map(what, v)
+  if type(v) ~= "table" then hook_fail(what, "must be a table of NAME = value or {values...}, got " .. type(v)) end
+  local out = M.map {}
+  for k, x in pairs(v) do
+    local l = {}
+    if type(x) == "table" then
+      for i, y in ipairs(x) do l[i] = tostring(y) end
+    else
+      l[1] = tostring(x)
+    end
+    out[tostring(k)] = M.array(l)
+  end
+  return out
+end
+
+local function string_map(what, v)
+  if type(v) ~= "table" then hook_fail(what, "must be a table of NAME = value, got " .. type(v)) end
+  local out = M.map {}
+  for k, x in pairs(v) do out[tostring(k)] = tostring(x) end
+  return out
+end
+
+local function only_keys(what, t, keys)
+  if type(t) ~= "table" then hook_fail(what, "must be a table, got " .. type(t)) end
+  for k in pairs(t) do
+    if not keys[k] then
+      local names = {}
+      for n in pairs(keys) do names[#names + 1] = n end
+      table.sort(names)
+      hook_fail(what, string.format("unknown key %q (known: %s)", tostring(k), table.concat(names, ", ")))
+    end
+  end
+end
+
+local NET_ANSWER = set("action", "request", "response")
+local NET_REQUEST = set("headers", "query", "path")
+local NET_RESPONSE = set("headers", "body_replacements", "set_body", "set_body_base64")
+
+-- A network hook's answer -> the core's reply map (msgpack bytes).
+local function network_answer(r, label)
+  if r == nil then return M.encode(M.map {}) end
+  only_keys(label .. " answer", r, NET_ANSWER)
+  local out = M.map {}
+  if r.action ~= nil then out.action = trim_lower(r.action) end
+  if r.request ~= nil then
+    only_keys(label .. " answer.request", r.request, NET_REQUEST)
+    local q = M.map {}
+    if r.request.headers ~= nil then q.headers = slice_map(label .. " answer.request.headers", r.request.headers) end
+    if r.request.query ~= nil then q.query = string_map(label .. " answer.request.query", r.request.query) end
+    if r.request.path ~= nil then q.path = tostring(r.request.path) end
+    if next(q) then out.request = q end
+  end
+  if r.response ~= nil then
+    local s = r.response
+    only_keys(label .. " answer.response", s, NET_RESPONSE)
+    local o = M.map {}
+    if s.headers ~= nil then o.headers = slice_map(label .. " answer.response.headers", s.headers) end
+    if s.body_replacements ~= nil then
+      if type(s.body_replacements) ~= "table" then
+        hook_fail(label .. " answer.response.body_replacements", "must be a list of {find = , replace = }")
+      end
+      local l = {}
+      for i, x in ipairs(s.body_replacements) do
+        if type(x) ~= "table" then hook_fail(label .. " answer.response.body_replacements", "entries must be tables {find = , replace = }") end
+        l[i] = M.map { find = tostring(x.find or x[1] or ""), replace = tostring(x.replace or x[2] or "") }
+      end
+      if #l > 0 then o.body_replacements = M.array(l) end
+    end
+    if s.set_body ~= nil then
+      if type(s.set_body) ~= "string" then hook_fail(label .. " answer.response.set_body", "must be a string (bytes), got " .. type(s.set_body)) end
+      o.set_body_base64 = M.bin(s.set_body) -- bin: the core base64-encodes it
+    elseif s.set_body_base64 ~= nil then
+      o.set_body_base64 = tostring(s.set_body_base64) -- already base64: sent as is
+    end
+    if next(o) then out.response = o end
+  end
+  return M.encode(out)
+end
+
+local function action_answer(v, label)
+  local d = v == nil and "allow" or (type(v) == "string" and trim_lower(v)) or nil
+  if d == "" then d = "allow" end
+  if d ~= "allow" and d ~= "block" then
+    hook_fail(label, "must return \"allow\" or \"block\" (or nil), got " .. (type(v) == "string" and string.format("%q", v) or type(v)))
+  end
+  return M.encode(d)
+end
+
+local function mutate_answer(v, label)
+  if v == nil then return nil end -- keep the bytes
+  if type(v) ~= "string" then hook_fail(label, "must return the new bytes as a string (or nil to keep them), got " .. type(v)) end
+  return M.encode(M.bin(v))
+end
+
+local ANSWER = { network_answer, nil, nil, action_answer, mutate_answer }
+
+-- The function the C trampoline calls for one hook:
+--   runner(request, answer|nil, core_client, kind, blocking)
+-- The user's function runs in a fresh coroutine, so it may yield (ml.await,
+-- client:await) and answer when a later dispatch resumes it; the core's
+-- token (`answer`) stays pending until then.  What it raises: network and
+-- after-hooks answer with an error and report it (re-raised here, so the C
+-- side keeps it for dispatch / client.on_error); action and mutate hooks
+-- fail their file call with the message and traceback.
+local function make_runner(kind, fn, name)
+  local label = string.format("%s %q", KIND_LABEL[kind], name or "")
+  local convert = ANSWER[kind]
+  local reports = kind ~= M.VFS_HOOK_ACTION and kind ~= M.VFS_HOOK_MUTATE
+  return function(req, answer, h, _, blocking)
+    local client = h and owners[h]
+    if kind == M.VFS_HOOK_AFTER then
+      -- plain after-hooks are suppressed while one runs (also while one
+      -- waits in a coroutine; the core covers the synchronous part)
+      if client then
+        if client._plain_hook_active then return end
+        client._plain_hook_active = true
+      end
+    end
+    local function body()
+      local ok, v = xpcall(function()
+        if kind == M.VFS_HOOK_DANGEROUS then return fn(client, req) end
+        return fn(req)
+      end, capture)
+      if ok and convert then ok, v = xpcall(function() return convert(v, label) end, capture) end
+      if kind == M.VFS_HOOK_AFTER and client then client._plain_hook_active = nil end
+      if answer and core.hook_pending(answer) then
+        if ok then
+          core.hook_reply(answer, v)
+        else
+          core.hook_fail(answer, reports and err_text(v.err) or v.tb)
+        end
+      end
+      if not ok and reports then error(label .. " failed: " .. v.tb, 0) end
+    end
+    local co = coroutine.create(body)
+    local ok, err = coroutine.resume(co)
+    if not ok then error(err, 0) end
+    if answer and blocking and coroutine.status(co) == "suspended" and core.hook_pending(answer) then
+      core.hook_fail(answer, label .. " waited (yielded) inside a blocking call, where nothing can resume it; " ..
+        "answer before returning, or use the _async form of the call")
+    end
+  end
+end
+
+-- Split the callback rules out of an interception config.
+local function split_hooks(fname, cfg, callbacks)
+  local wire, hooks = {}, {}
+  for k, v in pairs(cfg) do if k ~= "rules" then wire[k] = v end end
+  if type(cfg.rules) ~= "table" then
+    wire.rules = cfg.rules
+    return wire, hooks
+  end
+  local statics = {}
+  for i, r in ipairs(cfg.rules) do
+    local found
+    if type(r) == "table" then
+      for k, kind in pairs(callbacks) do
+        if r[k] ~= nil then
+          if found then
+            raise(new_error(kind == 1 and C.EINVALID_NET_HOOK or C.EINVALID_VFS_HOOK,
+              string.format("%s: rules[%d] (%q) has more than one hook function (%s and %s)",
+                fname, i, tostring(r.name or ""), found.key, k)))
+          end
+          if not callable(r[k]) then
+            raise(new_error(kind == 1 and C.EINVALID_NET_HOOK or C.EINVALID_VFS_HOOK,
+              string.format("%s: rules[%d] (%q): %s must be a function, got %s", fname, i, tostring(r.name or ""), k, type(r[k]))))
+          end
+          found = { key = k, kind = kind, rule = r, fn = r[k] }
+        end
+      end
+    end
+    if found then hooks[#hooks + 1] = found else statics[#statics + 1] = r end
+  end
+  wire.rules = statics
+  return wire, hooks
+end
+
+-- ---------------------------------------------------------------------
 -- Sandbox: the fluent builder over mlk_sandbox_*
 
 local Sandbox = {}
@@ -238,6 +469,22 @@ local function sb_check(self, rc, what)
     raise(new_error(rc, msg, { op = what }))
   end
   return self
+end
+
+-- Register fn as a hook of `kind` on the builder; rule is the wire rule
+-- (its function keys are dropped).
+local function add_hook(self, fname, kind, rule, fn)
+  if not callable(fn) then
+    raise(new_error(kind == M.HOOK_NETWORK and C.EINVALID_NET_HOOK or C.EINVALID_VFS_HOOK,
+      fname .. ": the hook must be a function, got " .. type(fn)))
+  end
+  local wire = {}
+  for k, v in pairs(rule or {}) do
+    if not VFS_CALLBACKS[k] then wire[k] = v end
+  end
+  local mp = next(wire) and M.encode(M.map(shape(wire))) or nil
+  if not self._hk then self._hk = core.hooks_new() end
+  return sb_check(self, core.sandbox_add_hook(self._h, self._hk, kind, mp, make_runner(kind, fn, rule and rule.name)), fname)
 end
 
 local function num(fname, v, what)
@@ -283,15 +530,74 @@ function Sandbox:with_hostname(h) return sb_check(self, core.mlk_sandbox_set_hos
 function Sandbox:with_network_mtu(n) return sb_check(self, core.mlk_sandbox_set_network_mtu(self._h, num("with_network_mtu", n, "mtu")), "with_network_mtu") end
 function Sandbox:with_no_network(on) return sb_check(self, core.mlk_sandbox_set_no_network(self._h, on ~= false), "with_no_network") end
 --- Force interception; cfg (optional) is {rules = {RULE...}} (PROTOCOL section 5).
+--- A table replaces the earlier static rules and network hooks; rules with
+--- a `hook = function(request) ... end` become network hooks (see
+--- add_network_hook).  nil only forces interception.
 function Sandbox:with_network_interception(cfg)
-  if cfg ~= nil and type(cfg) ~= "table" then argerror("with_network_interception", "expected nil or {rules = {...}}") end
-  return sb_check(self, core.mlk_sandbox_set_network_interception(self._h, cfg and M.map(shape(cfg)) or nil), "with_network_interception")
+  if cfg == nil then
+    return sb_check(self, core.mlk_sandbox_set_network_interception(self._h, nil), "with_network_interception")
+  end
+  if type(cfg) ~= "table" then argerror("with_network_interception", "expected nil or {rules = {...}}") end
+  local wire, hooks = split_hooks("with_network_interception", cfg, NET_CALLBACKS)
+  sb_check(self, core.mlk_sandbox_set_network_interception(self._h, M.map(shape(wire))), "with_network_interception")
+  self:clear_hooks(M.HOOK_NETWORK)
+  for _, x in ipairs(hooks) do add_hook(self, "with_network_interception", x.kind, x.rule, x.fn) end
+  return self
 end
 --- VFS interception: {emit_events = bool, rules = {...}}; nil clears it.
+--- A table replaces the earlier rules and VFS hooks; rules with `hook`
+--- (after), `dangerous_hook`, `action_hook` or `mutate_hook` functions
+--- become VFS hooks (see add_vfs_hook).
 function Sandbox:with_vfs_interception(cfg)
   if cfg ~= nil and type(cfg) ~= "table" then argerror("with_vfs_interception", "expected nil or {emit_events = ..., rules = {...}}") end
-  return sb_check(self, core.mlk_sandbox_set_vfs_interception(self._h, cfg and M.map(shape(cfg)) or nil), "with_vfs_interception")
+  local wire, hooks
+  if cfg then wire, hooks = split_hooks("with_vfs_interception", cfg, VFS_CALLBACKS) end
+  sb_check(self, core.mlk_sandbox_set_vfs_interception(self._h, wire and M.map(shape(wire)) or nil), "with_vfs_interception")
+  for kind = M.VFS_HOOK_AFTER, M.VFS_HOOK_MUTATE do self:clear_hooks(kind) end
+  for _, x in ipairs(hooks or {}) do add_hook(self, "with_vfs_interception", x.kind, x.rule, x.fn) end
+  return self
 end
+
+--- Add a network hook: fn(request) -> answer table or nil, called for each
+--- request/response matching rule {name, phase, hosts, methods, path,
+--- timeout_ms} (plus optional static mutations).  See docs/lua.md.
+function Sandbox:add_network_hook(rule, fn)
+  if type(rule) == "function" and fn == nil then rule, fn = nil, rule end
+  if rule ~= nil and type(rule) ~= "table" then argerror("add_network_hook", "rule must be a table {name, phase, hosts, ...} or nil") end
+  fn = fn or (rule and rule.hook)
+  for k in pairs(rule or {}) do
+    if VFS_CALLBACKS[k] and k ~= "hook" then
+      raise(new_error(C.EINVALID_NET_HOOK, string.format("add_network_hook: %q is a VFS hook key; network rules take `hook`", k)))
+    end
+  end
+  return add_hook(self, "add_network_hook", M.HOOK_NETWORK, rule, fn)
+end
+
+--- Add a VFS hook of kind ml.VFS_HOOK_AFTER | _DANGEROUS | _ACTION | _MUTATE
+--- (or "after", "dangerous", "action", "mutate"); rule {name, phase, ops,
+--- path} (nil: every file).  after: fn(event); dangerous: fn(client, event);
+--- action: fn(request) -> "allow" | "block"; mutate: fn(request) -> bytes | nil.
+function Sandbox:add_vfs_hook(kind, rule, fn)
+  kind = hook_kind("add_vfs_hook", kind)
+  if kind == M.HOOK_NETWORK then
+    raise(new_error(C.EINVALID_VFS_HOOK, "add_vfs_hook: network hooks are added with add_network_hook"))
+  end
+  if type(rule) == "function" and fn == nil then rule, fn = nil, rule end
+  if rule ~= nil and type(rule) ~= "table" then argerror("add_vfs_hook", "rule must be a table {name, phase, ops, path} or nil") end
+  if fn == nil and rule then
+    for k, kk in pairs(VFS_CALLBACKS) do if kk == kind then fn = rule[k] end end
+  end
+  return add_hook(self, "add_vfs_hook", kind, rule, fn)
+end
+
+--- Remove the builder's hooks of one kind (nil or 0: all).  Clients
+--- created before keep theirs.
+function Sandbox:clear_hooks(kind)
+  kind = kind == nil and 0 or (kind == 0 and 0 or hook_kind("clear_hooks", kind))
+  if not self._hk then return self end
+  return sb_check(self, core.sandbox_clear_hooks(self._h, self._hk, kind), "clear_hooks")
+end
+
 function Sandbox:add_port_forward(...)
   for _, s in ipairs(list_of("add_port_forward", "specs", ...)) do
     sb_check(self, core.mlk_sandbox_add_port_forward(self._h, s), "add_port_forward")
@@ -394,6 +700,7 @@ function Client.new(opts)
   if rc ~= 0 then raise(result_error(res or { status = rc, message = core.mlk_strerror(rc) }, "Client.new")) end
   local self = setmetatable({ _h = h, _cfg = cfg, _timeout = opts.timeout_ms or 0 }, Client)
   live[self] = true
+  owners[h] = self
   return self
 end
 M.new = Client.new
@@ -415,17 +722,25 @@ local function as_sandbox(fname, sb)
   return sb
 end
 
+-- The builder handle for create/launch on self: the client first takes a
+-- reference on the builder's hooks (the core copies them into the client).
+local function create_handle(self, fname, sb)
+  sb = as_sandbox(fname, sb)
+  if sb._hk then core.client_adopt_hooks(self._h, sb._hk) end
+  return sb._h
+end
+
 --- Create the sandbox (then apply its port forwards); returns the VM id.
 function Client:create(sb, opts)
   opts = check_opts("create", opts, TIMEOUT_ONLY)
-  local _, res = core.mlk_create(self._h, as_sandbox("create", sb)._h, tmo(self, opts))
+  local _, res = core.mlk_create(self._h, create_handle(self, "create", sb), tmo(self, opts))
   return ok_result(res, "create").data
 end
 
 --- As create, and start the image's entrypoint.
 function Client:launch(sb, opts)
   opts = check_opts("launch", opts, TIMEOUT_ONLY)
-  local _, res = core.mlk_launch(self._h, as_sandbox("launch", sb)._h, tmo(self, opts))
+  local _, res = core.mlk_launch(self._h, create_handle(self, "launch", sb), tmo(self, opts))
   return ok_result(res, "launch").data
 end
 
@@ -808,14 +1123,14 @@ end
 
 function Client:create_async(sb, opts, done)
   opts, done = opt_done("create_async", opts, done, TIMEOUT_ONLY, "vm_id")
-  local rc, op = core.mlk_create_async(self._h, as_sandbox("create_async", sb)._h, tmo(self, opts),
+  local rc, op = core.mlk_create_async(self._h, create_handle(self, "create_async", sb), tmo(self, opts),
     done_with(done, "create", function(r) return r.data end))
   return start_async(self, "create_async", rc, op)
 end
 
 function Client:launch_async(sb, opts, done)
   opts, done = opt_done("launch_async", opts, done, TIMEOUT_ONLY, "vm_id")
-  local rc, op = core.mlk_launch_async(self._h, as_sandbox("launch_async", sb)._h, tmo(self, opts),
+  local rc, op = core.mlk_launch_async(self._h, create_handle(self, "launch_async", sb), tmo(self, opts),
     done_with(done, "launch", function(r) return r.data end))
   return start_async(self, "launch_async", rc, op)
 end

@@ -189,10 +189,10 @@ struct mlk_exec_opts {};
 %ignore mlk_read_file_async;
 %ignore mlk_list_files_async;
 %ignore mlk_log_follow_async;
-/* hooks: declared in the header, not implemented by the core yet; the Lua
- * binding will add them as Lua functions with the other bindings */
+/* hooks: Lua functions through the natives sandbox_add_hook & co. */
 %ignore mlk_sandbox_add_network_hook;
 %ignore mlk_sandbox_add_vfs_hook;
+%ignore mlk_sandbox_clear_hooks;
 %ignore mlk_hook_reply;
 %ignore mlk_hook_fail;
 /* results never reach Lua as handles: they become tables */
@@ -209,6 +209,28 @@ struct mlk_exec_opts {};
 %native(list_files_async) int mlkL_list_files_async(lua_State *L);
 %native(log_follow_async) int mlkL_log_follow_async(lua_State *L);
 %native(set_event_cb) int mlkL_set_event_cb(lua_State *L);
+%native(hooks_new) int mlkL_hooks_new(lua_State *L);
+%native(sandbox_add_hook) int mlkL_sandbox_add_hook(lua_State *L);
+%native(sandbox_clear_hooks) int mlkL_sandbox_clear_hooks(lua_State *L);
+%native(client_adopt_hooks) int mlkL_client_adopt_hooks(lua_State *L);
+%native(hook_reply) int mlkL_hook_reply(lua_State *L);
+%native(hook_fail) int mlkL_hook_fail(lua_State *L);
+%native(hook_pending) int mlkL_hook_pending(lua_State *L);
+
+/* Blocking file calls run their VFS action and mutate hooks on the calling
+ * thread while they wait: they record the calling state like dispatch. */
+%define MLKL_BLOCKING_CALL(fn)
+%exception fn {
+    mlkL_frame mlkl_fr_;
+    mlkL_client *mlkl_g_ = mlkL_checkclient_ud(L, 1);
+    mlkL_enter(mlkl_g_, L, &mlkl_fr_, 1);
+    $action
+    mlkL_leave(mlkl_g_, L, &mlkl_fr_);
+}
+%enddef
+MLKL_BLOCKING_CALL(mlk_write_file)
+MLKL_BLOCKING_CALL(mlk_read_file)
+MLKL_BLOCKING_CALL(mlk_list_files)
 %native(mp_encode) int mlkL_mp_encode(lua_State *L);
 %native(mp_decode) int mlkL_mp_decode(lua_State *L);
 

@@ -751,6 +751,278 @@ static int mlkL_set_event_cb(lua_State *L)
     return 1;
 }
 
+/* ---------------------------------------------------------------------- */
+/* hooks                                                                    */
+/*
+ * The Lua layer registers one runner function per hook (matchlock.lua
+ * make_runner); its `ud` with the core is an mlkL_hook holding a registry
+ * reference to it.  The core copies a builder's hooks into the client at
+ * create, so an mlkL_hook is held by the builder's hook list (a userdata
+ * kept in the Lua Sandbox) and by every client created from the builder;
+ * the last holder releases the function.
+ *
+ * The core calls mlkL_tramp_hook from mlk_dispatch, or for action/mutate
+ * hooks of a blocking file call from inside that call.  It finds the frame
+ * of the call that is running on this thread for that mlk_client, and runs
+ * the runner on the frame's state (never one remembered from registration):
+ *     runner(request, answer|nil, client, kind, blocking)
+ * `answer` is a "matchlock.hook_call" userdata owning the core's token:
+ * hook_reply/hook_fail answer it once; when it is collected unanswered the
+ * call fails.  Errors raised by the runner are kept on the client and
+ * reported by dispatch (the runner raises only what should be reported);
+ * a token still unanswered then is failed with the message.
+ */
+
+#define MLKL_HOOKS_MT "matchlock.hooks"
+#define MLKL_HOOKCALL_MT "matchlock.hook_call"
+
+struct mlkL_hook {
+    int ref;   /* the runner function (registry) */
+    int kind;
+    int refs;  /* holders: a builder's list, clients created from it */
+};
+
+static void mlkL_hook_unref(lua_State *L, mlkL_hook *h)
+{
+    if (!h || --h->refs > 0) return;
+    mlkL_unref(L, &h->ref);
+    free(h);
+}
+
+/* Make room for one more pointer in a growable array. */
+static int mlkL_hooks_reserve(mlkL_hook ***v, size_t n, size_t *cap)
+{
+    if (n < *cap) return 0;
+    size_t nc = *cap ? *cap * 2 : 4;
+    mlkL_hook **nv = (mlkL_hook **)realloc(*v, nc * sizeof *nv);
+    if (!nv) return -1;
+    *v = nv;
+    *cap = nc;
+    return 0;
+}
+
+typedef struct {
+    mlkL_hook **v;
+    size_t n, cap;
+} mlkL_hooklist;
+
+static int mlkL_hooklist_gc(lua_State *L)
+{
+    mlkL_hooklist *hl = (mlkL_hooklist *)luaL_checkudata(L, 1, MLKL_HOOKS_MT);
+    for (size_t i = 0; i < hl->n; i++) mlkL_hook_unref(L, hl->v[i]);
+    free(hl->v);
+    hl->v = NULL;
+    hl->n = hl->cap = 0;
+    return 0;
+}
+
+/* hooks_new() -> the hook list of one builder */
+static int mlkL_hooks_new(lua_State *L)
+{
+    mlkL_hooklist *hl = (mlkL_hooklist *)lua_newuserdata(L, sizeof *hl);
+    memset(hl, 0, sizeof *hl);
+    if (luaL_newmetatable(L, MLKL_HOOKS_MT)) {
+        lua_pushcfunction(L, mlkL_hooklist_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushliteral(L, "matchlock.hooks");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static mlk_sandbox *mlkL_checksandbox(lua_State *L, int idx, const char *fname)
+{
+    mlk_sandbox *sb = NULL;
+    if (!SWIG_IsOK(SWIG_ConvertPtr(L, idx, (void **)&sb, SWIGTYPE_p_mlk_sandbox, 0)) || !sb)
+        luaL_error(L, "%s: argument %d must be a sandbox builder (mlk_sandbox_new)", fname, idx);
+    return sb;
+}
+
+static void mlkL_tramp_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len);
+
+/* sandbox_add_hook(sb, hooks, kind, rule_msgpack|nil, runner) -> status */
+static int mlkL_sandbox_add_hook(lua_State *L)
+{
+    mlk_sandbox *sb = mlkL_checksandbox(L, 1, "sandbox_add_hook");
+    mlkL_hooklist *hl = (mlkL_hooklist *)luaL_checkudata(L, 2, MLKL_HOOKS_MT);
+    int kind = (int)luaL_checkinteger(L, 3);
+    size_t n = 0;
+    const char *rule = lua_isnoneornil(L, 4) ? NULL : luaL_checklstring(L, 4, &n);
+    luaL_checktype(L, 5, LUA_TFUNCTION);
+    /* room first: nothing may fail once the core holds the hook */
+    if (mlkL_hooks_reserve(&hl->v, hl->n, &hl->cap) != 0) return luaL_error(L, "sandbox_add_hook: out of memory");
+    mlkL_hook *h = (mlkL_hook *)calloc(1, sizeof *h);
+    if (!h) return luaL_error(L, "sandbox_add_hook: out of memory");
+    lua_pushvalue(L, 5);
+    h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    h->kind = kind;
+    h->refs = 1;
+    int rc = kind == MLK_HOOK_NETWORK ? mlk_sandbox_add_network_hook(sb, rule, n, mlkL_tramp_hook, h)
+                                      : mlk_sandbox_add_vfs_hook(sb, kind, rule, n, mlkL_tramp_hook, h);
+    if (rc == 0) hl->v[hl->n++] = h;
+    else mlkL_hook_unref(L, h);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+/* sandbox_clear_hooks(sb, hooks|nil, kind) -> status: the builder's hooks
+ * of one kind (0: all) go; clients created before keep theirs. */
+static int mlkL_sandbox_clear_hooks(lua_State *L)
+{
+    mlk_sandbox *sb = mlkL_checksandbox(L, 1, "sandbox_clear_hooks");
+    mlkL_hooklist *hl = lua_isnoneornil(L, 2) ? NULL : (mlkL_hooklist *)luaL_checkudata(L, 2, MLKL_HOOKS_MT);
+    int kind = (int)luaL_checkinteger(L, 3);
+    int rc = mlk_sandbox_clear_hooks(sb, kind);
+    if (rc == 0 && hl) {
+        size_t k = 0;
+        for (size_t i = 0; i < hl->n; i++) {
+            if (kind == 0 || hl->v[i]->kind == kind) mlkL_hook_unref(L, hl->v[i]);
+            else hl->v[k++] = hl->v[i];
+        }
+        hl->n = k;
+    }
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+/* client_adopt_hooks(client, hooks): the client holds the builder's hooks
+ * (call it before create/launch: the core copies them into the client). */
+static int mlkL_client_adopt_hooks(lua_State *L)
+{
+    mlkL_client *g = mlkL_checkclient_ud(L, 1);
+    mlkL_checkclient(L, 1);
+    mlkL_hooklist *hl = (mlkL_hooklist *)luaL_checkudata(L, 2, MLKL_HOOKS_MT);
+    for (size_t i = 0; i < hl->n; i++) {
+        if (mlkL_hooks_reserve(&g->hooks, g->nhooks, &g->caphooks) != 0)
+            return luaL_error(L, "client_adopt_hooks: out of memory");
+        hl->v[i]->refs++;
+        g->hooks[g->nhooks++] = hl->v[i];
+    }
+    return 0;
+}
+
+/* The answer object of one hook call. */
+typedef struct {
+    mlk_hook_call *call; /* NULL once answered */
+    int kind;
+} mlkL_hookcall;
+
+static int mlkL_hookcall_gc(lua_State *L)
+{
+    mlkL_hookcall *hc = (mlkL_hookcall *)luaL_checkudata(L, 1, MLKL_HOOKCALL_MT);
+    mlk_hook_call *call = hc->call;
+    hc->call = NULL;
+    if (call) mlk_hook_fail(call, "the Lua hook never answered (its pending answer was garbage-collected)");
+    return 0;
+}
+
+static mlkL_hookcall *mlkL_checkhookcall(lua_State *L, int idx)
+{
+    return (mlkL_hookcall *)luaL_checkudata(L, idx, MLKL_HOOKCALL_MT);
+}
+
+/* hook_reply(answer, msgpack|nil) -> status (MLK_ESTATE: answered before) */
+static int mlkL_hook_reply(lua_State *L)
+{
+    mlkL_hookcall *hc = mlkL_checkhookcall(L, 1);
+    size_t n = 0;
+    const char *p = lua_isnoneornil(L, 2) ? NULL : luaL_checklstring(L, 2, &n);
+    mlk_hook_call *call = hc->call;
+    hc->call = NULL;
+    lua_pushinteger(L, call ? mlk_hook_reply(call, p, n) : MLK_ESTATE);
+    return 1;
+}
+
+/* hook_fail(answer, message) -> status (MLK_ESTATE: answered before) */
+static int mlkL_hook_fail(lua_State *L)
+{
+    mlkL_hookcall *hc = mlkL_checkhookcall(L, 1);
+    const char *m = luaL_optstring(L, 2, "the Lua hook failed");
+    mlk_hook_call *call = hc->call;
+    hc->call = NULL;
+    lua_pushinteger(L, call ? mlk_hook_fail(call, m) : MLK_ESTATE);
+    return 1;
+}
+
+/* hook_pending(answer) -> true until answered */
+static int mlkL_hook_pending(lua_State *L)
+{
+    lua_pushboolean(L, mlkL_checkhookcall(L, 1)->call != NULL);
+    return 1;
+}
+
+typedef struct {
+    mlkL_hook *h;
+    mlkL_client *g;
+    mlk_hook_call *call;
+    int kind;
+    const char *req;
+    size_t len;
+    int blocking;
+    mlkL_hookcall *hc;   /* the answer object, once it owns the token */
+} mlkL_hookrun;
+
+static int mlkL_hook_inner(lua_State *L)
+{
+    mlkL_hookrun *a = (mlkL_hookrun *)lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->h->ref);
+    mlkL_push_msgpack(L, a->req, a->len);
+    if (a->call) {
+        mlkL_hookcall *hc = (mlkL_hookcall *)lua_newuserdata(L, sizeof *hc);
+        hc->call = NULL;
+        hc->kind = a->kind;
+        if (luaL_newmetatable(L, MLKL_HOOKCALL_MT)) {
+            lua_pushcfunction(L, mlkL_hookcall_gc);
+            lua_setfield(L, -2, "__gc");
+            lua_pushliteral(L, "matchlock.hook_call");
+            lua_setfield(L, -2, "__name");
+        }
+        lua_setmetatable(L, -2);
+        hc->call = a->call; /* from here the object owns the token */
+        a->hc = hc;
+    } else {
+        lua_pushnil(L);
+    }
+    mlkL_push_clients(L);
+    lua_pushlightuserdata(L, a->g);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    lua_pushinteger(L, a->kind);
+    lua_pushboolean(L, a->blocking);
+    lua_call(L, 5, 0);
+    return 0;
+}
+
+static void mlkL_tramp_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    mlkL_hook *h = (mlkL_hook *)ud;
+    mlkL_frame *f = mlkL_frame_of(c);
+    mlkL_client *g = f ? f->g : NULL;
+    lua_State *L = g ? g->L : NULL;
+    if (!L || h->ref == LUA_NOREF || !lua_checkstack(L, 12)) {
+        if (call) mlk_hook_fail(call, "matchlock (Lua): the hook has no Lua state to run on");
+        return;
+    }
+    mlkL_hookrun a = {h, g, call, kind, req, len, f->blocking, NULL};
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, mlkL_msgh);
+    lua_pushcfunction(L, mlkL_hook_inner);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 1, 0, base + 1) == 0) {
+        lua_settop(L, base);
+        return;
+    }
+    lua_remove(L, base + 1); /* the handler; the error stays on top */
+    mlk_hook_call *left = a.hc ? a.hc->call : call;
+    if (a.hc) a.hc->call = NULL;
+    if (left) {
+        const char *m = lua_tostring(L, -1);
+        mlk_hook_fail(left, m ? m : "the Lua hook raised an error");
+    }
+    mlkL_keep_client_error(g);
+}
+
 /* The module's constants that SWIG would push as floats on Lua 5.4, and
  * the null value.  Called from %init. */
 static void mlkL_init_extras(lua_State *L)

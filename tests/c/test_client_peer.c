@@ -236,6 +236,31 @@ Test(peer, stream_notifications_reach_callbacks_in_order, .timeout = 20)
     mlk_client_free(c);
 }
 
+static void stream_done(void *ud, uint64_t op, const mlk_result *r) { *(int *)ud = 1; }
+
+Test(peer, async_output_gets_the_opts_user_data, .timeout = 20)
+{
+    mlk_client *c = peer(LOOP(
+        "printf '{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream.stdout\",\"params\":{\"id\":%s,\"data\":\"b25l\"}}\\n' \"$id\"; "
+        "printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"exit_code\":0,\"duration_ms\":1}}\\n' \"$id\""), NULL);
+    struct stream_seen s = {0};
+    int done = 0;
+    mlk_exec_opts *o = mlk_exec_opts_new();
+    mlk_exec_opts_set_mode(o, MLK_EXEC_STREAM);
+    mlk_exec_opts_set_callbacks(o, on_out, NULL, &s);
+    uint64_t op;
+    cr_assert_eq(mlk_exec_async(c, "x", o, stream_done, &done, &op), 0);
+    mlk_exec_opts_free(o);
+    for (int i = 0; i < 500 && !done; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert(done);
+    cr_assert_eq(s.on, 3);
+    cr_assert(memcmp(s.out, "one", 3) == 0);
+    mlk_client_free(c);
+}
+
 static void on_event(void *ud, const char *mp, size_t len)
 {
     char *type = ud;

@@ -303,7 +303,7 @@ static void t_resume(void *p)
 /* Host thread, after an output callback. */
 static void output_consumed(mlk_client *c, size_t n)
 {
-    size_t left = (c->queued_out -= n);
+    size_t left = atomic_fetch_sub(&c->queued_out, n) - n; /* clang 14 rejects the value of `a -= n` on _Atomic */
     if (left < OUT_LOW && c->read_paused) ioloop_post(t_resume, c);
 }
 
@@ -323,7 +323,7 @@ static void post_output(req *r, int fd, const char *p, size_t n)
     o->fd = fd;
     o->len = n;
     memcpy(o->data, p, n);
-    if ((c->queued_out += n) > OUT_HIGH && !c->read_paused && c->ev_read) {
+    if (atomic_fetch_add(&c->queued_out, n) + n > OUT_HIGH && !c->read_paused && c->ev_read) {
         c->read_paused = 1;
         event_del(c->ev_read);
     }
@@ -1670,6 +1670,7 @@ MLK_API int mlk_cancel(mlk_client *c, uint64_t op)
 {
     if (!c) return MLK_EINVAL;
     if (client_state(c) != ST_OPEN) return 0;
+    if (c->hooks && hooks_cancel(c, op)) return 0;
     uint64_t *a = malloc(2 * sizeof *a);
     if (!a) return MLK_ENOMEM;
     a[0] = (uint64_t)(uintptr_t)c;

@@ -146,6 +146,9 @@ int hooks_match_before(mlk_client *c, const char *op, const char *path);
  * (or the call fails through r's route).  Copies path and data. */
 int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, const char *data, size_t len,
                     uint32_t mode, void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t));
+/* mlk_cancel of a file call still waiting for its action/mutate hooks:
+ * completes it with MLK_ECANCELED and returns 1; 0 when op is not such a call. */
+int hooks_cancel(mlk_client *c, uint64_t op);
 /* client.c: references that keep a freed client's memory until they end
  * (unanswered hook calls, CLI jobs); the last unref after mlk_client_free
  * finishes the free. */

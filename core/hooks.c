@@ -353,6 +353,7 @@ struct hookrt {
     int listen_fd;
     struct event *ev_listen;     /* I/O */
     hconn *conns;                /* I/O */
+    struct chain *chains;        /* file calls waiting for action/mutate answers (under c->mu) */
     _Atomic int plain_inflight;  /* plain after-hooks queued or running */
 };
 
@@ -762,10 +763,18 @@ struct chain {
     uint32_t mode;
     size_t next;                 /* next hook index to consider */
     void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t);
+    chain *link;                 /* in hookrt.chains, under c->mu */
+    int running;                 /* an answer is being processed (under c->mu) */
+    int cancelled;               /* mlk_cancel completed the call already (under c->mu) */
 };
 
 static void chain_free(chain *ch)
 {
+    mlk_client *c = ch->c;
+    pthread_mutex_lock(&c->mu);
+    for (chain **p = c->hooks ? &c->hooks->chains : NULL; p && *p; p = &(*p)->link)
+        if (*p == ch) { *p = ch->link; break; }
+    pthread_mutex_unlock(&c->mu);
     free(ch->path);
     free(ch->data);
     free(ch);
@@ -808,6 +817,9 @@ static void chain_next(chain *ch)
         call->c = ch->c;
         call->hook_index = ch->next;
         call->ch = ch;
+        pthread_mutex_lock(&ch->c->mu);
+        ch->running = 0;
+        pthread_mutex_unlock(&ch->c->mu);
         client_ref(ch->c);
         int rc = post_hook(ch->r->q, ch->c, h, call, 0, sb.data, sb.size);
         msgpack_sbuffer_destroy(&sb);
@@ -848,8 +860,42 @@ int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, con
     if (!ch->path || !ch->data) { chain_free(ch); return MLK_ENOMEM; }
     if (len) memcpy(ch->data, data, len);
     ch->len = len;
+    ch->running = 1;
+    pthread_mutex_lock(&c->mu);
+    ch->link = c->hooks->chains;
+    c->hooks->chains = ch;
+    pthread_mutex_unlock(&c->mu);
     chain_next(ch);
     return 0;
+}
+
+int hooks_cancel(mlk_client *c, uint64_t op)
+{
+    chain *found = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (chain *ch = c->hooks ? c->hooks->chains : NULL; ch; ch = ch->link)
+        if (ch->r->id == op && !ch->running && !ch->cancelled) { ch->cancelled = 1; found = ch; break; }
+    pthread_mutex_unlock(&c->mu);
+    if (!found) return 0;
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s_file: cancelled by the caller while a VFS hook was deciding", found->op);
+    post_fail(found->r, MLK_ECANCELED, msg); /* the call ends now; the pending answer is dropped */
+    return 1;
+}
+
+/* An answer arrived for ch: 1 when the call was cancelled meanwhile (ch and
+ * its request are then freed), else 0 with ch marked running. */
+static int chain_answered(chain *ch)
+{
+    pthread_mutex_lock(&ch->c->mu);
+    int cancelled = ch->cancelled;
+    if (!cancelled) ch->running = 1;
+    pthread_mutex_unlock(&ch->c->mu);
+    if (cancelled) {
+        req_free(ch->r);
+        chain_free(ch);
+    }
+    return cancelled;
 }
 
 /* ===================================================================== */
@@ -863,7 +909,7 @@ static void call_abandon(mlk_hook_call *call, const char *why)
     if (call->kind == MLK_HOOK_NETWORK) {
         post_net_error(call, why);
     } else {
-        chain_fail(call->ch, MLK_EUSER, why);
+        if (!chain_answered(call->ch)) chain_fail(call->ch, MLK_EUSER, why);
         free(call);
     }
     token_done(c);
@@ -914,6 +960,8 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
         }
         jw_nl(&w);
         rc = post_net_reply(call, &w);
+    } else if (chain_answered(call->ch)) {
+        free(call);
     } else {
         chain *ch = call->ch;
         const hook *h = &c->hooks->set.v[call->hook_index];
@@ -972,6 +1020,8 @@ MLK_API int mlk_hook_fail(mlk_hook_call *call, const char *message)
     const char *m = message && *message ? message : "hook failed";
     if (call->kind == MLK_HOOK_NETWORK) {
         post_net_error(call, m);
+    } else if (chain_answered(call->ch)) {
+        free(call);
     } else {
         const hook *h = &c->hooks->set.v[call->hook_index];
         char *msg = xasprintf("%s \"%s\" failed: %s", kind_label(call->kind), h->name, m);

@@ -4,11 +4,13 @@
  * #included by the SWIG wrapper (lua/matchlock_lua.i) after the SWIG
  * runtime, so it may use SWIG_ConvertPtr and the SWIGTYPE_p_* descriptors.
  *
- * Callbacks.  libmatchlock runs callbacks only inside two kinds of calls:
- * mlk_dispatch() (async completions, async output, events) and a blocking
- * mlk_exec() (that exec's own output and ready callbacks).  Every native
- * below that makes such a call records the lua_State it was called with in
- * the client (g->L, saved and restored so calls nest), and the trampolines
+ * Callbacks.  libmatchlock runs callbacks only inside three kinds of calls:
+ * mlk_dispatch() (async completions, async output, events, hooks), a
+ * blocking mlk_exec() (that exec's own output and ready callbacks) and a
+ * blocking write/read/list_files (its VFS action and mutate hooks).  Every
+ * native (or %exception wrapper) that makes such a call records the
+ * lua_State it was called with in the client (g->L, saved and restored so
+ * calls nest) and pushes a frame on a per-thread stack, and the trampolines
  * call the Lua function on that state: the state of the dispatch call, never
  * one saved at registration (which may be a finished coroutine).
  * A Lua function is called with lua_pcall under a traceback handler, so an

@@ -309,6 +309,22 @@ s.serve_forever()
     H.done(c)
   end)
 
+  T.test("hooks run on the state of the dispatch that runs them, not a finished one", function()
+    local paths = {}
+    local c = H.created(ws():add_vfs_hook("dangerous", { path = "/workspace/st*", ops = { "write" } },
+      function(_, ev) paths[#paths + 1] = ev.path end))
+    local function saw(p) for _, x in ipairs(paths) do if x == p then return true end end end
+    c:exec("echo > /workspace/st1")
+    -- dispatch from a coroutine that then finishes
+    local co = coroutine.create(function() H.pump(c, function() return saw("/workspace/st1") end, 10000) end)
+    local ok, err = coroutine.resume(co)
+    T.ok(ok, tostring(err))
+    T.eq(coroutine.status(co), "dead")
+    c:exec("echo > /workspace/st2")
+    H.pump(c, function() return saw("/workspace/st2") end, 10000)
+    H.done(c)
+  end)
+
   T.test("an after-hook that raises is reported by dispatch", function()
     local c = H.created(ws():add_vfs_hook("after", { name = "bad-after", path = "/workspace/*" },
       function() error("after boom") end))

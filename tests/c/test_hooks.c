@@ -320,7 +320,7 @@ Test(hooks, foreign_peer_is_refused, .timeout = 30)
         do_exchange(&x);
         _exit(x.reply[0] ? 1 : 0); /* refused: no reply at all */
     }
-    int status;
+    int status = -1;
     for (int i = 0; i < 400; i++) {
         mlk_dispatch(c, 0);
         if (waitpid(pid, &status, WNOHANG) == pid) break;
@@ -672,4 +672,41 @@ Test(hooks, network_rule_carries_static_mutations_and_hooks_can_be_cleared)
     cr_assert_null(strstr(json, "callback_id"), "%s", json);
     mlk_free(json);
     mlk_sandbox_free(sb);
+}
+
+static mlk_hook_call *held_call;
+static void hold(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    held_call = call;
+}
+
+Test(hooks, cancel_while_an_action_hook_decides, .timeout = 30)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, NULL, 0, hold, NULL), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    async_status = 1;
+    uint64_t op;
+    cr_assert_eq(mlk_write_file_async(c, "/ws/late.txt", "x", 1, 0, 0, async_done, NULL, &op), 0);
+    for (int i = 0; i < 200 && !held_call; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_not_null(held_call);
+    cr_assert_eq(mlk_cancel(c, op), 0);
+    for (int i = 0; i < 200 && async_status == 1; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_eq(async_status, MLK_ECANCELED);
+    static const char allow[] = "\xa5" "allow";
+    cr_assert_eq(mlk_hook_reply(held_call, allow, 6), 0); /* too late: dropped */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0);
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    cr_assert_null(strstr(log, "late.txt"), "a cancelled write is never sent: %s", log);
+    free(log);
+    mlk_client_free(c);
 }

@@ -68,7 +68,7 @@ test-valgrind: deps
 
 # Long fuzzing: FUZZ_SECONDS per target (default 600); FUZZ_TARGETS to pick.
 fuzz: deps
-	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_SEED=$${FUZZ_SEED:-0} FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The bounded run make test does (25 s per target).
 fuzz-quick: deps

@@ -626,7 +626,12 @@ int jn_int(const jnode *n, int64_t *out)
     long long v = strtoll(b, &e, 10);
     if (*e == '\0' && errno == 0) { *out = v; return 0; }
     double dv;
-    if (jn_double(n, &dv) == 0 && dv == (double)(int64_t)dv) { *out = (int64_t)dv; return 0; }
+    /* 1e3 or 2.0: integral values written as doubles, within int64's range */
+    if (jn_double(n, &dv) == 0 && dv >= -9223372036854775808.0 && dv < 9223372036854775808.0 &&
+        dv == (double)(int64_t)dv) {
+        *out = (int64_t)dv;
+        return 0;
+    }
     return -1;
 }
 

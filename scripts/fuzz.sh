@@ -41,7 +41,9 @@ for t in "${targets[@]}"; do
     [ "$t" = reader ] && maxlen=131072
     echo "--- fuzz_$t: ${seconds}s"
     start=$(date +%s)
-    "$build/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$maxlen" \
+    # make test's bounded run uses a fixed seed (FUZZ_SEED) so a CI run is
+    # repeatable; long runs pass FUZZ_SEED=0 for a random one
+    "$build/fuzz_$t" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$maxlen" \
         -print_final_stats=1 -artifact_prefix="$build/crashes/$t-" \
         "$corpus" "$seeds/$t" "tests/fuzz/regressions/$t" > "$build/fuzz_$t.log" 2>&1
     rc=$?

@@ -896,3 +896,19 @@ Test(netspec, port_forward_edge_cases)
         jw_free(&w);
     }
 }
+
+/* found by fuzz_reader: an integral double far outside int64 was cast (UB) */
+Test(json, huge_integral_doubles_are_not_ints)
+{
+    char buf[] = "[5.55556e+50,1e3,-9.3e18]";
+    jdoc d;
+    jd_init(&d);
+    cr_assert_eq(jd_parse(&d, buf, strlen(buf)), 0);
+    const jnode *a = jd_first(&d, jd_root(&d));
+    int64_t v;
+    cr_assert_eq(jn_int(a, &v), -1);
+    cr_assert_eq(jn_int(jd_next(&d, a), &v), 0);
+    cr_assert_eq(v, 1000);
+    cr_assert_eq(jn_int(jd_next(&d, jd_next(&d, a)), &v), -1);
+    jd_free(&d);
+}

@@ -10,7 +10,10 @@
  *     process: library threads (from /proc/self/task);
  * (d) a 256 MiB read_file: peak RSS (ru_maxrss of a fresh process);
  * (e) a 4 GiB stream: RSS before/after (fresh process), plus a slow
- *     consumer variant.
+ *     consumer variant;
+ * (s) only when asked for (--only s): the blocking stream of (b) alone,
+ *     --stream-bytes per rep (default 256 MiB), for the binding benchmarks
+ *     (bench/python, bench/lua, bench/node) to set beside their own.
  * (d) and (e) re-run this program as `bench_core --child ...` so that
  * ru_maxrss belongs to that measurement alone. */
 #define _GNU_SOURCE
@@ -31,6 +34,7 @@
 static const char *g_peer;
 static int g_reps = 7;
 static int g_quick;
+static uint64_t g_stream_bytes = 256ull << 20;
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -377,6 +381,27 @@ static void bench_stream(void)
     floor_stop(&fp);
 }
 
+/* (s) the blocking 64 KiB-chunk stream alone (the core's own figure for the
+ * binding benchmarks). */
+static void bench_stream_short(void)
+{
+    uint64_t total = g_stream_bytes;
+    int reps = g_reps > 64 ? 64 : g_reps;
+    printf("\n(s) streamed stdout, blocking mlk_exec to a C callback, %llu bytes per rep, 64 KiB chunks\n",
+           (unsigned long long)total);
+    mlk_client *c = new_client(NULL);
+    sink s = {0};
+    lib_stream(c, 64u << 20, 65536, &s); /* warm up */
+    double v[64];
+    for (int i = 0; i < reps; i++) {
+        v[i] = (double)total / lib_stream(c, total, 65536, &s) / 1e9;
+        printf("  rep %d: %.2f GB/s decoded\n", i + 1, v[i]);
+    }
+    printf("  stream median: %.2f GB/s decoded\n", median(v, reps));
+    add_row("stream, blocking, 64 KiB chunks", "", -1, "%.2f GB/s", median(v, reps));
+    mlk_client_free(c);
+}
+
 /* ===================================================================== */
 /* (c) concurrency and threads                                               */
 
@@ -612,6 +637,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) g_reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--peer") == 0 && i + 1 < argc) g_peer = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--stream-bytes") == 0 && i + 1 < argc) g_stream_bytes = strtoull(argv[++i], NULL, 0);
         else if (strcmp(argv[i], "--child") == 0 && i + 2 < argc) {
             uint64_t b = strtoull(argv[i + 2], NULL, 10);
             if (strcmp(argv[i + 1], "readfile") == 0) return child_readfile(b);
@@ -619,7 +645,8 @@ int main(int argc, char **argv)
                 return child_longstream(b, i + 3 < argc ? strtod(argv[i + 3], NULL) : 0);
             return 2;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--reps N] [--peer PATH] [--only a|b|c|d|e]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--reps N] [--peer PATH] [--only a|b|c|d|e|s] [--stream-bytes N]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -634,6 +661,7 @@ int main(int argc, char **argv)
     if (!only || strchr(only, 'b')) bench_stream();
     if (!only || strchr(only, 'd')) bench_readfile();
     if (!only || strchr(only, 'e')) bench_longstream();
+    if (only && strchr(only, 's') && g_stream_bytes > 0) bench_stream_short();
 
     printf("\n%-36s %-30s %-14s %s\n", "benchmark", "measured (median)", "target", "");
     printf("%-36s %-30s %-14s %s\n", "------------------------------------", "------------------------------",

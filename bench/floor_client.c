@@ -3,7 +3,12 @@
  * an exec request line (the same bytes libmatchlock writes) and reads the
  * reply line with plain write()/read(), over and over.
  *
- * Usage: floor_client [PEER [ROUND_TRIPS [REPS]]]
+ * Usage: floor_client [PEER [ROUND_TRIPS [REPS [STREAM_BYTES]]]]
+ *
+ * With STREAM_BYTES > 0 it also reads REPS exec_stream replies of that
+ * many decoded bytes (64 KiB chunks) without decoding them: the raw rate
+ * at which the pipe and the peer deliver a stream (bench/python, bench/lua
+ * and bench/node compare the bindings' streamed stdout with it).
  *
  * bench_core.c includes this file with FLOOR_NO_MAIN defined to run the
  * floor side by side with the library in one process. */
@@ -182,9 +187,10 @@ int main(int argc, char **argv)
 #ifdef BENCH_PEER
     if (!peer) peer = BENCH_PEER;
 #endif
-    if (!peer) { fprintf(stderr, "usage: %s PEER [ROUND_TRIPS [REPS]]\n", argv[0]); return 2; }
+    if (!peer) { fprintf(stderr, "usage: %s PEER [ROUND_TRIPS [REPS [STREAM_BYTES]]]\n", argv[0]); return 2; }
     long n = argc > 2 ? atol(argv[2]) : 20000;
     int reps = argc > 3 ? atoi(argv[3]) : 5;
+    unsigned long long stream_bytes = argc > 4 ? strtoull(argv[4], NULL, 10) : 0;
     if (n <= 0 || reps <= 0 || reps > 100) return 2;
     signal(SIGPIPE, SIG_IGN);
     floor_peer p;
@@ -201,6 +207,19 @@ int main(int argc, char **argv)
     qsort(us, (size_t)reps, sizeof us[0], cmp_double);
     double med = us[reps / 2];
     printf("floor median: %.2f us per round trip (%.0f round trips/s)\n", med, 1e6 / med);
+    if (stream_bytes > 0) {
+        double gb[100];
+        uint64_t wire = 0;
+        for (int r = 0; r < reps; r++) {
+            double s = floor_stream(&p, stream_bytes, 65536, &wire);
+            if (s < 0) { fprintf(stderr, "floor: the peer went away\n"); return 1; }
+            gb[r] = (double)stream_bytes / s / 1e9;
+            printf("stream rep %d: %llu decoded bytes (%llu on the wire) in %.3f s: %.2f GB/s decoded-equivalent\n",
+                   r + 1, stream_bytes, (unsigned long long)wire, s, gb[r]);
+        }
+        qsort(gb, (size_t)reps, sizeof gb[0], cmp_double);
+        printf("floor stream median: %.2f GB/s decoded-equivalent (raw pipe, no parsing)\n", gb[reps / 2]);
+    }
     floor_stop(&p);
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -161,11 +162,25 @@ void post_fail(req *r, int status, const char *msg)
 
 static void flush_out(mlk_client *c);
 
+/* Send bytes to the child (any thread, io_mu held).  With nothing queued
+ * they go straight into the socket (send with MSG_NOSIGNAL: never a
+ * SIGPIPE, whichever thread this is); the rest waits in outbuf for the I/O
+ * thread, which also notices a dead child. */
 static void out_add(mlk_client *c, const char *p, size_t n)
 {
     if (c->dead || c->detached) return;
-    evbuffer_add(c->outbuf, p, n);
-    flush_out(c);
+    size_t off = 0;
+    if (evbuffer_get_length(c->outbuf) == 0) {
+        ssize_t k;
+        do k = send(c->in_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (k < 0 && errno == EINTR);
+        if (k > 0) off = (size_t)k;
+    }
+    if (off < n) {
+        evbuffer_add(c->outbuf, p + off, n - off);
+        event_add(c->ev_write, NULL);
+    }
+    c->out_buffered = evbuffer_get_length(c->outbuf);
 }
 
 static void send_stdin_eof(mlk_client *c, req *r);
@@ -196,11 +211,19 @@ static void flush_out(mlk_client *c)
     else event_del(c->ev_write);
 }
 
-static void on_writable(evutil_socket_t fd, short what, void *arg)
+static void on_writable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
     flush_out(c);
     if (!c->dead && !c->detached && evbuffer_get_length(c->outbuf) < FEED_HIGH) feed_all(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *lc = (mlk_client *)arg;
+    pthread_mutex_lock(&lc->io_mu);
+    on_writable_locked(fd, what, arg);
+    pthread_mutex_unlock(&lc->io_mu);
 }
 
 /* Give up on a request: its caller gets `status` now, the server is asked
@@ -224,13 +247,21 @@ static void abandon(mlk_client *c, req *r, int status, const char *msg)
     jw_free(&w);
 }
 
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_timeout_locked(evutil_socket_t fd, short what, void *arg)
 {
     req *r = arg;
     char msg[128];
     snprintf(msg, sizeof msg, "%s: deadline of %lld ms exceeded (the call was cancelled)",
              method_names[r->kind], (long long)r->timeout_ms);
     abandon(r->c, r, MLK_ETIMEDOUT, msg);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *lc = ((req *)arg)->c;
+    pthread_mutex_lock(&lc->io_mu);
+    on_timeout_locked(fd, what, arg);
+    pthread_mutex_unlock(&lc->io_mu);
 }
 
 static void fail_all(mlk_client *c, int status, const char *msg)
@@ -291,13 +322,21 @@ static int decode_field(const jnode *n, const char **p, size_t *len)
 #define OUT_HIGH (16 * 1024 * 1024)
 #define OUT_LOW (4 * 1024 * 1024)
 
-static void t_resume(void *p)
+static void t_resume_locked(void *p)
 {
     mlk_client *c = p;
     if (c->read_paused && c->queued_out < OUT_LOW && c->ev_read && !c->dead && !c->detached) {
         c->read_paused = 0;
         event_add(c->ev_read, NULL);
     }
+}
+
+static void t_resume(void *p)
+{
+    mlk_client *lc = (mlk_client *)p;
+    pthread_mutex_lock(&lc->io_mu);
+    t_resume_locked(p);
+    pthread_mutex_unlock(&lc->io_mu);
 }
 
 /* Host thread, after an output callback. */
@@ -562,7 +601,7 @@ static void process_lines(mlk_client *c)
     c->scan = c->len;
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
     for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
@@ -589,6 +628,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         die(c, MLK_EDEAD, "connection closed: the matchlock process exited or closed its output");
         return;
     }
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *lc = (mlk_client *)arg;
+    pthread_mutex_lock(&lc->io_mu);
+    on_readable_locked(fd, what, arg);
+    pthread_mutex_unlock(&lc->io_mu);
 }
 
 /* Keep the tail of the child's stderr; 0 while more may come, -1 at EOF. */
@@ -625,7 +672,7 @@ static void read_stderr(mlk_client *c)
     }
 }
 
-static void on_stderr(evutil_socket_t fd, short what, void *arg)
+static void on_stderr_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
     if (stderr_chunk(c) < 0) {
@@ -634,20 +681,23 @@ static void on_stderr(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_stderr(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *lc = (mlk_client *)arg;
+    pthread_mutex_lock(&lc->io_mu);
+    on_stderr_locked(fd, what, arg);
+    pthread_mutex_unlock(&lc->io_mu);
+}
+
 /* ===================================================================== */
 /* I/O thread: tasks posted by host threads                                */
 
-typedef struct sub {
-    req *r;
-    char *line;
-    size_t len;
-} sub;
-
-static void t_submit(void *p)
+/* Register r and send its line (any thread): the caller's own thread
+ * writes the request; the I/O thread only reads the answer.  A dead or
+ * closed client completes r at once with the reason.  Takes line. */
+static void submit_line(mlk_client *c, req *r, char *line, size_t len)
 {
-    sub *s = p;
-    req *r = s->r;
-    mlk_client *c = r->c;
+    pthread_mutex_lock(&c->io_mu);
     if (c->dead || c->detached) {
         pthread_mutex_lock(&c->mu);
         char *m = xstrdup(c->detached ? "client closed" : c->dead_msg);
@@ -663,10 +713,10 @@ static void t_submit(void *p)
             struct timeval tv = {(time_t)(r->timeout_ms / 1000), (suseconds_t)(r->timeout_ms % 1000) * 1000};
             if (r->timer) evtimer_add(r->timer, &tv);
         }
-        out_add(c, s->line, s->len);
+        out_add(c, line, len);
     }
-    free(s->line);
-    free(s);
+    pthread_mutex_unlock(&c->io_mu);
+    free(line);
 }
 
 enum { SI_DATA, SI_EOF, SI_RESIZE };
@@ -702,7 +752,7 @@ static void send_notice(mlk_client *c, req *r, int type, const char *tail, size_
     r->pend_tail = p;
 }
 
-static void t_stdin(void *p)
+static void t_stdin_locked(void *p)
 {
     stdin_task *t = p;
     mlk_client *c = t->c;
@@ -715,6 +765,14 @@ static void t_stdin(void *p)
         send_notice(c, r, t->type, t->tail, t->len);
     }
     free(t);
+}
+
+static void t_stdin(void *p)
+{
+    mlk_client *lc = ((stdin_task *)p)->c;
+    pthread_mutex_lock(&lc->io_mu);
+    t_stdin_locked(p);
+    pthread_mutex_unlock(&lc->io_mu);
 }
 
 static void send_stdin_eof(mlk_client *c, req *r)
@@ -756,7 +814,7 @@ static void feed_more(mlk_client *c, req *r)
     if (!r->feed && !r->interactive) send_stdin_eof(c, r);
 }
 
-static void t_cancel(void *p)
+static void t_cancel_locked(void *p)
 {
     uint64_t *a = p;
     mlk_client *c = (mlk_client *)(uintptr_t)a[0];
@@ -769,7 +827,15 @@ static void t_cancel(void *p)
     free(a);
 }
 
-static void t_attach(void *p)
+static void t_cancel(void *p)
+{
+    mlk_client *lc = (mlk_client *)(uintptr_t)((uint64_t *)p)[0];
+    pthread_mutex_lock(&lc->io_mu);
+    t_cancel_locked(p);
+    pthread_mutex_unlock(&lc->io_mu);
+}
+
+static void t_attach_locked(void *p)
 {
     mlk_client *c = p;
     struct event_base *b = ioloop_base();
@@ -781,9 +847,17 @@ static void t_attach(void *p)
     if (c->ev_err) event_add(c->ev_err, NULL);
 }
 
+static void t_attach(void *p)
+{
+    mlk_client *lc = (mlk_client *)p;
+    pthread_mutex_lock(&lc->io_mu);
+    t_attach_locked(p);
+    pthread_mutex_unlock(&lc->io_mu);
+}
+
 /* Stop talking to the child: flush what we can, close its stdin, fail what
  * is still pending.  Runs on the I/O thread. */
-static void t_shutdown(void *p)
+static void t_shutdown_locked(void *p)
 {
     mlk_client *c = p;
     if (!c->dead && c->outbuf) {
@@ -795,13 +869,29 @@ static void t_shutdown(void *p)
     if (c->in_fd >= 0) { close(c->in_fd); c->in_fd = -1; }
 }
 
-static void t_release(void *p)
+static void t_shutdown(void *p)
+{
+    mlk_client *lc = (mlk_client *)p;
+    pthread_mutex_lock(&lc->io_mu);
+    t_shutdown_locked(p);
+    pthread_mutex_unlock(&lc->io_mu);
+}
+
+static void t_release_locked(void *p)
 {
     mlk_client *c = p;
     stop_events(c);
     if (c->ev_err) { event_free(c->ev_err); c->ev_err = NULL; }
     if (c->outbuf) { evbuffer_free(c->outbuf); c->outbuf = NULL; }
     fail_all(c, MLK_ECLOSED, "client closed");
+}
+
+static void t_release(void *p)
+{
+    mlk_client *lc = (mlk_client *)p;
+    pthread_mutex_lock(&lc->io_mu);
+    t_release_locked(p);
+    pthread_mutex_unlock(&lc->io_mu);
 }
 
 /* ===================================================================== */
@@ -846,17 +936,11 @@ void end_line(jw *w)
  * error returned (no callback will run). */
 int submit(mlk_client *c, req *r, jw *w)
 {
-    if (w->oom) { jw_free(w); req_free(r); return MLK_ENOMEM; }
-    sub *s = malloc(sizeof *s);
-    if (!s) { jw_free(w); req_free(r); return MLK_ENOMEM; }
-    s->r = r;
-    s->line = jw_take(w, &s->len);
-    if (!s->line || ioloop_post(t_submit, s) != 0) {
-        free(s->line);
-        free(s);
-        req_free(r);
-        return MLK_ENOMEM;
-    }
+    size_t len;
+    char *line = w->oom ? NULL : jw_take(w, &len);
+    jw_free(w);
+    if (!line) { req_free(r); return MLK_ENOMEM; }
+    submit_line(c, r, line, len);
     return 0;
 }
 
@@ -864,23 +948,15 @@ int submit(mlk_client *c, req *r, jw *w)
  * whose caller already returned, e.g. after a hook chain). */
 static void submit_or_fail(mlk_client *c, req *r, jw *w)
 {
-    if (w->oom) {
-        jw_free(w);
+    size_t len;
+    char *line = w->oom ? NULL : jw_take(w, &len);
+    jw_free(w);
+    if (!line) {
         post_fail(r, MLK_ENOMEM, "out of memory");
         req_free(r);
         return;
     }
-    sub *s = malloc(sizeof *s);
-    if (s) {
-        s->r = r;
-        s->line = jw_take(w, &s->len);
-        if (s->line && ioloop_post(t_submit, s) == 0) return;
-        free(s->line);
-        free(s);
-    }
-    jw_free(w);
-    post_fail(r, MLK_ENOMEM, "out of memory");
-    req_free(r);
+    submit_line(c, r, line, len);
 }
 
 static int closed_result(mlk_result **out)
@@ -948,6 +1024,11 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     c->in_fd = c->out_fd = c->err_fd = -1;
     c->next_id = 1;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&c->io_mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     jd_init(&c->doc);
     c->cfg = config_copy(cfg);
     if (!c->cfg || queue_init(&c->mainq) != 0) {
@@ -991,6 +1072,7 @@ void client_final_free(mlk_client *c)
     free(c->dead_msg);
     mlk_config_free(c->cfg);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->io_mu);
     free(c);
 }
 

@@ -71,7 +71,11 @@ struct mlk_client {
     _Atomic int read_paused;       /* the I/O thread stopped reading the child (flow control) */
     _Atomic int free_pending;
 
-    /* I/O thread only */
+    /* The child's socket, the request table and the read state: taken by
+     * the I/O thread while it works on this client and by host threads
+     * while they register and send a request (recursive). */
+    pthread_mutex_t io_mu;
+    /* under io_mu: */
     struct event *ev_read, *ev_write, *ev_err;
     struct evbuffer *outbuf;
     char *buf;

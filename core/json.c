@@ -155,7 +155,7 @@ void jw_double(jw *w, double v)
     char b[40];
     value_start(w);
     if (!isfinite(v)) { jw_raw(w, "null", 4); return; }
-    if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+    if (fabs(v) < 1e15 && v == (double)(int64_t)v) { /* range first: the cast of a huge value is undefined */
         int n = snprintf(b, sizeof b, "%lld", (long long)v);
         jw_raw(w, b, (size_t)n);
         return;

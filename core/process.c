@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -188,7 +189,10 @@ int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int 
     int rc = MLK_ENOMEM;
     *msg = NULL;
     if (!argv || !envp) goto out;
-    if ((want_stdin && pipe_cloexec(pin) != 0) || pipe_cloexec(pout) != 0 || pipe_cloexec(perr) != 0) {
+    /* the child's stdin is a socket: the client sends with MSG_NOSIGNAL, so
+     * a dead child can never raise SIGPIPE in whichever thread writes */
+    if ((want_stdin && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pin) != 0) || pipe_cloexec(pout) != 0 ||
+        pipe_cloexec(perr) != 0) {
         *msg = xasprintf("pipe: %s", strerror(errno));
         rc = MLK_ESPAWN;
         goto out;

@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark against one canned peer: the C floor (a minimal
-# blocking libmatchlock client), matchlock_native, and the official
-# `matchlock` package from PyPI.  Not a test; prints numbers.
+# Python binding benchmark against the shared canned peer, side by side in
+# one run with the floor (bench/floor_client.c), the C core (bench_core) and
+# the official `matchlock` package from PyPI.  Not a test; prints numbers.
+#
+#   bench/python/run.sh            (or: make bench-bindings)
+# Environment: BENCH_REPS (5), BENCH_N (round trips per rep, 10000),
+# BENCH_STREAM_BYTES (per rep, 256 MiB), BENCH_BUILD (build-bench),
+# PYTHON (python3), BENCH_REUSE_VENV=1 keeps an existing venv (./python is
+# reinstalled into it all the same).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-out=$(mktemp -d "${TMPDIR:-/tmp}/mlk-bench.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-cc -O2 -o "$out/peer" "$here/peer.c"
-cc -O2 -DMLK_BUILDING -D_GNU_SOURCE -I"$repo/abi/include" -I"$repo/core" -o "$out/c_client" \
-  "$here/c_client.c" "$repo"/core/*.c $(pkg-config --libs libevent_core libevent_pthreads msgpack) -lpthread -lm
-python3 -m venv "$out/venv"
-"$out/venv/bin/pip" install -q "$repo/python"
-"$out/venv/bin/pip" install -q matchlock || echo "(could not install the official matchlock package)"
-export MATCHLOCK_BIN="$out/peer"
-echo "== C floor"
-"$out/c_client" "${N_C:-20000}"
-echo "== Python"
-"$out/venv/bin/python" "$here/bench.py" "${N_PY:-5000}"
+. "$here/../common.sh"
+bench_build
+
+py=${PYTHON:-python3}
+venv=$BENCH_BUILD/py-venv
+if [ "${BENCH_REUSE_VENV:-0}" != 1 ] || [ ! -x "$venv/bin/python" ]; then
+  echo "== fresh venv $venv ($("$py" --version 2>&1))"
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+fi
+echo "== pip install ./python (matchlock-native) and matchlock (official, PyPI)"
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$repo/python"
+"$venv/bin/python" -m pip install -q cffi
+official=()
+if ! "$venv/bin/python" -m pip install -q matchlock; then
+  echo "(the official matchlock package could not be installed from PyPI: measured without it)"
+  official=(--no-official)
+fi
+
+bench_header "Python"
+cd "$BENCH_BUILD"   # not the repository: import the installed package, not python/
+"$venv/bin/python" "$here/bench.py" --peer "$PEER" --floor "$FLOOR" --core "$CORE" --reps "$BENCH_REPS" \
+  -n "${BENCH_N:-10000}" --stream-bytes "$BENCH_STREAM_BYTES" "${official[@]}"

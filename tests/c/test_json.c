@@ -912,3 +912,18 @@ Test(json, huge_integral_doubles_are_not_ints)
     cr_assert_eq(jn_int(jd_next(&d, jd_next(&d, a)), &v), -1);
     jd_free(&d);
 }
+
+/* found by fuzz_options: writing a huge double cast it to int64 first (UB) */
+Test(json, writing_huge_doubles)
+{
+    jw w;
+    jw_init(&w);
+    jw_arr(&w);
+    jw_double(&w, -5.54567e+307);
+    jw_double(&w, 1e300);
+    jw_double(&w, 42.0);
+    jw_arr_end(&w);
+    char *s = jw_take(&w, NULL);
+    cr_assert_str_eq(s, "[-5.54567e+307,1e+300,42]");
+    free(s);
+}

@@ -575,7 +575,7 @@ Test(local_protocol, cancel_running_command, .timeout = 20)
 {
     peer p;
     start_vm(&p, NULL);
-    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{\"command\":\"sleep 2963\"},\"id\":2}");
     usleep(300000);
     int64_t t0 = now_ms();
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"cancel\",\"params\":{\"id\":2},\"id\":3}");
@@ -600,11 +600,11 @@ Test(local_protocol, cancel_running_command, .timeout = 20)
     usleep(500000);
     char *out;
     run(&p, 5, "\"true\"", NULL, NULL);
-    FILE *ps = popen("ps -eo args | grep -c '^sleep 30$'", "r");
+    FILE *ps = popen("ps -eo args | grep -c '^sleep 2963$'", "r");
     out = calloc(1, 32);
     if (fgets(out, 32, ps)) {}
     pclose(ps);
-    cr_assert_eq(atoi(out), 0, "sleep 30 still running");
+    cr_assert_eq(atoi(out), 0, "sleep 2963 still running");
     free(out);
     peer_stop(&p);
 }

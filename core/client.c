@@ -613,7 +613,8 @@ static void on_readable_locked(evutil_socket_t fd, short what, void *arg)
             c->buf = nb;
             c->cap = cap;
         }
-        ssize_t n = read(c->out_fd, c->buf + c->len, c->cap - c->len - 1);
+        size_t room = c->cap - c->len - 1;
+        ssize_t n = read(c->out_fd, c->buf + c->len, room);
         if (n > 0) {
             c->len += (size_t)n;
             process_lines(c);
@@ -621,6 +622,7 @@ static void on_readable_locked(evutil_socket_t fd, short what, void *arg)
                 die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
                 return;
             }
+            if ((size_t)n < room) return; /* drained: the loop calls again when more comes */
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;

@@ -24,7 +24,8 @@
  * Small answers are collected and written in one write() once no further
  * complete request line is waiting; streams and files go out in ~1 MiB
  * writes of pre-built lines.  The request parser is deliberately naive: it
- * relies on the line shape the library writes (it is not a JSON parser). */
+ * relies on the line shape the library and the official SDKs write (it is
+ * not a JSON parser). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -236,13 +237,18 @@ static uint64_t line_id(const char *l, const char *end)
     return strtoull(p + 5, NULL, 10);
 }
 
+/* The string value of "key": (blanks after the colon allowed: Python's
+ * json.dumps, which the official Python SDK uses, writes `"key": "v"`). */
 static int str_field(const char *l, const char *end, const char *key, char *out, size_t cap)
 {
     char pat[64];
-    int n = snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    int n = snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *p = memmem(l, (size_t)(end - l), pat, (size_t)n);
     if (!p) return -1;
     p += n;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    if (p >= end || *p != '"') return -1;
+    p++;
     size_t i = 0;
     while (p < end && *p != '"' && i + 1 < cap) out[i++] = *p++;
     out[i] = '\0';

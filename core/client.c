@@ -346,11 +346,16 @@ static void output_consumed(mlk_client *c, size_t n)
     if (left < OUT_LOW && c->read_paused) ioloop_post(t_resume, c);
 }
 
-static void post_output(req *r, int fd, const char *p, size_t n)
+/* Queue a chunk of output: the base64 is decoded straight into the item
+ * handed to the callback (one pass over the bytes, no copy). */
+static void post_output(req *r, int fd, const jnode *b64)
 {
-    if (!r->on_output) return;
-    out_item *o = malloc(sizeof *o + n);
+    if (!r->on_output || !b64 || b64->type != JN_STR) return;
+    out_item *o = malloc(sizeof *o + b64->len / 4 * 3 + 3);
     if (!o) return;
+    long long dn = b64_decode(b64->s, b64->len, (unsigned char *)o->data);
+    if (dn < 0) { free(o); return; }
+    size_t n = (size_t)dn;
     mlk_client *c = r->c;
     o->c = c;
     o->base.run = out_run;
@@ -361,7 +366,6 @@ static void post_output(req *r, int fd, const char *p, size_t n)
     o->op = r->id;
     o->fd = fd;
     o->len = n;
-    memcpy(o->data, p, n);
     if (atomic_fetch_add(&c->queued_out, n) + n > OUT_HIGH && !c->read_paused && c->ev_read) {
         c->read_paused = 1;
         event_del(c->ev_read);
@@ -425,23 +429,23 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
     if (strcmp(dot, "ready") == 0) { on_ready(c, r); return; }
     int fd = strcmp(dot, "stderr") == 0 ? 2 : 1;
     if (fd == 1 && strcmp(dot, "stdout") != 0 && strcmp(dot, "data") != 0) return;
-    const char *p;
-    size_t n;
-    if (decode_field(jd_get(d, params, "data"), &p, &n) != 0) return;
-    if (r->kind == K_WRITE_PIPE) {
-        if (fd == 2 && r->errlen < 4096) {
-            size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
-            char *e = realloc(r->errbuf, r->errlen + k + 1);
-            if (e) {
-                memcpy(e + r->errlen, p, k);
-                r->errlen += k;
-                e[r->errlen] = '\0';
-                r->errbuf = e;
-            }
-        }
+    const jnode *data = jd_get(d, params, "data");
+    if (r->kind != K_WRITE_PIPE) {
+        post_output(r, fd, data);
         return;
     }
-    post_output(r, fd, p, n);
+    /* a big write's `cat` keeps its stderr for the error message */
+    const char *p;
+    size_t n;
+    if (fd != 2 || r->errlen >= 4096 || decode_field(data, &p, &n) != 0) return;
+    size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
+    char *e = realloc(r->errbuf, r->errlen + k + 1);
+    if (e) {
+        memcpy(e + r->errlen, p, k);
+        r->errlen += k;
+        e[r->errlen] = '\0';
+        r->errbuf = e;
+    }
 }
 
 /* Build the result of a successful response.  *steal is set when the

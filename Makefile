@@ -73,3 +73,19 @@ fuzz: deps
 # The bounded run make test does (25 s per target).
 fuzz-quick: deps
 	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) ./scripts/fuzz.sh 25
+
+# Binding benchmarks (bench/python, bench/lua, bench/node; docs/benchmarks.md
+# "Bindings"): each builds what it needs (the Release tree $(BENCH_BUILD) for
+# the canned peer, the floor client and bench_core; a fresh venv with
+# ./python and the official `matchlock` from PyPI; the Lua modules for Lua
+# 5.4 and LuaJIT; the Node addon) and prints the floor, the C core and the
+# binding side by side.  Not part of `make test`.  BENCH_REPS, BENCH_N and
+# BENCH_STREAM_BYTES shape the runs.
+.PHONY: bench-bindings bench-python bench-lua bench-node
+bench-bindings: bench-python bench-lua bench-node
+bench-python: deps
+	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/python/run.sh
+bench-lua: deps
+	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/lua/run.sh
+bench-node: deps
+	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/node/run.sh

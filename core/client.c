@@ -28,6 +28,25 @@ static const char *const method_names[] = {
     "read_file", "list_files", "log", "log_stream", "allow_list", "port_forward", "close",
 };
 
+/* I/O-thread entry points run their _locked body under the client's io_mu
+ * (host threads take it too, to register and send requests). */
+#define IO_EVENT(name, client_of)                                   \
+    static void name(evutil_socket_t fd, short what, void *ARG)     \
+    {                                                               \
+        mlk_client *lc = client_of;                                 \
+        pthread_mutex_lock(&lc->io_mu);                             \
+        name##_locked(fd, what, ARG);                               \
+        pthread_mutex_unlock(&lc->io_mu);                           \
+    }
+#define IO_TASK(name, client_of)                                    \
+    static void name(void *ARG)                                     \
+    {                                                               \
+        mlk_client *lc = client_of;                                 \
+        pthread_mutex_lock(&lc->io_mu);                             \
+        name##_locked(ARG);                                         \
+        pthread_mutex_unlock(&lc->io_mu);                           \
+    }
+
 const char *kind_method(int kind) { return method_names[kind]; }
 
 static void done_run(qitem *it)
@@ -218,13 +237,7 @@ static void on_writable_locked(evutil_socket_t fd, short what, void *arg)
     if (!c->dead && !c->detached && evbuffer_get_length(c->outbuf) < FEED_HIGH) feed_all(c);
 }
 
-static void on_writable(evutil_socket_t fd, short what, void *arg)
-{
-    mlk_client *lc = (mlk_client *)arg;
-    pthread_mutex_lock(&lc->io_mu);
-    on_writable_locked(fd, what, arg);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_EVENT(on_writable, (mlk_client *)ARG)
 
 /* Give up on a request: its caller gets `status` now, the server is asked
  * to cancel, and whatever the server still sends for it is dropped. */
@@ -256,13 +269,7 @@ static void on_timeout_locked(evutil_socket_t fd, short what, void *arg)
     abandon(r->c, r, MLK_ETIMEDOUT, msg);
 }
 
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    mlk_client *lc = ((req *)arg)->c;
-    pthread_mutex_lock(&lc->io_mu);
-    on_timeout_locked(fd, what, arg);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_EVENT(on_timeout, ((req *)ARG)->c)
 
 static void fail_all(mlk_client *c, int status, const char *msg)
 {
@@ -331,13 +338,7 @@ static void t_resume_locked(void *p)
     }
 }
 
-static void t_resume(void *p)
-{
-    mlk_client *lc = (mlk_client *)p;
-    pthread_mutex_lock(&lc->io_mu);
-    t_resume_locked(p);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_TASK(t_resume, (mlk_client *)ARG)
 
 /* Host thread, after an output callback. */
 static void output_consumed(mlk_client *c, size_t n)
@@ -636,13 +637,7 @@ static void on_readable_locked(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
-{
-    mlk_client *lc = (mlk_client *)arg;
-    pthread_mutex_lock(&lc->io_mu);
-    on_readable_locked(fd, what, arg);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_EVENT(on_readable, (mlk_client *)ARG)
 
 /* Keep the tail of the child's stderr; 0 while more may come, -1 at EOF. */
 static int stderr_chunk(mlk_client *c)
@@ -687,13 +682,7 @@ static void on_stderr_locked(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_stderr(evutil_socket_t fd, short what, void *arg)
-{
-    mlk_client *lc = (mlk_client *)arg;
-    pthread_mutex_lock(&lc->io_mu);
-    on_stderr_locked(fd, what, arg);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_EVENT(on_stderr, (mlk_client *)ARG)
 
 /* ===================================================================== */
 /* I/O thread: tasks posted by host threads                                */
@@ -773,13 +762,7 @@ static void t_stdin_locked(void *p)
     free(t);
 }
 
-static void t_stdin(void *p)
-{
-    mlk_client *lc = ((stdin_task *)p)->c;
-    pthread_mutex_lock(&lc->io_mu);
-    t_stdin_locked(p);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_TASK(t_stdin, ((stdin_task *)ARG)->c)
 
 static void send_stdin_eof(mlk_client *c, req *r)
 {
@@ -833,13 +816,7 @@ static void t_cancel_locked(void *p)
     free(a);
 }
 
-static void t_cancel(void *p)
-{
-    mlk_client *lc = (mlk_client *)(uintptr_t)((uint64_t *)p)[0];
-    pthread_mutex_lock(&lc->io_mu);
-    t_cancel_locked(p);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_TASK(t_cancel, (mlk_client *)(uintptr_t)((uint64_t *)ARG)[0])
 
 static void t_attach_locked(void *p)
 {
@@ -853,13 +830,7 @@ static void t_attach_locked(void *p)
     if (c->ev_err) event_add(c->ev_err, NULL);
 }
 
-static void t_attach(void *p)
-{
-    mlk_client *lc = (mlk_client *)p;
-    pthread_mutex_lock(&lc->io_mu);
-    t_attach_locked(p);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_TASK(t_attach, (mlk_client *)ARG)
 
 /* Stop talking to the child: flush what we can, close its stdin, fail what
  * is still pending.  Runs on the I/O thread. */
@@ -875,13 +846,7 @@ static void t_shutdown_locked(void *p)
     if (c->in_fd >= 0) { close(c->in_fd); c->in_fd = -1; }
 }
 
-static void t_shutdown(void *p)
-{
-    mlk_client *lc = (mlk_client *)p;
-    pthread_mutex_lock(&lc->io_mu);
-    t_shutdown_locked(p);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_TASK(t_shutdown, (mlk_client *)ARG)
 
 static void t_release_locked(void *p)
 {
@@ -892,13 +857,7 @@ static void t_release_locked(void *p)
     fail_all(c, MLK_ECLOSED, "client closed");
 }
 
-static void t_release(void *p)
-{
-    mlk_client *lc = (mlk_client *)p;
-    pthread_mutex_lock(&lc->io_mu);
-    t_release_locked(p);
-    pthread_mutex_unlock(&lc->io_mu);
-}
+IO_TASK(t_release, (mlk_client *)ARG)
 
 /* ===================================================================== */
 /* host side: submitting calls                                             */

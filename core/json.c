@@ -601,12 +601,20 @@ const jnode *jd_get(const jdoc *d, const jnode *obj, const char *key)
     return NULL;
 }
 
-int jn_double(const jnode *n, double *out)
+/* A number node's text as a C string in b (numbers are not NUL-terminated
+ * in place).  0, or -1 when n is not a number we read. */
+static int num_text(const jnode *n, char b[64])
 {
     if (!n || n->type != JN_NUM || n->len == 0 || n->len > 63) return -1;
-    char b[64];
     memcpy(b, n->s, n->len);
     b[n->len] = '\0';
+    return 0;
+}
+
+int jn_double(const jnode *n, double *out)
+{
+    char b[64];
+    if (num_text(n, b) != 0) return -1;
     char *e;
     errno = 0;
     double v = strtod(b, &e);
@@ -617,10 +625,8 @@ int jn_double(const jnode *n, double *out)
 
 int jn_int(const jnode *n, int64_t *out)
 {
-    if (!n || n->type != JN_NUM || n->len == 0 || n->len > 63) return -1;
     char b[64];
-    memcpy(b, n->s, n->len);
-    b[n->len] = '\0';
+    if (num_text(n, b) != 0) return -1;
     char *e;
     errno = 0;
     long long v = strtoll(b, &e, 10);
@@ -637,10 +643,8 @@ int jn_int(const jnode *n, int64_t *out)
 
 int jn_uint(const jnode *n, uint64_t *out)
 {
-    if (!n || n->type != JN_NUM || n->len == 0 || n->len > 63 || n->s[0] == '-') return -1;
     char b[64];
-    memcpy(b, n->s, n->len);
-    b[n->len] = '\0';
+    if (num_text(n, b) != 0 || b[0] == '-') return -1;
     char *e;
     errno = 0;
     unsigned long long v = strtoull(b, &e, 10);

@@ -121,7 +121,7 @@ class Bench {
 async function main() {
   const a = parseArgs(process.argv);
   const native = require(a.addon);
-  console.log(`node ${process.version}; matchlock-native ${native.version ?? "?"}; ${os.cpus().length} CPUs; load average ${loadavg()}`);
+  console.log(`node ${process.version}; matchlock-native (core ${typeof native.version === "function" ? native.version() : "?"}); ${os.cpus().length} CPUs; load average ${loadavg()}`);
   const benches = { native: new Bench("native", native, a) };
   if (a.official) {
     const pkg = JSON.parse(fs.readFileSync(`${a.official}/package.json`, "utf8"));

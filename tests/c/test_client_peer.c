@@ -17,7 +17,11 @@ static char logfile[256];
  * may use $LOG (a file) to record what it read. */
 static mlk_client *peer(const char *script, mlk_result **res)
 {
-    snprintf(logfile, sizeof logfile, "/tmp/mlk-peer-%d-%ld.log", (int)getpid(), (long)random());
+    /* a fresh file per client: pids are reused, and an old log would mislead */
+    snprintf(logfile, sizeof logfile, "/tmp/mlk-peer-XXXXXX");
+    int lfd = mkstemp(logfile);
+    cr_assert_geq(lfd, 0);
+    close(lfd);
     mlk_config *cfg = mlk_config_new();
     const char *launcher[] = {"sh", "-c", script, "peer"};
     cr_assert_eq(mlk_config_set_launcher(cfg, launcher, 4), 0);

@@ -33,7 +33,11 @@ static char logfile[256];
 
 static mlk_client *peer_client(const char *script)
 {
-    snprintf(logfile, sizeof logfile, "/tmp/mlk-hooks-%d-%ld.log", (int)getpid(), (long)random());
+    /* a fresh file per client: pids are reused, and an old log would mislead */
+    snprintf(logfile, sizeof logfile, "/tmp/mlk-hooks-XXXXXX");
+    int lfd = mkstemp(logfile);
+    cr_assert_geq(lfd, 0);
+    close(lfd);
     mlk_config *cfg = mlk_config_new();
     const char *launcher[] = {"sh", "-c", script, "peer"};
     mlk_config_set_launcher(cfg, launcher, 4);

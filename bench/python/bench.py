@@ -12,7 +12,12 @@ repetitions, rotating which goes first in each repetition:
             Client.exec_stream(..., stdout=<bytes callback>);
   official  the official `matchlock` package from PyPI (when installed):
             Client.exec("true") and Client.exec_stream(..., stdout=<text writer>;
-            it only writes decoded text).
+            it only writes decoded text);
+  cffi-blocking, cffi-async   where the time goes: the same extension module
+            as matchlock_native (so the same core build), called directly
+            without the Client layer: blocking mlk_exec with the GIL released,
+            and mlk_exec_async with poll + mlk_dispatch on the calling thread
+            (no dispatcher thread).  Round trips only.
 
 Prints every repetition, then medians, each binding's difference to the floor
 (median of the per-repetition differences) and ratios, plus CPU time per
@@ -135,6 +140,69 @@ class Bench:
         self.c.close()
 
 
+class RawBench:
+    """The extension's C functions without the Client layer (round trips only)."""
+
+    def __init__(self, name: str, a: argparse.Namespace) -> None:
+        import select
+
+        import matchlock_native
+        from matchlock_native._native import ffi, lib
+
+        self.name = name
+        self.c = matchlock_native.Client(matchlock_native.Config(binary_path=a.peer))
+        self.c.start()
+        self.c.create(matchlock_native.CreateOptions(image="alpine:latest"))
+        self.c._core.stop_thread()  # this thread dispatches (cffi-async) or nothing is async (cffi-blocking)
+        ptr = self.c._core.ptr
+        if name == "cffi-blocking":
+            pres = ffi.new("mlk_result **")
+            exec_, free = lib.mlk_exec, lib.mlk_result_free
+
+            def one() -> None:
+                exec_(ptr, b"true", ffi.NULL, pres)
+                free(pres[0])
+        else:
+            done = [0]
+
+            @ffi.callback("void(void *, uint64_t, const mlk_result *)")
+            def on_done(ud: Any, op: Any, res: Any) -> None:
+                done[0] += 1
+
+            self._keep = on_done
+            pop = ffi.new("uint64_t *")
+            po = select.poll()
+            po.register(lib.mlk_client_fd(ptr), select.POLLIN)
+            exec_async, dispatch = lib.mlk_exec_async, lib.mlk_dispatch
+
+            def one() -> None:
+                d = done[0]
+                if exec_async(ptr, b"true", ffi.NULL, on_done, ffi.NULL, pop) != 0:
+                    sys.exit("bench.py: mlk_exec_async failed")
+                while done[0] == d:
+                    po.poll()
+                    dispatch(ptr, 0)
+        self.one = one
+        self.roundtrips(max(500, a.n // 5))
+
+    def roundtrips(self, n: int) -> tuple[float, float]:
+        one = self.one
+        c0 = cpu_s()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            one()
+        t = time.perf_counter() - t0
+        return t * 1e6 / n, (cpu_s() - c0) * 1e6 / n
+
+    def stream(self, nbytes: int) -> None:
+        return None
+
+    def close(self) -> None:
+        self.c._core._stop = False  # the dispatcher thread back for close()
+        self.c._core.start_thread()
+        self.c.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peer", required=True)
@@ -144,13 +212,14 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10000, help="round trips per repetition")
     ap.add_argument("--stream-bytes", type=int, default=256 << 20)
     ap.add_argument("--no-official", action="store_true")
+    ap.add_argument("--no-raw", action="store_true", help="leave out the cffi-blocking / cffi-async rows")
     a = ap.parse_args()
 
     import matchlock_native
 
     print(f"python {sys.version.split()[0]}; matchlock_native {getattr(matchlock_native, '__version__', '?')} "
           f"(core {matchlock_native._core.CORE_VERSION_STR}); {os.cpu_count()} CPUs; load average {loadavg()}")
-    benches: dict[str, Bench] = {"native": Bench("native", matchlock_native, a)}
+    benches: dict[str, Any] = {"native": Bench("native", matchlock_native, a)}
     if not a.no_official:
         try:
             import matchlock
@@ -159,6 +228,9 @@ def main() -> None:
             benches["official"] = Bench("official", matchlock, a)
         except ImportError:
             print("official matchlock package not installed: skipped")
+    if not a.no_raw:
+        for k in ("cffi-blocking", "cffi-async"):
+            benches[k] = RawBench(k, a)
     print(f"{a.reps} reps of {a.n} exec round trips and one {a.stream_bytes >> 20} MiB stream (64 KiB chunks) each; "
           "the order rotates every rep\n")
 
@@ -182,16 +254,18 @@ def main() -> None:
                 us, c = benches[k].roundtrips(a.n)
                 rt[k].append(us)
                 cpu[k].append(c)
-                gb[k].append(benches[k].stream(a.stream_bytes))
+                g = benches[k].stream(a.stream_bytes)
+                if g is not None:
+                    gb[k].append(g)
         print(f"rep {i + 1} (load {loadavg()}): " + "  ".join(
-            f"{k} {rt[k][-1]:.2f} us {gb[k][-1]:.2f} GB/s" for k in names))
+            f"{k} {rt[k][-1]:.2f} us" + (f" {gb[k][-1]:.2f} GB/s" if gb[k] else "") for k in names))
     for b in benches.values():
         b.close()
 
     med = statistics.median
     fl = med(rt["floor"])
     label = {"floor": "floor (floor_client)", "core": "C core (mlk_exec)", "native": "matchlock_native",
-             "official": "matchlock (PyPI)"}
+             "official": "matchlock (PyPI)", "cffi-blocking": "cffi mlk_exec", "cffi-async": "cffi async+own dispatch"}
     print(f"\nmedians of {a.reps} reps, load average {loadavg()} at the end")
     print(f"{'':24} {'round trip':>11} {'- floor':>9} {'/ floor':>8} {'- core':>8} {'CPU/rt':>8} "
           f"{'stream':>10} {'/ floor':>8}")
@@ -199,8 +273,8 @@ def main() -> None:
         diff = med([x - y for x, y in zip(rt[k], rt["floor"])])
         dcore = med([x - y for x, y in zip(rt[k], rt["core"])])
         c = f"{med(cpu[k]):.2f}" if cpu[k] else "-"
-        print(f"{label[k]:24} {med(rt[k]):8.2f} us {diff:+7.2f} {med(rt[k]) / fl:7.2f}x {dcore:+8.2f} {c:>8} "
-              f"{med(gb[k]):5.2f} GB/s {med(gb[k]) / med(gb['floor']):7.2f}x")
+        st = f"{med(gb[k]):5.2f} GB/s {med(gb[k]) / med(gb['floor']):7.2f}x" if gb[k] else f"{'-':>10} {'-':>8}"
+        print(f"{label[k]:24} {med(rt[k]):8.2f} us {diff:+7.2f} {med(rt[k]) / fl:7.2f}x {dcore:+8.2f} {c:>8} {st}")
     nat = med([x - y for x, y in zip(rt["native"], rt["floor"])])
     sg = med(gb["native"])
     print(f"\ntargets (issue 5): exec round trip <= 15 us over the floor: {nat:+.2f} us -> "

@@ -313,9 +313,31 @@ int queue_drain(mlk_queue *q, int max)
     return ran;
 }
 
+/* How long a blocking caller spins for its answer before it sleeps: most
+ * answers come within tens of microseconds, and waking a sleeping thread
+ * costs about as much again on a virtual CPU. */
+#define WAIT_SPIN_NS 50000
+
+static int spin_for(mlk_queue *q)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned i = 0;; i++) {
+        if (__atomic_load_n(&q->head, __ATOMIC_ACQUIRE)) return 1;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if ((i & 63) == 63) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > WAIT_SPIN_NS) return 0;
+        }
+    }
+}
+
 void queue_wait(mlk_queue *q, int timeout_ms)
 {
     if (q->rfd < 0) {
+        if (spin_for(q)) return;
         pthread_mutex_lock(&q->mu);
         if (timeout_ms < 0) {
             while (!q->head) pthread_cond_wait(&q->cv, &q->mu);

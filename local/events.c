@@ -36,22 +36,22 @@ int vfs_parse_rules(vm *v, const jdoc *d, const jnode *icp, char **msg)
     if (!rules || rules->type == JN_NULL) return 0;
     if (rules->type != JN_ARR) {
         if (asprintf(msg, "vfs.interception.rules: expected an array") < 0) *msg = NULL;
-        return E_PARAMS;
+        return MLK_RPC_INVALID_PARAMS;
     }
     int i = 0;
     for (const jnode *r = jd_first(d, rules); r; r = jd_next(d, r), i++) {
         if (r->type != JN_OBJ) {
             if (asprintf(msg, "vfs.interception.rules[%d]: expected an object", i) < 0) *msg = NULL;
-            return E_PARAMS;
+            return MLK_RPC_INVALID_PARAMS;
         }
         const char *phase = jd_str(d, r, "phase", "before"), *action = jd_str(d, r, "action", "allow");
         if (*phase && strcmp(phase, "before") && strcmp(phase, "after")) {
             if (asprintf(msg, "vfs.interception.rules[%d].phase: must be before or after", i) < 0) *msg = NULL;
-            return E_PARAMS;
+            return MLK_RPC_INVALID_PARAMS;
         }
         if (*action && strcmp(action, "allow") && strcmp(action, "block")) {
             if (asprintf(msg, "vfs.interception.rules[%d].action: must be allow or block", i) < 0) *msg = NULL;
-            return E_PARAMS;
+            return MLK_RPC_INVALID_PARAMS;
         }
         unsigned ops = 0;
         const jnode *on = jd_get(d, r, "ops");
@@ -59,7 +59,7 @@ int vfs_parse_rules(vm *v, const jdoc *d, const jnode *icp, char **msg)
             int b = o->type == JN_STR ? op_bit(o->s) : -1;
             if (b < 0) {
                 if (asprintf(msg, "vfs.interception.rules[%d].ops: unknown op", i) < 0) *msg = NULL;
-                return E_PARAMS;
+                return MLK_RPC_INVALID_PARAMS;
             }
             ops |= (unsigned)b;
         }

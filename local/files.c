@@ -134,17 +134,17 @@ static char *file_path(server *s, req *r, const jdoc *d, const jnode *params, co
 {
     const jnode *p = jd_get(d, params, "path");
     if (!p || p->type != JN_STR || p->len == 0) {
-        srv_error(s, &r->id, E_PARAMS, "path: required string");
+        srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "path: required string");
         return NULL;
     }
     char *g = NULL;
     if (guest_normalize(s->vm, p->s, &g) != 0) {
-        srv_error(s, &r->id, E_FILE, "%s %s: path escapes the sandbox (\"..\" is not allowed)", op, p->s);
+        srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "%s %s: path escapes the sandbox (\"..\" is not allowed)", op, p->s);
         return NULL;
     }
     char *why = NULL;
     if (vfs_check(s->vm, op, g, &why) != 0) {
-        srv_error(s, &r->id, E_FILE, "%s %s: %s", op, g, why ? why : "blocked by VFS rule");
+        srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "%s %s: %s", op, g, why ? why : "blocked by VFS rule");
         free(why);
         free(g);
         return NULL;
@@ -156,26 +156,26 @@ void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params)
 {
     const jnode *c = jd_get(d, params, "content");
     if (c && c->type != JN_STR && c->type != JN_NULL) {
-        srv_error(s, &r->id, E_PARAMS, "content: expected a base64 string");
+        srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "content: expected a base64 string");
         return;
     }
     uint64_t mode = 0;
     const jnode *mn = jd_get(d, params, "mode");
     if (mn && mn->type != JN_NULL && (jn_uint(mn, &mode) != 0 || mode > 07777)) {
-        srv_error(s, &r->id, E_PARAMS, "mode: expected a permission mode (0..07777)");
+        srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "mode: expected a permission mode (0..07777)");
         return;
     }
     if (mode == 0) mode = 0644;
     long long n = 0;
     if (c && c->type == JN_STR) {
         n = b64_decode(c->s, c->len, (unsigned char *)c->s);
-        if (n < 0) { srv_error(s, &r->id, E_PARAMS, "content: invalid base64"); return; }
+        if (n < 0) { srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "content: invalid base64"); return; }
     }
     char *g = file_path(s, r, d, params, "write");
     if (!g) return;
     int fd = vm_open(s->vm, g, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)mode);
     if (fd < 0) {
-        srv_error(s, &r->id, E_FILE, "write %s: %s", g, strerror(-fd));
+        srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "write %s: %s", g, strerror(-fd));
         free(g);
         return;
     }
@@ -183,7 +183,7 @@ void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params)
         ssize_t w = write(fd, c->s + off, (size_t)(n - off));
         if (w < 0) {
             if (errno == EINTR) continue;
-            srv_error(s, &r->id, E_FILE, "write %s: %s", g, strerror(errno));
+            srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "write %s: %s", g, strerror(errno));
             close(fd);
             free(g);
             return;
@@ -204,7 +204,7 @@ void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params)
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) { close(fd); fd = -EISDIR; }
     if (fd < 0) {
-        srv_error(s, &r->id, E_FILE, "read %s: %s", g, strerror(-fd));
+        srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "read %s: %s", g, strerror(-fd));
         free(g);
         return;
     }
@@ -214,7 +214,7 @@ void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params)
     int e = errno;
     close(fd);
     if (n < 0) {
-        srv_error(s, &r->id, E_FILE, "read %s: %s", g, strerror(e));
+        srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "read %s: %s", g, strerror(e));
     } else {
         jw w;
         jw_init(&w);
@@ -242,7 +242,7 @@ void rpc_list_files(server *s, req *r, const jdoc *d, const jnode *params)
     int fd = vm_open(s->vm, g, O_RDONLY | O_DIRECTORY, 0);
     DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
     if (!dir) {
-        srv_error(s, &r->id, E_FILE, "list %s: %s", g, strerror(fd < 0 ? -fd : errno));
+        srv_error(s, &r->id, MLK_RPC_FILE_FAILED, "list %s: %s", g, strerror(fd < 0 ? -fd : errno));
         if (fd >= 0) close(fd);
         free(g);
         return;

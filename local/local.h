@@ -18,6 +18,7 @@
 #define MLK_LOCAL_H
 
 #include "json.h"
+#include "matchlock.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -32,17 +33,7 @@
 #define OUT_HIGH (32u << 20)          /* unsent output that pauses command output */
 #define OUT_LOW (8u << 20)            /* ... and resumes it */
 
-enum {
-    E_PARSE = -32700,
-    E_INVALID_REQUEST = -32600,
-    E_NO_METHOD = -32601,
-    E_PARAMS = -32602,
-    E_INTERNAL = -32603,
-    E_VM = -32000,
-    E_EXEC = -32001,
-    E_FILE = -32002,
-    E_CANCELLED = -32003,
-};
+/* JSON-RPC error codes: MLK_RPC_* from matchlock.h */
 
 typedef struct server server;
 typedef struct vm vm;

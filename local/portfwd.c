@@ -151,24 +151,24 @@ void rpc_port_forward(server *s, req *r, const jdoc *d, const jnode *params)
 {
     const jnode *fw = jd_get(d, params, "forwards"), *addrs = jd_get(d, params, "addresses");
     if (!fw || fw->type != JN_ARR) {
-        srv_error(s, &r->id, E_PARAMS, "forwards: expected an array of {local_port, remote_port}");
+        srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "forwards: expected an array of {local_port, remote_port}");
         return;
     }
     if (addrs && addrs->type != JN_NULL && addrs->type != JN_ARR) {
-        srv_error(s, &r->id, E_PARAMS, "addresses: expected an array of strings");
+        srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "addresses: expected an array of strings");
         return;
     }
     int i = 0;
     for (const jnode *f = jd_first(d, fw); f; f = jd_next(d, f), i++) {
         int64_t lp = jd_int(d, f, "local_port", -1), rp = jd_int(d, f, "remote_port", -1);
         if (f->type != JN_OBJ || lp < 0 || lp > 65535 || rp < 1 || rp > 65535) {
-            srv_error(s, &r->id, E_PARAMS, "forwards[%d]: ports must be 1..65535", i);
+            srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "forwards[%d]: ports must be 1..65535", i);
             return;
         }
     }
     for (const jnode *a = jd_first(d, addrs); a; a = jd_next(d, a))
         if (a->type != JN_STR || !a->len) {
-            srv_error(s, &r->id, E_PARAMS, "addresses: expected an array of strings");
+            srv_error(s, &r->id, MLK_RPC_INVALID_PARAMS, "addresses: expected an array of strings");
             return;
         }
     portfwd_stop(s->vm);
@@ -184,7 +184,7 @@ void rpc_port_forward(server *s, req *r, const jdoc *d, const jnode *params)
             ls->remote_port = (int)jd_int(d, f, "remote_port", 0);
             char *err = NULL;
             if (listen_on(s, ls, addr, (int)jd_int(d, f, "local_port", 0), &err) != 0) {
-                srv_error(s, &r->id, E_VM, "port_forward: %s", err ? err : "listen failed");
+                srv_error(s, &r->id, MLK_RPC_VM_FAILED, "port_forward: %s", err ? err : "listen failed");
                 free(err);
                 s->vm->pf = pf;
                 portfwd_stop(s->vm);

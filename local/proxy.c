@@ -236,7 +236,7 @@ static int cfail(char **msg, const char *fmt, ...)
     va_start(ap, fmt);
     if (vasprintf(msg, fmt, ap) < 0) *msg = NULL;
     va_end(ap);
-    return E_PARAMS;
+    return MLK_RPC_INVALID_PARAMS;
 }
 
 static int absent(const jnode *n) { return !n || n->type == JN_NULL; }
@@ -2253,18 +2253,18 @@ int proxy_start(server *s, vm *v, char **msg)
     if (px->lfd < 0 || bind(px->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(px->lfd, 128) != 0 ||
         getsockname(px->lfd, (struct sockaddr *)&sa, &sl) != 0) {
         if (asprintf(msg, "network proxy: listen on 127.0.0.1: %s", strerror(errno)) < 0) *msg = NULL;
-        return E_VM;
+        return MLK_RPC_VM_FAILED;
     }
     px->port = ntohs(sa.sin_port);
     px->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (px->evfd < 0 || pipe2(px->stop_pipe, O_CLOEXEC) != 0) {
         if (asprintf(msg, "network proxy: %s", strerror(errno)) < 0) *msg = NULL;
-        return E_VM;
+        return MLK_RPC_VM_FAILED;
     }
     px->ev = event_new(s->base, px->evfd, EV_READ | EV_PERSIST, on_events, px);
     if (!px->ev || event_add(px->ev, NULL) != 0) {
         if (asprintf(msg, "network proxy: cannot watch its event queue") < 0) *msg = NULL;
-        return E_VM;
+        return MLK_RPC_VM_FAILED;
     }
     /* the threads must not take the server's signals */
     sigset_t all, old;
@@ -2274,7 +2274,7 @@ int proxy_start(server *s, vm *v, char **msg)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         if (asprintf(msg, "network proxy: cannot start its thread: %s", strerror(rc)) < 0) *msg = NULL;
-        return E_VM;
+        return MLK_RPC_VM_FAILED;
     }
     px->acceptor_started = 1;
     char url[64];

@@ -211,11 +211,11 @@ static int param_str(server *s, uint64_t id, const jdoc *d, const jnode *params,
 {
     const jnode *n = jd_get(d, params, key);
     if (!n || n->type == JN_NULL) {
-        if (required) { srv_error(s, &id, E_PARAMS, "%s: required", key); return -1; }
+        if (required) { srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "%s: required", key); return -1; }
         *out = NULL;
         return 0;
     }
-    if (n->type != JN_STR) { srv_error(s, &id, E_PARAMS, "%s: expected a string", key); return -1; }
+    if (n->type != JN_STR) { srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "%s: expected a string", key); return -1; }
     *out = n->s;
     return 0;
 }
@@ -226,7 +226,7 @@ static int param_uint(server *s, uint64_t id, const jdoc *d, const jnode *params
     const jnode *n = jd_get(d, params, key);
     if (!n || n->type == JN_NULL) { *out = def; return 0; }
     if (jn_uint(n, out) != 0 || *out > max) {
-        srv_error(s, &id, E_PARAMS, "%s: expected an integer 0..%llu", key, (unsigned long long)max);
+        srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "%s: expected an integer 0..%llu", key, (unsigned long long)max);
         return -1;
     }
     return 0;
@@ -247,13 +247,13 @@ static void start_exec(server *s, uint64_t id, int method, const jdoc *d, const 
     ep.rows = rows ? (int)rows : 24;
     ep.cols = cols ? (int)cols : 80;
     req *r = req_new(s, id, method);
-    if (!r) { srv_error(s, &id, E_INTERNAL, "out of memory"); return; }
+    if (!r) { srv_error(s, &id, MLK_RPC_INTERNAL, "out of memory"); return; }
     int kind = method == M_EXEC ? P_EXEC : method == M_EXEC_STREAM ? P_STREAM
              : method == M_EXEC_PIPE ? P_PIPE : P_TTY;
     char *err = NULL;
     proc *p = proc_start(s, s->vm, r, kind, &ep, NULL, &err);
     if (!p) {
-        srv_error(s, &id, E_EXEC, "%s", err ? err : "exec failed");
+        srv_error(s, &id, MLK_RPC_EXEC_FAILED, "%s", err ? err : "exec failed");
         free(err);
         req_done(r);
         return;
@@ -265,7 +265,7 @@ static void start_exec(server *s, uint64_t id, int method, const jdoc *d, const 
 static void rpc_log(server *s, uint64_t id)
 {
     int fd = open(s->vm->log_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { srv_error(s, &id, E_FILE, "read log: %s", strerror(errno)); return; }
+    if (fd < 0) { srv_error(s, &id, MLK_RPC_FILE_FAILED, "read log: %s", strerror(errno)); return; }
     struct evbuffer *b = evbuffer_new();
     int n;
     while ((n = evbuffer_read(b, fd, 1 << 20)) > 0) {}
@@ -296,9 +296,9 @@ static void log_stream_pump(evutil_socket_t fd, short what, void *arg)
 static void start_log_stream(server *s, uint64_t id)
 {
     int fd = open(s->vm->log_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { srv_error(s, &id, E_FILE, "read log: %s", strerror(errno)); return; }
+    if (fd < 0) { srv_error(s, &id, MLK_RPC_FILE_FAILED, "read log: %s", strerror(errno)); return; }
     req *r = req_new(s, id, M_LOG_STREAM);
-    if (!r) { close(fd); srv_error(s, &id, E_INTERNAL, "out of memory"); return; }
+    if (!r) { close(fd); srv_error(s, &id, MLK_RPC_INTERNAL, "out of memory"); return; }
     r->log_fd = fd;
     r->timer = event_new(s->base, -1, EV_PERSIST, log_stream_pump, r);
     struct timeval tv = {0, 100000};
@@ -323,7 +323,7 @@ static void rpc_cancel(server *s, uint64_t id, const jdoc *d, const jnode *param
     uint64_t target;
     const jnode *n = jd_get(d, params, "id");
     if (!n || jn_uint(n, &target) != 0) {
-        srv_error(s, &id, E_PARAMS, "id: expected the id of an in-flight request");
+        srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "id: expected the id of an in-flight request");
         return;
     }
     req *r = req_find(s, target);
@@ -341,7 +341,7 @@ static void rpc_cancel(server *s, uint64_t id, const jdoc *d, const jnode *param
         proc_detach(p);
         proc_kill(p, 2.0);
     }
-    srv_error(s, &target, E_CANCELLED, "context canceled");
+    srv_error(s, &target, MLK_RPC_CANCELLED, "context canceled");
     req_done(r);
 }
 
@@ -350,16 +350,16 @@ static void rpc_allow_list(server *s, uint64_t id, int add, const jdoc *d, const
     vm *v = s->vm;
     const jnode *hosts = jd_get(d, params, "hosts");
     if (!hosts || hosts->type != JN_ARR || hosts->count == 0) {
-        srv_error(s, &id, E_PARAMS, "hosts: expected a non-empty array of strings");
+        srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "hosts: expected a non-empty array of strings");
         return;
     }
     for (const jnode *h = jd_first(d, hosts); h; h = jd_next(d, h))
         if (h->type != JN_STR || h->len == 0) {
-            srv_error(s, &id, E_PARAMS, "hosts: expected a non-empty array of strings");
+            srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "hosts: expected a non-empty array of strings");
             return;
         }
     if (!v->intercept) {
-        srv_error(s, &id, E_VM, "network interception is not active for this VM "
+        srv_error(s, &id, MLK_RPC_VM_FAILED, "network interception is not active for this VM "
                   "(it needs an allow-list, secrets, interception rules or forced interception)");
         return;
     }
@@ -402,7 +402,7 @@ static void rpc_allow_list(server *s, uint64_t id, int add, const jdoc *d, const
 static void rpc_create(server *s, uint64_t id, const jdoc *d, const jnode *params)
 {
     if (s->vm) {
-        srv_error(s, &id, E_VM, "a VM already exists in this session (%s)", s->vm->id);
+        srv_error(s, &id, MLK_RPC_VM_FAILED, "a VM already exists in this session (%s)", s->vm->id);
         return;
     }
     char *msg = NULL;
@@ -501,21 +501,21 @@ static void handle_line(server *s, char *line, size_t len)
     jdoc d;
     jd_init(&d);
     if (jd_parse(&d, line, len) != 0) {
-        srv_error(s, NULL, E_PARSE, "Parse error: %s", d.err ? d.err : "invalid JSON");
+        srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "Parse error: %s", d.err ? d.err : "invalid JSON");
         goto out;
     }
     const jnode *root = jd_root(&d);
-    if (root->type != JN_OBJ) { srv_error(s, NULL, E_INVALID_REQUEST, "Invalid Request: expected an object"); goto out; }
+    if (root->type != JN_OBJ) { srv_error(s, NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: expected an object"); goto out; }
     const jnode *idn = jd_get(&d, root, "id");
     uint64_t id = 0;
     int has_id = idn && idn->type != JN_NULL;
     if (has_id && jn_uint(idn, &id) != 0) {
-        srv_error(s, NULL, E_INVALID_REQUEST, "Invalid Request: id must be an unsigned integer");
+        srv_error(s, NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: id must be an unsigned integer");
         goto out;
     }
     const char *mname = jd_str(&d, root, "method", NULL);
     if (!mname) {
-        srv_error(s, has_id ? &id : NULL, E_INVALID_REQUEST, "Invalid Request: method is required");
+        srv_error(s, has_id ? &id : NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: method is required");
         goto out;
     }
     const jnode *params = jd_get(&d, root, "params");
@@ -525,16 +525,16 @@ static void handle_line(server *s, char *line, size_t len)
             if (params && params->type == JN_OBJ) client_notification(s, mname, &d, params);
         } else if (method_of(mname) == M_EXEC_PIPE || method_of(mname) == M_EXEC_TTY ||
                    method_of(mname) == M_LOG_STREAM) {
-            srv_error(s, NULL, E_INVALID_REQUEST, "Invalid Request: %s requires an id", mname);
+            srv_error(s, NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: %s requires an id", mname);
         } else if (method_of(mname) != M_UNKNOWN) {
-            srv_error(s, NULL, E_INVALID_REQUEST, "Invalid Request: %s requires an id", mname);
+            srv_error(s, NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: %s requires an id", mname);
         }
         goto out;
     }
     int m = method_of(mname);
-    if (m == M_UNKNOWN) { srv_error(s, &id, E_NO_METHOD, "Method not found: %s", mname); goto out; }
+    if (m == M_UNKNOWN) { srv_error(s, &id, MLK_RPC_METHOD_NOT_FOUND, "Method not found: %s", mname); goto out; }
     if (params && params->type != JN_OBJ) {
-        srv_error(s, &id, E_PARAMS, "params: expected an object");
+        srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "params: expected an object");
         goto out;
     }
     static const jnode empty = {.type = JN_OBJ};
@@ -548,7 +548,7 @@ static void handle_line(server *s, char *line, size_t len)
             s->sync_line = jw_take(&w, &s->sync_len);
             jd_free(&d);
             free(line);
-            if (!s->sync_line) { srv_error(s, &id, E_INTERNAL, "out of memory"); return; }
+            if (!s->sync_line) { srv_error(s, &id, MLK_RPC_INTERNAL, "out of memory"); return; }
             s->paused = 1;
             event_del(s->ev_in);
             return;
@@ -558,7 +558,7 @@ static void handle_line(server *s, char *line, size_t len)
     }
     if (m == M_CLOSE) { rpc_close(s, id, &d, params); goto out; }
     if (m == M_CANCEL) { rpc_cancel(s, id, &d, params); goto out; }
-    if (!s->vm) { srv_error(s, &id, E_VM, "VM not created"); goto out; }
+    if (!s->vm) { srv_error(s, &id, MLK_RPC_VM_FAILED, "VM not created"); goto out; }
     switch (m) {
     case M_EXEC: case M_EXEC_STREAM: case M_EXEC_PIPE: case M_EXEC_TTY:
         start_exec(s, id, m, &d, params);
@@ -599,7 +599,7 @@ static void process_lines(server *s)
         size_t len;
         if (p.pos < 0) {
             if (avail > MAX_LINE) {
-                srv_error(s, NULL, E_PARSE, "request line exceeds %u bytes; ending the session", MAX_LINE);
+                srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "request line exceeds %u bytes; ending the session", MAX_LINE);
                 begin_shutdown(s, 1);
                 return;
             }
@@ -608,7 +608,7 @@ static void process_lines(server *s)
         } else {
             len = (size_t)p.pos;
             if (len > MAX_LINE) {
-                srv_error(s, NULL, E_PARSE, "request line exceeds %u bytes; ending the session", MAX_LINE);
+                srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "request line exceeds %u bytes; ending the session", MAX_LINE);
                 begin_shutdown(s, 1);
                 return;
             }

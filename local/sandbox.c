@@ -166,11 +166,11 @@ static int valid_ip(const char *ip)
 static int add_env_obj(vm *v, const jdoc *d, const jnode *obj, const char *field, char **msg)
 {
     if (absent(obj)) return 0;
-    if (!is_type(obj, JN_OBJ)) return fail(msg, E_PARAMS, "%s: expected an object of strings", field);
+    if (!is_type(obj, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "%s: expected an object of strings", field);
     for (const jnode *k = jd_first(d, obj); k; k = jd_next(d, k)) {
         const jnode *val = jd_val(k);
-        if (val->type != JN_STR) return fail(msg, E_PARAMS, "%s.%s: expected a string", field, k->s);
-        if (!k->len || strchr(k->s, '=')) return fail(msg, E_PARAMS, "%s: invalid variable name \"%s\"", field, k->s);
+        if (val->type != JN_STR) return fail(msg, MLK_RPC_INVALID_PARAMS, "%s.%s: expected a string", field, k->s);
+        if (!k->len || strchr(k->s, '=')) return fail(msg, MLK_RPC_INVALID_PARAMS, "%s: invalid variable name \"%s\"", field, k->s);
         v->env = env_set(v->env, k->s, val->s);
     }
     return 0;
@@ -179,9 +179,9 @@ static int add_env_obj(vm *v, const jdoc *d, const jnode *obj, const char *field
 static int str_array(const jdoc *d, const jnode *arr, const char *field, char ***out, char **msg)
 {
     if (absent(arr)) return 0;
-    if (!is_type(arr, JN_ARR)) return fail(msg, E_PARAMS, "%s: expected an array of strings", field);
+    if (!is_type(arr, JN_ARR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "%s: expected an array of strings", field);
     for (const jnode *n = jd_first(d, arr); n; n = jd_next(d, n)) {
-        if (n->type != JN_STR) return fail(msg, E_PARAMS, "%s: expected an array of strings", field);
+        if (n->type != JN_STR) return fail(msg, MLK_RPC_INVALID_PARAMS, "%s: expected an array of strings", field);
         *out = strv_push(*out, n->s);
     }
     return 0;
@@ -362,7 +362,7 @@ static int build_tree(vm *v, char **msg)
         char *p = NULL;
         if (asprintf(&p, "%s/%s", v->root, dirs[i]) < 0 || mkdir_p(p, 0755) != 0) {
             free(p);
-            return fail(msg, E_VM, "creating the VM root: %s", strerror(errno));
+            return fail(msg, MLK_RPC_VM_FAILED, "creating the VM root: %s", strerror(errno));
         }
         if (!strcmp(dirs[i], "tmp") || !strcmp(dirs[i], "var/tmp")) chmod(p, 01777);
         if (!strcmp(dirs[i], "root")) chmod(p, 0700);
@@ -385,7 +385,7 @@ static int build_tree(vm *v, char **msg)
     char *ws = NULL;
     if (asprintf(&ws, "%s%s", v->root, v->workspace) < 0 || mkdir_p(ws, 0755) != 0) {
         free(ws);
-        return fail(msg, E_VM, "creating the workspace: %s", strerror(errno));
+        return fail(msg, MLK_RPC_VM_FAILED, "creating the workspace: %s", strerror(errno));
     }
     free(ws);
     return 0;
@@ -393,33 +393,33 @@ static int build_tree(vm *v, char **msg)
 
 int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg)
 {
-    if (!is_type(params, JN_OBJ)) return fail(msg, E_PARAMS, "params: expected an object");
+    if (!is_type(params, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "params: expected an object");
     if (jd_get(d, params, "id"))
-        return fail(msg, E_PARAMS, "id: a sandbox id cannot be supplied by the caller");
+        return fail(msg, MLK_RPC_INVALID_PARAMS, "id: a sandbox id cannot be supplied by the caller");
     const jnode *img = jd_get(d, params, "image");
-    if (!absent(img) && !is_type(img, JN_STR)) return fail(msg, E_PARAMS, "image: expected a string");
-    if (absent(img) || img->len == 0) return fail(msg, E_PARAMS, "image is required (e.g., alpine:latest)");
+    if (!absent(img) && !is_type(img, JN_STR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "image: expected a string");
+    if (absent(img) || img->len == 0) return fail(msg, MLK_RPC_INVALID_PARAMS, "image is required (e.g., alpine:latest)");
     static const char *bools[] = {"privileged", "launch_entrypoint", NULL};
     for (int i = 0; bools[i]; i++) {
         const jnode *b = jd_get(d, params, bools[i]);
-        if (!absent(b) && !is_type(b, JN_BOOL)) return fail(msg, E_PARAMS, "%s: expected a boolean", bools[i]);
+        if (!absent(b) && !is_type(b, JN_BOOL)) return fail(msg, MLK_RPC_INVALID_PARAMS, "%s: expected a boolean", bools[i]);
     }
     const jnode *res = jd_get(d, params, "resources");
-    if (!absent(res) && !is_type(res, JN_OBJ)) return fail(msg, E_PARAMS, "resources: expected an object");
+    if (!absent(res) && !is_type(res, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "resources: expected an object");
     if (is_type(res, JN_OBJ)) {
         static const char *nums[] = {"cpus", "memory_mb", "disk_size_mb", "timeout_seconds", NULL};
         for (int i = 0; nums[i]; i++) {
             const jnode *n = jd_get(d, res, nums[i]);
             double x;
             if (!absent(n) && (jn_double(n, &x) != 0 || x < 0))
-                return fail(msg, E_PARAMS, "resources.%s: expected a non-negative number", nums[i]);
+                return fail(msg, MLK_RPC_INVALID_PARAMS, "resources.%s: expected a non-negative number", nums[i]);
         }
     }
     const jnode *kernel = jd_get(d, params, "kernel");
-    if (!absent(kernel) && !is_type(kernel, JN_STR)) return fail(msg, E_PARAMS, "kernel: expected a string");
+    if (!absent(kernel) && !is_type(kernel, JN_STR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "kernel: expected a string");
 
     vm *v = calloc(1, sizeof *v);
-    if (!v) return fail(msg, E_INTERNAL, "out of memory");
+    if (!v) return fail(msg, MLK_RPC_INTERNAL, "out of memory");
     v->log_fd = -1;
     v->inotify_fd = -1;
     int code = 0;
@@ -428,44 +428,44 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     const char *hostname = NULL;
     const jnode *net = jd_get(d, params, "network");
     if (!absent(net)) {
-        if (!is_type(net, JN_OBJ)) { code = fail(msg, E_PARAMS, "network: expected an object"); goto bad; }
+        if (!is_type(net, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network: expected an object"); goto bad; }
         const jnode *nn = jd_get(d, net, "no_network");
-        if (!absent(nn) && !is_type(nn, JN_BOOL)) { code = fail(msg, E_PARAMS, "network.no_network: expected a boolean"); goto bad; }
+        if (!absent(nn) && !is_type(nn, JN_BOOL)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.no_network: expected a boolean"); goto bad; }
         v->no_network = is_type(nn, JN_BOOL) && nn->bval;
         char **allowed = NULL;
         if ((code = str_array(d, jd_get(d, net, "allowed_hosts"), "network.allowed_hosts", &allowed, msg))) goto bad;
         v->allowed = allowed;
         v->nallowed = strv_len(allowed);
         const jnode *secrets = jd_get(d, net, "secrets");
-        if (!absent(secrets) && !is_type(secrets, JN_OBJ)) { code = fail(msg, E_PARAMS, "network.secrets: expected an object"); goto bad; }
+        if (!absent(secrets) && !is_type(secrets, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.secrets: expected an object"); goto bad; }
         const jnode *icp = jd_get(d, net, "interception");
-        if (!absent(icp) && !is_type(icp, JN_OBJ)) { code = fail(msg, E_PARAMS, "network.interception: expected an object"); goto bad; }
+        if (!absent(icp) && !is_type(icp, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.interception: expected an object"); goto bad; }
         const jnode *rules = is_type(icp, JN_OBJ) ? jd_get(d, icp, "rules") : NULL;
-        if (!absent(rules) && !is_type(rules, JN_ARR)) { code = fail(msg, E_PARAMS, "network.interception.rules: expected an array"); goto bad; }
+        if (!absent(rules) && !is_type(rules, JN_ARR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.interception.rules: expected an array"); goto bad; }
         int forced = jd_bool(d, net, "intercept", 0);
         int nsecrets = is_type(secrets, JN_OBJ) ? (int)secrets->count : 0;
         int nrules = is_type(rules, JN_ARR) ? (int)rules->count : 0;
         if (v->no_network && (v->nallowed || nsecrets || forced || nrules)) {
-            code = fail(msg, E_PARAMS, "network.no_network: cannot be combined with allowed_hosts, secrets, "
+            code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.no_network: cannot be combined with allowed_hosts, secrets, "
                         "intercept or interception rules");
             goto bad;
         }
         v->intercept = forced || v->nallowed > 0 || nsecrets > 0 || nrules > 0;
         const jnode *ah = jd_get(d, net, "add_hosts");
-        if (!absent(ah) && !is_type(ah, JN_ARR)) { code = fail(msg, E_PARAMS, "network.add_hosts: expected an array"); goto bad; }
+        if (!absent(ah) && !is_type(ah, JN_ARR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts: expected an array"); goto bad; }
         int i = 0;
         for (const jnode *h = jd_first(d, ah); h; h = jd_next(d, h), i++) {
             const char *host = jd_str(d, h, "host", NULL), *ip = jd_str(d, h, "ip", NULL);
-            if (!valid_host_entry(host)) { code = fail(msg, E_PARAMS, "network.add_hosts[%d].host: invalid host", i); goto bad; }
-            if (!valid_ip(ip)) { code = fail(msg, E_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i); goto bad; }
+            if (!valid_host_entry(host)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].host: invalid host", i); goto bad; }
+            if (!valid_ip(ip)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i); goto bad; }
         }
         const jnode *mtu = jd_get(d, net, "mtu");
         int64_t m;
-        if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) { code = fail(msg, E_PARAMS, "network.mtu: expected a non-negative integer"); goto bad; }
+        if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.mtu: expected a non-negative integer"); goto bad; }
         const jnode *hn = jd_get(d, net, "hostname");
         if (!absent(hn)) {
             if (!is_type(hn, JN_STR) || !valid_host_entry(hn->s) || hn->len > 64) {
-                code = fail(msg, E_PARAMS, "network.hostname: invalid hostname");
+                code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.hostname: invalid hostname");
                 goto bad;
             }
             if (hn->len) hostname = hn->s;
@@ -477,45 +477,45 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     const char *workspace = NULL;
     const jnode *mounts = NULL, *vicp = NULL;
     if (!absent(vfs)) {
-        if (!is_type(vfs, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs: expected an object"); goto bad; }
+        if (!is_type(vfs, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs: expected an object"); goto bad; }
         const jnode *w = jd_get(d, vfs, "workspace");
-        if (!absent(w) && !is_type(w, JN_STR)) { code = fail(msg, E_PARAMS, "vfs.workspace: expected a string"); goto bad; }
+        if (!absent(w) && !is_type(w, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: expected a string"); goto bad; }
         if (is_type(w, JN_STR) && w->len) workspace = w->s;
         mounts = jd_get(d, vfs, "mounts");
         if (absent(mounts)) mounts = NULL;
-        if (mounts && !is_type(mounts, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs.mounts: expected an object"); goto bad; }
+        if (mounts && !is_type(mounts, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts: expected an object"); goto bad; }
         if (mounts && mounts->count == 0) mounts = NULL;
         vicp = jd_get(d, vfs, "interception");
         if (absent(vicp)) vicp = NULL;
-        if (vicp && !is_type(vicp, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs.interception: expected an object"); goto bad; }
-        if (mounts && !workspace) { code = fail(msg, E_PARAMS, "vfs.workspace: required when mounts are set"); goto bad; }
-        if (vicp && !mounts) { code = fail(msg, E_PARAMS, "vfs.interception: requires mounts"); goto bad; }
+        if (vicp && !is_type(vicp, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.interception: expected an object"); goto bad; }
+        if (mounts && !workspace) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: required when mounts are set"); goto bad; }
+        if (vicp && !mounts) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.interception: requires mounts"); goto bad; }
         if (workspace && !valid_workspace(workspace)) {
-            code = fail(msg, E_PARAMS, "vfs.workspace: must be an absolute path of [A-Za-z0-9/_.-]");
+            code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: must be an absolute path of [A-Za-z0-9/_.-]");
             goto bad;
         }
     }
     v->workspace = clean_abs(workspace ? workspace : "/workspace");
-    if (!v->workspace || !strcmp(v->workspace, "/")) { code = fail(msg, E_PARAMS, "vfs.workspace: invalid path"); goto bad; }
+    if (!v->workspace || !strcmp(v->workspace, "/")) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: invalid path"); goto bad; }
     for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k)) {
         const jnode *m = jd_val(k);
         char *g = clean_abs(k->s);
-        if (!g) { code = fail(msg, E_PARAMS, "vfs.mounts[%s]: must be an absolute path without ..", k->s); goto bad; }
+        if (!g) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: must be an absolute path without ..", k->s); goto bad; }
         int ok = under(g, v->workspace);
         free(g);
-        if (!ok) { code = fail(msg, E_PARAMS, "vfs.mounts[%s]: must be under the workspace %s", k->s, v->workspace); goto bad; }
-        if (!is_type(m, JN_OBJ)) { code = fail(msg, E_PARAMS, "vfs.mounts[%s]: expected an object", k->s); goto bad; }
+        if (!ok) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: must be under the workspace %s", k->s, v->workspace); goto bad; }
+        if (!is_type(m, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: expected an object", k->s); goto bad; }
         const char *type = jd_str(d, m, "type", NULL);
         if (!type || (strcmp(type, "memory") && strcmp(type, "host_fs") && strcmp(type, "overlay"))) {
-            code = fail(msg, E_PARAMS, "vfs.mounts[%s].type: must be memory, host_fs or overlay", k->s);
+            code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s].type: must be memory, host_fs or overlay", k->s);
             goto bad;
         }
         if (strcmp(type, "memory")) {
             const char *hp = jd_str(d, m, "host_path", NULL);
             struct stat st;
-            if (!hp || hp[0] != '/') { code = fail(msg, E_PARAMS, "vfs.mounts[%s].host_path: an absolute path is required", k->s); goto bad; }
+            if (!hp || hp[0] != '/') { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s].host_path: an absolute path is required", k->s); goto bad; }
             if (stat(hp, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                code = fail(msg, E_VM, "vfs.mounts[%s].host_path: %s is not a directory", k->s, hp);
+                code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s].host_path: %s is not a directory", k->s, hp);
                 goto bad;
             }
         }
@@ -524,26 +524,26 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
 
     /* extra disks */
     const jnode *disks = jd_get(d, params, "extra_disks");
-    if (!absent(disks) && !is_type(disks, JN_ARR)) { code = fail(msg, E_PARAMS, "extra_disks: expected an array"); goto bad; }
+    if (!absent(disks) && !is_type(disks, JN_ARR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks: expected an array"); goto bad; }
     {
         int i = 0;
         for (const jnode *x = jd_first(d, disks); x; x = jd_next(d, x), i++) {
             const char *hp = jd_str(d, x, "host_path", NULL), *gm = jd_str(d, x, "guest_mount", NULL);
-            if (!hp || !*hp) { code = fail(msg, E_PARAMS, "extra_disks[%d].host_path: required", i); goto bad; }
+            if (!hp || !*hp) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks[%d].host_path: required", i); goto bad; }
             char *g = clean_abs(gm);
-            if (!g || !strcmp(g, "/")) { free(g); code = fail(msg, E_PARAMS, "extra_disks[%d].guest_mount: an absolute path is required", i); goto bad; }
+            if (!g || !strcmp(g, "/")) { free(g); code = fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks[%d].guest_mount: an absolute path is required", i); goto bad; }
             free(g);
         }
     }
 
     /* image config */
     const jnode *ic = jd_get(d, params, "image_config");
-    if (!absent(ic) && !is_type(ic, JN_OBJ)) { code = fail(msg, E_PARAMS, "image_config: expected an object"); goto bad; }
+    if (!absent(ic) && !is_type(ic, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config: expected an object"); goto bad; }
     char **entry = NULL, **cmdv = NULL;
     if (is_type(ic, JN_OBJ)) {
         const jnode *u = jd_get(d, ic, "user"), *wd = jd_get(d, ic, "working_dir");
-        if (!absent(u) && !is_type(u, JN_STR)) { code = fail(msg, E_PARAMS, "image_config.user: expected a string"); goto bad; }
-        if (!absent(wd) && !is_type(wd, JN_STR)) { code = fail(msg, E_PARAMS, "image_config.working_dir: expected a string"); goto bad; }
+        if (!absent(u) && !is_type(u, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config.user: expected a string"); goto bad; }
+        if (!absent(wd) && !is_type(wd, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config.working_dir: expected a string"); goto bad; }
         if (is_type(u, JN_STR) && u->len) v->img_user = strdup(u->s);
         if (is_type(wd, JN_STR) && wd->len) v->img_workdir = strdup(wd->s);
         if ((code = str_array(d, jd_get(d, ic, "entrypoint"), "image_config.entrypoint", &entry, msg)) ||
@@ -577,11 +577,11 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     v->dir = state_sub("vms", v->id);
     if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
         asprintf(&v->etc_dir, "%s/etc", v->dir) < 0) {
-        code = fail(msg, E_INTERNAL, "out of memory");
+        code = fail(msg, MLK_RPC_INTERNAL, "out of memory");
         goto bad;
     }
     if (mkdir_p(v->root, 0755) != 0 || mkdir_p(v->etc_dir, 0755) != 0) {
-        code = fail(msg, E_VM, "creating %s: %s", v->dir, strerror(errno));
+        code = fail(msg, MLK_RPC_VM_FAILED, "creating %s: %s", v->dir, strerror(errno));
         goto bad;
     }
     populate_etc(v->etc_dir);
@@ -643,12 +643,12 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
                 mt = MT_OVERLAY;
                 if (asprintf(&backing, "%s/overlay%d", v->dir, i) < 0) backing = NULL;
                 if (backing && copy_tree(jd_str(d, m, "host_path", ""), backing) != 0) {
-                    code = fail(msg, E_VM, "vfs.mounts[%s]: copying %s: %s", k->s, jd_str(d, m, "host_path", ""), strerror(errno));
+                    code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: copying %s: %s", k->s, jd_str(d, m, "host_path", ""), strerror(errno));
                     free(backing); free(g);
                     goto bad;
                 }
             }
-            if (!g || !backing) { free(g); free(backing); code = fail(msg, E_VM, "vfs.mounts[%s]: cannot prepare the mount", k->s); goto bad; }
+            if (!g || !backing) { free(g); free(backing); code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: cannot prepare the mount", k->s); goto bad; }
             add_mount(v, g, backing, mt, ro);
             vm_log(v, "mount %s: %s %s%s", g, type, backing, ro ? " (read-only)" : "");
             free(g);
@@ -698,7 +698,7 @@ bad:
     if (v->dir) rm_rf(v->dir);
     if (v->shm_dir) rm_rf(v->shm_dir);
     vm_free(v);
-    return code ? code : E_INTERNAL;
+    return code ? code : MLK_RPC_INTERNAL;
 }
 
 void vm_free(vm *v)

@@ -198,6 +198,9 @@ MLK_API int mlk_config_set_max_line(mlk_config *cfg, uint64_t bytes);
  *  is sent; each failure has its own MLK_E* code. */
 typedef struct mlk_sandbox mlk_sandbox;
 
+/** A new builder for `image` (copied; may be "" to be caught by validation).
+ *  NULL when out of memory.  Free with mlk_sandbox_free(); a client does
+ *  not keep the builder after create returns. */
 MLK_API mlk_sandbox *mlk_sandbox_new(const char *image);
 MLK_API void mlk_sandbox_free(mlk_sandbox *sb);
 /** CPUs (fractional); 0 means the default 1.  Create checks that
@@ -211,9 +214,12 @@ MLK_API int mlk_sandbox_set_memory_mb(mlk_sandbox *sb, int64_t mb);
 MLK_API int mlk_sandbox_set_disk_size_mb(mlk_sandbox *sb, int64_t mb);
 /** Timeout in seconds; 0 means the default 300. */
 MLK_API int mlk_sandbox_set_timeout_s(mlk_sandbox *sb, int64_t seconds);
+/** Run the sandbox privileged (sent only when set). */
 MLK_API int mlk_sandbox_set_privileged(mlk_sandbox *sb, int on);
 /** Guest workspace path (absolute, [A-Za-z0-9/_.-]). */
 MLK_API int mlk_sandbox_set_workspace(mlk_sandbox *sb, const char *guest_path);
+/** Mounts under the workspace: a host directory (read-write or read-only),
+ *  a memory filesystem, or an overlay (copy-on-write over a host dir). */
 MLK_API int mlk_sandbox_mount_host_dir(mlk_sandbox *sb, const char *guest_path, const char *host_path);
 MLK_API int mlk_sandbox_mount_host_dir_readonly(mlk_sandbox *sb, const char *guest_path, const char *host_path);
 MLK_API int mlk_sandbox_mount_memory(mlk_sandbox *sb, const char *guest_path);
@@ -236,6 +242,9 @@ MLK_API int mlk_sandbox_set_block_private_ips(mlk_sandbox *sb, int on);
 MLK_API int mlk_sandbox_unset_block_private_ips(mlk_sandbox *sb);
 /** Replace the DNS servers. */
 MLK_API int mlk_sandbox_set_dns_servers(mlk_sandbox *sb, const char *const *servers, size_t n);
+/** Hostname (server default: the VM id), MTU (server default 1500; a
+ *  negative value is MLK_EINVALID_MTU at create), and no network at all
+ *  (which excludes allowed hosts, secrets and interception). */
 MLK_API int mlk_sandbox_set_hostname(mlk_sandbox *sb, const char *hostname);
 MLK_API int mlk_sandbox_set_network_mtu(mlk_sandbox *sb, int64_t mtu);
 MLK_API int mlk_sandbox_set_no_network(mlk_sandbox *sb, int on);
@@ -394,10 +403,13 @@ enum { MLK_EXEC_BUFFERED = 0, MLK_EXEC_STREAM = 1, MLK_EXEC_PIPE = 2, MLK_EXEC_T
 
 /** Options of one exec.  Setters copy. */
 typedef struct mlk_exec_opts mlk_exec_opts;
+/** New exec options (buffered, no deadline, 24x80); NULL when out of
+ *  memory.  The options are copied by each call that takes them. */
 MLK_API mlk_exec_opts *mlk_exec_opts_new(void);
 MLK_API void mlk_exec_opts_free(mlk_exec_opts *o);
 /** MLK_EXEC_* (default buffered). */
 MLK_API int mlk_exec_opts_set_mode(mlk_exec_opts *o, int mode);
+/** Working directory and user (name, uid or uid:gid) in the sandbox. */
 MLK_API int mlk_exec_opts_set_working_dir(mlk_exec_opts *o, const char *dir);
 MLK_API int mlk_exec_opts_set_user(mlk_exec_opts *o, const char *user);
 /** Deadline in milliseconds from the call; 0: none. */
@@ -440,6 +452,8 @@ MLK_API int mlk_cancel(mlk_client *c, uint64_t op);
  *  line are streamed through an exec pipe into `cat`. */
 MLK_API int mlk_write_file(mlk_client *c, const char *path, const char *data, size_t len,
                            uint32_t mode, int64_t timeout_ms, mlk_result **out);
+/** Async form: data is copied before the call returns; `done` gets the
+ *  result from mlk_dispatch().  The same holds for every *_async below. */
 MLK_API int mlk_write_file_async(mlk_client *c, const char *path, const char *data, size_t len,
                                  uint32_t mode, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op);
 /** Read a file; bytes in mlk_result_data(). */
@@ -452,6 +466,7 @@ MLK_API int mlk_list_files_async(mlk_client *c, const char *path, int64_t timeou
                                  mlk_done_cb done, void *ud, uint64_t *op);
 /** The VM log so far, in mlk_result_data(). */
 MLK_API int mlk_log(mlk_client *c, int64_t timeout_ms, mlk_result **out);
+/** Async form of mlk_log. */
 MLK_API int mlk_log_async(mlk_client *c, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op);
 /** Follow the log: on_output(fd 1) with the existing log, then appended
  *  data, until mlk_cancel(op) (done gets MLK_ECANCELED) or the VM ends. */

@@ -95,6 +95,13 @@ MLK_API int mlk_config_set_env(mlk_config *c, const char *name, const char *valu
     return 0;
 }
 
+MLK_API int mlk_config_set_cli_timeout_ms(mlk_config *c, int64_t ms)
+{
+    if (!c || ms < 0) return MLK_EINVAL;
+    c->cli_timeout_ms = ms;
+    return 0;
+}
+
 MLK_API int mlk_config_set_max_line(mlk_config *c, uint64_t bytes)
 {
     if (!c || bytes < 1024) return MLK_EINVAL;
@@ -109,6 +116,7 @@ mlk_config *config_copy(const mlk_config *src)
     if (!src) return c;
     c->sudo = src->sudo;
     c->max_line = src->max_line;
+    c->cli_timeout_ms = src->cli_timeout_ms;
     if ((src->binary && !(c->binary = strdup(src->binary))) ||
         strv_copy(&c->launcher, &c->nlauncher, (const char *const *)src->launcher, src->nlauncher) ||
         strv_copy(&c->env, &c->nenv, (const char *const *)src->env, src->nenv)) {
@@ -288,10 +296,20 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
     char *ob = NULL, *eb = NULL;
     size_t on = 0, oc = 0, en = 0, ec = 0;
     struct pollfd p[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
-    int open_fds = 2;
+    int open_fds = 2, timed_out = 0;
+    int64_t limit = c ? c->cli_timeout_ms : 0;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     char tmp[8192];
     while (open_fds > 0) {
-        if (poll(p, 2, -1) < 0) {
+        int wait = -1;
+        if (limit > 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t left = limit - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+            if (left <= 0) { timed_out = 1; break; }
+            wait = (int)left;
+        }
+        if (poll(p, 2, wait) < 0) {
             if (errno == EINTR) continue;
             break;
         }
@@ -308,8 +326,16 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
             }
         }
     }
+    for (int i = 0; i < 2; i++)
+        if (p[i].fd >= 0) close(p[i].fd);
     int status = 0;
-    wait_child(pid, -1, &status);
+    wait_child(pid, timed_out ? 0 : -1, &status); /* a late command is killed */
+    if (timed_out) {
+        free(ob);
+        free(eb);
+        return result_fail(r, MLK_ETIMEDOUT, "'%s %s' did not finish within %lld ms and was killed",
+                           config_binary(c), nargs ? args[0] : "", (long long)limit);
+    }
     result_set_copy(r, 'd', ob ? ob : "", on);
     result_set_copy(r, 'e', eb ? eb : "", en);
     r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -14,6 +14,7 @@ struct mlk_config {
     char **env;              /* "NAME=VALUE" */
     size_t nenv;
     uint64_t max_line;
+    int64_t cli_timeout_ms;  /* deadline of CLI side channels; 0 = none */
 };
 
 mlk_config *config_copy(const mlk_config *src);   /* src may be NULL */

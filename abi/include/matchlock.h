@@ -186,6 +186,10 @@ MLK_API int mlk_config_set_sudo(mlk_config *cfg, int use_sudo);
 MLK_API int mlk_config_set_launcher(mlk_config *cfg, const char *const *argv, size_t n);
 /** Add NAME=VALUE to the child's environment (on top of the inherited one). */
 MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *value);
+/** Deadline of the CLI side channels (remove, volumes) in milliseconds;
+ *  a command still running then is killed and the call fails with
+ *  MLK_ETIMEDOUT.  0 (the default) waits as long as it takes. */
+MLK_API int mlk_config_set_cli_timeout_ms(mlk_config *cfg, int64_t ms);
 /** Largest response line accepted from the server (default 1 GiB).  A
  *  longer line fails the session with MLK_EPROTO. */
 MLK_API int mlk_config_set_max_line(mlk_config *cfg, uint64_t bytes);

@@ -302,3 +302,20 @@ Test(peer, errors_have_names)
     cr_assert_null(mlk_errname(-999));
     cr_assert_eq(mlk_version() / 10000, MLK_VERSION_MAJOR);
 }
+
+Test(peer, cli_deadline_kills_a_stuck_command, .timeout = 20)
+{
+    mlk_config *cfg = mlk_config_new();
+    const char *launcher[] = {"sh", "-c", "sleep 30", "peer"};
+    mlk_config_set_launcher(cfg, launcher, 4);
+    cr_assert_eq(mlk_config_set_cli_timeout_ms(cfg, 200), 0);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_volume_list(cfg, &r), MLK_ETIMEDOUT, "%s", mlk_result_message(r));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    cr_assert(b.tv_sec - a.tv_sec < 5, "returned promptly");
+    cr_assert(strstr(mlk_result_message(r), "200 ms"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_config_free(cfg);
+}

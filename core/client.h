@@ -16,6 +16,7 @@
 enum {
     K_CREATE, K_EXEC, K_EXEC_STREAM, K_EXEC_PIPE, K_EXEC_TTY, K_WRITE, K_WRITE_PIPE,
     K_READ, K_LIST, K_LOG, K_LOG_STREAM, K_ALLOW, K_PORTFWD, K_CLOSE,
+    K_CANCEL,  /* a cancel the core sent: in the table only so its answer is known */
 };
 
 
@@ -25,6 +26,7 @@ enum {
 #define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
 #define SERVER_MAX_LINE (10 * 1024 * 1024)
 #define STDERR_TAIL 4096
+#define BANNER_MAX 4096             /* non-protocol stdout kept before the first message */
 
 typedef struct pline {
     struct pline *next;
@@ -85,6 +87,9 @@ struct mlk_client {
     jdoc doc;
     req *table[NBUCKETS];
     int dead, detached;
+    int spoke;                    /* a valid JSON-RPC message arrived */
+    char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */
+    size_t banner_len;
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -182,6 +187,9 @@ void feed_more(mlk_client *c, req *r);
 void send_notice(mlk_client *c, req *r, int type, const char *tail, size_t tlen);
 void fail_all(mlk_client *c, int status, const char *msg);
 void stop_events(mlk_client *c);
+/* Give up on r: its caller gets status now, the server is asked to cancel,
+ * and whatever the server still sends for r is dropped. */
+void abandon(mlk_client *c, req *r, int status, const char *msg);
 /* The child is gone or broke the protocol: fail everything with status. */
 void die(mlk_client *c, int status, const char *why);
 /* Register r and send its line from the calling thread (takes line). */

@@ -118,17 +118,36 @@ static void output_consumed(mlk_client *c, size_t n)
     if (left < OUT_LOW && c->read_paused) ioloop_post(t_resume, c);
 }
 
-/* Queue a chunk of output: the base64 is decoded straight into the item
- * handed to the callback (one pass over the bytes, no copy). */
-static void post_output(req *r, int fd, const jnode *b64)
+/* A notification for r that cannot be delivered: the call fails (and is
+ * cancelled on the server) rather than lose the data silently. */
+static void output_lost(mlk_client *c, req *r, int status, const char *method, const char *why)
 {
-    if (!r->on_output || !b64 || b64->type != JN_STR) return;
-    out_item *o = malloc(sizeof *o + b64->len / 4 * 3 + 3);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: the server's %s notification %s; the call was cancelled",
+             method_names[r->kind], method, why);
+    abandon(c, r, status, msg);
+}
+
+/* Queue a chunk of output: the base64 is decoded straight into the item
+ * handed to the callback (one pass over the bytes, no copy).  Without a
+ * callback the data is only checked. */
+static void post_output(mlk_client *c, req *r, const char *method, int fd, const jnode *b64)
+{
+    if (!b64 || b64->type != JN_STR) {
+        output_lost(c, r, MLK_EPROTO, method, "has no base64 \"data\" string (protocol error)");
+        return;
+    }
+    out_item *o = r->on_output ? malloc(sizeof *o + b64->len / 4 * 3 + 3) : NULL;
+    if (r->on_output && !o) { output_lost(c, r, MLK_ENOMEM, method, "could not be stored (out of memory)"); return; }
+    /* without a callback the bytes are only checked, decoded in place */
+    long long dn = b64_decode(b64->s, b64->len, o ? (unsigned char *)o->data : (unsigned char *)b64->s);
+    if (dn < 0) {
+        free(o);
+        output_lost(c, r, MLK_EPROTO, method, "carries invalid base64 (protocol error)");
+        return;
+    }
     if (!o) return;
-    long long dn = b64_decode(b64->s, b64->len, (unsigned char *)o->data);
-    if (dn < 0) { free(o); return; }
     size_t n = (size_t)dn;
-    mlk_client *c = r->c;
     o->c = c;
     o->base.run = out_run;
     o->base.drop = out_drop;
@@ -194,7 +213,14 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
     uint64_t id;
     if (jn_uint(jd_get(d, params, "id"), &id) != 0) return;
     req *r = table_get(c, id);
-    if (!r || r->abandoned) return;
+    if (!r && (id == 0 || id >= c->next_id)) {
+        char why[160];
+        snprintf(why, sizeof why, "protocol error: the server sent %.40s for id %llu, which this client never used",
+                 method, (unsigned long long)id);
+        die(c, MLK_EPROTO, why);
+        return;
+    }
+    if (!r || r->abandoned) return; /* late output of a call already answered or given up */
     const char *dot = strrchr(method, '.');
     if (!dot) return;
     dot++;
@@ -202,14 +228,18 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
     int fd = strcmp(dot, "stderr") == 0 ? 2 : 1;
     if (fd == 1 && strcmp(dot, "stdout") != 0 && strcmp(dot, "data") != 0) return;
     const jnode *data = jd_get(d, params, "data");
-    if (r->kind != K_WRITE_PIPE) {
-        post_output(r, fd, data);
+    if (r->kind != K_WRITE_PIPE || fd == 1) {
+        post_output(c, r, method, fd, data);
         return;
     }
     /* a big write's `cat` keeps its stderr for the error message */
     const char *p;
     size_t n;
-    if (fd != 2 || r->errlen >= 4096 || decode_field(data, &p, &n) != 0) return;
+    if (decode_field(data, &p, &n) != 0 || !data) {
+        output_lost(c, r, MLK_EPROTO, method, "carries no valid base64 \"data\" (protocol error)");
+        return;
+    }
+    if (r->errlen >= 4096) return;
     size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
     char *e = realloc(r->errbuf, r->errlen + k + 1);
     if (e) {
@@ -300,13 +330,44 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_
     return out;
 }
 
+/* The first bytes of a line, printable, for a message. */
+static void quote_line(char *dst, size_t cap, const char *p, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 4 < cap; i++)
+        dst[k++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
+    if (k + 4 >= cap && k < n) { memcpy(dst + k, "...", 3); k += 3; }
+    dst[k] = '\0';
+}
+
+/* A line that is not a JSON-RPC message.  Before the first message it is a
+ * launcher's banner, kept (up to BANNER_MAX bytes) for the error message;
+ * after it, or beyond that much, the session fails. */
+static void not_a_message(mlk_client *c, const char *line, size_t len)
+{
+    char q[80], why[200];
+    quote_line(q, sizeof q, line, len);
+    if (!c->spoke && c->banner_len + len + 1 <= BANNER_MAX) {
+        memcpy(c->banner + c->banner_len, line, len);
+        c->banner_len += len;
+        c->banner[c->banner_len++] = '\n';
+        return;
+    }
+    if (c->spoke)
+        snprintf(why, sizeof why, "protocol error: the server sent a line that is not a JSON-RPC message: \"%s\"", q);
+    else
+        snprintf(why, sizeof why, "protocol error: the server printed more than %d bytes before its first "
+                 "JSON-RPC message", BANNER_MAX);
+    die(c, MLK_EPROTO, why);
+}
+
 static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, int *steal)
 {
     size_t i = 0;
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
     if (i == len) return;
     jdoc *d = &c->doc;
-    if (line[i] != '{') return; /* not a message (a launcher's banner, say): skipped */
+    if (line[i] != '{') { not_a_message(c, line, len); return; }
     if (jd_parse(d, line, len) != 0) {
         char why[160];
         snprintf(why, sizeof why, "protocol error: the server sent a malformed line (%s)", d->err);
@@ -314,17 +375,29 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
         return;
     }
     const jnode *root = jd_root(d);
-    if (!root || root->type != JN_OBJ) return;
     const jnode *idn = jd_get(d, root, "id");
     const char *method = jd_str(d, root, "method", NULL);
+    if (!method && !idn) { not_a_message(c, line, len); return; }
+    c->spoke = 1;
     if (method && (!idn || idn->type == JN_NULL)) {
         on_notification(c, method, jd_get(d, root, "params"));
         return;
     }
     uint64_t id;
-    if (jn_uint(idn, &id) != 0) return;
-    req *r = table_get(c, id);
-    if (!r) return;
+    req *r = jn_uint(idn, &id) == 0 ? table_get(c, id) : NULL;
+    if (!r) {
+        /* Only ids this client sent and has not seen answered are legitimate
+         * (abandoned calls and the core's own cancels stay in the table). */
+        char q[80], why[240];
+        quote_line(q, sizeof q, line, len);
+        const char *em = jd_str(d, jd_get(d, root, "error"), "message", NULL);
+        if (idn->type == JN_NULL && em)
+            snprintf(why, sizeof why, "protocol error: the server reported an error for no request: %.120s", em);
+        else
+            snprintf(why, sizeof why, "protocol error: the server answered an id this client is not waiting for: \"%s\"", q);
+        die(c, MLK_EPROTO, why);
+        return;
+    }
     table_del(c, r);
     if (r->abandoned) { req_free(r); return; }
     const jnode *err = jd_get(d, root, "error");

@@ -16,6 +16,7 @@
 const char *const method_names[] = {
     "create", "exec", "exec_stream", "exec_pipe", "exec_tty", "write_file", "exec_pipe",
     "read_file", "list_files", "log", "log_stream", "allow_list", "port_forward", "close",
+    "cancel",
 };
 
 const char *kind_method(int kind) { return method_names[kind]; }
@@ -138,22 +139,30 @@ static void on_writable_locked(evutil_socket_t fd, short what, void *arg)
 static IO_EVENT(on_writable, (mlk_client *)ARG)
 
 /* Give up on a request: its caller gets `status` now, the server is asked
- * to cancel, and whatever the server still sends for it is dropped. */
-static void abandon(mlk_client *c, req *r, int status, const char *msg)
+ * to cancel, and whatever the server still sends for it is dropped.  The
+ * cancel request stays in the table (abandoned, no caller) so that its
+ * answer is a known id. */
+void abandon(mlk_client *c, req *r, int status, const char *msg)
 {
     if (r->abandoned) return;
     r->abandoned = 1;
     if (r->timer) { event_free(r->timer); r->timer = NULL; }
     post_fail(r, status, msg);
+    if (c->dead || c->detached) return;
+    req *k = req_new(c, K_CANCEL, 0);
     jw w;
     jw_init(&w);
     jw_obj(&w);
     jw_key(&w, "jsonrpc"); jw_str(&w, "2.0");
     jw_key(&w, "method"); jw_str(&w, "cancel");
     jw_key(&w, "params"); jw_obj(&w); jw_key(&w, "id"); jw_uint(&w, r->id); jw_obj_end(&w);
-    jw_key(&w, "id"); jw_uint(&w, c->next_id++);
+    jw_key(&w, "id"); jw_uint(&w, k ? k->id : c->next_id++);
     jw_obj_end(&w);
     jw_nl(&w);
+    if (k) {
+        k->abandoned = 1;
+        table_put(c, k);
+    }
     if (!w.oom) out_add(c, w.buf, w.len);
     jw_free(&w);
 }
@@ -196,8 +205,11 @@ void die(mlk_client *c, int status, const char *why)
     c->dead = 1;
     read_stderr(c); /* what it said before it died is already in the pipe */
     pthread_mutex_lock(&c->mu);
-    char *msg = xasprintf("%s%s%.*s", why, c->tail_len ? "; its stderr ends with: " : "",
-                          (int)c->tail_len, c->tail);
+    /* a launcher's banner (stdout before any message) often says what went wrong */
+    size_t bl = c->spoke ? 0 : c->banner_len;
+    while (bl && c->banner[bl - 1] == '\n') bl--;
+    char *msg = xasprintf("%s%s%.*s%s%.*s", why, bl ? "; its stdout began with: " : "", (int)bl, c->banner,
+                          c->tail_len ? "; its stderr ends with: " : "", (int)c->tail_len, c->tail);
     free(c->dead_msg);
     c->dead_msg = msg;
     c->dead_status = status;

@@ -144,7 +144,7 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     *out = NULL;
     mlk_client *c = calloc(1, sizeof *c);
     if (!c) return fail_now(MLK_ENOMEM, res, "out of memory");
-    c->in_fd = c->out_fd = c->err_fd = -1;
+    c->in_fd = c->out_fd = c->err_fd = c->pid_fd = -1;
     c->next_id = 1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutexattr_t ma;
@@ -187,6 +187,7 @@ void client_final_free(mlk_client *c)
     if (c->out_fd >= 0) close(c->out_fd);
     if (c->err_fd >= 0) close(c->err_fd);
     if (c->in_fd >= 0) close(c->in_fd);
+    if (c->pid_fd >= 0) close(c->pid_fd);
     queue_destroy(&c->mainq);
     hooks_free(c);
     jd_free(&c->doc);

@@ -81,6 +81,9 @@ struct mlk_client {
     pthread_mutex_t io_mu;
     /* under io_mu: */
     struct event *ev_read, *ev_write, *ev_err;
+    struct event *ev_exit;        /* the child's exit: its pidfd, or a polling timer */
+    int pid_fd;                   /* -1 when none */
+    int exited;                   /* the child exited; seen while reading was paused */
     struct evbuffer *outbuf;
     char *buf;
     size_t len, cap, scan;
@@ -187,6 +190,12 @@ void feed_more(mlk_client *c, req *r);
 void send_notice(mlk_client *c, req *r, int type, const char *tail, size_t tlen);
 void fail_all(mlk_client *c, int status, const char *msg);
 void stop_events(mlk_client *c);
+/* The child exited (I/O thread): read what it left, then fail what is
+ * pending even when a process it started keeps its pipes open. */
+void child_exited(mlk_client *c);
+/* Stop every event and close every descriptor of the child (I/O thread,
+ * after the close or at free); the tail of its stderr is kept. */
+void release_child_fds(mlk_client *c);
 /* Give up on r: its caller gets status now, the server is asked to cancel,
  * and whatever the server still sends for r is dropped. */
 void abandon(mlk_client *c, req *r, int status, const char *msg);
@@ -203,6 +212,7 @@ void t_stdin(void *arg);
 
 /* ---- reader.c: incoming lines, stderr, queue items ------------------- */
 void on_readable(evutil_socket_t fd, short what, void *arg);
+void on_readable_locked(evutil_socket_t fd, short what, void *arg);
 void on_stderr(evutil_socket_t fd, short what, void *arg);
 /* Read what the child wrote to stderr so far into its tail. */
 void read_stderr(mlk_client *c);

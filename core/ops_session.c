@@ -184,10 +184,10 @@ typedef struct close_cont {
     mlk_client *c;
     route rt, *rtp;
     uint64_t op;
-    int wait_ms;
+    int wait_ms;                 /* the whole close's budget */
     mlk_result *res;             /* the close RPC's outcome */
     struct event *timer;         /* I/O: polls for the child's exit */
-    struct timespec deadline;
+    struct timespec start, deadline;
 } close_cont;
 
 static long ms_left(const struct timespec *deadline)
@@ -200,10 +200,14 @@ static long ms_left(const struct timespec *deadline)
 static void close_complete(close_cont *k, int killed)
 {
     mlk_client *c = k->c;
+    release_child_fds(c);
     mlk_result *res = k->res ? k->res : result_new();
-    if (res && (res->status == MLK_ETIMEDOUT || (killed && res->status == 0)))
-        result_fail(res, MLK_ECLOSE_TIMEOUT, "close timed out after %d ms; the matchlock process was killed",
-                    k->wait_ms);
+    if (res && (res->status == MLK_ETIMEDOUT || (killed && res->status == 0))) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long spent = (now.tv_sec - k->start.tv_sec) * 1000 + (now.tv_nsec - k->start.tv_nsec) / 1000000;
+        result_fail(res, MLK_ECLOSE_TIMEOUT, "close timed out after %ld ms; the matchlock process was killed", spent);
+    }
     /* A server that already exited is a closed server, not an error. */
     if (res && (res->status == MLK_EDEAD || res->status == MLK_ECLOSED)) result_fail(res, 0, NULL);
     pthread_mutex_lock(&c->mu);
@@ -214,7 +218,8 @@ static void close_complete(close_cont *k, int killed)
     free(k);
 }
 
-/* I/O thread: wait for the child without blocking the loop. */
+/* I/O thread: wait for the child without blocking the loop, until the
+ * close's one deadline (set when the close started). */
 static void close_poll(evutil_socket_t fd, short what, void *arg)
 {
     close_cont *k = arg;
@@ -235,10 +240,6 @@ static void t_close_finish(void *p)
 {
     close_cont *k = p;
     t_shutdown(k->c);
-    clock_gettime(CLOCK_MONOTONIC, &k->deadline);
-    k->deadline.tv_sec += k->wait_ms / 1000;
-    k->deadline.tv_nsec += (long)(k->wait_ms % 1000) * 1000000;
-    if (k->deadline.tv_nsec >= 1000000000) { k->deadline.tv_sec++; k->deadline.tv_nsec -= 1000000000; }
     k->timer = evtimer_new(ioloop_base(), close_poll, k);
     if (!k->timer) { close_complete(k, 0); return; }
     close_poll(-1, 0, k);
@@ -285,6 +286,11 @@ static int do_close(mlk_client *c, double timeout_s, int blocking, mlk_done_cb d
     k->rt = rt;
     k->rtp = blocking ? &rt : &k->rt;
     k->wait_ms = timeout_s > 0 ? (int)(timeout_s * 1000) + 1000 : 2000;
+    clock_gettime(CLOCK_MONOTONIC, &k->start);
+    k->deadline = k->start;
+    k->deadline.tv_sec += k->wait_ms / 1000;
+    k->deadline.tv_nsec += (long)(k->wait_ms % 1000) * 1000000;
+    if (k->deadline.tv_nsec >= 1000000000) { k->deadline.tv_sec++; k->deadline.tv_nsec -= 1000000000; }
     r->c = c;
     r->kind = K_CLOSE;
     r->id = id;

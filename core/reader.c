@@ -106,6 +106,7 @@ static void t_resume_locked(void *p)
     if (c->read_paused && c->queued_out < OUT_LOW && c->ev_read && !c->dead && !c->detached) {
         c->read_paused = 0;
         event_add(c->ev_read, NULL);
+        if (c->exited) child_exited(c);
     }
 }
 
@@ -450,7 +451,7 @@ static void process_lines(mlk_client *c)
     c->scan = c->len;
 }
 
-static void on_readable_locked(evutil_socket_t fd, short what, void *arg)
+void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
     for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {

@@ -9,8 +9,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const char *const method_names[] = {
@@ -196,6 +200,78 @@ void stop_events(mlk_client *c)
 {
     if (c->ev_read) { event_free(c->ev_read); c->ev_read = NULL; }
     if (c->ev_write) { event_free(c->ev_write); c->ev_write = NULL; }
+    if (c->ev_exit) { event_free(c->ev_exit); c->ev_exit = NULL; }
+}
+
+void release_child_fds(mlk_client *c)
+{
+    pthread_mutex_lock(&c->io_mu);
+    stop_events(c);
+    read_stderr(c);
+    if (c->ev_err) { event_free(c->ev_err); c->ev_err = NULL; }
+    if (c->in_fd >= 0) { close(c->in_fd); c->in_fd = -1; }
+    if (c->out_fd >= 0) { close(c->out_fd); c->out_fd = -1; }
+    if (c->err_fd >= 0) { close(c->err_fd); c->err_fd = -1; }
+    if (c->pid_fd >= 0) { close(c->pid_fd); c->pid_fd = -1; }
+    pthread_mutex_unlock(&c->io_mu);
+}
+
+/* ---- the child's exit ----------------------------------------------------
+ * Death is not only EOF: a server that dies while a process it started
+ * keeps its stdout open would otherwise leave every call waiting.  The I/O
+ * thread watches the child itself (a pidfd; where there is none, a 50 ms
+ * waitid(WNOWAIT) poll), without reaping it (close does that). */
+
+void child_exited(mlk_client *c)
+{
+    if (c->dead || c->detached) return;
+    if (c->read_paused) { c->exited = 1; return; } /* t_resume comes back here */
+    /* what it wrote before it died is still in the pipe: read it first */
+    if (c->ev_read) on_readable_locked(c->out_fd, EV_READ, c);
+    if (c->dead || c->detached || c->read_paused) { if (c->read_paused) c->exited = 1; return; }
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    char why[200];
+    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == c->pid &&
+        si.si_code != CLD_EXITED)
+        snprintf(why, sizeof why, "connection closed: the matchlock process was killed by signal %d "
+                 "(a process it started still holds its output)", si.si_status);
+    else
+        snprintf(why, sizeof why, "connection closed: the matchlock process exited with status %d "
+                 "(a process it started still holds its output)", si.si_status);
+    die(c, MLK_EDEAD, why);
+}
+
+static void on_child_exit_locked(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    if (c->pid_fd < 0) { /* polling */
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != c->pid) return;
+    }
+    if (c->ev_exit) { event_free(c->ev_exit); c->ev_exit = NULL; }
+    child_exited(c);
+}
+
+static IO_EVENT(on_child_exit, (mlk_client *)ARG)
+
+static void watch_child(mlk_client *c)
+{
+    struct event_base *b = ioloop_base();
+#ifdef SYS_pidfd_open
+    c->pid_fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+#endif
+    if (c->pid_fd >= 0) {
+        fcntl(c->pid_fd, F_SETFD, FD_CLOEXEC);
+        c->ev_exit = event_new(b, c->pid_fd, EV_READ, on_child_exit, c);
+        if (c->ev_exit) event_add(c->ev_exit, NULL);
+        return;
+    }
+    c->pid_fd = -1;
+    c->ev_exit = event_new(b, -1, EV_PERSIST, on_child_exit, c);
+    struct timeval tv = {0, 50000};
+    if (c->ev_exit) event_add(c->ev_exit, &tv);
 }
 
 
@@ -352,6 +428,7 @@ static void t_attach_locked(void *p)
     c->ev_err = event_new(b, c->err_fd, EV_READ | EV_PERSIST, on_stderr, c);
     if (c->ev_read) event_add(c->ev_read, NULL);
     if (c->ev_err) event_add(c->ev_err, NULL);
+    watch_child(c);
 }
 
 IO_TASK(t_attach, (mlk_client *)ARG)

@@ -188,3 +188,107 @@ Test(hostile, endless_output_before_the_first_message_fails_at_once, .timeout = 
     mlk_result_free(r);
     mlk_client_free(c);
 }
+
+/* ---- 4. death behind a grandchild --------------------------------------- */
+
+Test(hostile, death_behind_a_grandchild_fails_pending_calls_at_once, .timeout = 20)
+{
+    mlk_client *c = hostile("grandchild", 0);
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
+    mlk_result *r = NULL;
+    double t0 = now_s();
+    int rc = mlk_exec(c, "true", o, &r);
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_EDEAD, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "connection closed"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "status 3"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "grandchild"), "the stderr tail: %s", mlk_result_message(r));
+    cr_assert(el < 1.0, "took %.2fs", el);
+    mlk_result_free(r);
+    mlk_exec_opts_free(o);
+    cr_assert_eq(mlk_close(c, 0, NULL), 0);
+    finish(c);
+}
+
+Test(hostile, death_mid_call_and_closed_stdout, .timeout = 20)
+{
+    const char *modes[] = {"dies-mid-call", "closes-stdout"};
+    for (int i = 0; i < 2; i++) {
+        mlk_client *c = hostile(modes[i], 1);
+        mlk_result *r = NULL;
+        cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+        double t0 = now_s();
+        int rc = mlk_exec(c, "true", NULL, &r);
+        double el = now_s() - t0;
+        cr_assert_eq(rc, MLK_EDEAD, "%s: rc=%d %s", modes[i], rc, mlk_result_message(r));
+        cr_assert(strstr(mlk_result_message(r), "connection closed"), "%s", mlk_result_message(r));
+        if (i == 0) cr_assert(strstr(mlk_result_message(r), "died mid-call"), "%s", mlk_result_message(r));
+        cr_assert(el < 1.0, "%s took %.2fs", modes[i], el);
+        mlk_result_free(r);
+        finish(c);
+    }
+}
+
+/* ---- 5. close keeps to its budget ---------------------------------------- */
+
+Test(hostile, close_of_a_server_that_stopped_reading_keeps_one_deadline, .timeout = 20)
+{
+    mlk_client *c = hostile("stops-reading", 1);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    double t0 = now_s();
+    int rc = mlk_close(c, 1.0, &r); /* budget: the timeout + 1 s */
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_ECLOSE_TIMEOUT, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(el < 2.8, "took %.2fs for a 2 s budget", el);
+    int said = -1;
+    const char *m = strstr(mlk_result_message(r), "after ");
+    cr_assert(m && sscanf(m, "after %d ms", &said) == 1, "%s", mlk_result_message(r));
+    cr_assert(said >= 1900 && said <= el * 1000 + 50, "said %d ms, took %.0f ms", said, el * 1000);
+    mlk_result_free(r);
+    finish(c);
+}
+
+/* ---- close and free release every descriptor at once -------------------- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the DIR's own */
+}
+
+static void never(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    mlk_hook_fail(call, "no");
+}
+
+Test(hostile, close_releases_the_childs_descriptors_and_free_the_rest, .timeout = 20)
+{
+    mlk_client *warm = hostile("ok", 0); /* the I/O thread's own descriptors exist already */
+    int before = count_fds();
+    mlk_client *c = hostile("ok", 0);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char rule[] = "\x81\xa5hosts\x91\xa1*"; /* {hosts: ["*"]} */
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, rule, sizeof rule - 1, never, NULL), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 5000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    int open_fds = count_fds();
+    cr_assert_geq(open_fds, before + 5, "pipes, pidfd, queue and hook socket: %d -> %d", before, open_fds);
+    cr_assert_eq(mlk_close(c, 1, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    int closed = count_fds();
+    cr_assert_eq(closed, before + 1, "after close only the dispatch fd is left: %d -> %d -> %d", before, open_fds, closed);
+    finish(c);
+    cr_assert_eq(count_fds(), before, "after free nothing is left");
+    mlk_client_free(warm);
+}

@@ -151,6 +151,7 @@ int main(int argc, char **argv)
         const char *m = jd_str(&d, root, "method", "");
         uint64_t id;
         if (jn_uint(jd_get(&d, root, "id"), &id) != 0) continue; /* stdin, EOF, resize: notifications */
+        if (strcmp(mode, "stops-reading") == 0 && seen >= after) linger(); /* not even a close */
         if (strcmp(m, "close") == 0) { answer(id, "{}"); continue; }
         if (strcmp(m, "cancel") == 0 && strcmp(mode, "unknown-ids") != 0) { behave(m, id, 0); continue; }
         if (seen++ < after || strcmp(mode, "ok") == 0 || strcmp(mode, "banner") == 0) { behave(m, id, 0); continue; }
@@ -167,8 +168,6 @@ int main(int argc, char **argv)
             if (g == 0) linger(); /* holds stdin, stdout and stderr */
             fprintf(stderr, "hostile peer: dying; grandchild %d keeps the pipes\n", (int)g);
             _exit(3);
-        } else if (strcmp(mode, "stops-reading") == 0) {
-            linger();
         } else if (strcmp(mode, "dies-mid-call") == 0) {
             fprintf(stderr, "fatal: hostile peer died mid-call\n");
             _exit(3);

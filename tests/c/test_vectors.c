@@ -3,9 +3,8 @@
  * mlk_port_forward_parse, allow_list.jsonl through mlk_allow_list_normalize.
  *
  * Each file is one test that runs every case and names every failing case
- * in its message.  The vectors directory is $MLK_VECTORS_DIR or the
- * project's copy, MLK_SOURCE_DIR "/tests/vectors"; a missing file fails the
- * test. */
+ * in its message.  The vectors directory is $MLK_VECTORS_DIR or
+ * MLK_SOURCE_DIR "/tests/vectors"; a missing file fails the test. */
 #include <criterion/criterion.h>
 
 #include "internal.h"

@@ -345,7 +345,8 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
                  char **argv_override, char **err)
 {
     const char *cwd = ep && ep->working_dir && *ep->working_dir ? ep->working_dir
-                    : v->img_workdir && *v->img_workdir ? v->img_workdir : v->workspace;
+                    : v->img_workdir && *v->img_workdir ? v->img_workdir
+                    : v->workspace_set ? v->workspace : "/";   /* upstream's order */
     const char *user = ep && ep->user && *ep->user ? ep->user : v->img_user;
     uid_t uid = 0;
     gid_t gid = 0;

@@ -166,7 +166,8 @@ struct vm {
     char id[16];
     char *dir, *root, *log_path, *etc_dir, *shm_dir;
     int log_fd;
-    char *workspace;
+    char *workspace;             /* relative file-call paths start here */
+    int workspace_set;           /* vfs.workspace was given: commands start there */
     mount *mounts;
     size_t nmounts;
     char **env;                  /* NULL-terminated "K=V" list */

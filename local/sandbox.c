@@ -218,7 +218,7 @@ static int etc_secret(const char *name)
 {
     for (int i = 0; etc_hidden[i]; i++)
         if (!strcmp(name, etc_hidden[i])) return 1;
-    return !strcmp(name, "hosts") || !strcmp(name, "hostname");
+    return !strcmp(name, "hosts") || !strcmp(name, "hostname") || !strcmp(name, "resolv.conf");
 }
 
 /* Copy the host's /etc into the VM's etc dir, leaving out its secrets;
@@ -347,12 +347,16 @@ static int bwrap_works(vm *v, char **why)
 
 /* ---- create --------------------------------------------------------------- */
 
-static int write_text(const char *path, const char *text)
+/* Write the VM's own etc/NAME (replacing whatever the copy of the host's
+ * or the image's /etc had there, symlinks included). */
+static void write_etc(vm *v, const char *name, const char *text)
 {
+    char *path = NULL;
+    if (!text || asprintf(&path, "%s/%s", v->etc_dir, name) < 0) return;
+    unlink(path);
     FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs(text, f);
-    return fclose(f);
+    if (f) { fputs(text, f); fclose(f); }
+    free(path);
 }
 
 static int build_tree(vm *v, char **msg)
@@ -426,6 +430,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
 
     /* network */
     const char *hostname = NULL;
+    char **dns = NULL;
     const jnode *net = jd_get(d, params, "network");
     if (!absent(net)) {
         if (!is_type(net, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network: expected an object"); goto bad; }
@@ -459,6 +464,9 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
             if (!valid_host_entry(host)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].host: invalid host", i); goto bad; }
             if (!valid_ip(ip)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i); goto bad; }
         }
+        if ((code = str_array(d, jd_get(d, net, "dns_servers"), "network.dns_servers", &dns, msg))) goto bad;
+        for (char **ns = dns; ns && *ns; ns++)
+            if (!valid_host_entry(*ns)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.dns_servers: invalid server \"%s\"", *ns); goto bad; }
         const jnode *mtu = jd_get(d, net, "mtu");
         int64_t m;
         if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.mtu: expected a non-negative integer"); goto bad; }
@@ -496,6 +504,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         }
     }
     v->workspace = clean_abs(workspace ? workspace : "/workspace");
+    v->workspace_set = workspace != NULL;
     if (!v->workspace || !strcmp(v->workspace, "/")) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: invalid path"); goto bad; }
     for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k)) {
         const jnode *m = jd_val(k);
@@ -573,6 +582,8 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     /* network interception: secrets' placeholders override the env */
     if ((code = proxy_configure(v, d, is_type(net, JN_OBJ) ? net : NULL, msg))) goto bad;
 
+    if (!dns) dns = strv_push(strv_push(NULL, "8.8.8.8"), "8.8.4.4");   /* upstream's default */
+
     /* ---- validated: build the VM directory ---- */
     v->dir = state_sub("vms", v->id);
     if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
@@ -601,23 +612,33 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         free(cfg);
         jw_free(&w);
     }
-    /* etc/hosts and etc/hostname */
+    /* etc/hosts, etc/hostname and etc/resolv.conf, laid out as upstream's
+     * guest init writes them */
     {
         jw h;
         jw_init(&h);
         char line[512];
-        int n = snprintf(line, sizeof line, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                         "127.0.1.1\t%s\n", v->hostname);
+        int n = snprintf(line, sizeof line, "127.0.0.1 localhost localhost.localdomain %s\n", v->hostname);
         jw_raw(&h, line, (size_t)n);
         for (const jnode *x = jd_first(d, net ? jd_get(d, net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
-            n = snprintf(line, sizeof line, "%s\t%s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
+            n = snprintf(line, sizeof line, "%s %s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
             jw_raw(&h, line, (size_t)n);
         }
-        char *hosts = NULL, *hn = NULL, *text = jw_take(&h, NULL);
-        if (asprintf(&hosts, "%s/hosts", v->etc_dir) >= 0 && text) write_text(hosts, text);
+        static const char tail[] = "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
+        jw_raw(&h, tail, sizeof tail - 1);
+        char *text = jw_take(&h, NULL);
+        write_etc(v, "hosts", text);
+        free(text);
         snprintf(line, sizeof line, "%s\n", v->hostname);
-        if (asprintf(&hn, "%s/hostname", v->etc_dir) >= 0) write_text(hn, line);
-        free(hosts); free(hn); free(text);
+        write_etc(v, "hostname", line);
+        jw_init(&h);
+        for (char **ns = dns; *ns; ns++) {
+            n = snprintf(line, sizeof line, "nameserver %s\n", *ns);
+            jw_raw(&h, line, (size_t)n);
+        }
+        text = jw_take(&h, NULL);
+        write_etc(v, "resolv.conf", text);
+        free(text);
     }
     /* mounts */
     {
@@ -692,9 +713,11 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     if (!v->use_bwrap && v->no_network) vm_log(v, "no_network is not enforced without bwrap");
     if (v->intercept && (code = proxy_start(s, v, msg))) goto bad;
     vm_log(v, "VM %s ready", v->id);
+    strv_free(dns);
     *out = v;
     return 0;
 bad:
+    strv_free(dns);
     if (v->dir) rm_rf(v->dir);
     if (v->shm_dir) rm_rf(v->shm_dir);
     vm_free(v);

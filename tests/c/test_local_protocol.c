@@ -807,7 +807,7 @@ Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
                             "echo new > /workspace/host/made.txt; echo x > /workspace/ro/x 2>/dev/null || echo ro-refused; "
                             "echo changed > /workspace/ovl/base.txt; echo m > /workspace/mem/m.txt; cat /workspace/mem/m.txt\"",
                      &out, NULL), 0);
-    cr_assert_str_eq(out, "boxy\n10.1.2.3\tdb.internal\nfrom host\nro-refused\nm\n");
+    cr_assert_str_eq(out, "boxy\n10.1.2.3 db.internal\nfrom host\nro-refused\nm\n");
     free(out);
     snprintf(path, sizeof path, "%s/made.txt", host);
     cr_assert_eq(access(path, F_OK), 0, "host_fs is a read-write bind");
@@ -890,6 +890,88 @@ Test(local_protocol, file_events_for_mounts, .timeout = 20)
     }
     cr_assert(write_seen, "a write event for a file under the mount");
     cr_assert_not(outside_seen, "no events outside the mounts");
+    peer_stop(&p);
+}
+
+/* ---- behaviour that matches upstream (issue 13) ----------------------------- */
+
+/* One command in a fresh VM: its stdout (malloc'd); *code gets the exit code. */
+static char *run_in(const char *create, const char *cmd_json, int *code)
+{
+    peer p;
+    start_vm(&p, create);
+    char *out = NULL;
+    int c = run(&p, 2, cmd_json, &out, NULL);
+    if (code) *code = c;
+    peer_stop(&p);
+    return out;
+}
+
+Test(local_compat, working_dir_defaults_like_upstream, .timeout = 30)
+{
+    char *out = run_in(NULL, "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/\n", "no workspace: commands start in /");
+    free(out);
+    out = run_in("{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"}}", "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/ws\n", "the configured workspace");
+    free(out);
+    out = run_in("{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"},\"image_config\":{\"working_dir\":\"/tmp\"}}",
+                 "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/tmp\n", "the image's working dir comes before the workspace");
+    free(out);
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"}}");
+    msg *m = call(&p, 2, "exec", "{\"command\":\"pwd\",\"working_dir\":\"/var\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    out = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(out, "/var\n", "the request's working dir first");
+    free(out);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_compat, etc_hosts_layout, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":["
+                 "{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"},{\"host\":\"v6\",\"ip\":\"fd00::1\"}]}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/hosts\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "127.0.0.1 localhost localhost.localdomain boxy\n10.1.2.3 db.internal\nfd00::1 v6\n"
+                          "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n");
+    free(out);
+    peer_stop(&p);
+    /* without a hostname the VM id is the name */
+    const char *id = start_vm(&p, NULL);
+    char want[128];
+    snprintf(want, sizeof want, "127.0.0.1 localhost localhost.localdomain %s\n", id);
+    need_isolation(&p);
+    cr_assert_eq(run(&p, 2, "\"head -n1 /etc/hosts\"", &out, NULL), 0);
+    cr_assert_str_eq(out, want);
+    free(out);
+    peer_stop(&p);
+}
+
+Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n", "upstream's default servers");
+    free(out);
+    peer_stop(&p);
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1\",\"9.9.9.9\"]}}");
+    cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "nameserver 1.1.1.1\nnameserver 9.9.9.9\n");
+    free(out);
+    peer_stop(&p);
+    peer_start(&p);
+    msg *m = call(&p, 1, "create", "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1 evil\"]}}");
+    cr_assert_eq(msg_code(m), -32602, "a server with a space would break the file: %s", m->text);
+    msg_free(m);
     peer_stop(&p);
 }
 

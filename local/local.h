@@ -27,6 +27,12 @@
 #include <time.h>
 
 #define LOCAL_VERSION "0.1.0"
+#ifndef LOCAL_COMMIT
+#define LOCAL_COMMIT "unknown"   /* both set by CMake */
+#endif
+#ifndef LOCAL_BUILT
+#define LOCAL_BUILT "unknown"
+#endif
 #define MAX_LINE (10u * 1024 * 1024)  /* request line cap, as upstream */
 #define CHUNK_MAX (64u * 1024)        /* output bytes per notification */
 #define STDIN_QUEUE_MAX (8u << 20)    /* queued stdin per command before reading pauses */
@@ -50,6 +56,10 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 /* Copy a tree (files, dirs, symlinks; modes kept).  0 or -1 with errno. */
 int copy_tree(const char *src, const char *dst);
+/* The VM dir belongs to this process (a pid file), and whether the process
+ * that wrote it is still alive (rm refuses running VMs). */
+void vm_mark_running(const char *dir);
+int vm_running(const char *dir);
 /* A valid volume or VM name: [A-Za-z0-9_.-], not starting with '.'. */
 int valid_name(const char *s);
 

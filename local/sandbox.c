@@ -595,6 +595,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         code = fail(msg, MLK_RPC_VM_FAILED, "creating %s: %s", v->dir, strerror(errno));
         goto bad;
     }
+    vm_mark_running(v->dir);
     populate_etc(v->etc_dir);
     v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, img->s);

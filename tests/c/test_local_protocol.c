@@ -33,6 +33,7 @@ typedef struct peer {
     char *buf;
     size_t len, cap;
     char state[256];        /* XDG_STATE_HOME */
+    int shared;             /* state dir not ours to remove */
 } peer;
 
 /* A parsed answer line (keeps its own buffer). */
@@ -58,11 +59,17 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void peer_start(peer *p)
+/* Start matchlock-local rpc with its state in dir (NULL: a fresh one,
+ * removed by peer_stop). */
+static void peer_start_at(peer *p, const char *dir)
 {
     memset(p, 0, sizeof *p);
-    snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(p->state));
+    if (dir) {
+        snprintf(p->state, sizeof p->state, "%s", dir);
+    } else {
+        snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(p->state));
+    }
     int to[2], from[2];
     cr_assert_eq(pipe2(to, O_CLOEXEC), 0);
     cr_assert_eq(pipe2(from, O_CLOEXEC), 0);
@@ -80,7 +87,10 @@ static void peer_start(peer *p)
     p->in = to[1];
     p->out = from[0];
     signal(SIGPIPE, SIG_IGN);
+    p->shared = dir != NULL;
 }
+
+static void peer_start(peer *p) { peer_start_at(p, NULL); }
 
 static void rm_tree(const char *path)
 {
@@ -109,7 +119,7 @@ static void peer_stop(peer *p)
     }
     if (p->out >= 0) close(p->out);
     free(p->buf);
-    rm_tree(p->state);
+    if (!p->shared) rm_tree(p->state);
 }
 
 static void sendl(peer *p, const char *line)
@@ -988,51 +998,113 @@ static int cli(const char *state, const char *args, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-Test(local_cli, version_and_volumes, .timeout = 20)
+Test(local_cli, version_like_upstream, .timeout = 20)
 {
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "version", out, sizeof out), 0);
-    cr_assert(!strncmp(out, "matchlock-local ", 16), "%s", out);
+    /* matchlock <version> (commit: <c>, built: <date>) */
+    cr_assert(!strncmp(out, "matchlock ", 10) && strstr(out, "-local (commit: ") && strstr(out, ", built: ") &&
+              !strcmp(out + strlen(out) - 2, ")\n"), "%s", out);
+    rm_tree(state);
+}
+
+Test(local_cli, volumes_like_upstream, .timeout = 20)
+{
+    char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
+    cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
     cr_assert_str_eq(out, "[]\n");
-    cr_assert_eq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(cli(state, "volume ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "NAME  SIZE\n");
+    cr_assert_eq(cli(state, "volume create data1 --size 16 --json", out, sizeof out), 0, "%s", out);
     jdoc d;
     jd_init(&d);
     cr_assert_eq(jd_parse(&d, out, strlen(out)), 0, "%s", out);
     cr_assert_str_eq(jd_str(&d, jd_root(&d), "name", ""), "data1");
-    cr_assert_eq(jd_int(&d, jd_root(&d), "size", 0), 64);
-    struct stat st;
-    cr_assert_eq(stat(jd_str(&d, jd_root(&d), "path", ""), &st), 0, "the volume has a directory");
-    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_str_eq(jd_str(&d, jd_root(&d), "size", ""), "16.0 MB", "upstream's display string");
+    char path[512];
+    snprintf(path, sizeof path, "%s/seed.txt", jd_str(&d, jd_root(&d), "path", ""));
     jd_free(&d);
-    cr_assert_neq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "duplicate volume");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "the volume has a directory: %s", path);
+    fputs("seed", f);
+    fclose(f);
+    cr_assert_eq(cli(state, "volume create data1 --size 16 --json", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume already exists: data1\n");
+    cr_assert_eq(cli(state, "volume create longer-name-here", out, sizeof out), 0);
+    cr_assert_str_eq(out, "Created volume longer-name-here (10240 MB)\n", "upstream's default size");
+    cr_assert_eq(cli(state, "volume create x --size 0", out, sizeof out), 1);
+    cr_assert_str_eq(out, "create named volume: size must be > 0 MB\n");
+    cr_assert_eq(cli(state, "volume ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "NAME              SIZE\ndata1             16.0 MB\nlonger-name-here  10240.0 MB\n");
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
-    cr_assert(strstr(out, "\"name\":\"data1\"") && out[0] == '[', "%s", out);
+    cr_assert(out[0] == '[' && strstr(out, "{\"name\":\"data1\",\"size\":\"16.0 MB\",\"path\":\""), "%s", out);
+    /* cp copies the contents and refuses an existing destination */
+    cr_assert_eq(cli(state, "volume cp data1 data2", out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "Copied volume data1 to data2\n");
+    cr_assert_eq(cli(state, "volume cp data1 data2", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume already exists: data2\n");
+    cr_assert_eq(cli(state, "volume cp nothing data3", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume not found: nothing\n");
+    snprintf(path, sizeof path, "%s/matchlock-local/volumes/data2/data/seed.txt", state);
+    f = fopen(path, "r");
+    cr_assert_not_null(f, "the copy holds the source's files");
+    char buf[16] = "";
+    if (fgets(buf, sizeof buf, f)) {}
+    fclose(f);
+    cr_assert_str_eq(buf, "seed");
     cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 0, "%s", out);
-    cr_assert_neq(cli(state, "volume rm data1", out, sizeof out), 0, "unknown volume");
-    cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
-    cr_assert_str_eq(out, "[]\n");
+    cr_assert_str_eq(out, "Removed volume data1\n");
+    cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume not found: data1\n");
+    cr_assert_eq(cli(state, "volume create .bad", out, sizeof out), 1);
+    cr_assert(strstr(out, "invalid volume name: \".bad\""), "%s", out);
     rm_tree(state);
 }
 
-Test(local_cli, rm_deletes_vm_state, .timeout = 20)
+Test(local_cli, rm_like_upstream, .timeout = 30)
 {
     peer p;
-    const char *vmid = start_vm(&p, NULL);
-    char id[32], dir[512], out[1024], state[256];
-    snprintf(id, sizeof id, "%s", vmid);
+    char id[32], id2[32], dir[512], out[1024], state[256], args[64];
+    snprintf(id, sizeof id, "%s", start_vm(&p, NULL));
     snprintf(state, sizeof state, "%s", p.state);
-    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", p.state, id);
+    cr_assert_eq(cli(state, "rm", out, sizeof out), 1);
+    cr_assert_str_eq(out, "VM ID required (or use --stopped)\n");
+    snprintf(args, sizeof args, "rm %s", id);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "a running VM stays: %s", out);
+    snprintf(dir, sizeof dir, "VM is running %s\n", id);
+    cr_assert_str_eq(out, dir);
     msg *m = call(&p, 2, "close", "{\"timeout_seconds\":1}");
     msg_free(m);
     cr_assert_eq(peer_wait(&p, 5000), 0);
+    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", state, id);
     cr_assert_eq(access(dir, F_OK), 0, "close keeps the VM directory");
-    char args[64];
-    snprintf(args, sizeof args, "rm %s", id);
     cr_assert_eq(cli(state, args, out, sizeof out), 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "Removed %s\n", id);
+    cr_assert_str_eq(out, want);
     cr_assert_neq(access(dir, F_OK), 0, "rm deletes it");
-    cr_assert_neq(cli(state, args, out, sizeof out), 0, "unknown VM");
-    cr_assert(strstr(out, "not found"), "%s", out);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "unknown VM");
+    snprintf(want, sizeof want, "VM %s not found\n", id);
+    cr_assert_str_eq(out, want);
+    /* --stopped: every stopped VM goes, running ones stay */
+    peer a, b;
+    start_vm(&a, NULL);
+    snprintf(state, sizeof state, "%s", a.state);
+    peer_start_at(&b, state);
+    m = call(&b, 1, "create", "{\"image\":\"a\"}");
+    snprintf(id2, sizeof id2, "%s", jd_str(&m->d, msg_result(m), "id", ""));
+    msg_free(m);
+    m = call(&b, 2, "close", "{\"timeout_seconds\":1}");
+    msg_free(m);
+    cr_assert_eq(peer_wait(&b, 5000), 0);
+    cr_assert_eq(cli(state, "rm --stopped", out, sizeof out), 0, "%s", out);
+    snprintf(want, sizeof want, "Removed %s\n", id2);
+    cr_assert_str_eq(out, want, "only the stopped VM");
+    cr_assert_eq(cli(state, "rm --stopped", out, sizeof out), 0);
+    cr_assert_str_eq(out, "");
+    peer_stop(&b);
+    peer_stop(&a);
     peer_stop(&p);
 }

@@ -204,10 +204,20 @@ struct vm {
 int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg);
 void vm_log(vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vm_free(vm *v);
-/* argv (NULL-terminated, malloc'd strings) to run `argv0...` inside the
- * sandbox; *envp receives the environment.  cwd and uid/gid as given. */
-char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
-                       int switch_user, int tty);
+/* Who a command runs as: active when it must switch to uid/gid (with the
+ * supplementary groups "a,b,..."), which only matchlock-local-init does. */
+typedef struct sandbox_user {
+    int active;
+    uid_t uid;
+    gid_t gid;
+    char groups[256];
+} sandbox_user;
+/* argv (NULL-terminated, malloc'd strings) to run cmd inside the sandbox,
+ * in cwd, as su (NULL: unchanged).  With tty, *inner_tty is set when the
+ * init inside the sandbox takes the terminal (the parent must not).
+ * NULL with *err when the user switch cannot be done. */
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *su, int tty,
+                       int *inner_tty, char **err);
 void strv_free(char **v);
 /* Set NAME=VALUE in the VM's environment (replacing an earlier NAME). */
 void vm_setenv(vm *v, const char *name, const char *value);

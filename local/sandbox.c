@@ -269,48 +269,83 @@ static char **push3(char **v, const char *a, const char *b, const char *c)
     return strv_push(push2(v, a, b), c);
 }
 
-char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
-                       int switch_user, int tty)
+/* matchlock-local-init, next to our own binary; NULL when it is not there. */
+static const char *init_path(void)
 {
-    (void)tty;
+    static char *path;
+    static int looked;
+    if (looked) return path;
+    looked = 1;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    if (asprintf(&path, "%s/matchlock-local-init", self) < 0) path = NULL;
+    if (path && access(path, X_OK) != 0) { free(path); path = NULL; }
+    return path;
+}
+
+#define INIT_GUEST "/dev/.matchlock-local-init"   /* bwrap's own /dev tmpfs */
+
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *su, int tty,
+                       int *inner_tty, char **err)
+{
     char **a = NULL;
-    if (!v->use_bwrap) {
-        for (char **c = cmd; *c; c++) a = strv_push(a, *c);
-        return a;
+    const char *init = init_path();
+    int switch_user = su && su->active;
+    /* under bwrap the command is in a PID namespace: only a process in
+     * there can give it a session with the terminal */
+    int init_tty = tty && v->use_bwrap && init;
+    if (inner_tty) *inner_tty = init_tty;
+    if (switch_user && !init) {
+        if (asprintf(err, "cannot switch to uid %u: matchlock-local-init is missing next to matchlock-local",
+                     (unsigned)su->uid) < 0) *err = NULL;
+        return NULL;
     }
-    a = strv_push(a, bwrap_path);
-    a = strv_push(a, "--die-with-parent");
-    a = strv_push(a, "--unshare-pid");
-    a = strv_push(a, "--unshare-ipc");
-    a = strv_push(a, "--unshare-uts");
-    a = strv_push(a, "--unshare-cgroup-try");
-    if (v->no_network) a = strv_push(a, "--unshare-net");
-    a = push2(a, "--hostname", v->hostname);
-    a = push3(a, "--bind", v->root, "/");
-    for (int i = 0; sys_dirs[i]; i++) {
-        char host[64];
-        snprintf(host, sizeof host, "/%s", sys_dirs[i]);
-        struct stat st;
-        if (lstat(host, &st) != 0 || S_ISLNK(st.st_mode)) continue; /* symlinks live in root/ */
-        a = push3(a, "--ro-bind", host, host);
+    if (v->use_bwrap) {
+        a = strv_push(a, bwrap_path);
+        a = strv_push(a, "--die-with-parent");
+        a = strv_push(a, "--unshare-pid");
+        a = strv_push(a, "--unshare-ipc");
+        a = strv_push(a, "--unshare-uts");
+        a = strv_push(a, "--unshare-cgroup-try");
+        if (v->no_network) a = strv_push(a, "--unshare-net");
+        a = push2(a, "--hostname", v->hostname);
+        a = push3(a, "--bind", v->root, "/");
+        for (int i = 0; sys_dirs[i]; i++) {
+            char host[64];
+            snprintf(host, sizeof host, "/%s", sys_dirs[i]);
+            struct stat st;
+            if (lstat(host, &st) != 0 || S_ISLNK(st.st_mode)) continue; /* symlinks live in root/ */
+            a = push3(a, "--ro-bind", host, host);
+        }
+        a = push2(a, "--proc", "/proc");
+        a = push2(a, "--dev", "/dev");
+        /* the VM's own /etc: a copy of the host's without its secrets, with
+         * the VM's hosts and hostname (one mount; see populate_etc) */
+        a = push3(a, "--ro-bind", v->etc_dir, "/etc");
+        for (size_t i = 0; i < v->nmounts; i++)
+            a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
+        if (switch_user || init_tty) a = push3(a, "--ro-bind", init, INIT_GUEST);
+        a = push2(a, "--chdir", cwd && *cwd ? cwd : "/");
+        a = strv_push(a, "--");
     }
-    a = push2(a, "--proc", "/proc");
-    a = push2(a, "--dev", "/dev");
-    /* the VM's own /etc: a copy of the host's without its secrets, with
-     * the VM's hosts and hostname (one mount; see populate_etc) */
-    a = push3(a, "--ro-bind", v->etc_dir, "/etc");
-    for (size_t i = 0; i < v->nmounts; i++)
-        a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
-    if (switch_user) {
-        char u[32], g[32];
-        snprintf(u, sizeof u, "%u", (unsigned)uid);
-        snprintf(g, sizeof g, "%u", (unsigned)gid);
-        a = strv_push(a, "--unshare-user");
-        a = push2(a, "--uid", u);
-        a = push2(a, "--gid", g);
+    if (switch_user || init_tty) {
+        a = strv_push(a, v->use_bwrap ? INIT_GUEST : init);
+        if (init_tty) a = strv_push(a, "-t");
+        if (switch_user) {
+            char u[32], g[32];
+            snprintf(u, sizeof u, "%u", (unsigned)su->uid);
+            snprintf(g, sizeof g, "%u", (unsigned)su->gid);
+            a = push2(a, "-u", u);
+            a = push2(a, "-g", g);
+            if (su->groups[0]) a = push2(a, "-G", su->groups);
+        }
+        a = strv_push(a, "--");
     }
-    a = push2(a, "--chdir", cwd && *cwd ? cwd : "/");
-    a = strv_push(a, "--");
     for (char **c = cmd; *c; c++) a = strv_push(a, *c);
     return a;
 }
@@ -319,7 +354,7 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
 static int bwrap_works(vm *v, char **why)
 {
     char *cmd[] = {"/bin/true", NULL};
-    char **argv = vm_command_argv(v, cmd, "/", 0, 0, 0, 0);
+    char **argv = vm_command_argv(v, cmd, "/", NULL, 0, NULL, NULL);
     int errp[2];
     if (!argv || pipe2(errp, O_CLOEXEC) != 0) { strv_free(argv); return -1; }
     pid_t pid = fork();

@@ -985,6 +985,101 @@ Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
     peer_stop(&p);
 }
 
+/* exec_tty of an interactive /bin/sh fed "exit 0": its exit code. */
+static int tty_shell_exit(void)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty\",\"params\":{\"command\":\"/bin/sh\","
+              "\"rows\":24,\"cols\":80},\"id\":2}");
+    char *in = b64("echo in-tty; exit 0\n"), line[256];
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty.stdin\",\"params\":{\"id\":2,\"data\":\"%s\"}}", in);
+    free(in);
+    sendl(&p, line);
+    char *notes;
+    msg *m = until_id(&p, 2, 10000, &notes, NULL);
+    int code = (int)jd_int(&m->d, msg_result(m), "exit_code", -1);
+    cr_assert(strstr(notes, "in-tty"), "%s", notes);
+    cr_assert_null(strstr(notes, "Cannot set tty"), "the shell has its terminal: %s", notes);
+    free(notes);
+    msg_free(m);
+    peer_stop(&p);
+    return code;
+}
+
+Test(local_compat, tty_shell_exit_zero, .timeout = 30)
+{
+    cr_assert_eq(tty_shell_exit(), 0, "dash under a TTY: exit 0 is 0");
+}
+
+Test(local_compat, tty_shell_exit_zero_without_bwrap, .timeout = 30)
+{
+    setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
+    cr_assert_eq(tty_shell_exit(), 0, "the fallback path too");
+}
+
+/* Run cmd as user (image_config.user) in a fresh VM. */
+static void user_vm(peer *p, const char *user)
+{
+    char params[256];
+    snprintf(params, sizeof params, "{\"image\":\"a\",\"image_config\":{\"user\":\"%s\"}}", user);
+    start_vm(p, params);
+}
+
+Test(local_compat, users_really_unprivileged, .timeout = 30)
+{
+    peer p;
+    char *out, *err;
+    if (geteuid() != 0) {
+        /* a switch that cannot drop privileges must not happen */
+        user_vm(&p, "nobody");
+        msg *m = call(&p, 2, "exec", "{\"command\":\"id -u\"}");
+        cr_assert_neq(msg_code(m), 0, "not root: the user switch is refused: %s", m->text);
+        cr_assert(strstr(msg_errmsg(m), "cannot run as user nobody"), "%s", m->text);
+        msg_free(m);
+        peer_stop(&p);
+        return;
+    }
+    user_vm(&p, "nobody");
+    cr_assert_neq(run(&p, 2, "\"id -u; id -g; grep CapEff /proc/self/status; touch /root/x\"", &out, &err), 0,
+                  "nobody cannot write /root");
+    cr_assert_str_eq(out, "65534\n65534\nCapEff:\t0000000000000000\n", "uid, gid, no capabilities");
+    cr_assert(strstr(err, "Permission denied"), "%s", err);
+    free(out); free(err);
+    /* what it creates is not root's on the host */
+    cr_assert_eq(run(&p, 3, "\"echo x > /tmp/made-by-nobody\"", NULL, NULL), 0);
+    struct stat st;
+    char path[512];
+    snprintf(path, sizeof path, "%s/matchlock-local/vms", p.state);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') snprintf(path + strlen(path), sizeof path - strlen(path), "/%s/root/tmp/made-by-nobody", e->d_name);
+    closedir(d);
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    cr_assert_eq(st.st_uid, 65534, "owned by nobody on the host too");
+    /* an exec's user overrides the image's; a bare uid works */
+    msg *m = call(&p, 5, "exec", "{\"command\":\"id -u; id -g; touch /root/y\",\"user\":\"4321\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    cr_assert_neq(jd_int(&m->d, msg_result(m), "exit_code", 0), 0);
+    out = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(out, "4321\n4321\n");
+    free(out);
+    msg_free(m);
+    m = call(&p, 6, "exec", "{\"command\":\"id -u\",\"user\":\"no-such-user\"}");
+    cr_assert_neq(msg_code(m), 0, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "unable to find user no-such-user"), "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+    /* the same without bubblewrap */
+    setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
+    user_vm(&p, "nobody");
+    cr_assert_neq(run(&p, 2, "\"id -u; touch /root/x\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "65534\n");
+    free(out);
+    peer_stop(&p);
+}
+
 /* ---- CLI ------------------------------------------------------------------ */
 
 static int cli(const char *state, const char *args, char *out, size_t cap)

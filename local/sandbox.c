@@ -324,6 +324,13 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *s
         }
         a = push2(a, "--proc", "/proc");
         a = push2(a, "--dev", "/dev");
+        /* sysfs is the host's (read-only); without a network only lo is
+         * listed, as in upstream's VM without eth0 */
+        a = push3(a, "--ro-bind", "/sys", "/sys");
+        if (v->no_network) {
+            a = push2(a, "--tmpfs", "/sys/class/net");
+            a = push3(a, "--symlink", "../../devices/virtual/net/lo", "/sys/class/net/lo");
+        }
         /* the VM's own /etc: a copy of the host's without its secrets, with
          * the VM's hosts and hostname (one mount; see populate_etc) */
         a = push3(a, "--ro-bind", v->etc_dir, "/etc");

@@ -985,6 +985,23 @@ Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
     peer_stop(&p);
 }
 
+Test(local_compat, no_network_lists_only_lo, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"no_network\":true}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"ls /sys/class/net; cat /sys/class/net/lo/mtu >/dev/null && echo lo-readable\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "lo\nlo-readable\n");
+    free(out);
+    peer_stop(&p);
+    start_vm(&p, NULL);
+    cr_assert_eq(run(&p, 2, "\"ls /sys/class/net\"", &out, NULL), 0);
+    cr_assert(strstr(out, "lo\n"), "with a network the host's devices, lo among them: %s", out);
+    free(out);
+    peer_stop(&p);
+}
+
 /* exec_tty of an interactive /bin/sh fed "exit 0": its exit code. */
 static int tty_shell_exit(void)
 {

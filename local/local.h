@@ -158,7 +158,7 @@ void procs_kill_all(server *s, double grace);
 void procs_output_pause(server *s, int pause);
 
 /* ---- the VM (sandbox.c) ------------------------------------------------ */
-enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK };
+enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK, MT_SYSTEM /* the host's /usr etc., read-only */ };
 
 typedef struct mount {
     char *guest;                 /* normalised absolute guest path */

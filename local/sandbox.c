@@ -2,12 +2,14 @@
  * VM's state directory (vms/<id>: root/ tree, vm.log, etc/hosts), and
  * compose the bubblewrap command line that gives each command a root of
  * its own:
- *   /            the VM's root/ dir (writable: /tmp, /root, /home, the
- *                workspace and anything else a command creates)
- *   /usr /bin /lib /lib64 /sbin ...   read-only from the host
- *   /etc         a tmpfs holding read-only binds of the host's /etc minus
- *                secrets (shadow, gshadow, sudoers, ssh), plus the VM's own
- *                hosts and hostname
+ *   /            the VM's root/ dir (writable: /tmp, /root, /home, /etc,
+ *                the workspace and anything else a command creates)
+ *   /usr /bin /lib /lib64 /sbin ...   read-only from the host (MT_SYSTEM
+ *                mounts, so that the file calls see them too)
+ *   /etc         in root/: a copy of the host's /etc minus secrets (shadow,
+ *                gshadow, sudoers, ssh), with the VM's own hosts, hostname
+ *                and resolv.conf
+ *   /proc /dev /sys   bwrap's own, and the host's sysfs read-only
  *   mounts       vfs.mounts (host_fs, memory, overlay) and extra_disks
  * Without a working bwrap commands run as plain processes (the root/ tree
  * then only backs the file calls), and the VM log says so. */
@@ -315,13 +317,6 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *s
         if (v->no_network) a = strv_push(a, "--unshare-net");
         a = push2(a, "--hostname", v->hostname);
         a = push3(a, "--bind", v->root, "/");
-        for (int i = 0; sys_dirs[i]; i++) {
-            char host[64];
-            snprintf(host, sizeof host, "/%s", sys_dirs[i]);
-            struct stat st;
-            if (lstat(host, &st) != 0 || S_ISLNK(st.st_mode)) continue; /* symlinks live in root/ */
-            a = push3(a, "--ro-bind", host, host);
-        }
         a = push2(a, "--proc", "/proc");
         a = push2(a, "--dev", "/dev");
         /* sysfs is the host's (read-only); without a network only lo is
@@ -331,9 +326,7 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *s
             a = push2(a, "--tmpfs", "/sys/class/net");
             a = push3(a, "--symlink", "../../devices/virtual/net/lo", "/sys/class/net/lo");
         }
-        /* the VM's own /etc: a copy of the host's without its secrets, with
-         * the VM's hosts and hostname (one mount; see populate_etc) */
-        a = push3(a, "--ro-bind", v->etc_dir, "/etc");
+        /* the host's system dirs are read-only mounts like the others */
         for (size_t i = 0; i < v->nmounts; i++)
             a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
         if (switch_user || init_tty) a = push3(a, "--ro-bind", init, INIT_GUEST);
@@ -629,7 +622,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     /* ---- validated: build the VM directory ---- */
     v->dir = state_sub("vms", v->id);
     if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
-        asprintf(&v->etc_dir, "%s/etc", v->dir) < 0) {
+        asprintf(&v->etc_dir, "%s/root/etc", v->dir) < 0) {
         code = fail(msg, MLK_RPC_INTERNAL, "out of memory");
         goto bad;
     }
@@ -733,6 +726,13 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
             if (backing && g) add_mount(v, g, backing, MT_DISK, jd_bool(d, x, "readonly", 0));
             free(g);
             free(backing);
+        }
+        for (int k = 0; sys_dirs[k]; k++) {
+            char host[64];
+            snprintf(host, sizeof host, "/%s", sys_dirs[k]);
+            struct stat st;
+            if (lstat(host, &st) != 0 || !S_ISDIR(st.st_mode)) continue; /* symlinks live in root/ */
+            add_mount(v, host, host, MT_SYSTEM, 1);
         }
         if (v->nmounts) qsort(v->mounts, v->nmounts, sizeof *v->mounts, cmp_mount);
     }

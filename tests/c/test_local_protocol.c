@@ -1002,6 +1002,56 @@ Test(local_compat, no_network_lists_only_lo, .timeout = 20)
     peer_stop(&p);
 }
 
+Test(local_compat, files_and_exec_see_one_filesystem, .timeout = 30)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"onefs\"}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/os-release\"", &out, NULL), 0);
+    msg *m = call(&p, 3, "read_file", "{\"path\":\"/etc/os-release\"}");
+    cr_assert_eq(msg_code(m), 0, "a symlink into /usr (on most hosts) is followed: %s", m->text);
+    char *body = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(body, out, "read_file and cat agree");
+    free(body); free(out);
+    msg_free(m);
+    /* list_files and ls agree on a system dir and on /etc */
+    const char *dirs[] = {"/usr/bin", "/etc", "/bin"};
+    for (int i = 0; i < 3; i++) {
+        char cmd[128], params[128];
+        snprintf(cmd, sizeof cmd, "\"ls -A %s/ | wc -l\"", dirs[i]);
+        cr_assert_eq(run(&p, 10 + i, cmd, &out, NULL), 0);
+        snprintf(params, sizeof params, "{\"path\":\"%s\"}", dirs[i]);
+        m = call(&p, 20 + i, "list_files", params);
+        cr_assert_eq(msg_code(m), 0, "%s: %s", dirs[i], m->text);
+        const jnode *files = jd_get(&m->d, msg_result(m), "files");
+        cr_assert_eq((long)files->count, atol(out), "%s: list_files %zu entries, ls %s", dirs[i], (size_t)files->count, out);
+        free(out);
+        msg_free(m);
+    }
+    /* a link resolves inside the sandbox, never to the host's file */
+    cr_assert_eq(run(&p, 30, "\"ln -s ../../../../../../../etc/hostname /tmp/up && ln -s /etc/hostname /tmp/abs\"", NULL, NULL), 0);
+    const char *links[] = {"{\"path\":\"/tmp/up\"}", "{\"path\":\"/tmp/abs\"}"};
+    for (int i = 0; i < 2; i++) {
+        m = call(&p, 31 + i, "read_file", links[i]);
+        body = b64field(m, msg_result(m), "content", NULL);
+        cr_assert_str_eq(body, "onefs\n", "the VM's own /etc/hostname");
+        free(body);
+        msg_free(m);
+    }
+    /* written through the file calls, seen by commands (and back) */
+    m = call(&p, 40, "write_file", "{\"path\":\"/etc/app.conf\",\"content\":\"eHl6\"}");
+    cr_assert_eq(msg_code(m), 0, "/etc is the VM's own: %s", m->text);
+    msg_free(m);
+    cr_assert_eq(run(&p, 41, "\"cat /etc/app.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "xyz");
+    free(out);
+    m = call(&p, 42, "write_file", "{\"path\":\"/usr/local/x\",\"content\":\"eA==\"}");
+    cr_assert_eq(msg_code(m), -32002, "the host's system dirs are read-only: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
 /* exec_tty of an interactive /bin/sh fed "exit 0": its exit code. */
 static int tty_shell_exit(void)
 {

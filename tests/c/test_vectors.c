@@ -1,10 +1,10 @@
-/* test_vectors.c - run the shared vectors (../shared/vectors) through the
+/* test_vectors.c - run the shared vectors (tests/vectors) through the
  * public API: create.jsonl through the builder, port_forward.jsonl through
  * mlk_port_forward_parse, allow_list.jsonl through mlk_allow_list_normalize.
  *
  * Each file is one test that runs every case and names every failing case
  * in its message.  The vectors directory is $MLK_VECTORS_DIR or
- * MLK_SOURCE_DIR "/../shared/vectors"; a missing file fails the test. */
+ * MLK_SOURCE_DIR "/tests/vectors"; a missing file fails the test. */
 #include <criterion/criterion.h>
 
 #include "internal.h"
@@ -47,7 +47,7 @@ static char *slurp(const char *path, size_t *len)
 static char *vectors_path(const char *file)
 {
     const char *dir = getenv("MLK_VECTORS_DIR");
-    if (!dir || !*dir) dir = MLK_SOURCE_DIR "/../shared/vectors";
+    if (!dir || !*dir) dir = MLK_SOURCE_DIR "/tests/vectors";
     return xasprintf("%s/%s", dir, file);
 }
 

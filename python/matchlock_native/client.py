@@ -104,6 +104,11 @@ class _Core:
         self.hook_tasks: set[Any] = set()
         self.hook_errors: list[BaseException] = []
         self.addr = 0
+        self.pid = 0  # the process that started the C client
+
+    def inherited(self) -> bool:
+        """True in a fork() child: the C client belongs to the parent."""
+        return self.pid != 0 and self.pid != os.getpid()
 
     def start(self, cfg: Any) -> None:
         pc = ffi.new("mlk_client **")
@@ -113,6 +118,7 @@ class _Core:
         if rc != 0:
             raise error_from_status(rc, out.message)
         self.ptr = pc[0]
+        self.pid = os.getpid()
         lib.mlk_client_set_event_cb(self.ptr, lib._mlk_py_event, self._handle)
 
     # dispatcher thread ------------------------------------------------------
@@ -312,7 +318,16 @@ class _ClientBase:
         self._vm_id = vm_id
         return vm_id
 
+    def _refuse_if_inherited(self) -> None:
+        # A fork() child shares nothing with the parent's session: the core
+        # refuses every call with MLK_ECLOSED; say why before taking locks a
+        # thread of the parent may have held at fork time.
+        if self._core.inherited():
+            raise ClosedError("client closed: this client was inherited across fork() and belongs to the "
+                              "parent process (create a new one in this process)")
+
     def _ensure_started_plan(self) -> Plan:
+        self._refuse_if_inherited()
         if self._state == "new":
             yield _Blocking(self._start_sync)
         return self._ptr()
@@ -337,6 +352,7 @@ class _ClientBase:
         """Close through mlk_close_async (interruptible; the loop keeps running)."""
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise ValidationError(f"close timeout must be a number of seconds >= 0, got {timeout!r}")
+        self._refuse_if_inherited()
         with self._state_lock:
             if self._state != "open":
                 self._state = "closed"

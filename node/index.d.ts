@@ -20,7 +20,17 @@ export interface Config {
 }
 
 export interface HostIPMapping { host: string; ip: string; }
-export interface MountConfig { type?: "host_fs" | "memory" | "overlay" | string; hostPath?: string; readonly?: boolean; }
+export interface MountConfig {
+  type?: "host_fs" | "memory" | "overlay" | string;
+  hostPath?: string;
+  readonly?: boolean;
+  /** UID every file of the mount appears owned by (0..4294967295; host_fs). */
+  ownerUid?: number;
+  /** GID every file of the mount appears owned by (0..4294967295; host_fs). */
+  ownerGid?: number;
+}
+/** Owner overrides of a host directory mount. */
+export interface MountOwner { ownerUid?: number; ownerGid?: number; }
 export interface Secret { name: string; value: string; hosts?: string[]; placeholder?: string; }
 export interface ImageConfig { user?: string; workingDir?: string; entrypoint?: string[]; cmd?: string[]; env?: Record<string, string>; }
 export interface PortForward { localPort: number; remotePort: number; }
@@ -253,8 +263,8 @@ export declare class Sandbox {
   withPortForwardSpec(spec: string): this;
   withPortForwardAddresses(...addresses: string[]): this;
   mount(guestPath: string, config: MountConfig): this;
-  mountHostDir(guestPath: string, hostPath: string): this;
-  mountHostDirReadonly(guestPath: string, hostPath: string): this;
+  mountHostDir(guestPath: string, hostPath: string, owner?: MountOwner): this;
+  mountHostDirReadonly(guestPath: string, hostPath: string, owner?: MountOwner): this;
   mountMemory(guestPath: string): this;
   mountOverlay(guestPath: string, hostPath: string): this;
   withUser(user: string): this;

@@ -109,8 +109,13 @@ function vfsSplit(config) {
   return { wire: c, hooks };
 }
 
-function check(rc, what) {
-  if (rc !== 0) throw makeError(rc, `${what}: ${native.mlk_strerror(rc)}`, 0);
+// A setter failed: the core's message for it (it is remembered on the
+// builder and reported again by params_json), which begins with the
+// seed's error text where the seed has one.
+function check(rc, what, h) {
+  if (rc === 0) return;
+  const [prc, , msg] = h ? native.mlk_sandbox_params_json(h, 0) : [rc, null, null];
+  throw makeError(rc, prc === rc && msg ? msg : `${what}: ${native.mlk_strerror(rc)}`, 0);
 }
 
 function str(v, what) {
@@ -120,6 +125,25 @@ function str(v, what) {
 
 function num(v, what) {
   if (typeof v !== "number") throw new ValidationError(`${what} must be a number, got ${typeof v}`, { status: -1 });
+  return v;
+}
+
+const MOUNT_KEYS = new Set(["type", "hostPath", "readonly", "ownerUid", "ownerGid"]);
+const OWNER_KEYS = new Set(["ownerUid", "ownerGid"]);
+
+// Unknown option names are an error (a typo would otherwise be ignored).
+function onlyKeys(obj, known, what) {
+  if (obj == null) return;
+  if (typeof obj !== "object") throw new TypeError(`${what} must be an object, got ${typeof obj}`);
+  for (const k of Object.keys(obj)) {
+    if (!known.has(k)) throw new TypeError(`${what}: unknown option '${k}' (known: ${[...known].join(", ")})`);
+  }
+}
+
+// An owner id for the core (which checks the range): a safe integer.
+function ownerId(v, what) {
+  if (v == null) return 0;
+  if (!Number.isSafeInteger(v)) throw new TypeError(`${what} must be an integer, got ${v}`);
   return v;
 }
 
@@ -173,31 +197,27 @@ class Sandbox {
   _addHooks(hooks) {
     const h = this._h();
     for (const x of hooks) {
-      const rc = native.sandboxAddHook(h, x.kind, msgpack.encode(x.rule), makeTrampoline(x.kind, x.fn, x.name));
-      if (rc !== 0) {
-        const [, , msg] = native.mlk_sandbox_params_json(h, 0);
-        throw makeError(rc, msg || native.mlk_strerror(rc), 0);
-      }
+      check(native.sandboxAddHook(h, x.kind, msgpack.encode(x.rule), makeTrampoline(x.kind, x.fn, x.name)), "hook", h);
     }
   }
 
-  withPrivileged() { check(native.mlk_sandbox_set_privileged(this._h("withPrivileged"), 1), "withPrivileged"); return this; }
-  withCPUs(cpus) { check(native.mlk_sandbox_set_cpus(this._h("withCPUs"), num(cpus, "cpus")), "withCPUs"); return this; }
-  withMemory(mb) { check(native.mlk_sandbox_set_memory_mb(this._h("withMemory"), num(mb, "memory")), "withMemory"); return this; }
-  withDiskSize(mb) { check(native.mlk_sandbox_set_disk_size_mb(this._h("withDiskSize"), num(mb, "disk size")), "withDiskSize"); return this; }
-  withTimeout(seconds) { check(native.mlk_sandbox_set_timeout_s(this._h("withTimeout"), num(seconds, "timeout")), "withTimeout"); return this; }
-  withWorkspace(path) { check(native.mlk_sandbox_set_workspace(this._h("withWorkspace"), str(path, "workspace")), "withWorkspace"); return this; }
+  withPrivileged() { check(native.mlk_sandbox_set_privileged(this._h(), 1), "withPrivileged", this[kHandle]); return this; }
+  withCPUs(cpus) { check(native.mlk_sandbox_set_cpus(this._h(), num(cpus, "cpus")), "withCPUs", this[kHandle]); return this; }
+  withMemory(mb) { check(native.mlk_sandbox_set_memory_mb(this._h(), num(mb, "memory")), "withMemory", this[kHandle]); return this; }
+  withDiskSize(mb) { check(native.mlk_sandbox_set_disk_size_mb(this._h(), num(mb, "disk size")), "withDiskSize", this[kHandle]); return this; }
+  withTimeout(seconds) { check(native.mlk_sandbox_set_timeout_s(this._h(), num(seconds, "timeout")), "withTimeout", this[kHandle]); return this; }
+  withWorkspace(path) { check(native.mlk_sandbox_set_workspace(this._h(), str(path, "workspace")), "withWorkspace", this[kHandle]); return this; }
 
   /** VFS interception: static rules replace earlier ones; rules with a
    *  `hook`, `dangerousHook`, `actionHook` or `mutateHook` function are added. */
   withVFSInterception(config) {
     if (!config) {
-      check(native.mlk_sandbox_set_vfs_interception(this._h(), null), "withVFSInterception");
+      check(native.mlk_sandbox_set_vfs_interception(this._h(), null), "withVFSInterception", this[kHandle]);
       return this;
     }
     const { wire, hooks } = vfsSplit(config); // validate everything before changing the builder
     if (wire.rules || wire.emit_events !== undefined || !hooks.length) {
-      check(native.mlk_sandbox_set_vfs_interception(this._h(), msgpack.encode(wire)), "withVFSInterception");
+      check(native.mlk_sandbox_set_vfs_interception(this._h(), msgpack.encode(wire)), "withVFSInterception", this[kHandle]);
     }
     this._addHooks(hooks);
     return this;
@@ -207,60 +227,60 @@ class Sandbox {
    *  (replacing earlier ones) and adds rules with a `hook` function. */
   withNetworkInterception(config) {
     if (!config) {
-      check(native.mlk_sandbox_set_network_interception(this._h(), null), "withNetworkInterception");
+      check(native.mlk_sandbox_set_network_interception(this._h(), null), "withNetworkInterception", this[kHandle]);
       return this;
     }
     const { wire, hooks } = networkSplit(config);
     const buf = wire.rules || Object.keys(wire).length ? msgpack.encode(wire) : null;
-    check(native.mlk_sandbox_set_network_interception(this._h(), buf), "withNetworkInterception");
+    check(native.mlk_sandbox_set_network_interception(this._h(), buf), "withNetworkInterception", this[kHandle]);
     this._addHooks(hooks);
     return this;
   }
 
-  withEnv(name, value) { check(native.mlk_sandbox_set_env(this._h("withEnv"), str(name, "env name"), str(value, "env value")), "withEnv"); return this; }
+  withEnv(name, value) { check(native.mlk_sandbox_set_env(this._h(), str(name, "env name"), str(value, "env value")), "withEnv", this[kHandle]); return this; }
   withEnvMap(env) {
-    check(native.mlk_sandbox_set_env_map(this._h("withEnvMap"), msgpack.encode(env ?? {})), "withEnvMap");
+    check(native.mlk_sandbox_set_env_map(this._h(), msgpack.encode(env ?? {})), "withEnvMap", this[kHandle]);
     return this;
   }
 
   allowHost(...hosts) {
-    const h = this._h("allowHost");
-    for (const host of hosts) check(native.mlk_sandbox_allow_host(h, str(host, "host")), "allowHost");
+    const h = this._h();
+    for (const host of hosts) check(native.mlk_sandbox_allow_host(h, str(host, "host")), "allowHost", this[kHandle]);
     return this;
   }
-  addHost(host, ip) { check(native.mlk_sandbox_add_host(this._h("addHost"), str(host, "host"), str(ip, "ip")), "addHost"); return this; }
+  addHost(host, ip) { check(native.mlk_sandbox_add_host(this._h(), str(host, "host"), str(ip, "ip")), "addHost", this[kHandle]); return this; }
   blockPrivateIPs() { return this.withBlockPrivateIPs(true); }
   allowPrivateIPs() { return this.withBlockPrivateIPs(false); }
   withBlockPrivateIPs(enabled) {
-    check(native.mlk_sandbox_set_block_private_ips(this._h("withBlockPrivateIPs"), enabled ? 1 : 0), "withBlockPrivateIPs");
+    check(native.mlk_sandbox_set_block_private_ips(this._h(), enabled ? 1 : 0), "withBlockPrivateIPs", this[kHandle]);
     return this;
   }
-  unsetBlockPrivateIPs() { check(native.mlk_sandbox_unset_block_private_ips(this._h("unsetBlockPrivateIPs")), "unsetBlockPrivateIPs"); return this; }
+  unsetBlockPrivateIPs() { check(native.mlk_sandbox_unset_block_private_ips(this._h()), "unsetBlockPrivateIPs", this[kHandle]); return this; }
 
   addSecret(name, value, ...hosts) {
-    check(native.mlk_sandbox_add_secret(this._h("addSecret"), str(name, "secret name"), str(value, "secret value"), null, hosts), "addSecret");
+    check(native.mlk_sandbox_add_secret(this._h(), str(name, "secret name"), str(value, "secret value"), null, hosts), "addSecret", this[kHandle]);
     return this;
   }
   addSecretWithPlaceholder(name, value, placeholder, ...hosts) {
     check(
-      native.mlk_sandbox_add_secret(this._h("addSecretWithPlaceholder"), str(name, "secret name"), str(value, "secret value"),
+      native.mlk_sandbox_add_secret(this._h(), str(name, "secret name"), str(value, "secret value"),
         str(placeholder, "placeholder"), hosts),
-      "addSecretWithPlaceholder",
+      "addSecretWithPlaceholder", this[kHandle],
     );
     return this;
   }
 
   /** Append DNS servers (the builder sends all of them). */
   withDNSServers(...servers) {
-    const h = this._h("withDNSServers");
+    const h = this._h();
     const next = [...this._dns, ...servers.map((s) => str(s, "DNS server"))];
-    check(native.mlk_sandbox_set_dns_servers(h, next), "withDNSServers");
+    check(native.mlk_sandbox_set_dns_servers(h, next), "withDNSServers", this[kHandle]);
     this._dns = next;
     return this;
   }
-  withHostname(hostname) { check(native.mlk_sandbox_set_hostname(this._h("withHostname"), str(hostname, "hostname")), "withHostname"); return this; }
-  withNetworkMTU(mtu) { check(native.mlk_sandbox_set_network_mtu(this._h("withNetworkMTU"), num(mtu, "mtu")), "withNetworkMTU"); return this; }
-  withNoNetwork() { check(native.mlk_sandbox_set_no_network(this._h("withNoNetwork"), 1), "withNoNetwork"); return this; }
+  withHostname(hostname) { check(native.mlk_sandbox_set_hostname(this._h(), str(hostname, "hostname")), "withHostname", this[kHandle]); return this; }
+  withNetworkMTU(mtu) { check(native.mlk_sandbox_set_network_mtu(this._h(), num(mtu, "mtu")), "withNetworkMTU", this[kHandle]); return this; }
+  withNoNetwork() { check(native.mlk_sandbox_set_no_network(this._h(), 1), "withNoNetwork", this[kHandle]); return this; }
 
   /** Forward localPort on the host to remotePort in the sandbox, right after create. */
   withPortForward(localPort, remotePort) {
@@ -268,44 +288,64 @@ class Sandbox {
   }
   /** A `[LOCAL:]REMOTE` port-forward spec applied right after create. */
   withPortForwardSpec(spec) {
-    check(native.mlk_sandbox_add_port_forward(this._h("withPortForward"), str(spec, "port-forward spec")), "withPortForward");
+    check(native.mlk_sandbox_add_port_forward(this._h(), str(spec, "port-forward spec")), "withPortForward", this[kHandle]);
     return this;
   }
   withPortForwardAddresses(...addresses) {
-    const h = this._h("withPortForwardAddresses");
+    const h = this._h();
     const next = [...this._pfAddrs, ...addresses.map((a) => str(a, "address"))];
-    check(native.mlk_sandbox_set_port_forward_addresses(h, next), "withPortForwardAddresses");
+    check(native.mlk_sandbox_set_port_forward_addresses(h, next), "withPortForwardAddresses", this[kHandle]);
     this._pfAddrs = next;
     return this;
   }
 
+  /** Mount `config` ({type, hostPath, readonly, ownerUid, ownerGid}) at
+   *  guestPath; a later mount at the same path replaces it. */
   mount(guestPath, config = {}) {
+    onlyKeys(config, MOUNT_KEYS, "mount config");
     const type = config.type ?? "memory";
+    const g = str(guestPath, "guest path");
+    let rc;
     if (type === "host_fs") {
-      return config.readonly ? this.mountHostDirReadonly(guestPath, config.hostPath) : this.mountHostDir(guestPath, config.hostPath);
+      const fn = config.readonly ? native.mlk_sandbox_mount_host_dir_readonly : native.mlk_sandbox_mount_host_dir;
+      rc = fn(this._h(), g, str(config.hostPath ?? "", "host path"));
+    } else if (type === "memory") {
+      rc = native.mlk_sandbox_mount_memory(this._h(), g);
+    } else if (type === "overlay") {
+      rc = native.mlk_sandbox_mount_overlay(this._h(), g, str(config.hostPath ?? "", "host path"));
+    } else {
+      throw new ValidationError(`mount ${guestPath}: unknown mount type '${type}' (use host_fs, memory or overlay)`, {
+        status: native.MLK_EINVALID_MOUNT,
+      });
     }
-    if (type === "memory") return this.mountMemory(guestPath);
-    if (type === "overlay") return this.mountOverlay(guestPath, config.hostPath);
-    throw new ValidationError(`mount ${guestPath}: unknown mount type '${type}' (use host_fs, memory or overlay)`, {
-      status: native.MLK_EINVALID_MOUNT,
-    });
-  }
-  mountHostDir(guestPath, hostPath) {
-    check(native.mlk_sandbox_mount_host_dir(this._h("mountHostDir"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountHostDir");
+    check(rc, "mount", this[kHandle]);
+    const { ownerUid, ownerGid } = config;
+    if (ownerUid != null || ownerGid != null) {
+      const which = (ownerUid != null ? native.MLK_MOUNT_OWNER_UID : 0) | (ownerGid != null ? native.MLK_MOUNT_OWNER_GID : 0);
+      check(native.mlk_sandbox_set_mount_owner(this._h(), g, which, ownerId(ownerUid, "ownerUid"), ownerId(ownerGid, "ownerGid")),
+        "mount", this[kHandle]);
+    }
     return this;
   }
-  mountHostDirReadonly(guestPath, hostPath) {
-    check(native.mlk_sandbox_mount_host_dir_readonly(this._h("mountHostDirReadonly"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountHostDirReadonly");
-    return this;
+  /** Mount a host directory read-write; `owner` ({ownerUid, ownerGid},
+   *  each 0..4294967295) makes every file of it appear owned by them. */
+  mountHostDir(guestPath, hostPath, owner = {}) {
+    onlyKeys(owner, OWNER_KEYS, "mountHostDir owner");
+    return this.mount(guestPath, { type: "host_fs", hostPath: str(hostPath, "host path"), ...owner });
   }
-  mountMemory(guestPath) { check(native.mlk_sandbox_mount_memory(this._h("mountMemory"), str(guestPath, "guest path")), "mountMemory"); return this; }
+  /** Mount a host directory read-only; `owner` as for mountHostDir. */
+  mountHostDirReadonly(guestPath, hostPath, owner = {}) {
+    onlyKeys(owner, OWNER_KEYS, "mountHostDirReadonly owner");
+    return this.mount(guestPath, { type: "host_fs", hostPath: str(hostPath, "host path"), readonly: true, ...owner });
+  }
+  mountMemory(guestPath) { check(native.mlk_sandbox_mount_memory(this._h(), str(guestPath, "guest path")), "mountMemory", this[kHandle]); return this; }
   mountOverlay(guestPath, hostPath) {
-    check(native.mlk_sandbox_mount_overlay(this._h("mountOverlay"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountOverlay");
+    check(native.mlk_sandbox_mount_overlay(this._h(), str(guestPath, "guest path"), str(hostPath, "host path")), "mountOverlay", this[kHandle]);
     return this;
   }
 
-  withUser(user) { check(native.mlk_sandbox_set_user(this._h("withUser"), str(user, "user")), "withUser"); return this; }
-  withEntrypoint(...argv) { check(native.mlk_sandbox_set_entrypoint(this._h("withEntrypoint"), argv), "withEntrypoint"); return this; }
+  withUser(user) { check(native.mlk_sandbox_set_user(this._h(), str(user, "user")), "withUser", this[kHandle]); return this; }
+  withEntrypoint(...argv) { check(native.mlk_sandbox_set_entrypoint(this._h(), argv), "withEntrypoint", this[kHandle]); return this; }
   /** Merge an image config: non-empty fields replace, empty ones keep what is set. */
   withImageConfig(config) {
     if (!config) return this;
@@ -316,13 +356,13 @@ class Sandbox {
       cmd: config.cmd,
       env: config.env,
     };
-    check(native.mlk_sandbox_set_image_config(this._h("withImageConfig"), msgpack.encode(wire)), "withImageConfig");
+    check(native.mlk_sandbox_set_image_config(this._h(), msgpack.encode(wire)), "withImageConfig", this[kHandle]);
     return this;
   }
-  withKernel(ref) { check(native.mlk_sandbox_set_kernel(this._h("withKernel"), str(ref, "kernel ref")), "withKernel"); return this; }
+  withKernel(ref) { check(native.mlk_sandbox_set_kernel(this._h(), str(ref, "kernel ref")), "withKernel", this[kHandle]); return this; }
   /** Attach an ext4 image (e.g. a volume's path) at guestMount. */
   addExtraDisk(hostPath, guestMount, readonly = false) {
-    check(native.mlk_sandbox_add_extra_disk(this._h("addExtraDisk"), str(hostPath, "host path"), str(guestMount, "guest mount"), readonly ? 1 : 0), "addExtraDisk");
+    check(native.mlk_sandbox_add_extra_disk(this._h(), str(hostPath, "host path"), str(guestMount, "guest mount"), readonly ? 1 : 0), "addExtraDisk", this[kHandle]);
     return this;
   }
 

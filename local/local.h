@@ -12,6 +12,8 @@
  *         exec.c processes · files.c file calls and path resolution ·
  *         sandbox.c create validation, VM dir, bwrap argv ·
  *         portfwd.c port forwards · events.c VFS rules and file events ·
+ *         image.c imported images · init/sandbox-init.c the static helper
+ *         that starts commands inside the sandbox (sessions, user switch) ·
  *         proxy.c the loopback HTTP proxy behind network interception (the
  *         one place with threads: see the comment at its top). */
 #ifndef MLK_LOCAL_H

@@ -1,5 +1,5 @@
 /* local.h - matchlock-local: a local backend that speaks the Matchlock
- * JSON-RPC protocol (see /work/shared/PROTOCOL.md) and runs each sandbox's
+ * JSON-RPC protocol (see docs/local-backend.md) and runs each sandbox's
  * commands as local processes, under bubblewrap when it is available.
  *
  * It is not a VM and not a security boundary.  One process serves one

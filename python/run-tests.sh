@@ -6,8 +6,10 @@
 #
 #   python/run-tests.sh [pytest args...]
 #
-# Environment: PYTHON (default python3), MATCHLOCK_LOCAL_BIN (default
-# <repo>/build/matchlock-local, built with CMake when missing),
+# Environment: PYTHON (default python3), MLK_E2E_SERVER (the server of the
+# end-to-end tests; default $MATCHLOCK_LOCAL_BIN, else
+# <repo>/build/matchlock-local, built with CMake when missing), MLK_E2E_ONLY=1
+# (only the end-to-end tests),
 # MLK_VECTORS_DIR (default <repo>/tests/vectors), KEEP_VENV=1 keeps
 # the venv and prints its path.
 set -euo pipefail
@@ -44,6 +46,10 @@ export XDG_STATE_HOME="$state"
 echo "== pytest"
 cd "$here"   # the venv's pytest (not `python -m`) so the installed package is tested
 set +e
-"$venv/bin/pytest" -p no:cacheprovider tests "$@"
+# MLK_E2E_ONLY=1: only the end-to-end files (the second run of make test,
+# against $MLK_E2E_SERVER; the hooks suite stays with matchlock-local)
+tests=(tests)
+[ "${MLK_E2E_ONLY:-0}" = 1 ] && tests=(tests/test_client.py tests/test_async.py)
+"$venv/bin/pytest" -p no:cacheprovider "${tests[@]}" "$@"
 rc=$?
 exit $rc

@@ -11,7 +11,8 @@
 # <repo>/build/matchlock-local, built with CMake when missing), MLK_E2E_ONLY=1
 # (only the end-to-end tests),
 # MLK_VECTORS_DIR (default <repo>/tests/vectors), KEEP_VENV=1 keeps
-# the venv and prints its path.
+# the venv and prints its path, MLK_PY_VENV=DIR makes (or reuses) and keeps
+# the venv in DIR.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -26,18 +27,29 @@ if [ -z "${MATCHLOCK_LOCAL_BIN:-}" ]; then
   fi
 fi
 
-venv=$(mktemp -d "${TMPDIR:-/tmp}/mlk-py-venv.XXXXXX")
-cleanup() { [ "${KEEP_VENV:-0}" = 1 ] && echo "venv kept: $venv" || rm -rf "$venv"; }
+# MLK_PY_VENV=DIR: make the venv there and keep it; a later run with the
+# same DIR tests what is installed there (make test's second run does).
+if [ -n "${MLK_PY_VENV:-}" ]; then
+  venv=$MLK_PY_VENV
+  cleanup() { :; }
+else
+  venv=$(mktemp -d "${TMPDIR:-/tmp}/mlk-py-venv.XXXXXX")
+  cleanup() { [ "${KEEP_VENV:-0}" = 1 ] && echo "venv kept: $venv" || rm -rf "$venv"; }
+fi
 trap cleanup EXIT
 
-echo "== fresh venv: $venv ($("$py" --version 2>&1))"
-if ! "$py" -m venv "$venv"; then
-  echo "error: '$py -m venv' failed; install python3-venv (listed in python/apt-packages.txt, installed by scripts/deps.sh)" >&2
-  exit 2
+if [ -x "$venv/bin/pytest" ]; then
+  echo "== the venv of an earlier run: $venv"
+else
+  echo "== fresh venv: $venv ($("$py" --version 2>&1))"
+  if ! "$py" -m venv "$venv"; then
+    echo "error: '$py -m venv' failed; install python3-venv (listed in python/apt-packages.txt, installed by scripts/deps.sh)" >&2
+    exit 2
+  fi
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  echo "== pip install ./python pytest"
+  "$venv/bin/python" -m pip install -q "$here" pytest
 fi
-"$venv/bin/python" -m pip install -q --upgrade pip
-echo "== pip install ./python pytest"
-"$venv/bin/python" -m pip install -q "$here" pytest
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-py-state.XXXXXX")
 trap 'rm -rf "$state"; cleanup' EXIT

@@ -23,6 +23,8 @@ static const char *const conformance_lacks[E2E_CAP_COUNT] = {
                             "(only the SDK's file calls on VFS mounts do)",
     [E2E_NET_TRAFFIC] = "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
     [E2E_ISOLATION] = "commands are plain processes (no namespaces, no resource limits)",
+    [E2E_CLOSE_STOPS_COMMANDS] = "upstream's close waits for in-flight requests to end, so a close while a "
+                                 "command runs ends at the SDK's close deadline (the server is killed)",
     [E2E_LOCAL_BEHAVIOUR] = "this checks matchlock-local's own behaviour where upstream's differs "
                             "(docs/testing.md, \"matchlock-local and upstream\", lists each difference)",
 };

@@ -717,7 +717,7 @@ Test(local_protocol, close_answers_then_exits, .timeout = 20)
  * grace of at most 2 s) where upstream waits for them (docs/testing.md). */
 Test(local_protocol, close_stops_running_commands, .timeout = 20)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS(E2E_CLOSE_STOPS_COMMANDS);
     peer p;
     start_vm(&p, NULL);
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");

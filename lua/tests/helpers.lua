@@ -47,7 +47,8 @@ function H.backend()
     local f = io.popen("'" .. H.local_bin() .. "' version 2>/dev/null")
     local out = f and f:read("*a") or ""
     if f then f:close() end
-    backend_name = out:find("^matchlock%-local") and "local" or "conformance"
+    -- matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
+    backend_name = (out:match("^[^\n]*") or ""):find("-local", 1, true) and "local" or "conformance"
   end
   return backend_name
 end

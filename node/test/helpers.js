@@ -45,7 +45,8 @@ function backend() {
     try {
       out = require("node:child_process").execFileSync(bin, ["version"], { encoding: "utf8", timeout: 10000 });
     } catch {}
-    backendName = out.startsWith("matchlock-local") ? "local" : "conformance";
+    // matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
+    backendName = out.split("\n")[0].includes("-local") ? "local" : "conformance";
   }
   return backendName;
 }

@@ -54,7 +54,8 @@ def backend() -> str:
         out = subprocess.run([local_bin(), "version"], capture_output=True, text=True, timeout=10).stdout
     except OSError:
         out = ""
-    return "local" if out.startswith("matchlock-local") else "conformance"
+    # matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
+    return "local" if "-local" in out.split("\n")[0] else "conformance"
 
 
 def lacks(cap: str) -> str | None:

@@ -44,7 +44,8 @@ const char *e2e_backend(void)
         snprintf(name, sizeof name, "%s", b);
         return name;
     }
-    /* matchlock-local answers `version` with its own name */
+    /* matchlock-local's `version` says it is the local backend
+     * ("matchlock 0.1.0-local (commit: ...)") */
     char cmd[1200], line[128] = "";
     snprintf(cmd, sizeof cmd, "'%s' version 2>/dev/null", e2e_server());
     FILE *p = popen(cmd, "r");
@@ -52,7 +53,7 @@ const char *e2e_backend(void)
         if (!fgets(line, sizeof line, p)) line[0] = '\0';
         pclose(p);
     }
-    snprintf(name, sizeof name, "%s", strncmp(line, "matchlock-local", 15) == 0 ? "local" : "conformance");
+    snprintf(name, sizeof name, "%s", strstr(line, "-local") ? "local" : "conformance");
     return name;
 }
 

@@ -663,6 +663,15 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
     rt->listen_fd = -1;
     rt->first_index = first_index;
     if (hookset_copy(&rt->set, hs) != 0) { free(rt); return MLK_ENOMEM; }
+    if (hookset_count(hs, MLK_HOOK_NETWORK) && c->cfg && c->cfg->nlauncher) {
+        /* the server would connect to a socket path on its own machine */
+        *msg = xstrdup("network hooks need the matchlock server on this machine: through a launcher it runs "
+                       "elsewhere and cannot reach the SDK's callback socket (static interception rules, "
+                       "allow-lists and secrets work through a launcher)");
+        hookset_clear(&rt->set);
+        free(rt);
+        return MLK_EINVALID_NET_HOOK;
+    }
     if (hookset_count(hs, MLK_HOOK_NETWORK)) {
         const char *tmp = getenv("TMPDIR");
         if (!tmp || !*tmp || strlen(tmp) > 60) tmp = "/tmp";

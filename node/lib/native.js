@@ -17,6 +17,7 @@ function libc() {
 
 function candidates() {
   const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi.${libc()}.node`);
+  if (process.env.MLK_NODE_PREBUILT_ONLY) return [prebuilt];   // scripts/install.js
   return [path.join(pkgDir, "build", "Release", "matchlock.node"), prebuilt];
 }
 

@@ -29,6 +29,23 @@ node_package() {
   node scenario.mjs && node scenario.cjs
 }
 
+python_package() {
+  "$repo/python/build-dist.sh" "$work/py-dist" >/dev/null
+  local whl; whl=$(ls "$work"/py-dist/*-cp310-abi3-manylinux*.whl)
+  python3 -m venv "$work/py-venv"
+  "$work/py-venv/bin/pip" install -q --disable-pip-version-check "$whl"
+  cd "$work"
+  # libevent and msgpack-c are the wheel's own copies, not the system's
+  local ext; ext=$("$work/py-venv/bin/python" -c 'import matchlock_native._native as m; print(m.__file__)')
+  ! ldd "$ext" | grep -E 'libevent|msgpack' | grep -v matchlock_native.libs
+  MATCHLOCK_BIN="$MLK_BIN" "$work/py-venv/bin/python" "$scen/scenario.py"
+  # the sdist names the system package that is missing
+  mkdir -p "$work/sdist" && tar xzf "$work"/py-dist/*.tar.gz -C "$work/sdist"
+  local msg; msg=$(cd "$work"/sdist/*/ && PKG_CONFIG_LIBDIR="$work/none" PKG_CONFIG_PATH= \
+    "$work/py-venv/bin/python" build_ffi.py 2>&1 || true)
+  echo "$msg" | grep -q "install libevent-dev" || { echo "sdist without libevent said: $msg"; return 1; }
+}
+
 for lang in "${langs[@]}"; do
   echo "--- $lang: install from the artifact, run the scenario"
   if ( "${lang}_package" ); then passed=$((passed + 1)); else echo "--- $lang FAILED"; failed=$((failed + 1)); fi

@@ -90,8 +90,8 @@ test("an unclosed client's matchlock process is stopped at exit", () => {
 
 test("close() releases every descriptor of the client at once, without GC (200 clients)", () => {
   // The handles stay referenced, so only close() itself can free their fds.
-  // The public Client once (its close() is native.close), then 200 raw
-  // clients: each starts its matchlock process, so each held 3 fds.
+  // The public Client once (close, then remove: which needs the client),
+  // then 200 raw clients: each starts its matchlock process, so each held 3 fds.
   const r = runNode(`
     const fs = require("node:fs");
     const m = require(process.env.MLK_PKG);
@@ -102,6 +102,7 @@ test("close() releases every descriptor of the client at once, without GC (200 c
       await warm.create(new m.Sandbox("alpine:latest"));
       const open = fds();
       await warm.close();
+      await warm.remove();
       const before = fds();
       const keep = [warm];
       for (let i = 0; i < 200; i++) {

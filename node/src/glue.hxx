@@ -21,11 +21,11 @@
  *    and a callback scope (so promise reactions run after it); done callbacks
  *    resolve promises, output callbacks call JS functions and catch what they
  *    throw.  The poll is referenced only while async requests are pending, so
- *    an idle process exits.  Once the client is done with (close() completed
- *    and, when it created a sandbox, remove() too, which runs `matchlock rm`
- *    through it), the C client is freed at once, its notification fd with
- *    it (the core already released the process's pipes when close ended);
- *    the JS handle keeps only the vm id and stderr tail for messages.
+ *    an idle process exits.  When close() completes, the C client is freed
+ *    at once, its notification fd with it (the core already released the
+ *    process's pipes when the close ended), unless it created a sandbox:
+ *    remove() runs `matchlock rm` through it, so that one stays until GC.
+ *    A freed client's JS handle keeps the vm id and stderr tail for messages.
  *  - Every client call goes through the core's *_async functions (create,
  *    close, remove, log, allow-list, port-forward and volumes through a
  *    client included), so an AbortSignal can mlk_cancel it.  Only volume
@@ -319,7 +319,7 @@ struct PendingHook {
     bool reffed = false;
 };
 
-enum { R_EXEC_BUF, R_EXEC_STREAM, R_WRITE, R_READ, R_LIST, R_LOG_FOLLOW, R_DATA, R_MSGPACK, R_CLOSE, R_REMOVE };
+enum { R_EXEC_BUF, R_EXEC_STREAM, R_WRITE, R_READ, R_LIST, R_LOG_FOLLOW, R_DATA, R_MSGPACK, R_CLOSE };
 
 struct Req {
     Client *cl;
@@ -522,7 +522,6 @@ static Napi::Value DoneValue(Napi::Env env, int kind, const mlk_result *res)
         p = mlk_result_msgpack(res, &n);
         return p ? BufferCopy(env, p, n) : env.Null();
     case R_DATA:
-    case R_REMOVE:
         p = mlk_result_data(res, &n);
         return p ? BufferCopy(env, p, n) : env.Null();
     default:
@@ -557,8 +556,9 @@ static void OnDone(void *ud, uint64_t, const mlk_result *res)
     } catch (...) {
     }
     /* Closed: nothing needs the C client any more, except remove() of the
-     * sandbox it created (the core runs `matchlock rm` through it). */
-    if ((r->kind == R_CLOSE && !mlk_client_vm_id(cl->c)) || (r->kind == R_REMOVE && cl->closed)) cl->release = true;
+     * sandbox it created (the core runs `matchlock rm` through it, any
+     * number of times), which keeps it, and its notification fd, until GC. */
+    if (r->kind == R_CLOSE && !mlk_client_vm_id(cl->c)) cl->release = true;
     cl->reqs.erase(r);
     delete r;
     ClientUnref(cl);
@@ -798,7 +798,7 @@ static void ClientUnrefTokens(Client *cl)
 
 /* close(client, timeoutSeconds) -> Promise<undefined>.  When it completes,
  * the C client is freed (every descriptor released) without waiting for GC,
- * or after remove() when it created a sandbox. */
+ * unless it created a sandbox (see the model at the top). */
 static Napi::Value Close(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
@@ -823,7 +823,7 @@ static Napi::Value Remove(const Napi::CallbackInfo &a)
 {
     LIVE_CLIENT(cl, "remove");
     Napi::Value promise;
-    Req *r = NewReq(a, cl, R_REMOVE, &promise);
+    Req *r = NewReq(a, cl, R_DATA, &promise);
     uint64_t op = 0;
     int rc = mlk_remove_async(cl->c, OnDone, r, &op);
     return Started(r, promise, rc, op, "remove");

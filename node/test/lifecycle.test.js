@@ -90,7 +90,8 @@ test("an unclosed client's matchlock process is stopped at exit", () => {
 
 test("close() releases every descriptor of the client at once, without GC (200 clients)", () => {
   // The handles stay referenced, so only close() itself can free their fds.
-  // The public Client once (close, then remove: which needs the client),
+  // The public Client once (its process's pipes go at close; its
+  // notification fd stays for remove(), which runs matchlock rm through it),
   // then 200 raw clients: each starts its matchlock process, so each held 3 fds.
   const r = runNode(`
     const fs = require("node:fs");

@@ -217,4 +217,27 @@ return function(T)
     T.ok(c:remove())
     c:free()
   end)
+
+  T.test("close releases every descriptor of the client at once (200 clients)", function()
+    -- the clients stay referenced, so only close() can free their fds
+    local function fds()
+      local p = io.popen("ls /proc/$PPID/fd | wc -l")
+      local n = tonumber(p:read("*a"))
+      p:close()
+      return n
+    end
+    local warm = H.client()
+    warm:close()
+    local before = fds()
+    local keep = { warm }
+    for i = 1, 200 do
+      local c = H.client()
+      T.ok(c:close())
+      keep[#keep + 1] = c
+    end
+    local after = fds()
+    T.ok(after - before <= 3, ("descriptors grew from %d to %d over 200 closed clients"):format(before, after))
+    T.eq(keep[2]:vm_id(), nil)
+    T.ok(keep[2]:close())
+  end)
 end

@@ -43,6 +43,7 @@ static const struct errinfo errors[] = {
     {MLK_EINVALID_NET_HOOK, "MLK_EINVALID_NET_HOOK", "invalid network hook", "ErrInvalidNetworkHook"},
     {MLK_EINVALID_VFS_HOOK, "MLK_EINVALID_VFS_HOOK", "invalid VFS hook", "ErrInvalidVFSHook"},
     {MLK_EPARSE, "MLK_EPARSE", "could not parse the server's result", NULL},
+    {MLK_EINVALID_MOUNT_OWNER, "MLK_EINVALID_MOUNT_OWNER", "mount owner out of range", "InvalidMountOwner"},
 };
 
 static const struct errinfo *find(int code)
@@ -71,5 +72,5 @@ MLK_API const char *mlk_err_upstream_name(int code)
 }
 
 MLK_API int mlk_version(void) { return MLK_VERSION; }
-MLK_API const char *mlk_version_str(void) { return "1.0.0"; }
+MLK_API const char *mlk_version_str(void) { return "1.1.0"; }
 MLK_API void mlk_free(void *p) { free(p); }

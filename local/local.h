@@ -1,5 +1,5 @@
 /* local.h - matchlock-local: a local backend that speaks the Matchlock
- * JSON-RPC protocol (see /work/shared/PROTOCOL.md) and runs each sandbox's
+ * JSON-RPC protocol (see docs/local-backend.md) and runs each sandbox's
  * commands as local processes, under bubblewrap when it is available.
  *
  * It is not a VM and not a security boundary.  One process serves one
@@ -12,6 +12,8 @@
  *         exec.c processes · files.c file calls and path resolution ·
  *         sandbox.c create validation, VM dir, bwrap argv ·
  *         portfwd.c port forwards · events.c VFS rules and file events ·
+ *         image.c imported images · init/sandbox-init.c the static helper
+ *         that starts commands inside the sandbox (sessions, user switch) ·
  *         proxy.c the loopback HTTP proxy behind network interception (the
  *         one place with threads: see the comment at its top). */
 #ifndef MLK_LOCAL_H
@@ -27,6 +29,12 @@
 #include <time.h>
 
 #define LOCAL_VERSION "0.1.0"
+#ifndef LOCAL_COMMIT
+#define LOCAL_COMMIT "unknown"   /* both set by CMake */
+#endif
+#ifndef LOCAL_BUILT
+#define LOCAL_BUILT "unknown"
+#endif
 #define MAX_LINE (10u * 1024 * 1024)  /* request line cap, as upstream */
 #define CHUNK_MAX (64u * 1024)        /* output bytes per notification */
 #define STDIN_QUEUE_MAX (8u << 20)    /* queued stdin per command before reading pauses */
@@ -48,8 +56,13 @@ char *state_root(void);
 char *state_sub(const char *kind, const char *name);   /* root/kind/name */
 int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
+int rm_rf_at(int dirfd, const char *name);
 /* Copy a tree (files, dirs, symlinks; modes kept).  0 or -1 with errno. */
 int copy_tree(const char *src, const char *dst);
+/* The VM dir belongs to this process (a pid file), and whether the process
+ * that wrote it is still alive (rm refuses running VMs). */
+void vm_mark_running(const char *dir);
+int vm_running(const char *dir);
 /* A valid volume or VM name: [A-Za-z0-9_.-], not starting with '.'. */
 int valid_name(const char *s);
 
@@ -148,7 +161,7 @@ void procs_kill_all(server *s, double grace);
 void procs_output_pause(server *s, int pause);
 
 /* ---- the VM (sandbox.c) ------------------------------------------------ */
-enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK };
+enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK, MT_SYSTEM /* the host's /usr etc., read-only */ };
 
 typedef struct mount {
     char *guest;                 /* normalised absolute guest path */
@@ -166,7 +179,8 @@ struct vm {
     char id[16];
     char *dir, *root, *log_path, *etc_dir, *shm_dir;
     int log_fd;
-    char *workspace;
+    char *workspace;             /* relative file-call paths start here */
+    int workspace_set;           /* vfs.workspace was given: commands start there */
     mount *mounts;
     size_t nmounts;
     char **env;                  /* NULL-terminated "K=V" list */
@@ -174,6 +188,7 @@ struct vm {
     char **entry_argv;           /* entrypoint + cmd, NULL when none */
     char *hostname;
     int no_network, use_bwrap, intercept;
+    int from_image;              /* root/ is a copy of an imported image */
     char **allowed;              /* allow-list */
     size_t nallowed;
     vfs_rule *rules;
@@ -193,10 +208,20 @@ struct vm {
 int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg);
 void vm_log(vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vm_free(vm *v);
-/* argv (NULL-terminated, malloc'd strings) to run `argv0...` inside the
- * sandbox; *envp receives the environment.  cwd and uid/gid as given. */
-char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
-                       int switch_user, int tty);
+/* Who a command runs as: active when it must switch to uid/gid (with the
+ * supplementary groups "a,b,..."), which only matchlock-local-init does. */
+typedef struct sandbox_user {
+    int active;
+    uid_t uid;
+    gid_t gid;
+    char groups[256];
+} sandbox_user;
+/* argv (NULL-terminated, malloc'd strings) to run cmd inside the sandbox,
+ * in cwd, as su (NULL: unchanged).  With tty, *inner_tty is set when the
+ * init inside the sandbox takes the terminal (the parent must not).
+ * NULL with *err when the user switch cannot be done. */
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *su, int tty,
+                       int *inner_tty, char **err);
 void strv_free(char **v);
 /* Set NAME=VALUE in the VM's environment (replacing an earlier NAME). */
 void vm_setenv(vm *v, const char *name, const char *value);
@@ -208,12 +233,33 @@ size_t strv_len(char **v);
  * parent directories are created.  Returns an fd or -errno.  *host_path
  * (optional) receives a host path for messages. */
 int vm_open(vm *v, const char *guest, int flags, mode_t mode);
+/* Open rel inside the directory rootfd (openat2 RESOLVE_IN_ROOT: ".." and
+ * symlinks cannot leave it).  An fd or -errno. */
+int open_beneath(int rootfd, const char *rel, int flags, mode_t mode);
 /* Normalise a guest path into out (absolute, no "." or ".."); -1 when it
  * contains ".." or is empty. */
 int guest_normalize(vm *v, const char *in, char **out);
 void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params);
 void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params);
 void rpc_list_files(server *s, req *r, const jdoc *d, const jnode *params);
+
+/* ---- imported images (image.c) ---------------------------------------- */
+typedef struct image_info {
+    const char *tag;             /* normalised ("name:latest") */
+    int64_t created, size;       /* Unix seconds, bytes */
+    const jnode *config;         /* image_config object, in doc */
+    char *rootfs;                /* the image's root filesystem */
+    jdoc doc;
+    char *text;
+} image_info;
+/* "name" -> "name:latest"; malloc'd. */
+char *image_normalize(const char *tag);
+/* 0 with info filled when tag was imported; free with image_info_free. */
+int image_find(const char *tag, image_info *info);
+int image_read(const char *dir, image_info *info);
+void image_info_free(image_info *info);
+/* `matchlock-local image ...` (argv after "image") */
+int image_main(int argc, char **argv);
 
 /* ---- VFS rules and events (events.c) ----------------------------------- */
 int vfs_parse_rules(vm *v, const jdoc *d, const jnode *interception, char **msg);

@@ -61,7 +61,7 @@ int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static int rm_at(int dfd, const char *name)
+int rm_rf_at(int dfd, const char *name)
 {
     if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT) return 0;
     if (errno != EISDIR && errno != EPERM) return -1;
@@ -73,7 +73,7 @@ static int rm_at(int dfd, const char *name)
     int rc = 0;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (rm_at(dirfd(d), e->d_name) != 0) rc = -1;
+        if (rm_rf_at(dirfd(d), e->d_name) != 0) rc = -1;
     }
     closedir(d);
     if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) rc = -1;
@@ -82,7 +82,7 @@ static int rm_at(int dfd, const char *name)
 
 int rm_rf(const char *path)
 {
-    return rm_at(AT_FDCWD, path);
+    return rm_rf_at(AT_FDCWD, path);
 }
 
 int copy_tree(const char *src, const char *dst)
@@ -94,7 +94,9 @@ int copy_tree(const char *src, const char *dst)
         ssize_t n = readlink(src, buf, sizeof buf - 1);
         if (n < 0) return -1;
         buf[n] = '\0';
-        return symlink(buf, dst);
+        if (symlink(buf, dst) != 0) return -1;
+        if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) != 0) {}
+        return 0;
     }
     if (S_ISDIR(st.st_mode)) {
         if (mkdir(dst, st.st_mode & 07777) != 0 && errno != EEXIST) return -1;
@@ -112,6 +114,7 @@ int copy_tree(const char *src, const char *dst)
             free(d2);
         }
         closedir(d);
+        if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) != 0) {}   /* owners kept, as cp -a */
         chmod(dst, st.st_mode & 07777);
         return rc;
     }
@@ -132,7 +135,52 @@ int copy_tree(const char *src, const char *dst)
         if (rc) break;
     }
     if (n < 0) rc = -1;
+    if (geteuid() == 0 && fchown(out, st.st_uid, st.st_gid) == 0) fchmod(out, st.st_mode & 07777);
     close(in);
     close(out);
     return rc;
+}
+
+/* The start time of a process (field 22 of /proc/PID/stat), 0 when gone. */
+static unsigned long long start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    unsigned long long t = 0;
+    for (int field = 2; p && *p && field < 22; p++)
+        if (*p == ' ') field++;
+    if (p) sscanf(p, "%llu", &t);
+    return t;
+}
+
+void vm_mark_running(const char *dir)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/pid", dir) < 0) return;
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%d %llu\n", (int)getpid(), start_time(getpid()));
+        fclose(f);
+    }
+    free(path);
+}
+
+int vm_running(const char *dir)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/pid", dir) < 0) return 0;
+    FILE *f = fopen(path, "r");
+    free(path);
+    int pid = 0;
+    unsigned long long t = 0;
+    int ok = f && fscanf(f, "%d %llu", &pid, &t) == 2;
+    if (f) fclose(f);
+    return ok && pid > 0 && t && start_time(pid) == t;
 }

@@ -1,5 +1,5 @@
 "use strict";
-// The shared vectors (/work/shared/vectors): every create case through the
+// The shared vectors (tests/vectors): every create case through the
 // JS builder, compared with what the C core renders; port-forward specs and
 // allow-list input through the core's parsers.  Errors by upstream name.
 const test = require("node:test");
@@ -13,6 +13,14 @@ const n = m._native;
 
 function num(v) {
   return v === "NaN" ? NaN : v === "Infinity" ? Infinity : v;
+}
+
+// {owner_uid, owner_gid} -> the builder's {ownerUid, ownerGid}
+function owner(o) {
+  const out = {};
+  if (o?.owner_uid !== undefined) out.ownerUid = o.owner_uid;
+  if (o?.owner_gid !== undefined) out.ownerGid = o.owner_gid;
+  return out;
 }
 
 function build(ops) {
@@ -40,8 +48,8 @@ function build(ops) {
       case "with_no_network": sb.withNoNetwork(); break;
       case "with_network_interception": sb.withNetworkInterception(a[0]); break;
       case "with_workspace": sb.withWorkspace(a[0]); break;
-      case "mount_host_dir": sb.mountHostDir(a[0], a[1]); break;
-      case "mount_host_dir_readonly": sb.mountHostDirReadonly(a[0], a[1]); break;
+      case "mount_host_dir": sb.mountHostDir(a[0], a[1], owner(a[2])); break;
+      case "mount_host_dir_readonly": sb.mountHostDirReadonly(a[0], a[1], owner(a[2])); break;
       case "mount_memory": sb.mountMemory(a[0]); break;
       case "mount_overlay": sb.mountOverlay(a[0], a[1]); break;
       case "with_env": sb.withEnv(a[0], a[1]); break;

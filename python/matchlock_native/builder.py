@@ -104,40 +104,44 @@ class Sandbox:
 
     # -- resources -----------------------------------------------------------
     def with_privileged(self) -> "Sandbox":
+        """Run the sandbox privileged."""
         self._opts.privileged = True
         return self._chk(lib.mlk_sandbox_set_privileged(self._sb, 1))
 
     def with_kernel(self, ref: str) -> "Sandbox":
+        """Guest kernel: empty, "file:///absolute/path" or an OCI ref; sent as {"ref": REF}."""
         self._opts.kernel_ref = ref
         return self._chk(lib.mlk_sandbox_set_kernel(self._sb, cstr(ref, "kernel ref")))
 
     def with_cpus(self, cpus: float) -> "Sandbox":
+        """CPUs (fractional); 0 means the default, 1.  Checked at create: finite, > 0, at most the host's CPUs."""
         self._opts.cpus = cpus
         return self._chk(lib.mlk_sandbox_set_cpus(self._sb, float(cpus)))
 
     def with_memory(self, mb: int) -> "Sandbox":
+        """Memory in MiB; 0 means the default, 512."""
         self._opts.memory_mb = mb
         return self._chk(lib.mlk_sandbox_set_memory_mb(self._sb, _int(mb, "memory")))
 
     def with_disk_size(self, mb: int) -> "Sandbox":
+        """Disk size in MiB; 0 means the default, 5120."""
         self._opts.disk_size_mb = mb
         return self._chk(lib.mlk_sandbox_set_disk_size_mb(self._sb, _int(mb, "disk size")))
 
     def with_timeout(self, seconds: int) -> "Sandbox":
+        """Timeout in seconds; 0 means the default, 300."""
         self._opts.timeout_seconds = seconds
         return self._chk(lib.mlk_sandbox_set_timeout_s(self._sb, _int(seconds, "timeout")))
 
     # -- filesystem ----------------------------------------------------------
     def with_workspace(self, path: str) -> "Sandbox":
+        """The guest workspace directory (the server checks it and the mounts under it)."""
         self._opts.workspace = path
         return self._chk(lib.mlk_sandbox_set_workspace(self._sb, cstr(path, "workspace")))
 
     def mount(self, guest_path: str, config: MountConfig) -> "Sandbox":
-        if config.owner_uid is not None or config.owner_gid is not None:
-            raise ValidationError(
-                f"mount {guest_path!r}: owner_uid/owner_gid are not supported by libmatchlock "
-                f"{ffi.string(lib.mlk_version_str()).decode()}; leave them unset"
-            )
+        """Mount `config` (memory, host_fs or overlay) at guest_path; a later
+        mount at the same path replaces it."""
         g = cstr(guest_path, "guest path")
         t = config.type
         if t == "memory":
@@ -151,19 +155,31 @@ class Sandbox:
             raise ValidationError(f"mount {guest_path!r}: unknown mount type {t!r}; "
                                   "use 'memory', 'host_fs' or 'overlay'")
         self._chk(rc)
+        which, uid, gid = _owner_args(config.owner_uid, config.owner_gid)
+        if which:
+            self._chk(lib.mlk_sandbox_set_mount_owner(self._sb, g, which, uid, gid))
         self._opts.mounts[guest_path] = copy.copy(config)
         return self
 
-    def mount_host_dir(self, guest_path: str, host_path: str) -> "Sandbox":
-        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path))
+    def mount_host_dir(self, guest_path: str, host_path: str, *, owner_uid: int | None = None,
+                       owner_gid: int | None = None) -> "Sandbox":
+        """Mount a host directory read-write; owner_uid/owner_gid (0 to
+        4294967295) make every file of it appear owned by them."""
+        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, owner_uid=owner_uid,
+                                                  owner_gid=owner_gid))
 
-    def mount_host_dir_readonly(self, guest_path: str, host_path: str) -> "Sandbox":
-        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, readonly=True))
+    def mount_host_dir_readonly(self, guest_path: str, host_path: str, *, owner_uid: int | None = None,
+                                owner_gid: int | None = None) -> "Sandbox":
+        """Mount a host directory read-only; owner overrides as mount_host_dir()."""
+        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, readonly=True,
+                                                  owner_uid=owner_uid, owner_gid=owner_gid))
 
     def mount_memory(self, guest_path: str) -> "Sandbox":
+        """Mount a memory filesystem at guest_path."""
         return self.mount(guest_path, MountConfig(type="memory"))
 
     def mount_overlay(self, guest_path: str, host_path: str) -> "Sandbox":
+        """Mount a copy-on-write overlay of host_path at guest_path."""
         return self.mount(guest_path, MountConfig(type="overlay", host_path=host_path))
 
     def with_vfs_interception(self, config: VFSInterceptionConfig | Mapping[str, Any]) -> "Sandbox":
@@ -259,16 +275,19 @@ class Sandbox:
 
     # -- environment and image config -------------------------------------------
     def with_env(self, name: str, value: str) -> "Sandbox":
+        """Set one environment variable (a later call for the same name wins)."""
         self._chk(lib.mlk_sandbox_set_env(self._sb, cstr(name, "env name"), cstr(value, "env value")))
         self._opts.env[name] = value
         return self
 
     def with_env_map(self, env: Mapping[str, str]) -> "Sandbox":
+        """Merge a mapping of environment variables."""
         self._mp(lib.mlk_sandbox_set_env_map, dict(env))
         self._opts.env.update(env)
         return self
 
     def with_user(self, user: str) -> "Sandbox":
+        """The user the image runs as (image_config.user)."""
         self._chk(lib.mlk_sandbox_set_user(self._sb, cstr(user, "user")))
         if self._opts.image_config is None:
             self._opts.image_config = ImageConfig()
@@ -276,6 +295,7 @@ class Sandbox:
         return self
 
     def with_entrypoint(self, *entrypoint: str) -> "Sandbox":
+        """The image entrypoint to run (image_config.entrypoint)."""
         arr = CStrArray(entrypoint, "entrypoint")
         self._chk(lib.mlk_sandbox_set_entrypoint(self._sb, arr.ptr, arr.n))
         if self._opts.image_config is None:
@@ -297,6 +317,7 @@ class Sandbox:
 
     # -- network -------------------------------------------------------------------
     def allow_host(self, *hosts: str) -> "Sandbox":
+        """Add hosts (globs such as "*.example.com") to the network allow-list."""
         for h in hosts:
             self._chk(lib.mlk_sandbox_allow_host(self._sb, cstr(h, "host")))
             self._opts.allowed_hosts.append(h)
@@ -309,27 +330,33 @@ class Sandbox:
         return self
 
     def block_private_ips(self) -> "Sandbox":
+        """Block connections to private IP ranges (the default, stated explicitly)."""
         return self.with_block_private_ips(True)
 
     def allow_private_ips(self) -> "Sandbox":
+        """Allow connections to private IP ranges (blocked by default)."""
         return self.with_block_private_ips(False)
 
     def with_block_private_ips(self, enabled: bool) -> "Sandbox":
+        """Block (True) or allow (False) private IP ranges."""
         self._chk(lib.mlk_sandbox_set_block_private_ips(self._sb, 1 if enabled else 0))
         self._opts.block_private_ips = bool(enabled)
         self._opts.block_private_ips_set = True
         return self
 
     def unset_block_private_ips(self) -> "Sandbox":
+        """Forget an explicit private-IP choice (back to the default)."""
         self._chk(lib.mlk_sandbox_unset_block_private_ips(self._sb))
         self._opts.block_private_ips = False
         self._opts.block_private_ips_set = False
         return self
 
     def add_secret(self, name: str, value: str, *hosts: str) -> "Sandbox":
+        """A secret NAME whose placeholder the host replaces by VALUE in requests to the given hosts."""
         return self._secret(name, value, None, hosts)
 
     def add_secret_with_placeholder(self, name: str, value: str, placeholder: str, *hosts: str) -> "Sandbox":
+        """As add_secret(), with the placeholder the sandbox sees chosen by the caller."""
         return self._secret(name, value, placeholder, hosts)
 
     def _secret(self, name: str, value: str, placeholder: str | None, hosts: tuple[str, ...]) -> "Sandbox":
@@ -342,6 +369,7 @@ class Sandbox:
         return self
 
     def with_dns_servers(self, *servers: str) -> "Sandbox":
+        """Append DNS servers (the sandbox uses all of them)."""
         all_servers = self._opts.dns_servers + list(servers)
         arr = CStrArray(all_servers, "dns server")
         self._chk(lib.mlk_sandbox_set_dns_servers(self._sb, arr.ptr, arr.n))
@@ -349,16 +377,19 @@ class Sandbox:
         return self
 
     def with_hostname(self, hostname: str) -> "Sandbox":
+        """The sandbox's hostname (server default: the VM id)."""
         self._chk(lib.mlk_sandbox_set_hostname(self._sb, cstr(hostname, "hostname")))
         self._opts.hostname = hostname
         return self
 
     def with_network_mtu(self, mtu: int) -> "Sandbox":
+        """Network MTU; 0 keeps the server's default (1500); negative fails at create."""
         self._chk(lib.mlk_sandbox_set_network_mtu(self._sb, _int(mtu, "mtu")))
         self._opts.network_mtu = mtu
         return self
 
     def with_no_network(self) -> "Sandbox":
+        """No network at all (excludes allowed hosts, secrets and interception)."""
         self._chk(lib.mlk_sandbox_set_no_network(self._sb, 1))
         self._opts.no_network = True
         return self
@@ -402,6 +433,7 @@ class Sandbox:
         return self
 
     def with_port_forward_addresses(self, *addresses: str) -> "Sandbox":
+        """Host addresses the builder's port forwards bind (default 127.0.0.1)."""
         all_addrs = self._opts.port_forward_addresses + list(addresses)
         arr = CStrArray(all_addrs, "bind address")
         self._chk(lib.mlk_sandbox_set_port_forward_addresses(self._sb, arr.ptr, arr.n))
@@ -471,6 +503,43 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox({self._opts.image!r})"
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _owner_args(uid: int | None, gid: int | None) -> tuple[int, int, int]:
+    """(which, uid, gid) for mlk_sandbox_set_mount_owner; values beyond
+    int64 are clamped (still out of range for the core)."""
+    which = 0
+    args = []
+    for bit, v, name in ((lib.MLK_MOUNT_OWNER_UID, uid, "owner_uid"), (lib.MLK_MOUNT_OWNER_GID, gid, "owner_gid")):
+        if v is None:
+            args.append(0)
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an integer or None, not {type(v).__name__}")
+        which |= bit
+        args.append(min(max(v, _INT64[0]), _INT64[1]))
+    return which, args[0], args[1]
+
+
+def mount_owner_error(uid: int | None, gid: int | None) -> MatchlockError | None:
+    """The core's verdict on mount owner overrides: None when valid, else
+    the error (an InvalidMountOwnerError, a ValueError) to raise."""
+    which, cu, cg = _owner_args(uid, gid)
+    if not which:
+        return None
+    probe = Sandbox("-")
+    lib.mlk_sandbox_mount_memory(probe._sb, b"/")
+    rc = lib.mlk_sandbox_set_mount_owner(probe._sb, b"/", which, cu, cg)
+    if rc == 0:
+        return None
+    err = probe._error(rc)
+    for clamped, given in ((cu, uid), (cg, gid)):
+        if given is not None and clamped != given:   # say the number the caller gave
+            err = type(err)(str(err).replace(f"got {clamped}", f"got {given}"), status=err.status)
+    return err
 
 
 def _int(v: Any, what: str) -> int:

@@ -313,10 +313,10 @@ def test_hook_rule_validation_errors() -> None:
     sb.with_network_interception(ml.NetworkInterceptionConfig(rules=[ml.NetworkHookRule(name="two", hook=print)]))
     assert [r["name"] for r in sb.params()["network"]["interception"]["rules"]] == ["two"]
     assert [e.name for e in sb._hook_entries] == ["two"]
-    # after-hooks switch file events on, which need a mount
-    with pytest.raises(ml.InvalidVFSHookError):
-        ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
-            ml.VFSHookRule(phase="after", hook=print)])).params()
+    # after-hooks switch file events on; without a mount too (the server judges, as upstream)
+    p = ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
+        ml.VFSHookRule(phase="after", hook=print)])).params()
+    assert p["vfs"] == {"interception": {"emit_events": True}}
     p = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
         ml.VFSHookRule(phase="after", hook=print)])).params()
     assert p["vfs"]["interception"] == {"emit_events": True}
@@ -493,7 +493,7 @@ def test_hooks_example_runs(local_binary: str) -> None:
     r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "MATCHLOCK_BIN": local_binary})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "blocked: VFS hook blocked operation" in r.stdout
+    assert "blocked: vfs hook blocked operation" in r.stdout
     assert "# written through matchlock" in r.stdout
     assert "body replaced by a Python hook" in r.stdout
     assert "blocked by network hook deny-admin" in r.stdout

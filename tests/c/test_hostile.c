@@ -227,6 +227,11 @@ Test(hostile, death_mid_call_and_closed_stdout, .timeout = 20)
         if (i == 0) cr_assert(strstr(mlk_result_message(r), "died mid-call"), "%s", mlk_result_message(r));
         cr_assert(el < 1.0, "%s took %.2fs", modes[i], el);
         mlk_result_free(r);
+        /* a call made after the death leads with the official SDKs' wording, then the detail */
+        cr_assert_eq(mlk_exec(c, "true", NULL, &r), MLK_EDEAD);
+        cr_assert(strncmp(mlk_result_message(r), "Matchlock process not running (connection closed", 48) == 0, "%s",
+                  mlk_result_message(r));
+        mlk_result_free(r);
         finish(c);
     }
 }

@@ -1,10 +1,12 @@
-/* test_local_protocol.c - drives the real matchlock-local binary over pipes
- * with raw JSON lines and checks the raw answers. */
+/* test_local_protocol.c - drives the real server binary (matchlock-local,
+ * or the conformance peer: e2e_server.h) over pipes with raw JSON lines and
+ * checks the raw answers. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <criterion/criterion.h>
 
+#include "e2e_server.h"
 #include "json.h"
 
 #include <arpa/inet.h>
@@ -23,9 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MLK_LOCAL_BIN
-#define MLK_LOCAL_BIN "matchlock-local"
-#endif
 
 typedef struct peer {
     pid_t pid;
@@ -33,6 +32,7 @@ typedef struct peer {
     char *buf;
     size_t len, cap;
     char state[256];        /* XDG_STATE_HOME */
+    int shared;             /* state dir not ours to remove */
 } peer;
 
 /* A parsed answer line (keeps its own buffer). */
@@ -58,11 +58,20 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void peer_start(peer *p)
+/* When set, the next peers' stderr goes to this file (appended). */
+static const char *peer_stderr_to;
+
+/* Start matchlock-local rpc with its state in dir (NULL: a fresh one,
+ * removed by peer_stop). */
+static void peer_start_at(peer *p, const char *dir)
 {
     memset(p, 0, sizeof *p);
-    snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(p->state));
+    if (dir) {
+        snprintf(p->state, sizeof p->state, "%s", dir);
+    } else {
+        snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(p->state));
+    }
     int to[2], from[2];
     cr_assert_eq(pipe2(to, O_CLOEXEC), 0);
     cr_assert_eq(pipe2(from, O_CLOEXEC), 0);
@@ -71,8 +80,12 @@ static void peer_start(peer *p)
     if (p->pid == 0) {
         dup2(to[0], 0);
         dup2(from[1], 1);
-        setenv("XDG_STATE_HOME", p->state, 1);
-        execl(MLK_LOCAL_BIN, MLK_LOCAL_BIN, "rpc", (char *)NULL);
+        e2e_setenv(p->state);
+        if (peer_stderr_to) {
+            int fd = open(peer_stderr_to, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) dup2(fd, 2);
+        }
+        execl(e2e_server(), e2e_server(), "rpc", (char *)NULL);
         _exit(127);
     }
     close(to[0]);
@@ -80,7 +93,10 @@ static void peer_start(peer *p)
     p->in = to[1];
     p->out = from[0];
     signal(SIGPIPE, SIG_IGN);
+    p->shared = dir != NULL;
 }
+
+static void peer_start(peer *p) { peer_start_at(p, NULL); }
 
 static void rm_tree(const char *path)
 {
@@ -109,7 +125,15 @@ static void peer_stop(peer *p)
     }
     if (p->out >= 0) close(p->out);
     free(p->buf);
-    rm_tree(p->state);
+    if (!p->shared) rm_tree(p->state);
+}
+
+/* Close the server's stdin, as a client does after close: upstream's
+ * server exits at the next line or at EOF, matchlock-local at once. */
+static void end_input(peer *p)
+{
+    if (p->in >= 0) close(p->in);
+    p->in = -1;
 }
 
 static void sendl(peer *p, const char *line)
@@ -259,6 +283,8 @@ static const char *start_vm(peer *p, const char *params)
  * commands run as plain processes (no bwrap on this machine). */
 static void need_isolation(peer *p)
 {
+    if (e2e_lacks(E2E_ISOLATION)) peer_stop(p);
+    E2E_NEEDS(E2E_ISOLATION);
     msg *m = call(p, 999, "log", "{}");
     char *log = b64field(m, msg_result(m), "content", NULL);
     int isolated = strstr(log, "under bubblewrap") != NULL;
@@ -303,15 +329,30 @@ Test(local_protocol, malformed_line_keeps_serving, .timeout = 20)
     msg *m = recv_msg(&p, 5000);
     cr_assert_not_null(m);
     cr_assert_eq(msg_code(m), -32700, "%s", m->text);
-    cr_assert(strstr(m->text, "\"id\":null"), "parse errors carry a null id: %s", m->text);
+    cr_assert_str_eq(msg_errmsg(m), "Parse error");
+    cr_assert_null(jd_get(&m->d, m->root, "id"), "parse errors carry no id: %s", m->text);
     msg_free(m);
-    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"create\",\"params\":{\"image\":\"a\"},\"id\":");
-    m = recv_msg(&p, 5000);
-    cr_assert_eq(msg_code(m), -32700, "%s", m->text);
-    msg_free(m);
+    /* a request that does not decode: cut short, not an object, an id that
+     * is not an unsigned integer; each is a parse error without an id */
+    const char *bad[] = {"{\"jsonrpc\":\"2.0\",\"method\":\"create\",\"params\":{\"image\":\"a\"},\"id\":",
+                         "[1,2]", "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{},\"id\":\"abc\"}",
+                         "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{},\"id\":-5}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sendl(&p, bad[i]);
+        m = recv_msg(&p, 5000);
+        cr_assert_not_null(m, "no answer to %s", bad[i]);
+        cr_assert_eq(msg_code(m), -32700, "%s -> %s", bad[i], m->text);
+        cr_assert_null(jd_get(&m->d, m->root, "id"), "%s -> %s", bad[i], m->text);
+        msg_free(m);
+    }
     m = call(&p, 7, "no_such_method", "{}");
     cr_assert_eq(msg_code(m), -32601, "%s", m->text);
+    cr_assert_str_eq(msg_errmsg(m), "Method not found");
     cr_assert_eq(msg_id(m), 7);
+    msg_free(m);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"params\":{},\"id\":9}");
+    m = until_id(&p, 9, 5000, NULL, NULL);
+    cr_assert_eq(msg_code(m), -32601, "no method: %s", m->text);
     msg_free(m);
     m = call(&p, 8, "exec", "{\"command\":\"true\"}");
     cr_assert_eq(msg_code(m), -32000, "exec before create: %s", m->text);
@@ -342,12 +383,22 @@ Test(local_protocol, create_validation, .timeout = 20)
     m = call(&p, 5, "create", "{\"image\":\"alpine\",\"network\":{\"no_network\":true,\"allowed_hosts\":[\"a.com\"]}}");
     cr_assert_eq(msg_code(m), -32602, "no_network with hosts: %s", m->text);
     msg_free(m);
-    m = call(&p, 6, "create", "{\"image\":\"alpine\",\"network\":{\"add_hosts\":[{\"host\":\"db\",\"ip\":\"not-an-ip\"}]}}");
-    cr_assert_eq(msg_code(m), -32602, "bad add_host: %s", m->text);
-    cr_assert(strstr(msg_errmsg(m), "add_hosts"), "%s", m->text);
-    msg_free(m);
     m = call(&p, 7, "create", "{\"image\":\"alpine\"}");
     cr_assert_eq(msg_code(m), 0, "valid create after failures: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+/* matchlock-local checks add_hosts IPs at create; upstream accepts any
+ * string there (docs/testing.md). */
+Test(local_protocol, add_hosts_ip_checked, .timeout = 20)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    peer p;
+    peer_start(&p);
+    msg *m = call(&p, 6, "create", "{\"image\":\"alpine\",\"network\":{\"add_hosts\":[{\"host\":\"db\",\"ip\":\"not-an-ip\"}]}}");
+    cr_assert_eq(msg_code(m), -32602, "bad add_host: %s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "add_hosts"), "%s", m->text);
     msg_free(m);
     peer_stop(&p);
 }
@@ -362,12 +413,23 @@ Test(local_protocol, exec_exit_code_and_output, .timeout = 20)
     cr_assert_str_eq(out, "hello there\n");
     cr_assert_str_eq(err, "oops\n");
     free(out); free(err);
-    code = run(&p, 3, "\"kill -9 $$\"", NULL, NULL);
-    cr_assert_eq(code, 137, "killed by a signal: 128+9");
-    msg *m = call(&p, 4, "exec", "{}");
-    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
-    cr_assert(strstr(msg_errmsg(m), "command"), "%s", m->text);
+    /* no command: an empty one, which succeeds */
+    cr_assert_eq(run(&p, 4, "\"\"", NULL, NULL), 0);
+    msg *m = call(&p, 5, "exec", "{}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    cr_assert_eq(jd_int(&m->d, msg_result(m), "exit_code", -1), 0, "%s", m->text);
     msg_free(m);
+    peer_stop(&p);
+}
+
+/* A command killed by a signal: matchlock-local reports 128+N (what
+ * bubblewrap reports), upstream -1 (docs/testing.md). */
+Test(local_protocol, signal_exit_code, .timeout = 20)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    peer p;
+    start_vm(&p, NULL);
+    cr_assert_eq(run(&p, 3, "\"kill -9 $$\"", NULL, NULL), 137, "killed by a signal: 128+9");
     peer_stop(&p);
 }
 
@@ -612,7 +674,9 @@ Test(local_protocol, cancel_running_command, .timeout = 20)
 Test(local_protocol, log_and_log_stream, .timeout = 20)
 {
     peer p;
-    const char *vmid = start_vm(&p, NULL);
+    /* an entrypoint writes to the VM log after log_stream has started */
+    const char *vmid = start_vm(&p, "{\"image\":\"a\",\"launch_entrypoint\":true,\"image_config\":{"
+                                    "\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"sleep 1; echo later-line; sleep 30\"]}}");
     char id[32];
     snprintf(id, sizeof id, "%s", vmid);
     msg *m = call(&p, 2, "log", "{}");
@@ -628,16 +692,12 @@ Test(local_protocol, log_and_log_stream, .timeout = 20)
     cr_assert(strstr(log, id), "%s", log);
     free(log);
     msg_free(m);
-    /* appended data follows: a port_forward call writes to the log (its
-     * answer is read by until_id below, which keeps log_stream's data) */
-    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"port_forward\",\"params\":"
-              "{\"forwards\":[{\"local_port\":0,\"remote_port\":9}]},\"id\":4}");
-    usleep(500000);
+    usleep(1500000);
     char *notes;
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"cancel\",\"params\":{\"id\":3},\"id\":6}");
     m = until_id(&p, 3, 5000, &notes, NULL);
     cr_assert_eq(msg_code(m), -32003, "%s", m->text);
-    cr_assert(strstr(notes, "port forward"), "appended log data streamed: %s", notes);
+    cr_assert(strstr(notes, "later-line"), "appended log data streamed: %s", notes);
     free(notes);
     msg_free(m);
     peer_stop(&p);
@@ -647,10 +707,9 @@ Test(local_protocol, close_answers_then_exits, .timeout = 20)
 {
     peer p;
     start_vm(&p, NULL);
-    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 1\"},\"id\":2}");
     usleep(200000);
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"close\",\"params\":{\"timeout_seconds\":2},\"id\":3}");
-    int64_t t0 = now_ms();
     int seen_exec = 0;
     for (;;) {
         msg *m = recv_msg(&p, 8000);
@@ -665,9 +724,28 @@ Test(local_protocol, close_answers_then_exits, .timeout = 20)
         }
         msg_free(m);
     }
+    cr_assert_null(recv_line(&p, 200), "nothing after close");
+    end_input(&p);
+    cr_assert_eq(peer_wait(&p, 5000), 0, "the server exits after close");
+    peer_stop(&p);
+}
+
+/* matchlock-local's close stops the commands still running (after a
+ * grace of at most 2 s) where upstream waits for them (docs/testing.md). */
+Test(local_protocol, close_stops_running_commands, .timeout = 20)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
+    usleep(200000);
+    int64_t t0 = now_ms();
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"close\",\"params\":{\"timeout_seconds\":2},\"id\":3}");
+    msg *m = until_id(&p, 3, 8000, NULL, NULL);
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    msg_free(m);
     cr_assert_lt(now_ms() - t0, 4000);
     cr_assert_eq(peer_wait(&p, 5000), 0, "the server exits after close");
-    cr_assert_null(recv_line(&p, 200), "nothing after close");
     peer_stop(&p);
 }
 
@@ -704,10 +782,7 @@ Test(local_protocol, oversized_line_ends_session, .timeout = 20)
         off += (size_t)w;
     }
     free(big);
-    msg *m = recv_msg(&p, 10000);
-    cr_assert_not_null(m);
-    cr_assert_eq(msg_code(m), -32700, "%s", m->text);
-    msg_free(m);
+    cr_assert_null(recv_msg(&p, 10000), "no answer: the session ends");
     cr_assert_geq(peer_wait(&p, 5000), 0, "an oversized line ends the session");
     peer_stop(&p);
 }
@@ -807,7 +882,7 @@ Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
                             "echo new > /workspace/host/made.txt; echo x > /workspace/ro/x 2>/dev/null || echo ro-refused; "
                             "echo changed > /workspace/ovl/base.txt; echo m > /workspace/mem/m.txt; cat /workspace/mem/m.txt\"",
                      &out, NULL), 0);
-    cr_assert_str_eq(out, "boxy\n10.1.2.3\tdb.internal\nfrom host\nro-refused\nm\n");
+    cr_assert_str_eq(out, "boxy\n10.1.2.3 db.internal\nfrom host\nro-refused\nm\n");
     free(out);
     snprintf(path, sizeof path, "%s/made.txt", host);
     cr_assert_eq(access(path, F_OK), 0, "host_fs is a read-write bind");
@@ -858,12 +933,14 @@ Test(local_protocol, launch_entrypoint_logs_output, .timeout = 20)
     msg *m = call(&p, 90, "close", "{\"timeout_seconds\":1}");
     cr_assert_eq(msg_code(m), 0);
     msg_free(m);
+    end_input(&p);
     cr_assert_eq(peer_wait(&p, 5000), 0, "close stops the entrypoint and exits");
     peer_stop(&p);
 }
 
 Test(local_protocol, file_events_for_mounts, .timeout = 20)
 {
+    E2E_NEEDS(E2E_CMD_FILE_EVENTS);
     peer p;
     start_vm(&p, "{\"image\":\"a\",\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":"
                  "{\"/workspace/mem\":{\"type\":\"memory\"}},\"interception\":{\"emit_events\":true}}}");
@@ -893,12 +970,258 @@ Test(local_protocol, file_events_for_mounts, .timeout = 20)
     peer_stop(&p);
 }
 
+/* ---- behaviour that matches upstream (issue 13) ----------------------------- */
+
+/* One command in a fresh VM: its stdout (malloc'd); *code gets the exit code. */
+static char *run_in(const char *create, const char *cmd_json, int *code)
+{
+    peer p;
+    start_vm(&p, create);
+    char *out = NULL;
+    int c = run(&p, 2, cmd_json, &out, NULL);
+    if (code) *code = c;
+    peer_stop(&p);
+    return out;
+}
+
+Test(local_compat, working_dir_defaults_like_upstream, .timeout = 30)
+{
+    char *out = run_in(NULL, "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/\n", "no workspace: commands start in /");
+    free(out);
+    out = run_in("{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"}}", "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/ws\n", "the configured workspace");
+    free(out);
+    out = run_in("{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"},\"image_config\":{\"working_dir\":\"/tmp\"}}",
+                 "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/tmp\n", "the image's working dir comes before the workspace");
+    free(out);
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"}}");
+    msg *m = call(&p, 2, "exec", "{\"command\":\"pwd\",\"working_dir\":\"/var\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    out = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(out, "/var\n", "the request's working dir first");
+    free(out);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_compat, etc_hosts_layout, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":["
+                 "{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"},{\"host\":\"v6\",\"ip\":\"fd00::1\"}]}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/hosts\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "127.0.0.1 localhost localhost.localdomain boxy\n10.1.2.3 db.internal\nfd00::1 v6\n"
+                          "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n");
+    free(out);
+    peer_stop(&p);
+    /* without a hostname the VM id is the name */
+    const char *id = start_vm(&p, NULL);
+    char want[128];
+    snprintf(want, sizeof want, "127.0.0.1 localhost localhost.localdomain %s\n", id);
+    need_isolation(&p);
+    cr_assert_eq(run(&p, 2, "\"head -n1 /etc/hosts\"", &out, NULL), 0);
+    cr_assert_str_eq(out, want);
+    free(out);
+    peer_stop(&p);
+}
+
+Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n", "upstream's default servers");
+    free(out);
+    peer_stop(&p);
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1\",\"9.9.9.9\"]}}");
+    cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "nameserver 1.1.1.1\nnameserver 9.9.9.9\n");
+    free(out);
+    peer_stop(&p);
+    peer_start(&p);
+    msg *m = call(&p, 1, "create", "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1 evil\"]}}");
+    cr_assert_eq(msg_code(m), -32602, "a server with a space would break the file: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_compat, no_network_lists_only_lo, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"no_network\":true}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"ls /sys/class/net; cat /sys/class/net/lo/mtu >/dev/null && echo lo-readable\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "lo\nlo-readable\n");
+    free(out);
+    peer_stop(&p);
+    start_vm(&p, NULL);
+    cr_assert_eq(run(&p, 2, "\"ls /sys/class/net\"", &out, NULL), 0);
+    cr_assert(strstr(out, "lo\n"), "with a network the host's devices, lo among them: %s", out);
+    free(out);
+    peer_stop(&p);
+}
+
+Test(local_compat, files_and_exec_see_one_filesystem, .timeout = 30)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"onefs\"}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/os-release\"", &out, NULL), 0);
+    msg *m = call(&p, 3, "read_file", "{\"path\":\"/etc/os-release\"}");
+    cr_assert_eq(msg_code(m), 0, "a symlink into /usr (on most hosts) is followed: %s", m->text);
+    char *body = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(body, out, "read_file and cat agree");
+    free(body); free(out);
+    msg_free(m);
+    /* list_files and ls agree on a system dir and on /etc */
+    const char *dirs[] = {"/usr/bin", "/etc", "/bin"};
+    for (int i = 0; i < 3; i++) {
+        char cmd[128], params[128];
+        snprintf(cmd, sizeof cmd, "\"ls -A %s/ | wc -l\"", dirs[i]);
+        cr_assert_eq(run(&p, 10 + i, cmd, &out, NULL), 0);
+        snprintf(params, sizeof params, "{\"path\":\"%s\"}", dirs[i]);
+        m = call(&p, 20 + i, "list_files", params);
+        cr_assert_eq(msg_code(m), 0, "%s: %s", dirs[i], m->text);
+        const jnode *files = jd_get(&m->d, msg_result(m), "files");
+        cr_assert_eq((long)files->count, atol(out), "%s: list_files %zu entries, ls %s", dirs[i], (size_t)files->count, out);
+        free(out);
+        msg_free(m);
+    }
+    /* a link resolves inside the sandbox, never to the host's file */
+    cr_assert_eq(run(&p, 30, "\"ln -s ../../../../../../../etc/hostname /tmp/up && ln -s /etc/hostname /tmp/abs\"", NULL, NULL), 0);
+    const char *links[] = {"{\"path\":\"/tmp/up\"}", "{\"path\":\"/tmp/abs\"}"};
+    for (int i = 0; i < 2; i++) {
+        m = call(&p, 31 + i, "read_file", links[i]);
+        body = b64field(m, msg_result(m), "content", NULL);
+        cr_assert_str_eq(body, "onefs\n", "the VM's own /etc/hostname");
+        free(body);
+        msg_free(m);
+    }
+    /* written through the file calls, seen by commands (and back) */
+    m = call(&p, 40, "write_file", "{\"path\":\"/etc/app.conf\",\"content\":\"eHl6\"}");
+    cr_assert_eq(msg_code(m), 0, "/etc is the VM's own: %s", m->text);
+    msg_free(m);
+    cr_assert_eq(run(&p, 41, "\"cat /etc/app.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "xyz");
+    free(out);
+    m = call(&p, 42, "write_file", "{\"path\":\"/usr/local/x\",\"content\":\"eA==\"}");
+    cr_assert_eq(msg_code(m), -32002, "the host's system dirs are read-only: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+/* exec_tty of an interactive /bin/sh fed "exit 0": its exit code. */
+static int tty_shell_exit(void)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty\",\"params\":{\"command\":\"/bin/sh\","
+              "\"rows\":24,\"cols\":80},\"id\":2}");
+    char *in = b64("echo in-tty; exit 0\n"), line[256];
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty.stdin\",\"params\":{\"id\":2,\"data\":\"%s\"}}", in);
+    free(in);
+    sendl(&p, line);
+    char *notes;
+    msg *m = until_id(&p, 2, 10000, &notes, NULL);
+    int code = (int)jd_int(&m->d, msg_result(m), "exit_code", -1);
+    cr_assert(strstr(notes, "in-tty"), "%s", notes);
+    cr_assert_null(strstr(notes, "Cannot set tty"), "the shell has its terminal: %s", notes);
+    free(notes);
+    msg_free(m);
+    peer_stop(&p);
+    return code;
+}
+
+Test(local_compat, tty_shell_exit_zero, .timeout = 30)
+{
+    cr_assert_eq(tty_shell_exit(), 0, "dash under a TTY: exit 0 is 0");
+}
+
+Test(local_compat, tty_shell_exit_zero_without_bwrap, .timeout = 30)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);   /* matchlock-local's fallback path */
+    setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
+    cr_assert_eq(tty_shell_exit(), 0, "the fallback path too");
+}
+
+/* Run cmd as user (image_config.user) in a fresh VM. */
+static void user_vm(peer *p, const char *user)
+{
+    char params[256];
+    snprintf(params, sizeof params, "{\"image\":\"a\",\"image_config\":{\"user\":\"%s\"}}", user);
+    start_vm(p, params);
+}
+
+Test(local_compat, users_really_unprivileged, .timeout = 30)
+{
+    E2E_NEEDS(E2E_ISOLATION);
+    peer p;
+    char *out, *err;
+    if (geteuid() != 0) {
+        /* a switch that cannot drop privileges must not happen */
+        user_vm(&p, "nobody");
+        msg *m = call(&p, 2, "exec", "{\"command\":\"id -u\"}");
+        cr_assert_neq(msg_code(m), 0, "not root: the user switch is refused: %s", m->text);
+        cr_assert(strstr(msg_errmsg(m), "cannot run as user nobody"), "%s", m->text);
+        msg_free(m);
+        peer_stop(&p);
+        return;
+    }
+    user_vm(&p, "nobody");
+    cr_assert_neq(run(&p, 2, "\"id -u; id -g; grep CapEff /proc/self/status; touch /root/x\"", &out, &err), 0,
+                  "nobody cannot write /root");
+    cr_assert_str_eq(out, "65534\n65534\nCapEff:\t0000000000000000\n", "uid, gid, no capabilities");
+    cr_assert(strstr(err, "Permission denied"), "%s", err);
+    free(out); free(err);
+    /* what it creates is not root's on the host */
+    cr_assert_eq(run(&p, 3, "\"echo x > /tmp/made-by-nobody\"", NULL, NULL), 0);
+    struct stat st;
+    char path[512];
+    snprintf(path, sizeof path, "%s/matchlock-local/vms", p.state);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') snprintf(path + strlen(path), sizeof path - strlen(path), "/%s/root/tmp/made-by-nobody", e->d_name);
+    closedir(d);
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    cr_assert_eq(st.st_uid, 65534, "owned by nobody on the host too");
+    /* an exec's user overrides the image's; a bare uid works */
+    msg *m = call(&p, 5, "exec", "{\"command\":\"id -u; id -g; touch /root/y\",\"user\":\"4321\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    cr_assert_neq(jd_int(&m->d, msg_result(m), "exit_code", 0), 0);
+    out = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(out, "4321\n4321\n");
+    free(out);
+    msg_free(m);
+    m = call(&p, 6, "exec", "{\"command\":\"id -u\",\"user\":\"no-such-user\"}");
+    cr_assert_neq(msg_code(m), 0, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "unable to find user no-such-user"), "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+    /* the same without bubblewrap */
+    setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
+    user_vm(&p, "nobody");
+    cr_assert_neq(run(&p, 2, "\"id -u; touch /root/x\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "65534\n");
+    free(out);
+    peer_stop(&p);
+}
+
 /* ---- CLI ------------------------------------------------------------------ */
 
 static int cli(const char *state, const char *args, char *out, size_t cap)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "XDG_STATE_HOME='%s' '%s' %s 2>&1", state, MLK_LOCAL_BIN, args);
+    snprintf(cmd, sizeof cmd, "HOME='%s' XDG_STATE_HOME='%s' '%s' %s 2>&1", state, state, e2e_server(), args);
     FILE *f = popen(cmd, "r");
     size_t n = fread(out, 1, cap - 1, f);
     out[n] = '\0';
@@ -906,51 +1229,288 @@ static int cli(const char *state, const char *args, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-Test(local_cli, version_and_volumes, .timeout = 20)
+Test(local_cli, version_like_upstream, .timeout = 20)
 {
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "version", out, sizeof out), 0);
-    cr_assert(!strncmp(out, "matchlock-local ", 16), "%s", out);
+    /* matchlock <version> (commit: <c>, built: <date>) */
+    cr_assert(!strncmp(out, "matchlock ", 10) && strstr(out, "-local (commit: ") && strstr(out, ", built: ") &&
+              !strcmp(out + strlen(out) - 2, ")\n"), "%s", out);
+    rm_tree(state);
+}
+
+Test(local_cli, volumes_like_upstream, .timeout = 20)
+{
+    char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
+    cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
     cr_assert_str_eq(out, "[]\n");
-    cr_assert_eq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(cli(state, "volume ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "NAME  SIZE\n");
+    cr_assert_eq(cli(state, "volume create data1 --size 16 --json", out, sizeof out), 0, "%s", out);
     jdoc d;
     jd_init(&d);
     cr_assert_eq(jd_parse(&d, out, strlen(out)), 0, "%s", out);
     cr_assert_str_eq(jd_str(&d, jd_root(&d), "name", ""), "data1");
-    cr_assert_eq(jd_int(&d, jd_root(&d), "size", 0), 64);
-    struct stat st;
-    cr_assert_eq(stat(jd_str(&d, jd_root(&d), "path", ""), &st), 0, "the volume has a directory");
-    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_str_eq(jd_str(&d, jd_root(&d), "size", ""), "16.0 MB", "upstream's display string");
+    char path[512];
+    snprintf(path, sizeof path, "%s/seed.txt", jd_str(&d, jd_root(&d), "path", ""));
     jd_free(&d);
-    cr_assert_neq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "duplicate volume");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "the volume has a directory: %s", path);
+    fputs("seed", f);
+    fclose(f);
+    cr_assert_eq(cli(state, "volume create data1 --size 16 --json", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume already exists: data1\n");
+    cr_assert_eq(cli(state, "volume create longer-name-here", out, sizeof out), 0);
+    cr_assert_str_eq(out, "Created volume longer-name-here (10240 MB)\n", "upstream's default size");
+    cr_assert_eq(cli(state, "volume create x --size 0", out, sizeof out), 1);
+    cr_assert_str_eq(out, "create named volume: size must be > 0 MB\n");
+    cr_assert_eq(cli(state, "volume ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "NAME              SIZE\ndata1             16.0 MB\nlonger-name-here  10240.0 MB\n");
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
-    cr_assert(strstr(out, "\"name\":\"data1\"") && out[0] == '[', "%s", out);
+    cr_assert(out[0] == '[' && strstr(out, "{\"name\":\"data1\",\"size\":\"16.0 MB\",\"path\":\""), "%s", out);
+    /* cp copies the contents and refuses an existing destination */
+    cr_assert_eq(cli(state, "volume cp data1 data2", out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "Copied volume data1 to data2\n");
+    cr_assert_eq(cli(state, "volume cp data1 data2", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume already exists: data2\n");
+    cr_assert_eq(cli(state, "volume cp nothing data3", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume not found: nothing\n");
+    snprintf(path, sizeof path, "%s/matchlock-local/volumes/data2/data/seed.txt", state);
+    f = fopen(path, "r");
+    cr_assert_not_null(f, "the copy holds the source's files");
+    char buf[16] = "";
+    if (fgets(buf, sizeof buf, f)) {}
+    fclose(f);
+    cr_assert_str_eq(buf, "seed");
     cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 0, "%s", out);
-    cr_assert_neq(cli(state, "volume rm data1", out, sizeof out), 0, "unknown volume");
-    cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
-    cr_assert_str_eq(out, "[]\n");
+    cr_assert_str_eq(out, "Removed volume data1\n");
+    cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume not found: data1\n");
+    cr_assert_eq(cli(state, "volume create .bad", out, sizeof out), 1);
+    cr_assert(strstr(out, "invalid volume name: \".bad\""), "%s", out);
     rm_tree(state);
 }
 
-Test(local_cli, rm_deletes_vm_state, .timeout = 20)
+Test(local_cli, rm_like_upstream, .timeout = 30)
 {
     peer p;
-    const char *vmid = start_vm(&p, NULL);
-    char id[32], dir[512], out[1024], state[256];
-    snprintf(id, sizeof id, "%s", vmid);
+    char id[32], id2[32], dir[512], out[1024], state[256], args[64];
+    snprintf(id, sizeof id, "%s", start_vm(&p, NULL));
     snprintf(state, sizeof state, "%s", p.state);
-    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", p.state, id);
+    cr_assert_eq(cli(state, "rm", out, sizeof out), 1);
+    cr_assert_str_eq(out, "VM ID required (or use --stopped)\n");
+    snprintf(args, sizeof args, "rm %s", id);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "a running VM stays: %s", out);
+    snprintf(dir, sizeof dir, "VM is running %s\n", id);
+    cr_assert_str_eq(out, dir);
     msg *m = call(&p, 2, "close", "{\"timeout_seconds\":1}");
     msg_free(m);
+    end_input(&p);
     cr_assert_eq(peer_wait(&p, 5000), 0);
+    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", state, id);
     cr_assert_eq(access(dir, F_OK), 0, "close keeps the VM directory");
-    char args[64];
-    snprintf(args, sizeof args, "rm %s", id);
     cr_assert_eq(cli(state, args, out, sizeof out), 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "Removed %s\n", id);
+    cr_assert_str_eq(out, want);
     cr_assert_neq(access(dir, F_OK), 0, "rm deletes it");
-    cr_assert_neq(cli(state, args, out, sizeof out), 0, "unknown VM");
-    cr_assert(strstr(out, "not found"), "%s", out);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "unknown VM");
+    snprintf(want, sizeof want, "VM %s not found\n", id);
+    cr_assert_str_eq(out, want);
+    /* --stopped: every stopped VM goes, running ones stay */
+    peer a, b;
+    start_vm(&a, NULL);
+    snprintf(state, sizeof state, "%s", a.state);
+    peer_start_at(&b, state);
+    m = call(&b, 1, "create", "{\"image\":\"a\"}");
+    snprintf(id2, sizeof id2, "%s", jd_str(&m->d, msg_result(m), "id", ""));
+    msg_free(m);
+    m = call(&b, 2, "close", "{\"timeout_seconds\":1}");
+    msg_free(m);
+    cr_assert_eq(peer_wait(&b, 5000), 0);
+    cr_assert_eq(cli(state, "rm --stopped", out, sizeof out), 0, "%s", out);
+    snprintf(want, sizeof want, "Removed %s\n", id2);
+    cr_assert_str_eq(out, want, "only the stopped VM");
+    cr_assert_eq(cli(state, "rm --stopped", out, sizeof out), 0);
+    cr_assert_str_eq(out, "");
+    peer_stop(&b);
+    peer_stop(&a);
     peer_stop(&p);
+}
+
+/* ---- images -------------------------------------------------------------------- */
+
+/* Build a docker-save tarball at dir/image.tar from Debian's busybox-static:
+ * layer 1 the busybox root (users root, nobody, app 1234 in group extra),
+ * layer 2 (gzip) a whiteout and an opaque directory; the config sets user,
+ * working dir, env, entrypoint and cmd. */
+static void build_busybox_image(const char *dir)
+{
+    struct stat st;
+    cr_assert_eq(stat("/bin/busybox", &st), 0,
+                 "busybox-static is missing (/bin/busybox): scripts/deps.sh installs it (local/apt-packages.txt)");
+    char *script = NULL;
+    cr_assert_geq(asprintf(&script,
+        "set -e; cd '%s'; mkdir -p l1/bin l1/etc l1/home/app l1/root l1/gone l2/etc l2/gone out/l1 out/l2\n"
+        "cp /bin/busybox l1/bin/; for t in sh ls cat id touch echo pwd test; do ln -s busybox l1/bin/$t; done\n"
+        "chmod 700 l1/root\n"
+        "printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\\n"
+        "app:x:1234:1234:app:/home/app:/bin/sh\\n' > l1/etc/passwd\n"
+        "printf 'root:x:0:\\nnogroup:x:65534:\\napp:x:1234:\\nextra:x:2000:app\\n' > l1/etc/group\n"
+        "printf 'ID=mlk-busybox\\nNAME=\"matchlock test busybox\"\\n' > l1/etc/os-release\n"
+        "echo old > l1/etc/removed-me; echo lower > l1/gone/a\n"
+        "touch l2/etc/.wh.removed-me l2/gone/.wh..wh..opq; echo upper > l2/gone/b\n"
+        "tar -cf out/l1/layer.tar -C l1 . && tar -czf out/l2/layer.tar -C l2 .\n"
+        "d1=$(sha256sum out/l1/layer.tar | cut -d' ' -f1); d2=$(gzip -dc out/l2/layer.tar | sha256sum | cut -d' ' -f1)\n"
+        "printf '{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"User\":\"app\",\"WorkingDir\":\"/home/app\","
+        "\"Env\":[\"PATH=/bin\",\"IMG_VAR=from-image\"],\"Entrypoint\":[\"/bin/sh\",\"-c\"],\"Cmd\":[\"echo from-entry; sleep 30\"]},"
+        "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%%s\",\"sha256:%%s\"]}}' $d1 $d2 > out/config.json\n"
+        "echo '[{\"Config\":\"config.json\",\"RepoTags\":[\"mlk-busybox:test\"],\"Layers\":[\"l1/layer.tar\",\"l2/layer.tar\"]}]'"
+        " > out/manifest.json\n"
+        "cd out && tar -cf ../image.tar manifest.json config.json l1 l2\n", dir), 0);
+    cr_assert_eq(system(script), 0, "building the test image failed");
+    free(script);
+}
+
+Test(local_images, import_ls_run_rm, .timeout = 60)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);   /* upstream needs erofs-utils and a VM */
+    char state[] = "/tmp/mlk-local-img-XXXXXX", work[] = "/tmp/mlk-local-imgsrc-XXXXXX", out[4096], args[512];
+    cr_assert_not_null(mkdtemp(state));
+    cr_assert_not_null(mkdtemp(work));
+    build_busybox_image(work);
+    snprintf(args, sizeof args, "image import mlk-busybox:test < '%s/image.tar'", work);
+    cr_assert_eq(cli(state, args, out, sizeof out), 0, "%s", out);
+    const char *want = "Importing mlk-busybox:test from stdin...\nImported: mlk-busybox:test\nLayers: 2\nSize: ";
+    cr_assert(!strncmp(out, want, strlen(want)) &&
+              strstr(out, " MB\n"), "upstream's texts: %s", out);
+    cr_assert_eq(cli(state, "image ls", out, sizeof out), 0);
+    want = "TAG               SOURCE  SIZE    CREATED\nmlk-busybox:test  import  ";
+    cr_assert(!strncmp(out, want, strlen(want)), "%s", out);
+
+    /* a sandbox on the image: its files, users and config */
+    peer p;
+    peer_start_at(&p, state);
+    msg *m = call(&p, 1, "create", "{\"image\":\"mlk-busybox:test\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    msg_free(m);
+    need_isolation(&p);
+    char *o, *e;
+    cr_assert_neq(run(&p, 2, "\"id -u; id -G; pwd; echo $PATH $IMG_VAR; cat /etc/os-release; ls /gone; "
+                             "test -e /etc/removed-me || echo whiteout-honoured; ls /usr >/dev/null 2>&1 || echo no-host-usr; "
+                             "touch /root/x\"", &o, &e), 0, "user app cannot write /root");
+    cr_assert_str_eq(o, "1234\n1234 2000\n/home/app\n/bin from-image\nID=mlk-busybox\nNAME=\"matchlock test busybox\"\n"
+                        "b\nwhiteout-honoured\nno-host-usr\n");
+    cr_assert(strstr(e, "Permission denied"), "%s", e);
+    free(o); free(e);
+    m = call(&p, 3, "read_file", "{\"path\":\"/etc/os-release\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    o = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(o, "ID=mlk-busybox\nNAME=\"matchlock test busybox\"\n", "the file calls see the image too");
+    free(o);
+    msg_free(m);
+    /* the request's image_config wins over the image's, field by field */
+    m = call(&p, 4, "exec", "{\"command\":\"id -u; pwd\",\"user\":\"root\",\"working_dir\":\"/tmp\"}");
+    o = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(o, "0\n/tmp\n");
+    free(o);
+    msg_free(m);
+    peer_stop(&p);
+
+    /* the image's entrypoint and cmd with launch_entrypoint */
+    peer_start_at(&p, state);
+    m = call(&p, 1, "create", "{\"image\":\"mlk-busybox:test\",\"launch_entrypoint\":true}");
+    msg_free(m);
+    int found = 0;
+    for (int i = 0; i < 50 && !found; i++) {
+        m = call(&p, 10 + i, "log", "{}");
+        char *log = b64field(m, msg_result(m), "content", NULL);
+        found = strstr(log, "from-entry") != NULL;
+        free(log);
+        msg_free(m);
+        if (!found) usleep(100000);
+    }
+    cr_assert(found, "the image's entrypoint + cmd ran");
+    peer_stop(&p);
+
+    cr_assert_eq(cli(state, "image rm mlk-busybox:test", out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "Removed mlk-busybox:test\n");
+    cr_assert_eq(cli(state, "image rm mlk-busybox:test", out, sizeof out), 1);
+    cr_assert_str_eq(out, "image not found: \"mlk-busybox:test\"\n");
+    cr_assert_eq(cli(state, "image ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "TAG  SOURCE  SIZE  CREATED\n");
+    rm_tree(state);
+    rm_tree(work);
+}
+
+Test(local_images, not_imported_falls_back_and_says_so_once, .timeout = 30)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    char errlog[] = "/tmp/mlk-local-stderr-XXXXXX";
+    int fd = mkstemp(errlog);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    peer_stderr_to = errlog;
+    peer p;
+    start_vm(&p, "{\"image\":\"never-imported:1\"}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"test -x /usr/bin/env && echo host-usr\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "host-usr\n", "the host's root stands in");
+    free(out);
+    msg *m = call(&p, 3, "create", "{\"image\":\"never-imported:1\"}");
+    msg_free(m);
+    peer_stop(&p);
+    FILE *f = fopen(errlog, "r");
+    char buf[4096] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(errlog);
+    const char *said = "image never-imported:1 is not imported", *hit = strstr(buf, said);
+    cr_assert(hit, "said on stderr: %s", buf);
+    cr_assert_null(strstr(hit + strlen(said), said), "once: %s", buf);
+}
+
+Test(local_images, hostile_layers_stay_inside, .timeout = 30)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    char state[] = "/tmp/mlk-local-img-XXXXXX", work[] = "/tmp/mlk-local-imgsrc-XXXXXX", target[] = "/tmp/mlk-local-escape-XXXXXX";
+    char out[4096], args[512], *script = NULL;
+    cr_assert_not_null(mkdtemp(state));
+    cr_assert_not_null(mkdtemp(work));
+    cr_assert_not_null(mkdtemp(target));
+    /* layer 1 plants a symlink to a host dir, layer 2 writes through it;
+     * a third tarball holds a "../" member */
+    cr_assert_geq(asprintf(&script,
+        "set -e; cd '%s'; mkdir -p a b c out/l1 out/l2; ln -s '%s' a/esc; mkdir b/esc; echo pwned > b/esc/pwned\n"
+        "echo x > c/evil\n"
+        "tar -cf out/l1/layer.tar -C a esc && tar -cf out/l2/layer.tar -C b esc/pwned\n"
+        "echo '{\"config\":{}}' > out/config.json\n"
+        "echo '[{\"Config\":\"config.json\",\"Layers\":[\"l1/layer.tar\",\"l2/layer.tar\"]}]' > out/manifest.json\n"
+        "(cd out && tar -cf ../link.tar manifest.json config.json l1 l2)\n"
+        "tar -P -cf out/l1/layer.tar --transform 's,^evil,../../evil,' -C c evil\n"
+        "echo '[{\"Config\":\"config.json\",\"Layers\":[\"l1/layer.tar\"]}]' > out/manifest.json\n"
+        "(cd out && tar -cf ../dotdot.tar manifest.json config.json l1)\n", work, target), 0);
+    cr_assert_eq(system(script), 0);
+    free(script);
+    snprintf(args, sizeof args, "image import hostile:1 < '%s/link.tar'", work);
+    cli(state, args, out, sizeof out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/pwned", target);
+    cr_assert_neq(access(path, F_OK), 0, "a symlink from an earlier layer is resolved inside the image: %s", out);
+    snprintf(args, sizeof args, "image import hostile:2 < '%s/dotdot.tar'", work);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1);
+    cr_assert(strstr(out, "leaves the archive"), "%s", out);
+    snprintf(args, sizeof args, "image import broken:1 < /dev/null");
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "an empty stdin is not an image");
+    cr_assert(strstr(out, "import image: "), "%s", out);
+    cr_assert_eq(cli(state, "image ls", out, sizeof out), 0);
+    cr_assert(!strstr(out, "hostile:2") && !strstr(out, "broken:1"), "failed imports leave nothing: %s", out);
+    rm_tree(state);
+    rm_tree(work);
+    rm_tree(target);
 }

@@ -919,3 +919,68 @@ Test(hooks, descriptor_exhaustion_neither_spins_nor_says_out_of_memory, .timeout
     cr_assert(strstr(x.reply, "\"action\":\"allow\""), "%s", x.reply);
     mlk_client_free(c);
 }
+
+/* A reply the peer does not read never holds the I/O thread that serves
+ * every client: another client's calls go on meanwhile. */
+static void big_reply(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    size_t n = 8 << 20; /* far more than a socket buffer */
+    char *body = calloc(1, n);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "response", 8);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "set_body_base64", 15);
+    msgpack_pack_bin_with_body(&pk, body, n);
+    cr_assert_eq(mlk_hook_reply(call, sb.data, sb.size), 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(body);
+    (*(int *)ud)++;
+}
+
+Test(hooks, an_unread_reply_does_not_hold_the_io_thread, .timeout = 30)
+{
+    mlk_client *c = peer_client(PEER);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    int calls = 0;
+    const char rule[] = "\x81\xa5hosts\x91\xa1*"; /* {hosts: ["*"]} */
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, rule, sizeof rule - 1, big_reply, &calls), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 10000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    char *log = slurp(logfile);
+    char *p = strstr(log, "\"callback_socket\":\"");
+    cr_assert_not_null(p);
+    p += 19;
+    char sock[256];
+    snprintf(sock, sizeof sock, "%.*s", (int)(strchr(p, '"') - p), p);
+    free(log);
+    mlk_client *other = peer_client(PEER);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", sock);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(write(fd, REQ, strlen(REQ)), (ssize_t)strlen(REQ));
+    for (int i = 0; i < 400 && !calls; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_eq(calls, 1);
+    /* the reply is stuck in a socket nobody reads; the I/O thread must be free */
+    for (int i = 0; i < 5; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        cr_assert_eq(mlk_exec(other, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double el = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        cr_assert(el < 0.5, "an exec on another client took %.2fs while a reply was unread", el);
+    }
+    mlk_client_free(other);
+    close(fd);
+    mlk_client_free(c);
+}

@@ -207,7 +207,7 @@ static void *do_exchange(void *p)
         x->done = 1;
         return NULL;
     }
-    ssize_t n = write(fd, x->request, strlen(x->request));
+    ssize_t n = send(fd, x->request, strlen(x->request), MSG_NOSIGNAL); /* a refused peer is closed at once */
     (void)n;
     size_t got = 0;
     while (got < sizeof x->reply - 1) {

@@ -757,6 +757,15 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
         int64_t ms = h->timeout_ms > 0 ? h->timeout_ms : DEFAULT_NET_TIMEOUT_MS;
         if (h->kind == MLK_HOOK_NETWORK && ms > rt->idle_ms) rt->idle_ms = ms;
     }
+    if (hookset_count(hs, MLK_HOOK_NETWORK) && c->cfg && c->cfg->nlauncher) {
+        /* the server would connect to a socket path on its own machine */
+        *msg = xstrdup("network hooks need the matchlock server on this machine: through a launcher it runs "
+                       "elsewhere and cannot reach the SDK's callback socket (static interception rules, "
+                       "allow-lists and secrets work through a launcher)");
+        hookset_clear(&rt->set);
+        free(rt);
+        return MLK_EINVALID_NET_HOOK;
+    }
     if (hookset_count(hs, MLK_HOOK_NETWORK)) {
         const char *tmp = getenv("TMPDIR");
         if (!tmp || !*tmp || strlen(tmp) > 60) tmp = "/tmp";

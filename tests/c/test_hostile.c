@@ -342,3 +342,13 @@ Test(hostile, an_inherited_client_refuses_in_the_child, .timeout = 30)
     free(log);
     finish(c);
 }
+
+Test(hostile, an_error_for_no_request_fails_the_session_with_its_message, .timeout = 20)
+{
+    /* upstream answers a line it cannot parse with an error and no id */
+    mlk_client *c = shell_peer("read -r line; echo '{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700,\"message\":\"Parse error\"}}'; "
+                               "exec sleep 10");
+    mlk_result *r = exec_fails(c, MLK_EPROTO, "error for no request: Parse error", 2.0);
+    mlk_result_free(r);
+    mlk_client_free(c);
+}

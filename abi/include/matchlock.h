@@ -27,10 +27,18 @@
  *  - Blocking calls `mlk_X(..., mlk_result **out)` always set *out (when
  *    `out` is not NULL) to a result the caller frees with mlk_result_free(),
  *    also on failure, so the error message is available.
- *  - The library installs no signal handlers.  Writes to the child happen
- *    on the I/O thread with SIGPIPE blocked there.  All descriptors are
- *    close-on-exec.  After fork() the child process must not use any
- *    libmatchlock object inherited from the parent (exec or _exit only).
+ *  - The library installs no signal handlers.  A request is written by the
+ *    calling thread itself, with send(MSG_NOSIGNAL) on the child's stdin
+ *    (a socket); what the socket does not take at once is written later by
+ *    the I/O thread the same way.  A dead child therefore never raises
+ *    SIGPIPE in any thread.  All descriptors are close-on-exec.
+ *  - fork(): in the child, every call on a client inherited from the
+ *    parent fails at once with MLK_ECLOSED (the message says "inherited
+ *    across fork()"); nothing reaches the parent's server, and
+ *    mlk_client_free() releases only the child's copies (descriptors and
+ *    memory).  The child may create clients of its own.
+ *  - A broken or hostile server never makes a call wait for its deadline:
+ *    see "What a broken server gets" in docs/c-api.md.
  */
 #ifndef MATCHLOCK_H
 #define MATCHLOCK_H

@@ -185,7 +185,7 @@ return function(T)
     local name = "luavol" .. os.time() % 100000
     local v = ml.volume_create(name, 16, H.opts())
     T.eq(v.name, name)
-    T.eq(v.size, 16)
+    T.eq(v.size, "16.0 MB") -- a display string, as the CLI prints it
     local found
     for _, x in ipairs(ml.volume_list(H.opts())) do if x.name == name then found = x end end
     T.ok(found, "listed")

@@ -233,6 +233,7 @@ static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, ui
                      int fail_code, int vol, int64_t vol_mb, const char *const *args, size_t nargs)
 {
     if (!c) return blocking ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL;
+    if (client_inherited(c)) return blocking ? closed_result(c, out) : MLK_ECLOSED;
     cli_job *j = calloc(1, sizeof *j);
     if (!j || route_init(&j->rt, blocking, done, ud) != 0) {
         free(j);

@@ -772,7 +772,10 @@ function Client:launch(sb, opts)
   return ok_result(res, "launch").data
 end
 
-function Client:vm_id() return core.mlk_client_vm_id(self._h) end
+function Client:vm_id()
+  if self._released then return nil end
+  return core.mlk_client_vm_id(self._h)
+end
 function Client:stderr_tail() return core.mlk_client_stderr_tail(self._h) end
 --- The pollable fd: readable when callbacks wait for dispatch().
 function Client:fd() return core.mlk_client_fd(self._h) end
@@ -1066,9 +1069,21 @@ end
 
 --- Close: `close` RPC, then wait for the process (timeout_s 0: short grace).
 function Client:close(timeout_s)
+  if self._released then return true end
   local _, res = core.mlk_close(self._h, timeout_s or 0)
+  self:_release_if_done()
   ok_result(res, "close")
   return true
+end
+
+-- Once closed, the C client is freed at once (its notification fd goes now,
+-- not at collection; the core released the process's pipes when the close
+-- ended), unless it created a sandbox: remove() runs `matchlock rm` through it.
+function Client:_release_if_done()
+  if not self._released and not core.mlk_client_vm_id(self._h) then
+    self:free()
+    self._released = true
+  end
 end
 
 --- `matchlock rm <vm-id>` (after close).
@@ -1166,7 +1181,14 @@ end
 function Client:close_async(timeout_s, done)
   if type(timeout_s) == "function" and done == nil then timeout_s, done = nil, timeout_s end
   need_done("close_async", done, "ok")
-  local rc, op = core.mlk_close_async(self._h, timeout_s or 0, done_with(done, "close", function() return true end))
+  if self._released then
+    done(true)
+    return new_handle(self, 0)
+  end
+  local rc, op = core.mlk_close_async(self._h, timeout_s or 0, done_with(done, "close", function()
+    self:_release_if_done()
+    return true
+  end))
   return start_async(self, "close_async", rc, op)
 end
 

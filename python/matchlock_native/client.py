@@ -104,6 +104,11 @@ class _Core:
         self.hook_tasks: set[Any] = set()
         self.hook_errors: list[BaseException] = []
         self.addr = 0
+        self.pid = 0  # the process that started the C client
+
+    def inherited(self) -> bool:
+        """True in a fork() child: the C client belongs to the parent."""
+        return self.pid != 0 and self.pid != os.getpid()
 
     def start(self, cfg: Any) -> None:
         pc = ffi.new("mlk_client **")
@@ -113,6 +118,7 @@ class _Core:
         if rc != 0:
             raise error_from_status(rc, out.message)
         self.ptr = pc[0]
+        self.pid = os.getpid()
         lib.mlk_client_set_event_cb(self.ptr, lib._mlk_py_event, self._handle)
 
     # dispatcher thread ------------------------------------------------------
@@ -318,7 +324,16 @@ class _ClientBase:
         self._vm_id = vm_id
         return vm_id
 
+    def _refuse_if_inherited(self) -> None:
+        # A fork() child shares nothing with the parent's session: the core
+        # refuses every call with MLK_ECLOSED; say why before taking locks a
+        # thread of the parent may have held at fork time.
+        if self._core.inherited():
+            raise ClosedError("client closed: this client was inherited across fork() and belongs to the "
+                              "parent process (create a new one in this process)")
+
     def _ensure_started_plan(self) -> Plan:
+        self._refuse_if_inherited()
         if self._state == "new":
             yield _Blocking(self._start_sync)
         return self._ptr()
@@ -343,6 +358,7 @@ class _ClientBase:
         """Close through mlk_close_async (interruptible; the loop keeps running)."""
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise ValidationError(f"close timeout must be a number of seconds >= 0, got {timeout!r}")
+        self._refuse_if_inherited()
         with self._state_lock:
             if self._state != "open":
                 self._state = "closed"
@@ -356,8 +372,20 @@ class _ClientBase:
         finally:
             self._state = "closed"
             self._detach()
+            self._release_when_done()
         out.check()
         return None
+
+    def _release_when_done(self) -> None:
+        """Once closed, free the C client at once (its notification fd goes
+        now, not at garbage collection; the core released the process's
+        pipes when the close ended).  Not when it created a sandbox:
+        remove() runs `matchlock rm` through the C client, any number of times."""
+        if self._state == "closed" and self._vm_id is None:
+            self._free_core()
+
+    def _free_core(self) -> None:
+        self._core.free()
 
     def _remove_plan(self) -> Plan:
         if self._vm_id is None or self._core.ptr == ffi.NULL:
@@ -879,6 +907,14 @@ class AsyncClient(_ClientBase):
         ptr = self._core.ptr
         self._loop.call_soon_threadsafe(self._loop.add_reader, fd, lib.mlk_dispatch, ptr, 0)
         self._core.dispatch_ident = None
+
+    def _free_core(self) -> None:
+        # after _detach's finish(), which may be queued on the loop
+        loop = self._loop
+        if loop is None or loop.is_closed() or (_in_loop() and asyncio.get_running_loop() is loop):
+            self._core.free()
+        else:
+            loop.call_soon_threadsafe(self._core.free)
 
     def _detach(self) -> None:
         loop = self._loop

@@ -20,6 +20,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import matchlock_native as ml
+
+# real traffic and a command's own file events: matchlock-local only (conftest.py)
+pytestmark = [pytest.mark.needs("net_traffic"), pytest.mark.needs("cmd_file_events")]
 from conftest import REPO
 from matchlock_native import _hooks
 from matchlock_native._msgpack import unpackb

@@ -734,7 +734,7 @@ Test(local_protocol, close_answers_then_exits, .timeout = 20)
  * grace of at most 2 s) where upstream waits for them (docs/testing.md). */
 Test(local_protocol, close_stops_running_commands, .timeout = 20)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS(E2E_CLOSE_STOPS_COMMANDS);
     peer p;
     start_vm(&p, NULL);
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
@@ -1233,8 +1233,10 @@ static int cli(const char *state, const char *args, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* upstream's shape, and a version that says it is the local backend */
 Test(local_cli, version_like_upstream, .timeout = 20)
 {
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "version", out, sizeof out), 0);
@@ -1244,8 +1246,11 @@ Test(local_cli, version_like_upstream, .timeout = 20)
     rm_tree(state);
 }
 
+/* upstream's texts; matchlock-local's volume is a directory (upstream's an
+ * ext4 image file), which the test writes into */
 Test(local_cli, volumes_like_upstream, .timeout = 20)
 {
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);

@@ -352,6 +352,9 @@ void queue_wait(mlk_queue *q, int timeout_ms)
         pthread_mutex_unlock(&q->mu);
         return;
     }
+    /* a queue with a descriptor (mlk_dispatch_wait): spin as well, then
+     * poll once; a signal ends the wait early (the host may want to act) */
+    if (spin_for(q)) return;
     struct pollfd p = {.fd = q->rfd, .events = POLLIN};
-    while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {}
+    (void)poll(&p, 1, timeout_ms);
 }

@@ -153,7 +153,6 @@ class RawBench:
         self.c = matchlock_native.Client(matchlock_native.Config(binary_path=a.peer))
         self.c.start()
         self.c.create(matchlock_native.CreateOptions(image="alpine:latest"))
-        self.c._core.stop_thread()  # this thread dispatches (cffi-async) or nothing is async (cffi-blocking)
         ptr = self.c._core.ptr
         if name == "cffi-blocking":
             pres = ffi.new("mlk_result **")
@@ -198,8 +197,6 @@ class RawBench:
         return None
 
     def close(self) -> None:
-        self.c._core._stop = False  # the dispatcher thread back for close()
-        self.c._core.start_thread()
         self.c.close()
 
 

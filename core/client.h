@@ -1,5 +1,7 @@
-/* client.h - the client's private structures, shared by client.c (the
- * RPC state machine) and hooks.c (hook sockets, tokens and chains).
+/* client.h - the client's private structures, shared by the client's files
+ * (client.c: lifecycle and routing; transport.c and reader.c: the RPC state
+ * machine; ops_*.c: the operations) and hooks.c (hook sockets, tokens and
+ * chains).
  * See client.c for the threading rules behind the "I/O" marks. */
 #ifndef MLK_CLIENT_H
 #define MLK_CLIENT_H
@@ -14,6 +16,7 @@
 enum {
     K_CREATE, K_EXEC, K_EXEC_STREAM, K_EXEC_PIPE, K_EXEC_TTY, K_WRITE, K_WRITE_PIPE,
     K_READ, K_LIST, K_LOG, K_LOG_STREAM, K_ALLOW, K_PORTFWD, K_CLOSE,
+    K_CANCEL,  /* a cancel the core sent: in the table only so its answer is known */
 };
 
 
@@ -23,6 +26,7 @@ enum {
 #define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
 #define SERVER_MAX_LINE (10 * 1024 * 1024)
 #define STDERR_TAIL 4096
+#define BANNER_MAX 4096             /* non-protocol stdout kept before the first message */
 
 typedef struct pline {
     struct pline *next;
@@ -77,12 +81,18 @@ struct mlk_client {
     pthread_mutex_t io_mu;
     /* under io_mu: */
     struct event *ev_read, *ev_write, *ev_err;
+    struct event *ev_exit;        /* the child's exit: its pidfd, or a polling timer */
+    int pid_fd;                   /* -1 when none */
+    int exited;                   /* the child exited; seen while reading was paused */
     struct evbuffer *outbuf;
     char *buf;
     size_t len, cap, scan;
     jdoc doc;
     req *table[NBUCKETS];
     int dead, detached;
+    int spoke;                    /* a valid JSON-RPC message arrived */
+    char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */
+    size_t banner_len;
 
     /* shared, under mu */
     pthread_mutex_t mu;
@@ -119,6 +129,114 @@ typedef struct done_item {
     mlk_result *res;
     waiter *w;
 } done_item;
+
+/* ---- shared by the client's files (client.c, transport.c, reader.c, ops_*.c) */
+extern const char *const method_names[];
+
+/* I/O-thread entry points run their _locked body under the client's io_mu
+ * (host threads take it too, to register and send requests).  Prefix
+ * `static` for one used in its own file only. */
+#define IO_EVENT(name, client_of)                                   \
+    void name(evutil_socket_t fd, short what, void *ARG)            \
+    {                                                               \
+        mlk_client *lc = client_of;                                 \
+        pthread_mutex_lock(&lc->io_mu);                             \
+        name##_locked(fd, what, ARG);                               \
+        pthread_mutex_unlock(&lc->io_mu);                           \
+    }
+#define IO_TASK(name, client_of)                                    \
+    void name(void *ARG)                                            \
+    {                                                               \
+        mlk_client *lc = client_of;                                 \
+        pthread_mutex_lock(&lc->io_mu);                             \
+        name##_locked(ARG);                                         \
+        pthread_mutex_unlock(&lc->io_mu);                           \
+    }
+
+enum { SI_DATA, SI_EOF, SI_RESIZE };
+
+typedef struct stdin_task {
+    mlk_client *c;
+    uint64_t op;
+    int type;
+    size_t len;       /* of tail */
+    char tail[];      /* `"params":{...}}\n` */
+} stdin_task;
+
+/* Where a call's completion goes.  Blocking calls wait on `wt`. */
+typedef struct route {
+    int blocking;
+    waiter wt;
+    mlk_done_cb done;
+    void *ud;
+} route;
+
+#define START(c, rt, blocking, done, ud, out)                                                \
+    do {                                                                                     \
+        if (!(c)) return (blocking) ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL; \
+        if (client_state(c) != ST_OPEN) return (blocking) ? closed_result(out) : MLK_ECLOSED; \
+        if (route_init(rt, blocking, done, ud) != 0)                                         \
+            return (blocking) ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;      \
+    } while (0)
+
+/* ---- transport.c: the request table, writing, death, I/O tasks ------- */
+void table_put(mlk_client *c, req *r);
+req *table_get(mlk_client *c, uint64_t id);
+void table_del(mlk_client *c, req *r);
+/* Send bytes to the child (any thread, io_mu held). */
+void out_add(mlk_client *c, const char *p, size_t n);
+void flush_out(mlk_client *c);
+void feed_more(mlk_client *c, req *r);
+void send_notice(mlk_client *c, req *r, int type, const char *tail, size_t tlen);
+void fail_all(mlk_client *c, int status, const char *msg);
+void stop_events(mlk_client *c);
+/* The child exited (I/O thread): read what it left, then fail what is
+ * pending even when a process it started keeps its pipes open. */
+void child_exited(mlk_client *c);
+/* Stop every event and close every descriptor of the child (I/O thread,
+ * after the close or at free); the tail of its stderr is kept. */
+void release_child_fds(mlk_client *c);
+/* Give up on r: its caller gets status now, the server is asked to cancel,
+ * and whatever the server still sends for r is dropped. */
+void abandon(mlk_client *c, req *r, int status, const char *msg);
+/* The child is gone or broke the protocol: fail everything with status. */
+void die(mlk_client *c, int status, const char *why);
+/* Register r and send its line from the calling thread (takes line). */
+void submit_line(mlk_client *c, req *r, char *line, size_t len);
+/* I/O tasks (ioloop_post / ioloop_run_sync) */
+void t_attach(void *arg);
+void t_cancel(void *arg);
+void t_release(void *arg);
+void t_shutdown(void *arg);
+void t_stdin(void *arg);
+
+/* ---- reader.c: incoming lines, stderr, queue items ------------------- */
+void on_readable(evutil_socket_t fd, short what, void *arg);
+void on_readable_locked(evutil_socket_t fd, short what, void *arg);
+void on_stderr(evutil_socket_t fd, short what, void *arg);
+/* Read what the child wrote to stderr so far into its tail. */
+void read_stderr(mlk_client *c);
+void done_run(qitem *it);
+void done_drop(qitem *it);
+
+/* ---- client.c: submitting calls and routing their completion --------- */
+int client_state(mlk_client *c);
+int call_async(mlk_client *c, req *r, jw *w, mlk_done_cb done, void *ud, uint64_t *op);
+int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out);
+void submit_or_fail(mlk_client *c, req *r, jw *w);
+int closed_result(mlk_result **out);
+int fail_now(int status, mlk_result **out, const char *msg);
+int route_init(route *rt, int blocking, mlk_done_cb done, void *ud);
+mlk_queue *route_queue(mlk_client *c, route *rt);
+void route_deliver(mlk_client *c, route *rt, uint64_t op, mlk_result *res);
+int route_finish(route *rt, mlk_result **out);
+int route_fail(mlk_client *c, route *rt, uint64_t op, int status, const char *msg, mlk_result **out);
+int route_call(mlk_client *c, route *rt, req *r, jw *w, mlk_result **out);
+mlk_result *result_dup(const mlk_result *s);
+
+/* ---- ops_session.c --------------------------------------------------- */
+int render_port_forward(const char *const *specs, size_t n, const char *const *addrs, size_t naddrs,
+                        jw *w, char **msg);
 
 /* ---- client.c internals used by hooks.c ------------------------------ */
 req *req_new(mlk_client *c, int kind, int64_t timeout_ms);

@@ -43,6 +43,7 @@ static const struct errinfo errors[] = {
     {MLK_EINVALID_NET_HOOK, "MLK_EINVALID_NET_HOOK", "invalid network hook", "ErrInvalidNetworkHook"},
     {MLK_EINVALID_VFS_HOOK, "MLK_EINVALID_VFS_HOOK", "invalid VFS hook", "ErrInvalidVFSHook"},
     {MLK_EPARSE, "MLK_EPARSE", "could not parse the server's result", NULL},
+    {MLK_EINVALID_MOUNT_OWNER, "MLK_EINVALID_MOUNT_OWNER", "mount owner out of range", "InvalidMountOwner"},
 };
 
 static const struct errinfo *find(int code)

@@ -228,6 +228,10 @@ int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud,
         }
     }
     if (rc != 0) hook_clear(out);
+    if (rc == bad && *msg) {   /* lead with the seed's error text */
+        char *m = xasprintf("%s: %s", bad == MLK_EINVALID_NET_HOOK ? "invalid network hook" : "invalid vfs hook", *msg);
+        if (m) { free(*msg); *msg = m; }
+    }
     free(name);
     free(phase);
     free(action);
@@ -968,13 +972,13 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
         if (call->kind == MLK_HOOK_VFS_ACTION) {
             int block = 0;
             if (action_decision(o, &block) != 0) {
-                char *m = xasprintf("VFS action hook \"%s\" returned an invalid decision; answer \"allow\" or \"block\"",
+                char *m = xasprintf("invalid vfs hook: action hook \"%s\" returned an invalid decision; answer \"allow\" or \"block\"",
                                     h->name);
-                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid VFS hook decision");
+                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid vfs hook: invalid decision");
                 free(m);
             } else if (block) {
-                char *m = xasprintf("VFS hook blocked operation: op=%s path=%s hook=\"%s\"", ch->op, ch->path, h->name);
-                chain_fail(ch, MLK_EVFS_BLOCKED, m ? m : "VFS hook blocked operation");
+                char *m = xasprintf("vfs hook blocked operation: op=%s path=%s hook=\"%s\"", ch->op, ch->path, h->name);
+                chain_fail(ch, MLK_EVFS_BLOCKED, m ? m : "vfs hook blocked operation");
                 free(m);
             } else {
                 ch->next = call->hook_index + 1;
@@ -990,8 +994,8 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
                 ch->next = call->hook_index + 1;
                 chain_next(ch);
             } else if (!p) {
-                char *m = xasprintf("VFS mutate hook \"%s\" must answer with bytes (bin or str)", h->name);
-                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid VFS mutate answer");
+                char *m = xasprintf("invalid vfs hook: mutate hook \"%s\" must answer with bytes (bin or str)", h->name);
+                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid vfs hook: invalid mutate answer");
                 free(m);
             } else {
                 char *nd = malloc(n ? n : 1);

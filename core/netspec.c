@@ -30,7 +30,7 @@ int port_forward_render(const char *const *specs, size_t n, jw *w, char **msg)
 {
     if (msg) *msg = NULL;
     if (n > 0 && !specs) {
-        if (msg) *msg = xstrdup("port forward: the spec list is NULL");
+        if (msg) *msg = xstrdup("parse port-forward spec: the spec list is NULL");
         return MLK_EINVAL;
     }
     jw tmp;
@@ -50,7 +50,7 @@ int port_forward_render(const char *const *specs, size_t n, jw *w, char **msg)
         }
         if (local < 0 || remote < 0) {
             if (msg)
-                *msg = xasprintf("port forward \"%s\" is invalid; use [LOCAL_PORT:]REMOTE_PORT "
+                *msg = xasprintf("parse port-forward spec: \"%s\" is invalid; use [LOCAL_PORT:]REMOTE_PORT "
                                  "with ports 1..65535 written as digits (for example \"8080\" or \"18080:80\")",
                                  spec);
             jw_free(&tmp);
@@ -94,7 +94,7 @@ static int hostlist_build(const char *const *hosts, size_t n, hostlist *h, char 
     memset(h, 0, sizeof *h);
     if (msg) *msg = NULL;
     if (n > 0 && !hosts) {
-        if (msg) *msg = xstrdup("allow list: the host list is NULL");
+        if (msg) *msg = xstrdup("allow-list hosts are required: the host list is NULL");
         return MLK_EINVAL;
     }
     size_t total = 1, parts = 1;
@@ -134,7 +134,7 @@ static int hostlist_build(const char *const *hosts, size_t n, hostlist *h, char 
     }
     if (h->n == 0) {
         if (msg)
-            *msg = xstrdup("allow list: no hosts given (after splitting on commas and trimming, "
+            *msg = xstrdup("allow-list hosts are required: none given (after splitting on commas and trimming, "
                            "nothing was left); pass at least one host such as \"api.example.com\"");
         hostlist_free(h);
         return MLK_EALLOW_LIST_HOSTS;

@@ -57,6 +57,8 @@ struct mount {
     const char *type;   /* "memory", "host_fs", "overlay" */
     char *host;         /* NULL for memory */
     int readonly;
+    int owner_set;      /* MLK_MOUNT_OWNER_UID | MLK_MOUNT_OWNER_GID */
+    int64_t owner_uid, owner_gid;
 };
 
 struct add_host {
@@ -354,13 +356,13 @@ static int add_mount(mlk_sandbox *sb, const char *what, const char *guest, const
         if (strcmp(sb->mounts[i].guest, guest) == 0) {
             free(sb->mounts[i].guest);
             free(sb->mounts[i].host);
-            sb->mounts[i] = (struct mount){g, type, h, readonly};
+            sb->mounts[i] = (struct mount){g, type, h, readonly, 0, 0, 0};
             return 0;
         }
     }
     struct mount *m = realloc(sb->mounts, (sb->nmounts + 1) * sizeof *m);
     if (!m) { free(g); free(h); return nomem(sb, what); }
-    m[sb->nmounts++] = (struct mount){g, type, h, readonly};
+    m[sb->nmounts++] = (struct mount){g, type, h, readonly, 0, 0, 0};
     sb->mounts = m;
     return 0;
 }
@@ -383,6 +385,38 @@ MLK_API int mlk_sandbox_mount_memory(mlk_sandbox *sb, const char *guest_path)
 MLK_API int mlk_sandbox_mount_overlay(mlk_sandbox *sb, const char *guest_path, const char *host_path)
 {
     return add_mount(sb, "mount_overlay", guest_path, "overlay", host_path ? host_path : "", 0);
+}
+
+#define MLK_OWNER_MAX 4294967295LL
+
+/* The official Python SDK's range check and message (MountConfig). */
+static int check_owner_id(mlk_sandbox *sb, const char *name, int64_t v)
+{
+    if (v < 0 || v > MLK_OWNER_MAX)
+        return fail(sb, MLK_EINVALID_MOUNT_OWNER, "%s must be in [0, 4294967295], got %lld", name, (long long)v);
+    return 0;
+}
+
+MLK_API int mlk_sandbox_set_mount_owner(mlk_sandbox *sb, const char *guest_path, int which, int64_t uid,
+                                        int64_t gid)
+{
+    if (!sb) return MLK_EINVAL;
+    if (which & ~(MLK_MOUNT_OWNER_UID | MLK_MOUNT_OWNER_GID))
+        return fail(sb, MLK_EINVAL, "set_mount_owner: which %d has unknown bits; pass MLK_MOUNT_OWNER_UID and/or "
+                                    "MLK_MOUNT_OWNER_GID", which);
+    if ((which & MLK_MOUNT_OWNER_UID) && check_owner_id(sb, "owner_uid", uid)) return sb->err;
+    if ((which & MLK_MOUNT_OWNER_GID) && check_owner_id(sb, "owner_gid", gid)) return sb->err;
+    for (size_t i = 0; guest_path && i < sb->nmounts; i++) {
+        struct mount *m = &sb->mounts[i];
+        if (strcmp(m->guest, guest_path) == 0) {
+            m->owner_set = which;
+            m->owner_uid = uid;
+            m->owner_gid = gid;
+            return 0;
+        }
+    }
+    return fail(sb, MLK_EINVAL, "set_mount_owner: no mount at \"%s\"; add the mount first (e.g. "
+                                "mlk_sandbox_mount_host_dir())", guest_path ? guest_path : "");
 }
 
 MLK_API int mlk_sandbox_set_env(mlk_sandbox *sb, const char *name, const char *value)
@@ -935,183 +969,26 @@ static int verror(verr *e, int code, const char *fmt, ...)
     return code;
 }
 
-/* An msgpack string as a NUL-terminated copy for messages (static
- * buffer per call site is enough: messages are built immediately). */
-static const char *mpstr(const msgpack_object *o, char *buf, size_t cap)
-{
-    if (!o || o->type != MSGPACK_OBJECT_STR) return "";
-    size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
-    memcpy(buf, o->via.str.ptr, n);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* Empty or absent, or one of the allowed words. */
-static int mp_str_in(const msgpack_object *o, const char *const *allowed)
-{
-    if (!o || o->via.str.size == 0) return 1;
-    for (const char *const *a = allowed; *a; a++)
-        if (strlen(*a) == o->via.str.size && memcmp(*a, o->via.str.ptr, o->via.str.size) == 0) return 1;
-    return 0;
-}
-
 static int check_add_host(const struct add_host *a, verr *e)
 {
     unsigned char buf[16];
     if (!a->host[0])
-        return verror(e, MLK_EINVALID_ADD_HOST, "add_host: the host name is empty (ip \"%s\"); pass a name such as "
-                                                "\"db.internal\"", a->ip);
+        return verror(e, MLK_EINVALID_ADD_HOST, "invalid add-host mapping: the host name is empty (ip \"%s\"); pass a "
+                                                "name such as \"db.internal\"", a->ip);
     for (const char *p = a->host; *p; p++) {
         if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f')
-            return verror(e, MLK_EINVALID_ADD_HOST, "add_host: \"%s\" contains whitespace; host names may not "
+            return verror(e, MLK_EINVALID_ADD_HOST, "invalid add-host mapping: \"%s\" contains whitespace; host names may not "
                                                     "contain spaces or ':'", a->host);
         if (*p == ':')
-            return verror(e, MLK_EINVALID_ADD_HOST, "add_host: \"%s\" contains ':'; pass the host name and the IP "
+            return verror(e, MLK_EINVALID_ADD_HOST, "invalid add-host mapping: \"%s\" contains ':'; pass the host name and the IP "
                                                     "as separate arguments", a->host);
     }
     if (!a->ip[0])
-        return verror(e, MLK_EINVALID_ADD_HOST, "add_host \"%s\": the IP is empty; pass an IPv4 or IPv6 address",
+        return verror(e, MLK_EINVALID_ADD_HOST, "invalid add-host mapping: \"%s\": the IP is empty; pass an IPv4 or IPv6 address",
                       a->host);
     if (inet_pton(AF_INET, a->ip, buf) != 1 && inet_pton(AF_INET6, a->ip, buf) != 1)
-        return verror(e, MLK_EINVALID_ADD_HOST, "add_host \"%s\": \"%s\" is not an IPv4 or IPv6 address", a->host,
+        return verror(e, MLK_EINVALID_ADD_HOST, "invalid add-host mapping: \"%s\": \"%s\" is not an IPv4 or IPv6 address", a->host,
                       a->ip);
-    return 0;
-}
-
-/* Lexically clean an absolute path (collapse "//", "." and ".."), as Go's
- * path.Clean does.  Returns a malloc'd string. */
-static char *clean_path(const char *p)
-{
-    size_t n = strlen(p);
-    char *out = malloc(n + 2);
-    if (!out) return NULL;
-    size_t o = 0;
-    out[o++] = '/';
-    const char *s = p;
-    while (*s) {
-        while (*s == '/') s++;
-        const char *start = s;
-        while (*s && *s != '/') s++;
-        size_t l = (size_t)(s - start);
-        if (l == 0 || (l == 1 && start[0] == '.')) continue;
-        if (l == 2 && start[0] == '.' && start[1] == '.') {
-            while (o > 1 && out[o - 1] != '/') o--;   /* drop the last element */
-            if (o > 1) o--;                           /* and its slash */
-            continue;
-        }
-        if (o > 1) out[o++] = '/';
-        memcpy(out + o, start, l);
-        o += l;
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* Is the (clean) path p equal to or below the (clean) dir? */
-static int path_under(const char *p, const char *dir)
-{
-    size_t n = strlen(dir);
-    if (strcmp(dir, "/") == 0) return 1;
-    return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
-}
-
-static int check_vfs(const mlk_sandbox *sb, verr *e)
-{
-    const char *ws = sb->workspace;
-    if (ws) {
-        if (ws[0] != '/')
-            return verror(e, MLK_EINVALID_MOUNT, "workspace \"%s\" is not an absolute path; pass a guest path "
-                                                 "such as \"/workspace\"", ws);
-        for (const char *p = ws; *p; p++) {
-            unsigned char c = (unsigned char)*p;
-            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '/' ||
-                  c == '_' || c == '.' || c == '-'))
-                return verror(e, MLK_EINVALID_MOUNT, "workspace \"%s\" contains '%c'; use only letters, digits "
-                                                     "and / _ . -", ws, c);
-        }
-    }
-    if (sb->nmounts == 0) return 0;
-    if (!ws)
-        return verror(e, MLK_EINVALID_MOUNT, "%zu mount(s) are set but no workspace; call "
-                                             "mlk_sandbox_set_workspace() with a directory that contains them "
-                                             "(e.g. \"/workspace\")", sb->nmounts);
-    char *cws = clean_path(ws);
-    if (!cws) return verror(e, MLK_ENOMEM, "out of memory");
-    int rc = 0;
-    for (size_t i = 0; i < sb->nmounts && rc == 0; i++) {
-        const char *g = sb->mounts[i].guest;
-        char *cg = g[0] == '/' ? clean_path(g) : NULL;
-        if (g[0] != '/')
-            rc = verror(e, MLK_EINVALID_MOUNT, "mount \"%s\" is not an absolute guest path; mounts must be under "
-                                               "the workspace \"%s\"", g, ws);
-        else if (!cg)
-            rc = verror(e, MLK_ENOMEM, "out of memory");
-        else if (!path_under(cg, cws))
-            rc = verror(e, MLK_EINVALID_MOUNT, "mount \"%s\" is outside the workspace \"%s\"; mount it under the "
-                                               "workspace or change the workspace", g, ws);
-        free(cg);
-    }
-    free(cws);
-    return rc;
-}
-
-static const char *const net_phases[] = {"before", "after", NULL};
-static const char *const net_actions[] = {"allow", "block", "mutate", NULL};
-static const char *const vfs_phases[] = {"before", "after", NULL};
-static const char *const vfs_actions[] = {"allow", "block", NULL};
-static const char *const vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
-                                      "remove_all", "rename", "symlink", "readlink", "read", "write", "close",
-                                      "sync", "truncate", NULL};
-
-static int check_net_rules(const msgpack_object *rules, verr *e)
-{
-    char b1[128], b2[128];
-    for (uint32_t i = 0; rules && i < rules->via.array.size; i++) {
-        const msgpack_object *r = &rules->via.array.ptr[i];
-        const msgpack_object *name = mp_get(r, "name"), *phase = mp_get(r, "phase"), *act = mp_get(r, "action");
-        const msgpack_object *t = mp_get(r, "timeout_ms");
-        if (!mp_str_in(phase, net_phases))
-            return verror(e, MLK_EINVALID_RULE, "network rule %u \"%s\": phase \"%s\" is not valid; use \"before\" "
-                                                "or \"after\"", i, mpstr(name, b1, sizeof b1),
-                          mpstr(phase, b2, sizeof b2));
-        if (!mp_str_in(act, net_actions))
-            return verror(e, MLK_EINVALID_RULE, "network rule %u \"%s\": action \"%s\" is not valid; use "
-                                                "\"allow\", \"block\" or \"mutate\"", i,
-                          mpstr(name, b1, sizeof b1), mpstr(act, b2, sizeof b2));
-        if (t && t->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-            return verror(e, MLK_EINVALID_RULE, "network rule %u \"%s\": timeout_ms is negative", i,
-                          mpstr(name, b1, sizeof b1));
-    }
-    return 0;
-}
-
-static int check_vfs_rules(const msgpack_object *rules, verr *e)
-{
-    char b1[128], b2[128];
-    for (uint32_t i = 0; rules && i < rules->via.array.size; i++) {
-        const msgpack_object *r = &rules->via.array.ptr[i];
-        const msgpack_object *name = mp_get(r, "name"), *phase = mp_get(r, "phase"), *act = mp_get(r, "action");
-        const msgpack_object *ops = mp_get(r, "ops"), *t = mp_get(r, "timeout_ms");
-        if (!mp_str_in(phase, vfs_phases))
-            return verror(e, MLK_EINVALID_RULE, "vfs rule %u \"%s\": phase \"%s\" is not valid; use \"before\" or "
-                                                "\"after\"", i, mpstr(name, b1, sizeof b1),
-                          mpstr(phase, b2, sizeof b2));
-        if (!mp_str_in(act, vfs_actions))
-            return verror(e, MLK_EINVALID_RULE, "vfs rule %u \"%s\": action \"%s\" is not valid; use \"allow\" or "
-                                                "\"block\" (mutate_write needs an SDK-local mutate hook)", i,
-                          mpstr(name, b1, sizeof b1), mpstr(act, b2, sizeof b2));
-        for (uint32_t j = 0; ops && j < ops->via.array.size; j++) {
-            const msgpack_object *op = &ops->via.array.ptr[j];
-            if (op->via.str.size == 0 || !mp_str_in(op, vfs_ops))
-                return verror(e, MLK_EINVALID_RULE, "vfs rule %u \"%s\": op \"%s\" is unknown; use stat readdir "
-                                                    "open create mkdir chmod remove remove_all rename symlink "
-                                                    "readlink read write close sync truncate", i,
-                              mpstr(name, b1, sizeof b1), mpstr(op, b2, sizeof b2));
-        }
-        if (t && t->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-            return verror(e, MLK_EINVALID_RULE, "vfs rule %u \"%s\": timeout_ms is negative", i,
-                          mpstr(name, b1, sizeof b1));
-    }
     return 0;
 }
 
@@ -1299,6 +1176,8 @@ static void write_vfs(jw *w, const mlk_sandbox *sb, const msgpack_object *vfs)
             jw_str(w, m->type);
             if (m->host) { jw_key(w, "host_path"); jw_str(w, m->host); }
             if (m->readonly) { jw_key(w, "readonly"); jw_bool(w, 1); }
+            if (m->owner_set & MLK_MOUNT_OWNER_UID) { jw_key(w, "owner_uid"); jw_int(w, m->owner_uid); }
+            if (m->owner_set & MLK_MOUNT_OWNER_GID) { jw_key(w, "owner_gid"); jw_int(w, m->owner_gid); }
             jw_obj_end(w);
         }
         jw_obj_end(w);
@@ -1326,31 +1205,25 @@ static void write_image_config(jw *w, const mlk_sandbox *sb)
     jw_obj_end(w);
 }
 
-/* Everything that can be checked without the msgpack inputs, in upstream
- * order: image, CPUs, MTU, no-network conflicts, add-hosts; then ours. */
+/* The seed SDK's checks, in its order (image, CPUs, MTU, no-network
+ * conflicts, add-hosts; each message begins with the seed's error text),
+ * then ours on what upstream does not have (extra disks, the builder's port
+ * forwards).  Everything else (workspace and mount paths, interception
+ * without mounts, rule phases and actions, negative sizes) is the server's
+ * to judge, as with the official SDKs. */
 static int validate(const mlk_sandbox *sb, double cpus, int has_net_rules, verr *e)
 {
     if (!sb->image)
-        return verror(e, MLK_EIMAGE_REQUIRED, "no image given; pass an image reference such as \"alpine:latest\" "
-                                              "to mlk_sandbox_new()");
+        return verror(e, MLK_EIMAGE_REQUIRED, "image is required (e.g., alpine:latest)");
     if (!isfinite(cpus) || cpus <= 0)
-        return verror(e, MLK_EINVALID_CPU, "cpus %g is not valid; pass a finite number greater than 0 "
-                                           "(0 means the default, 1)", cpus);
+        return verror(e, MLK_EINVALID_CPU, "invalid cpu count: cpus %g is not valid; pass a finite number "
+                                           "greater than 0 (0 means the default, 1)", cpus);
     long host = host_cpus();
     if (host > 0 && ceil(cpus) > (double)host)
-        return verror(e, MLK_EINVALID_CPU, "cpus %g is more than the %ld CPUs of this host; pass at most %ld",
-                      cpus, host, host);
-    if (sb->memory_mb < 0)
-        return verror(e, MLK_EINVAL, "memory %lld MiB is negative; pass a size in MiB (0 means the default, 512)",
-                      (long long)sb->memory_mb);
-    if (sb->disk_mb < 0)
-        return verror(e, MLK_EINVAL, "disk size %lld MiB is negative; pass a size in MiB (0 means the default, 5120)",
-                      (long long)sb->disk_mb);
-    if (sb->timeout_s < 0)
-        return verror(e, MLK_EINVAL, "timeout %lld s is negative; pass seconds (0 means the default, 300)",
-                      (long long)sb->timeout_s);
+        return verror(e, MLK_EINVALID_CPU, "invalid cpu count: cpus %g is more than the %ld CPUs of this host; "
+                                           "pass at most %ld", cpus, host, host);
     if (sb->mtu < 0)
-        return verror(e, MLK_EINVALID_MTU, "network MTU %lld is negative; pass a positive MTU such as 1500 "
+        return verror(e, MLK_EINVALID_MTU, "network mtu must be > 0: got %lld; pass a positive MTU such as 1500 "
                                            "(0 keeps the server's default)", (long long)sb->mtu);
     if (sb->no_network) {
         const char *what = sb->allowed_hosts.n ? "allowed hosts"
@@ -1358,13 +1231,13 @@ static int validate(const mlk_sandbox *sb, double cpus, int has_net_rules, verr 
                            : (sb->force_interception || has_net_rules) ? "network interception"
                                                                        : NULL;
         if (what)
-            return verror(e, MLK_ENO_NETWORK_CONFLICT, "no_network is set together with %s; a sandbox without "
-                                                       "network cannot use them, so drop one of the two", what);
+            return verror(e, MLK_ENO_NETWORK_CONFLICT, "no network cannot be combined with allowed hosts, secrets, "
+                                                       "forced interception, or network interception rules: "
+                                                       "%s are set; drop one of the two", what);
     }
     for (size_t i = 0; i < sb->nadd_hosts; i++)
         if (check_add_host(&sb->add_hosts[i], e)) return e->code;
-    int rc = check_vfs(sb, e);
-    if (rc) return rc;
+    int rc;
     for (size_t i = 0; i < sb->ndisks; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(sb->disks[i].guest_mount, sb->disks[j].guest_mount) == 0)
@@ -1394,8 +1267,7 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *socket, jw *ou
     }
     if (sb->err) {
         if (msg)
-            *msg = xasprintf("an earlier builder call failed: %s",
-                             sb->errmsg ? sb->errmsg : mlk_strerror(sb->err));
+            *msg = xstrdup(sb->errmsg ? sb->errmsg : mlk_strerror(sb->err));
         return sb->err;
     }
 
@@ -1414,21 +1286,10 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *socket, jw *ou
         if (mp_parse(sb->vfs_mp, sb->vfs_len, &vfs) != 0) rc = verror(&e, MLK_ENOMEM, "out of memory");
         else vfs_obj = &vfs.data;
     }
-    const msgpack_object *vfs_rules = vfs_obj ? mp_get(vfs_obj, "rules") : NULL;
-    const msgpack_object *vfs_ee = vfs_obj ? mp_get(vfs_obj, "emit_events") : NULL;
 
     double cpus = sb->cpus == 0 ? DEFAULT_CPUS : sb->cpus;
-    int after_hooks = hookset_count(&sb->hooks, MLK_HOOK_VFS_AFTER) + hookset_count(&sb->hooks, MLK_HOOK_VFS_DANGEROUS) > 0;
     if (rc == 0) rc = validate(sb, cpus, (net_rules && net_rules->via.array.size > 0) ||
                                          hookset_count(&sb->hooks, MLK_HOOK_NETWORK) > 0, &e);
-    if (rc == 0 && after_hooks && !sb->nmounts)
-        rc = verror(&e, MLK_EINVALID_VFS_HOOK, "VFS after-hooks need file events, which need a mount; add a mount "
-                                               "under the workspace (e.g. mount_memory(\"/workspace\"))");
-    if (rc == 0) rc = check_vfs_rules(vfs_rules, &e);
-    if (rc == 0 && ((vfs_rules && vfs_rules->via.array.size) || (vfs_ee && vfs_ee->via.boolean)) && !sb->nmounts)
-        rc = verror(&e, MLK_EINVALID_MOUNT, "VFS interception is set but there are no mounts; add a mount "
-                                            "under the workspace for the rules to apply to");
-    if (rc == 0) rc = check_net_rules(net_rules, &e);
 
     jw w;
     jw_init(&w);
@@ -1453,7 +1314,13 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *socket, jw *ou
         write_vfs(&w, sb, vfs_obj);
         if (sb->env.n) { jw_key(&w, "env"); write_kvlist(&w, &sb->env); }
         write_image_config(&w, sb);
-        if (sb->kernel) { jw_key(&w, "kernel"); jw_str(&w, sb->kernel); }
+        if (sb->kernel) {
+            jw_key(&w, "kernel");
+            jw_obj(&w);
+            jw_key(&w, "ref");
+            jw_str(&w, sb->kernel);
+            jw_obj_end(&w);
+        }
         if (sb->ndisks) {
             jw_key(&w, "extra_disks");
             jw_arr(&w);

@@ -215,7 +215,8 @@ void events_start(server *s, vm *v)
         vm_log(v, "file events unavailable: inotify: %s", strerror(errno));
         return;
     }
-    for (size_t i = 0; i < v->nmounts; i++) add_watch(v, v->mounts[i].host, v->mounts[i].guest, 0);
+    for (size_t i = 0; i < v->nmounts; i++)
+        if (v->mounts[i].type != MT_SYSTEM) add_watch(v, v->mounts[i].host, v->mounts[i].guest, 0);
     v->ev_inotify = event_new(s->base, v->inotify_fd, EV_READ | EV_PERSIST, on_inotify, s);
     event_add(v->ev_inotify, NULL);
     vm_log(v, "file events enabled (inotify, best effort)");

@@ -285,40 +285,99 @@ void procs_reap(server *s)
 
 /* ---- spawning ------------------------------------------------------------ */
 
-/* user: "name", "uid", "uid:gid" or "name:group". */
-static int resolve_user(const char *user, uid_t *uid, gid_t *gid, char **err)
+/* One field-separated line of the sandbox's /etc/passwd or /etc/group
+ * whose first (name) or third (id) field matches; fields split in place. */
+static int etc_lookup(vm *v, const char *file, const char *name, long id, char *line, size_t cap,
+                      char *fields[5])
 {
-    char *u = strdup(user), *g = strchr(u, ':');
-    if (g) *g++ = '\0';
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", v->etc_dir, file) < 0) return -1;
+    FILE *f = fopen(path, "r");
+    free(path);
+    if (!f) return -1;
+    int found = -1;
+    while (found && fgets(line, (int)cap, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c = line;
+        for (int i = 0; i < 5; i++) {     /* the last one holds the rest */
+            fields[i] = c;
+            c = c && i < 4 ? strchr(c, ':') : NULL;
+            if (c) *c++ = '\0';
+        }
+        if (!fields[2]) continue;
+        char *e;
+        long fid = strtol(fields[2], &e, 10);
+        if (name ? !strcmp(fields[0], name) : (*fields[2] && !*e && fid == id)) found = 0;
+    }
+    fclose(f);
+    return found;
+}
+
+static int parse_num(const char *s, long *out)
+{
     char *e;
-    long n = strtol(u, &e, 10);
-    if (*u && !*e && n >= 0) {
+    long n = strtol(s, &e, 10);
+    if (!*s || *e || n < 0) return -1;
+    *out = n;
+    return 0;
+}
+
+/* user: "name", "uid", "uid:gid" or "name:group", resolved in the
+ * sandbox's own /etc/passwd and /etc/group (as the guest agent does).
+ * groups: the primary gid plus every group listing the user, as "a,b". */
+static int resolve_user(vm *v, const char *user, uid_t *uid, gid_t *gid, char groups[256], char **err)
+{
+    char *u = strdup(user), *g = strchr(u, ':'), line[1024], *f[5];
+    if (g) *g++ = '\0';
+    long n;
+    const char *uname = NULL;
+    char namebuf[256] = "";
+    if (parse_num(u, &n) == 0) {
         *uid = (uid_t)n;
-        struct passwd *pw = getpwuid(*uid);
-        *gid = pw ? pw->pw_gid : (gid_t)n;
+        *gid = (gid_t)n;
+        if (etc_lookup(v, "passwd", NULL, n, line, sizeof line, f) == 0 && f[3] && parse_num(f[3], &n) == 0) {
+            *gid = (gid_t)n;
+            snprintf(namebuf, sizeof namebuf, "%s", f[0]);
+            uname = namebuf;
+        }
     } else {
-        struct passwd *pw = getpwnam(u);
-        if (!pw) {
+        if (etc_lookup(v, "passwd", u, 0, line, sizeof line, f) != 0 || !f[3] || parse_num(f[2], &n) != 0) {
             if (asprintf(err, "unable to find user %s", u) < 0) *err = NULL;
             free(u);
             return -1;
         }
-        *uid = pw->pw_uid;
-        *gid = pw->pw_gid;
+        *uid = (uid_t)n;
+        *gid = parse_num(f[3], &n) == 0 ? (gid_t)n : 0;
+        uname = u;
     }
     if (g && *g) {
-        n = strtol(g, &e, 10);
-        if (!*e && n >= 0) *gid = (gid_t)n;
-        else {
-            struct group *gr = getgrnam(g);
-            if (!gr) {
-                if (asprintf(err, "unable to find group %s", g) < 0) *err = NULL;
-                free(u);
-                return -1;
-            }
-            *gid = gr->gr_gid;
+        if (parse_num(g, &n) == 0) {
+            *gid = (gid_t)n;
+        } else if (etc_lookup(v, "group", g, 0, line, sizeof line, f) == 0 && f[2] && parse_num(f[2], &n) == 0) {
+            *gid = (gid_t)n;
+        } else {
+            if (asprintf(err, "unable to find group %s", g) < 0) *err = NULL;
+            free(u);
+            return -1;
         }
     }
+    snprintf(groups, 256, "%u", (unsigned)*gid);
+    char *path = NULL;
+    FILE *gf = uname && asprintf(&path, "%s/group", v->etc_dir) >= 0 ? fopen(path, "r") : NULL;
+    free(path);
+    while (gf && fgets(line, sizeof line, gf)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c = line, *fld[4] = {0};
+        for (int i = 0; i < 4 && c; i++) { fld[i] = c; c = strchr(c, ':'); if (c) *c++ = '\0'; }
+        if (!fld[3] || !fld[2] || parse_num(fld[2], &n) != 0 || (gid_t)n == *gid) continue;
+        char *save = NULL;
+        for (char *m = strtok_r(fld[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
+            if (!strcmp(m, uname) && strlen(groups) + 12 < 256) {
+                snprintf(groups + strlen(groups), 256 - strlen(groups), ",%ld", n);
+                break;
+            }
+    }
+    if (gf) fclose(gf);
     free(u);
     return 0;
 }
@@ -345,23 +404,37 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
                  char **argv_override, char **err)
 {
     const char *cwd = ep && ep->working_dir && *ep->working_dir ? ep->working_dir
-                    : v->img_workdir && *v->img_workdir ? v->img_workdir : v->workspace;
+                    : v->img_workdir && *v->img_workdir ? v->img_workdir
+                    : v->workspace_set ? v->workspace : "/";   /* upstream's order */
     const char *user = ep && ep->user && *ep->user ? ep->user : v->img_user;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    int switch_user = 0;
+    sandbox_user su = {0};
     if (user && *user) {
-        if (geteuid() != 0) {
-            vm_log(v, "user %s ignored: matchlock-local is not running as root", user);
+        uid_t uid;
+        gid_t gid;
+        if (resolve_user(v, user, &uid, &gid, su.groups, err) != 0) return NULL;
+        if (uid == geteuid() && gid == getegid()) {
+            /* already that user */
+        } else if (geteuid() != 0 && uid == 0) {
+            /* root was asked for and matchlock-local is not root: the
+             * command runs with less privilege than asked, never more */
+            vm_log(v, "user %s: matchlock-local is not running as root; the command runs as uid %u",
+                   user, (unsigned)geteuid());
+        } else if (geteuid() != 0) {
+            if (asprintf(err, "cannot run as user %s: matchlock-local is not running as root, so it cannot "
+                         "switch users", user) < 0) *err = NULL;
+            return NULL;
         } else {
-            if (resolve_user(user, &uid, &gid, err) != 0) return NULL;
-            switch_user = uid != 0 || gid != 0;
+            su.uid = uid;
+            su.gid = gid;
+            su.active = 1;
         }
     }
 
     char *shcmd[] = {"/bin/sh", "-c", (char *)(ep && ep->command ? ep->command : ""), NULL};
     char **cmd = argv_override ? argv_override : shcmd;
-    char **argv = vm_command_argv(v, cmd, cwd, uid, gid, switch_user, kind == P_TTY);
+    int inner_tty = 0;
+    char **argv = vm_command_argv(v, cmd, cwd, &su, kind == P_TTY, &inner_tty, err);
+    if (!argv) return NULL;
     char *plain_cwd = v->use_bwrap ? NULL : host_cwd(v, cwd);
     char **env = NULL;
     for (char **e = v->env; e && *e; e++) env = strv_push(env, *e);
@@ -405,7 +478,7 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC); /* dup2 clears CLOEXEC on the copies */
         if (kind == P_TTY) {
-            ioctl(slave, TIOCSCTTY, 0);
+            if (!inner_tty) ioctl(slave, TIOCSCTTY, 0);  /* else the init inside takes it */
             dup2(slave, 0); dup2(slave, 1); dup2(slave, 2);
         } else if (kind == P_ENTRY) {
             dup2(devnull, 0); dup2(v->log_fd, 1); dup2(v->log_fd, 2);
@@ -415,12 +488,6 @@ proc *proc_start(server *s, vm *v, req *r, int kind, const exec_params *ep,
             dup2(errp[1], 2);
         }
         if (plain_cwd && chdir(plain_cwd) != 0) {}
-        if (!v->use_bwrap && switch_user) {
-            if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-                dprintf(2, "matchlock-local: cannot switch to user %s: %s\n", user, strerror(errno));
-                _exit(126);
-            }
-        }
         extern char **environ;
         environ = env;
         execvp(argv[0], argv);

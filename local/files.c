@@ -3,7 +3,8 @@
  * root/ tree) and opened with openat2(RESOLVE_IN_ROOT): ".." and symlinks,
  * absolute ones included, resolve as they would inside the sandbox and can
  * never leave that directory.  Paths holding ".." components are refused
- * outright.  Kernels without openat2 get a component walk with O_NOFOLLOW
+ * outright.  Symlinks are first followed by guest_resolve, which crosses
+ * mounts the way the sandbox's own lookups do.  Kernels without openat2 get a component walk with O_NOFOLLOW
  * (symlinks are then refused). */
 #include "local.h"
 
@@ -95,13 +96,91 @@ static int open_in(int rootfd, const char *rel, int flags, mode_t mode)
     return cur;
 }
 
-int vm_open(vm *v, const char *g, int flags, mode_t mode)
+/* The guest path g with its symlinks followed as the sandbox sees them:
+ * each component is looked up in the mount (or the root tree) that backs
+ * it, so a link may cross from one into another (/etc/os-release ->
+ * ../usr/lib/os-release).  Components that do not exist are kept as they
+ * are.  follow_last: resolve the last component too.  NULL with errno. */
+static char *guest_resolve(vm *v, const char *g, int follow_last)
 {
+    char *todo = strdup(g), *done = calloc(1, strlen(g) + 2);
+    size_t cap = strlen(g) + 2;
+    int links = 0;
+    if (!todo || !done) { free(todo); free(done); errno = ENOMEM; return NULL; }
+    char *p = todo;
+    for (;;) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        const char *after = p + n;
+        while (*after == '/') after++;
+        int last = !*after;
+        if (n == 1 && p[0] == '.') { p += n; continue; }
+        if (n == 2 && p[0] == '.' && p[1] == '.') {       /* from a link target */
+            char *slash = strrchr(done, '/');
+            if (slash) *slash = '\0';
+            p += n;
+            continue;
+        }
+        size_t dl = strlen(done);
+        if (dl + n + 2 > cap) {
+            cap = (dl + n + 2) * 2;
+            char *nd = realloc(done, cap);
+            if (!nd) { free(todo); free(done); errno = ENOMEM; return NULL; }
+            done = nd;
+        }
+        done[dl] = '/';
+        memcpy(done + dl + 1, p, n);
+        done[dl + 1 + n] = '\0';
+        const char *rel;
+        const mount *m = backing(v, done, &rel);
+        int rootfd = open(m ? m->host : v->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int fd = rootfd >= 0 ? open_in(rootfd, rel, O_PATH | O_NOFOLLOW, 0) : -errno;
+        if (rootfd >= 0) close(rootfd);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            /* missing: the rest stays as it is */
+            if (fd >= 0) close(fd);
+            if (*after) {
+                char *full = NULL;
+                if (asprintf(&full, "%s/%s", done, after) < 0) full = NULL;
+                free(done);
+                done = full;
+            }
+            break;
+        }
+        if (S_ISLNK(st.st_mode) && (!last || follow_last)) {
+            char target[4096];
+            ssize_t tl = readlinkat(fd, "", target, sizeof target - 1);
+            close(fd);
+            if (tl <= 0 || ++links > 40) { free(todo); free(done); errno = tl <= 0 ? EINVAL : ELOOP; return NULL; }
+            target[tl] = '\0';
+            done[dl] = '\0';                       /* the link's directory */
+            if (target[0] == '/') done[0] = '\0';
+            char *next = NULL;
+            if (asprintf(&next, "%s/%s", target, after) < 0) { free(todo); free(done); errno = ENOMEM; return NULL; }
+            free(todo);
+            todo = p = next;
+            continue;
+        }
+        close(fd);
+        p = (char *)after;
+    }
+    free(todo);
+    if (done && !*done) { free(done); done = strdup("/"); }
+    return done;
+}
+
+int vm_open(vm *v, const char *guest, int flags, mode_t mode)
+{
+    char *g = guest_resolve(v, guest, !(flags & O_NOFOLLOW));
+    if (!g) return -errno;
     const char *rel;
     const mount *m = backing(v, g, &rel);
-    if (m && m->ro && (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))) return -EROFS;
+    if (m && m->ro && (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))) { free(g); return -EROFS; }
     int rootfd = open(m ? m->host : v->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0) return -errno;
+    if (rootfd < 0) { int e = errno; free(g); return -e; }
     if ((flags & O_CREAT) && strcmp(rel, ".")) {
         /* create missing parent directories, each resolved in the root */
         char *p = strdup(rel);
@@ -126,6 +205,7 @@ int vm_open(vm *v, const char *g, int flags, mode_t mode)
     }
     int fd = open_in(rootfd, rel, flags, mode);
     close(rootfd);
+    free(g);
     return fd;
 }
 

@@ -1,5 +1,5 @@
 /* local.h - matchlock-local: a local backend that speaks the Matchlock
- * JSON-RPC protocol (see /work/shared/PROTOCOL.md) and runs each sandbox's
+ * JSON-RPC protocol (see docs/local-backend.md) and runs each sandbox's
  * commands as local processes, under bubblewrap when it is available.
  *
  * It is not a VM and not a security boundary.  One process serves one
@@ -27,6 +27,12 @@
 #include <time.h>
 
 #define LOCAL_VERSION "0.1.0"
+#ifndef LOCAL_COMMIT
+#define LOCAL_COMMIT "unknown"   /* both set by CMake */
+#endif
+#ifndef LOCAL_BUILT
+#define LOCAL_BUILT "unknown"
+#endif
 #define MAX_LINE (10u * 1024 * 1024)  /* request line cap, as upstream */
 #define CHUNK_MAX (64u * 1024)        /* output bytes per notification */
 #define STDIN_QUEUE_MAX (8u << 20)    /* queued stdin per command before reading pauses */
@@ -50,6 +56,10 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 /* Copy a tree (files, dirs, symlinks; modes kept).  0 or -1 with errno. */
 int copy_tree(const char *src, const char *dst);
+/* The VM dir belongs to this process (a pid file), and whether the process
+ * that wrote it is still alive (rm refuses running VMs). */
+void vm_mark_running(const char *dir);
+int vm_running(const char *dir);
 /* A valid volume or VM name: [A-Za-z0-9_.-], not starting with '.'. */
 int valid_name(const char *s);
 
@@ -148,7 +158,7 @@ void procs_kill_all(server *s, double grace);
 void procs_output_pause(server *s, int pause);
 
 /* ---- the VM (sandbox.c) ------------------------------------------------ */
-enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK };
+enum mtype { MT_HOST, MT_MEMORY, MT_OVERLAY, MT_DISK, MT_SYSTEM /* the host's /usr etc., read-only */ };
 
 typedef struct mount {
     char *guest;                 /* normalised absolute guest path */
@@ -166,7 +176,8 @@ struct vm {
     char id[16];
     char *dir, *root, *log_path, *etc_dir, *shm_dir;
     int log_fd;
-    char *workspace;
+    char *workspace;             /* relative file-call paths start here */
+    int workspace_set;           /* vfs.workspace was given: commands start there */
     mount *mounts;
     size_t nmounts;
     char **env;                  /* NULL-terminated "K=V" list */
@@ -193,10 +204,20 @@ struct vm {
 int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg);
 void vm_log(vm *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vm_free(vm *v);
-/* argv (NULL-terminated, malloc'd strings) to run `argv0...` inside the
- * sandbox; *envp receives the environment.  cwd and uid/gid as given. */
-char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
-                       int switch_user, int tty);
+/* Who a command runs as: active when it must switch to uid/gid (with the
+ * supplementary groups "a,b,..."), which only matchlock-local-init does. */
+typedef struct sandbox_user {
+    int active;
+    uid_t uid;
+    gid_t gid;
+    char groups[256];
+} sandbox_user;
+/* argv (NULL-terminated, malloc'd strings) to run cmd inside the sandbox,
+ * in cwd, as su (NULL: unchanged).  With tty, *inner_tty is set when the
+ * init inside the sandbox takes the terminal (the parent must not).
+ * NULL with *err when the user switch cannot be done. */
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *su, int tty,
+                       int *inner_tty, char **err);
 void strv_free(char **v);
 /* Set NAME=VALUE in the VM's environment (replacing an earlier NAME). */
 void vm_setenv(vm *v, const char *name, const char *value);

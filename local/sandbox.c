@@ -2,12 +2,14 @@
  * VM's state directory (vms/<id>: root/ tree, vm.log, etc/hosts), and
  * compose the bubblewrap command line that gives each command a root of
  * its own:
- *   /            the VM's root/ dir (writable: /tmp, /root, /home, the
- *                workspace and anything else a command creates)
- *   /usr /bin /lib /lib64 /sbin ...   read-only from the host
- *   /etc         a tmpfs holding read-only binds of the host's /etc minus
- *                secrets (shadow, gshadow, sudoers, ssh), plus the VM's own
- *                hosts and hostname
+ *   /            the VM's root/ dir (writable: /tmp, /root, /home, /etc,
+ *                the workspace and anything else a command creates)
+ *   /usr /bin /lib /lib64 /sbin ...   read-only from the host (MT_SYSTEM
+ *                mounts, so that the file calls see them too)
+ *   /etc         in root/: a copy of the host's /etc minus secrets (shadow,
+ *                gshadow, sudoers, ssh), with the VM's own hosts, hostname
+ *                and resolv.conf
+ *   /proc /dev /sys   bwrap's own, and the host's sysfs read-only
  *   mounts       vfs.mounts (host_fs, memory, overlay) and extra_disks
  * Without a working bwrap commands run as plain processes (the root/ tree
  * then only backs the file calls), and the VM log says so. */
@@ -218,7 +220,7 @@ static int etc_secret(const char *name)
 {
     for (int i = 0; etc_hidden[i]; i++)
         if (!strcmp(name, etc_hidden[i])) return 1;
-    return !strcmp(name, "hosts") || !strcmp(name, "hostname");
+    return !strcmp(name, "hosts") || !strcmp(name, "hostname") || !strcmp(name, "resolv.conf");
 }
 
 /* Copy the host's /etc into the VM's etc dir, leaving out its secrets;
@@ -269,48 +271,81 @@ static char **push3(char **v, const char *a, const char *b, const char *c)
     return strv_push(push2(v, a, b), c);
 }
 
-char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
-                       int switch_user, int tty)
+/* matchlock-local-init, next to our own binary; NULL when it is not there. */
+static const char *init_path(void)
 {
-    (void)tty;
+    static char *path;
+    static int looked;
+    if (looked) return path;
+    looked = 1;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    if (asprintf(&path, "%s/matchlock-local-init", self) < 0) path = NULL;
+    if (path && access(path, X_OK) != 0) { free(path); path = NULL; }
+    return path;
+}
+
+#define INIT_GUEST "/dev/.matchlock-local-init"   /* bwrap's own /dev tmpfs */
+
+char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *su, int tty,
+                       int *inner_tty, char **err)
+{
     char **a = NULL;
-    if (!v->use_bwrap) {
-        for (char **c = cmd; *c; c++) a = strv_push(a, *c);
-        return a;
+    const char *init = init_path();
+    int switch_user = su && su->active;
+    /* under bwrap the command is in a PID namespace: only a process in
+     * there can give it a session with the terminal */
+    int init_tty = tty && v->use_bwrap && init;
+    if (inner_tty) *inner_tty = init_tty;
+    if (switch_user && !init) {
+        if (asprintf(err, "cannot switch to uid %u: matchlock-local-init is missing next to matchlock-local",
+                     (unsigned)su->uid) < 0) *err = NULL;
+        return NULL;
     }
-    a = strv_push(a, bwrap_path);
-    a = strv_push(a, "--die-with-parent");
-    a = strv_push(a, "--unshare-pid");
-    a = strv_push(a, "--unshare-ipc");
-    a = strv_push(a, "--unshare-uts");
-    a = strv_push(a, "--unshare-cgroup-try");
-    if (v->no_network) a = strv_push(a, "--unshare-net");
-    a = push2(a, "--hostname", v->hostname);
-    a = push3(a, "--bind", v->root, "/");
-    for (int i = 0; sys_dirs[i]; i++) {
-        char host[64];
-        snprintf(host, sizeof host, "/%s", sys_dirs[i]);
-        struct stat st;
-        if (lstat(host, &st) != 0 || S_ISLNK(st.st_mode)) continue; /* symlinks live in root/ */
-        a = push3(a, "--ro-bind", host, host);
+    if (v->use_bwrap) {
+        a = strv_push(a, bwrap_path);
+        a = strv_push(a, "--die-with-parent");
+        a = strv_push(a, "--unshare-pid");
+        a = strv_push(a, "--unshare-ipc");
+        a = strv_push(a, "--unshare-uts");
+        a = strv_push(a, "--unshare-cgroup-try");
+        if (v->no_network) a = strv_push(a, "--unshare-net");
+        a = push2(a, "--hostname", v->hostname);
+        a = push3(a, "--bind", v->root, "/");
+        a = push2(a, "--proc", "/proc");
+        a = push2(a, "--dev", "/dev");
+        /* sysfs is the host's (read-only); without a network only lo is
+         * listed, as in upstream's VM without eth0 */
+        a = push3(a, "--ro-bind", "/sys", "/sys");
+        if (v->no_network) {
+            a = push2(a, "--tmpfs", "/sys/class/net");
+            a = push3(a, "--symlink", "../../devices/virtual/net/lo", "/sys/class/net/lo");
+        }
+        /* the host's system dirs are read-only mounts like the others */
+        for (size_t i = 0; i < v->nmounts; i++)
+            a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
+        if (switch_user || init_tty) a = push3(a, "--ro-bind", init, INIT_GUEST);
+        a = push2(a, "--chdir", cwd && *cwd ? cwd : "/");
+        a = strv_push(a, "--");
     }
-    a = push2(a, "--proc", "/proc");
-    a = push2(a, "--dev", "/dev");
-    /* the VM's own /etc: a copy of the host's without its secrets, with
-     * the VM's hosts and hostname (one mount; see populate_etc) */
-    a = push3(a, "--ro-bind", v->etc_dir, "/etc");
-    for (size_t i = 0; i < v->nmounts; i++)
-        a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
-    if (switch_user) {
-        char u[32], g[32];
-        snprintf(u, sizeof u, "%u", (unsigned)uid);
-        snprintf(g, sizeof g, "%u", (unsigned)gid);
-        a = strv_push(a, "--unshare-user");
-        a = push2(a, "--uid", u);
-        a = push2(a, "--gid", g);
+    if (switch_user || init_tty) {
+        a = strv_push(a, v->use_bwrap ? INIT_GUEST : init);
+        if (init_tty) a = strv_push(a, "-t");
+        if (switch_user) {
+            char u[32], g[32];
+            snprintf(u, sizeof u, "%u", (unsigned)su->uid);
+            snprintf(g, sizeof g, "%u", (unsigned)su->gid);
+            a = push2(a, "-u", u);
+            a = push2(a, "-g", g);
+            if (su->groups[0]) a = push2(a, "-G", su->groups);
+        }
+        a = strv_push(a, "--");
     }
-    a = push2(a, "--chdir", cwd && *cwd ? cwd : "/");
-    a = strv_push(a, "--");
     for (char **c = cmd; *c; c++) a = strv_push(a, *c);
     return a;
 }
@@ -319,7 +354,7 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, uid_t uid, gid_t gid,
 static int bwrap_works(vm *v, char **why)
 {
     char *cmd[] = {"/bin/true", NULL};
-    char **argv = vm_command_argv(v, cmd, "/", 0, 0, 0, 0);
+    char **argv = vm_command_argv(v, cmd, "/", NULL, 0, NULL, NULL);
     int errp[2];
     if (!argv || pipe2(errp, O_CLOEXEC) != 0) { strv_free(argv); return -1; }
     pid_t pid = fork();
@@ -347,12 +382,16 @@ static int bwrap_works(vm *v, char **why)
 
 /* ---- create --------------------------------------------------------------- */
 
-static int write_text(const char *path, const char *text)
+/* Write the VM's own etc/NAME (replacing whatever the copy of the host's
+ * or the image's /etc had there, symlinks included). */
+static void write_etc(vm *v, const char *name, const char *text)
 {
+    char *path = NULL;
+    if (!text || asprintf(&path, "%s/%s", v->etc_dir, name) < 0) return;
+    unlink(path);
     FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs(text, f);
-    return fclose(f);
+    if (f) { fputs(text, f); fclose(f); }
+    free(path);
 }
 
 static int build_tree(vm *v, char **msg)
@@ -426,6 +465,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
 
     /* network */
     const char *hostname = NULL;
+    char **dns = NULL;
     const jnode *net = jd_get(d, params, "network");
     if (!absent(net)) {
         if (!is_type(net, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network: expected an object"); goto bad; }
@@ -459,6 +499,9 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
             if (!valid_host_entry(host)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].host: invalid host", i); goto bad; }
             if (!valid_ip(ip)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i); goto bad; }
         }
+        if ((code = str_array(d, jd_get(d, net, "dns_servers"), "network.dns_servers", &dns, msg))) goto bad;
+        for (char **ns = dns; ns && *ns; ns++)
+            if (!valid_host_entry(*ns)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.dns_servers: invalid server \"%s\"", *ns); goto bad; }
         const jnode *mtu = jd_get(d, net, "mtu");
         int64_t m;
         if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.mtu: expected a non-negative integer"); goto bad; }
@@ -496,6 +539,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         }
     }
     v->workspace = clean_abs(workspace ? workspace : "/workspace");
+    v->workspace_set = workspace != NULL;
     if (!v->workspace || !strcmp(v->workspace, "/")) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: invalid path"); goto bad; }
     for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k)) {
         const jnode *m = jd_val(k);
@@ -573,10 +617,12 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     /* network interception: secrets' placeholders override the env */
     if ((code = proxy_configure(v, d, is_type(net, JN_OBJ) ? net : NULL, msg))) goto bad;
 
+    if (!dns) dns = strv_push(strv_push(NULL, "8.8.8.8"), "8.8.4.4");   /* upstream's default */
+
     /* ---- validated: build the VM directory ---- */
     v->dir = state_sub("vms", v->id);
     if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
-        asprintf(&v->etc_dir, "%s/etc", v->dir) < 0) {
+        asprintf(&v->etc_dir, "%s/root/etc", v->dir) < 0) {
         code = fail(msg, MLK_RPC_INTERNAL, "out of memory");
         goto bad;
     }
@@ -584,6 +630,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         code = fail(msg, MLK_RPC_VM_FAILED, "creating %s: %s", v->dir, strerror(errno));
         goto bad;
     }
+    vm_mark_running(v->dir);
     populate_etc(v->etc_dir);
     v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, img->s);
@@ -601,23 +648,33 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         free(cfg);
         jw_free(&w);
     }
-    /* etc/hosts and etc/hostname */
+    /* etc/hosts, etc/hostname and etc/resolv.conf, laid out as upstream's
+     * guest init writes them */
     {
         jw h;
         jw_init(&h);
         char line[512];
-        int n = snprintf(line, sizeof line, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                         "127.0.1.1\t%s\n", v->hostname);
+        int n = snprintf(line, sizeof line, "127.0.0.1 localhost localhost.localdomain %s\n", v->hostname);
         jw_raw(&h, line, (size_t)n);
         for (const jnode *x = jd_first(d, net ? jd_get(d, net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
-            n = snprintf(line, sizeof line, "%s\t%s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
+            n = snprintf(line, sizeof line, "%s %s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
             jw_raw(&h, line, (size_t)n);
         }
-        char *hosts = NULL, *hn = NULL, *text = jw_take(&h, NULL);
-        if (asprintf(&hosts, "%s/hosts", v->etc_dir) >= 0 && text) write_text(hosts, text);
+        static const char tail[] = "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
+        jw_raw(&h, tail, sizeof tail - 1);
+        char *text = jw_take(&h, NULL);
+        write_etc(v, "hosts", text);
+        free(text);
         snprintf(line, sizeof line, "%s\n", v->hostname);
-        if (asprintf(&hn, "%s/hostname", v->etc_dir) >= 0) write_text(hn, line);
-        free(hosts); free(hn); free(text);
+        write_etc(v, "hostname", line);
+        jw_init(&h);
+        for (char **ns = dns; *ns; ns++) {
+            n = snprintf(line, sizeof line, "nameserver %s\n", *ns);
+            jw_raw(&h, line, (size_t)n);
+        }
+        text = jw_take(&h, NULL);
+        write_etc(v, "resolv.conf", text);
+        free(text);
     }
     /* mounts */
     {
@@ -670,6 +727,13 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
             free(g);
             free(backing);
         }
+        for (int k = 0; sys_dirs[k]; k++) {
+            char host[64];
+            snprintf(host, sizeof host, "/%s", sys_dirs[k]);
+            struct stat st;
+            if (lstat(host, &st) != 0 || !S_ISDIR(st.st_mode)) continue; /* symlinks live in root/ */
+            add_mount(v, host, host, MT_SYSTEM, 1);
+        }
         if (v->nmounts) qsort(v->mounts, v->nmounts, sizeof *v->mounts, cmp_mount);
     }
     /* isolation */
@@ -692,9 +756,11 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     if (!v->use_bwrap && v->no_network) vm_log(v, "no_network is not enforced without bwrap");
     if (v->intercept && (code = proxy_start(s, v, msg))) goto bad;
     vm_log(v, "VM %s ready", v->id);
+    strv_free(dns);
     *out = v;
     return 0;
 bad:
+    strv_free(dns);
     if (v->dir) rm_rf(v->dir);
     if (v->shm_dir) rm_rf(v->shm_dir);
     vm_free(v);

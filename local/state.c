@@ -136,3 +136,47 @@ int copy_tree(const char *src, const char *dst)
     close(out);
     return rc;
 }
+
+/* The start time of a process (field 22 of /proc/PID/stat), 0 when gone. */
+static unsigned long long start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    unsigned long long t = 0;
+    for (int field = 2; p && *p && field < 22; p++)
+        if (*p == ' ') field++;
+    if (p) sscanf(p, "%llu", &t);
+    return t;
+}
+
+void vm_mark_running(const char *dir)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/pid", dir) < 0) return;
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%d %llu\n", (int)getpid(), start_time(getpid()));
+        fclose(f);
+    }
+    free(path);
+}
+
+int vm_running(const char *dir)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/pid", dir) < 0) return 0;
+    FILE *f = fopen(path, "r");
+    free(path);
+    int pid = 0;
+    unsigned long long t = 0;
+    int ok = f && fscanf(f, "%d %llu", &pid, &t) == 2;
+    if (f) fclose(f);
+    return ok && pid > 0 && t && start_time(pid) == t;
+}

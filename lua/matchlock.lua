@@ -26,12 +26,16 @@ local floor = math.floor
 -- ---------------------------------------------------------------------
 -- version check: a module built against header H runs with runtime R when
 -- the majors match and R >= H.
-local RUNTIME, HEADER = core.mlk_version(), core.HEADER_VERSION
-if floor(RUNTIME / 10000) ~= floor(HEADER / 10000) or RUNTIME < HEADER then
-  error(string.format("matchlock: the loaded libmatchlock is %s but this module was built for %d.%d or newer "
-    .. "within major %d; install a matching libmatchlock.so.1 or rebuild the module",
-    core.mlk_version_str(), floor(HEADER / 10000), floor(HEADER / 100) % 100, floor(HEADER / 10000)), 2)
+-- M._check_version(runtime, header, runtime_str) raises the error; the
+-- module runs it on the real values at load (tests call it with others).
+function M._check_version(runtime, header, runtime_str)
+  if floor(runtime / 10000) ~= floor(header / 10000) or runtime < header then
+    error(string.format("matchlock: the loaded libmatchlock is %s but this module was built for %d.%d or newer "
+      .. "within major %d; install a matching libmatchlock.so.1 or rebuild the module",
+      runtime_str, floor(header / 10000), floor(header / 100) % 100, floor(header / 10000)), 2)
+  end
 end
+M._check_version(core.mlk_version(), core.HEADER_VERSION, core.mlk_version_str())
 M.VERSION = core.mlk_version_str()
 M._VERSION = "matchlock " .. M.VERSION
 

@@ -16,7 +16,7 @@ build=$(cd "${1:-$repo/build}" && pwd) || { echo "run-tests.sh: no build directo
 
 export MATCHLOCK_LOCAL_BIN=${MATCHLOCK_LOCAL_BIN:-$build/matchlock-local}
 [ -x "$MATCHLOCK_LOCAL_BIN" ] || { echo "run-tests.sh: $MATCHLOCK_LOCAL_BIN is missing; build matchlock-local first (make build)" >&2; exit 1; }
-export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$repo/../shared/vectors}
+export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$repo/tests/vectors}
 export MLK_REPO=$repo
 # The vectors assume a host with more CPUs than CI machines have.
 export MATCHLOCK_HOST_CPUS=${MATCHLOCK_HOST_CPUS:-64}

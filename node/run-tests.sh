@@ -15,7 +15,7 @@ if [ ! -x "$MATCHLOCK_LOCAL_BIN" ]; then
   echo "run-tests.sh: $MATCHLOCK_LOCAL_BIN is missing; run 'make build' (or pass the build dir) first" >&2
   exit 1
 fi
-export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$(cd "$repo/.." && pwd)/shared/vectors}
+export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$repo/tests/vectors}
 state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
 trap 'rm -rf "$state"' EXIT
 export XDG_STATE_HOME="$state" MLK_NODE_TEST_STATE="$state"

@@ -8,7 +8,7 @@
 #
 # Environment: PYTHON (default python3), MATCHLOCK_LOCAL_BIN (default
 # <repo>/build/matchlock-local, built with CMake when missing),
-# MLK_VECTORS_DIR (default <repo>/../shared/vectors), KEEP_VENV=1 keeps
+# MLK_VECTORS_DIR (default <repo>/tests/vectors), KEEP_VENV=1 keeps
 # the venv and prints its path.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

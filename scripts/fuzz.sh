@@ -4,7 +4,7 @@
 # Default 25 s per target: the bounded run of make test.  make fuzz runs
 # it with FUZZ_SECONDS (default 600) for long runs.  The corpus grows in
 # build-fuzz/corpus/<target> between runs; seeds come from the shared
-# vectors and tests/fuzz/make-seeds.py; every input that ever crashed a
+# vectors (tests/vectors) and tests/fuzz/make-seeds.py; every input that ever crashed a
 # target (tests/fuzz/regressions/<target>/) is replayed first.  A crash
 # leaves its input in build-fuzz/crashes/ and fails the run.
 set -uo pipefail

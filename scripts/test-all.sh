@@ -14,6 +14,7 @@ run() {
 
 run "C core (Criterion)" "$build/mlk_tests" -j2 --timeout 120
 run "ABI check" ./scripts/abi-check.sh "$build"
+run "ABI check self-test (changed, removed, added)" ./scripts/abi-check-selftest.sh
 run "install check" ./scripts/install-check.sh "$build"
 run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-local" ./python/run-tests.sh
 run "Node (node --test)" ./node/run-tests.sh "$build"

@@ -101,6 +101,7 @@ enum {
     MLK_EINVALID_NET_HOOK = -34,/* a network hook (callback rule) is invalid */
     MLK_EINVALID_VFS_HOOK = -35,/* a VFS hook is invalid, or answered nonsense */
     MLK_EPARSE = -36,           /* a server result could not be parsed (message names it) */
+    MLK_EINVALID_MOUNT_OWNER = -37, /* (1.1) a mount owner uid/gid is outside 0..4294967295 */
 };
 
 /* JSON-RPC error codes the server uses (mlk_result_rpc_code()). */
@@ -228,6 +229,25 @@ MLK_API int mlk_sandbox_mount_host_dir(mlk_sandbox *sb, const char *guest_path, 
 MLK_API int mlk_sandbox_mount_host_dir_readonly(mlk_sandbox *sb, const char *guest_path, const char *host_path);
 MLK_API int mlk_sandbox_mount_memory(mlk_sandbox *sb, const char *guest_path);
 MLK_API int mlk_sandbox_mount_overlay(mlk_sandbox *sb, const char *guest_path, const char *host_path);
+
+/** Bits of mlk_sandbox_set_mount_owner()'s `which`. */
+enum {
+    MLK_MOUNT_OWNER_UID = 1,
+    MLK_MOUNT_OWNER_GID = 2,
+};
+/** (Since 1.1, symbol version MLK_1.1.)  Owner overrides of the mount at
+ *  guest_path, which must have been added before (any mount type; the
+ *  server applies them to host_fs mounts and judges the rest): every file of
+ *  the mount is reported as owned by `uid` / `gid`.  `which` says which of
+ *  the two are set (MLK_MOUNT_OWNER_UID, MLK_MOUNT_OWNER_GID, both, or 0 to
+ *  clear); each is sent as "owner_uid" / "owner_gid" only when set.  A set
+ *  value outside 0..4294967295 fails with MLK_EINVALID_MOUNT_OWNER and the
+ *  official Python SDK's message ("owner_uid must be in [0, 4294967295],
+ *  got -1"); like every setter failure it is reported again at create, so
+ *  nothing is sent.  Adding a mount again at the same guest path clears its
+ *  owner overrides.  No mount at guest_path is MLK_EINVAL. */
+MLK_API int mlk_sandbox_set_mount_owner(mlk_sandbox *sb, const char *guest_path, int which, int64_t uid,
+                                        int64_t gid);
 /** Set one environment variable (a later call for the same name wins). */
 MLK_API int mlk_sandbox_set_env(mlk_sandbox *sb, const char *name, const char *value);
 /** Merge a msgpack map of string to string into the environment. */
@@ -268,7 +288,9 @@ MLK_API int mlk_sandbox_set_entrypoint(mlk_sandbox *sb, const char *const *argv,
 /** Merge an image config msgpack map {user,working_dir,entrypoint,cmd,env}:
  *  non-empty fields replace, empty ones keep what is set. */
 MLK_API int mlk_sandbox_set_image_config(mlk_sandbox *sb, const char *msgpack, size_t len);
-/** Guest kernel reference (sent as top-level "kernel"). */
+/** Guest kernel reference: empty, file:///absolute/path or an OCI ref;
+ *  sent, when set, as "kernel": {"ref": REF} (as the official Python SDK
+ *  0.2.17 sends it). */
 MLK_API int mlk_sandbox_set_kernel(mlk_sandbox *sb, const char *ref);
 /** Attach an ext4 image (for example a volume's path) at guest_mount. */
 MLK_API int mlk_sandbox_add_extra_disk(mlk_sandbox *sb, const char *host_path, const char *guest_mount, int readonly);

@@ -16,6 +16,16 @@ return function(T)
     end
   end)
 
+  T.test("a core the module was not built for is refused", function()
+    local h = core.HEADER_VERSION
+    T.ok(pcall(ml._check_version, h, h, "x"), "same version loads")
+    T.ok(pcall(ml._check_version, h + 1, h, "x"), "a newer core of the same major loads")
+    local ok, err = pcall(ml._check_version, h + 10000, h, "2.0.0")
+    T.ok(not ok and err:find("loaded libmatchlock is 2.0.0", 1, true), "another major: " .. tostring(err))
+    ok, err = pcall(ml._check_version, h - 1, h, "old")
+    T.ok(not ok and err:find("rebuild the module", 1, true), "an older core: " .. tostring(err))
+  end)
+
   T.test("roundtrip scalars and nesting", function()
     local v = { 1, -2, 3.5, "x", true, false, { a = { b = { 1, 2, 3 } } } }
     local back = ml.decode(ml.encode(v))

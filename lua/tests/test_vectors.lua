@@ -1,4 +1,4 @@
--- The shared vectors (<repo>/../shared/vectors or $MLK_VECTORS_DIR):
+-- The shared vectors (<repo>/tests/vectors or $MLK_VECTORS_DIR):
 -- create.jsonl through the builder compared with mlk_sandbox_params_json,
 -- port_forward.jsonl through mlk_port_forward_parse, allow_list.jsonl
 -- through mlk_allow_list_normalize; errors compared by upstream name.
@@ -7,7 +7,7 @@ return function(T)
   local json = require("json")
   local ml, core = H.ml, H.ml.core
 
-  local dir = os.getenv("MLK_VECTORS_DIR") or (H.repo .. "/../shared/vectors")
+  local dir = os.getenv("MLK_VECTORS_DIR") or (H.repo .. "/tests/vectors")
 
   local function lines(name)
     local f = io.open(dir .. "/" .. name, "r")

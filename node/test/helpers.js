@@ -15,7 +15,7 @@ if (!process.env.MLK_NODE_TEST_STATE) {
 }
 process.env.XDG_STATE_HOME = process.env.MLK_NODE_TEST_STATE;
 
-const vectorsDir = process.env.MLK_VECTORS_DIR || path.resolve(repo, "..", "shared", "vectors");
+const vectorsDir = process.env.MLK_VECTORS_DIR || path.resolve(repo, "tests", "vectors");
 
 const m = require("..");
 

@@ -1,5 +1,5 @@
 "use strict";
-// The shared vectors (/work/shared/vectors): every create case through the
+// The shared vectors (tests/vectors): every create case through the
 // JS builder, compared with what the C core renders; port-forward specs and
 // allow-list input through the core's parsers.  Errors by upstream name.
 const test = require("node:test");

@@ -133,11 +133,8 @@ class Sandbox:
         return self._chk(lib.mlk_sandbox_set_workspace(self._sb, cstr(path, "workspace")))
 
     def mount(self, guest_path: str, config: MountConfig) -> "Sandbox":
-        if config.owner_uid is not None or config.owner_gid is not None:
-            raise ValidationError(
-                f"mount {guest_path!r}: owner_uid/owner_gid are not supported by libmatchlock "
-                f"{ffi.string(lib.mlk_version_str()).decode()}; leave them unset"
-            )
+        """Mount `config` (memory, host_fs or overlay) at guest_path; a later
+        mount at the same path replaces it."""
         g = cstr(guest_path, "guest path")
         t = config.type
         if t == "memory":
@@ -151,14 +148,24 @@ class Sandbox:
             raise ValidationError(f"mount {guest_path!r}: unknown mount type {t!r}; "
                                   "use 'memory', 'host_fs' or 'overlay'")
         self._chk(rc)
+        which, uid, gid = _owner_args(config.owner_uid, config.owner_gid)
+        if which:
+            self._chk(lib.mlk_sandbox_set_mount_owner(self._sb, g, which, uid, gid))
         self._opts.mounts[guest_path] = copy.copy(config)
         return self
 
-    def mount_host_dir(self, guest_path: str, host_path: str) -> "Sandbox":
-        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path))
+    def mount_host_dir(self, guest_path: str, host_path: str, *, owner_uid: int | None = None,
+                       owner_gid: int | None = None) -> "Sandbox":
+        """Mount a host directory read-write; owner_uid/owner_gid (0 to
+        4294967295) make every file of it appear owned by them."""
+        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, owner_uid=owner_uid,
+                                                  owner_gid=owner_gid))
 
-    def mount_host_dir_readonly(self, guest_path: str, host_path: str) -> "Sandbox":
-        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, readonly=True))
+    def mount_host_dir_readonly(self, guest_path: str, host_path: str, *, owner_uid: int | None = None,
+                                owner_gid: int | None = None) -> "Sandbox":
+        """Mount a host directory read-only; owner overrides as mount_host_dir()."""
+        return self.mount(guest_path, MountConfig(type="host_fs", host_path=host_path, readonly=True,
+                                                  owner_uid=owner_uid, owner_gid=owner_gid))
 
     def mount_memory(self, guest_path: str) -> "Sandbox":
         return self.mount(guest_path, MountConfig(type="memory"))
@@ -471,6 +478,43 @@ class Sandbox:
 
     def __repr__(self) -> str:
         return f"Sandbox({self._opts.image!r})"
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _owner_args(uid: int | None, gid: int | None) -> tuple[int, int, int]:
+    """(which, uid, gid) for mlk_sandbox_set_mount_owner; values beyond
+    int64 are clamped (still out of range for the core)."""
+    which = 0
+    args = []
+    for bit, v, name in ((lib.MLK_MOUNT_OWNER_UID, uid, "owner_uid"), (lib.MLK_MOUNT_OWNER_GID, gid, "owner_gid")):
+        if v is None:
+            args.append(0)
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an integer or None, not {type(v).__name__}")
+        which |= bit
+        args.append(min(max(v, _INT64[0]), _INT64[1]))
+    return which, args[0], args[1]
+
+
+def mount_owner_error(uid: int | None, gid: int | None) -> MatchlockError | None:
+    """The core's verdict on mount owner overrides: None when valid, else
+    the error (an InvalidMountOwnerError, a ValueError) to raise."""
+    which, cu, cg = _owner_args(uid, gid)
+    if not which:
+        return None
+    probe = Sandbox("-")
+    lib.mlk_sandbox_mount_memory(probe._sb, b"/")
+    rc = lib.mlk_sandbox_set_mount_owner(probe._sb, b"/", which, cu, cg)
+    if rc == 0:
+        return None
+    err = probe._error(rc)
+    for clamped, given in ((cu, uid), (cg, gid)):
+        if given is not None and clamped != given:   # say the number the caller gave
+            err = type(err)(str(err).replace(f"got {clamped}", f"got {given}"), status=err.status)
+    return err
 
 
 def _int(v: Any, what: str) -> int:

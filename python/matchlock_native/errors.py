@@ -27,6 +27,7 @@ __all__ = [
     "PortForwardParseError",
     "AllowListHostsError",
     "InvalidMountError",
+    "InvalidMountOwnerError",
     "InvalidRuleError",
     "OutOfMemoryError",
     "ClosedError",
@@ -159,6 +160,12 @@ class InvalidMountError(ValidationError):
     STATUS = lib.MLK_EINVALID_MOUNT
 
 
+class InvalidMountOwnerError(ValidationError):
+    """A mount's owner_uid/owner_gid is outside 0..4294967295."""
+
+    STATUS = getattr(lib, "MLK_EINVALID_MOUNT_OWNER", -37)
+
+
 class InvalidRuleError(ValidationError):
     STATUS = lib.MLK_EINVALID_RULE
 
@@ -282,7 +289,7 @@ _BY_STATUS: dict[int, type[MatchlockError]] = {
     for cls in (
         ValidationError, ImageRequiredError, InvalidCPUCountError, InvalidNetworkMTUError,
         NoNetworkConflictError, InvalidAddHostError, PortForwardParseError, AllowListHostsError,
-        InvalidMountError, InvalidRuleError, PayloadTooBigError, OutOfMemoryError, ClosedError,
+        InvalidMountError, InvalidMountOwnerError, InvalidRuleError, PayloadTooBigError, OutOfMemoryError, ClosedError,
         SpawnError, ProtocolError, ServerDiedError, MatchlockTimeoutError, OperationCancelledError,
         CallbackError, WouldBlockError, NotCreatedError, CLIError, StateError, VFSBlockedError,
         VolumeNameError, VolumeSizeError, InvalidNetworkHookError, InvalidVFSHookError, CloseTimeoutError,

@@ -137,17 +137,32 @@ class MountConfig:
     """Whether the mount is read-only (host_fs)."""
 
     owner_uid: int | None = None
-    """Not supported by libmatchlock 1.0 (setting it raises at create)."""
+    """UID reported for every file of this mount (overrides the host's
+    ownership); 0 to 4294967295, sent only when set.  For host_fs mounts."""
 
     owner_gid: int | None = None
-    """Not supported by libmatchlock 1.0 (setting it raises at create)."""
+    """GID reported for every file of this mount (overrides the host's
+    ownership); 0 to 4294967295, sent only when set.  For host_fs mounts."""
+
+    def __post_init__(self) -> None:
+        """Check the owner overrides (the core's range check and message)."""
+        from .builder import mount_owner_error
+
+        err = mount_owner_error(self.owner_uid, self.owner_gid)
+        if err is not None:
+            raise err
 
     def to_dict(self) -> dict[str, Any]:
+        """The mount as sent on the wire."""
         d: dict[str, Any] = {"type": self.type}
         if self.host_path:
             d["host_path"] = self.host_path
         if self.readonly:
             d["readonly"] = True
+        if self.owner_uid is not None:
+            d["owner_uid"] = self.owner_uid
+        if self.owner_gid is not None:
+            d["owner_gid"] = self.owner_gid
         return d
 
 

@@ -24,10 +24,7 @@ def vectors_dir() -> pathlib.Path:
     env = os.environ.get("MLK_VECTORS_DIR")
     if env:
         return pathlib.Path(env)
-    for cand in (REPO.parent / "shared" / "vectors", REPO / "tests" / "vectors"):
-        if cand.is_dir():
-            return cand
-    return REPO.parent / "shared" / "vectors"
+    return REPO / "tests" / "vectors"
 
 
 @pytest.fixture(scope="session", autouse=True)

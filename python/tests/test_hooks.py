@@ -495,7 +495,7 @@ def test_hooks_example_runs(local_binary: str) -> None:
     r = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "MATCHLOCK_BIN": local_binary})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "blocked: VFS hook blocked operation" in r.stdout
+    assert "blocked: vfs hook blocked operation" in r.stdout
     assert "# written through matchlock" in r.stdout
     assert "body replaced by a Python hook" in r.stdout
     assert "blocked by network hook deny-admin" in r.stdout

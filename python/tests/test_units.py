@@ -137,9 +137,32 @@ def test_dataclass_rules_render() -> None:
         ml.Sandbox("img").with_vfs_interception(ml.VFSInterceptionConfig(rules=[ml.VFSHookRule(hook=print)]))
 
 
-def test_mount_owner_ids_are_refused() -> None:
-    with pytest.raises(ml.ValidationError, match="owner_uid"):
-        ml.Sandbox("img").mount("/w/x", ml.MountConfig(type="host_fs", host_path="/tmp", owner_uid=1))
+def test_mount_owner_overrides() -> None:
+    """As the official package: keyword arguments, MountConfig fields, sent
+    only when set, range-checked (ValueError) at construction."""
+    sb = ml.Sandbox("img").mount_host_dir("/data", "/host/data", owner_uid=1000, owner_gid=2000)
+    m = sb.options().mounts["/data"]
+    assert (m.type, m.host_path, m.owner_uid, m.owner_gid) == ("host_fs", "/host/data", 1000, 2000)
+    assert sb.params()["vfs"]["mounts"]["/data"] == {"type": "host_fs", "host_path": "/host/data",
+                                                      "owner_uid": 1000, "owner_gid": 2000}
+    ro = ml.Sandbox("img").mount_host_dir_readonly("/cfg", "/host/cfg", owner_gid=0)
+    assert ro.params()["vfs"]["mounts"]["/cfg"] == {"type": "host_fs", "host_path": "/host/cfg", "readonly": True,
+                                                    "owner_gid": 0}
+    plain = ml.Sandbox("img").mount_host_dir("/data", "/host/data").options().mounts["/data"]
+    assert plain.owner_uid is None and plain.owner_gid is None
+    assert ml.MountConfig(type="host_fs", host_path="/d", owner_uid=1, owner_gid=2).to_dict() == {
+        "type": "host_fs", "host_path": "/d", "owner_uid": 1, "owner_gid": 2}
+    assert "owner_uid" not in ml.MountConfig(type="host_fs", host_path="/d").to_dict()
+    for kw, bad in (("owner_uid", -1), ("owner_uid", 2**32), ("owner_gid", -1), ("owner_gid", 4294967296),
+                    ("owner_uid", 2**80)):
+        with pytest.raises(ValueError, match=rf"^{kw} must be in \[0, 4294967295\], got {bad}$") as ei:
+            ml.MountConfig(type="host_fs", host_path="/data", **{kw: bad})
+        assert isinstance(ei.value, ml.InvalidMountOwnerError)
+        assert ei.value.upstream_name == "InvalidMountOwner"
+        with pytest.raises(ml.InvalidMountOwnerError, match=kw):
+            ml.Sandbox("img").mount_host_dir("/data", "/host/data", **{kw: bad})
+    with pytest.raises(TypeError):
+        ml.MountConfig(type="host_fs", host_path="/d", owner_uid="1")  # type: ignore[arg-type]
 
 
 def test_client_not_started_and_types() -> None:

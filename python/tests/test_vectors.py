@@ -59,7 +59,9 @@ def apply_ops(ops: list[list[Any]]) -> tuple[ml.Sandbox, bool]:
             sb.with_block_private_ips(args[0])
         elif op in ("allow_host", "with_dns_servers", "with_entrypoint"):
             getattr(sb, op)(*args)
-        elif op in ("add_host", "mount_host_dir", "mount_host_dir_readonly", "mount_overlay", "with_env"):
+        elif op in ("mount_host_dir", "mount_host_dir_readonly"):
+            getattr(sb, op)(args[0], args[1], **(args[2] if len(args) > 2 else {}))
+        elif op in ("add_host", "mount_overlay", "with_env"):
             getattr(sb, op)(args[0], args[1])
         elif op == "mount_memory":
             sb.mount_memory(args[0])

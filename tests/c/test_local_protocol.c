@@ -33,6 +33,7 @@ typedef struct peer {
     char *buf;
     size_t len, cap;
     char state[256];        /* XDG_STATE_HOME */
+    int shared;             /* state dir not ours to remove */
 } peer;
 
 /* A parsed answer line (keeps its own buffer). */
@@ -58,11 +59,17 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static void peer_start(peer *p)
+/* Start matchlock-local rpc with its state in dir (NULL: a fresh one,
+ * removed by peer_stop). */
+static void peer_start_at(peer *p, const char *dir)
 {
     memset(p, 0, sizeof *p);
-    snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(p->state));
+    if (dir) {
+        snprintf(p->state, sizeof p->state, "%s", dir);
+    } else {
+        snprintf(p->state, sizeof p->state, "/tmp/mlk-local-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(p->state));
+    }
     int to[2], from[2];
     cr_assert_eq(pipe2(to, O_CLOEXEC), 0);
     cr_assert_eq(pipe2(from, O_CLOEXEC), 0);
@@ -80,7 +87,10 @@ static void peer_start(peer *p)
     p->in = to[1];
     p->out = from[0];
     signal(SIGPIPE, SIG_IGN);
+    p->shared = dir != NULL;
 }
+
+static void peer_start(peer *p) { peer_start_at(p, NULL); }
 
 static void rm_tree(const char *path)
 {
@@ -109,7 +119,7 @@ static void peer_stop(peer *p)
     }
     if (p->out >= 0) close(p->out);
     free(p->buf);
-    rm_tree(p->state);
+    if (!p->shared) rm_tree(p->state);
 }
 
 static void sendl(peer *p, const char *line)
@@ -807,7 +817,7 @@ Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
                             "echo new > /workspace/host/made.txt; echo x > /workspace/ro/x 2>/dev/null || echo ro-refused; "
                             "echo changed > /workspace/ovl/base.txt; echo m > /workspace/mem/m.txt; cat /workspace/mem/m.txt\"",
                      &out, NULL), 0);
-    cr_assert_str_eq(out, "boxy\n10.1.2.3\tdb.internal\nfrom host\nro-refused\nm\n");
+    cr_assert_str_eq(out, "boxy\n10.1.2.3 db.internal\nfrom host\nro-refused\nm\n");
     free(out);
     snprintf(path, sizeof path, "%s/made.txt", host);
     cr_assert_eq(access(path, F_OK), 0, "host_fs is a read-write bind");
@@ -893,6 +903,250 @@ Test(local_protocol, file_events_for_mounts, .timeout = 20)
     peer_stop(&p);
 }
 
+/* ---- behaviour that matches upstream (issue 13) ----------------------------- */
+
+/* One command in a fresh VM: its stdout (malloc'd); *code gets the exit code. */
+static char *run_in(const char *create, const char *cmd_json, int *code)
+{
+    peer p;
+    start_vm(&p, create);
+    char *out = NULL;
+    int c = run(&p, 2, cmd_json, &out, NULL);
+    if (code) *code = c;
+    peer_stop(&p);
+    return out;
+}
+
+Test(local_compat, working_dir_defaults_like_upstream, .timeout = 30)
+{
+    char *out = run_in(NULL, "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/\n", "no workspace: commands start in /");
+    free(out);
+    out = run_in("{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"}}", "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/ws\n", "the configured workspace");
+    free(out);
+    out = run_in("{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"},\"image_config\":{\"working_dir\":\"/tmp\"}}",
+                 "\"pwd\"", NULL);
+    cr_assert_str_eq(out, "/tmp\n", "the image's working dir comes before the workspace");
+    free(out);
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"vfs\":{\"workspace\":\"/ws\"}}");
+    msg *m = call(&p, 2, "exec", "{\"command\":\"pwd\",\"working_dir\":\"/var\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    out = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(out, "/var\n", "the request's working dir first");
+    free(out);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_compat, etc_hosts_layout, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":["
+                 "{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"},{\"host\":\"v6\",\"ip\":\"fd00::1\"}]}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/hosts\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "127.0.0.1 localhost localhost.localdomain boxy\n10.1.2.3 db.internal\nfd00::1 v6\n"
+                          "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n");
+    free(out);
+    peer_stop(&p);
+    /* without a hostname the VM id is the name */
+    const char *id = start_vm(&p, NULL);
+    char want[128];
+    snprintf(want, sizeof want, "127.0.0.1 localhost localhost.localdomain %s\n", id);
+    need_isolation(&p);
+    cr_assert_eq(run(&p, 2, "\"head -n1 /etc/hosts\"", &out, NULL), 0);
+    cr_assert_str_eq(out, want);
+    free(out);
+    peer_stop(&p);
+}
+
+Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, NULL);
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n", "upstream's default servers");
+    free(out);
+    peer_stop(&p);
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1\",\"9.9.9.9\"]}}");
+    cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "nameserver 1.1.1.1\nnameserver 9.9.9.9\n");
+    free(out);
+    peer_stop(&p);
+    peer_start(&p);
+    msg *m = call(&p, 1, "create", "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1 evil\"]}}");
+    cr_assert_eq(msg_code(m), -32602, "a server with a space would break the file: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+Test(local_compat, no_network_lists_only_lo, .timeout = 20)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"no_network\":true}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"ls /sys/class/net; cat /sys/class/net/lo/mtu >/dev/null && echo lo-readable\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "lo\nlo-readable\n");
+    free(out);
+    peer_stop(&p);
+    start_vm(&p, NULL);
+    cr_assert_eq(run(&p, 2, "\"ls /sys/class/net\"", &out, NULL), 0);
+    cr_assert(strstr(out, "lo\n"), "with a network the host's devices, lo among them: %s", out);
+    free(out);
+    peer_stop(&p);
+}
+
+Test(local_compat, files_and_exec_see_one_filesystem, .timeout = 30)
+{
+    peer p;
+    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"onefs\"}}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"cat /etc/os-release\"", &out, NULL), 0);
+    msg *m = call(&p, 3, "read_file", "{\"path\":\"/etc/os-release\"}");
+    cr_assert_eq(msg_code(m), 0, "a symlink into /usr (on most hosts) is followed: %s", m->text);
+    char *body = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(body, out, "read_file and cat agree");
+    free(body); free(out);
+    msg_free(m);
+    /* list_files and ls agree on a system dir and on /etc */
+    const char *dirs[] = {"/usr/bin", "/etc", "/bin"};
+    for (int i = 0; i < 3; i++) {
+        char cmd[128], params[128];
+        snprintf(cmd, sizeof cmd, "\"ls -A %s/ | wc -l\"", dirs[i]);
+        cr_assert_eq(run(&p, 10 + i, cmd, &out, NULL), 0);
+        snprintf(params, sizeof params, "{\"path\":\"%s\"}", dirs[i]);
+        m = call(&p, 20 + i, "list_files", params);
+        cr_assert_eq(msg_code(m), 0, "%s: %s", dirs[i], m->text);
+        const jnode *files = jd_get(&m->d, msg_result(m), "files");
+        cr_assert_eq((long)files->count, atol(out), "%s: list_files %zu entries, ls %s", dirs[i], (size_t)files->count, out);
+        free(out);
+        msg_free(m);
+    }
+    /* a link resolves inside the sandbox, never to the host's file */
+    cr_assert_eq(run(&p, 30, "\"ln -s ../../../../../../../etc/hostname /tmp/up && ln -s /etc/hostname /tmp/abs\"", NULL, NULL), 0);
+    const char *links[] = {"{\"path\":\"/tmp/up\"}", "{\"path\":\"/tmp/abs\"}"};
+    for (int i = 0; i < 2; i++) {
+        m = call(&p, 31 + i, "read_file", links[i]);
+        body = b64field(m, msg_result(m), "content", NULL);
+        cr_assert_str_eq(body, "onefs\n", "the VM's own /etc/hostname");
+        free(body);
+        msg_free(m);
+    }
+    /* written through the file calls, seen by commands (and back) */
+    m = call(&p, 40, "write_file", "{\"path\":\"/etc/app.conf\",\"content\":\"eHl6\"}");
+    cr_assert_eq(msg_code(m), 0, "/etc is the VM's own: %s", m->text);
+    msg_free(m);
+    cr_assert_eq(run(&p, 41, "\"cat /etc/app.conf\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "xyz");
+    free(out);
+    m = call(&p, 42, "write_file", "{\"path\":\"/usr/local/x\",\"content\":\"eA==\"}");
+    cr_assert_eq(msg_code(m), -32002, "the host's system dirs are read-only: %s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+}
+
+/* exec_tty of an interactive /bin/sh fed "exit 0": its exit code. */
+static int tty_shell_exit(void)
+{
+    peer p;
+    start_vm(&p, NULL);
+    sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty\",\"params\":{\"command\":\"/bin/sh\","
+              "\"rows\":24,\"cols\":80},\"id\":2}");
+    char *in = b64("echo in-tty; exit 0\n"), line[256];
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_tty.stdin\",\"params\":{\"id\":2,\"data\":\"%s\"}}", in);
+    free(in);
+    sendl(&p, line);
+    char *notes;
+    msg *m = until_id(&p, 2, 10000, &notes, NULL);
+    int code = (int)jd_int(&m->d, msg_result(m), "exit_code", -1);
+    cr_assert(strstr(notes, "in-tty"), "%s", notes);
+    cr_assert_null(strstr(notes, "Cannot set tty"), "the shell has its terminal: %s", notes);
+    free(notes);
+    msg_free(m);
+    peer_stop(&p);
+    return code;
+}
+
+Test(local_compat, tty_shell_exit_zero, .timeout = 30)
+{
+    cr_assert_eq(tty_shell_exit(), 0, "dash under a TTY: exit 0 is 0");
+}
+
+Test(local_compat, tty_shell_exit_zero_without_bwrap, .timeout = 30)
+{
+    setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
+    cr_assert_eq(tty_shell_exit(), 0, "the fallback path too");
+}
+
+/* Run cmd as user (image_config.user) in a fresh VM. */
+static void user_vm(peer *p, const char *user)
+{
+    char params[256];
+    snprintf(params, sizeof params, "{\"image\":\"a\",\"image_config\":{\"user\":\"%s\"}}", user);
+    start_vm(p, params);
+}
+
+Test(local_compat, users_really_unprivileged, .timeout = 30)
+{
+    peer p;
+    char *out, *err;
+    if (geteuid() != 0) {
+        /* a switch that cannot drop privileges must not happen */
+        user_vm(&p, "nobody");
+        msg *m = call(&p, 2, "exec", "{\"command\":\"id -u\"}");
+        cr_assert_neq(msg_code(m), 0, "not root: the user switch is refused: %s", m->text);
+        cr_assert(strstr(msg_errmsg(m), "cannot run as user nobody"), "%s", m->text);
+        msg_free(m);
+        peer_stop(&p);
+        return;
+    }
+    user_vm(&p, "nobody");
+    cr_assert_neq(run(&p, 2, "\"id -u; id -g; grep CapEff /proc/self/status; touch /root/x\"", &out, &err), 0,
+                  "nobody cannot write /root");
+    cr_assert_str_eq(out, "65534\n65534\nCapEff:\t0000000000000000\n", "uid, gid, no capabilities");
+    cr_assert(strstr(err, "Permission denied"), "%s", err);
+    free(out); free(err);
+    /* what it creates is not root's on the host */
+    cr_assert_eq(run(&p, 3, "\"echo x > /tmp/made-by-nobody\"", NULL, NULL), 0);
+    struct stat st;
+    char path[512];
+    snprintf(path, sizeof path, "%s/matchlock-local/vms", p.state);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') snprintf(path + strlen(path), sizeof path - strlen(path), "/%s/root/tmp/made-by-nobody", e->d_name);
+    closedir(d);
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    cr_assert_eq(st.st_uid, 65534, "owned by nobody on the host too");
+    /* an exec's user overrides the image's; a bare uid works */
+    msg *m = call(&p, 5, "exec", "{\"command\":\"id -u; id -g; touch /root/y\",\"user\":\"4321\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    cr_assert_neq(jd_int(&m->d, msg_result(m), "exit_code", 0), 0);
+    out = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(out, "4321\n4321\n");
+    free(out);
+    msg_free(m);
+    m = call(&p, 6, "exec", "{\"command\":\"id -u\",\"user\":\"no-such-user\"}");
+    cr_assert_neq(msg_code(m), 0, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "unable to find user no-such-user"), "%s", m->text);
+    msg_free(m);
+    peer_stop(&p);
+    /* the same without bubblewrap */
+    setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
+    user_vm(&p, "nobody");
+    cr_assert_neq(run(&p, 2, "\"id -u; touch /root/x\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "65534\n");
+    free(out);
+    peer_stop(&p);
+}
+
 /* ---- CLI ------------------------------------------------------------------ */
 
 static int cli(const char *state, const char *args, char *out, size_t cap)
@@ -906,51 +1160,113 @@ static int cli(const char *state, const char *args, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-Test(local_cli, version_and_volumes, .timeout = 20)
+Test(local_cli, version_like_upstream, .timeout = 20)
 {
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "version", out, sizeof out), 0);
-    cr_assert(!strncmp(out, "matchlock-local ", 16), "%s", out);
+    /* matchlock <version> (commit: <c>, built: <date>) */
+    cr_assert(!strncmp(out, "matchlock ", 10) && strstr(out, "-local (commit: ") && strstr(out, ", built: ") &&
+              !strcmp(out + strlen(out) - 2, ")\n"), "%s", out);
+    rm_tree(state);
+}
+
+Test(local_cli, volumes_like_upstream, .timeout = 20)
+{
+    char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
+    cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
     cr_assert_str_eq(out, "[]\n");
-    cr_assert_eq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(cli(state, "volume ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "NAME  SIZE\n");
+    cr_assert_eq(cli(state, "volume create data1 --size 16 --json", out, sizeof out), 0, "%s", out);
     jdoc d;
     jd_init(&d);
     cr_assert_eq(jd_parse(&d, out, strlen(out)), 0, "%s", out);
     cr_assert_str_eq(jd_str(&d, jd_root(&d), "name", ""), "data1");
-    cr_assert_eq(jd_int(&d, jd_root(&d), "size", 0), 64);
-    struct stat st;
-    cr_assert_eq(stat(jd_str(&d, jd_root(&d), "path", ""), &st), 0, "the volume has a directory");
-    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_str_eq(jd_str(&d, jd_root(&d), "size", ""), "16.0 MB", "upstream's display string");
+    char path[512];
+    snprintf(path, sizeof path, "%s/seed.txt", jd_str(&d, jd_root(&d), "path", ""));
     jd_free(&d);
-    cr_assert_neq(cli(state, "volume create data1 --size 64 --json", out, sizeof out), 0, "duplicate volume");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "the volume has a directory: %s", path);
+    fputs("seed", f);
+    fclose(f);
+    cr_assert_eq(cli(state, "volume create data1 --size 16 --json", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume already exists: data1\n");
+    cr_assert_eq(cli(state, "volume create longer-name-here", out, sizeof out), 0);
+    cr_assert_str_eq(out, "Created volume longer-name-here (10240 MB)\n", "upstream's default size");
+    cr_assert_eq(cli(state, "volume create x --size 0", out, sizeof out), 1);
+    cr_assert_str_eq(out, "create named volume: size must be > 0 MB\n");
+    cr_assert_eq(cli(state, "volume ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "NAME              SIZE\ndata1             16.0 MB\nlonger-name-here  10240.0 MB\n");
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
-    cr_assert(strstr(out, "\"name\":\"data1\"") && out[0] == '[', "%s", out);
+    cr_assert(out[0] == '[' && strstr(out, "{\"name\":\"data1\",\"size\":\"16.0 MB\",\"path\":\""), "%s", out);
+    /* cp copies the contents and refuses an existing destination */
+    cr_assert_eq(cli(state, "volume cp data1 data2", out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "Copied volume data1 to data2\n");
+    cr_assert_eq(cli(state, "volume cp data1 data2", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume already exists: data2\n");
+    cr_assert_eq(cli(state, "volume cp nothing data3", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume not found: nothing\n");
+    snprintf(path, sizeof path, "%s/matchlock-local/volumes/data2/data/seed.txt", state);
+    f = fopen(path, "r");
+    cr_assert_not_null(f, "the copy holds the source's files");
+    char buf[16] = "";
+    if (fgets(buf, sizeof buf, f)) {}
+    fclose(f);
+    cr_assert_str_eq(buf, "seed");
     cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 0, "%s", out);
-    cr_assert_neq(cli(state, "volume rm data1", out, sizeof out), 0, "unknown volume");
-    cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
-    cr_assert_str_eq(out, "[]\n");
+    cr_assert_str_eq(out, "Removed volume data1\n");
+    cr_assert_eq(cli(state, "volume rm data1", out, sizeof out), 1);
+    cr_assert_str_eq(out, "named volume not found: data1\n");
+    cr_assert_eq(cli(state, "volume create .bad", out, sizeof out), 1);
+    cr_assert(strstr(out, "invalid volume name: \".bad\""), "%s", out);
     rm_tree(state);
 }
 
-Test(local_cli, rm_deletes_vm_state, .timeout = 20)
+Test(local_cli, rm_like_upstream, .timeout = 30)
 {
     peer p;
-    const char *vmid = start_vm(&p, NULL);
-    char id[32], dir[512], out[1024], state[256];
-    snprintf(id, sizeof id, "%s", vmid);
+    char id[32], id2[32], dir[512], out[1024], state[256], args[64];
+    snprintf(id, sizeof id, "%s", start_vm(&p, NULL));
     snprintf(state, sizeof state, "%s", p.state);
-    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", p.state, id);
+    cr_assert_eq(cli(state, "rm", out, sizeof out), 1);
+    cr_assert_str_eq(out, "VM ID required (or use --stopped)\n");
+    snprintf(args, sizeof args, "rm %s", id);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "a running VM stays: %s", out);
+    snprintf(dir, sizeof dir, "VM is running %s\n", id);
+    cr_assert_str_eq(out, dir);
     msg *m = call(&p, 2, "close", "{\"timeout_seconds\":1}");
     msg_free(m);
     cr_assert_eq(peer_wait(&p, 5000), 0);
+    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", state, id);
     cr_assert_eq(access(dir, F_OK), 0, "close keeps the VM directory");
-    char args[64];
-    snprintf(args, sizeof args, "rm %s", id);
     cr_assert_eq(cli(state, args, out, sizeof out), 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "Removed %s\n", id);
+    cr_assert_str_eq(out, want);
     cr_assert_neq(access(dir, F_OK), 0, "rm deletes it");
-    cr_assert_neq(cli(state, args, out, sizeof out), 0, "unknown VM");
-    cr_assert(strstr(out, "not found"), "%s", out);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "unknown VM");
+    snprintf(want, sizeof want, "VM %s not found\n", id);
+    cr_assert_str_eq(out, want);
+    /* --stopped: every stopped VM goes, running ones stay */
+    peer a, b;
+    start_vm(&a, NULL);
+    snprintf(state, sizeof state, "%s", a.state);
+    peer_start_at(&b, state);
+    m = call(&b, 1, "create", "{\"image\":\"a\"}");
+    snprintf(id2, sizeof id2, "%s", jd_str(&m->d, msg_result(m), "id", ""));
+    msg_free(m);
+    m = call(&b, 2, "close", "{\"timeout_seconds\":1}");
+    msg_free(m);
+    cr_assert_eq(peer_wait(&b, 5000), 0);
+    cr_assert_eq(cli(state, "rm --stopped", out, sizeof out), 0, "%s", out);
+    snprintf(want, sizeof want, "Removed %s\n", id2);
+    cr_assert_str_eq(out, want, "only the stopped VM");
+    cr_assert_eq(cli(state, "rm --stopped", out, sizeof out), 0);
+    cr_assert_str_eq(out, "");
+    peer_stop(&b);
+    peer_stop(&a);
     peer_stop(&p);
 }

@@ -1,10 +1,10 @@
-/* test_vectors.c - run the shared vectors (../shared/vectors) through the
+/* test_vectors.c - run the shared vectors (tests/vectors) through the
  * public API: create.jsonl through the builder, port_forward.jsonl through
  * mlk_port_forward_parse, allow_list.jsonl through mlk_allow_list_normalize.
  *
  * Each file is one test that runs every case and names every failing case
  * in its message.  The vectors directory is $MLK_VECTORS_DIR or
- * MLK_SOURCE_DIR "/../shared/vectors"; a missing file fails the test. */
+ * MLK_SOURCE_DIR "/tests/vectors"; a missing file fails the test. */
 #include <criterion/criterion.h>
 
 #include "internal.h"
@@ -47,7 +47,7 @@ static char *slurp(const char *path, size_t *len)
 static char *vectors_path(const char *file)
 {
     const char *dir = getenv("MLK_VECTORS_DIR");
-    if (!dir || !*dir) dir = MLK_SOURCE_DIR "/../shared/vectors";
+    if (!dir || !*dir) dir = MLK_SOURCE_DIR "/tests/vectors";
     return xasprintf("%s/%s", dir, file);
 }
 
@@ -332,9 +332,19 @@ static int apply_op(const jdoc *d, const jnode *op, mlk_sandbox **sbp, int *laun
     if (strcmp(name, "with_env_map") == 0) return with_mp(d, arg(d, op, 1), sb, mlk_sandbox_set_env_map);
     if (strcmp(name, "with_image_config") == 0) return with_mp(d, arg(d, op, 1), sb, mlk_sandbox_set_image_config);
     if (strcmp(name, "with_workspace") == 0) return mlk_sandbox_set_workspace(sb, sarg(d, op, 1));
-    if (strcmp(name, "mount_host_dir") == 0) return mlk_sandbox_mount_host_dir(sb, sarg(d, op, 1), sarg(d, op, 2));
-    if (strcmp(name, "mount_host_dir_readonly") == 0)
-        return mlk_sandbox_mount_host_dir_readonly(sb, sarg(d, op, 1), sarg(d, op, 2));
+    if (strcmp(name, "mount_host_dir") == 0 || strcmp(name, "mount_host_dir_readonly") == 0) {
+        int rc = strcmp(name, "mount_host_dir") == 0
+                     ? mlk_sandbox_mount_host_dir(sb, sarg(d, op, 1), sarg(d, op, 2))
+                     : mlk_sandbox_mount_host_dir_readonly(sb, sarg(d, op, 1), sarg(d, op, 2));
+        const jnode *owner = arg(d, op, 3);
+        if (rc || !owner || owner->type != JN_OBJ) return rc;
+        const jnode *u = jd_get(d, owner, "owner_uid"), *g = jd_get(d, owner, "owner_gid");
+        int64_t uid = 0, gid = 0;
+        if (u) jn_int(u, &uid);
+        if (g) jn_int(g, &gid);
+        return mlk_sandbox_set_mount_owner(sb, sarg(d, op, 1), (u ? MLK_MOUNT_OWNER_UID : 0) |
+                                           (g ? MLK_MOUNT_OWNER_GID : 0), uid, gid);
+    }
     if (strcmp(name, "mount_memory") == 0) return mlk_sandbox_mount_memory(sb, sarg(d, op, 1));
     if (strcmp(name, "mount_overlay") == 0) return mlk_sandbox_mount_overlay(sb, sarg(d, op, 1), sarg(d, op, 2));
     if (strcmp(name, "with_env") == 0) return mlk_sandbox_set_env(sb, sarg(d, op, 1), sarg(d, op, 2));

@@ -3,8 +3,8 @@
 
   make-seeds.py OUTDIR      -> OUTDIR/reader/*, OUTDIR/options/*
 
-options: every case of /work/shared/vectors/create.jsonl (or
-$MLK_VECTORS/create.jsonl) plus port_forward.jsonl and allow_list.jsonl,
+options: every case of tests/vectors/create.jsonl (or
+$MLK_VECTORS_DIR/create.jsonl) plus port_forward.jsonl and allow_list.jsonl,
 encoded in tests/fuzz/fuzz_options.c's op format.
 reader: server output of every shape the protocol has (PROTOCOL.md and the
 scripted peers of tests/c/test_client_peer.c): a response for each pending
@@ -13,10 +13,8 @@ request kind, notifications, events, errors, malformed and oversized lines.
 import base64, json, math, os, struct, sys
 
 out = sys.argv[1]
-vectors = os.environ.get("MLK_VECTORS") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "vectors")
-if not os.path.isdir(vectors):
-    vectors = "/work/shared/vectors"
+vectors = os.environ.get("MLK_VECTORS_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "vectors")
 
 # ---- a tiny msgpack encoder -------------------------------------------------
 def mp(v):

@@ -1,0 +1,276 @@
+/* ops_misc.c - the network calls (allow list, port forwards) and the CLI
+ * side channels (remove, volumes). */
+#include "client.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ===================================================================== */
+/* public: network                                                          */
+
+static int do_allow_list(mlk_client *c, const char *method, const char *const *hosts, size_t n, int64_t timeout_ms,
+                         int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
+{
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    req *r = req_new(c, K_ALLOW, timeout_ms);
+    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    if (op) *op = r->id;
+    jw arr;
+    jw_init(&arr);
+    char *msg = NULL;
+    int rc = allow_list_render(hosts, n, &arr, &msg);
+    if (rc != 0) {
+        jw_free(&arr);
+        uint64_t id = r->id;
+        req_free(r);
+        rc = route_fail(c, &rt, id, rc, msg, out);
+        free(msg);
+        return rc;
+    }
+    jw w;
+    begin_line(&w, method, r->id);
+    jw_obj(&w);
+    jw_key(&w, "hosts"); jw_value(&w, arr.buf, arr.len);
+    jw_obj_end(&w);
+    end_line(&w);
+    jw_free(&arr);
+    return route_call(c, &rt, r, &w, out);
+}
+
+MLK_API int mlk_allow_list_add(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms, mlk_result **out)
+{
+    return do_allow_list(c, "allow_list_add", hosts, n, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_allow_list_delete(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms, mlk_result **out)
+{
+    return do_allow_list(c, "allow_list_delete", hosts, n, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_allow_list_add_async(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms,
+                                     mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_allow_list(c, "allow_list_add", hosts, n, timeout_ms, 0, done, ud, op, NULL);
+}
+
+MLK_API int mlk_allow_list_delete_async(mlk_client *c, const char *const *hosts, size_t n, int64_t timeout_ms,
+                                        mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_allow_list(c, "allow_list_delete", hosts, n, timeout_ms, 0, done, ud, op, NULL);
+}
+
+static int do_port_forward(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs, size_t naddrs,
+                           int64_t timeout_ms, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
+{
+    route rt;
+    START(c, &rt, blocking, done, ud, out);
+    req *r = req_new(c, K_PORTFWD, timeout_ms);
+    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    if (op) *op = r->id;
+    jw w;
+    begin_line(&w, "port_forward", r->id);
+    char *msg = NULL;
+    int rc = render_port_forward(specs, n, addrs, naddrs, &w, &msg);
+    if (rc != 0) {
+        jw_free(&w);
+        uint64_t id = r->id;
+        req_free(r);
+        rc = route_fail(c, &rt, id, rc, msg, out);
+        free(msg);
+        return rc;
+    }
+    end_line(&w);
+    return route_call(c, &rt, r, &w, out);
+}
+
+MLK_API int mlk_port_forward(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs,
+                             size_t naddrs, int64_t timeout_ms, mlk_result **out)
+{
+    return do_port_forward(c, specs, n, addrs, naddrs, timeout_ms, 1, NULL, NULL, NULL, out);
+}
+
+MLK_API int mlk_port_forward_async(mlk_client *c, const char *const *specs, size_t n, const char *const *addrs,
+                                   size_t naddrs, int64_t timeout_ms, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    return do_port_forward(c, specs, n, addrs, naddrs, timeout_ms, 0, done, ud, op, NULL);
+}
+
+/* ===================================================================== */
+/* public: CLI side channels                                                */
+
+/* Parse the CLI's JSON stdout into the result's msgpack field. */
+static void cli_json_to_mp(mlk_result *r)
+{
+    if (r->status != 0) return;
+    size_t n = r->data_len;
+    char *copy = malloc(n + 1);
+    if (!copy) { result_fail(r, MLK_ENOMEM, "out of memory"); return; }
+    memcpy(copy, r->data, n);
+    jdoc d;
+    jd_init(&d);
+    char *mp;
+    size_t mlen;
+    if (jd_parse(&d, copy, n) != 0 || json_to_mp_buf(&d, jd_root(&d), &mp, &mlen) != 0) {
+        result_fail(r, MLK_EPARSE, "parse volume result: the matchlock command printed something that is not JSON: %.200s", r->data);
+    } else {
+        r->mp_own = mp;
+        r->mp = mp;
+        r->mp_len = mlen;
+    }
+    jd_free(&d);
+    free(copy);
+}
+
+/* A CLI command run for an async call: on a short-lived thread of its own
+ * (the command is a whole process; the thread ends with it).  The job holds
+ * a reference on the client so freeing it waits for the job. */
+typedef struct cli_job {
+    mlk_client *c;
+    route rt;
+    uint64_t op;
+    char *args[8];
+    size_t nargs;
+    int fail_code, json;
+} cli_job;
+
+static void cli_run(cli_job *j)
+{
+    mlk_result *r = result_new();
+    if (r) {
+        run_cli(j->c->cfg, (const char *const *)j->args, j->nargs, j->fail_code, r);
+        if (j->json) cli_json_to_mp(r);
+    }
+    route_deliver(j->c, &j->rt, j->op, r);
+}
+
+static void *cli_thread(void *p)
+{
+    cli_job *j = p;
+    cli_run(j);
+    mlk_client *c = j->c;
+    for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
+    free(j);
+    client_unref(c);
+    return NULL;
+}
+
+static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out,
+                     int fail_code, int json, const char *const *args, size_t nargs)
+{
+    if (!c) return blocking ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL;
+    cli_job *j = calloc(1, sizeof *j);
+    if (!j || route_init(&j->rt, blocking, done, ud) != 0) {
+        free(j);
+        return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;
+    }
+    j->c = c;
+    j->op = c->next_id++;
+    if (op) *op = j->op;
+    j->fail_code = fail_code;
+    j->json = json;
+    for (size_t i = 0; i < nargs && i < 8; i++) j->args[j->nargs++] = xstrdup(args[i]);
+    if (blocking) { /* run it right here */
+        cli_run(j);
+        int st = route_finish(&j->rt, out);
+        for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
+        free(j);
+        return st;
+    }
+    client_ref(c);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t th;
+    int rc = pthread_create(&th, &at, cli_thread, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        client_unref(c);
+        for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
+        free(j);
+        return MLK_ENOMEM;
+    }
+    return 0;
+}
+
+MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
+{
+    if (!c) return fail_now(MLK_EINVAL, out, "remove: client is NULL");
+    const char *id = mlk_client_vm_id(c);
+    if (!id) return fail_now(MLK_ENOTCREATED, out, "remove: no sandbox was created by this client");
+    const char *args[] = {"rm", id};
+    return cli_start(c, 1, NULL, NULL, NULL, out, MLK_EREMOVE, 0, args, 2);
+}
+
+MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!c) return MLK_EINVAL;
+    const char *id = mlk_client_vm_id(c);
+    if (!id) return MLK_ENOTCREATED;
+    const char *args[] = {"rm", id};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_EREMOVE, 0, args, 2);
+}
+
+MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out)
+{
+    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume create: a volume name is required");
+    if (size_mb <= 0) return fail_now(MLK_EVOLUME_SIZE, out, "volume create: the size must be > 0 MB");
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    char size[32];
+    snprintf(size, sizeof size, "%lld", (long long)size_mb);
+    const char *args[] = {"volume", "create", name, "--size", size, "--json"};
+    run_cli(cfg, args, 6, MLK_ECLI, r);
+    cli_json_to_mp(r);
+    return result_give(r, out);
+}
+
+MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out)
+{
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    const char *args[] = {"volume", "ls", "--json"};
+    run_cli(cfg, args, 3, MLK_ECLI, r);
+    cli_json_to_mp(r);
+    return result_give(r, out);
+}
+
+MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out)
+{
+    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume rm: a volume name is required");
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    const char *args[] = {"volume", "rm", name};
+    run_cli(cfg, args, 3, MLK_ECLI, r);
+    return result_give(r, out);
+}
+
+MLK_API int mlk_volume_create_async(mlk_client *c, const char *name, int64_t size_mb, mlk_done_cb done, void *ud,
+                                    uint64_t *op)
+{
+    if (!name || !*name) return MLK_EVOLUME_NAME;
+    if (size_mb <= 0) return MLK_EVOLUME_SIZE;
+    char size[32];
+    snprintf(size, sizeof size, "%lld", (long long)size_mb);
+    const char *args[] = {"volume", "create", name, "--size", size, "--json"};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 1, args, 6);
+}
+
+MLK_API int mlk_volume_list_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    const char *args[] = {"volume", "ls", "--json"};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 1, args, 3);
+}
+
+MLK_API int mlk_volume_remove_async(mlk_client *c, const char *name, mlk_done_cb done, void *ud, uint64_t *op)
+{
+    if (!name || !*name) return MLK_EVOLUME_NAME;
+    const char *args[] = {"volume", "rm", name};
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 0, args, 3);
+}

@@ -1,0 +1,534 @@
+/* reader.c - the I/O thread's reading side: the child's stdout lines
+ * (responses, notifications, output), its stderr tail, and the queue items
+ * that carry results and output back to the host.  The threading rules are
+ * in client.c. */
+#include "client.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void done_run(qitem *it)
+{
+    done_item *d = (done_item *)it;
+    if (d->w) {
+        d->w->res = d->res;
+        d->w->done = 1;
+    } else {
+        if (d->done) d->done(d->ud, d->op, d->res);
+        mlk_result_free(d->res);
+    }
+    free(d);
+}
+
+void done_drop(qitem *it)
+{
+    done_item *d = (done_item *)it;
+    mlk_result_free(d->res);
+    free(d);
+}
+
+typedef struct out_item {
+    qitem base;
+    mlk_client *c;                /* stream output counts in c->queued_out */
+    mlk_output_cb cb;
+    mlk_ready_cb ready;
+    void *ud;
+    uint64_t op;
+    int fd;
+    size_t len;
+    char data[];
+} out_item;
+
+static void output_consumed(mlk_client *c, size_t n);
+
+static void out_run(qitem *it)
+{
+    out_item *o = (out_item *)it;
+    if (o->cb) o->cb(o->ud, o->op, o->fd, o->data, o->len);
+    else if (o->ready) o->ready(o->ud, o->op);
+    if (o->c) output_consumed(o->c, o->len);
+    free(o);
+}
+
+static void plain_drop(qitem *it) { free(it); }
+
+static void out_drop(qitem *it)
+{
+    out_item *o = (out_item *)it;
+    if (o->c) o->c->queued_out -= o->len;
+    free(o);
+}
+
+typedef struct event_item {
+    qitem base;
+    mlk_client *c;
+    size_t len;
+    char data[];
+} event_item;
+
+static void event_run(qitem *it)
+{
+    event_item *e = (event_item *)it;
+    pthread_mutex_lock(&e->c->mu);
+    mlk_event_cb cb = e->c->event_cb;
+    void *ud = e->c->event_ud;
+    pthread_mutex_unlock(&e->c->mu);
+    if (cb) cb(ud, e->data, e->len);
+    free(e);
+}
+
+/* ===================================================================== */
+/* I/O thread: incoming lines                                              */
+
+static int decode_field(const jnode *n, const char **p, size_t *len)
+{
+    if (!n || n->type != JN_STR) { *p = ""; *len = 0; return n ? -1 : 0; }
+    long long k = b64_decode(n->s, n->len, (unsigned char *)n->s);
+    if (k < 0) return -1;
+    *p = n->s;
+    *len = (size_t)k;
+    return 0;
+}
+
+/* Flow control: while the host has more than OUT_HIGH bytes of stream
+ * output queued, the I/O thread stops reading the child (the child then
+ * blocks on its pipe); below OUT_LOW it reads again.  A stream of any
+ * length thus runs in bounded memory however slow the consumer. */
+#define OUT_HIGH (16 * 1024 * 1024)
+#define OUT_LOW (4 * 1024 * 1024)
+
+static void t_resume_locked(void *p)
+{
+    mlk_client *c = p;
+    if (c->read_paused && c->queued_out < OUT_LOW && c->ev_read && !c->dead && !c->detached) {
+        c->read_paused = 0;
+        event_add(c->ev_read, NULL);
+        if (c->exited) child_exited(c);
+    }
+}
+
+static IO_TASK(t_resume, (mlk_client *)ARG)
+
+/* Host thread, after an output callback. */
+static void output_consumed(mlk_client *c, size_t n)
+{
+    size_t left = atomic_fetch_sub(&c->queued_out, n) - n; /* clang 14 rejects the value of `a -= n` on _Atomic */
+    if (left < OUT_LOW && c->read_paused) ioloop_post(t_resume, c);
+}
+
+/* A notification for r that cannot be delivered: the call fails (and is
+ * cancelled on the server) rather than lose the data silently. */
+static void output_lost(mlk_client *c, req *r, int status, const char *method, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: the server's %s notification %s; the call was cancelled",
+             method_names[r->kind], method, why);
+    abandon(c, r, status, msg);
+}
+
+/* Queue a chunk of output: the base64 is decoded straight into the item
+ * handed to the callback (one pass over the bytes, no copy).  Without a
+ * callback the data is only checked. */
+static void post_output(mlk_client *c, req *r, const char *method, int fd, const jnode *b64)
+{
+    if (!b64 || b64->type != JN_STR) {
+        output_lost(c, r, MLK_EPROTO, method, "has no base64 \"data\" string (protocol error)");
+        return;
+    }
+    out_item *o = r->on_output ? malloc(sizeof *o + b64->len / 4 * 3 + 3) : NULL;
+    if (r->on_output && !o) { output_lost(c, r, MLK_ENOMEM, method, "could not be stored (out of memory)"); return; }
+    /* without a callback the bytes are only checked, decoded in place */
+    long long dn = b64_decode(b64->s, b64->len, o ? (unsigned char *)o->data : (unsigned char *)b64->s);
+    if (dn < 0) {
+        free(o);
+        output_lost(c, r, MLK_EPROTO, method, "carries invalid base64 (protocol error)");
+        return;
+    }
+    if (!o) return;
+    size_t n = (size_t)dn;
+    o->c = c;
+    o->base.run = out_run;
+    o->base.drop = out_drop;
+    o->cb = r->on_output;
+    o->ready = NULL;
+    o->ud = r->out_ud;
+    o->op = r->id;
+    o->fd = fd;
+    o->len = n;
+    if (atomic_fetch_add(&c->queued_out, n) + n > OUT_HIGH && !c->read_paused && c->ev_read) {
+        c->read_paused = 1;
+        event_del(c->ev_read);
+    }
+    queue_push(r->q, &o->base);
+}
+
+static void on_ready(mlk_client *c, req *r)
+{
+    if (r->ready) return;
+    r->ready = 1;
+    while (r->pend) {
+        pline *p = r->pend;
+        r->pend = p->next;
+        c->stdin_pending -= p->len;
+        out_add(c, p->data, p->len);
+        free(p);
+    }
+    r->pend_tail = NULL;
+    if (r->on_ready) {
+        out_item *o = calloc(1, sizeof *o);
+        if (o) {
+            o->base.run = out_run;
+            o->base.drop = plain_drop;
+            o->ready = r->on_ready;
+            o->ud = r->out_ud;
+            o->op = r->id;
+            queue_push(r->q, &o->base);
+        }
+    }
+    feed_more(c, r);
+}
+
+static void on_notification(mlk_client *c, const char *method, const jnode *params)
+{
+    jdoc *d = &c->doc;
+    if (strcmp(method, "event") == 0) {
+        char *mp;
+        size_t n;
+        if (!params || json_to_mp_buf(d, params, &mp, &n) != 0) return;
+        event_item *e = malloc(sizeof *e + n);
+        if (e) {
+            e->base.run = event_run;
+            e->base.drop = plain_drop;
+            e->c = c;
+            e->len = n;
+            memcpy(e->data, mp, n);
+            queue_push(&c->mainq, &e->base);
+        }
+        free(mp);
+        if (c->hooks) hooks_on_file_event(c, d, jd_get(d, params, "file"));
+        return;
+    }
+    uint64_t id;
+    if (jn_uint(jd_get(d, params, "id"), &id) != 0) return;
+    req *r = table_get(c, id);
+    if (!r && (id == 0 || id >= c->next_id)) {
+        char why[160];
+        snprintf(why, sizeof why, "protocol error: the server sent %.40s for id %llu, which this client never used",
+                 method, (unsigned long long)id);
+        die(c, MLK_EPROTO, why);
+        return;
+    }
+    if (!r || r->abandoned) return; /* late output of a call already answered or given up */
+    const char *dot = strrchr(method, '.');
+    if (!dot) return;
+    dot++;
+    if (strcmp(dot, "ready") == 0) { on_ready(c, r); return; }
+    int fd = strcmp(dot, "stderr") == 0 ? 2 : 1;
+    if (fd == 1 && strcmp(dot, "stdout") != 0 && strcmp(dot, "data") != 0) return;
+    const jnode *data = jd_get(d, params, "data");
+    if (r->kind != K_WRITE_PIPE || fd == 1) {
+        post_output(c, r, method, fd, data);
+        return;
+    }
+    /* a big write's `cat` keeps its stderr for the error message */
+    const char *p;
+    size_t n;
+    if (decode_field(data, &p, &n) != 0 || !data) {
+        output_lost(c, r, MLK_EPROTO, method, "carries no valid base64 \"data\" (protocol error)");
+        return;
+    }
+    if (r->errlen >= 4096) return;
+    size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
+    char *e = realloc(r->errbuf, r->errlen + k + 1);
+    if (e) {
+        memcpy(e + r->errlen, p, k);
+        r->errlen += k;
+        e[r->errlen] = '\0';
+        r->errbuf = e;
+    }
+}
+
+/* Build the result of a successful response.  *steal is set when the
+ * result took ownership of the whole line buffer. */
+static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_steal, int *steal)
+{
+    jdoc *d = &c->doc;
+    mlk_result *out = result_new();
+    if (!out) return NULL;
+    const char *p;
+    size_t n;
+    switch (r->kind) {
+    case K_CREATE: {
+        const char *id = jd_str(d, res, "id", NULL);
+        if (!id) { result_fail(out, MLK_EPARSE, "parse create result: the server's answer has no VM id"); break; }
+        result_set_copy(out, 'd', id, strlen(id));
+        pthread_mutex_lock(&c->mu);
+        free(c->vm_id);
+        c->vm_id = xstrdup(id);
+        pthread_mutex_unlock(&c->mu);
+        break;
+    }
+    case K_EXEC:
+        if (decode_field(jd_get(d, res, "stdout"), &p, &n) != 0) {
+            result_fail(out, MLK_EPARSE, "parse exec result: stdout is not valid base64");
+            break;
+        }
+        result_set_copy(out, 'o', p, n);
+        if (decode_field(jd_get(d, res, "stderr"), &p, &n) != 0) {
+            result_fail(out, MLK_EPARSE, "parse exec result: stderr is not valid base64");
+            break;
+        }
+        result_set_copy(out, 'e', p, n);
+        /* fallthrough */
+    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY:
+        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
+        out->duration_ms = jd_int(d, res, "duration_ms", 0);
+        break;
+    case K_WRITE_PIPE:
+        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
+        if (out->exit_code != 0) {
+            out->rpc_code = -32002;
+            result_fail(out, MLK_ERPC, "write_file %s: %s", r->path ? r->path : "",
+                        r->errlen ? r->errbuf : "the copy command failed");
+        }
+        out->exit_code = -1;
+        break;
+    case K_READ: case K_LOG:
+        if (decode_field(jd_get(d, res, "content"), &p, &n) != 0) {
+            result_fail(out, MLK_EPARSE, "parse %s result: content is not valid base64", method_names[r->kind]);
+            break;
+        }
+        if (can_steal && n >= STEAL_MIN) {
+            out->owned = c->buf;
+            out->data = p;
+            out->data_len = n;
+            *steal = 1;
+        } else {
+            result_set_copy(out, 'd', p, n);
+        }
+        break;
+    case K_LIST: case K_PORTFWD: case K_ALLOW: {
+        const jnode *v = r->kind == K_LIST ? jd_get(d, res, "files")
+                       : r->kind == K_PORTFWD ? jd_get(d, res, "bindings") : res;
+        char *mp;
+        if (v && v->type != JN_NULL && json_to_mp_buf(d, v, &mp, &n) == 0) {
+            out->mp_own = mp;
+            out->mp = mp;
+            out->mp_len = n;
+        } else {
+            /* null lists are empty lists */
+            static const char empty_array = (char)0x90;
+            result_set_copy(out, 'm', &empty_array, 1);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return out;
+}
+
+/* The first bytes of a line, printable, for a message. */
+static void quote_line(char *dst, size_t cap, const char *p, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 4 < cap; i++)
+        dst[k++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
+    if (k + 4 >= cap && k < n) { memcpy(dst + k, "...", 3); k += 3; }
+    dst[k] = '\0';
+}
+
+/* A line that is not a JSON-RPC message.  Before the first message it is a
+ * launcher's banner, kept (up to BANNER_MAX bytes) for the error message;
+ * after it, or beyond that much, the session fails. */
+static void not_a_message(mlk_client *c, const char *line, size_t len)
+{
+    char q[80], why[200];
+    quote_line(q, sizeof q, line, len);
+    if (!c->spoke && c->banner_len + len + 1 <= BANNER_MAX) {
+        memcpy(c->banner + c->banner_len, line, len);
+        c->banner_len += len;
+        c->banner[c->banner_len++] = '\n';
+        return;
+    }
+    if (c->spoke)
+        snprintf(why, sizeof why, "protocol error: the server sent a line that is not a JSON-RPC message: \"%s\"", q);
+    else
+        snprintf(why, sizeof why, "protocol error: the server printed more than %d bytes before its first "
+                 "JSON-RPC message", BANNER_MAX);
+    die(c, MLK_EPROTO, why);
+}
+
+static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, int *steal)
+{
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
+    if (i == len) return;
+    jdoc *d = &c->doc;
+    if (line[i] != '{') { not_a_message(c, line, len); return; }
+    if (jd_parse(d, line, len) != 0) {
+        char why[160];
+        snprintf(why, sizeof why, "protocol error: the server sent a malformed line (%s)", d->err);
+        die(c, MLK_EPROTO, why);
+        return;
+    }
+    const jnode *root = jd_root(d);
+    const jnode *idn = jd_get(d, root, "id");
+    const char *method = jd_str(d, root, "method", NULL);
+    if (!method && !idn) { not_a_message(c, line, len); return; }
+    c->spoke = 1;
+    if (method && (!idn || idn->type == JN_NULL)) {
+        on_notification(c, method, jd_get(d, root, "params"));
+        return;
+    }
+    uint64_t id;
+    req *r = jn_uint(idn, &id) == 0 ? table_get(c, id) : NULL;
+    if (!r) {
+        /* Only ids this client sent and has not seen answered are legitimate
+         * (abandoned calls and the core's own cancels stay in the table). */
+        char q[80], why[240];
+        quote_line(q, sizeof q, line, len);
+        const char *em = jd_str(d, jd_get(d, root, "error"), "message", NULL);
+        if (idn->type == JN_NULL && em)
+            snprintf(why, sizeof why, "protocol error: the server reported an error for no request: %.120s", em);
+        else
+            snprintf(why, sizeof why, "protocol error: the server answered an id this client is not waiting for: \"%s\"", q);
+        die(c, MLK_EPROTO, why);
+        return;
+    }
+    table_del(c, r);
+    if (r->abandoned) { req_free(r); return; }
+    const jnode *err = jd_get(d, root, "error");
+    mlk_result *res;
+    if (err && err->type == JN_OBJ) {
+        res = result_new();
+        if (res) {
+            int code = (int)jd_int(d, err, "code", -32603);
+            res->rpc_code = code;
+            result_fail(res, code == -32003 ? MLK_ECANCELED : MLK_ERPC, "%s: %s (code %d)",
+                        method_names[r->kind], jd_str(d, err, "message", "error"), code);
+        }
+    } else {
+        res = make_result(c, r, jd_get(d, root, "result"), can_steal, steal);
+    }
+    post_done(r, res);
+    req_free(r);
+}
+
+static void process_lines(mlk_client *c)
+{
+    size_t start = 0;
+    for (;;) {
+        char *nl = memchr(c->buf + c->scan, '\n', c->len - c->scan);
+        if (!nl) break;
+        size_t end = (size_t)(nl - c->buf);
+        int steal = 0;
+        handle_line(c, c->buf + start, end - start, start == 0, &steal);
+        if (c->dead || c->detached) return;
+        if (steal) {
+            size_t rem = c->len - end - 1;
+            size_t cap = rem + 65536;
+            char *nb = malloc(cap);
+            if (!nb) { c->buf = NULL; c->len = c->cap = c->scan = 0; die(c, MLK_ENOMEM, "out of memory"); return; }
+            memcpy(nb, c->buf + end + 1, rem);
+            c->buf = nb;
+            c->cap = cap;
+            c->len = rem;
+            c->scan = 0;
+            start = 0;
+            continue;
+        }
+        start = end + 1;
+        c->scan = start;
+    }
+    if (start > 0) {
+        memmove(c->buf, c->buf + start, c->len - start);
+        c->len -= start;
+    }
+    c->scan = c->len;
+}
+
+void on_readable_locked(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
+        if (c->cap - c->len < 65536) {
+            size_t cap = c->cap ? c->cap * 2 : 256 * 1024;
+            while (cap - c->len < 65536) cap *= 2;
+            char *nb = realloc(c->buf, cap);
+            if (!nb) { die(c, MLK_ENOMEM, "out of memory reading the server's output"); return; }
+            c->buf = nb;
+            c->cap = cap;
+        }
+        size_t room = c->cap - c->len - 1;
+        ssize_t n = read(c->out_fd, c->buf + c->len, room);
+        if (n > 0) {
+            c->len += (size_t)n;
+            process_lines(c);
+            if (c->len > c->cfg->max_line) {
+                die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
+                return;
+            }
+            if ((size_t)n < room) return; /* drained: the loop calls again when more comes */
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n < 0 && errno == EINTR) continue;
+        die(c, MLK_EDEAD, "connection closed: the matchlock process exited or closed its output");
+        return;
+    }
+}
+
+IO_EVENT(on_readable, (mlk_client *)ARG)
+
+/* Keep the tail of the child's stderr; 0 while more may come, -1 at EOF. */
+static int stderr_chunk(mlk_client *c)
+{
+    char tmp[4096];
+    ssize_t n = read(c->err_fd, tmp, sizeof tmp);
+    if (n > 0) {
+        pthread_mutex_lock(&c->mu);
+        if ((size_t)n >= STDERR_TAIL) {
+            memcpy(c->tail, tmp + n - STDERR_TAIL, STDERR_TAIL);
+            c->tail_len = STDERR_TAIL;
+        } else {
+            size_t keep = c->tail_len + (size_t)n > STDERR_TAIL ? STDERR_TAIL - (size_t)n : c->tail_len;
+            memmove(c->tail, c->tail + c->tail_len - keep, keep);
+            memcpy(c->tail + keep, tmp, (size_t)n);
+            c->tail_len = keep + (size_t)n;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return 1;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    return -1;
+}
+
+void read_stderr(mlk_client *c)
+{
+    if (!c->ev_err) return;
+    int rc;
+    while ((rc = stderr_chunk(c)) > 0) {}
+    if (rc < 0) {
+        event_free(c->ev_err);
+        c->ev_err = NULL;
+    }
+}
+
+static void on_stderr_locked(evutil_socket_t fd, short what, void *arg)
+{
+    mlk_client *c = arg;
+    if (stderr_chunk(c) < 0) {
+        event_free(c->ev_err);
+        c->ev_err = NULL;
+    }
+}
+
+IO_EVENT(on_stderr, (mlk_client *)ARG)
+
+#ifdef MLK_FUZZ
+#include "client_fuzz.inc" /* the reader's fuzz entry (build-fuzz only; docs/testing.md) */
+#endif

@@ -1,0 +1,294 @@
+/* Hostile peers (issue 11): a server that breaks the protocol, dies behind
+ * a grandchild, stops reading or closes its stdout gets a clear error at
+ * once; nothing waits for a deadline such a peer should have ended.  The
+ * server is tests/peer/hostile_peer.c (MLK_HOSTILE_PEER) or a shell line. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "matchlock.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static char logfile[64];
+
+/* A client of the hostile peer in MODE, well-behaved for the first AFTER requests. */
+static mlk_client *hostile(const char *mode, int after)
+{
+    snprintf(logfile, sizeof logfile, "/tmp/mlk-hostile-XXXXXX");
+    int lfd = mkstemp(logfile);
+    cr_assert_geq(lfd, 0);
+    close(lfd);
+    mlk_config *cfg = mlk_config_new();
+    char a[16];
+    snprintf(a, sizeof a, "%d", after);
+    mlk_config_set_binary(cfg, MLK_HOSTILE_PEER);
+    mlk_config_set_env(cfg, "MLK_HOSTILE_MODE", mode);
+    mlk_config_set_env(cfg, "MLK_HOSTILE_AFTER", a);
+    mlk_config_set_env(cfg, "LOG", logfile);
+    mlk_client *c = NULL;
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_config_free(cfg);
+    return c;
+}
+
+static void finish(mlk_client *c)
+{
+    mlk_client_free(c);
+    unlink(logfile);
+}
+
+/* A client whose server is `sh -c SCRIPT`. */
+static mlk_client *shell_peer(const char *script)
+{
+    mlk_config *cfg = mlk_config_new();
+    const char *launcher[] = {"sh", "-c", script, "peer"};
+    mlk_config_set_launcher(cfg, launcher, 4);
+    mlk_client *c = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
+    mlk_config_free(cfg);
+    return c;
+}
+
+static mlk_exec_opts *opts(int mode, int64_t timeout_ms)
+{
+    mlk_exec_opts *o = mlk_exec_opts_new();
+    mlk_exec_opts_set_mode(o, mode);
+    mlk_exec_opts_set_timeout_ms(o, timeout_ms);
+    return o;
+}
+
+static void count_out(void *ud, uint64_t op, int fd, const char *data, size_t len) { *(size_t *)ud += len; }
+
+/* ---- 1. output whose base64 is invalid is never dropped silently -------- */
+
+Test(hostile, bad_base64_stream_output_fails_the_call, .timeout = 20)
+{
+    mlk_client *c = hostile("bad-base64", 0);
+    for (int mode = MLK_EXEC_STREAM; mode <= MLK_EXEC_TTY; mode++) {
+        for (int with_cb = 0; with_cb < 2; with_cb++) {
+            mlk_exec_opts *o = opts(mode, 5000);
+            size_t got = 0;
+            if (with_cb) mlk_exec_opts_set_callbacks(o, count_out, NULL, &got);
+            mlk_result *r = NULL;
+            int rc = mlk_exec(c, "echo hi", o, &r);
+            const char *want = mode == MLK_EXEC_STREAM ? "exec_stream.stdout"
+                             : mode == MLK_EXEC_PIPE ? "exec_pipe.stdout" : "exec_tty.stdout";
+            cr_assert_eq(rc, MLK_EPROTO, "mode %d cb %d: rc=%d %s", mode, with_cb, rc, mlk_result_message(r));
+            cr_assert(strstr(mlk_result_message(r), want), "%s", mlk_result_message(r));
+            cr_assert(strstr(mlk_result_message(r), "base64"), "%s", mlk_result_message(r));
+            mlk_result_free(r);
+            mlk_exec_opts_free(o);
+        }
+    }
+    /* the session itself is still usable */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    finish(c);
+}
+
+/* ---- 2. responses for ids never issued ---------------------------------- */
+
+Test(hostile, unknown_response_id_fails_the_session_at_once, .timeout = 20)
+{
+    mlk_client *c = hostile("unknown-ids", 0);
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
+    mlk_result *r = NULL;
+    double t0 = now_s();
+    int rc = mlk_exec(c, "true", o, &r);
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "not waiting for"), "%s", mlk_result_message(r));
+    cr_assert(el < 2.0, "took %.2fs: waited for the deadline", el);
+    mlk_result_free(r);
+    /* later calls get the same reason at once */
+    cr_assert_eq(mlk_exec(c, "true", o, NULL), MLK_EPROTO);
+    mlk_exec_opts_free(o);
+    finish(c);
+}
+
+Test(hostile, answers_to_the_cores_cancels_are_expected, .timeout = 20)
+{
+    mlk_client *c = hostile("silent", 0); /* answers cancels, nothing else */
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 200);
+    for (int i = 0; i < 3; i++) {
+        mlk_result *r = NULL;
+        int rc = mlk_exec(c, "sleep 9", o, &r);
+        cr_assert_eq(rc, MLK_ETIMEDOUT, "round %d: rc=%d %s", i, rc, mlk_result_message(r));
+        mlk_result_free(r);
+        usleep(100 * 1000); /* the cancel's answer arrives meanwhile */
+    }
+    mlk_exec_opts_free(o);
+    finish(c);
+}
+
+/* ---- 3. garbage lines ---------------------------------------------------- */
+
+Test(hostile, garbage_after_the_first_message_fails_the_session, .timeout = 20)
+{
+    mlk_client *c = hostile("garbage", 1);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
+    double t0 = now_s();
+    int rc = mlk_exec(c, "true", o, &r);
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "not a JSON-RPC message"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "panic: runtime error"), "quotes the line: %s", mlk_result_message(r));
+    cr_assert(el < 2.0, "took %.2fs", el);
+    mlk_result_free(r);
+    mlk_exec_opts_free(o);
+    finish(c);
+}
+
+Test(hostile, a_banner_before_the_first_message_is_fine, .timeout = 20)
+{
+    mlk_client *c = hostile("banner", 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    finish(c);
+}
+
+Test(hostile, a_dead_servers_banner_is_quoted, .timeout = 20)
+{
+    mlk_client *c = shell_peer("echo 'usage: matchlock [--flags] COMMAND'; exit 2");
+    mlk_result *r = NULL;
+    int rc = mlk_exec(c, "true", NULL, &r);
+    cr_assert_eq(rc, MLK_EDEAD, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "usage: matchlock [--flags] COMMAND"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_client_free(c);
+}
+
+Test(hostile, endless_output_before_the_first_message_fails_at_once, .timeout = 20)
+{
+    mlk_client *c = shell_peer("yes 'not json' | head -c 20000; exec sleep 10");
+    mlk_result *r = NULL;
+    double t0 = now_s();
+    int rc = mlk_exec(c, "true", NULL, &r);
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "before its first JSON-RPC message"), "%s", mlk_result_message(r));
+    cr_assert(el < 5.0, "took %.2fs", el);
+    mlk_result_free(r);
+    mlk_client_free(c);
+}
+
+/* ---- 4. death behind a grandchild --------------------------------------- */
+
+Test(hostile, death_behind_a_grandchild_fails_pending_calls_at_once, .timeout = 20)
+{
+    mlk_client *c = hostile("grandchild", 0);
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
+    mlk_result *r = NULL;
+    double t0 = now_s();
+    int rc = mlk_exec(c, "true", o, &r);
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_EDEAD, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "connection closed"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "status 3"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "grandchild"), "the stderr tail: %s", mlk_result_message(r));
+    cr_assert(el < 1.0, "took %.2fs", el);
+    mlk_result_free(r);
+    mlk_exec_opts_free(o);
+    cr_assert_eq(mlk_close(c, 0, NULL), 0);
+    finish(c);
+}
+
+Test(hostile, death_mid_call_and_closed_stdout, .timeout = 20)
+{
+    const char *modes[] = {"dies-mid-call", "closes-stdout"};
+    for (int i = 0; i < 2; i++) {
+        mlk_client *c = hostile(modes[i], 1);
+        mlk_result *r = NULL;
+        cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+        double t0 = now_s();
+        int rc = mlk_exec(c, "true", NULL, &r);
+        double el = now_s() - t0;
+        cr_assert_eq(rc, MLK_EDEAD, "%s: rc=%d %s", modes[i], rc, mlk_result_message(r));
+        cr_assert(strstr(mlk_result_message(r), "connection closed"), "%s", mlk_result_message(r));
+        if (i == 0) cr_assert(strstr(mlk_result_message(r), "died mid-call"), "%s", mlk_result_message(r));
+        cr_assert(el < 1.0, "%s took %.2fs", modes[i], el);
+        mlk_result_free(r);
+        finish(c);
+    }
+}
+
+/* ---- 5. close keeps to its budget ---------------------------------------- */
+
+Test(hostile, close_of_a_server_that_stopped_reading_keeps_one_deadline, .timeout = 20)
+{
+    mlk_client *c = hostile("stops-reading", 1);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    double t0 = now_s();
+    int rc = mlk_close(c, 1.0, &r); /* budget: the timeout + 1 s */
+    double el = now_s() - t0;
+    cr_assert_eq(rc, MLK_ECLOSE_TIMEOUT, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(el < 2.8, "took %.2fs for a 2 s budget", el);
+    int said = -1;
+    const char *m = strstr(mlk_result_message(r), "after ");
+    cr_assert(m && sscanf(m, "after %d ms", &said) == 1, "%s", mlk_result_message(r));
+    cr_assert(said >= 1900 && said <= el * 1000 + 50, "said %d ms, took %.0f ms", said, el * 1000);
+    mlk_result_free(r);
+    finish(c);
+}
+
+/* ---- close and free release every descriptor at once -------------------- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the DIR's own */
+}
+
+static void never(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    mlk_hook_fail(call, "no");
+}
+
+Test(hostile, close_releases_the_childs_descriptors_and_free_the_rest, .timeout = 20)
+{
+    mlk_client *warm = hostile("ok", 0); /* the I/O thread's own descriptors exist already */
+    int before = count_fds();
+    mlk_client *c = hostile("ok", 0);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char rule[] = "\x81\xa5hosts\x91\xa1*"; /* {hosts: ["*"]} */
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, rule, sizeof rule - 1, never, NULL), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 5000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    int open_fds = count_fds();
+    cr_assert_geq(open_fds, before + 5, "pipes, pidfd, queue and hook socket: %d -> %d", before, open_fds);
+    cr_assert_eq(mlk_close(c, 1, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    int closed = count_fds();
+    cr_assert_eq(closed, before + 1, "after close only the dispatch fd is left: %d -> %d -> %d", before, open_fds, closed);
+    finish(c);
+    cr_assert_eq(count_fds(), before, "after free nothing is left");
+    mlk_client_free(warm);
+}

@@ -1,0 +1,184 @@
+/* hostile_peer.c - a `matchlock rpc` stand-in that breaks the protocol on
+ * purpose, for the tests of every language (docs/testing.md).
+ *
+ *   mlk_hostile_peer [MODE [AFTER]] [rpc]
+ *
+ * MODE (or $MLK_HOSTILE_MODE; default ok) says how it misbehaves; the first
+ * AFTER requests (or $MLK_HOSTILE_AFTER; default 0) are answered properly
+ * first, so a client can create a sandbox before the fault.  $LOG, when
+ * set, names a file that receives every request line.
+ *
+ *   ok             a well-behaved server: generic success for every method
+ *   silent         reads every request, answers none (close excepted)
+ *   banner         prints a banner on stdout, then behaves
+ *   garbage        answers with a line that is not JSON-RPC
+ *   unknown-ids    answers with an id that was never sent
+ *   bad-base64     streamed output whose base64 is invalid, then success
+ *   grandchild     forks a grandchild that keeps the pipes, then dies
+ *   stops-reading  never reads its stdin again (and never answers)
+ *   dies-mid-call  writes to stderr and exits while a call is pending
+ *   closes-stdout  closes its stdout and keeps running until stdin ends
+ *
+ * Processes it leaves (the grandchild, a peer that stopped reading) end
+ * when the client's end of their stdout goes away, or after 30 s. */
+#include "json.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *mode = "ok";
+static long after;
+static FILE *logf;
+
+static void put(const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(1, s, n);
+        if (k <= 0) exit(0);
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
+static void send_w(jw *w)
+{
+    jw_nl(w);
+    put(w->buf, w->len);
+    jw_free(w);
+}
+
+/* {"jsonrpc":"2.0","id":ID,"result":RESULT} */
+static void answer(uint64_t id, const char *result)
+{
+    jw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_key(&w, "jsonrpc"); jw_str(&w, "2.0");
+    jw_key(&w, "id"); jw_uint(&w, id);
+    jw_key(&w, "result"); jw_value(&w, result, strlen(result));
+    jw_obj_end(&w);
+    send_w(&w);
+}
+
+static void notify(const char *method, const char *what, uint64_t id, const char *b64)
+{
+    jw w;
+    jw_init(&w);
+    char m[64];
+    snprintf(m, sizeof m, "%s.%s", method, what);
+    jw_obj(&w);
+    jw_key(&w, "jsonrpc"); jw_str(&w, "2.0");
+    jw_key(&w, "method"); jw_str(&w, m);
+    jw_key(&w, "params");
+    jw_obj(&w);
+    jw_key(&w, "id"); jw_uint(&w, id);
+    if (b64) { jw_key(&w, "data"); jw_str(&w, b64); }
+    jw_obj_end(&w);
+    jw_obj_end(&w);
+    send_w(&w);
+}
+
+/* Wait until nobody reads our stdout any more (or 30 s), then exit. */
+static void linger(void)
+{
+    for (int i = 0; i < 300; i++) {
+        struct pollfd p = {.fd = 1, .events = 0};
+        if (poll(&p, 1, 100) > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL))) break;
+    }
+    _exit(0);
+}
+
+static int streamed(const char *m)
+{
+    return strcmp(m, "exec_stream") == 0 || strcmp(m, "exec_pipe") == 0 || strcmp(m, "exec_tty") == 0;
+}
+
+/* The answer a real server would give (roughly). */
+static void behave(const char *m, uint64_t id, int bad_b64)
+{
+    if (streamed(m)) {
+        if (strcmp(m, "exec_stream") != 0) notify(m, "ready", id, NULL);
+        notify(m, "stdout", id, bad_b64 ? "@@not base64!" : "b3V0Cg==");
+        notify(m, "stderr", id, "ZXJyCg==");
+        answer(id, "{\"exit_code\":0,\"duration_ms\":1}");
+    } else if (strcmp(m, "create") == 0) {
+        answer(id, "{\"id\":\"vm-hostile\"}");
+    } else if (strcmp(m, "exec") == 0) {
+        answer(id, "{\"exit_code\":0,\"stdout\":\"aG9zdGlsZQo=\",\"stderr\":\"\",\"duration_ms\":1}");
+    } else if (strcmp(m, "read_file") == 0 || strcmp(m, "log") == 0) {
+        answer(id, "{\"content\":\"aG9zdGlsZQ==\"}");
+    } else if (strcmp(m, "list_files") == 0) {
+        answer(id, "{\"files\":[]}");
+    } else if (strcmp(m, "cancel") == 0) {
+        answer(id, "{\"cancelled\":false}");
+    } else {
+        answer(id, "{}");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int ai = 1;
+    if (ai < argc && strcmp(argv[ai], "rpc") != 0) mode = argv[ai++];
+    else if (getenv("MLK_HOSTILE_MODE")) mode = getenv("MLK_HOSTILE_MODE");
+    if (ai < argc && strcmp(argv[ai], "rpc") != 0) after = atol(argv[ai++]);
+    else if (getenv("MLK_HOSTILE_AFTER")) after = atol(getenv("MLK_HOSTILE_AFTER"));
+    if (getenv("LOG") && *getenv("LOG")) logf = fopen(getenv("LOG"), "a");
+    setvbuf(stdout, NULL, _IONBF, 0);
+
+    if (strcmp(mode, "banner") == 0) {
+        const char *b = "hostile peer 1.0 starting\nWARNING: this is a banner, not JSON-RPC\n";
+        put(b, strlen(b));
+    }
+    if (strcmp(mode, "stops-reading") == 0 && after == 0) linger();
+
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long seen = 0;
+    jdoc d;
+    jd_init(&d);
+    while ((n = getline(&line, &cap, stdin)) > 0) {
+        if (logf) { fwrite(line, 1, (size_t)n, logf); fflush(logf); }
+        if (line[n - 1] == '\n') line[--n] = '\0';
+        if (jd_parse(&d, line, (size_t)n) != 0) continue;
+        const jnode *root = jd_root(&d);
+        const char *m = jd_str(&d, root, "method", "");
+        uint64_t id;
+        if (jn_uint(jd_get(&d, root, "id"), &id) != 0) continue; /* stdin, EOF, resize: notifications */
+        if (strcmp(mode, "stops-reading") == 0 && seen >= after) linger(); /* not even a close */
+        if (strcmp(m, "close") == 0) { answer(id, "{}"); continue; }
+        if (strcmp(m, "cancel") == 0 && strcmp(mode, "unknown-ids") != 0) { behave(m, id, 0); continue; }
+        if (seen++ < after || strcmp(mode, "ok") == 0 || strcmp(mode, "banner") == 0) { behave(m, id, 0); continue; }
+        if (strcmp(mode, "silent") == 0) continue;
+        if (strcmp(mode, "garbage") == 0) {
+            const char *g = "panic: runtime error: this line is not JSON-RPC\n";
+            put(g, strlen(g));
+        } else if (strcmp(mode, "unknown-ids") == 0) {
+            answer(id + 1000, "{}");
+        } else if (strcmp(mode, "bad-base64") == 0) {
+            behave(m, id, 1);
+        } else if (strcmp(mode, "grandchild") == 0) {
+            pid_t g = fork();
+            if (g == 0) linger(); /* holds stdin, stdout and stderr */
+            fprintf(stderr, "hostile peer: dying; grandchild %d keeps the pipes\n", (int)g);
+            _exit(3);
+        } else if (strcmp(mode, "dies-mid-call") == 0) {
+            fprintf(stderr, "fatal: hostile peer died mid-call\n");
+            _exit(3);
+        } else if (strcmp(mode, "closes-stdout") == 0) {
+            close(1);
+        } else {
+            fprintf(stderr, "hostile peer: unknown mode %s\n", mode);
+            _exit(2);
+        }
+    }
+    jd_free(&d);
+    free(line);
+    return 0;
+}

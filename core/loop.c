@@ -264,11 +264,18 @@ void queue_push(mlk_queue *q, qitem *it)
     pthread_mutex_lock(&q->mu);
     if (q->tail) q->tail->next = it; else q->head = it;
     q->tail = it;
-    if (!q->signaled) {
-        q->signaled = 1;
-        fd_signal(q);
-    }
+    int wake = !q->signaled;
+    q->signaled = 1;
+    /* A waiter queue lives on its waiter's stack: signal it under the lock.
+     * A queue with a descriptor outlives its pushers (the client's main
+     * queue is destroyed after its I/O work has stopped): write after the
+     * unlock, so the woken thread does not block on q->mu at once.  A
+     * drain may then run between the unlock and the write and leave the
+     * descriptor readable with nothing queued; the drain that finds the
+     * queue empty resets it (queue_drain). */
+    if (wake && q->wfd < 0) fd_signal(q);
     pthread_mutex_unlock(&q->mu);
+    if (wake && q->wfd >= 0) fd_signal(q);
 }
 
 int queue_drain(mlk_queue *q, int max)
@@ -279,7 +286,7 @@ int queue_drain(mlk_queue *q, int max)
         pthread_mutex_lock(&q->mu);
         qitem *it = q->head;
         q->head = q->tail = NULL;
-        if (q->signaled) {
+        if (q->signaled || !it) {  /* !it: a late write of queue_push */
             fd_reset(q);
             q->signaled = 0;
         }
@@ -300,7 +307,7 @@ int queue_drain(mlk_queue *q, int max)
             q->head = it->next;
             if (!q->head) q->tail = NULL;
         }
-        if (!q->head && q->signaled) {
+        if (!q->head && (q->signaled || (!it && ran == 0))) {
             /* Reset under the lock: a push after this re-signals. */
             fd_reset(q);
             q->signaled = 0;

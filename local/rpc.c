@@ -107,8 +107,10 @@ void srv_error(server *s, const uint64_t *id, int code, const char *fmt, ...)
     jw_key(&w, "code"); jw_int(&w, code);
     jw_key(&w, "message"); jw_str(&w, msg ? msg : "error");
     jw_obj_end(&w);
-    jw_key(&w, "id");
-    if (id) jw_uint(&w, *id); else jw_null(&w);
+    if (id) {                        /* upstream leaves out an unknown id */
+        jw_key(&w, "id");
+        jw_uint(&w, *id);
+    }
     jw_obj_end(&w);
     srv_send(s, &w);
     jw_free(&w);
@@ -236,10 +238,12 @@ static void start_exec(server *s, uint64_t id, int method, const jdoc *d, const 
 {
     exec_params ep = {0};
     uint64_t rows = 24, cols = 80;
-    if (param_str(s, id, d, params, "command", 1, &ep.command) ||
+    /* no command is an empty one, which succeeds (as upstream) */
+    if (param_str(s, id, d, params, "command", 0, &ep.command) ||
         param_str(s, id, d, params, "working_dir", 0, &ep.working_dir) ||
         param_str(s, id, d, params, "user", 0, &ep.user))
         return;
+    if (!ep.command) ep.command = "";
     if (method == M_EXEC_TTY &&
         (param_uint(s, id, d, params, "rows", 65535, 24, &rows) ||
          param_uint(s, id, d, params, "cols", 65535, 80, &cols)))
@@ -500,22 +504,20 @@ static void handle_line(server *s, char *line, size_t len)
     if (blank(line, len)) { free(line); return; }
     jdoc d;
     jd_init(&d);
-    if (jd_parse(&d, line, len) != 0) {
-        srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "Parse error: %s", d.err ? d.err : "invalid JSON");
-        goto out;
-    }
-    const jnode *root = jd_root(&d);
-    if (root->type != JN_OBJ) { srv_error(s, NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: expected an object"); goto out; }
-    const jnode *idn = jd_get(&d, root, "id");
+    /* Upstream decodes a line into its request struct in one step: bad
+     * JSON, a non-object and an id that is not an unsigned integer are all
+     * the same "Parse error", without an id. */
+    const jnode *root = jd_parse(&d, line, len) == 0 ? jd_root(&d) : NULL;
+    const jnode *idn = root && root->type == JN_OBJ ? jd_get(&d, root, "id") : NULL;
     uint64_t id = 0;
     int has_id = idn && idn->type != JN_NULL;
-    if (has_id && jn_uint(idn, &id) != 0) {
-        srv_error(s, NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: id must be an unsigned integer");
+    if (!root || root->type != JN_OBJ || (has_id && jn_uint(idn, &id) != 0)) {
+        srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "Parse error");
         goto out;
     }
     const char *mname = jd_str(&d, root, "method", NULL);
     if (!mname) {
-        srv_error(s, has_id ? &id : NULL, MLK_RPC_INVALID_REQUEST, "Invalid Request: method is required");
+        srv_error(s, has_id ? &id : NULL, MLK_RPC_METHOD_NOT_FOUND, "Method not found");
         goto out;
     }
     const jnode *params = jd_get(&d, root, "params");
@@ -532,7 +534,7 @@ static void handle_line(server *s, char *line, size_t len)
         goto out;
     }
     int m = method_of(mname);
-    if (m == M_UNKNOWN) { srv_error(s, &id, MLK_RPC_METHOD_NOT_FOUND, "Method not found: %s", mname); goto out; }
+    if (m == M_UNKNOWN) { srv_error(s, &id, MLK_RPC_METHOD_NOT_FOUND, "Method not found"); goto out; }
     if (params && params->type != JN_OBJ) {
         srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "params: expected an object");
         goto out;
@@ -591,6 +593,13 @@ static void run_sync_line(server *s)
     }
 }
 
+/* An oversized line ends the session as upstream's line scanner does: a
+ * message on stderr, no answer on stdout. */
+static void line_too_long(void)
+{
+    fprintf(stderr, "matchlock-local: request line exceeds %u bytes (token too long); ending the session\n", MAX_LINE);
+}
+
 static void process_lines(server *s)
 {
     while (!s->paused && !s->throttled && !s->closing && !s->exiting) {
@@ -599,7 +608,7 @@ static void process_lines(server *s)
         size_t len;
         if (p.pos < 0) {
             if (avail > MAX_LINE) {
-                srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "request line exceeds %u bytes; ending the session", MAX_LINE);
+                line_too_long();
                 begin_shutdown(s, 1);
                 return;
             }
@@ -608,7 +617,7 @@ static void process_lines(server *s)
         } else {
             len = (size_t)p.pos;
             if (len > MAX_LINE) {
-                srv_error(s, NULL, MLK_RPC_PARSE_ERROR, "request line exceeds %u bytes; ending the session", MAX_LINE);
+                line_too_long();
                 begin_shutdown(s, 1);
                 return;
             }

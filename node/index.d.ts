@@ -380,3 +380,10 @@ export declare const VFS_HOOK_OP_WRITE = "write";
 export declare const VFS_HOOK_OP_CLOSE = "close";
 export declare const VFS_HOOK_OP_SYNC = "sync";
 export declare const VFS_HOOK_OP_TRUNCATE = "truncate";
+
+/** Builds the MatchlockError subclass that matches a status code (what the native layer rejects with). */
+export declare function makeError(status: number, message: string, rpcCode?: number, cause?: unknown): MatchlockError;
+/** Low-level access for tests and tools: the SWIG-generated ABI wrappers (unstable; not part of the API). */
+export declare const _native: any;
+/** Low-level access for tests and tools: the msgpack codec (unstable; not part of the API). */
+export declare const _msgpack: { encode(value: unknown): Buffer; decode(buf: Uint8Array): any };

@@ -19,6 +19,7 @@ run "install check" ./scripts/install-check.sh "$build"
 run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-local" ./python/run-tests.sh
 run "Node (node --test)" ./node/run-tests.sh "$build"
 run "Lua (5.4 and LuaJIT)" ./lua/run-tests.sh "$build"
+run "packages installed from their artifacts" ./scripts/test-packages.sh "$build"
 
 # The C suite again under AddressSanitizer + UBSan, and the libFuzzer targets
 # for a bounded time (docs/testing.md); each has a build tree of its own.

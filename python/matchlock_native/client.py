@@ -352,8 +352,20 @@ class _ClientBase:
         finally:
             self._state = "closed"
             self._detach()
+            self._release_when_done()
         out.check()
         return None
+
+    def _release_when_done(self) -> None:
+        """Once closed, free the C client at once (its notification fd goes
+        now, not at garbage collection; the core released the process's
+        pipes when the close ended).  Not when it created a sandbox:
+        remove() runs `matchlock rm` through the C client, any number of times."""
+        if self._state == "closed" and self._vm_id is None:
+            self._free_core()
+
+    def _free_core(self) -> None:
+        self._core.free()
 
     def _remove_plan(self) -> Plan:
         if self._vm_id is None or self._core.ptr == ffi.NULL:
@@ -903,6 +915,14 @@ class AsyncClient(_ClientBase):
         fd = lib.mlk_client_fd(self._core.ptr)
         ptr = self._core.ptr
         self._loop.call_soon_threadsafe(self._loop.add_reader, fd, lib.mlk_dispatch, ptr, 0)
+
+    def _free_core(self) -> None:
+        # after _detach's finish(), which may be queued on the loop
+        loop = self._loop
+        if loop is None or loop.is_closed() or (_in_loop() and asyncio.get_running_loop() is loop):
+            self._core.free()
+        else:
+            loop.call_soon_threadsafe(self._core.free)
 
     def _detach(self) -> None:
         loop = self._loop

@@ -569,3 +569,47 @@ def test_events_callback_receives_dicts(client: ml.Client) -> None:
     client.exec("true")
     client.on_event(None)
     assert all(isinstance(e, dict) for e in got)
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
+    """close() frees the C client (process pipes, notification fd) at once,
+    not at garbage collection: the clients stay referenced here.  (One that
+    created a sandbox keeps its notification fd for remove(), which runs
+    `matchlock rm` through it; its pipes go at close.)"""
+    warm = ml.Client(config)
+    warm.start()
+    warm.launch(ml.Sandbox("alpine:latest"))
+    warm.close()
+    warm.remove()
+    before = _fds()
+    keep = [warm]
+    for _ in range(200):
+        c = ml.Client(config)
+        c.start()
+        c.close()
+        keep.append(c)
+    after = _fds()
+    assert after - before <= 3, f"descriptors grew from {before} to {after} over 200 closed clients"
+    with pytest.raises(ml.MatchlockError, match="closed"):
+        keep[1].exec("true")
+
+
+def test_async_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
+    import asyncio
+
+    async def main() -> tuple[int, int]:
+        keep = []
+        before = _fds()
+        for _ in range(50):
+            c = ml.AsyncClient(config)
+            await c.start()
+            await c.close()
+            keep.append(c)
+        return before, _fds()
+
+    before, after = asyncio.run(main())
+    assert after - before <= 3, f"descriptors grew from {before} to {after} over 50 closed async clients"

@@ -1,5 +1,5 @@
-/* End-to-end tests of the public C API against the real matchlock-local
- * process, over real pipes. */
+/* End-to-end tests of the public C API against a real server process over
+ * real pipes: matchlock-local, or the conformance peer (e2e_server.h). */
 #include <criterion/criterion.h>
 #include <msgpack.h>
 #include <pthread.h>
@@ -10,25 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "e2e_server.h"
 #include "matchlock.h"
 
-static char state_dir[256];
-
-static mlk_config *local_config(void)
-{
-    if (!state_dir[0]) {
-        snprintf(state_dir, sizeof state_dir, "/tmp/mlk-e2e-%d", (int)getpid());
-        mkdir(state_dir, 0700);
-    }
-    mlk_config *cfg = mlk_config_new();
-    mlk_config_set_binary(cfg, MLK_LOCAL_BIN);
-    mlk_config_set_env(cfg, "XDG_STATE_HOME", state_dir);
-    return cfg;
-}
 
 static mlk_client *sandbox(void)
 {
-    mlk_config *cfg = local_config();
+    mlk_config *cfg = e2e_config();
     mlk_client *c = NULL;
     mlk_result *r = NULL;
     cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
@@ -352,7 +340,7 @@ Test(e2e, close_remove_and_closed_errors, .timeout = 30)
 {
     mlk_client *c = sandbox();
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/matchlock-local/vms/%s", state_dir, mlk_client_vm_id(c));
+    e2e_vm_dir(dir, sizeof dir, NULL, mlk_client_vm_id(c));
     struct stat st;
     cr_assert_eq(stat(dir, &st), 0, "state dir %s", dir);
     mlk_result *r = NULL;
@@ -370,7 +358,7 @@ Test(e2e, close_remove_and_closed_errors, .timeout = 30)
 
 Test(e2e, validation_fails_before_sending, .timeout = 30)
 {
-    mlk_config *cfg = local_config();
+    mlk_config *cfg = e2e_config();
     mlk_client *c = NULL;
     cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
     mlk_config_free(cfg);
@@ -390,7 +378,7 @@ Test(e2e, validation_fails_before_sending, .timeout = 30)
 
 Test(e2e, volumes, .timeout = 30)
 {
-    mlk_config *cfg = local_config();
+    mlk_config *cfg = e2e_config();
     mlk_result *r = NULL;
     cr_assert_eq(mlk_volume_create(cfg, "data1", 64, &r), 0, "%s", mlk_result_message(r));
     size_t n;
@@ -465,7 +453,8 @@ static char *one_rule(size_t *len, const char *key, const char *val)
 
 Test(e2e, vfs_hooks_against_local_backend, .timeout = 60)
 {
-    mlk_config *cfg = local_config();
+    E2E_NEEDS(E2E_CMD_FILE_EVENTS);
+    mlk_config *cfg = e2e_config();
     mlk_client *c = NULL;
     cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
     mlk_config_free(cfg);
@@ -546,7 +535,7 @@ static void await(mlk_client *c, struct async_seen *s)
 
 Test(e2e, async_forms, .timeout = 60)
 {
-    mlk_config *cfg = local_config();
+    mlk_config *cfg = e2e_config();
     mlk_client *c = NULL;
     cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);
     mlk_config_free(cfg);

@@ -1,8 +1,8 @@
 /* What a client leaves behind: nothing.  After close and free there is no
  * extra fd, no extra thread, no child (running or zombie), and a child
  * that died under a pending write never turns into SIGPIPE for the host.
- * These run against the real matchlock-local (MLK_LOCAL_BIN) and against
- * a shell peer that closes its stdin. */
+ * These run against the real server of the end-to-end tests (e2e_server.h)
+ * and against a shell peer that closes its stdin. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "e2e_server.h"
 #include "matchlock.h"
 
 static int count_dir(const char *path)
@@ -58,17 +59,9 @@ static int children(int *zombies, pid_t *last)
     return n;
 }
 
-static char state_dir[128];
-
 static mlk_client *local_client(void)
 {
-    if (!state_dir[0]) {
-        snprintf(state_dir, sizeof state_dir, "/tmp/mlk-res-%d", (int)getpid());
-        mkdir(state_dir, 0700);
-    }
-    mlk_config *cfg = mlk_config_new();
-    mlk_config_set_binary(cfg, MLK_LOCAL_BIN);
-    mlk_config_set_env(cfg, "XDG_STATE_HOME", state_dir);
+    mlk_config *cfg = e2e_config();
     mlk_client *c = NULL;
     mlk_result *r = NULL;
     cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));

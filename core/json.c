@@ -512,18 +512,49 @@ static char *put_utf8(char *o, unsigned cp)
 /* Whether any of the n bytes at p is below 0x20, eight at a time: a byte
  * b < 0x20 is one where b - 0x20 borrows into its top bit while b's top
  * bit is clear (exact for the whole word's "any" answer). */
-static int has_ctrl(const char *p, size_t n)
+/* Whether p[0..n) holds a backslash or a control character: a string
+ * without either needs no unescaping and is valid as it is. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static int has_special(const char *p, size_t n)
+{
+    const __m128i bs = _mm_set1_epi8('\\'), c1f = _mm_set1_epi8(0x1f);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(p + i)), b = _mm_loadu_si128((const __m128i *)(p + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(p + i + 32)), d = _mm_loadu_si128((const __m128i *)(p + i + 48));
+        /* x <= 0x1f (unsigned) exactly when min(x, 0x1f) == x */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(a, c1f), a), _mm_cmpeq_epi8(a, bs)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(b, c1f), b), _mm_cmpeq_epi8(b, bs)));
+        m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(c, c1f), c), _mm_cmpeq_epi8(c, bs)));
+        m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, c1f), d), _mm_cmpeq_epi8(d, bs)));
+        if (_mm_movemask_epi8(m)) return 1;
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(p + i));
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(a, c1f), a), _mm_cmpeq_epi8(a, bs)))) return 1;
+    }
+    for (; i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || p[i] == '\\') return 1;
+    return 0;
+}
+#else
+static int has_special(const char *p, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t w;
+        uint64_t w, b;
         memcpy(&w, p + i, 8);
-        if ((w - 0x2020202020202020ull) & ~w & 0x8080808080808080ull) return 1;
+        b = w ^ 0x5c5c5c5c5c5c5c5cull; /* a zero byte where w has a backslash */
+        if (((w - 0x2020202020202020ull) & ~w & 0x8080808080808080ull) ||
+            ((b - 0x0101010101010101ull) & ~b & 0x8080808080808080ull))
+            return 1;
     }
     for (; i < n; i++)
-        if ((unsigned char)p[i] < 0x20) return 1;
+        if ((unsigned char)p[i] < 0x20 || p[i] == '\\') return 1;
     return 0;
 }
+#endif
 
 /* p points after the opening quote.  Unescape in place. */
 static int parse_string(pstate *ps, char **s, size_t *len)
@@ -531,8 +562,7 @@ static int parse_string(pstate *ps, char **s, size_t *len)
     char *start = ps->p, *o;
     char *q = memchr(ps->p, '"', (size_t)(ps->end - ps->p));
     if (!q) { ps->d->err = "unterminated string"; return -1; }
-    if (!memchr(ps->p, '\\', (size_t)(q - ps->p))) { /* fast path: no escapes */
-        if (has_ctrl(start, (size_t)(q - start))) { ps->d->err = "control character in string"; return -1; }
+    if (!has_special(start, (size_t)(q - start))) { /* fast path: nothing to unescape or refuse */
         *s = start;
         *len = (size_t)(q - start);
         *q = '\0';

@@ -1068,3 +1068,34 @@ Test(json, base64_simd_decoders_match_the_portable_one)
     }
     cr_log_info("base64: %d SIMD decoder(s) compared", tested);
 }
+
+/* The string scanner looks at 64 and 16 bytes at a time: a control
+ * character or an escape at any position of a long string is seen. */
+Test(json, long_strings_with_a_control_character_or_escape_anywhere)
+{
+    enum { L = 200 };
+    for (size_t pos = 0; pos < L; pos++) {
+        for (int kind = 0; kind < 3; kind++) {
+            char text[L + 8], *keep;
+            text[0] = '"';
+            for (size_t i = 0; i < L; i++) text[1 + i] = (char)('a' + i % 26);
+            if (kind == 0) text[1 + pos] = '\x1f';
+            if (kind == 1) text[1 + pos] = (char)0x80; /* not a control character (UTF-8 byte) */
+            if (kind == 2 && pos + 1 < L) { text[1 + pos] = '\\'; text[2 + pos] = 'n'; }
+            text[1 + L] = '"';
+            text[2 + L] = '\0';
+            jdoc d;
+            int rc = parse(&d, text, &keep);
+            if (kind == 0) {
+                cr_assert_neq(rc, 0, "control character at %zu accepted", pos);
+            } else {
+                cr_assert_eq(rc, 0, "kind %d at %zu: %s", kind, pos, d.err ? d.err : "");
+                size_t want = kind == 2 && pos + 1 < L ? L - 1 : L;
+                cr_assert_eq(d.nodes[0].len, want, "kind %d at %zu", kind, pos);
+                if (kind == 2 && pos + 1 < L) cr_assert_eq(d.nodes[0].s[pos], '\n');
+            }
+            jd_free(&d);
+            free(keep);
+        }
+    }
+}

@@ -264,8 +264,7 @@ MLK_API int mlk_dispatch(mlk_client *c, int max)
 MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms)
 {
     if (!c) return MLK_EINVAL;
-    if (timeout_ms != 0 && !__atomic_load_n(&c->mainq.head, __ATOMIC_ACQUIRE))
-        queue_wait(&c->mainq, timeout_ms < 0 ? -1 : timeout_ms);
+    if (!__atomic_load_n(&c->mainq.head, __ATOMIC_ACQUIRE)) queue_wait(&c->mainq, timeout_ms < 0 ? -1 : timeout_ms);
     return mlk_dispatch(c, 0);
 }
 

@@ -361,7 +361,7 @@ void queue_wait(mlk_queue *q, int timeout_ms)
     }
     /* a queue with a descriptor (mlk_dispatch_wait): spin as well, then
      * poll once; a signal ends the wait early (the host may want to act) */
-    if (spin_for(q)) return;
+    if (spin_for(q) || timeout_ms == 0) return;
     struct pollfd p = {.fd = q->rfd, .events = POLLIN};
     (void)poll(&p, 1, timeout_ms);
 }

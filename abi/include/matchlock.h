@@ -385,7 +385,7 @@ MLK_API int mlk_client_fd(const mlk_client *c);
 MLK_API int mlk_dispatch(mlk_client *c, int max);
 /** Wait for callbacks and run them (since 1.1): waits until callbacks are
  *  waiting for mlk_dispatch() or `timeout_ms` passes (-1: no limit; 0:
- *  do not wait), spinning up to 50 us before it sleeps (an answer usually
+ *  only the spin, never sleep), spinning up to 50 us before it sleeps (an answer usually
  *  comes that fast), then runs what is queued, as mlk_dispatch(c, 0), on
  *  the calling thread.  A signal delivered to the thread ends the wait
  *  early.  Returns how many callbacks ran (0 on timeout), or a negative

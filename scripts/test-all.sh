@@ -16,10 +16,33 @@ run "C core (Criterion)" "$build/mlk_tests" -j2 --timeout 120
 run "ABI check" ./scripts/abi-check.sh "$build"
 run "ABI check self-test (changed, removed, added)" ./scripts/abi-check-selftest.sh
 run "install check" ./scripts/install-check.sh "$build"
-run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-local" ./python/run-tests.sh
+work=$(mktemp -d "${TMPDIR:-/tmp}/mlk-test-all.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-local" MLK_PY_VENV="$work/venv" \
+  ./python/run-tests.sh
 run "Node (node --test)" ./node/run-tests.sh "$build"
 run "Lua (5.4 and LuaJIT)" ./lua/run-tests.sh "$build"
 run "packages installed from their artifacts" ./scripts/test-packages.sh "$build"
+
+# The end-to-end suites once more, against upstream's own server code: the
+# conformance peer (upstream's CLI and JSON-RPC handler, process-backed VM)
+# from $MLK_CONFORMANCE_BIN, else beside the checkout where CI puts it.  Only
+# the end-to-end tests run again (MLK_E2E_ONLY), each suite with its own
+# state directory and HOME for the server; docs/testing.md lists what only
+# matchlock-local can show.
+conf=${MLK_CONFORMANCE_BIN:-$(dirname "$(pwd)")/shared/conformance/matchlock-conformance}
+if [ -x "$conf" ]; then
+  conformance() {
+    env MLK_E2E_SERVER="$conf" MLK_E2E_BACKEND=conformance MLK_E2E_ONLY=1 "$@"
+  }
+  run "C end-to-end against the conformance peer" \
+    conformance "$build/mlk_tests" -j2 --timeout 120 --filter '@(e2e|resources|local_protocol|local_cli)/*'
+  run "Python end-to-end against the conformance peer" conformance env MLK_PY_VENV="$work/venv" ./python/run-tests.sh
+  run "Node end-to-end against the conformance peer" conformance ./node/run-tests.sh "$build"
+  run "Lua end-to-end against the conformance peer" conformance ./lua/run-tests.sh "$build"
+else
+  echo "=== end-to-end suites against the conformance peer: skipped ($conf not found; set MLK_CONFORMANCE_BIN)"
+fi
 
 # The C suite again under AddressSanitizer + UBSan, and the libFuzzer targets
 # for a bounded time (docs/testing.md); each has a build tree of its own.

@@ -46,6 +46,26 @@ python_package() {
   echo "$msg" | grep -q "install libevent-dev" || { echo "sdist without libevent said: $msg"; return 1; }
 }
 
+lua_package() {
+  local files; files=$("$repo/lua/dist.sh" "$work/lua-dist")
+  local tarball rockspec; tarball=$(echo "$files" | sed -n 1p); rockspec=$(echo "$files" | sed -n 2p)
+  # luarocks install: fetches source.url (the tarball), builds, installs
+  luarocks --lua-version 5.4 --tree "$work/rocks" install "$rockspec" >"$work/luarocks.log" 2>&1 ||
+    { tail -20 "$work/luarocks.log"; return 1; }
+  cd "$work"
+  eval "$(luarocks --lua-version 5.4 --tree "$work/rocks" path)"
+  lua5.4 "$scen/scenario.lua"
+  # luarocks make inside the unpacked tarball (LuaJIT's tree): the sources stay as they were
+  mkdir -p "$work/lua-src" && tar xzf "$tarball" -C "$work/lua-src"
+  local src; src=$(echo "$work"/lua-src/*/)
+  local before; before=$(cd "$src" && find . | sort)
+  (cd "$src" && luarocks --lua-version 5.1 --tree "$work/rocks-jit" make LUA_INCDIR="$(pkg-config --variable=includedir luajit)" >"$work/luarocks-make.log" 2>&1) ||
+    { tail -20 "$work/luarocks-make.log"; return 1; }
+  [ "$before" = "$(cd "$src" && find . | sort)" ] || { echo "luarocks make left files in the sources"; return 1; }
+  eval "$(luarocks --lua-version 5.1 --tree "$work/rocks-jit" path)"
+  luajit "$scen/scenario.lua"
+}
+
 for lang in "${langs[@]}"; do
   echo "--- $lang: install from the artifact, run the scenario"
   if ( "${lang}_package" ); then passed=$((passed + 1)); else echo "--- $lang FAILED"; failed=$((failed + 1)); fi

@@ -183,7 +183,13 @@ MLK_API int mlk_config_set_binary(mlk_config *cfg, const char *path);
 /** Non-zero: run the child as `sudo <binary> rpc`. */
 MLK_API int mlk_config_set_sudo(mlk_config *cfg, int use_sudo);
 /** A launcher prefix put in front of the command, e.g. {"ssh","host"} or
- *  {"kubectl","exec","-i","pod","--"}.  n == 0 clears it. */
+ *  {"kubectl","exec","-i","pod","--"}.  n == 0 clears it.  The `rm` and
+ *  `volume` commands go through it too.  What the launcher prints on
+ *  stderr lands in the stderr tail (mlk_client_stderr_tail), and when it
+ *  dies every pending call fails with MLK_EDEAD and that tail.  With a
+ *  launcher set, network hook callbacks fail create with
+ *  MLK_EINVALID_NET_HOOK before anything is sent: the server connects to
+ *  the hook socket on its own machine (docs/remote.md). */
 MLK_API int mlk_config_set_launcher(mlk_config *cfg, const char *const *argv, size_t n);
 /** Add NAME=VALUE to the child's environment (on top of the inherited one). */
 MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *value);

@@ -1,4 +1,12 @@
--- helpers.lua - shared setup for the tests: the module, the local backend.
+-- helpers.lua - shared setup for the tests: the module, the server of the
+-- end-to-end tests, and the one table of what only one backend can show.
+--
+-- The server is $MLK_E2E_SERVER (default $MATCHLOCK_LOCAL_BIN, else the built
+-- matchlock-local); scripts/test-all.sh runs the end-to-end files a second
+-- time against the conformance peer (upstream's own handler with a
+-- process-backed VM).  $MLK_E2E_BACKEND names the backend ("local" or
+-- "conformance"); without it the server's `version` decides.  A test that
+-- needs what only matchlock-local shows starts with H.needs(CAP).
 local H = {}
 local here = debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./"
 H.repo = os.getenv("MLK_REPO") or (here .. "../..")
@@ -13,13 +21,50 @@ local function exists(p)
 end
 H.exists = exists
 
---- The matchlock-local binary: $MATCHLOCK_LOCAL_BIN, else <repo>/build/matchlock-local.
+--- The server binary: $MLK_E2E_SERVER, $MATCHLOCK_LOCAL_BIN, else <repo>/build/matchlock-local.
 function H.local_bin()
-  local b = os.getenv("MATCHLOCK_LOCAL_BIN") or (H.repo .. "/build/matchlock-local")
+  local b = os.getenv("MLK_E2E_SERVER") or os.getenv("MATCHLOCK_LOCAL_BIN") or (H.repo .. "/build/matchlock-local")
   if not exists(b) then
-    error("matchlock-local not found at " .. b .. "; build it (make build) or set MATCHLOCK_LOCAL_BIN", 0)
+    error("server not found at " .. b .. "; build matchlock-local (make build) or set MLK_E2E_SERVER", 0)
   end
   return b
+end
+
+-- What the conformance peer cannot show, and why (its README); matchlock-local
+-- shows all of it.  The same table is in tests/c/e2e_server.c.
+H.CONFORMANCE_LACKS = {
+  cmd_file_events = "no FUSE layer: a command's own writes produce no VFS events (only the SDK's file calls on VFS mounts do)",
+  net_traffic = "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
+  isolation = "commands are plain processes (no namespaces, no resource limits)",
+  close_stops_commands = "upstream's close waits for in-flight requests to end, so a close while a command runs "
+    .. "ends at the SDK's close deadline (the server is killed)",
+  local_behaviour = "this checks matchlock-local's own behaviour where upstream's differs (docs/testing.md lists each difference)",
+}
+
+local backend_name = os.getenv("MLK_E2E_BACKEND")
+function H.backend()
+  if not backend_name or backend_name == "" then
+    local f = io.popen("'" .. H.local_bin() .. "' version 2>/dev/null")
+    local out = f and f:read("*a") or ""
+    if f then f:close() end
+    -- matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
+    backend_name = (out:match("^[^\n]*") or ""):find("-local", 1, true) and "local" or "conformance"
+  end
+  return backend_name
+end
+
+--- Why the server cannot show cap, or nil when it can.
+function H.lacks(cap)
+  local why = H.CONFORMANCE_LACKS[cap]
+  if not why then error("unknown capability " .. tostring(cap), 2) end
+  if H.backend() == "local" then return nil end
+  return why
+end
+
+--- Skip the calling test when the server cannot show cap.
+function H.needs(cap)
+  local why = H.lacks(cap)
+  if why then error("SKIP: " .. H.backend() .. " backend: " .. why, 0) end
 end
 
 local state
@@ -37,7 +82,10 @@ end
 
 --- Client options for the local backend, merged with extra.
 function H.opts(extra)
-  local o = { binary = H.local_bin(), env = { XDG_STATE_HOME = H.state_dir() } }
+  -- matchlock-local keeps state under $XDG_STATE_HOME, upstream under
+  -- $HOME/.matchlock, the conformance peer its VM roots in $CONFPEER_STATE
+  local d = H.state_dir()
+  local o = { binary = H.local_bin(), env = { XDG_STATE_HOME = d, HOME = d, CONFPEER_STATE = d .. "/confpeer" } }
   for k, v in pairs(extra or {}) do o[k] = v end
   return o
 end

@@ -185,7 +185,8 @@ return function(T)
     local name = "luavol" .. os.time() % 100000
     local v = ml.volume_create(name, 16, H.opts())
     T.eq(v.name, name)
-    T.eq(v.size, 16)
+    T.eq(v.size, "16.0 MB")   -- upstream prints the size as a display string
+    T.ok(type(v.path) == "string" and v.path ~= "", "a path")
     local found
     for _, x in ipairs(ml.volume_list(H.opts())) do if x.name == name then found = x end end
     T.ok(found, "listed")
@@ -201,7 +202,7 @@ return function(T)
       :with_vfs_interception({ emit_events = true }))
     local events = {}
     c:on_event(function(e) events[#events + 1] = e end)
-    c:exec("echo hi > /workspace/ev.txt")
+    c:write_file("/workspace/ev.txt", "hi\n") -- a file call: every backend emits its event
     H.pump(c, function()
       for _, e in ipairs(events) do if e.file and tostring(e.file.path):find("ev.txt", 1, true) then return true end end
     end, 5000)
@@ -215,5 +216,28 @@ return function(T)
     T.ok(c:close())
     T.ok(c:remove())
     c:free()
+  end)
+
+  T.test("close releases every descriptor of the client at once (200 clients)", function()
+    -- the clients stay referenced, so only close() can free their fds
+    local function fds()
+      local p = io.popen("ls /proc/$PPID/fd | wc -l")
+      local n = tonumber(p:read("*a"))
+      p:close()
+      return n
+    end
+    local warm = H.client()
+    warm:close()
+    local before = fds()
+    local keep = { warm }
+    for i = 1, 200 do
+      local c = H.client()
+      T.ok(c:close())
+      keep[#keep + 1] = c
+    end
+    local after = fds()
+    T.ok(after - before <= 3, ("descriptors grew from %d to %d over 200 closed clients"):format(before, after))
+    T.eq(keep[2]:vm_id(), nil)
+    T.ok(keep[2]:close())
   end)
 end

@@ -20,6 +20,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import matchlock_native as ml
+
+# real traffic and a command's own file events: matchlock-local only (conftest.py)
+pytestmark = [pytest.mark.needs("net_traffic"), pytest.mark.needs("cmd_file_events")]
 from conftest import REPO
 from matchlock_native import _hooks
 from matchlock_native._msgpack import unpackb
@@ -315,10 +318,10 @@ def test_hook_rule_validation_errors() -> None:
     sb.with_network_interception(ml.NetworkInterceptionConfig(rules=[ml.NetworkHookRule(name="two", hook=print)]))
     assert [r["name"] for r in sb.params()["network"]["interception"]["rules"]] == ["two"]
     assert [e.name for e in sb._hook_entries] == ["two"]
-    # after-hooks switch file events on, which need a mount
-    with pytest.raises(ml.InvalidVFSHookError):
-        ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
-            ml.VFSHookRule(phase="after", hook=print)])).params()
+    # after-hooks switch file events on; without a mount too (the server judges, as upstream)
+    p = ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
+        ml.VFSHookRule(phase="after", hook=print)])).params()
+    assert p["vfs"] == {"interception": {"emit_events": True}}
     p = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
         ml.VFSHookRule(phase="after", hook=print)])).params()
     assert p["vfs"]["interception"] == {"emit_events": True}

@@ -23,6 +23,8 @@ static const char *const conformance_lacks[E2E_CAP_COUNT] = {
                             "(only the SDK's file calls on VFS mounts do)",
     [E2E_NET_TRAFFIC] = "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
     [E2E_ISOLATION] = "commands are plain processes (no namespaces, no resource limits)",
+    [E2E_CLOSE_STOPS_COMMANDS] = "upstream's close waits for in-flight requests to end, so a close while a "
+                                 "command runs ends at the SDK's close deadline (the server is killed)",
     [E2E_LOCAL_BEHAVIOUR] = "this checks matchlock-local's own behaviour where upstream's differs "
                             "(docs/testing.md, \"matchlock-local and upstream\", lists each difference)",
 };
@@ -42,8 +44,8 @@ const char *e2e_backend(void)
         snprintf(name, sizeof name, "%s", b);
         return name;
     }
-    /* matchlock-local answers `version` like upstream, its version
-     * marked "-local" ("matchlock 0.1.0-local (commit: ...)") */
+    /* matchlock-local's `version` says it is the local backend
+     * ("matchlock 0.1.0-local (commit: ...)") */
     char cmd[1200], line[128] = "";
     snprintf(cmd, sizeof cmd, "'%s' version 2>/dev/null", e2e_server());
     FILE *p = popen(cmd, "r");
@@ -51,7 +53,7 @@ const char *e2e_backend(void)
         if (!fgets(line, sizeof line, p)) line[0] = '\0';
         pclose(p);
     }
-    snprintf(name, sizeof name, "%s", strstr(line, "-local (") ? "local" : "conformance");
+    snprintf(name, sizeof name, "%s", strstr(line, "-local") ? "local" : "conformance");
     return name;
 }
 

@@ -21,6 +21,7 @@ typedef enum e2e_cap {
     E2E_CMD_FILE_EVENTS, /* VFS events and hooks for a command's own writes */
     E2E_NET_TRAFFIC,     /* network hooks and allow-lists on real traffic */
     E2E_ISOLATION,       /* bubblewrap isolation of commands */
+    E2E_CLOSE_STOPS_COMMANDS, /* close stops commands still running */
     E2E_LOCAL_BEHAVIOUR, /* where matchlock-local deliberately or not yet behaves like upstream */
     E2E_CAP_COUNT
 } e2e_cap;

@@ -300,6 +300,13 @@ MLK_API int mlk_dispatch(mlk_client *c, int max)
     return n;
 }
 
+MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms)
+{
+    if (!c) return MLK_EINVAL;
+    if (!__atomic_load_n(&c->mainq.head, __ATOMIC_ACQUIRE)) queue_wait(&c->mainq, timeout_ms < 0 ? -1 : timeout_ms);
+    return mlk_dispatch(c, 0);
+}
+
 MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud)
 {
     if (!c) return MLK_EINVAL;

@@ -406,6 +406,16 @@ MLK_API int mlk_client_fd(const mlk_client *c);
  *  what arrives meanwhile waits for the next call) on the calling thread.
  *  Returns how many ran, or a negative code. */
 MLK_API int mlk_dispatch(mlk_client *c, int max);
+/** Wait for callbacks and run them (since 1.1): waits until callbacks are
+ *  waiting for mlk_dispatch() or `timeout_ms` passes (-1: no limit; 0:
+ *  only the spin, never sleep), spinning up to 50 us before it sleeps (an answer usually
+ *  comes that fast), then runs what is queued, as mlk_dispatch(c, 0), on
+ *  the calling thread.  A signal delivered to the thread ends the wait
+ *  early.  Returns how many callbacks ran (0 on timeout), or a negative
+ *  code.  This lets the thread that waits for a call run its completion
+ *  itself, with no other thread involved; as with mlk_dispatch(), only one
+ *  thread at a time may dispatch a client. */
+MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms);
 
 /** Called with each `event` notification (msgpack map of the event's
  *  params), on the thread calling mlk_dispatch().  NULL removes it.

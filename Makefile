@@ -89,3 +89,21 @@ bench-lua: deps
 	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/lua/run.sh
 bench-node: deps
 	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/node/run.sh
+
+# Release artifacts, each installable on its own (docs/packaging.md):
+# dist/matchlock-lua-V.tar.gz + its rockspec (lua/dist.sh), the Python sdist
+# and manylinux cp310-abi3 wheel (python/build-dist.sh), the npm tarball.
+DIST ?= dist
+.PHONY: dist dist-lua dist-python dist-node test-packages
+dist: dist-lua dist-python dist-node
+dist-lua:
+	./lua/dist.sh $(DIST)
+dist-python:
+	./python/build-dist.sh $(CURDIR)/$(DIST)
+dist-node:
+	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(CURDIR)/$(DIST)
+
+# Each package installed from its artifact outside the tree, running the
+# scenario (part of make test).
+test-packages: build
+	./scripts/test-packages.sh $(BUILD)

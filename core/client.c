@@ -20,8 +20,11 @@
 /* ===================================================================== */
 /* host side: submitting calls                                             */
 
+int client_inherited(const mlk_client *c) { return c->fork_gen != ioloop_fork_generation(); }
+
 int client_state(mlk_client *c)
 {
+    if (client_inherited(c)) return ST_CLOSED; /* no lock: a thread of the parent may have held it */
     pthread_mutex_lock(&c->mu);
     int st = c->state;
     pthread_mutex_unlock(&c->mu);
@@ -82,10 +85,14 @@ void submit_or_fail(mlk_client *c, req *r, jw *w)
     submit_line(c, r, line, len);
 }
 
-int closed_result(mlk_result **out)
+int closed_result(const mlk_client *c, mlk_result **out)
 {
     mlk_result *r = result_new();
-    if (r) result_fail(r, MLK_ECLOSED, "client closed: this call needs an open client (create a new one)");
+    if (r && client_inherited(c))
+        result_fail(r, MLK_ECLOSED, "client closed: this client was inherited across fork() and belongs to the "
+                    "parent process (create a new one in this process)");
+    else if (r)
+        result_fail(r, MLK_ECLOSED, "client closed: this call needs an open client (create a new one)");
     return result_give(r, out);
 }
 
@@ -175,6 +182,7 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     fcntl(c->in_fd, F_SETFL, fcntl(c->in_fd, F_GETFL) | O_NONBLOCK);
     fcntl(c->out_fd, F_SETFL, fcntl(c->out_fd, F_GETFL) | O_NONBLOCK);
     fcntl(c->err_fd, F_SETFL, fcntl(c->err_fd, F_GETFL) | O_NONBLOCK);
+    c->fork_gen = ioloop_fork_generation();
     ioloop_run_sync(t_attach, c);
     *out = c;
     if (res) *res = result_new();
@@ -221,9 +229,29 @@ static void client_destroy(mlk_client *c)
     if (c->tokens_out == 0 && atomic_compare_exchange_strong(&c->free_deferred, &one, 0)) client_final_free(c);
 }
 
+/* Free a client inherited across fork(): only this process's copies go.
+ * Nothing is sent, the socket file is the parent's, and what the parent's
+ * I/O thread or another thread of it owned (events, queued callbacks,
+ * pending requests, locks) is left untouched. */
+static void client_free_inherited(mlk_client *c)
+{
+    int fds[] = {c->in_fd, c->out_fd, c->err_fd, c->pid_fd, c->mainq.rfd,
+                 c->mainq.wfd != c->mainq.rfd ? c->mainq.wfd : -1};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    hooks_forget(c);
+    jd_free(&c->doc);
+    free(c->buf);
+    free(c->vm_id);
+    free(c->dead_msg);
+    mlk_config_free(c->cfg);
+    free(c);
+}
+
 MLK_API void mlk_client_free(mlk_client *c)
 {
     if (!c) return;
+    if (client_inherited(c)) { client_free_inherited(c); return; }
     if (c->in_dispatch > 0) { c->free_pending = 1; return; }
     client_destroy(c);
 }
@@ -231,6 +259,7 @@ MLK_API void mlk_client_free(mlk_client *c)
 MLK_API const char *mlk_client_vm_id(const mlk_client *c)
 {
     if (!c) return NULL;
+    if (client_inherited(c)) return c->vm_id;
     pthread_mutex_lock((pthread_mutex_t *)&c->mu);
     const char *id = c->vm_id;
     pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
@@ -240,6 +269,7 @@ MLK_API const char *mlk_client_vm_id(const mlk_client *c)
 MLK_API char *mlk_client_stderr_tail(const mlk_client *c)
 {
     if (!c) return NULL;
+    if (client_inherited(c)) return strdup("");
     pthread_mutex_lock((pthread_mutex_t *)&c->mu);
     char *s = malloc(c->tail_len + 1);
     if (s) {
@@ -255,6 +285,7 @@ MLK_API int mlk_client_fd(const mlk_client *c) { return c ? c->mainq.rfd : MLK_E
 MLK_API int mlk_dispatch(mlk_client *c, int max)
 {
     if (!c) return MLK_EINVAL;
+    if (client_inherited(c)) return MLK_ECLOSED;
     c->in_dispatch++;
     int n = queue_drain(&c->mainq, max < 0 ? 0 : max);
     if (--c->in_dispatch == 0 && c->free_pending) client_destroy(c);
@@ -264,6 +295,7 @@ MLK_API int mlk_dispatch(mlk_client *c, int max)
 MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud)
 {
     if (!c) return MLK_EINVAL;
+    if (client_inherited(c)) return MLK_ECLOSED;
     pthread_mutex_lock(&c->mu);
     c->event_cb = cb;
     c->event_ud = ud;

@@ -110,6 +110,7 @@ struct mlk_client {
     _Atomic int tokens_out;       /* references: unanswered mlk_hook_calls, CLI jobs */
     int creating;                 /* a create is in flight (under mu) */
     _Atomic int free_deferred;    /* mlk_client_free waits for tokens_out == 0 */
+    unsigned fork_gen;            /* ioloop_fork_generation() when made */
 };
 
 /* ===================================================================== */
@@ -174,7 +175,7 @@ typedef struct route {
 #define START(c, rt, blocking, done, ud, out)                                                \
     do {                                                                                     \
         if (!(c)) return (blocking) ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL; \
-        if (client_state(c) != ST_OPEN) return (blocking) ? closed_result(out) : MLK_ECLOSED; \
+        if (client_state(c) != ST_OPEN) return (blocking) ? closed_result(c, out) : MLK_ECLOSED; \
         if (route_init(rt, blocking, done, ud) != 0)                                         \
             return (blocking) ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;      \
     } while (0)
@@ -224,7 +225,10 @@ int client_state(mlk_client *c);
 int call_async(mlk_client *c, req *r, jw *w, mlk_done_cb done, void *ud, uint64_t *op);
 int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out);
 void submit_or_fail(mlk_client *c, req *r, jw *w);
-int closed_result(mlk_result **out);
+int closed_result(const mlk_client *c, mlk_result **out);
+/* The client was made in the parent of this process (fork()): every call
+ * refuses with MLK_ECLOSED and free only releases this process's copies. */
+int client_inherited(const mlk_client *c);
 int fail_now(int status, mlk_result **out, const char *msg);
 int route_init(route *rt, int blocking, mlk_done_cb done, void *ud);
 mlk_queue *route_queue(mlk_client *c, route *rt);
@@ -259,6 +263,8 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
 void hooks_detach(mlk_client *c);
 /* Free the client's hook state (after the I/O thread let go). */
 void hooks_free(mlk_client *c);
+/* In a fork() child: free the rules and paths, touch nothing else. */
+void hooks_forget(mlk_client *c);
 /* I/O thread: a file `event` arrived; queue matching after-hooks. */
 void hooks_on_file_event(mlk_client *c, const jdoc *d, const jnode *file);
 /* Whether an action or mutate hook applies to this op ("write", "read",

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_NET_TIMEOUT_MS 5000 /* the server gives up on a callback after about this long */
@@ -738,6 +739,19 @@ void hooks_free(mlk_client *c)
     c->hooks = NULL;
 }
 
+void hooks_forget(mlk_client *c)
+{
+    struct hookrt *rt = c->hooks;
+    if (!rt) return;
+    if (rt->listen_fd >= 0) close(rt->listen_fd);
+    for (hconn *k = rt->conns; k; k = k->next) close(k->fd); /* the connections themselves stay */
+    hookset_clear(&rt->set);
+    free(rt->sock_path);
+    free(rt->dir);
+    free(rt);
+    c->hooks = NULL;
+}
+
 /* ===================================================================== */
 /* VFS after-hooks: I/O thread                                            */
 
@@ -778,8 +792,25 @@ struct chain {
     void (*finish)(mlk_client *, req *, const char *, const char *, size_t, uint32_t);
     chain *link;                 /* in hookrt.chains, under c->mu */
     int running;                 /* an answer is being processed (under c->mu) */
-    int cancelled;               /* mlk_cancel completed the call already (under c->mu) */
+    int cancelled;               /* mlk_cancel or the deadline completed the call already (under c->mu) */
+    int freed;                   /* chain_free started (under c->mu): the timer does nothing */
+    int64_t timeout_ms;          /* the call's deadline covers its hooks too; 0 = none */
+    struct timespec deadline;
+    struct event *timer;         /* I/O: fires at the deadline */
 };
+
+static long chain_ms_left(const chain *ch)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (ch->deadline.tv_sec - now.tv_sec) * 1000 + (ch->deadline.tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static void chain_deadline_msg(const chain *ch, char *msg, size_t n)
+{
+    snprintf(msg, n, "%s_file: deadline of %lld ms exceeded while a VFS hook was deciding (the call was cancelled)",
+             strcmp(ch->op, "readdir") == 0 ? "list" : ch->op, (long long)ch->timeout_ms);
+}
 
 static void chain_free(chain *ch)
 {
@@ -787,7 +818,9 @@ static void chain_free(chain *ch)
     pthread_mutex_lock(&c->mu);
     for (chain **p = c->hooks ? &c->hooks->chains : NULL; p && *p; p = &(*p)->link)
         if (*p == ch) { *p = ch->link; break; }
+    ch->freed = 1;
     pthread_mutex_unlock(&c->mu);
+    if (ch->timer) event_free(ch->timer); /* waits for a running chain_timeout (it takes c->mu) */
     free(ch->path);
     free(ch->data);
     free(ch);
@@ -803,6 +836,13 @@ static void chain_fail(chain *ch, int status, const char *msg)
 static void chain_next(chain *ch)
 {
     struct hookrt *rt = ch->c->hooks;
+    long left = ch->timeout_ms > 0 ? chain_ms_left(ch) : 1;
+    if (left <= 0) {
+        char msg[160];
+        chain_deadline_msg(ch, msg, sizeof msg);
+        chain_fail(ch, MLK_ETIMEDOUT, msg);
+        return;
+    }
     for (; rt && ch->next < rt->set.n; ch->next++) {
         const hook *h = &rt->set.v[ch->next];
         int applies = (h->kind == MLK_HOOK_VFS_ACTION && hook_matches(h, ch->op, ch->path)) ||
@@ -843,8 +883,26 @@ static void chain_next(chain *ch)
         }
         return; /* the answer continues the chain */
     }
+    if (ch->timeout_ms > 0) ch->r->timeout_ms = left; /* the request gets what the hooks left */
     ch->finish(ch->c, ch->r, ch->path, ch->data, ch->len, ch->mode);
     chain_free(ch);
+}
+
+/* I/O thread: the call's deadline passed while a hook was deciding.  The
+ * caller gets MLK_ETIMEDOUT now; the hook's late answer is dropped (and
+ * frees the chain).  A chain busy with an answer meets its deadline in
+ * chain_next instead. */
+static void chain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    chain *ch = arg;
+    char msg[160];
+    chain_deadline_msg(ch, msg, sizeof msg);
+    pthread_mutex_lock(&ch->c->mu);
+    if (!ch->freed && !ch->running && !ch->cancelled) {
+        ch->cancelled = 1;
+        post_fail(ch->r, MLK_ETIMEDOUT, msg); /* under mu: chain_answered frees r only after */
+    }
+    pthread_mutex_unlock(&ch->c->mu);
 }
 
 int hooks_match_before(mlk_client *c, const char *op, const char *path)
@@ -874,6 +932,17 @@ int hooks_file_call(mlk_client *c, req *r, const char *op, const char *path, con
     if (len) memcpy(ch->data, data, len);
     ch->len = len;
     ch->running = 1;
+    ch->timeout_ms = r->timeout_ms;
+    if (ch->timeout_ms > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ch->deadline);
+        ch->deadline.tv_sec += ch->timeout_ms / 1000;
+        ch->deadline.tv_nsec += (long)(ch->timeout_ms % 1000) * 1000000;
+        if (ch->deadline.tv_nsec >= 1000000000) { ch->deadline.tv_sec++; ch->deadline.tv_nsec -= 1000000000; }
+        ch->timer = evtimer_new(ioloop_base(), chain_timeout, ch);
+        if (!ch->timer) { chain_free(ch); return MLK_ENOMEM; }
+        struct timeval tv = {(time_t)(ch->timeout_ms / 1000), (suseconds_t)(ch->timeout_ms % 1000) * 1000};
+        evtimer_add(ch->timer, &tv);
+    }
     pthread_mutex_lock(&c->mu);
     ch->link = c->hooks->chains;
     c->hooks->chains = ch;
@@ -948,6 +1017,7 @@ static int action_decision(const msgpack_object *o, int *block)
 MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
 {
     if (!call) return MLK_EINVAL;
+    if (client_inherited(call->c)) return MLK_ECLOSED; /* the parent's call */
     mlk_client *c = call->c;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -1029,6 +1099,7 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
 MLK_API int mlk_hook_fail(mlk_hook_call *call, const char *message)
 {
     if (!call) return MLK_EINVAL;
+    if (client_inherited(call->c)) return MLK_ECLOSED; /* the parent's call */
     mlk_client *c = call->c;
     const char *m = message && *message ? message : "hook failed";
     if (call->kind == MLK_HOOK_NETWORK) {

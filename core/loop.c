@@ -41,7 +41,33 @@ static struct {
     int stop;
 } L;
 
-static void evthread_setup(void) { evthread_use_pthreads(); }
+/* fork(): the child has no I/O thread.  Clients it inherited see a new
+ * generation and refuse every call (client.c); the parent's loop is
+ * forgotten without being touched (its memory stays reachable through
+ * `stale`), so a client the child creates starts a loop of its own. */
+static _Atomic unsigned g_fork_gen;
+static struct { struct event_base *base; task *head; } stale[4];
+
+static void on_fork_child(void)
+{
+    g_fork_gen++;
+    static unsigned n;
+    if (L.base && n < sizeof stale / sizeof stale[0]) { stale[n].base = L.base; stale[n].head = L.head; n++; }
+    if (L.wq.rfd >= 0) close(L.wq.rfd); /* the child's copy: writing it would wake the parent's loop */
+    if (L.wq.wfd >= 0 && L.wq.wfd != L.wq.rfd) close(L.wq.wfd);
+    memset(&L, 0, sizeof L);
+    L.wq.rfd = L.wq.wfd = -1;
+    g_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    lc_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
+unsigned ioloop_fork_generation(void) { return g_fork_gen; }
+
+static void evthread_setup(void)
+{
+    evthread_use_pthreads();
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
 static void fd_signal(mlk_queue *q);
 static void fd_reset(mlk_queue *q);
 

@@ -23,6 +23,9 @@ struct event_base *ioloop_base(void);
 int ioloop_post(void (*fn)(void *), void *arg);
 /* Post and wait until fn has run. */
 int ioloop_run_sync(void (*fn)(void *), void *arg);
+/* Incremented in the child of every fork() (after the first acquire): a
+ * client made under another generation was inherited and has no I/O thread. */
+unsigned ioloop_fork_generation(void);
 
 /* ---- completion queues --------------------------------------------------- */
 

@@ -144,7 +144,7 @@ static req *exec_request(mlk_client *c, const char *command, const mlk_exec_opts
 MLK_API int mlk_exec(mlk_client *c, const char *command, const mlk_exec_opts *o, mlk_result **out)
 {
     if (!c || !command) return fail_now(MLK_EINVAL, out, "exec: client and command are required");
-    if (client_state(c) != ST_OPEN) return closed_result(out);
+    if (client_state(c) != ST_OPEN) return closed_result(c, out);
     jw w;
     int rc;
     req *r = exec_request(c, command, o, &w, &rc);
@@ -216,6 +216,7 @@ MLK_API int mlk_tty_resize(mlk_client *c, uint64_t op, uint16_t rows, uint16_t c
 MLK_API int mlk_cancel(mlk_client *c, uint64_t op)
 {
     if (!c) return MLK_EINVAL;
+    if (client_inherited(c)) return MLK_ECLOSED;
     if (client_state(c) != ST_OPEN) return 0;
     if (c->hooks && hooks_cancel(c, op)) return 0;
     uint64_t *a = malloc(2 * sizeof *a);

@@ -101,24 +101,95 @@ MLK_API int mlk_port_forward_async(mlk_client *c, const char *const *specs, size
 /* ===================================================================== */
 /* public: CLI side channels                                                */
 
-/* Parse the CLI's JSON stdout into the result's msgpack field. */
-static void cli_json_to_mp(mlk_result *r)
+/* What a volume command's JSON output is parsed as. */
+enum { VOL_NONE, VOL_CREATE, VOL_LIST };
+
+/* A string member, trimmed; numbers keep their text (the CLI's `size` is a
+ * display string such as "16.0 MB", but take a bare number as it is). */
+static void vol_field(const jdoc *d, const jnode *obj, const char *key, const char **p, size_t *n)
 {
-    if (r->status != 0) return;
+    const jnode *v = jd_get(d, obj, key);
+    *p = "";
+    *n = 0;
+    if (!v || (v->type != JN_STR && v->type != JN_NUM)) return;
+    const char *s = v->s;
+    size_t l = v->len;
+    while (l && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) { s++; l--; }
+    while (l && (s[l - 1] == ' ' || s[l - 1] == '\t' || s[l - 1] == '\n' || s[l - 1] == '\r')) l--;
+    *p = s;
+    *n = l;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* One {name, size, path} entry, as the official SDKs read it: a non-empty
+ * path is required (and, in a listing, a name); a created volume without a
+ * name or size takes the ones asked for.  Returns 0 or -1 (not a volume). */
+static int pack_volume(msgpack_packer *pk, const jdoc *d, const jnode *v, const char *want_name,
+                       int64_t want_mb)
+{
+    if (v->type != JN_OBJ) return -1;
+    const char *name, *size, *path;
+    size_t nl, sl, pl;
+    vol_field(d, v, "name", &name, &nl);
+    vol_field(d, v, "size", &size, &sl);
+    vol_field(d, v, "path", &path, &pl);
+    if (pl == 0 || (!want_name && nl == 0)) return -1;
+    char dflt[48];
+    if (nl == 0) { name = want_name; nl = strlen(want_name); }
+    if (sl == 0 && want_name) {
+        snprintf(dflt, sizeof dflt, "%.1f MB", (double)want_mb);
+        size = dflt;
+        sl = strlen(dflt);
+    }
+    msgpack_pack_map(pk, 3);
+    pack_str(pk, "name", 4); pack_str(pk, name, nl);
+    pack_str(pk, "size", 4); pack_str(pk, size, sl);
+    pack_str(pk, "path", 4); pack_str(pk, path, pl);
+    return 0;
+}
+
+/* Parse a volume command's JSON stdout into the result's msgpack field:
+ * VOL_CREATE a map {name, size, path}, VOL_LIST an array of them.  Output
+ * that is not that (not JSON, no non-empty path, a list row without name or
+ * path) is MLK_EPARSE naming what was printed. */
+static void cli_volume_to_mp(mlk_result *r, int kind, const char *want_name, int64_t want_mb)
+{
+    if (r->status != 0 || kind == VOL_NONE) return;
+    const char *what = kind == VOL_CREATE ? "parse volume create result" : "parse volume list result";
     size_t n = r->data_len;
     char *copy = malloc(n + 1);
     if (!copy) { result_fail(r, MLK_ENOMEM, "out of memory"); return; }
     memcpy(copy, r->data, n);
     jdoc d;
     jd_init(&d);
-    char *mp;
-    size_t mlen;
-    if (jd_parse(&d, copy, n) != 0 || json_to_mp_buf(&d, jd_root(&d), &mp, &mlen) != 0) {
-        result_fail(r, MLK_EPARSE, "parse volume result: the matchlock command printed something that is not JSON: %.200s", r->data);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    const char *why = NULL;
+    if (jd_parse(&d, copy, n) != 0) {
+        why = "the matchlock command printed something that is not JSON";
+    } else if (kind == VOL_CREATE) {
+        if (pack_volume(&pk, &d, jd_root(&d), want_name, want_mb) != 0) why = "missing path";
+    } else if (jd_root(&d)->type != JN_ARR) {
+        why = "expected an array";
     } else {
-        r->mp_own = mp;
-        r->mp = mp;
-        r->mp_len = mlen;
+        msgpack_pack_array(&pk, jd_root(&d)->count);
+        for (const jnode *v = jd_first(&d, jd_root(&d)); v && !why; v = jd_next(&d, v))
+            if (pack_volume(&pk, &d, v, NULL, 0) != 0) why = "an entry without a name or path";
+    }
+    if (why) {
+        result_fail(r, MLK_EPARSE, "%s: %s: %.200s", what, why, r->data);
+        msgpack_sbuffer_destroy(&sb);
+    } else {
+        r->mp_own = sb.data;
+        r->mp = sb.data;
+        r->mp_len = sb.size;
     }
     jd_free(&d);
     free(copy);
@@ -133,7 +204,8 @@ typedef struct cli_job {
     uint64_t op;
     char *args[8];
     size_t nargs;
-    int fail_code, json;
+    int fail_code, vol;          /* vol: VOL_* */
+    int64_t vol_mb;              /* VOL_CREATE: the size asked for */
 } cli_job;
 
 static void cli_run(cli_job *j)
@@ -141,7 +213,7 @@ static void cli_run(cli_job *j)
     mlk_result *r = result_new();
     if (r) {
         run_cli(j->c->cfg, (const char *const *)j->args, j->nargs, j->fail_code, r);
-        if (j->json) cli_json_to_mp(r);
+        cli_volume_to_mp(r, j->vol, j->vol == VOL_CREATE ? j->args[2] : NULL, j->vol_mb);
     }
     route_deliver(j->c, &j->rt, j->op, r);
 }
@@ -158,9 +230,10 @@ static void *cli_thread(void *p)
 }
 
 static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out,
-                     int fail_code, int json, const char *const *args, size_t nargs)
+                     int fail_code, int vol, int64_t vol_mb, const char *const *args, size_t nargs)
 {
     if (!c) return blocking ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL;
+    if (client_inherited(c)) return blocking ? closed_result(c, out) : MLK_ECLOSED;
     cli_job *j = calloc(1, sizeof *j);
     if (!j || route_init(&j->rt, blocking, done, ud) != 0) {
         free(j);
@@ -170,7 +243,8 @@ static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, ui
     j->op = c->next_id++;
     if (op) *op = j->op;
     j->fail_code = fail_code;
-    j->json = json;
+    j->vol = vol;
+    j->vol_mb = vol_mb;
     for (size_t i = 0; i < nargs && i < 8; i++) j->args[j->nargs++] = xstrdup(args[i]);
     if (blocking) { /* run it right here */
         cli_run(j);
@@ -205,7 +279,7 @@ MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
     const char *id = mlk_client_vm_id(c);
     if (!id) return fail_now(MLK_ENOTCREATED, out, "remove: no sandbox was created by this client");
     const char *args[] = {"rm", id};
-    return cli_start(c, 1, NULL, NULL, NULL, out, MLK_EREMOVE, 0, args, 2);
+    return cli_start(c, 1, NULL, NULL, NULL, out, MLK_EREMOVE, VOL_NONE, 0, args, 2);
 }
 
 MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
@@ -214,20 +288,20 @@ MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t
     const char *id = mlk_client_vm_id(c);
     if (!id) return MLK_ENOTCREATED;
     const char *args[] = {"rm", id};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_EREMOVE, 0, args, 2);
+    return cli_start(c, 0, done, ud, op, NULL, MLK_EREMOVE, VOL_NONE, 0, args, 2);
 }
 
 MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out)
 {
-    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume create: a volume name is required");
-    if (size_mb <= 0) return fail_now(MLK_EVOLUME_SIZE, out, "volume create: the size must be > 0 MB");
+    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume name is required: pass the name of the volume to create");
+    if (size_mb <= 0) return fail_now(MLK_EVOLUME_SIZE, out, "volume size must be > 0: pass the size in MiB");
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     char size[32];
     snprintf(size, sizeof size, "%lld", (long long)size_mb);
     const char *args[] = {"volume", "create", name, "--size", size, "--json"};
     run_cli(cfg, args, 6, MLK_ECLI, r);
-    cli_json_to_mp(r);
+    cli_volume_to_mp(r, VOL_CREATE, name, size_mb);
     return result_give(r, out);
 }
 
@@ -237,13 +311,13 @@ MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out)
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"volume", "ls", "--json"};
     run_cli(cfg, args, 3, MLK_ECLI, r);
-    cli_json_to_mp(r);
+    cli_volume_to_mp(r, VOL_LIST, NULL, 0);
     return result_give(r, out);
 }
 
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out)
 {
-    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume rm: a volume name is required");
+    if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume name is required: pass the name of the volume to remove");
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"volume", "rm", name};
@@ -259,18 +333,18 @@ MLK_API int mlk_volume_create_async(mlk_client *c, const char *name, int64_t siz
     char size[32];
     snprintf(size, sizeof size, "%lld", (long long)size_mb);
     const char *args[] = {"volume", "create", name, "--size", size, "--json"};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 1, args, 6);
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, VOL_CREATE, size_mb, args, 6);
 }
 
 MLK_API int mlk_volume_list_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
 {
     const char *args[] = {"volume", "ls", "--json"};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 1, args, 3);
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, VOL_LIST, 0, args, 3);
 }
 
 MLK_API int mlk_volume_remove_async(mlk_client *c, const char *name, mlk_done_cb done, void *ud, uint64_t *op)
 {
     if (!name || !*name) return MLK_EVOLUME_NAME;
     const char *args[] = {"volume", "rm", name};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, 0, args, 3);
+    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, VOL_NONE, 0, args, 3);
 }

@@ -257,6 +257,7 @@ static int do_close(mlk_client *c, double timeout_s, int blocking, mlk_done_cb d
                     mlk_result **out)
 {
     if (!c) return blocking ? fail_now(MLK_EINVAL, out, "close: client is NULL") : MLK_EINVAL;
+    if (client_inherited(c)) return blocking ? closed_result(c, out) : MLK_ECLOSED; /* never the parent's close */
     route rt;
     if (route_init(&rt, blocking, done, ud) != 0)
         return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;

@@ -305,7 +305,8 @@ void submit_line(mlk_client *c, req *r, char *line, size_t len)
     pthread_mutex_lock(&c->io_mu);
     if (c->dead || c->detached) {
         pthread_mutex_lock(&c->mu);
-        char *m = xstrdup(c->detached ? "client closed" : c->dead_msg);
+        /* the official SDKs' wording for a call made after the process is gone, then our detail */
+        char *m = c->detached ? xstrdup("client closed") : xasprintf("Matchlock process not running (%s)", c->dead_msg);
         int st = c->detached ? MLK_ECLOSED : c->dead_status;
         pthread_mutex_unlock(&c->mu);
         post_fail(r, st, m ? m : mlk_strerror(st));

@@ -68,7 +68,7 @@ static const mount *backing(vm *v, const char *g, const char **rel)
     return best;
 }
 
-static int open_in(int rootfd, const char *rel, int flags, mode_t mode)
+int open_beneath(int rootfd, const char *rel, int flags, mode_t mode)
 {
     struct open_how how = {
         .flags = (uint64_t)(flags | O_CLOEXEC | ((flags & O_PATH) ? 0 : O_NOCTTY)),
@@ -136,7 +136,7 @@ static char *guest_resolve(vm *v, const char *g, int follow_last)
         const char *rel;
         const mount *m = backing(v, done, &rel);
         int rootfd = open(m ? m->host : v->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        int fd = rootfd >= 0 ? open_in(rootfd, rel, O_PATH | O_NOFOLLOW, 0) : -errno;
+        int fd = rootfd >= 0 ? open_beneath(rootfd, rel, O_PATH | O_NOFOLLOW, 0) : -errno;
         if (rootfd >= 0) close(rootfd);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0) {
@@ -186,11 +186,11 @@ int vm_open(vm *v, const char *guest, int flags, mode_t mode)
         char *p = strdup(rel);
         for (char *c = strchr(p, '/'); c; c = strchr(c + 1, '/')) {
             *c = '\0';
-            int fd = open_in(rootfd, p, O_PATH | O_DIRECTORY, 0);
+            int fd = open_beneath(rootfd, p, O_PATH | O_DIRECTORY, 0);
             if (fd == -ENOENT) {
                 char *slash = strrchr(p, '/');
-                int parent = slash ? (*slash = '\0', open_in(rootfd, p, O_PATH | O_DIRECTORY, 0))
-                                   : open_in(rootfd, ".", O_PATH | O_DIRECTORY, 0);
+                int parent = slash ? (*slash = '\0', open_beneath(rootfd, p, O_PATH | O_DIRECTORY, 0))
+                                   : open_beneath(rootfd, ".", O_PATH | O_DIRECTORY, 0);
                 if (slash) *slash = '/';
                 if (parent >= 0) {
                     mkdirat(parent, slash ? slash + 1 : p, 0755);
@@ -203,7 +203,7 @@ int vm_open(vm *v, const char *guest, int flags, mode_t mode)
         }
         free(p);
     }
-    int fd = open_in(rootfd, rel, flags, mode);
+    int fd = open_beneath(rootfd, rel, flags, mode);
     close(rootfd);
     free(g);
     return fd;

@@ -12,6 +12,8 @@
  *         exec.c processes · files.c file calls and path resolution ·
  *         sandbox.c create validation, VM dir, bwrap argv ·
  *         portfwd.c port forwards · events.c VFS rules and file events ·
+ *         image.c imported images · init/sandbox-init.c the static helper
+ *         that starts commands inside the sandbox (sessions, user switch) ·
  *         proxy.c the loopback HTTP proxy behind network interception (the
  *         one place with threads: see the comment at its top). */
 #ifndef MLK_LOCAL_H
@@ -54,6 +56,7 @@ char *state_root(void);
 char *state_sub(const char *kind, const char *name);   /* root/kind/name */
 int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
+int rm_rf_at(int dirfd, const char *name);
 /* Copy a tree (files, dirs, symlinks; modes kept).  0 or -1 with errno. */
 int copy_tree(const char *src, const char *dst);
 /* The VM dir belongs to this process (a pid file), and whether the process
@@ -185,6 +188,7 @@ struct vm {
     char **entry_argv;           /* entrypoint + cmd, NULL when none */
     char *hostname;
     int no_network, use_bwrap, intercept;
+    int from_image;              /* root/ is a copy of an imported image */
     char **allowed;              /* allow-list */
     size_t nallowed;
     vfs_rule *rules;
@@ -229,12 +233,33 @@ size_t strv_len(char **v);
  * parent directories are created.  Returns an fd or -errno.  *host_path
  * (optional) receives a host path for messages. */
 int vm_open(vm *v, const char *guest, int flags, mode_t mode);
+/* Open rel inside the directory rootfd (openat2 RESOLVE_IN_ROOT: ".." and
+ * symlinks cannot leave it).  An fd or -errno. */
+int open_beneath(int rootfd, const char *rel, int flags, mode_t mode);
 /* Normalise a guest path into out (absolute, no "." or ".."); -1 when it
  * contains ".." or is empty. */
 int guest_normalize(vm *v, const char *in, char **out);
 void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params);
 void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params);
 void rpc_list_files(server *s, req *r, const jdoc *d, const jnode *params);
+
+/* ---- imported images (image.c) ---------------------------------------- */
+typedef struct image_info {
+    const char *tag;             /* normalised ("name:latest") */
+    int64_t created, size;       /* Unix seconds, bytes */
+    const jnode *config;         /* image_config object, in doc */
+    char *rootfs;                /* the image's root filesystem */
+    jdoc doc;
+    char *text;
+} image_info;
+/* "name" -> "name:latest"; malloc'd. */
+char *image_normalize(const char *tag);
+/* 0 with info filled when tag was imported; free with image_info_free. */
+int image_find(const char *tag, image_info *info);
+int image_read(const char *dir, image_info *info);
+void image_info_free(image_info *info);
+/* `matchlock-local image ...` (argv after "image") */
+int image_main(int argc, char **argv);
 
 /* ---- VFS rules and events (events.c) ----------------------------------- */
 int vfs_parse_rules(vm *v, const jdoc *d, const jnode *interception, char **msg);

@@ -21,7 +21,10 @@ static int usage(void)
             "       matchlock-local volume create <name> [--size MB] [--json]\n"
             "       matchlock-local volume ls [--json]\n"
             "       matchlock-local volume rm <name>\n"
-            "       matchlock-local volume cp <src> <dest>\n");
+            "       matchlock-local volume cp <src> <dest>\n"
+            "       matchlock-local image import <tag> < docker-save.tar\n"
+            "       matchlock-local image ls\n"
+            "       matchlock-local image rm <tag>\n");
     return 2;
 }
 
@@ -308,6 +311,7 @@ int main(int argc, char **argv)
         printf("matchlock %s-local (commit: %s, built: %s)\n", LOCAL_VERSION, LOCAL_COMMIT, LOCAL_BUILT);
         return 0;
     }
+    if (!strcmp(cmd, "image")) return image_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "rm") || !strcmp(cmd, "remove")) return cmd_rm(argc - 2, argv + 2);
     if (!strcmp(cmd, "volume") && argc >= 3) {
         const char *sub = argv[2];

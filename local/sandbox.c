@@ -301,6 +301,7 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *s
     /* under bwrap the command is in a PID namespace: only a process in
      * there can give it a session with the terminal */
     int init_tty = tty && v->use_bwrap && init;
+    int init_bind = switch_user || init_tty || !strcmp(cmd[0], INIT_GUEST);
     if (inner_tty) *inner_tty = init_tty;
     if (switch_user && !init) {
         if (asprintf(err, "cannot switch to uid %u: matchlock-local-init is missing next to matchlock-local",
@@ -329,7 +330,7 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *s
         /* the host's system dirs are read-only mounts like the others */
         for (size_t i = 0; i < v->nmounts; i++)
             a = push3(a, v->mounts[i].ro ? "--ro-bind" : "--bind", v->mounts[i].host, v->mounts[i].guest);
-        if (switch_user || init_tty) a = push3(a, "--ro-bind", init, INIT_GUEST);
+        if (init_bind) a = push3(a, "--ro-bind", init, INIT_GUEST);
         a = push2(a, "--chdir", cwd && *cwd ? cwd : "/");
         a = strv_push(a, "--");
     }
@@ -353,7 +354,9 @@ char **vm_command_argv(vm *v, char **cmd, const char *cwd, const sandbox_user *s
 /* Run `true` the way commands will run; 0 when bwrap works here. */
 static int bwrap_works(vm *v, char **why)
 {
-    char *cmd[] = {"/bin/true", NULL};
+    /* the init helper when there is one: an image may have no /bin/true */
+    char *cmd[] = {init_path() ? INIT_GUEST : "/bin/true", "-p", NULL};
+    if (!init_path()) cmd[1] = NULL;
     char **argv = vm_command_argv(v, cmd, "/", NULL, 0, NULL, NULL);
     int errp[2];
     if (!argv || pipe2(errp, O_CLOEXEC) != 0) { strv_free(argv); return -1; }
@@ -407,7 +410,7 @@ static int build_tree(vm *v, char **msg)
         if (!strcmp(dirs[i], "root")) chmod(p, 0700);
         free(p);
     }
-    for (int i = 0; sys_dirs[i]; i++) {
+    for (int i = 0; !v->from_image && sys_dirs[i]; i++) {
         char host[64], target[4096], *p = NULL;
         snprintf(host, sizeof host, "/%s", sys_dirs[i]);
         struct stat st;
@@ -462,6 +465,9 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     v->log_fd = -1;
     v->inotify_fd = -1;
     int code = 0;
+    image_info image;
+    int have_image = image_find(img->s, &image) == 0;
+    v->from_image = have_image;
 
     /* network */
     const char *hostname = NULL;
@@ -583,22 +589,37 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     /* image config */
     const jnode *ic = jd_get(d, params, "image_config");
     if (!absent(ic) && !is_type(ic, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config: expected an object"); goto bad; }
+    /* the imported image's config first, then the request's, field by field */
     char **entry = NULL, **cmdv = NULL;
+    if (have_image && is_type(image.config, JN_OBJ)) {
+        const char *u = jd_str(&image.doc, image.config, "user", ""), *wd = jd_str(&image.doc, image.config, "working_dir", "");
+        if (*u) v->img_user = strdup(u);
+        if (*wd) v->img_workdir = strdup(wd);
+        str_array(&image.doc, jd_get(&image.doc, image.config, "entrypoint"), "", &entry, msg);
+        str_array(&image.doc, jd_get(&image.doc, image.config, "cmd"), "", &cmdv, msg);
+    }
     if (is_type(ic, JN_OBJ)) {
         const jnode *u = jd_get(d, ic, "user"), *wd = jd_get(d, ic, "working_dir");
-        if (!absent(u) && !is_type(u, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config.user: expected a string"); goto bad; }
-        if (!absent(wd) && !is_type(wd, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config.working_dir: expected a string"); goto bad; }
-        if (is_type(u, JN_STR) && u->len) v->img_user = strdup(u->s);
-        if (is_type(wd, JN_STR) && wd->len) v->img_workdir = strdup(wd->s);
-        if ((code = str_array(d, jd_get(d, ic, "entrypoint"), "image_config.entrypoint", &entry, msg)) ||
-            (code = str_array(d, jd_get(d, ic, "cmd"), "image_config.cmd", &cmdv, msg))) {
-            strv_free(entry); strv_free(cmdv);
-            goto bad;
-        }
-        for (char **c = cmdv; c && *c; c++) entry = strv_push(entry, *c);
-        strv_free(cmdv);
-        v->entry_argv = entry;
+        if (!absent(u) && !is_type(u, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config.user: expected a string"); goto bad_entry; }
+        if (!absent(wd) && !is_type(wd, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config.working_dir: expected a string"); goto bad_entry; }
+        if (is_type(u, JN_STR) && u->len) { free(v->img_user); v->img_user = strdup(u->s); }
+        if (is_type(wd, JN_STR) && wd->len) { free(v->img_workdir); v->img_workdir = strdup(wd->s); }
+        const jnode *ep = jd_get(d, ic, "entrypoint"), *cm = jd_get(d, ic, "cmd");
+        if (!absent(ep)) { strv_free(entry); entry = NULL; }
+        if (!absent(cm)) { strv_free(cmdv); cmdv = NULL; }
+        if ((code = str_array(d, ep, "image_config.entrypoint", &entry, msg)) ||
+            (code = str_array(d, cm, "image_config.cmd", &cmdv, msg)))
+            goto bad_entry;
     }
+    for (char **c = cmdv; c && *c; c++) entry = strv_push(entry, *c);
+    strv_free(cmdv);
+    cmdv = NULL;
+    v->entry_argv = entry;
+    entry = NULL;
+bad_entry:
+    strv_free(entry);
+    strv_free(cmdv);
+    if (code) goto bad;
 
     /* environment: defaults, then image env, then the caller's env */
     unsigned char rnd[4];
@@ -612,6 +633,8 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
     v->env = env_set(v->env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     v->env = env_set(v->env, "HOME", "/root");
     v->env = env_set(v->env, "HOSTNAME", v->hostname);
+    if (have_image && is_type(image.config, JN_OBJ) &&
+        (code = add_env_obj(v, &image.doc, jd_get(&image.doc, image.config, "env"), "image env", msg))) goto bad;
     if (is_type(ic, JN_OBJ) && (code = add_env_obj(v, d, jd_get(d, ic, "env"), "image_config.env", msg))) goto bad;
     if ((code = add_env_obj(v, d, jd_get(d, params, "env"), "env", msg))) goto bad;
     /* network interception: secrets' placeholders override the env */
@@ -631,9 +654,23 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         goto bad;
     }
     vm_mark_running(v->dir);
-    populate_etc(v->etc_dir);
     v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, img->s);
+    if (have_image) {
+        /* the VM's root is its own copy of the image's root filesystem */
+        if (copy_tree(image.rootfs, v->root) != 0) {
+            code = fail(msg, MLK_RPC_VM_FAILED, "copying the root filesystem of image %s: %s", image.tag, strerror(errno));
+            goto bad;
+        }
+        vm_log(v, "root filesystem: image %s (imported)", image.tag);
+    } else {
+        static int said;
+        if (!said++)
+            fprintf(stderr, "matchlock-local: image %s is not imported (matchlock-local image import); "
+                    "the sandbox uses the host's root filesystem\n", img->s);
+        vm_log(v, "image %s is not imported: the host's system directories stand in for it", img->s);
+        populate_etc(v->etc_dir);
+    }
     if ((code = build_tree(v, msg))) goto bad;
     {
         jw w;
@@ -727,7 +764,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
             free(g);
             free(backing);
         }
-        for (int k = 0; sys_dirs[k]; k++) {
+        for (int k = 0; !v->from_image && sys_dirs[k]; k++) {
             char host[64];
             snprintf(host, sizeof host, "/%s", sys_dirs[k]);
             struct stat st;
@@ -754,13 +791,17 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
                "(the VM root only backs the file calls)");
     }
     if (!v->use_bwrap && v->no_network) vm_log(v, "no_network is not enforced without bwrap");
+    if (!v->use_bwrap && v->from_image)
+        vm_log(v, "without bwrap commands run on the host: the image's root filesystem only backs the file calls");
     if (v->intercept && (code = proxy_start(s, v, msg))) goto bad;
     vm_log(v, "VM %s ready", v->id);
     strv_free(dns);
+    if (have_image) image_info_free(&image);
     *out = v;
     return 0;
 bad:
     strv_free(dns);
+    if (have_image) image_info_free(&image);
     if (v->dir) rm_rf(v->dir);
     if (v->shm_dir) rm_rf(v->shm_dir);
     vm_free(v);

@@ -61,7 +61,7 @@ int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static int rm_at(int dfd, const char *name)
+int rm_rf_at(int dfd, const char *name)
 {
     if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT) return 0;
     if (errno != EISDIR && errno != EPERM) return -1;
@@ -73,7 +73,7 @@ static int rm_at(int dfd, const char *name)
     int rc = 0;
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (rm_at(dirfd(d), e->d_name) != 0) rc = -1;
+        if (rm_rf_at(dirfd(d), e->d_name) != 0) rc = -1;
     }
     closedir(d);
     if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) rc = -1;
@@ -82,7 +82,7 @@ static int rm_at(int dfd, const char *name)
 
 int rm_rf(const char *path)
 {
-    return rm_at(AT_FDCWD, path);
+    return rm_rf_at(AT_FDCWD, path);
 }
 
 int copy_tree(const char *src, const char *dst)
@@ -94,7 +94,9 @@ int copy_tree(const char *src, const char *dst)
         ssize_t n = readlink(src, buf, sizeof buf - 1);
         if (n < 0) return -1;
         buf[n] = '\0';
-        return symlink(buf, dst);
+        if (symlink(buf, dst) != 0) return -1;
+        if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) != 0) {}
+        return 0;
     }
     if (S_ISDIR(st.st_mode)) {
         if (mkdir(dst, st.st_mode & 07777) != 0 && errno != EEXIST) return -1;
@@ -112,6 +114,7 @@ int copy_tree(const char *src, const char *dst)
             free(d2);
         }
         closedir(d);
+        if (geteuid() == 0 && lchown(dst, st.st_uid, st.st_gid) != 0) {}   /* owners kept, as cp -a */
         chmod(dst, st.st_mode & 07777);
         return rc;
     }
@@ -132,6 +135,7 @@ int copy_tree(const char *src, const char *dst)
         if (rc) break;
     }
     if (n < 0) rc = -1;
+    if (geteuid() == 0 && fchown(out, st.st_uid, st.st_gid) == 0) fchmod(out, st.st_mode & 07777);
     close(in);
     close(out);
     return rc;

@@ -502,8 +502,32 @@ function Sandbox:with_disk_size(mb) return sb_check(self, core.mlk_sandbox_set_d
 function Sandbox:with_timeout(s) return sb_check(self, core.mlk_sandbox_set_timeout_s(self._h, num("with_timeout", s, "timeout (s)")), "with_timeout") end
 function Sandbox:with_privileged(on) return sb_check(self, core.mlk_sandbox_set_privileged(self._h, on ~= false), "with_privileged") end
 function Sandbox:with_workspace(p) return sb_check(self, core.mlk_sandbox_set_workspace(self._h, p), "with_workspace") end
-function Sandbox:mount_host_dir(g, h) return sb_check(self, core.mlk_sandbox_mount_host_dir(self._h, g, h), "mount_host_dir") end
-function Sandbox:mount_host_dir_readonly(g, h) return sb_check(self, core.mlk_sandbox_mount_host_dir_readonly(self._h, g, h), "mount_host_dir_readonly") end
+-- Owner overrides {owner_uid = N, owner_gid = N} (each optional, 0..4294967295,
+-- checked by the core) of the mount at g.
+local function mount_owner(self, fname, g, owner)
+  if owner == nil then return self end
+  if type(owner) ~= "table" then argerror(fname, "owner must be a table {owner_uid = N, owner_gid = N}") end
+  for k in pairs(owner) do
+    if k ~= "owner_uid" and k ~= "owner_gid" then argerror(fname, "unknown owner key '" .. tostring(k) .. "'") end
+  end
+  local uid, gid = owner.owner_uid, owner.owner_gid
+  if uid ~= nil then num(fname, uid, "owner_uid") end
+  if gid ~= nil then num(fname, gid, "owner_gid") end
+  local which = (uid ~= nil and core.MLK_MOUNT_OWNER_UID or 0) + (gid ~= nil and core.MLK_MOUNT_OWNER_GID or 0)
+  if which == 0 then return self end
+  return sb_check(self, core.mlk_sandbox_set_mount_owner(self._h, g, which, uid or 0, gid or 0), fname)
+end
+
+--- sb:mount_host_dir(guest, host [, {owner_uid = N, owner_gid = N}])
+function Sandbox:mount_host_dir(g, h, owner)
+  sb_check(self, core.mlk_sandbox_mount_host_dir(self._h, g, h), "mount_host_dir")
+  return mount_owner(self, "mount_host_dir", g, owner)
+end
+--- sb:mount_host_dir_readonly(guest, host [, owner]) (owner as mount_host_dir)
+function Sandbox:mount_host_dir_readonly(g, h, owner)
+  sb_check(self, core.mlk_sandbox_mount_host_dir_readonly(self._h, g, h), "mount_host_dir_readonly")
+  return mount_owner(self, "mount_host_dir_readonly", g, owner)
+end
 function Sandbox:mount_memory(g) return sb_check(self, core.mlk_sandbox_mount_memory(self._h, g), "mount_memory") end
 function Sandbox:mount_overlay(g, h) return sb_check(self, core.mlk_sandbox_mount_overlay(self._h, g, h), "mount_overlay") end
 function Sandbox:with_env(k, v) return sb_check(self, core.mlk_sandbox_set_env(self._h, k, tostring(v)), "with_env") end
@@ -748,7 +772,10 @@ function Client:launch(sb, opts)
   return ok_result(res, "launch").data
 end
 
-function Client:vm_id() return core.mlk_client_vm_id(self._h) end
+function Client:vm_id()
+  if self._released then return nil end
+  return core.mlk_client_vm_id(self._h)
+end
 function Client:stderr_tail() return core.mlk_client_stderr_tail(self._h) end
 --- The pollable fd: readable when callbacks wait for dispatch().
 function Client:fd() return core.mlk_client_fd(self._h) end
@@ -1042,9 +1069,21 @@ end
 
 --- Close: `close` RPC, then wait for the process (timeout_s 0: short grace).
 function Client:close(timeout_s)
+  if self._released then return true end
   local _, res = core.mlk_close(self._h, timeout_s or 0)
+  self:_release_if_done()
   ok_result(res, "close")
   return true
+end
+
+-- Once closed, the C client is freed at once (its notification fd goes now,
+-- not at collection; the core released the process's pipes when the close
+-- ended), unless it created a sandbox: remove() runs `matchlock rm` through it.
+function Client:_release_if_done()
+  if not self._released and not core.mlk_client_vm_id(self._h) then
+    self:free()
+    self._released = true
+  end
 end
 
 --- `matchlock rm <vm-id>` (after close).
@@ -1142,7 +1181,14 @@ end
 function Client:close_async(timeout_s, done)
   if type(timeout_s) == "function" and done == nil then timeout_s, done = nil, timeout_s end
   need_done("close_async", done, "ok")
-  local rc, op = core.mlk_close_async(self._h, timeout_s or 0, done_with(done, "close", function() return true end))
+  if self._released then
+    done(true)
+    return new_handle(self, 0)
+  end
+  local rc, op = core.mlk_close_async(self._h, timeout_s or 0, done_with(done, "close", function()
+    self:_release_if_done()
+    return true
+  end))
   return start_async(self, "close_async", rc, op)
 end
 

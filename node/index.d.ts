@@ -20,7 +20,17 @@ export interface Config {
 }
 
 export interface HostIPMapping { host: string; ip: string; }
-export interface MountConfig { type?: "host_fs" | "memory" | "overlay" | string; hostPath?: string; readonly?: boolean; }
+export interface MountConfig {
+  type?: "host_fs" | "memory" | "overlay" | string;
+  hostPath?: string;
+  readonly?: boolean;
+  /** UID every file of the mount appears owned by (0..4294967295; host_fs). */
+  ownerUid?: number;
+  /** GID every file of the mount appears owned by (0..4294967295; host_fs). */
+  ownerGid?: number;
+}
+/** Owner overrides of a host directory mount. */
+export interface MountOwner { ownerUid?: number; ownerGid?: number; }
 export interface Secret { name: string; value: string; hosts?: string[]; placeholder?: string; }
 export interface ImageConfig { user?: string; workingDir?: string; entrypoint?: string[]; cmd?: string[]; env?: Record<string, string>; }
 export interface PortForward { localPort: number; remotePort: number; }
@@ -30,7 +40,7 @@ export interface NetworkBodyTransform { find: string; replace?: string; }
 
 /** What a network hook receives (the proxy's callback request). */
 export interface NetworkHookRequest {
-  phase: "" | "before" | "after";
+  phase: NetworkHookPhase;
   host: string;
   method: string;
   path: string;
@@ -56,7 +66,7 @@ export interface NetworkHookResponseMutation {
   setBody?: BinaryLike | null;
 }
 export interface NetworkHookResult {
-  action?: "allow" | "block" | "mutate";
+  action?: NetworkHookAction;
   request?: NetworkHookRequestMutation;
   response?: NetworkHookResponseMutation;
 }
@@ -169,7 +179,16 @@ export interface CreateOptions {
   portForwards?: PortForward[];
   portForwardAddresses?: string[];
   imageConfig?: ImageConfig;
+  /** Start the image's entrypoint detached (what launch() does). */
+  launchEntrypoint?: boolean;
+  /** ext4 images to attach (beyond upstream; addExtraDisk). */
+  extraDisks?: ExtraDisk[];
 }
+export interface ExtraDisk { hostPath: string; guestMount: string; readonly?: boolean; }
+
+export type NetworkHookPhase = "" | "before" | "after";
+export type NetworkHookAction = "allow" | "block" | "mutate";
+export type VFSHookPhase = "" | "before" | "after";
 
 export interface RequestOptions {
   /** Aborting cancels the call (a `cancel` is sent) and rejects it with a CancelledError. */
@@ -181,8 +200,10 @@ export interface RequestOptions {
 export interface ExecOptions extends RequestOptions {
   workingDir?: string;
   user?: string;
-  /** Decode output as text (chunks never split a multi-byte character). */
-  encoding?: BufferEncoding;
+  /** exec results: text in this encoding (default "utf8"), or "buffer" for
+   *  Buffers.  Streams: decode chunks as text (never splitting a
+   *  multi-byte character); without it chunks are Buffers. */
+  encoding?: BufferEncoding | "buffer";
 }
 
 /** A function (sync or async) receiving each chunk, or a Writable. */
@@ -215,11 +236,12 @@ export interface LogStreamOptions extends RequestOptions {
   encoding?: BufferEncoding;
 }
 
-export interface ExecResult<T = Buffer> { exitCode: number; stdout: T; stderr: T; durationMs: number; }
+export interface ExecResult<T = string> { exitCode: number; stdout: T; stderr: T; durationMs: number; }
 export interface ExecStreamResult { exitCode: number; durationMs: number; }
 export type ExecPipeResult = ExecStreamResult;
 export type ExecInteractiveResult = ExecStreamResult;
-export interface FileInfo { name: string; size: number; mode: number; isDir: boolean; modTime: string; }
+/** modTime only when the server sends one. */
+export interface FileInfo { name: string; size: number; mode: number; isDir: boolean; modTime?: string; }
 export interface VolumeInfo { name: string; size: string; path: string; }
 export interface AllowListAddResult { added: string[]; allowedHosts: string[]; }
 export interface AllowListDeleteResult { removed: string[]; allowedHosts: string[]; }
@@ -227,6 +249,8 @@ export interface AllowListDeleteResult { removed: string[]; allowedHosts: string
 export declare class Sandbox {
   constructor(image: string);
   static fromOptions(options: CreateOptions): Sandbox;
+  /** What was set so far, in the official CreateOptions shape (a copy). */
+  options(): CreateOptions;
   withPrivileged(): this;
   withCPUs(cpus: number): this;
   withMemory(mb: number): this;
@@ -253,8 +277,8 @@ export declare class Sandbox {
   withPortForwardSpec(spec: string): this;
   withPortForwardAddresses(...addresses: string[]): this;
   mount(guestPath: string, config: MountConfig): this;
-  mountHostDir(guestPath: string, hostPath: string): this;
-  mountHostDirReadonly(guestPath: string, hostPath: string): this;
+  mountHostDir(guestPath: string, hostPath: string, owner?: MountOwner): this;
+  mountHostDirReadonly(guestPath: string, hostPath: string, owner?: MountOwner): this;
   mountMemory(guestPath: string): this;
   mountOverlay(guestPath: string, hostPath: string): this;
   withUser(user: string): this;
@@ -286,9 +310,10 @@ export declare class Client extends EventEmitter {
   close(timeoutSeconds?: number): Promise<void>;
   remove(options?: RequestOptions): Promise<void>;
 
-  exec(command: string, options: ExecOptions & { encoding: BufferEncoding }): Promise<ExecResult<string>>;
-  exec(command: string, options?: ExecOptions): Promise<ExecResult<Buffer>>;
-  execWithDir(command: string, workingDir?: string, options?: ExecOptions): Promise<ExecResult<Buffer | string>>;
+  exec(command: string, options: ExecOptions & { encoding: "buffer" }): Promise<ExecResult<Buffer>>;
+  exec(command: string, options?: ExecOptions): Promise<ExecResult<string>>;
+  execWithDir(command: string, workingDir: string, options: ExecOptions & { encoding: "buffer" }): Promise<ExecResult<Buffer>>;
+  execWithDir(command: string, workingDir?: string, options?: ExecOptions): Promise<ExecResult<string>>;
   execStream(command: string, options?: ExecStreamOptions): Promise<ExecStreamResult>;
   execStreamWithDir(command: string, workingDir?: string, stdout?: StreamWriter, stderr?: StreamWriter, options?: RequestOptions): Promise<ExecStreamResult>;
   execPipe(command: string, options?: ExecPipeOptions): Promise<ExecPipeResult>;
@@ -300,7 +325,8 @@ export declare class Client extends EventEmitter {
   readFile(path: string, options?: RequestOptions): Promise<Buffer>;
   listFiles(path: string, options?: RequestOptions): Promise<FileInfo[]>;
 
-  log(options?: RequestOptions): Promise<Buffer>;
+  log(options: RequestOptions & { encoding: "buffer" }): Promise<Buffer>;
+  log(options?: RequestOptions & { encoding?: BufferEncoding }): Promise<string>;
   /** Follows the log until `signal` aborts (then resolves) or the VM ends. */
   logStream(options?: LogStreamOptions): Promise<void>;
 
@@ -380,3 +406,10 @@ export declare const VFS_HOOK_OP_WRITE = "write";
 export declare const VFS_HOOK_OP_CLOSE = "close";
 export declare const VFS_HOOK_OP_SYNC = "sync";
 export declare const VFS_HOOK_OP_TRUNCATE = "truncate";
+
+/** Builds the MatchlockError subclass that matches a status code (what the native layer rejects with). */
+export declare function makeError(status: number, message: string, rpcCode?: number, cause?: unknown): MatchlockError;
+/** Low-level access for tests and tools: the SWIG-generated ABI wrappers (unstable; not part of the API). */
+export declare const _native: any;
+/** Low-level access for tests and tools: the msgpack codec (unstable; not part of the API). */
+export declare const _msgpack: { encode(value: unknown): Buffer; decode(buf: Uint8Array): any };

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the Node addon and run its node:test suites against matchlock-local.
 #   node/run-tests.sh [BUILD_DIR]     (default <repo>/build, as `make build` makes it)
-# Needs: node >= 20 with headers (/usr/include/node), swig, a C/C++ compiler,
-# libevent-dev and libmsgpack-dev (scripts/deps.sh installs node/apt-packages.txt).
+# Needs: node >= 20 and npm, a C/C++ compiler, libevent-dev and libmsgpack-dev
+# (scripts/deps.sh installs node/apt-packages.txt); the Node-API headers come
+# from the devDependencies (npm ci) and SWIG >= 4.2 from node/scripts/swig.sh.
 # Exit status is non-zero when the build or any test fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +21,10 @@ state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
 trap 'rm -rf "$state"' EXIT
 export XDG_STATE_HOME="$state" MLK_NODE_TEST_STATE="$state"
 
+if [ ! -f "$here/node_modules/node-addon-api/napi.h" ] || [ ! -d "$here/node_modules/node-api-headers" ]; then
+  echo "=== npm ci (the Node-API headers: devDependencies)"
+  (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts)
+fi
 echo "=== building the Node addon"
 node "$here/scripts/build.js"
 # MLK_E2E_ONLY=1: only the end-to-end files, against $MLK_E2E_SERVER (the

@@ -43,19 +43,31 @@ def _find_sources() -> tuple[str, str]:
     )
 
 
+# The system libraries the core links, with the package that provides each.
+SYSTEM_DEPS = {
+    "libevent_core": "libevent-dev (Fedora: libevent-devel)",
+    "libevent_pthreads": "libevent-dev (Fedora: libevent-devel)",
+    "msgpack": "libmsgpack-dev (Fedora: msgpack-devel)",
+}
+
+
 def _pkg_config(*pkgs: str) -> tuple[list[str], list[str], list[str]]:
-    """libraries, library_dirs, include_dirs from pkg-config (with a fallback)."""
+    """libraries, library_dirs, include_dirs from pkg-config; exits naming
+    the system package to install when a library (or pkg-config) is missing."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["pkg-config", *args], capture_output=True, text=True)
+
     try:
-        libs = subprocess.run(["pkg-config", "--libs", *pkgs], check=True, capture_output=True, text=True).stdout
-        cflags = subprocess.run(["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        detail = getattr(e, "stderr", "") or str(e)
-        sys.stderr.write(
-            "matchlock-native: pkg-config could not describe %s (%s); falling back to "
-            "-levent_core -levent_pthreads -lmsgpackc.  Install pkg-config, libevent-dev and "
-            "libmsgpack-dev (scripts/deps.sh does) if the build fails.\n" % (" ".join(pkgs), detail.strip())
-        )
-        return ["event_core", "event_pthreads", "msgpackc"], [], []
+        missing = [p for p in pkgs if run("--exists", p).returncode != 0]
+    except OSError:
+        sys.exit("matchlock-native: building from source needs pkg-config, which is not installed "
+                 "(Debian/Ubuntu: apt-get install pkg-config), plus " + ", ".join(sorted(set(SYSTEM_DEPS.values()))))
+    if missing:
+        need = sorted({SYSTEM_DEPS.get(p, p) for p in missing})
+        sys.exit(f"matchlock-native: building from source needs the C libraries {', '.join(missing)}, "
+                 f"which pkg-config cannot find: install {' and '.join(need)} "
+                 "(Debian/Ubuntu package names), or install a prebuilt wheel instead")
+    libs, cflags = run("--libs", *pkgs).stdout, run("--cflags", *pkgs).stdout
     libraries, library_dirs, include_dirs = [], [], []
     for tok in shlex.split(libs):
         if tok.startswith("-l"):
@@ -130,7 +142,7 @@ SOURCE = r"""
 static int mlk_py_header_version(void) { return MLK_VERSION; }
 """
 
-_libs, _libdirs, _incs = _pkg_config("libevent_core", "libevent_pthreads", "msgpack")
+_libs, _libdirs, _incs = _pkg_config(*SYSTEM_DEPS)
 # setuptools insists on sources relative to setup.py (which is next to this file)
 _core_sources = sorted(
     os.path.relpath(os.path.join(CORE_DIR, n), HERE) for n in os.listdir(CORE_DIR) if n.endswith(".c")

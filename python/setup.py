@@ -24,8 +24,14 @@ class sdist(_sdist):
             return  # building from an sdist already: _core/ is in `files`
         dst = os.path.join(base_dir, "_core")
         os.makedirs(dst, exist_ok=True)
-        for f in glob.glob(os.path.join(core, "*.[ch]")) + [inc]:
+        for f in glob.glob(os.path.join(core, "*.[ch]")) + glob.glob(os.path.join(core, "*.inc")) + [inc]:
             shutil.copy2(f, dst)
 
 
-setup(cffi_modules=["build_ffi.py:ffibuilder"], cmdclass={"sdist": sdist})
+# The extension uses only CPython's limited API (cffi builds it with
+# Py_LIMITED_API), so one wheel serves CPython 3.10 and later: cp310-abi3.
+setup(
+    cffi_modules=["build_ffi.py:ffibuilder"],
+    cmdclass={"sdist": sdist},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)

@@ -22,6 +22,7 @@ run "Python (pytest)" env MATCHLOCK_LOCAL_BIN="$(cd "$build" && pwd)/matchlock-l
   ./python/run-tests.sh
 run "Node (node --test)" ./node/run-tests.sh "$build"
 run "Lua (5.4 and LuaJIT)" ./lua/run-tests.sh "$build"
+run "packages installed from their artifacts" ./scripts/test-packages.sh "$build"
 
 # The end-to-end suites once more, against upstream's own server code: the
 # conformance peer (upstream's CLI and JSON-RPC handler, process-backed VM)

@@ -10,6 +10,8 @@
  *                 real/effective/saved gid and uid.  Afterwards it checks
  *                 that root cannot be regained, and refuses to run the
  *                 command otherwise.
+ *   -p            probe: exit 0 at once (matchlock-local checks that
+ *                 bubblewrap works with it)
  *   -- ARGV...    the command (PATH lookup as execvp)
  *
  * Statically linked, so it runs in any root filesystem (an imported image
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
     size_t ngroups = 0;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], "-p")) return 0;
         if (!strcmp(argv[i], "-t")) tty = 1;
         else if (!strcmp(argv[i], "-u") && i + 1 < argc && parse_id(argv[i + 1], &uid) == 0) { have_uid = 1; i++; }
         else if (!strcmp(argv[i], "-g") && i + 1 < argc && parse_id(argv[i + 1], &gid) == 0) { have_gid = 1; i++; }

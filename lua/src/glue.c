@@ -24,6 +24,14 @@
  * client is collected (async calls never completed). */
 #include <lua.h>
 #include <lauxlib.h>
+#include <lualib.h>
+
+/* Lua 5.2+ or LuaJIT 2.1 (which has the 5.2 functions used here, and says
+ * LUA_VERSION_NUM 501 like plain 5.1): plain Lua 5.1 is refused here, with
+ * the reason, rather than failing at load time on luaL_traceback. */
+#if LUA_VERSION_NUM < 502 && !defined(LUA_JITLIBNAME)
+#error "matchlock needs Lua 5.2 or later, or LuaJIT 2.1; plain Lua 5.1 lacks luaL_traceback and other functions it uses"
+#endif
 
 #include <errno.h>
 #include <poll.h>

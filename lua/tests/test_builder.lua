@@ -6,6 +6,23 @@ return function(T)
 
   local function params(sb, launch) return json.decode(sb:params_json(launch)) end
 
+  T.test("mount owner overrides: each sent only when set, range-checked", function()
+    local sb = ml.Sandbox.new("alpine:latest")
+      :mount_host_dir("/w/a", "/srv/a", { owner_uid = 1000, owner_gid = 0 })
+      :mount_host_dir_readonly("/w/b", "/srv/b", { owner_gid = 4294967295 })
+      :mount_host_dir("/w/c", "/srv/c")
+    local m = params(sb).vfs.mounts
+    T.deep_eq(m["/w/a"], { type = "host_fs", host_path = "/srv/a", owner_uid = 1000, owner_gid = 0 })
+    T.deep_eq(m["/w/b"], { type = "host_fs", host_path = "/srv/b", readonly = true, owner_gid = 4294967295 })
+    T.deep_eq(m["/w/c"], { type = "host_fs", host_path = "/srv/c" })
+    local e = T.raises(function()
+      ml.Sandbox.new("alpine:latest"):mount_host_dir("/w/a", "/srv/a", { owner_uid = -1 })
+    end, "EINVALID_MOUNT_OWNER")
+    T.eq(e.message, "owner_uid must be in [0, 4294967295], got -1")
+    T.eq(e.upstream, "InvalidMountOwner")
+    T.raises(function() ml.Sandbox.new("x"):mount_host_dir("/w", "/s", { owner = 1 }) end)
+  end)
+
   T.test("chaining returns the builder", function()
     local sb = ml.Sandbox.new("alpine:latest")
     T.eq(sb:with_cpus(1):with_memory(256):with_disk_size(1024):with_timeout(60), sb)
@@ -44,7 +61,7 @@ return function(T)
     T.eq(p.image_config.user, "app")
     T.deep_eq(p.image_config.entrypoint, { "sh", "-c", "true" })
     T.eq(p.image_config.working_dir, "/srv")
-    T.eq(p.kernel, "file:///k")
+    T.deep_eq(p.kernel, { ref = "file:///k" })
     T.eq(p.extra_disks[1].readonly, true)
   end)
 

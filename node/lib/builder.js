@@ -6,7 +6,7 @@
 
 const native = require("./native");
 const msgpack = require("./msgpack");
-const { makeError, ValidationError } = require("./errors");
+const { makeError, MatchlockError, ValidationError } = require("./errors");
 const { KIND, makeTrampoline } = require("./hooks");
 
 const kHandle = Symbol("matchlock.sandbox.handle");
@@ -67,9 +67,9 @@ function networkSplit(config) {
   for (const r of config.rules ?? []) {
     if (r && r.hook != null) {
       if (typeof r.hook !== "function") {
-        throw new ValidationError(`network hook ${JSON.stringify(r.name ?? "")}: 'hook' must be a function`, { status: native.MLK_EINVALID_NET_HOOK });
+        throw new ValidationError(`invalid network hook ${JSON.stringify(r.name ?? "")}: 'hook' must be a function`, { status: native.MLK_EINVALID_NET_HOOK });
       }
-      const rule = hookRule(r, NET_HOOK_KEYS, "network hook", native.MLK_EINVALID_NET_HOOK);
+      const rule = hookRule(r, NET_HOOK_KEYS, "invalid network hook", native.MLK_EINVALID_NET_HOOK);
       delete rule.ops;
       hooks.push({ kind: KIND.NETWORK, rule, fn: r.hook, name: r.name });
     } else {
@@ -95,9 +95,9 @@ function vfsSplit(config) {
     if (cbs.length === 1) {
       const fn = r[cbs[0]];
       if (typeof fn !== "function") {
-        throw new ValidationError(`vfs hook ${JSON.stringify(r.name ?? "")}: '${cbs[0]}' must be a function`, { status: native.MLK_EINVALID_VFS_HOOK });
+        throw new ValidationError(`invalid vfs hook ${JSON.stringify(r.name ?? "")}: '${cbs[0]}' must be a function`, { status: native.MLK_EINVALID_VFS_HOOK });
       }
-      const rule = hookRule(r, VFS_HOOK_KEYS, "vfs hook", native.MLK_EINVALID_VFS_HOOK);
+      const rule = hookRule(r, VFS_HOOK_KEYS, "invalid vfs hook", native.MLK_EINVALID_VFS_HOOK);
       delete rule.hosts;
       delete rule.methods;
       hooks.push({ kind: VFS_CALLBACKS[cbs[0]], rule, fn, name: r.name });
@@ -109,8 +109,13 @@ function vfsSplit(config) {
   return { wire: c, hooks };
 }
 
-function check(rc, what) {
-  if (rc !== 0) throw makeError(rc, `${what}: ${native.mlk_strerror(rc)}`, 0);
+// A setter failed: the core's message for it (it is remembered on the
+// builder and reported again by params_json), which begins with the
+// seed's error text where the seed has one.
+function check(rc, what, h) {
+  if (rc === 0) return;
+  const [prc, , msg] = h ? native.mlk_sandbox_params_json(h, 0) : [rc, null, null];
+  throw makeError(rc, prc === rc && msg ? msg : `${what}: ${native.mlk_strerror(rc)}`, 0);
 }
 
 function str(v, what) {
@@ -123,15 +128,59 @@ function num(v, what) {
   return v;
 }
 
+const MOUNT_KEYS = new Set(["type", "hostPath", "readonly", "ownerUid", "ownerGid"]);
+const OWNER_KEYS = new Set(["ownerUid", "ownerGid"]);
+// The official CreateOptions, plus extraDisks (beyond upstream).
+const CREATE_KEYS = new Set([
+  "image", "kernelRef", "privileged", "cpus", "memoryMb", "diskSizeMb", "timeoutSeconds", "allowedHosts", "addHosts",
+  "blockPrivateIPs", "blockPrivateIPsSet", "noNetwork", "forceInterception", "networkInterception", "mounts", "env",
+  "secrets", "workspace", "vfsInterception", "dnsServers", "hostname", "networkMtu", "portForwards",
+  "portForwardAddresses", "imageConfig", "launchEntrypoint", "extraDisks",
+]);
+
+// Unknown option names are an error (a typo would otherwise be ignored).
+function onlyKeys(obj, known, what) {
+  if (obj == null) return;
+  if (typeof obj !== "object") throw new TypeError(`${what} must be an object, got ${typeof obj}`);
+  for (const k of Object.keys(obj)) {
+    if (!known.has(k)) throw new TypeError(`${what}: unknown option '${k}' (known: ${[...known].join(", ")})`);
+  }
+}
+
+// An owner id for the core (which checks the range): a safe integer.
+function ownerId(v, what) {
+  if (v == null) return 0;
+  if (!Number.isSafeInteger(v)) throw new TypeError(`${what} must be an integer, got ${v}`);
+  return v;
+}
+
+// A copy of CreateOptions: containers are copied, hook functions shared.
+function cloneOptions(o) {
+  const copy = (v) => {
+    if (Array.isArray(v)) return v.map(copy);
+    if (v && typeof v === "object" && !Buffer.isBuffer(v)) {
+      const out = {};
+      for (const [k, x] of Object.entries(v)) out[k] = copy(x);
+      return out;
+    }
+    return v;
+  };
+  return copy(o);
+}
+
+const PF_SPEC = /^\s*(?:(\d+)\s*:\s*)?(\d+)\s*$/;
+
 class Sandbox {
   constructor(image) {
-    this[kHandle] = native.mlk_sandbox_new(image == null ? "" : str(image, "image"));
-    this._dns = [];
-    this._pfAddrs = [];
+    this[kHandle] = native.mlk_sandbox_new(typeof image === "string" ? image : "");
+    this._opts = { image };
+    if (image != null && typeof image !== "string") this._defer(new ValidationError(`image must be a string, got ${typeof image}`, { status: -1 }));
   }
 
-  /** Build a Sandbox from the official SDK's CreateOptions object. */
+  /** Build a Sandbox from the official SDK's CreateOptions object (unknown
+   *  option names are a TypeError). */
   static fromOptions(o = {}) {
+    onlyKeys(o, CREATE_KEYS, "CreateOptions");
     const s = new Sandbox(o.image ?? "");
     if (o.kernelRef) s.withKernel(o.kernelRef);
     if (o.privileged) s.withPrivileged();
@@ -160,7 +209,15 @@ class Sandbox {
     for (const pf of o.portForwards ?? []) s.withPortForward(pf.localPort, pf.remotePort);
     if (o.portForwardAddresses?.length) s.withPortForwardAddresses(...o.portForwardAddresses);
     if (o.imageConfig) s.withImageConfig(o.imageConfig);
+    for (const d of o.extraDisks ?? []) s.addExtraDisk(d.hostPath, d.guestMount, d.readonly);
+    if (o.launchEntrypoint) s._opts.launchEntrypoint = true;
     return s;
+  }
+
+  /** The options recorded so far, in the official SDK's CreateOptions
+   *  shape (a copy; hook functions are shared). */
+  options() {
+    return cloneOptions(this._opts);
   }
 
   // The C builder.  create() copies everything it needs before it returns
@@ -170,34 +227,58 @@ class Sandbox {
     return this[kHandle];
   }
 
+  // Like the official SDK's builder, the methods never throw a validation
+  // error: the first one is kept and create() (or paramsJSON()) rejects
+  // with it.  The core keeps its own setters' failures the same way.
+  _defer(e) {
+    if (!this._deferred) this._deferred = e;
+  }
+
   _addHooks(hooks) {
     const h = this._h();
     for (const x of hooks) {
-      const rc = native.sandboxAddHook(h, x.kind, msgpack.encode(x.rule), makeTrampoline(x.kind, x.fn, x.name));
-      if (rc !== 0) {
-        const [, , msg] = native.mlk_sandbox_params_json(h, 0);
-        throw makeError(rc, msg || native.mlk_strerror(rc), 0);
-      }
+      check(native.sandboxAddHook(h, x.kind, msgpack.encode(x.rule), makeTrampoline(x.kind, x.fn, x.name)), "hook", h);
     }
   }
 
-  withPrivileged() { check(native.mlk_sandbox_set_privileged(this._h("withPrivileged"), 1), "withPrivileged"); return this; }
-  withCPUs(cpus) { check(native.mlk_sandbox_set_cpus(this._h("withCPUs"), num(cpus, "cpus")), "withCPUs"); return this; }
-  withMemory(mb) { check(native.mlk_sandbox_set_memory_mb(this._h("withMemory"), num(mb, "memory")), "withMemory"); return this; }
-  withDiskSize(mb) { check(native.mlk_sandbox_set_disk_size_mb(this._h("withDiskSize"), num(mb, "disk size")), "withDiskSize"); return this; }
-  withTimeout(seconds) { check(native.mlk_sandbox_set_timeout_s(this._h("withTimeout"), num(seconds, "timeout")), "withTimeout"); return this; }
-  withWorkspace(path) { check(native.mlk_sandbox_set_workspace(this._h("withWorkspace"), str(path, "workspace")), "withWorkspace"); return this; }
+  _set(rc, what) {
+    check(rc, what, this[kHandle]);
+    return this;
+  }
+
+  withPrivileged() {
+    this._opts.privileged = true;
+    return this._set(native.mlk_sandbox_set_privileged(this._h(), 1), "withPrivileged");
+  }
+  withCPUs(cpus) {
+    this._opts.cpus = cpus;
+    return this._set(native.mlk_sandbox_set_cpus(this._h(), num(cpus, "cpus")), "withCPUs");
+  }
+  withMemory(mb) {
+    this._opts.memoryMb = mb;
+    return this._set(native.mlk_sandbox_set_memory_mb(this._h(), num(mb, "memory")), "withMemory");
+  }
+  withDiskSize(mb) {
+    this._opts.diskSizeMb = mb;
+    return this._set(native.mlk_sandbox_set_disk_size_mb(this._h(), num(mb, "disk size")), "withDiskSize");
+  }
+  withTimeout(seconds) {
+    this._opts.timeoutSeconds = seconds;
+    return this._set(native.mlk_sandbox_set_timeout_s(this._h(), num(seconds, "timeout")), "withTimeout");
+  }
+  withWorkspace(path) {
+    this._opts.workspace = path;
+    return this._set(native.mlk_sandbox_set_workspace(this._h(), str(path, "workspace")), "withWorkspace");
+  }
 
   /** VFS interception: static rules replace earlier ones; rules with a
    *  `hook`, `dangerousHook`, `actionHook` or `mutateHook` function are added. */
   withVFSInterception(config) {
-    if (!config) {
-      check(native.mlk_sandbox_set_vfs_interception(this._h(), null), "withVFSInterception");
-      return this;
-    }
+    this._opts.vfsInterception = config;
+    if (!config) return this._set(native.mlk_sandbox_set_vfs_interception(this._h(), null), "withVFSInterception");
     const { wire, hooks } = vfsSplit(config); // validate everything before changing the builder
     if (wire.rules || wire.emit_events !== undefined || !hooks.length) {
-      check(native.mlk_sandbox_set_vfs_interception(this._h(), msgpack.encode(wire)), "withVFSInterception");
+      this._set(native.mlk_sandbox_set_vfs_interception(this._h(), msgpack.encode(wire)), "withVFSInterception");
     }
     this._addHooks(hooks);
     return this;
@@ -206,109 +287,156 @@ class Sandbox {
   /** Force network interception; `config` ({rules: [...]}) sets static rules
    *  (replacing earlier ones) and adds rules with a `hook` function. */
   withNetworkInterception(config) {
-    if (!config) {
-      check(native.mlk_sandbox_set_network_interception(this._h(), null), "withNetworkInterception");
-      return this;
-    }
+    this._opts.forceInterception = true;
+    if (config) this._opts.networkInterception = config;
+    if (!config) return this._set(native.mlk_sandbox_set_network_interception(this._h(), null), "withNetworkInterception");
     const { wire, hooks } = networkSplit(config);
     const buf = wire.rules || Object.keys(wire).length ? msgpack.encode(wire) : null;
-    check(native.mlk_sandbox_set_network_interception(this._h(), buf), "withNetworkInterception");
+    this._set(native.mlk_sandbox_set_network_interception(this._h(), buf), "withNetworkInterception");
     this._addHooks(hooks);
     return this;
   }
 
-  withEnv(name, value) { check(native.mlk_sandbox_set_env(this._h("withEnv"), str(name, "env name"), str(value, "env value")), "withEnv"); return this; }
+  withEnv(name, value) {
+    (this._opts.env ??= {})[name] = value;
+    return this._set(native.mlk_sandbox_set_env(this._h(), str(name, "env name"), str(value, "env value")), "withEnv");
+  }
   withEnvMap(env) {
-    check(native.mlk_sandbox_set_env_map(this._h("withEnvMap"), msgpack.encode(env ?? {})), "withEnvMap");
-    return this;
+    Object.assign((this._opts.env ??= {}), env);
+    return this._set(native.mlk_sandbox_set_env_map(this._h(), msgpack.encode(env ?? {})), "withEnvMap");
   }
 
   allowHost(...hosts) {
-    const h = this._h("allowHost");
-    for (const host of hosts) check(native.mlk_sandbox_allow_host(h, str(host, "host")), "allowHost");
+    (this._opts.allowedHosts ??= []).push(...hosts);
+    for (const host of hosts) this._set(native.mlk_sandbox_allow_host(this._h(), str(host, "host")), "allowHost");
     return this;
   }
-  addHost(host, ip) { check(native.mlk_sandbox_add_host(this._h("addHost"), str(host, "host"), str(ip, "ip")), "addHost"); return this; }
+  addHost(host, ip) {
+    (this._opts.addHosts ??= []).push({ host, ip });
+    return this._set(native.mlk_sandbox_add_host(this._h(), str(host, "host"), str(ip, "ip")), "addHost");
+  }
   blockPrivateIPs() { return this.withBlockPrivateIPs(true); }
   allowPrivateIPs() { return this.withBlockPrivateIPs(false); }
   withBlockPrivateIPs(enabled) {
-    check(native.mlk_sandbox_set_block_private_ips(this._h("withBlockPrivateIPs"), enabled ? 1 : 0), "withBlockPrivateIPs");
-    return this;
+    this._opts.blockPrivateIPs = !!enabled;
+    this._opts.blockPrivateIPsSet = true;
+    return this._set(native.mlk_sandbox_set_block_private_ips(this._h(), enabled ? 1 : 0), "withBlockPrivateIPs");
   }
-  unsetBlockPrivateIPs() { check(native.mlk_sandbox_unset_block_private_ips(this._h("unsetBlockPrivateIPs")), "unsetBlockPrivateIPs"); return this; }
+  unsetBlockPrivateIPs() {
+    this._opts.blockPrivateIPs = false;
+    this._opts.blockPrivateIPsSet = false;
+    return this._set(native.mlk_sandbox_unset_block_private_ips(this._h()), "unsetBlockPrivateIPs");
+  }
 
   addSecret(name, value, ...hosts) {
-    check(native.mlk_sandbox_add_secret(this._h("addSecret"), str(name, "secret name"), str(value, "secret value"), null, hosts), "addSecret");
-    return this;
+    (this._opts.secrets ??= []).push({ name, value, hosts });
+    return this._set(native.mlk_sandbox_add_secret(this._h(), str(name, "secret name"), str(value, "secret value"), null, hosts),
+      "addSecret");
   }
   addSecretWithPlaceholder(name, value, placeholder, ...hosts) {
-    check(
-      native.mlk_sandbox_add_secret(this._h("addSecretWithPlaceholder"), str(name, "secret name"), str(value, "secret value"),
-        str(placeholder, "placeholder"), hosts),
-      "addSecretWithPlaceholder",
-    );
-    return this;
+    (this._opts.secrets ??= []).push({ name, value, placeholder, hosts });
+    return this._set(native.mlk_sandbox_add_secret(this._h(), str(name, "secret name"), str(value, "secret value"),
+      str(placeholder, "placeholder"), hosts), "addSecretWithPlaceholder");
   }
 
   /** Append DNS servers (the builder sends all of them). */
   withDNSServers(...servers) {
-    const h = this._h("withDNSServers");
-    const next = [...this._dns, ...servers.map((s) => str(s, "DNS server"))];
-    check(native.mlk_sandbox_set_dns_servers(h, next), "withDNSServers");
-    this._dns = next;
-    return this;
+    const next = [...(this._opts.dnsServers ?? []), ...servers];
+    this._opts.dnsServers = next;
+    return this._set(native.mlk_sandbox_set_dns_servers(this._h(), next.map((x) => str(x, "DNS server"))), "withDNSServers");
   }
-  withHostname(hostname) { check(native.mlk_sandbox_set_hostname(this._h("withHostname"), str(hostname, "hostname")), "withHostname"); return this; }
-  withNetworkMTU(mtu) { check(native.mlk_sandbox_set_network_mtu(this._h("withNetworkMTU"), num(mtu, "mtu")), "withNetworkMTU"); return this; }
-  withNoNetwork() { check(native.mlk_sandbox_set_no_network(this._h("withNoNetwork"), 1), "withNoNetwork"); return this; }
+  withHostname(hostname) {
+    this._opts.hostname = hostname;
+    return this._set(native.mlk_sandbox_set_hostname(this._h(), str(hostname, "hostname")), "withHostname");
+  }
+  withNetworkMTU(mtu) {
+    this._opts.networkMtu = mtu;
+    return this._set(native.mlk_sandbox_set_network_mtu(this._h(), num(mtu, "mtu")), "withNetworkMTU");
+  }
+  withNoNetwork() {
+    this._opts.noNetwork = true;
+    return this._set(native.mlk_sandbox_set_no_network(this._h(), 1), "withNoNetwork");
+  }
 
   /** Forward localPort on the host to remotePort in the sandbox, right after create. */
   withPortForward(localPort, remotePort) {
-    return this.withPortForwardSpec(`${num(localPort, "local port")}:${num(remotePort, "remote port")}`);
+    (this._opts.portForwards ??= []).push({ localPort, remotePort });
+    return this._set(native.mlk_sandbox_add_port_forward(this._h(),
+      `${num(localPort, "local port")}:${num(remotePort, "remote port")}`), "withPortForward");
   }
   /** A `[LOCAL:]REMOTE` port-forward spec applied right after create. */
   withPortForwardSpec(spec) {
-    check(native.mlk_sandbox_add_port_forward(this._h("withPortForward"), str(spec, "port-forward spec")), "withPortForward");
-    return this;
+    const m = typeof spec === "string" ? PF_SPEC.exec(spec) : null;
+    if (m) (this._opts.portForwards ??= []).push({ localPort: Number(m[1] ?? m[2]), remotePort: Number(m[2]) });
+    return this._set(native.mlk_sandbox_add_port_forward(this._h(), str(spec, "port-forward spec")), "withPortForward");
   }
   withPortForwardAddresses(...addresses) {
-    const h = this._h("withPortForwardAddresses");
-    const next = [...this._pfAddrs, ...addresses.map((a) => str(a, "address"))];
-    check(native.mlk_sandbox_set_port_forward_addresses(h, next), "withPortForwardAddresses");
-    this._pfAddrs = next;
-    return this;
+    const next = [...(this._opts.portForwardAddresses ?? []), ...addresses];
+    this._opts.portForwardAddresses = next;
+    return this._set(native.mlk_sandbox_set_port_forward_addresses(this._h(), next.map((a) => str(a, "address"))),
+      "withPortForwardAddresses");
   }
 
+  /** Mount `config` ({type, hostPath, readonly, ownerUid, ownerGid}) at
+   *  guestPath; a later mount at the same path replaces it. */
   mount(guestPath, config = {}) {
+    onlyKeys(config, MOUNT_KEYS, "mount config");
+    (this._opts.mounts ??= {})[guestPath] = { ...config };
     const type = config.type ?? "memory";
+    const g = str(guestPath, "guest path");
+    let rc;
     if (type === "host_fs") {
-      return config.readonly ? this.mountHostDirReadonly(guestPath, config.hostPath) : this.mountHostDir(guestPath, config.hostPath);
+      const fn = config.readonly ? native.mlk_sandbox_mount_host_dir_readonly : native.mlk_sandbox_mount_host_dir;
+      rc = fn(this._h(), g, str(config.hostPath ?? "", "host path"));
+    } else if (type === "memory") {
+      rc = native.mlk_sandbox_mount_memory(this._h(), g);
+    } else if (type === "overlay") {
+      rc = native.mlk_sandbox_mount_overlay(this._h(), g, str(config.hostPath ?? "", "host path"));
+    } else {
+      throw new ValidationError(`mount ${guestPath}: unknown mount type '${type}' (use host_fs, memory or overlay)`, {
+        status: native.MLK_EINVALID_MOUNT,
+      });
     }
-    if (type === "memory") return this.mountMemory(guestPath);
-    if (type === "overlay") return this.mountOverlay(guestPath, config.hostPath);
-    throw new ValidationError(`mount ${guestPath}: unknown mount type '${type}' (use host_fs, memory or overlay)`, {
-      status: native.MLK_EINVALID_MOUNT,
-    });
-  }
-  mountHostDir(guestPath, hostPath) {
-    check(native.mlk_sandbox_mount_host_dir(this._h("mountHostDir"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountHostDir");
+    this._set(rc, "mount");
+    const { ownerUid, ownerGid } = config;
+    if (ownerUid != null || ownerGid != null) {
+      const which = (ownerUid != null ? native.MLK_MOUNT_OWNER_UID : 0) | (ownerGid != null ? native.MLK_MOUNT_OWNER_GID : 0);
+      this._set(native.mlk_sandbox_set_mount_owner(this._h(), g, which, ownerId(ownerUid, "ownerUid"),
+        ownerId(ownerGid, "ownerGid")), "mount");
+    }
     return this;
   }
-  mountHostDirReadonly(guestPath, hostPath) {
-    check(native.mlk_sandbox_mount_host_dir_readonly(this._h("mountHostDirReadonly"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountHostDirReadonly");
-    return this;
+  /** Mount a host directory read-write; `owner` ({ownerUid, ownerGid},
+   *  each 0..4294967295) makes every file of it appear owned by them. */
+  mountHostDir(guestPath, hostPath, owner = {}) {
+    onlyKeys(owner, OWNER_KEYS, "mountHostDir owner");
+    return this.mount(guestPath, { type: "host_fs", hostPath, ...owner });
   }
-  mountMemory(guestPath) { check(native.mlk_sandbox_mount_memory(this._h("mountMemory"), str(guestPath, "guest path")), "mountMemory"); return this; }
-  mountOverlay(guestPath, hostPath) {
-    check(native.mlk_sandbox_mount_overlay(this._h("mountOverlay"), str(guestPath, "guest path"), str(hostPath, "host path")), "mountOverlay");
-    return this;
+  /** Mount a host directory read-only; `owner` as for mountHostDir. */
+  mountHostDirReadonly(guestPath, hostPath, owner = {}) {
+    onlyKeys(owner, OWNER_KEYS, "mountHostDirReadonly owner");
+    return this.mount(guestPath, { type: "host_fs", hostPath, readonly: true, ...owner });
   }
+  mountMemory(guestPath) { return this.mount(guestPath, { type: "memory" }); }
+  mountOverlay(guestPath, hostPath) { return this.mount(guestPath, { type: "overlay", hostPath }); }
 
-  withUser(user) { check(native.mlk_sandbox_set_user(this._h("withUser"), str(user, "user")), "withUser"); return this; }
-  withEntrypoint(...argv) { check(native.mlk_sandbox_set_entrypoint(this._h("withEntrypoint"), argv), "withEntrypoint"); return this; }
+  withUser(user) {
+    (this._opts.imageConfig ??= {}).user = user;
+    return this._set(native.mlk_sandbox_set_user(this._h(), str(user, "user")), "withUser");
+  }
+  withEntrypoint(...argv) {
+    (this._opts.imageConfig ??= {}).entrypoint = [...argv];
+    return this._set(native.mlk_sandbox_set_entrypoint(this._h(), argv), "withEntrypoint");
+  }
   /** Merge an image config: non-empty fields replace, empty ones keep what is set. */
   withImageConfig(config) {
     if (!config) return this;
+    const ic = (this._opts.imageConfig ??= {});
+    if (config.user) ic.user = config.user;
+    if (config.workingDir) ic.workingDir = config.workingDir;
+    if (config.entrypoint?.length) ic.entrypoint = [...config.entrypoint];
+    if (config.cmd?.length) ic.cmd = [...config.cmd];
+    if (config.env && Object.keys(config.env).length) ic.env = { ...config.env };
     const wire = {
       user: config.user,
       working_dir: config.workingDir ?? config.working_dir,
@@ -316,18 +444,24 @@ class Sandbox {
       cmd: config.cmd,
       env: config.env,
     };
-    check(native.mlk_sandbox_set_image_config(this._h("withImageConfig"), msgpack.encode(wire)), "withImageConfig");
-    return this;
+    return this._set(native.mlk_sandbox_set_image_config(this._h(), msgpack.encode(wire)), "withImageConfig");
   }
-  withKernel(ref) { check(native.mlk_sandbox_set_kernel(this._h("withKernel"), str(ref, "kernel ref")), "withKernel"); return this; }
-  /** Attach an ext4 image (e.g. a volume's path) at guestMount. */
+  /** Guest kernel: "", "file:///absolute/path" or an OCI ref (sent as {ref}). */
+  withKernel(ref) {
+    this._opts.kernelRef = ref;
+    return this._set(native.mlk_sandbox_set_kernel(this._h(), str(ref, "kernel ref")), "withKernel");
+  }
+  /** Attach an ext4 image (e.g. a volume's path) at guestMount (beyond upstream). */
   addExtraDisk(hostPath, guestMount, readonly = false) {
-    check(native.mlk_sandbox_add_extra_disk(this._h("addExtraDisk"), str(hostPath, "host path"), str(guestMount, "guest mount"), readonly ? 1 : 0), "addExtraDisk");
-    return this;
+    (this._opts.extraDisks ??= []).push({ hostPath, guestMount, readonly: !!readonly });
+    return this._set(native.mlk_sandbox_add_extra_disk(this._h(), str(hostPath, "host path"), str(guestMount, "guest mount"),
+      readonly ? 1 : 0), "addExtraDisk");
   }
 
-  /** Validate and render the `create` params exactly as they will be sent. */
+  /** Validate and render the `create` params exactly as they will be sent;
+   *  throws the first error of the builder's calls or of validation. */
   paramsJSON(launch = false) {
+    if (this._deferred) throw this._deferred;
     const [rc, json, msg] = native.mlk_sandbox_params_json(this[kHandle], launch ? 1 : 0);
     if (rc !== 0) throw makeError(rc, msg || native.mlk_strerror(rc), 0);
     return json;
@@ -338,8 +472,27 @@ class Sandbox {
   }
 }
 
+// Every builder method records a validation error instead of throwing it
+// (see _defer); a TypeError (an unknown option name) still throws.
+for (const name of Object.getOwnPropertyNames(Sandbox.prototype)) {
+  const fn = Sandbox.prototype[name];
+  if (name === "constructor" || name.startsWith("_") || typeof fn !== "function" ||
+      ["options", "paramsJSON", "params"].includes(name)) continue;
+  Sandbox.prototype[name] = {
+    [name](...args) {
+      try {
+        return fn.apply(this, args);
+      } catch (e) {
+        if (!(e instanceof MatchlockError)) throw e;
+        this._defer(e);
+        return this;
+      }
+    },
+  }[name];
+}
+
 function createSandbox(image) {
   return new Sandbox(image);
 }
 
-module.exports = { Sandbox, createSandbox, kHandle };
+module.exports = { Sandbox, createSandbox, kHandle, onlyKeys };

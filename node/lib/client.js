@@ -11,7 +11,7 @@ const { EventEmitter } = require("node:events");
 const { StringDecoder } = require("node:string_decoder");
 const native = require("./native");
 const msgpack = require("./msgpack");
-const { Sandbox, kHandle } = require("./builder");
+const { Sandbox, kHandle, onlyKeys } = require("./builder");
 const errors = require("./errors");
 const hooks = require("./hooks");
 const { makeError, MatchlockError, CancelledError, CallbackError, ValidationError, StateError } = errors;
@@ -89,9 +89,118 @@ function isIterable(v) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// The option names each call takes: anything else is a TypeError (a typo
+// such as `binray` would otherwise be ignored silently).
+const keys = (...names) => new Set(names);
+const CLIENT_KEYS = keys("binaryPath", "useSudo", "launcher", "env", "maxLineBytes", "onEvent");
+const REQ_KEYS = keys("signal", "timeoutMs");
+const EXEC_KEYS = keys(...REQ_KEYS, "workingDir", "user", "encoding");
+const STREAM_KEYS = keys(...EXEC_KEYS, "stdout", "stderr", "onStdout", "onStderr");
+const PIPE_KEYS = keys(...STREAM_KEYS, "stdin");
+const TTY_KEYS = keys(...EXEC_KEYS, "stdin", "stdout", "onStdout", "rows", "cols", "resize", "keepStdinOpen");
+const LOG_KEYS = keys(...REQ_KEYS, "encoding");
+const LOG_STREAM_KEYS = keys(...REQ_KEYS, "stdout", "onData", "encoding");
+
+// Text by default, as the official SDK returns it; {encoding: "buffer"}
+// keeps the bytes.
+function decoded(buf, encoding) {
+  return encoding === "buffer" ? buf : buf.toString(encoding ?? "utf8");
+}
+
+function isReadable(v) {
+  return typeof v?.on === "function" && typeof v.pause === "function" && typeof v.resume === "function";
+}
+
+// Feed a source to `each` (which may return a promise: the next chunk waits
+// for it) until it ends (then onEnd()) or stop() is called.  stop() releases
+// the source at once and waits for nothing: a Readable is paused and left
+// to its owner (not destroyed), an iterator is told to return().
+function pump(source, each, onEnd, fail) {
+  let stopped = false;
+  if (isReadable(source)) {
+    let busy = false;
+    let ended = false;
+    const cleanup = () => {
+      source.off("data", onData);
+      source.off("end", onEndEv);
+      source.off("error", onErr);
+    };
+    const finish = () => {
+      cleanup();
+      if (!stopped) onEnd();
+    };
+    function onData(chunk) {
+      if (stopped) return;
+      source.pause();
+      busy = true;
+      Promise.resolve()
+        .then(() => each(chunk))
+        .then(
+          () => {
+            busy = false;
+            if (stopped) return;
+            if (ended) finish();
+            else source.resume();
+          },
+          (e) => {
+            cleanup();
+            if (!stopped) fail(e);
+          },
+        );
+    }
+    function onEndEv() {
+      ended = true;
+      if (!busy) finish();
+    }
+    function onErr(e) {
+      cleanup();
+      if (!stopped) fail(e);
+    }
+    source.on("data", onData);
+    source.on("end", onEndEv);
+    source.on("error", onErr);
+    source.resume();
+    return {
+      stop() {
+        if (stopped) return;
+        stopped = true;
+        cleanup();
+        source.pause();
+      },
+    };
+  }
+  const it = typeof source[Symbol.asyncIterator] === "function" ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+  (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await it.next();
+        if (stopped) return;
+        if (done) return onEnd();
+        await each(value);
+        if (stopped) return;
+      }
+    } catch (e) {
+      if (!stopped) fail(e);
+    }
+  })();
+  return {
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        const r = it.return?.();
+        if (r && typeof r.then === "function") r.then(undefined, () => {});
+      } catch {
+        // a source that cannot be told to stop is simply no longer read
+      }
+    },
+  };
+}
+
 class Client extends EventEmitter {
   constructor(config = {}) {
     super();
+    onlyKeys(config, CLIENT_KEYS, "Client config");
     this._config = { ...config };
     this._h = null;
     this._cfg = null;
@@ -229,9 +338,14 @@ class Client extends EventEmitter {
 
   // ---- lifecycle ----------------------------------------------------------
 
-  /** Create the sandbox from a Sandbox builder (or CreateOptions); resolves to the VM id. */
+  /** Create the sandbox from a Sandbox builder or the official CreateOptions
+   *  (`launchEntrypoint: true` launches); resolves to the VM id.  A builder's
+   *  validation errors reject here.  When create succeeds and the builder's
+   *  port forwards fail, the VM id stays (vmId), so close()/remove() clean up.
+   *  A second create on one client rejects with a StateError. */
   async create(sandbox = {}, options = {}) {
-    return this._create(sandbox, false, options);
+    const launch = !(sandbox instanceof Sandbox) && !!sandbox?.launchEntrypoint;
+    return this._create(sandbox, launch, options);
   }
 
   /** As create, and start the image's entrypoint (launch_entrypoint). */
@@ -240,6 +354,7 @@ class Client extends EventEmitter {
   }
 
   async _create(sandbox, launch, options) {
+    onlyKeys(options, REQ_KEYS, launch ? "launch options" : "create options");
     if (!(sandbox instanceof Sandbox)) {
       sandbox = Sandbox.fromOptions(sandbox);
       if (sandbox === undefined) throw new ValidationError("create: expected a Sandbox or CreateOptions", { status: -1 });
@@ -264,6 +379,7 @@ class Client extends EventEmitter {
 
   /** Delete the VM's state (`matchlock rm <id>`); call after close. */
   async remove(options = {}) {
+    onlyKeys(options, REQ_KEYS, "remove options");
     if (!this._h || !native.clientVmId(this._h)) return;
     await this._call("remove", options, (h) => native.remove(h));
   }
@@ -271,17 +387,16 @@ class Client extends EventEmitter {
   // ---- exec -----------------------------------------------------------------
 
   /** Run a command and collect its output: {exitCode, stdout, stderr, durationMs}.
-   *  stdout/stderr are Buffers, or strings with {encoding: "utf8"}. */
+   *  stdout/stderr are strings (UTF-8, as the official SDK), or Buffers with
+   *  {encoding: "buffer"}. */
   async exec(command, options = {}) {
+    onlyKeys(options, EXEC_KEYS, "exec options");
     const r = await this._call("exec", options, (h) =>
       native.exec(h, command, 0, options.workingDir ?? null, options.user ?? null, options.timeoutMs ?? 0,
         0, 0, null, false, null, null),
     );
-    if (options.encoding) {
-      r.stdout = r.stdout.toString(options.encoding);
-      r.stderr = r.stderr.toString(options.encoding);
-    }
-    return r;
+    return { exitCode: r.exitCode, stdout: decoded(r.stdout, options.encoding), stderr: decoded(r.stderr, options.encoding),
+      durationMs: r.durationMs };
   }
 
   /** exec with a working directory (official SDK spelling). */
@@ -319,7 +434,6 @@ class Client extends EventEmitter {
       }
     }
     const interactive = pumped || (mode === native.MLK_EXEC_TTY && options.keepStdinOpen);
-    let done = false;
     const p = this._call(what, options, (hh) => {
       h = hh;
       const pr = native.exec(hh, command, mode, options.workingDir ?? null, options.user ?? null, options.timeoutMs ?? 0,
@@ -327,9 +441,11 @@ class Client extends EventEmitter {
       op = opSlot[0];
       return pr;
     });
+    // The call settles when its result arrives: the pumps are stopped then
+    // (their sources released), never awaited.
     const pumps = [];
-    if (pumped && h) pumps.push(this._pumpStdin(h, op, stdinSource, () => done, fail));
-    if (resize && h) pumps.push(this._pumpResize(h, op, resize, () => done, fail));
+    if (pumped && h) pumps.push(this._pumpStdin(h, op, stdinSource, fail));
+    if (resize && h) pumps.push(this._pumpResize(h, op, resize, fail));
     try {
       const r = await p;
       if (userError) throw userError;
@@ -345,49 +461,57 @@ class Client extends EventEmitter {
       }
       throw e;
     } finally {
-      done = true;
+      for (const x of pumps) x.stop();
       out?.end();
       err?.end();
-      await Promise.allSettled(pumps);
     }
   }
 
-  async _pumpStdin(h, op, source, isDone, fail) {
-    try {
-      for await (const chunk of source) {
-        if (isDone()) return;
+  // Forward a stdin source to the call, with backpressure (the core buffers
+  // 8 MiB), then EOF.
+  _pumpStdin(h, op, source, fail) {
+    let ended = false;
+    const ctl = pump(
+      source,
+      async (chunk) => {
         const buf = toBuffer(chunk);
-        if (buf.length === 0) continue;
+        if (buf.length === 0) return;
         let wait = 1;
         for (;;) {
           const rc = native.stdinWrite(h, op, buf);
-          if (rc === 0) break;
-          if (rc !== MLK_EAGAIN) return; // the call ended or the client closed: its promise says why
-          if (isDone()) return;
-          await sleep(wait); // the core buffers 8 MiB; wait for it to drain
+          if (rc === 0) return;
+          if (rc !== MLK_EAGAIN) { ended = true; ctl.stop(); return; } // the call ended: its promise says why
+          await sleep(wait);
+          if (ended) return;
           wait = Math.min(wait * 2, 16);
         }
-      }
-      if (!isDone()) native.stdinClose(h, op);
-    } catch (e) {
-      fail(e);
-    }
+      },
+      () => native.stdinClose(h, op),
+      fail,
+    );
+    return {
+      stop() {
+        ended = true;
+        ctl.stop();
+      },
+    };
   }
 
-  async _pumpResize(h, op, sizes, isDone, fail) {
-    try {
-      for await (const size of sizes) {
-        if (isDone()) return;
+  _pumpResize(h, op, sizes, fail) {
+    return pump(
+      sizes,
+      (size) => {
         const [rows, cols] = Array.isArray(size) ? size : [size?.rows, size?.cols];
         if (rows > 0 && cols > 0) native.ttyResize(h, op, rows, cols);
-      }
-    } catch (e) {
-      fail(e);
-    }
+      },
+      () => {},
+      fail,
+    );
   }
 
   /** Run a command, streaming stdout/stderr to callbacks or Writables: {exitCode, durationMs}. */
   async execStream(command, options = {}) {
+    onlyKeys(options, STREAM_KEYS, "execStream options");
     return this._stream("execStream", native.MLK_EXEC_STREAM, command, options,
       options.stdout ?? options.onStdout, options.stderr ?? options.onStderr, null, null);
   }
@@ -398,6 +522,7 @@ class Client extends EventEmitter {
 
   /** Run a command with stdin (string, Buffer, Readable or (async) iterable) and streamed output. */
   async execPipe(command, options = {}) {
+    onlyKeys(options, PIPE_KEYS, "execPipe options");
     return this._stream("execPipe", native.MLK_EXEC_PIPE, command, options,
       options.stdout ?? options.onStdout, options.stderr ?? options.onStderr, options.stdin, null);
   }
@@ -408,6 +533,7 @@ class Client extends EventEmitter {
 
   /** Run a command on a TTY: stdout merges stderr; `resize` yields [rows, cols]. */
   async execInteractive(command, options = {}) {
+    onlyKeys(options, TTY_KEYS, "execInteractive options");
     return this._stream("execInteractive", native.MLK_EXEC_TTY, command,
       { ...options, rows: options.rows ?? 24, cols: options.cols ?? 80 },
       options.stdout ?? options.onStdout, null, options.stdin, options.resize);
@@ -420,40 +546,43 @@ class Client extends EventEmitter {
   }
 
   async writeFileMode(path, content, mode, options = {}) {
+    onlyKeys(options, REQ_KEYS, "writeFile options");
     const buf = toBuffer(content);
     await this._call("writeFile", options, (h) => native.writeFile(h, path, buf, mode ?? 0o644, options.timeoutMs ?? 0));
   }
 
   /** The file's bytes. */
   async readFile(path, options = {}) {
+    onlyKeys(options, REQ_KEYS, "readFile options");
     return this._call("readFile", options, (h) => native.readFile(h, path, options.timeoutMs ?? 0));
   }
 
-  /** [{name, size, mode, isDir, modTime}] */
+  /** [{name, size, mode, isDir}], plus modTime when the server sends one. */
   async listFiles(path, options = {}) {
+    onlyKeys(options, REQ_KEYS, "listFiles options");
     const mp = await this._call("listFiles", options, (h) => native.listFiles(h, path, options.timeoutMs ?? 0));
     const files = msgpack.decode(mp) ?? [];
-    return files.map((f) => ({
-      name: f.name ?? "",
-      size: Number(f.size ?? 0),
-      mode: Number(f.mode ?? 0),
-      isDir: !!f.is_dir,
-      modTime: f.mod_time ?? "",
-    }));
+    return files.map((f) => {
+      const e = { name: f.name ?? "", size: Number(f.size ?? 0), mode: Number(f.mode ?? 0), isDir: !!f.is_dir };
+      if (f.mod_time) e.modTime = f.mod_time;
+      return e;
+    });
   }
 
   // ---- logs -----------------------------------------------------------------
 
-  /** The VM log so far. */
+  /** The VM log so far: a string, or a Buffer with {encoding: "buffer"}. */
   async log(options = {}) {
+    onlyKeys(options, LOG_KEYS, "log options");
     const r = await this._call("log", options, (h) => native.log(h, options.timeoutMs ?? 0));
-    return r ?? Buffer.alloc(0);
+    return decoded(r ?? Buffer.alloc(0), options.encoding);
   }
 
   /** Follow the log: the existing log, then appended data, to `stdout`
    *  (callback or Writable), until `signal` aborts (then it resolves) or the
    *  VM ends. */
   async logStream(options = {}) {
+    onlyKeys(options, LOG_STREAM_KEYS, "logStream options");
     const sink = makeSink(options.stdout ?? options.onData, options.encoding, () => {});
     const signal = options.signal;
     if (signal?.aborted) return;
@@ -477,7 +606,10 @@ class Client extends EventEmitter {
   // Trailing RequestOptions object after variadic strings.
   static _splitArgs(args) {
     const last = args[args.length - 1];
-    if (last && typeof last === "object" && !Array.isArray(last)) return [args.slice(0, -1), last];
+    if (last && typeof last === "object" && !Array.isArray(last)) {
+      onlyKeys(last, REQ_KEYS, "request options");
+      return [args.slice(0, -1), last];
+    }
     return [args, {}];
   }
 
@@ -526,16 +658,19 @@ class Client extends EventEmitter {
   }
 
   async volumeCreate(name, sizeMb = 10240, options = {}) {
+    onlyKeys(options, REQ_KEYS, "volumeCreate options");
     const r = await this._volume("volumeCreate", options, (t) => native.volumeCreate(t, String(name ?? "").trim(), sizeMb));
     return volumeInfo(msgpack.decode(r) ?? {});
   }
 
   async volumeList(options = {}) {
+    onlyKeys(options, REQ_KEYS, "volumeList options");
     const r = await this._volume("volumeList", options, (t) => native.volumeList(t));
     return (msgpack.decode(r) ?? []).map(volumeInfo);
   }
 
   async volumeRemove(name, options = {}) {
+    onlyKeys(options, REQ_KEYS, "volumeRemove options");
     await this._volume("volumeRemove", options, (t) => native.volumeRemove(t, String(name ?? "").trim()));
   }
 }

@@ -1,22 +1,44 @@
 "use strict";
-// Loads the compiled addon (build/Release/matchlock.node) and checks that
-// the C library inside it is compatible with the header it was built from.
+// Loads the Node-API addon and checks that the C library inside it is
+// compatible with the header it was built from.  Looked up the way
+// node-gyp-build does: a local build (build/Release/matchlock.node, made by
+// the install script or `npm run build`) first, then the package's prebuilt
+// binary for this platform, prebuilds/<platform>-<arch>/node.napi.<libc>.node.
+const fs = require("node:fs");
 const path = require("node:path");
 
-const file = path.join(__dirname, "..", "build", "Release", "matchlock.node");
-let addon;
-try {
-  addon = require(file);
-} catch (e) {
+const pkgDir = path.join(__dirname, "..");
+
+function libc() {
+  if (process.platform !== "linux") return "";
+  const report = process.report?.getReport?.();
+  return report?.header?.glibcVersionRuntime ? "glibc" : "musl";
+}
+
+function candidates() {
+  const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi.${libc()}.node`);
+  if (process.env.MLK_NODE_PREBUILT_ONLY) return [prebuilt];   // scripts/install.js
+  return [path.join(pkgDir, "build", "Release", "matchlock.node"), prebuilt];
+}
+
+function load() {
+  const tried = [];
+  for (const file of candidates()) {
+    if (!fs.existsSync(file)) continue;
+    try {
+      return require(file);
+    } catch (e) {
+      tried.push(`${file}: ${e.message}`);
+    }
+  }
   const err = new Error(
-    `matchlock-native: cannot load the native addon ${file}: ${e.message}. ` +
-      `Build it with "npm run build" in ${path.dirname(__dirname)} ` +
-      `(needs swig, a C/C++ compiler, libevent-dev and libmsgpack-dev; see node/apt-packages.txt).`,
+    `matchlock-native: no loadable native addon (${tried.length ? tried.join("; ") : `none of ${candidates().join(", ")} exists`}). ` +
+      `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev).`,
   );
-  err.cause = e;
   throw err;
 }
 
+const addon = load();
 const runtime = addon.mlk_version();
 const built = addon.MLK_VERSION;
 if (Math.floor(runtime / 10000) !== Math.floor(built / 10000) || runtime < built) {

@@ -1,13 +1,17 @@
 #!/usr/bin/env node
-// Build the addon without node-gyp and without downloading anything:
-//   1. swig -javascript -node -c++ over src/matchlock_node.i
-//   2. compile the wrapper (C++17) and the core's C sources
-//   3. link build/Release/matchlock.node (self-contained: the core is inside;
-//      libevent and msgpack-c come from the system).
-// Runs from `npm install` (the package's install script) and from
-// run-tests.sh.  Node headers come from the machine (/usr/include/node, or
-// $MLK_NODE_INCLUDE); incremental: a step is skipped when its outputs are
-// newer than its inputs.  Set MLK_NODE_DEBUG=1 for -O0 -g.
+// Build the Node-API addon without node-gyp and without downloading anything:
+//   1. swig -javascript -napi -c++ over src/matchlock_node.i (in the
+//      repository only: a packed tarball carries the generated wrapper)
+//   2. compile the wrapper (C++17, node-addon-api) and the core's C sources
+//   3. link build/Release/matchlock.node: the core is inside; libevent and
+//      msgpack-c are the system's, or copies beside the binary (its rpath
+//      is $ORIGIN: scripts/pack.js puts them into prebuilds/ with it).
+// Sources: the repository (../core, ../abi) when this runs inside it, else
+// the copies under vendor/ that scripts/pack.js put into the tarball.
+// Headers: node-api-headers and node-addon-api (npm devDependencies in the
+// repository, vendored into the tarball); SWIG >= 4.2 from node/scripts/swig.sh.
+// Incremental: a step is skipped when its outputs are newer than its inputs.
+// MLK_NODE_DEBUG=1 for -O0 -g, MLK_NODE_VERBOSE=1 to print the commands.
 "use strict";
 
 const { execFileSync } = require("node:child_process");
@@ -15,7 +19,6 @@ const fs = require("node:fs");
 const path = require("node:path");
 
 const pkgDir = path.resolve(__dirname, "..");
-const repo = path.resolve(pkgDir, "..");
 const outDir = path.join(pkgDir, "build");
 const objDir = path.join(outDir, "obj");
 const target = path.join(outDir, "Release", "matchlock.node");
@@ -27,12 +30,12 @@ function fail(msg) {
   process.exit(1);
 }
 
-function run(cmd, args) {
+function run(cmd, args, what) {
   if (verbose) console.log([cmd, ...args].join(" "));
   try {
     return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "inherit"] }).toString();
   } catch (e) {
-    if (e.code === "ENOENT") fail(`'${cmd}' is not installed (see node/apt-packages.txt; run scripts/deps.sh)`);
+    if (e.code === "ENOENT") fail(`'${cmd}' is not installed${what ? ` (${what})` : ""}`);
     fail(`${cmd} failed (exit ${e.status}); run with MLK_NODE_VERBOSE=1 to see the command`);
   }
 }
@@ -50,71 +53,100 @@ function stale(out, inputs) {
   return t === 0 || inputs.some((i) => mtime(i) > t);
 }
 
+// The system libraries the core needs, with the Debian package that has them.
+const systemDeps = [
+  ["libevent_core", "libevent-dev"],
+  ["libevent_pthreads", "libevent-dev"],
+  ["msgpack", "libmsgpack-dev (msgpack-c)"],
+];
+
 function pkgconfig(args) {
-  return run("pkg-config", args).trim().split(/\s+/).filter(Boolean);
-}
-
-function nodeInclude() {
-  const candidates = [
-    process.env.MLK_NODE_INCLUDE,
-    path.join(path.dirname(path.dirname(process.execPath)), "include", "node"),
-    "/usr/include/node",
-    "/usr/local/include/node",
-  ].filter(Boolean);
-  for (const dir of candidates) {
-    if (fs.existsSync(path.join(dir, "node.h"))) return dir;
+  try {
+    return execFileSync("pkg-config", args, { stdio: ["ignore", "pipe", "ignore"] })
+      .toString().trim().split(/\s+/).filter(Boolean);
+  } catch (e) {
+    if (e.code === "ENOENT") fail("'pkg-config' is not installed (Debian: apt-get install pkg-config)");
+    return null;
   }
-  fail(`node.h not found (looked in ${candidates.join(", ")}); install the Node headers or set MLK_NODE_INCLUDE`);
 }
 
-const coreDir = path.join(repo, "core");
-const abiInclude = path.join(repo, "abi", "include");
-const header = path.join(abiInclude, "matchlock.h");
-if (!fs.existsSync(header)) fail(`the C ABI header is missing: ${header} (the package builds inside the libmatchlock tree)`);
+function depFlags() {
+  const missing = systemDeps.filter(([pc]) => pkgconfig(["--exists", pc]) === null);
+  if (missing.length) {
+    const pkgs = [...new Set(missing.map(([, deb]) => deb))];
+    fail(`missing system libraries ${missing.map(([pc]) => pc).join(", ")}: install ${pkgs.join(" and ")} ` +
+      `(Debian/Ubuntu package names), or use a package with a prebuilt binary`);
+  }
+  const names = systemDeps.map(([pc]) => pc);
+  return { cflags: pkgconfig(["--cflags", ...names]), libs: pkgconfig(["--libs", ...names]) };
+}
 
-const nodeInc = nodeInclude();
-const deps = ["libevent_core", "libevent_pthreads", "msgpack"];
-const depCflags = pkgconfig(["--cflags", ...deps]);
-const depLibs = pkgconfig(["--libs", ...deps]);
+function moduleDir(name, vendored) {
+  if (fs.existsSync(vendored)) return vendored;
+  try {
+    return path.dirname(require.resolve(`${name}/package.json`, { paths: [pkgDir] }));
+  } catch {
+    fail(`the npm package ${name} is missing: run 'npm install' in ${pkgDir} (a devDependency)`);
+  }
+}
+
+// Where the sources are: the repository, or the tarball's vendor/ copy.
+const vendor = path.join(pkgDir, "vendor");
+const inTree = fs.existsSync(path.join(pkgDir, "..", "core", "client.c")) && !fs.existsSync(path.join(vendor, "core"));
+const repo = path.resolve(pkgDir, "..");
+const coreDir = inTree ? path.join(repo, "core") : path.join(vendor, "core");
+const abiInclude = inTree ? path.join(repo, "abi", "include") : path.join(vendor, "include");
+const header = path.join(abiInclude, "matchlock.h");
+if (!fs.existsSync(header)) fail(`the C ABI header is missing: ${header}`);
+const napiInclude = path.join(moduleDir("node-api-headers", path.join(vendor, "node-api-headers")), "include");
+const addonApi = moduleDir("node-addon-api", path.join(vendor, "node-addon-api"));
+
+const deps = depFlags();
 const opt = debug ? ["-O0", "-g"] : ["-O2", "-g"];
 
 fs.mkdirSync(objDir, { recursive: true });
 fs.mkdirSync(path.dirname(target), { recursive: true });
 
-// 1. SWIG
-const iface = path.join(pkgDir, "src", "matchlock_node.i");
-const shared = path.join(repo, "bindings", "matchlock.i");
-const glue = path.join(pkgDir, "src", "glue.hxx");
-const wrap = path.join(outDir, "matchlock_wrap.cxx");
-if (stale(wrap, [iface, shared, header])) {
-  run("swig", ["-javascript", "-node", "-c++", `-I${path.join(repo, "bindings")}`, `-I${abiInclude}`, "-o", wrap, iface]);
+// 1. SWIG (repository only)
+const glue = [path.join(pkgDir, "src", "glue.hxx"), path.join(pkgDir, "src", "uv_min.h")];
+let wrap = path.join(vendor, "matchlock_wrap.cxx");
+if (inTree) {
+  const iface = path.join(pkgDir, "src", "matchlock_node.i");
+  const shared = path.join(repo, "bindings", "matchlock.i");
+  wrap = path.join(outDir, "matchlock_wrap.cxx");
+  if (stale(wrap, [iface, shared, header])) {
+    const swig = run(path.join(__dirname, "swig.sh"), [], "node/scripts/swig.sh installs SWIG from PyPI").trim();
+    run(swig, ["-javascript", "-napi", "-c++", `-I${path.join(repo, "bindings")}`, `-I${abiInclude}`, "-o", wrap, iface]);
+  }
+} else if (!fs.existsSync(wrap)) {
+  fail(`the generated wrapper ${wrap} is missing from the package`);
 }
 
 // 2. compile
 const objects = [];
-const cflags = ["-fPIC", "-fvisibility=hidden", ...opt, `-I${abiInclude}`, `-I${coreDir}`, ...depCflags];
+const cflags = ["-fPIC", "-fvisibility=hidden", ...opt, `-I${abiInclude}`, `-I${coreDir}`, ...deps.cflags];
 const coreSources = fs.readdirSync(coreDir).filter((f) => f.endsWith(".c")).sort();
-const coreHeaders = fs.readdirSync(coreDir).filter((f) => f.endsWith(".h")).map((f) => path.join(coreDir, f));
+const coreHeaders = fs.readdirSync(coreDir).filter((f) => /\.(h|inc)$/.test(f)).map((f) => path.join(coreDir, f));
 for (const f of coreSources) {
   const src = path.join(coreDir, f);
   const obj = path.join(objDir, f.replace(/\.c$/, ".o"));
   if (stale(obj, [src, header, ...coreHeaders])) {
-    run("cc", ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, "-c", src, "-o", obj]);
+    run("cc", ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, "-c", src, "-o", obj], "a C compiler");
   }
   objects.push(obj);
 }
 const wrapObj = path.join(objDir, "matchlock_wrap.o");
-if (stale(wrapObj, [wrap, glue, header])) {
+if (stale(wrapObj, [wrap, ...glue, header])) {
   run("c++", [
-    "-std=c++17", "-DBUILDING_NODE_EXTENSION", "-D_FILE_OFFSET_BITS=64", "-DNODE_GYP_MODULE_NAME=matchlock",
-    "-Wno-unused-parameter", "-Wno-deprecated-declarations",
-    ...cflags, `-I${nodeInc}`, `-I${path.join(pkgDir, "src")}`, "-c", wrap, "-o", wrapObj,
-  ]);
+    "-std=c++17", "-fexceptions", "-DNAPI_VERSION=8",
+    "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags,
+    `-I${napiInclude}`, `-I${addonApi}`, `-I${path.join(pkgDir, "src")}`, "-c", wrap, "-o", wrapObj,
+  ], "a C++ compiler");
 }
 objects.push(wrapObj);
 
-// 3. link (never --no-undefined: node and libuv symbols come from the executable)
+// 3. link (never --no-undefined: the Node-API and libuv symbols come from node)
 if (stale(target, objects)) {
-  run("c++", ["-shared", "-Wl,-z,now", "-o", target, ...objects, ...depLibs, "-lpthread", "-lm"]);
+  run("c++", ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN", "-o", target, ...objects, ...deps.libs, "-lpthread", "-lm"]);
 }
 if (verbose) console.log(`built ${target}`);

@@ -1,41 +1,51 @@
 /* glue.hxx - the hand-written half of the Node addon: everything SWIG cannot
  * generate because it calls back into JavaScript or blocks.
  *
- * Included into the SWIG wrapper's header section (matchlock_node.i), so
- * the SWIG-generated functions and this code form one translation unit.
+ * Written against Node-API only (node-addon-api's C++ classes over the C
+ * functions of node_api.h), like the SWIG -napi wrapper it is included into,
+ * so one binary loads in every Node version with Node-API 8 (Node >= 16.14;
+ * the package says >= 20).  The only other symbols it uses are six libuv
+ * functions that Node exports and whose ABI libuv keeps stable within
+ * major version 1 (uv_min.h), for the core's fd on the event loop.
  *
  * Model
- *  - Env: one per Node environment (main thread or worker).  Everything
- *    V8 lives here or under a client; nothing V8 is process-global, so the
- *    addon is safe with worker_threads.  Freed by an environment cleanup hook.
- *  - Handles (sandbox builder, config, client) are plain objects from a
- *    per-environment template with two internal fields (box, magic); a weak
- *    finalizer frees the C object.
- *  - Client: an mlk_client plus a uv_poll_t on mlk_client_fd() on the
+ *  - Env: one per Node environment (main thread or worker), found through a
+ *    thread-local pointer (each environment runs on its own thread; SWIG's
+ *    runtime owns the Node-API instance data).  Freed after the environment's
+ *    cleanup hook once the finalizers and threadpool jobs that use it are gone.
+ *  - Handles (sandbox builder, config, client) are plain objects carrying a
+ *    Node-API type tag and a wrapped Box; the wrap's finalizer frees the C
+ *    object (a client's finalizer frees what close() has not already freed).
+ *  - Client: an mlk_client plus a uv_poll on mlk_client_fd() on the
  *    environment's loop.  The poll runs mlk_dispatch() inside a HandleScope
- *    and a node::CallbackScope; done callbacks resolve promises, output
- *    callbacks call JS functions under a TryCatch.  The poll is referenced
- *    only while async requests are pending, so an idle process exits.
+ *    and a callback scope (so promise reactions run after it); done callbacks
+ *    resolve promises, output callbacks call JS functions and catch what they
+ *    throw.  The poll is referenced only while async requests are pending, so
+ *    an idle process exits.  When close() completes, the C client is freed
+ *    at once, its notification fd with it (the core already released the
+ *    process's pipes when the close ended), unless it created a sandbox:
+ *    remove() runs `matchlock rm` through it, so that one stays until GC.
+ *    A freed client's JS handle keeps the vm id and stderr tail for messages.
  *  - Every client call goes through the core's *_async functions (create,
  *    close, remove, log, allow-list, port-forward and volumes through a
  *    client included), so an AbortSignal can mlk_cancel it.  Only volume
- *    calls without a client run on the libuv threadpool (uv_queue_work).
+ *    calls without a client run on the libuv threadpool (napi async work).
  *  - Hooks: a HookFn (refcounted; held by the builder handle and by every
  *    client created from it) is the `ud` of mlk_sandbox_add_*_hook.  The
  *    core runs HookCb from mlk_dispatch (inside OnPoll); it calls the JS
- *    trampoline under a TryCatch.  A Buffer answers the token at once; a
- *    Promise gets then/catch handlers that answer it later (a PendingHook,
- *    which refs the poll until answered or the client is closed); a throw
- *    or rejection becomes mlk_hook_fail with the message.
+ *    trampoline and catches what it throws.  A Buffer answers the token at
+ *    once; a Promise gets then/catch handlers that answer it later (a
+ *    PendingHook, which refs the poll until answered or the client is
+ *    closed); a throw or rejection becomes mlk_hook_fail with the message.
  *  - Events: mlk_client_set_event_cb delivers `event` notifications to a JS
  *    function, also from OnPoll.
+ *  - C++ exceptions (node-addon-api's Napi::Error) never cross the core's C
+ *    frames: every callback the core calls catches them.
  */
 #ifndef MLK_NODE_GLUE_HXX
 #define MLK_NODE_GLUE_HXX
 
-#include <node.h>
-#include <node_buffer.h>
-#include <uv.h>
+#include <napi.h>
 
 #include <cmath>
 #include <cstring>
@@ -44,81 +54,54 @@
 #include <vector>
 
 #include "matchlock.h"
-
-/* SWIG's V8 runtime stores class templates in process globals and resets
- * them in every module init, which races between isolates.  This binding
- * never creates a SWIG proxy (see matchlock_node.i), so the templates are
- * not needed at all. */
-#undef SWIGV8_SET_CLASS_TEMPL
-#define SWIGV8_SET_CLASS_TEMPL(class_templ, cls) ((void)(cls))
+#include "uv_min.h"
 
 namespace mlknode {
 
-using v8::Array;
-using v8::Context;
-using v8::External;
-using v8::Float64Array;
-using v8::Function;
-using v8::FunctionCallbackInfo;
-using v8::FunctionTemplate;
-using v8::Global;
-using v8::HandleScope;
-using v8::Integer;
-using v8::Isolate;
-using v8::Local;
-using v8::MaybeLocal;
-using v8::Number;
-using v8::Object;
-using v8::ObjectTemplate;
-using v8::Promise;
-using v8::String;
-using v8::TryCatch;
-using v8::Value;
-
-const int kTagSandbox = 1;
-const int kTagConfig = 2;
-const int kTagClient = 3;
-static const int kMagic = 0x6d6c6b;
+/* One Node-API type tag per kind of handle (random 128-bit values). */
+static const napi_type_tag kTagSandbox = {0x6d6c6b5f73616e64ULL, 0x9d1c2e4f7a3b5c01ULL};
+static const napi_type_tag kTagConfig = {0x6d6c6b5f636f6e66ULL, 0x4e7a91c3d2b8f602ULL};
+static const napi_type_tag kTagClient = {0x6d6c6b5f636c6965ULL, 0x1f2a3b4c5d6e7f03ULL};
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static inline std::string ToUtf8(Isolate *iso, Local<Value> v)
-{
-    String::Utf8Value u(iso, v);
-    return *u ? std::string(*u, (size_t)u.length()) : std::string();
-}
+static inline std::string ToUtf8(Napi::Value v) { return v.As<Napi::String>().Utf8Value(); }
 
-static inline Local<String> Str(Isolate *iso, const char *s, size_t n = (size_t)-1)
+static inline Napi::String Str(Napi::Env env, const char *s, size_t n = (size_t)-1)
 {
     if (!s) s = "";
     if (n == (size_t)-1) n = strlen(s);
-    return String::NewFromUtf8(iso, s, v8::NewStringType::kNormal, (int)n).ToLocalChecked();
+    return Napi::String::New(env, s, n);
 }
 
-static inline Local<Value> StrOrNull(Isolate *iso, const char *s)
+static inline Napi::Value StrOrNull(Napi::Env env, const char *s)
 {
-    if (!s) return v8::Null(iso);
-    return Str(iso, s);
+    if (!s) return env.Null();
+    return Str(env, s);
+}
+
+static inline Napi::Value BufferCopy(Napi::Env env, const char *p, size_t n)
+{
+    return Napi::Buffer<char>::Copy(env, p ? p : "", n);
 }
 
 /* An owned array of C strings built from a JS array (or null/undefined). */
 struct StrArray {
     std::vector<std::string> s;
     std::vector<const char *> p;
-    bool From(Isolate *iso, Local<Value> v)
+    bool From(Napi::Value v)
     {
         s.clear();
         p.clear();
-        if (v->IsNullOrUndefined()) return true;
-        if (!v->IsArray()) return false;
-        Local<Array> a = v.As<Array>();
-        Local<Context> ctx = iso->GetCurrentContext();
-        uint32_t n = a->Length();
+        if (v.IsNull() || v.IsUndefined()) return true;
+        if (!v.IsArray()) return false;
+        Napi::Array a = v.As<Napi::Array>();
+        uint32_t n = a.Length();
         s.reserve(n);
         for (uint32_t i = 0; i < n; i++) {
-            Local<Value> e;
-            if (!a->Get(ctx, i).ToLocal(&e) || !e->IsString()) return false;
-            s.push_back(ToUtf8(iso, e));
+            Napi::Value e = a.Get(i);
+            if (!e.IsString()) return false;
+            s.push_back(ToUtf8(e));
         }
         for (auto &x : s) p.push_back(x.c_str());
         return true;
@@ -127,28 +110,52 @@ struct StrArray {
     size_t size() const { return p.size(); }
 };
 
-/* Bytes of a Buffer/TypedArray/string argument (a string is taken as UTF-8). */
+/* Bytes of a Buffer/TypedArray/DataView/string argument (a string is taken as
+ * UTF-8); `p` borrows the view's memory for the duration of the call. */
 struct Bytes {
     std::string own;
     const char *p = nullptr;
     size_t n = 0;
-    bool From(Isolate *iso, Local<Value> v)
+    bool From(Napi::Value v)
     {
-        if (v->IsNullOrUndefined()) return true;
-        if (v->IsArrayBufferView()) {
-            Local<v8::ArrayBufferView> view = v.As<v8::ArrayBufferView>();
-            n = view->ByteLength();
-            p = n ? (const char *)view->Buffer()->Data() + view->ByteOffset() : "";
+        if (v.IsNull() || v.IsUndefined()) return true;
+        if (v.IsTypedArray()) {
+            Napi::TypedArray t = v.As<Napi::TypedArray>();
+            n = t.ByteLength();
+            p = n ? (const char *)t.ArrayBuffer().Data() + t.ByteOffset() : "";
             return true;
         }
-        if (v->IsString()) {
-            own = ToUtf8(iso, v);
+        if (v.IsDataView()) {
+            Napi::DataView d = v.As<Napi::DataView>();
+            n = d.ByteLength();
+            p = n ? (const char *)d.ArrayBuffer().Data() + d.ByteOffset() : "";
+            return true;
+        }
+        if (v.IsString()) {
+            own = ToUtf8(v);
             p = own.data();
             n = own.size();
             return true;
         }
         return false;
     }
+};
+
+static inline bool IsNullish(Napi::Value v) { return v.IsNull() || v.IsUndefined(); }
+static inline bool IsTrue(Napi::Value v) { return v.IsBoolean() && v.As<Napi::Boolean>().Value(); }
+
+/* A reference to any JS value (Node-API before v10 references objects only). */
+struct ValueRef {
+    Napi::ObjectReference box;
+    bool Empty() const { return box.IsEmpty(); }
+    void Set(Napi::Env env, Napi::Value v)
+    {
+        Napi::Array a = Napi::Array::New(env, 1);
+        a.Set((uint32_t)0, v);
+        box = Napi::Persistent(a.As<Napi::Object>());
+    }
+    Napi::Value Get() const { return box.Value().Get((uint32_t)0); }
+    void Reset() { box.Reset(); }
 };
 
 struct Env;
@@ -162,9 +169,8 @@ struct PendingHook;
 
 struct Box {
     Env *env;
-    Global<Object> obj;
     void *p;
-    const int *tag;
+    const napi_type_tag *tag;
     void (*fr)(void *);
     std::vector<HookFn *> hooks;      /* sandbox builders: the hooks added to it */
 };
@@ -173,7 +179,7 @@ struct Box {
  * by each client created from it (the core copies `ud` into the client). */
 struct HookFn {
     Env *env;
-    Global<Function> fn;
+    Napi::FunctionReference fn;
     int refs = 1;
 };
 
@@ -186,13 +192,12 @@ static void HookUnref(HookFn *h)
 }
 
 struct Env {
-    Isolate *iso = nullptr;
+    napi_env env = nullptr;
     uv_loop_t *loop = nullptr;
-    Global<Context> ctx;
-    Global<Object> resource;          /* async resource of our callback scopes */
-    Global<ObjectTemplate> tmpl;      /* handle objects */
-    Global<Function> make_error;      /* (status, message, rpcCode, cause) -> Error */
-    Global<Float64Array> op_slot;     /* the op id of the last async call */
+    Napi::ObjectReference resource;       /* async resource of our callback scopes */
+    napi_async_context actx = nullptr;
+    Napi::FunctionReference make_error;   /* (status, message, rpcCode, cause) -> Error */
+    Napi::Reference<Napi::Float64Array> op_slot;   /* the op id of the last async call */
     double *op_data = nullptr;
     std::unordered_set<Box *> boxes;
     std::unordered_set<Client *> clients;
@@ -203,90 +208,104 @@ struct Env {
 
 static thread_local Env *tl_env = nullptr;
 
-static void BoxWeak(const v8::WeakCallbackInfo<Box> &info);
-
-static Local<Value> Wrap(Isolate *iso, void *p, const int *tag, void (*fr)(void *))
+static void EnvMaybeDelete(Env *env)
 {
-    Env *env = tl_env;
-    if (!p) return v8::Null(iso);
-    Local<Context> ctx = iso->GetCurrentContext();
-    Local<Object> o = env->tmpl.Get(iso)->NewInstance(ctx).ToLocalChecked();
-    Box *b = new Box{env, {}, p, tag, fr};
-    o->SetAlignedPointerInInternalField(0, b);
-    o->SetAlignedPointerInInternalField(1, (void *)&kMagic);
-    b->obj.Reset(iso, o);
-    b->obj.SetWeak(b, BoxWeak, v8::WeakCallbackType::kParameter);
-    env->boxes.insert(b);
-    return o;
+    if (env->gone && env->jobs.empty() && env->boxes.empty()) delete env;
 }
 
-static Box *UnwrapBox(Local<Value> v, const int *tag)
+static void BoxFinalize(napi_env, void *data, void *)
 {
-    if (!v->IsObject()) return nullptr;
-    Local<Object> o = v.As<Object>();
-    if (o->InternalFieldCount() != 2) return nullptr;
-    if (o->GetAlignedPointerFromInternalField(1) != (void *)&kMagic) return nullptr;
-    Box *b = (Box *)o->GetAlignedPointerFromInternalField(0);
-    return b && b->tag == tag ? b : nullptr;
-}
-
-static void *Unwrap(Isolate *, Local<Value> v, const int *tag)
-{
-    Box *b = UnwrapBox(v, tag);
-    return b ? b->p : nullptr;
-}
-
-static void BoxWeak(const v8::WeakCallbackInfo<Box> &info)
-{
-    Box *b = info.GetParameter();
-    b->obj.Reset();
-    b->env->boxes.erase(b);
+    Box *b = (Box *)data;
+    Env *env = b->env;
+    env->boxes.erase(b);
     if (b->fr && b->p) b->fr(b->p);
     for (HookFn *h : b->hooks) HookUnref(h);
     delete b;
+    EnvMaybeDelete(env);
+}
+
+static Napi::Value Wrap(Napi::Env env, void *p, const napi_type_tag *tag, void (*fr)(void *))
+{
+    if (!p) return env.Null();
+    Env *e = tl_env;
+    Napi::Object o = Napi::Object::New(env);
+    Box *b = new Box{e, p, tag, fr, {}};
+    if (napi_type_tag_object(env, o, tag) != napi_ok || napi_wrap(env, o, b, BoxFinalize, nullptr, nullptr) != napi_ok) {
+        delete b;
+        if (fr) fr(p);
+        throw Napi::Error::New(env, "matchlock: cannot make a handle object");
+    }
+    e->boxes.insert(b);
+    return o;
+}
+
+static Box *UnwrapBox(Napi::Env env, Napi::Value v, const napi_type_tag *tag)
+{
+    if (!v.IsObject()) return nullptr;
+    bool ok = false;
+    if (napi_check_object_type_tag(env, v, tag, &ok) != napi_ok || !ok) return nullptr;
+    void *p = nullptr;
+    if (napi_unwrap(env, v, &p) != napi_ok) return nullptr;
+    return (Box *)p;
+}
+
+static void *Unwrap(Napi::Env env, Napi::Value v, const napi_type_tag *tag)
+{
+    Box *b = UnwrapBox(env, v, tag);
+    return b ? b->p : nullptr;
 }
 
 /* An Error from the JS factory (MatchlockError subclasses live in JS). */
-static Local<Value> MakeError(Env *env, int status, const char *msg, int rpc, Local<Value> cause = Local<Value>())
+static Napi::Value MakeError(Env *e, int status, const char *msg, int rpc, Napi::Value cause = Napi::Value())
 {
-    Isolate *iso = env->iso;
-    Local<Context> ctx = iso->GetCurrentContext();
+    Napi::Env env(e->env);
     if (!msg || !*msg) msg = mlk_strerror(status);
-    Local<Value> argv[4] = {Integer::New(iso, status), Str(iso, msg), Integer::New(iso, rpc),
-                            cause.IsEmpty() ? (Local<Value>)v8::Undefined(iso) : cause};
-    if (!env->make_error.IsEmpty()) {
-        TryCatch tc(iso);
-        Local<Value> e;
-        if (env->make_error.Get(iso)->Call(ctx, v8::Undefined(iso), 4, argv).ToLocal(&e)) return e;
+    if (!e->make_error.IsEmpty()) {
+        try {
+            return e->make_error.Call({Napi::Number::New(env, status), Str(env, msg), Napi::Number::New(env, rpc),
+                                       cause.IsEmpty() ? env.Undefined() : cause});
+        } catch (const Napi::Error &) {
+            /* fall through to a plain Error */
+        }
     }
-    return v8::Exception::Error(Str(iso, msg));
+    return Napi::Error::New(env, msg).Value();
 }
 
-static Local<Value> ResultError(Env *env, const mlk_result *res, int status)
+static Napi::Value ResultError(Env *e, const mlk_result *res, int status)
 {
-    return MakeError(env, status, res ? mlk_result_message(res) : mlk_strerror(status),
-                     res ? mlk_result_rpc_code(res) : 0);
+    return MakeError(e, status, res ? mlk_result_message(res) : mlk_strerror(status), res ? mlk_result_rpc_code(res) : 0);
 }
 
-static void Throw(Isolate *iso, const char *msg)
+[[noreturn]] static void Throw(Napi::Env env, const char *msg) { throw Napi::TypeError::New(env, msg); }
+
+/* The message of a thrown value, for error texts. */
+static std::string ErrText(Napi::Value v)
 {
-    iso->ThrowException(v8::Exception::TypeError(Str(iso, msg)));
+    try {
+        if (v.IsObject()) {
+            Napi::Value m = v.As<Napi::Object>().Get("message");
+            if (m.IsString()) return ToUtf8(m);
+        }
+        return v.ToString().Utf8Value();
+    } catch (const Napi::Error &) {
+        return std::string();
+    }
 }
 
 /* ---- clients ------------------------------------------------------------------ */
 
 struct Client {
     Env *env;
-    mlk_client *c;
-    uv_poll_t *poll;
+    mlk_client *c;            /* NULL once freed (close() completed, or teardown) */
+    uv_poll_t *poll = nullptr;
     int pending = 0;          /* async requests (and referenced hook tokens) outstanding */
     int jobs = 0;             /* threadpool jobs using c */
     bool in_poll = false;
-    bool want_free = false;
-    bool destroyed = false;
+    bool release = false;     /* close() completed: free the C client as soon as nothing uses it */
     bool closed = false;      /* close started: hook tokens no longer keep the loop alive */
-    Global<Object> handle;    /* weak: the JS handle, passed to hooks */
-    Global<Function> on_event;
+    std::string vm_id, tail;  /* kept when the C client is freed */
+    Napi::ObjectReference handle;    /* weak: the JS handle, passed to hooks */
+    Napi::FunctionReference on_event;
     std::vector<HookFn *> hooks;
     std::unordered_set<Req *> reqs;
     std::unordered_set<PendingHook *> tokens;
@@ -295,426 +314,450 @@ struct Client {
 /* A hook token that a JS promise will answer. */
 struct PendingHook {
     Env *env;
-    Client *cl;               /* NULL once the client is destroyed */
+    Client *cl;               /* NULL once the client is freed */
     mlk_hook_call *call;
     bool reffed = false;
 };
 
-enum { R_EXEC_BUF, R_EXEC_STREAM, R_WRITE, R_READ, R_LIST, R_LOG_FOLLOW, R_DATA, R_MSGPACK, R_NONE };
+enum { R_EXEC_BUF, R_EXEC_STREAM, R_WRITE, R_READ, R_LIST, R_LOG_FOLLOW, R_DATA, R_MSGPACK, R_CLOSE };
 
 struct Req {
     Client *cl;
     int kind;
     uint64_t op = 0;
     bool cb_failed = false;
-    Global<Object> client_obj;               /* keeps the client alive */
-    Global<Promise::Resolver> resolver;
-    Global<Function> on_output, on_ready;
-    Global<Value> user_error;
-    Global<Value> keep;                      /* a buffer the call borrows */
+    napi_deferred deferred = nullptr;
+    Napi::ObjectReference client_obj;        /* keeps the client handle alive */
+    Napi::FunctionReference on_output, on_ready;
+    ValueRef user_error;
 };
 
 static void ClientRef(Client *cl)
 {
-    if (cl->pending++ == 0) uv_ref((uv_handle_t *)cl->poll);
+    if (cl->pending++ == 0 && cl->poll) uv_ref((uv_handle_t *)cl->poll);
 }
 
 static void ClientUnref(Client *cl)
 {
-    if (--cl->pending == 0) uv_unref((uv_handle_t *)cl->poll);
+    if (--cl->pending == 0 && cl->poll) uv_unref((uv_handle_t *)cl->poll);
 }
 
 static void JobQueueFree(Env *env, mlk_client *c);
 
-static void PollClosed(uv_handle_t *h) { delete (uv_poll_t *)h; }
+static void PollClosed(uv_handle_t *h) { free(h); }
 
-/* Stop watching and free the C client (off the main thread when the loop
- * still runs: a client that is still open is closed, which may wait). */
-static void ClientDestroy(Client *cl, bool sync)
+/* Stop watching and free the C client.  `sync`: on this thread (a closed
+ * client frees at once; teardown cannot wait); else on the threadpool (an
+ * open client collected by GC is closed first, which may wait).  The Client
+ * struct stays while the JS handle exists. */
+static void ClientFreeC(Client *cl, bool sync)
 {
-    if (cl->destroyed) return;
-    cl->destroyed = true;
+    if (!cl->c) return;
+    mlk_client *c = cl->c;
+    const char *id = mlk_client_vm_id(c);
+    cl->vm_id = id ? id : "";
+    char *t = mlk_client_stderr_tail(c);
+    cl->tail = t ? t : "";
+    mlk_free(t);
+    cl->c = nullptr;
     cl->env->clients.erase(cl);
-    uv_poll_stop(cl->poll);
-    uv_close((uv_handle_t *)cl->poll, PollClosed);
-    if (sync) mlk_client_free(cl->c);
-    else JobQueueFree(cl->env, cl->c);
+    if (cl->poll) {
+        uv_poll_stop(cl->poll);
+        uv_close((uv_handle_t *)cl->poll, PollClosed);
+        cl->poll = nullptr;
+    }
+    if (sync) mlk_client_free(c);
+    else JobQueueFree(cl->env, c);
     for (Req *r : cl->reqs) delete r;   /* only at teardown: dropped, never run */
     cl->reqs.clear();
+    cl->pending = 0;
     for (PendingHook *ph : cl->tokens) ph->cl = nullptr;   /* still answerable: the token keeps the C client */
     cl->tokens.clear();
     for (HookFn *h : cl->hooks) HookUnref(h);
     cl->hooks.clear();
     cl->on_event.Reset();
+}
+
+/* After close() completed: free the C client once no dispatch, request or
+ * job uses it. */
+static void ClientMaybeRelease(Client *cl)
+{
+    if (cl->release && cl->c && cl->pending == 0 && cl->jobs == 0 && !cl->in_poll) ClientFreeC(cl, true);
+}
+
+/* Finalizer of a client handle (GC or teardown). */
+static void ClientFinalize(void *p)
+{
+    Client *cl = (Client *)p;
     cl->handle.Reset();
+    ClientFreeC(cl, cl->env->gone);
     delete cl;
 }
 
-static void ClientMaybeDestroy(Client *cl)
+static void OnPoll(uv_poll_t *h, int, int)
 {
-    if (cl->want_free && cl->pending == 0 && cl->jobs == 0 && !cl->in_poll) ClientDestroy(cl, false);
-}
-
-/* Finalizer of a client handle (GC). */
-static void ClientRelease(void *p)
-{
-    Client *cl = (Client *)p;
-    cl->want_free = true;
-    ClientMaybeDestroy(cl);
-}
-
-static void OnPoll(uv_poll_t *h, int status, int events)
-{
-    Client *cl = (Client *)h->data;
-    Env *env = cl->env;
-    Isolate *iso = env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = env->ctx.Get(iso);
-    Context::Scope cs(ctx);
+    Client *cl = (Client *)uv_handle_get_data((uv_handle_t *)h);
+    Env *e = cl->env;
+    Napi::Env env(e->env);
     cl->in_poll = true;
-    {
-        node::CallbackScope scope(iso, env->resource.Get(iso), node::async_context{0, 0});
+    try {
+        Napi::HandleScope hs(env);
+        Napi::CallbackScope scope(env, e->actx);
         mlk_dispatch(cl->c, 0);
+    } catch (...) {
+        /* the callbacks catch their own; a failing scope must not unwind into libuv */
     }
     cl->in_poll = false;
-    ClientMaybeDestroy(cl);
+    ClientMaybeRelease(cl);
 }
 
-static Client *ArgClient(const FunctionCallbackInfo<Value> &a, int i = 0)
+static Client *ArgClient(const Napi::CallbackInfo &a, int i = 0)
 {
-    Box *b = UnwrapBox(a[i], &kTagClient);
-    if (!b) {
-        Throw(a.GetIsolate(), "matchlock: expected a client handle");
-        return nullptr;
-    }
+    Box *b = UnwrapBox(a.Env(), a[i], &kTagClient);
+    if (!b) Throw(a.Env(), "matchlock: expected a client handle");
     return (Client *)b->p;
 }
 
-/* clientNew(config|null) -> client handle; throws a MatchlockError. */
-static void ClientNew(const FunctionCallbackInfo<Value> &a)
+/* The refusal of a call the core did not take (rc != 0): a rejected promise. */
+static std::string RefusedText(int rc, const char *what)
 {
-    Isolate *iso = a.GetIsolate();
-    Env *env = tl_env;
+    std::string m = std::string(what) + ": " + mlk_strerror(rc);
+    if (rc == MLK_ECLOSED) m += " (the client is closed; create a new Client)";
+    return m;
+}
+
+static Napi::Value Rejected(Env *e, int rc, const char *what)
+{
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(e->env);
+    d.Reject(MakeError(e, rc, RefusedText(rc, what).c_str(), 0));
+    return d.Promise();
+}
+
+/* The client of a call that needs the C client; one whose close() completed
+ * (C client freed) gets MLK_ECLOSED, as the core answers a closed client. */
+#define LIVE_CLIENT(cl, what)                                       \
+    Client *cl = ArgClient(a);                                      \
+    if (!cl->c) return Rejected(cl->env, MLK_ECLOSED, what)
+
+/* clientNew(config|null) -> client handle; throws a MatchlockError. */
+static Napi::Value ClientNew(const Napi::CallbackInfo &a)
+{
+    Napi::Env env = a.Env();
+    Env *e = tl_env;
     const mlk_config *cfg = nullptr;
-    if (!a[0]->IsNullOrUndefined()) {
-        cfg = (const mlk_config *)Unwrap(iso, a[0], &kTagConfig);
-        if (!cfg) return Throw(iso, "matchlock: clientNew expects a config handle or null");
+    if (!IsNullish(a[0])) {
+        cfg = (const mlk_config *)Unwrap(env, a[0], &kTagConfig);
+        if (!cfg) Throw(env, "matchlock: clientNew expects a config handle or null");
     }
     mlk_client *c = nullptr;
     mlk_result *res = nullptr;
     int rc = mlk_client_new(&c, cfg, &res);
     if (rc != 0) {
-        iso->ThrowException(ResultError(env, res, rc));
+        Napi::Value err = ResultError(e, res, rc);
         mlk_result_free(res);
-        return;
+        throw Napi::Error(env, err.As<Napi::Object>());
     }
     mlk_result_free(res);
     Client *cl = new Client();
-    cl->env = env;
+    cl->env = e;
     cl->c = c;
-    cl->poll = new uv_poll_t;
-    cl->poll->data = cl;
-    if (uv_poll_init(env->loop, cl->poll, mlk_client_fd(c)) != 0) {
-        delete cl->poll;
+    cl->poll = (uv_poll_t *)malloc(uv_handle_size(MLK_UV_POLL));
+    if (!cl->poll || uv_poll_init(e->loop, cl->poll, mlk_client_fd(c)) != 0) {
+        free(cl->poll);
         mlk_client_free(c);
         delete cl;
-        return Throw(iso, "matchlock: cannot watch the client's notification fd (uv_poll_init failed)");
+        Throw(env, "matchlock: cannot watch the client's notification fd (uv_poll_init failed)");
     }
-    uv_poll_start(cl->poll, UV_READABLE, OnPoll);
+    uv_handle_set_data((uv_handle_t *)cl->poll, cl);
+    uv_poll_start(cl->poll, MLK_UV_READABLE, OnPoll);
     uv_unref((uv_handle_t *)cl->poll);
-    env->clients.insert(cl);
-    Local<Value> h = Wrap(iso, cl, &kTagClient, ClientRelease);
-    cl->handle.Reset(iso, h.As<Object>());
-    cl->handle.SetWeak();
-    a.GetReturnValue().Set(h);
+    e->clients.insert(cl);
+    Napi::Value h = Wrap(env, cl, &kTagClient, ClientFinalize);
+    cl->handle = Napi::Weak(h.As<Napi::Object>());
+    return h;
 }
 
-static void ClientVmId(const FunctionCallbackInfo<Value> &a)
+static Napi::Value ClientVmId(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
-    const char *id = mlk_client_vm_id(cl->c);
-    if (id) a.GetReturnValue().Set(Str(a.GetIsolate(), id));
-    else a.GetReturnValue().SetNull();
+    if (!cl->c) return cl->vm_id.empty() ? a.Env().Null() : (Napi::Value)Str(a.Env(), cl->vm_id.c_str());
+    return StrOrNull(a.Env(), mlk_client_vm_id(cl->c));
 }
 
-static void ClientStderrTail(const FunctionCallbackInfo<Value> &a)
+static Napi::Value ClientStderrTail(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
+    if (!cl->c) return Str(a.Env(), cl->tail.c_str(), cl->tail.size());
     char *s = mlk_client_stderr_tail(cl->c);
-    a.GetReturnValue().Set(Str(a.GetIsolate(), s ? s : ""));
+    Napi::Value v = Str(a.Env(), s ? s : "");
     mlk_free(s);
+    return v;
 }
 
 /* ---- async requests ---------------------------------------------------------- */
 
-static Local<Value> BufferCopy(Isolate *iso, const char *p, size_t n)
+static Napi::Value DoneValue(Napi::Env env, int kind, const mlk_result *res)
 {
-    return node::Buffer::Copy(iso, p ? p : "", n).ToLocalChecked();
-}
-
-static Local<Value> DoneValue(Isolate *iso, int kind, const mlk_result *res)
-{
-    Local<Context> ctx = iso->GetCurrentContext();
     size_t n = 0;
     const char *p;
     switch (kind) {
     case R_EXEC_BUF:
     case R_EXEC_STREAM: {
-        Local<Object> o = Object::New(iso);
-        o->Set(ctx, Str(iso, "exitCode"), Integer::New(iso, mlk_result_exit_code(res))).Check();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("exitCode", Napi::Number::New(env, mlk_result_exit_code(res)));
         if (kind == R_EXEC_BUF) {
             p = mlk_result_stdout(res, &n);
-            o->Set(ctx, Str(iso, "stdout"), BufferCopy(iso, p, n)).Check();
+            o.Set("stdout", BufferCopy(env, p, n));
             p = mlk_result_stderr(res, &n);
-            o->Set(ctx, Str(iso, "stderr"), BufferCopy(iso, p, n)).Check();
+            o.Set("stderr", BufferCopy(env, p, n));
         }
-        o->Set(ctx, Str(iso, "durationMs"), Number::New(iso, (double)mlk_result_duration_ms(res))).Check();
+        o.Set("durationMs", Napi::Number::New(env, (double)mlk_result_duration_ms(res)));
         return o;
     }
     case R_READ:
         p = mlk_result_data(res, &n);
-        return BufferCopy(iso, p, n);
+        return BufferCopy(env, p, n);
     case R_LIST:
     case R_MSGPACK:
         p = mlk_result_msgpack(res, &n);
-        return p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso);
+        return p ? BufferCopy(env, p, n) : env.Null();
     case R_DATA:
         p = mlk_result_data(res, &n);
-        return p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso);
+        return p ? BufferCopy(env, p, n) : env.Null();
     default:
-        return v8::Undefined(iso);
+        return env.Undefined();
     }
 }
 
-/* The message of a thrown value, for error texts. */
-static std::string ErrText(Isolate *iso, Local<Value> v)
+static void Settle(napi_env env, napi_deferred d, bool ok, Napi::Value v)
 {
-    TryCatch tc(iso);
-    Local<Context> ctx = iso->GetCurrentContext();
-    Local<Value> m;
-    if (v->IsObject() && v.As<Object>()->Get(ctx, Str(iso, "message")).ToLocal(&m) && m->IsString())
-        return ToUtf8(iso, m);
-    return ToUtf8(iso, v);
+    if (ok) napi_resolve_deferred(env, d, v);
+    else napi_reject_deferred(env, d, v);
 }
 
-static void OnDone(void *ud, uint64_t op, const mlk_result *res)
+static void OnDone(void *ud, uint64_t, const mlk_result *res)
 {
     Req *r = (Req *)ud;
     Client *cl = r->cl;
-    Env *env = cl->env;
-    Isolate *iso = env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = iso->GetCurrentContext();
-    Local<Promise::Resolver> pr = r->resolver.Get(iso);
-    int st = mlk_result_status(res);
-    if (!r->user_error.IsEmpty()) {
-        Local<Value> cause = r->user_error.Get(iso);
-        std::string m = "a callback threw, so the call was cancelled: " + ErrText(iso, cause);
-        pr->Reject(ctx, MakeError(env, MLK_EUSER, m.c_str(), 0, cause)).Check();
-    } else if (st != 0) {
-        pr->Reject(ctx, ResultError(env, res, st)).Check();
-    } else {
-        pr->Resolve(ctx, DoneValue(iso, r->kind, res)).Check();
+    Env *e = cl->env;
+    Napi::Env env(e->env);
+    try {
+        Napi::HandleScope hs(env);
+        int st = mlk_result_status(res);
+        if (!r->user_error.Empty()) {
+            Napi::Value cause = r->user_error.Get();
+            std::string m = "a callback threw, so the call was cancelled: " + ErrText(cause);
+            Settle(env, r->deferred, false, MakeError(e, MLK_EUSER, m.c_str(), 0, cause));
+        } else if (st != 0) {
+            Settle(env, r->deferred, false, ResultError(e, res, st));
+        } else {
+            Settle(env, r->deferred, true, DoneValue(env, r->kind, res));
+        }
+    } catch (...) {
     }
+    /* Closed: nothing needs the C client any more, except remove() of the
+     * sandbox it created (the core runs `matchlock rm` through it, any
+     * number of times), which keeps it, and its notification fd, until GC. */
+    if (r->kind == R_CLOSE && !mlk_client_vm_id(cl->c)) cl->release = true;
     cl->reqs.erase(r);
     delete r;
     ClientUnref(cl);
 }
 
-static void CallbackFailed(Req *r, TryCatch &tc)
+static void CallbackFailed(Req *r, const Napi::Error &err)
 {
     r->cb_failed = true;
-    if (tc.HasTerminated() || !tc.CanContinue()) return;
-    r->user_error.Reset(r->cl->env->iso, tc.Exception());
+    try {
+        r->user_error.Set(err.Env(), err.Value());
+    } catch (...) {
+        return;   /* the environment is terminating */
+    }
     mlk_cancel(r->cl->c, r->op);
 }
 
-static void OnOutput(void *ud, uint64_t op, int fd, const char *data, size_t len)
+static void OnOutput(void *ud, uint64_t, int fd, const char *data, size_t len)
 {
     Req *r = (Req *)ud;
     if (r->cb_failed || r->on_output.IsEmpty()) return;
-    Isolate *iso = r->cl->env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = iso->GetCurrentContext();
-    Local<Value> argv[2] = {Integer::New(iso, fd), BufferCopy(iso, data, len)};
-    TryCatch tc(iso);
-    if (r->on_output.Get(iso)->Call(ctx, v8::Undefined(iso), 2, argv).IsEmpty()) CallbackFailed(r, tc);
+    Napi::Env env(r->cl->env->env);
+    try {
+        Napi::HandleScope hs(env);
+        r->on_output.Call({Napi::Number::New(env, fd), BufferCopy(env, data, len)});
+    } catch (const Napi::Error &err) {
+        CallbackFailed(r, err);
+    } catch (...) {
+    }
 }
 
-static void OnReady(void *ud, uint64_t op)
+static void OnReady(void *ud, uint64_t)
 {
     Req *r = (Req *)ud;
     if (r->cb_failed || r->on_ready.IsEmpty()) return;
-    Isolate *iso = r->cl->env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = iso->GetCurrentContext();
-    TryCatch tc(iso);
-    if (r->on_ready.Get(iso)->Call(ctx, v8::Undefined(iso), 0, nullptr).IsEmpty()) CallbackFailed(r, tc);
+    Napi::Env env(r->cl->env->env);
+    try {
+        Napi::HandleScope hs(env);
+        r->on_ready.Call({});
+    } catch (const Napi::Error &err) {
+        CallbackFailed(r, err);
+    } catch (...) {
+    }
 }
 
-/* Create a Req and its promise; `start` submits and returns 0 or a code. */
-static Req *NewReq(const FunctionCallbackInfo<Value> &a, Client *cl, int kind, Local<Promise::Resolver> *pr)
+/* A Req and its promise. */
+static Req *NewReq(const Napi::CallbackInfo &a, Client *cl, int kind, Napi::Value *promise)
 {
-    Isolate *iso = a.GetIsolate();
-    *pr = Promise::Resolver::New(iso->GetCurrentContext()).ToLocalChecked();
     Req *r = new Req();
     r->cl = cl;
     r->kind = kind;
-    r->client_obj.Reset(iso, a[0].As<Object>());
-    r->resolver.Reset(iso, *pr);
+    napi_value p;
+    if (napi_create_promise(a.Env(), &r->deferred, &p) != napi_ok) {
+        delete r;
+        throw Napi::Error::New(a.Env(), "matchlock: cannot create a promise");
+    }
+    *promise = Napi::Value(a.Env(), p);
+    r->client_obj = Napi::Persistent(a[0].As<Napi::Object>());
     return r;
 }
 
-static void Started(const FunctionCallbackInfo<Value> &a, Req *r, Local<Promise::Resolver> pr, int rc, uint64_t op,
-                    const char *what)
+/* The call was submitted (rc 0: the Req now waits for OnDone) or refused. */
+static Napi::Value Started(Req *r, Napi::Value promise, int rc, uint64_t op, const char *what)
 {
-    Env *env = r->cl->env;
-    Isolate *iso = a.GetIsolate();
+    Env *e = r->cl->env;
     if (rc != 0) {
-        std::string m = std::string(what) + ": " + mlk_strerror(rc);
-        if (rc == MLK_ECLOSED) m += " (the client is closed; create a new Client)";
-        pr->Reject(iso->GetCurrentContext(), MakeError(env, rc, m.c_str(), 0)).Check();
+        Settle(e->env, r->deferred, false, MakeError(e, rc, RefusedText(rc, what).c_str(), 0));
         delete r;
     } else {
         r->op = op;
         r->cl->reqs.insert(r);
         ClientRef(r->cl);
-        env->op_data[0] = (double)op;
+        e->op_data[0] = (double)op;
     }
-    a.GetReturnValue().Set(pr->GetPromise());
+    return promise;
 }
 
-static int64_t ArgInt64(const FunctionCallbackInfo<Value> &a, int i)
+static int64_t ArgInt64(const Napi::CallbackInfo &a, size_t i)
 {
-    if (!a[i]->IsNumber()) return 0;
-    double d = a[i].As<Number>()->Value();
+    if (!a[i].IsNumber()) return 0;
+    double d = a[i].As<Napi::Number>().DoubleValue();
     return std::isfinite(d) && d > 0 ? (int64_t)d : 0;
+}
+
+static uint64_t ArgOp(const Napi::CallbackInfo &a, size_t i)
+{
+    return a[i].IsNumber() ? (uint64_t)a[i].As<Napi::Number>().DoubleValue() : 0;
 }
 
 /* exec(client, command, mode, workingDir, user, timeoutMs, rows, cols,
  *      stdin, interactive, onOutput(fd, buf), onReady()) -> Promise */
-static void Exec(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Exec(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    if (!a[1]->IsString()) return Throw(iso, "exec: the command must be a string");
-    std::string cmd = ToUtf8(iso, a[1]);
-    int mode = a[2]->IsNumber() ? (int)a[2].As<Number>()->Value() : 0;
+    Napi::Env env = a.Env();
+    LIVE_CLIENT(cl, "exec");
+    if (!a[1].IsString()) Throw(env, "exec: the command must be a string");
+    std::string cmd = ToUtf8(a[1]);
+    int mode = a[2].IsNumber() ? a[2].As<Napi::Number>().Int32Value() : 0;
+    Bytes in;
+    if (!in.From(a[8])) Throw(env, "exec: stdin must be a Buffer, Uint8Array or string");
+    std::string wd = a[3].IsString() ? ToUtf8(a[3]) : std::string();
+    std::string user = a[4].IsString() ? ToUtf8(a[4]) : std::string();
     mlk_exec_opts *o = mlk_exec_opts_new();
-    if (!o) return Throw(iso, "exec: out of memory");
+    if (!o) Throw(env, "exec: out of memory");
     mlk_exec_opts_set_mode(o, mode);
-    if (a[3]->IsString()) mlk_exec_opts_set_working_dir(o, ToUtf8(iso, a[3]).c_str());
-    if (a[4]->IsString()) mlk_exec_opts_set_user(o, ToUtf8(iso, a[4]).c_str());
+    if (a[3].IsString()) mlk_exec_opts_set_working_dir(o, wd.c_str());
+    if (a[4].IsString()) mlk_exec_opts_set_user(o, user.c_str());
     mlk_exec_opts_set_timeout_ms(o, ArgInt64(a, 5));
     if (mode == MLK_EXEC_TTY) mlk_exec_opts_set_tty_size(o, (uint16_t)ArgInt64(a, 6), (uint16_t)ArgInt64(a, 7));
-    Bytes in;
-    if (!in.From(iso, a[8])) {
-        mlk_exec_opts_free(o);
-        return Throw(iso, "exec: stdin must be a Buffer, Uint8Array or string");
-    }
     if (in.p) mlk_exec_opts_set_stdin(o, in.p, in.n);
-    if (a[9]->IsTrue()) mlk_exec_opts_set_interactive_stdin(o, 1);
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, mode == MLK_EXEC_BUFFERED ? R_EXEC_BUF : R_EXEC_STREAM, &pr);
-    bool out = a[10]->IsFunction(), ready = a[11]->IsFunction();
-    if (out) r->on_output.Reset(iso, a[10].As<Function>());
-    if (ready) r->on_ready.Reset(iso, a[11].As<Function>());
+    if (IsTrue(a[9])) mlk_exec_opts_set_interactive_stdin(o, 1);
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, mode == MLK_EXEC_BUFFERED ? R_EXEC_BUF : R_EXEC_STREAM, &promise);
+    bool out = a[10].IsFunction(), ready = a[11].IsFunction();
+    if (out) r->on_output = Napi::Persistent(a[10].As<Napi::Function>());
+    if (ready) r->on_ready = Napi::Persistent(a[11].As<Napi::Function>());
     mlk_exec_opts_set_callbacks(o, out ? OnOutput : nullptr, ready ? OnReady : nullptr, r);
     uint64_t op = 0;
     int rc = mlk_exec_async(cl->c, cmd.c_str(), o, OnDone, r, &op);
     mlk_exec_opts_free(o);
-    Started(a, r, pr, rc, op, "exec");
+    return Started(r, promise, rc, op, "exec");
 }
 
 /* writeFile(client, path, data, mode, timeoutMs) -> Promise<undefined> */
-static void WriteFile(const FunctionCallbackInfo<Value> &a)
+static Napi::Value WriteFile(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    if (!a[1]->IsString()) return Throw(iso, "writeFile: the path must be a string");
+    Napi::Env env = a.Env();
+    LIVE_CLIENT(cl, "writeFile");
+    if (!a[1].IsString()) Throw(env, "writeFile: the path must be a string");
     Bytes data;
-    if (!data.From(iso, a[2])) return Throw(iso, "writeFile: content must be a Buffer, Uint8Array or string");
-    std::string path = ToUtf8(iso, a[1]);
-    uint32_t mode = a[3]->IsNumber() ? (uint32_t)a[3].As<Number>()->Value() : 0;
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_WRITE, &pr);
+    if (!data.From(a[2])) Throw(env, "writeFile: content must be a Buffer, Uint8Array or string");
+    std::string path = ToUtf8(a[1]);
+    uint32_t mode = a[3].IsNumber() ? a[3].As<Napi::Number>().Uint32Value() : 0;
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_WRITE, &promise);
     uint64_t op = 0;
     /* The core copies the bytes into the request line before returning. */
     int rc = mlk_write_file_async(cl->c, path.c_str(), data.p, data.n, mode, ArgInt64(a, 4), OnDone, r, &op);
-    Started(a, r, pr, rc, op, "writeFile");
+    return Started(r, promise, rc, op, "writeFile");
 }
 
-static void PathCall(const FunctionCallbackInfo<Value> &a, int kind)
+static Napi::Value PathCall(const Napi::CallbackInfo &a, int kind)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
     const char *what = kind == R_READ ? "readFile" : "listFiles";
-    if (!a[1]->IsString()) return Throw(iso, "readFile/listFiles: the path must be a string");
-    std::string path = ToUtf8(iso, a[1]);
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, kind, &pr);
+    LIVE_CLIENT(cl, what);
+    if (!a[1].IsString()) Throw(a.Env(), "readFile/listFiles: the path must be a string");
+    std::string path = ToUtf8(a[1]);
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, kind, &promise);
     uint64_t op = 0;
     int rc = kind == R_READ ? mlk_read_file_async(cl->c, path.c_str(), ArgInt64(a, 2), OnDone, r, &op)
                             : mlk_list_files_async(cl->c, path.c_str(), ArgInt64(a, 2), OnDone, r, &op);
-    Started(a, r, pr, rc, op, what);
+    return Started(r, promise, rc, op, what);
 }
 
-static void ReadFile(const FunctionCallbackInfo<Value> &a) { PathCall(a, R_READ); }
-static void ListFiles(const FunctionCallbackInfo<Value> &a) { PathCall(a, R_LIST); }
+static Napi::Value ReadFile(const Napi::CallbackInfo &a) { return PathCall(a, R_READ); }
+static Napi::Value ListFiles(const Napi::CallbackInfo &a) { return PathCall(a, R_LIST); }
 
 /* logFollow(client, onOutput(fd, buf)) -> Promise<undefined> */
-static void LogFollow(const FunctionCallbackInfo<Value> &a)
+static Napi::Value LogFollow(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_LOG_FOLLOW, &pr);
-    if (a[1]->IsFunction()) r->on_output.Reset(iso, a[1].As<Function>());
+    LIVE_CLIENT(cl, "logStream");
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_LOG_FOLLOW, &promise);
+    if (a[1].IsFunction()) r->on_output = Napi::Persistent(a[1].As<Napi::Function>());
     uint64_t op = 0;
     int rc = mlk_log_follow_async(cl->c, OnOutput, OnDone, r, &op);
-    Started(a, r, pr, rc, op, "logStream");
+    return Started(r, promise, rc, op, "logStream");
 }
 
-static uint64_t ArgOp(const FunctionCallbackInfo<Value> &a, int i)
-{
-    return a[i]->IsNumber() ? (uint64_t)a[i].As<Number>()->Value() : 0;
-}
+/* The stdin / TTY / cancel calls on a running op: a closed client gets
+ * MLK_ECLOSED as the result code, like the core's answer. */
+static Napi::Value Code(Napi::Env env, int rc) { return Napi::Number::New(env, rc); }
 
 /* stdinWrite(client, op, data) -> 0 | MLK_EAGAIN | code */
-static void StdinWrite(const FunctionCallbackInfo<Value> &a)
+static Napi::Value StdinWrite(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
     Bytes data;
-    if (!data.From(a.GetIsolate(), a[2])) return Throw(a.GetIsolate(), "stdin chunks must be Buffer, Uint8Array or string");
-    a.GetReturnValue().Set(mlk_stdin_write(cl->c, ArgOp(a, 1), data.p, data.n));
+    if (!data.From(a[2])) Throw(a.Env(), "stdin chunks must be Buffer, Uint8Array or string");
+    return Code(a.Env(), cl->c ? mlk_stdin_write(cl->c, ArgOp(a, 1), data.p, data.n) : MLK_ECLOSED);
 }
 
-static void StdinClose(const FunctionCallbackInfo<Value> &a)
+static Napi::Value StdinClose(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
-    a.GetReturnValue().Set(mlk_stdin_close(cl->c, ArgOp(a, 1)));
+    return Code(a.Env(), cl->c ? mlk_stdin_close(cl->c, ArgOp(a, 1)) : MLK_ECLOSED);
 }
 
-static void TtyResize(const FunctionCallbackInfo<Value> &a)
+static Napi::Value TtyResize(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
-    a.GetReturnValue().Set(mlk_tty_resize(cl->c, ArgOp(a, 1), (uint16_t)ArgInt64(a, 2), (uint16_t)ArgInt64(a, 3)));
+    return Code(a.Env(), cl->c ? mlk_tty_resize(cl->c, ArgOp(a, 1), (uint16_t)ArgInt64(a, 2), (uint16_t)ArgInt64(a, 3))
+                               : MLK_ECLOSED);
 }
 
-static void Cancel(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Cancel(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
-    a.GetReturnValue().Set(mlk_cancel(cl->c, ArgOp(a, 1)));
+    return Code(a.Env(), cl->c ? mlk_cancel(cl->c, ArgOp(a, 1)) : MLK_ECLOSED);
 }
 
 /* ---- lifecycle, logs, network: the core's async calls ------------------------- */
@@ -723,24 +766,23 @@ static void Cancel(const FunctionCallbackInfo<Value> &a)
  * core renders the params and copies the hooks before returning, so the
  * builder may change (or be collected) at once.  The client takes a
  * reference on the builder's hooks: their `ud` now lives in the client. */
-static void Create(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Create(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    Box *sbb = UnwrapBox(a[1], &kTagSandbox);
-    if (!sbb) return Throw(iso, "create: expected a sandbox builder handle");
+    bool launch = IsTrue(a[2]);
+    LIVE_CLIENT(cl, launch ? "launch" : "create");
+    Box *sbb = UnwrapBox(a.Env(), a[1], &kTagSandbox);
+    if (!sbb) Throw(a.Env(), "create: expected a sandbox builder handle");
     for (HookFn *h : sbb->hooks) {
         h->refs++;
         cl->hooks.push_back(h);
     }
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_DATA, &pr);
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_DATA, &promise);
     uint64_t op = 0;
     const mlk_sandbox *sb = (const mlk_sandbox *)sbb->p;
-    int rc = a[2]->IsTrue() ? mlk_launch_async(cl->c, sb, ArgInt64(a, 3), OnDone, r, &op)
-                            : mlk_create_async(cl->c, sb, ArgInt64(a, 3), OnDone, r, &op);
-    Started(a, r, pr, rc, op, a[2]->IsTrue() ? "launch" : "create");
+    int rc = launch ? mlk_launch_async(cl->c, sb, ArgInt64(a, 3), OnDone, r, &op)
+                    : mlk_create_async(cl->c, sb, ArgInt64(a, 3), OnDone, r, &op);
+    return Started(r, promise, rc, op, launch ? "launch" : "create");
 }
 
 /* Hook tokens stop keeping the loop alive once close starts. */
@@ -754,76 +796,77 @@ static void ClientUnrefTokens(Client *cl)
     }
 }
 
-static void Close(const FunctionCallbackInfo<Value> &a)
+/* close(client, timeoutSeconds) -> Promise<undefined>.  When it completes,
+ * the C client is freed (every descriptor released) without waiting for GC,
+ * unless it created a sandbox (see the model at the top). */
+static Napi::Value Close(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
-    if (!cl) return;
-    double t = a[1]->IsNumber() ? a[1].As<Number>()->Value() : 0;
+    if (!cl->c) {
+        Napi::Promise::Deferred d = Napi::Promise::Deferred::New(a.Env());
+        d.Resolve(a.Env().Undefined());
+        return d.Promise();
+    }
+    double t = a[1].IsNumber() ? a[1].As<Napi::Number>().DoubleValue() : 0;
     if (!std::isfinite(t) || t < 0) t = 0;
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_NONE, &pr);
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_CLOSE, &promise);
     uint64_t op = 0;
     int rc = mlk_close_async(cl->c, t, OnDone, r, &op);
-    Started(a, r, pr, rc, op, "close");
+    Napi::Value p = Started(r, promise, rc, op, "close");
     cl->closed = true;
     ClientUnrefTokens(cl);
+    return p;
 }
 
-static void Remove(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Remove(const Napi::CallbackInfo &a)
 {
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_DATA, &pr);
+    LIVE_CLIENT(cl, "remove");
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_DATA, &promise);
     uint64_t op = 0;
     int rc = mlk_remove_async(cl->c, OnDone, r, &op);
-    Started(a, r, pr, rc, op, "remove");
+    return Started(r, promise, rc, op, "remove");
 }
 
 /* log(client, timeoutMs) -> Promise<Buffer> */
-static void Log(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Log(const Napi::CallbackInfo &a)
 {
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_DATA, &pr);
+    LIVE_CLIENT(cl, "log");
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_DATA, &promise);
     uint64_t op = 0;
     int rc = mlk_log_async(cl->c, ArgInt64(a, 1), OnDone, r, &op);
-    Started(a, r, pr, rc, op, "log");
+    return Started(r, promise, rc, op, "log");
 }
 
 /* allowList(client, add, hosts[], timeoutMs) -> Promise<Buffer msgpack> */
-static void AllowList(const FunctionCallbackInfo<Value> &a)
+static Napi::Value AllowList(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
+    bool add = IsTrue(a[1]);
+    LIVE_CLIENT(cl, add ? "allowListAdd" : "allowListDelete");
     StrArray hosts;
-    if (!hosts.From(iso, a[2])) return Throw(iso, "allowList: hosts must be an array of strings");
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_MSGPACK, &pr);
+    if (!hosts.From(a[2])) Throw(a.Env(), "allowList: hosts must be an array of strings");
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_MSGPACK, &promise);
     uint64_t op = 0;
-    bool add = a[1]->IsTrue();
     int rc = add ? mlk_allow_list_add_async(cl->c, hosts.ptrs(), hosts.size(), ArgInt64(a, 3), OnDone, r, &op)
                  : mlk_allow_list_delete_async(cl->c, hosts.ptrs(), hosts.size(), ArgInt64(a, 3), OnDone, r, &op);
-    Started(a, r, pr, rc, op, add ? "allowListAdd" : "allowListDelete");
+    return Started(r, promise, rc, op, add ? "allowListAdd" : "allowListDelete");
 }
 
 /* portForward(client, specs[], addrs[], timeoutMs) -> Promise<Buffer msgpack> */
-static void PortForward(const FunctionCallbackInfo<Value> &a)
+static Napi::Value PortForward(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Client *cl = ArgClient(a);
-    if (!cl) return;
+    LIVE_CLIENT(cl, "portForward");
     StrArray specs, addrs;
-    if (!specs.From(iso, a[1]) || !addrs.From(iso, a[2]))
-        return Throw(iso, "portForward: specs and addresses must be arrays of strings");
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_MSGPACK, &pr);
+    if (!specs.From(a[1]) || !addrs.From(a[2])) Throw(a.Env(), "portForward: specs and addresses must be arrays of strings");
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_MSGPACK, &promise);
     uint64_t op = 0;
     int rc = mlk_port_forward_async(cl->c, specs.ptrs(), specs.size(), addrs.ptrs(), addrs.size(), ArgInt64(a, 3),
                                     OnDone, r, &op);
-    Started(a, r, pr, rc, op, "portForward");
+    return Started(r, promise, rc, op, "portForward");
 }
 
 /* ---- volumes: through a client (async), or on the threadpool without one -------- */
@@ -831,7 +874,7 @@ static void PortForward(const FunctionCallbackInfo<Value> &a)
 enum { J_VOL_CREATE, J_VOL_LIST, J_VOL_RM, J_FREE };
 
 struct Job {
-    uv_work_t w;
+    napi_async_work w = nullptr;
     Env *env;
     int kind;
     mlk_client *free_c = nullptr;
@@ -840,14 +883,13 @@ struct Job {
     std::string s;
     mlk_result *res = nullptr;
     int rc = 0;
-    bool orphan = false;
-    Global<Promise::Resolver> resolver;
-    Global<Value> keep1;
+    napi_deferred deferred = nullptr;
+    Napi::ObjectReference keep;       /* the config handle the job reads */
 };
 
-static void JobWork(uv_work_t *w)
+static void JobWork(napi_env, void *data)
 {
-    Job *j = (Job *)w->data;
+    Job *j = (Job *)data;
     switch (j->kind) {
     case J_VOL_CREATE: j->rc = mlk_volume_create(j->cfg, j->s.c_str(), j->size, &j->res); break;
     case J_VOL_LIST: j->rc = mlk_volume_list(j->cfg, &j->res); break;
@@ -856,165 +898,148 @@ static void JobWork(uv_work_t *w)
     }
 }
 
-static void EnvMaybeDelete(Env *env);
-
-static void JobAfter(uv_work_t *w, int status)
+/* Runs on the loop thread inside a handle and callback scope (Node-API). */
+static void JobAfter(napi_env nenv, napi_status status, void *data)
 {
-    Job *j = (Job *)w->data;
-    Env *env = j->env;
-    env->jobs.erase(j);
-    if (j->kind == J_FREE || j->orphan) {
-        mlk_result_free(j->res);
-        delete j;
-        EnvMaybeDelete(env);
-        return;
-    }
-    Isolate *iso = env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = env->ctx.Get(iso);
-    Context::Scope cs(ctx);
-    {
-        node::CallbackScope scope(iso, env->resource.Get(iso), node::async_context{0, 0});
-        Local<Promise::Resolver> pr = j->resolver.Get(iso);
-        int st = j->res ? mlk_result_status(j->res) : j->rc;
-        if (st != 0) {
-            pr->Reject(ctx, ResultError(env, j->res, st)).Check();
-        } else {
-            size_t n = 0;
-            const char *p = j->res ? mlk_result_msgpack(j->res, &n) : nullptr;
-            pr->Resolve(ctx, p ? BufferCopy(iso, p, n) : (Local<Value>)v8::Null(iso)).Check();
+    Job *j = (Job *)data;
+    Env *e = j->env;
+    e->jobs.erase(j);
+    if (j->kind != J_FREE && !e->gone && status == napi_ok) {
+        Napi::Env env(nenv);
+        try {
+            int st = j->res ? mlk_result_status(j->res) : j->rc;
+            if (st != 0) {
+                Settle(nenv, j->deferred, false, ResultError(e, j->res, st));
+            } else {
+                size_t n = 0;
+                const char *p = j->res ? mlk_result_msgpack(j->res, &n) : nullptr;
+                Settle(nenv, j->deferred, true, p ? BufferCopy(env, p, n) : env.Null());
+            }
+        } catch (...) {
         }
-        mlk_result_free(j->res);
-        delete j;
     }
+    if (!e->gone) {
+        j->keep.Reset();
+        napi_delete_async_work(nenv, j->w);
+    } else {
+        j->keep.SuppressDestruct();
+    }
+    mlk_result_free(j->res);
+    delete j;
+    EnvMaybeDelete(e);
 }
 
-static void JobQueueFree(Env *env, mlk_client *c)
+static bool JobQueue(Job *j)
 {
-    if (env->gone) {
+    Env *e = j->env;
+    napi_value name;
+    if (napi_create_string_utf8(e->env, "matchlock", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_async_work(e->env, nullptr, name, JobWork, JobAfter, j, &j->w) != napi_ok)
+        return false;
+    if (napi_queue_async_work(e->env, j->w) != napi_ok) {
+        napi_delete_async_work(e->env, j->w);
+        return false;
+    }
+    e->jobs.insert(j);
+    return true;
+}
+
+static void JobQueueFree(Env *e, mlk_client *c)
+{
+    if (e->gone) {
         mlk_client_free(c);
         return;
     }
     Job *j = new Job();
-    j->env = env;
+    j->env = e;
     j->kind = J_FREE;
     j->free_c = c;
-    j->w.data = j;
-    env->jobs.insert(j);
-    if (uv_queue_work(env->loop, &j->w, JobWork, JobAfter) != 0) {
-        env->jobs.erase(j);
+    if (!JobQueue(j)) {
         mlk_client_free(c);
         delete j;
     }
 }
 
 /* Start a job whose promise is returned; the caller filled the inputs. */
-static void JobStart(const FunctionCallbackInfo<Value> &a, Job *j)
+static Napi::Value JobStart(const Napi::CallbackInfo &a, Job *j)
 {
-    Isolate *iso = a.GetIsolate();
-    Local<Promise::Resolver> pr = Promise::Resolver::New(iso->GetCurrentContext()).ToLocalChecked();
-    j->resolver.Reset(iso, pr);
-    j->w.data = j;
-    j->env->jobs.insert(j);
-    if (uv_queue_work(j->env->loop, &j->w, JobWork, JobAfter) != 0) {
-        j->env->jobs.erase(j);
-        pr->Reject(iso->GetCurrentContext(), MakeError(j->env, MLK_ENOMEM, "cannot queue work on the libuv threadpool", 0)).Check();
+    napi_value p;
+    if (napi_create_promise(a.Env(), &j->deferred, &p) != napi_ok) {
+        delete j;
+        throw Napi::Error::New(a.Env(), "matchlock: cannot create a promise");
+    }
+    if (!JobQueue(j)) {
+        Settle(a.Env(), j->deferred, false, MakeError(j->env, MLK_ENOMEM, "cannot queue work on the libuv threadpool", 0));
         delete j;
     }
-    a.GetReturnValue().Set(pr->GetPromise());
+    return Napi::Value(a.Env(), p);
 }
 
 /* Volume calls take a client handle (async through it) or a config handle /
- * null (threadpool).  Returns true when it started the call through a client. */
-static bool VolumeViaClient(const FunctionCallbackInfo<Value> &a, int kind)
+ * null (threadpool).  Returns the promise when it started the call through a client. */
+static Napi::Value VolumeViaClient(const Napi::CallbackInfo &a, int kind)
 {
-    Box *b = UnwrapBox(a[0], &kTagClient);
-    if (!b) return false;
-    Isolate *iso = a.GetIsolate();
-    Client *cl = (Client *)b->p;
-    std::string name = a[1]->IsString() ? ToUtf8(iso, a[1]) : std::string();
-    Local<Promise::Resolver> pr;
-    Req *r = NewReq(a, cl, R_MSGPACK, &pr);
+    Box *b = UnwrapBox(a.Env(), a[0], &kTagClient);
+    if (!b) return Napi::Value();
+    const char *what = kind == J_VOL_CREATE ? "volumeCreate" : kind == J_VOL_LIST ? "volumeList" : "volumeRemove";
+    LIVE_CLIENT(cl, what);
+    std::string name = a[1].IsString() ? ToUtf8(a[1]) : std::string();
+    Napi::Value promise;
+    Req *r = NewReq(a, cl, R_MSGPACK, &promise);
     uint64_t op = 0;
     int rc;
-    const char *what;
     switch (kind) {
-    case J_VOL_CREATE: rc = mlk_volume_create_async(cl->c, name.c_str(), ArgInt64(a, 2), OnDone, r, &op); what = "volumeCreate"; break;
-    case J_VOL_LIST: rc = mlk_volume_list_async(cl->c, OnDone, r, &op); what = "volumeList"; break;
-    default: rc = mlk_volume_remove_async(cl->c, name.c_str(), OnDone, r, &op); what = "volumeRemove"; break;
+    case J_VOL_CREATE: rc = mlk_volume_create_async(cl->c, name.c_str(), ArgInt64(a, 2), OnDone, r, &op); break;
+    case J_VOL_LIST: rc = mlk_volume_list_async(cl->c, OnDone, r, &op); break;
+    default: rc = mlk_volume_remove_async(cl->c, name.c_str(), OnDone, r, &op); break;
     }
-    Started(a, r, pr, rc, op, what);
-    return true;
+    return Started(r, promise, rc, op, what);
 }
 
-static Job *VolumeJob(const FunctionCallbackInfo<Value> &a, int kind)
+static Job *VolumeJob(const Napi::CallbackInfo &a, int kind)
 {
-    Isolate *iso = a.GetIsolate();
     const mlk_config *cfg = nullptr;
-    if (!a[0]->IsNullOrUndefined()) {
-        cfg = (const mlk_config *)Unwrap(iso, a[0], &kTagConfig);
-        if (!cfg) {
-            Throw(iso, "volume calls expect a client handle, a config handle or null");
-            return nullptr;
-        }
+    if (!IsNullish(a[0])) {
+        cfg = (const mlk_config *)Unwrap(a.Env(), a[0], &kTagConfig);
+        if (!cfg) Throw(a.Env(), "volume calls expect a client handle, a config handle or null");
     }
     Job *j = new Job();
     j->env = tl_env;
     j->kind = kind;
     j->cfg = cfg;
-    j->keep1.Reset(iso, a[0]);
+    if (cfg) j->keep = Napi::Persistent(a[0].As<Napi::Object>());
+    j->s = a[1].IsString() ? ToUtf8(a[1]) : std::string();
+    j->size = ArgInt64(a, 2);
     return j;
 }
 
-/* volumeCreate(client|config, name, sizeMb) */
-static void VolumeCreate(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Volume(const Napi::CallbackInfo &a, int kind)
 {
-    if (VolumeViaClient(a, J_VOL_CREATE)) return;
-    Job *j = VolumeJob(a, J_VOL_CREATE);
-    if (!j) return;
-    j->s = a[1]->IsString() ? ToUtf8(a.GetIsolate(), a[1]) : std::string();
-    j->size = ArgInt64(a, 2);
-    JobStart(a, j);
+    Napi::Value v = VolumeViaClient(a, kind);
+    if (!v.IsEmpty()) return v;
+    return JobStart(a, VolumeJob(a, kind));
 }
 
-static void VolumeList(const FunctionCallbackInfo<Value> &a)
-{
-    if (VolumeViaClient(a, J_VOL_LIST)) return;
-    Job *j = VolumeJob(a, J_VOL_LIST);
-    if (j) JobStart(a, j);
-}
-
-static void VolumeRemove(const FunctionCallbackInfo<Value> &a)
-{
-    if (VolumeViaClient(a, J_VOL_RM)) return;
-    Job *j = VolumeJob(a, J_VOL_RM);
-    if (!j) return;
-    j->s = a[1]->IsString() ? ToUtf8(a.GetIsolate(), a[1]) : std::string();
-    JobStart(a, j);
-}
+/* volumeCreate(client|config, name, sizeMb), volumeList(client|config), volumeRemove(client|config, name) */
+static Napi::Value VolumeCreate(const Napi::CallbackInfo &a) { return Volume(a, J_VOL_CREATE); }
+static Napi::Value VolumeList(const Napi::CallbackInfo &a) { return Volume(a, J_VOL_LIST); }
+static Napi::Value VolumeRemove(const Napi::CallbackInfo &a) { return Volume(a, J_VOL_RM); }
 
 /* ---- hooks ------------------------------------------------------------------------ */
 
-static Client *FindClient(Env *env, mlk_client *c)
+static Client *FindClient(Env *e, mlk_client *c)
 {
-    for (Client *cl : env->clients)
+    for (Client *cl : e->clients)
         if (cl->c == c) return cl;
     return nullptr;
 }
 
 /* Answer a token with the trampoline's value: a Buffer of msgpack. */
-static void HookAnswer(Isolate *iso, mlk_hook_call *call, Local<Value> v)
+static void HookAnswer(mlk_hook_call *call, Napi::Value v)
 {
-    if (v->IsArrayBufferView()) {
-        Local<v8::ArrayBufferView> view = v.As<v8::ArrayBufferView>();
-        size_t n = view->ByteLength();
-        const char *p = n ? (const char *)view->Buffer()->Data() + view->ByteOffset() : nullptr;
-        mlk_hook_reply(call, p, n);
-    } else if (v->IsNullOrUndefined()) {
-        mlk_hook_reply(call, nullptr, 0);
-    } else {
-        mlk_hook_fail(call, "matchlock-native: the hook trampoline answered something that is not msgpack bytes");
-    }
+    Bytes b;
+    if (!v.IsString() && b.From(v)) mlk_hook_reply(call, b.n ? b.p : nullptr, b.n);
+    else mlk_hook_fail(call, "matchlock-native: the hook trampoline answered something that is not msgpack bytes");
 }
 
 static void PendingHookDone(PendingHook *ph)
@@ -1023,103 +1048,112 @@ static void PendingHookDone(PendingHook *ph)
     if (cl) {
         cl->tokens.erase(ph);
         if (ph->reffed) ClientUnref(cl);
-        ClientMaybeDestroy(cl);
+        ClientMaybeRelease(cl);
     }
     ph->env->hook_calls.erase(ph);
     delete ph;
 }
 
-static void HookFulfilled(const FunctionCallbackInfo<Value> &a)
+static Napi::Value HookFulfilled(const Napi::CallbackInfo &a)
 {
-    PendingHook *ph = (PendingHook *)a.Data().As<External>()->Value();
+    PendingHook *ph = (PendingHook *)a.Data();
     mlk_hook_call *call = ph->call;
     ph->call = nullptr;
-    if (call) HookAnswer(a.GetIsolate(), call, a[0]);
+    if (call) HookAnswer(call, a[0]);
     PendingHookDone(ph);
+    return a.Env().Undefined();
 }
 
-static void HookRejected(const FunctionCallbackInfo<Value> &a)
+static Napi::Value HookRejected(const Napi::CallbackInfo &a)
 {
-    PendingHook *ph = (PendingHook *)a.Data().As<External>()->Value();
+    PendingHook *ph = (PendingHook *)a.Data();
     mlk_hook_call *call = ph->call;
     ph->call = nullptr;
     if (call) {
-        std::string m = ErrText(a.GetIsolate(), a[0]);
+        std::string m = ErrText(a[0]);
         mlk_hook_fail(call, m.empty() ? "the hook's promise was rejected" : m.c_str());
     }
     PendingHookDone(ph);
+    return a.Env().Undefined();
 }
 
 /* The core's hook callback: runs from mlk_dispatch inside OnPoll. */
 static void HookCb(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
 {
     HookFn *hf = (HookFn *)ud;
-    Env *env = hf->env;
-    Client *cl = env->gone ? nullptr : FindClient(env, c);
+    Env *e = hf->env;
+    Client *cl = e->gone ? nullptr : FindClient(e, c);
     if (!cl || hf->fn.IsEmpty()) {
         if (call) mlk_hook_fail(call, "matchlock-native: the hook's JavaScript environment is gone");
         return;
     }
-    Isolate *iso = env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = env->ctx.Get(iso);
-    Context::Scope cs(ctx);
-    Local<Value> h = cl->handle.IsEmpty() ? (Local<Value>)v8::Null(iso) : (Local<Value>)cl->handle.Get(iso);
-    Local<Value> argv[3] = {BufferCopy(iso, req, len), h, Integer::New(iso, kind)};
-    TryCatch tc(iso);
-    Local<Value> ret;
-    if (!hf->fn.Get(iso)->Call(ctx, v8::Undefined(iso), 3, argv).ToLocal(&ret)) {
-        if (call) {
-            std::string m = tc.HasCaught() && tc.CanContinue() ? ErrText(iso, tc.Exception()) : std::string("hook terminated");
-            mlk_hook_fail(call, m.empty() ? "the hook threw" : m.c_str());
+    Napi::Env env(e->env);
+    PendingHook *ph = nullptr;
+    try {
+        Napi::HandleScope hs(env);
+        Napi::Value h = env.Null();
+        if (!cl->handle.IsEmpty()) {
+            Napi::Object o = cl->handle.Value();
+            if (!o.IsEmpty()) h = o;
         }
-        return;
-    }
-    if (!call) return;
-    if (!ret->IsPromise()) {
-        HookAnswer(iso, call, ret);
-        return;
-    }
-    PendingHook *ph = new PendingHook();
-    ph->env = env;
-    ph->cl = cl;
-    ph->call = call;
-    env->hook_calls.insert(ph);
-    cl->tokens.insert(ph);
-    if (!cl->closed) {
-        ph->reffed = true;
-        ClientRef(cl);
-    }
-    Local<External> data = External::New(iso, ph);
-    Local<Function> ok, bad;
-    if (!Function::New(ctx, HookFulfilled, data, 1).ToLocal(&ok) ||
-        !Function::New(ctx, HookRejected, data, 1).ToLocal(&bad) ||
-        ret.As<Promise>()->Then(ctx, ok, bad).IsEmpty()) {
-        ph->call = nullptr;
-        mlk_hook_fail(call, "matchlock-native: cannot wait for the hook's promise");
-        PendingHookDone(ph);
+        Napi::Value ret;
+        try {
+            ret = hf->fn.Call({BufferCopy(env, req, len), h, Napi::Number::New(env, kind)});
+        } catch (const Napi::Error &err) {
+            if (call) {
+                std::string m = ErrText(err.Value());
+                mlk_hook_fail(call, m.empty() ? "the hook threw" : m.c_str());
+            }
+            return;
+        }
+        if (!call) return;
+        if (!ret.IsPromise()) {
+            HookAnswer(call, ret);
+            return;
+        }
+        ph = new PendingHook();
+        ph->env = e;
+        ph->cl = cl;
+        ph->call = call;
+        e->hook_calls.insert(ph);
+        cl->tokens.insert(ph);
+        if (!cl->closed) {
+            ph->reffed = true;
+            ClientRef(cl);
+        }
+        Napi::Function ok = Napi::Function::New(env, HookFulfilled, "hookFulfilled", ph);
+        Napi::Function bad = Napi::Function::New(env, HookRejected, "hookRejected", ph);
+        ret.As<Napi::Object>().Get("then").As<Napi::Function>().Call(ret, {ok, bad});
+    } catch (...) {
+        if (ph) {
+            if (ph->call) mlk_hook_fail(ph->call, "matchlock-native: cannot wait for the hook's promise");
+            ph->call = nullptr;
+            PendingHookDone(ph);
+        } else if (call) {
+            mlk_hook_fail(call, "matchlock-native: the hook could not run");
+        }
     }
 }
 
 /* sandboxAddHook(sandbox, kind, ruleMsgpack|null, trampoline) -> 0 | MLK_E* */
-static void SandboxAddHook(const FunctionCallbackInfo<Value> &a)
+static Napi::Value SandboxAddHook(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Box *b = UnwrapBox(a[0], &kTagSandbox);
-    if (!b) return Throw(iso, "sandboxAddHook: expected a sandbox builder handle");
-    int kind = a[1]->IsNumber() ? (int)a[1].As<Number>()->Value() : 0;
+    Napi::Env env = a.Env();
+    Box *b = UnwrapBox(env, a[0], &kTagSandbox);
+    if (!b) Throw(env, "sandboxAddHook: expected a sandbox builder handle");
+    int kind = a[1].IsNumber() ? a[1].As<Napi::Number>().Int32Value() : 0;
     Bytes rule;
-    if (!rule.From(iso, a[2])) return Throw(iso, "sandboxAddHook: the rule must be a Buffer of msgpack");
-    if (!a[3]->IsFunction()) return Throw(iso, "sandboxAddHook: the hook must be a function");
+    if (!rule.From(a[2])) Throw(env, "sandboxAddHook: the rule must be a Buffer of msgpack");
+    if (!a[3].IsFunction()) Throw(env, "sandboxAddHook: the hook must be a function");
     HookFn *hf = new HookFn();
     hf->env = tl_env;
-    hf->fn.Reset(iso, a[3].As<Function>());
+    hf->fn = Napi::Persistent(a[3].As<Napi::Function>());
     mlk_sandbox *sb = (mlk_sandbox *)b->p;
     int rc = kind == MLK_HOOK_NETWORK ? mlk_sandbox_add_network_hook(sb, rule.p, rule.n, HookCb, hf)
                                       : mlk_sandbox_add_vfs_hook(sb, kind, rule.p, rule.n, HookCb, hf);
     if (rc == 0) b->hooks.push_back(hf);
     else HookUnref(hf);
-    a.GetReturnValue().Set(rc);
+    return Code(env, rc);
 }
 
 /* ---- events ------------------------------------------------------------------------ */
@@ -1128,145 +1162,102 @@ static void EventCb(void *ud, const char *mp, size_t len)
 {
     Client *cl = (Client *)ud;
     if (cl->on_event.IsEmpty()) return;
-    Isolate *iso = cl->env->iso;
-    HandleScope hs(iso);
-    Local<Context> ctx = cl->env->ctx.Get(iso);
-    Context::Scope cs(ctx);
-    Local<Value> argv[1] = {BufferCopy(iso, mp, len)};
-    TryCatch tc(iso);   /* the JS side reports its own errors; never propagate */
-    Local<Value> ignored;
-    if (!cl->on_event.Get(iso)->Call(ctx, v8::Undefined(iso), 1, argv).ToLocal(&ignored)) return;
-}
-
-/* clientSetEventCb(client, fn|null) -> 0 | MLK_E* */
-static void ClientSetEventCb(const FunctionCallbackInfo<Value> &a)
-{
-    Client *cl = ArgClient(a);
-    if (!cl) return;
-    if (a[1]->IsFunction()) {
-        cl->on_event.Reset(a.GetIsolate(), a[1].As<Function>());
-        a.GetReturnValue().Set(mlk_client_set_event_cb(cl->c, EventCb, cl));
-    } else {
-        cl->on_event.Reset();
-        a.GetReturnValue().Set(mlk_client_set_event_cb(cl->c, nullptr, nullptr));
+    Napi::Env env(cl->env->env);
+    try {   /* the JS side reports its own errors; never propagate */
+        Napi::HandleScope hs(env);
+        cl->on_event.Call({BufferCopy(env, mp, len)});
+    } catch (...) {
     }
 }
 
-/* setup(makeError) -> Float64Array(1) where async calls leave their op id */
-static void Setup(const FunctionCallbackInfo<Value> &a)
+/* clientSetEventCb(client, fn|null) -> 0 | MLK_E* */
+static Napi::Value ClientSetEventCb(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Env *env = tl_env;
-    if (a[0]->IsFunction()) env->make_error.Reset(iso, a[0].As<Function>());
-    a.GetReturnValue().Set(env->op_slot.Get(iso));
+    Client *cl = ArgClient(a);
+    if (!cl->c) return Code(a.Env(), MLK_ECLOSED);
+    if (a[1].IsFunction()) {
+        cl->on_event = Napi::Persistent(a[1].As<Napi::Function>());
+        return Code(a.Env(), mlk_client_set_event_cb(cl->c, EventCb, cl));
+    }
+    cl->on_event.Reset();
+    return Code(a.Env(), mlk_client_set_event_cb(cl->c, nullptr, nullptr));
+}
+
+/* setup(makeError) -> Float64Array(1) where async calls leave their op id */
+static Napi::Value Setup(const Napi::CallbackInfo &a)
+{
+    Env *e = tl_env;
+    if (a[0].IsFunction()) e->make_error = Napi::Persistent(a[0].As<Napi::Function>());
+    return e->op_slot.Value();
 }
 
 /* Pending work counters, for tests of handle leaks. */
-static void Stats(const FunctionCallbackInfo<Value> &a)
+static Napi::Value Stats(const Napi::CallbackInfo &a)
 {
-    Isolate *iso = a.GetIsolate();
-    Env *env = tl_env;
-    Local<Context> ctx = iso->GetCurrentContext();
+    Napi::Env env = a.Env();
+    Env *e = tl_env;
     int pending = 0;
-    for (Client *cl : env->clients) pending += cl->pending;
-    Local<Object> o = Object::New(iso);
-    o->Set(ctx, Str(iso, "clients"), Integer::New(iso, (int)env->clients.size())).Check();
-    o->Set(ctx, Str(iso, "pending"), Integer::New(iso, pending)).Check();
-    o->Set(ctx, Str(iso, "jobs"), Integer::New(iso, (int)env->jobs.size())).Check();
-    o->Set(ctx, Str(iso, "handles"), Integer::New(iso, (int)env->boxes.size())).Check();
-    o->Set(ctx, Str(iso, "hookCalls"), Integer::New(iso, (int)env->hook_calls.size())).Check();
-    a.GetReturnValue().Set(o);
+    for (Client *cl : e->clients) pending += cl->pending;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("clients", Napi::Number::New(env, (double)e->clients.size()));
+    o.Set("pending", Napi::Number::New(env, pending));
+    o.Set("jobs", Napi::Number::New(env, (double)e->jobs.size()));
+    o.Set("handles", Napi::Number::New(env, (double)e->boxes.size()));
+    o.Set("hookCalls", Napi::Number::New(env, (double)e->hook_calls.size()));
+    return o;
 }
 
 /* ---- environment lifetime ----------------------------------------------------- */
 
-static void EnvMaybeDelete(Env *env)
-{
-    if (env->gone && env->jobs.empty()) delete env;
-}
-
+/* The environment ends (process exit or worker termination): free every C
+ * client now; the handles' finalizers, which Node-API runs after this hook,
+ * free the rest and finally the Env. */
 static void Cleanup(void *arg)
 {
-    Env *env = (Env *)arg;
-    env->gone = true;
-    std::vector<Client *> cls(env->clients.begin(), env->clients.end());
-    for (Client *cl : cls) ClientDestroy(cl, true);
+    Env *e = (Env *)arg;
+    e->gone = true;
+    std::vector<Client *> cls(e->clients.begin(), e->clients.end());
+    for (Client *cl : cls) ClientFreeC(cl, true);
     /* Tokens a promise would have answered: no JS runs any more. */
-    std::vector<PendingHook *> phs(env->hook_calls.begin(), env->hook_calls.end());
-    env->hook_calls.clear();
+    std::vector<PendingHook *> phs(e->hook_calls.begin(), e->hook_calls.end());
+    e->hook_calls.clear();
     for (PendingHook *ph : phs) {
         if (ph->call) mlk_hook_fail(ph->call, "the Node environment ended before the hook answered");
         delete ph;
     }
-    for (Job *j : env->jobs) {
-        j->orphan = true;
-        j->resolver.Reset();
-        j->keep1.Reset();
-    }
-    for (Box *b : env->boxes) {
-        b->obj.Reset();
-        if (b->tag != &kTagClient && b->fr && b->p) b->fr(b->p);
-        for (HookFn *h : b->hooks) HookUnref(h);
-        delete b;
-    }
-    env->boxes.clear();
-    env->ctx.Reset();
-    env->resource.Reset();
-    env->tmpl.Reset();
-    env->make_error.Reset();
-    env->op_slot.Reset();
-    if (tl_env == env) tl_env = nullptr;
-    EnvMaybeDelete(env);
+    if (e->actx) napi_async_destroy(e->env, e->actx);
+    e->actx = nullptr;
+    e->resource.Reset();
+    e->make_error.Reset();
+    e->op_slot.Reset();
+    if (tl_env == e) tl_env = nullptr;
+    EnvMaybeDelete(e);
 }
 
-static void SetFn(Isolate *iso, Local<Context> ctx, Local<Object> exports, const char *name,
-                  v8::FunctionCallback fn)
+static void Init(Napi::Env env, Napi::Object exports)
 {
-    exports->Set(ctx, Str(iso, name), FunctionTemplate::New(iso, fn)->GetFunction(ctx).ToLocalChecked()).Check();
-}
+    Env *e = new Env();
+    e->env = env;
+    if (napi_get_uv_event_loop(env, &e->loop) != napi_ok) throw Napi::Error::New(env, "matchlock: no event loop");
+    Napi::Object resource = Napi::Object::New(env);
+    e->resource = Napi::Persistent(resource);
+    napi_async_init(env, resource, Str(env, "matchlock"), &e->actx);
+    Napi::Float64Array slot = Napi::Float64Array::New(env, 1);
+    e->op_data = slot.Data();
+    e->op_slot = Napi::Persistent(slot);
+    tl_env = e;
+    napi_add_env_cleanup_hook(env, Cleanup, e);
 
-static void Init(Local<Object> exports, Local<Context> ctx)
-{
-    Isolate *iso = ctx->GetIsolate();
-    Env *env = new Env();
-    env->iso = iso;
-    env->loop = node::GetCurrentEventLoop(iso);
-    env->ctx.Reset(iso, ctx);
-    env->resource.Reset(iso, Object::New(iso));
-    Local<ObjectTemplate> t = ObjectTemplate::New(iso);
-    t->SetInternalFieldCount(2);
-    env->tmpl.Reset(iso, t);
-    Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(iso, sizeof(double));
-    env->op_data = (double *)ab->Data();
-    env->op_slot.Reset(iso, Float64Array::New(ab, 0, 1));
-    tl_env = env;
-    node::AddEnvironmentCleanupHook(iso, Cleanup, env);
-
-    SetFn(iso, ctx, exports, "setup", Setup);
-    SetFn(iso, ctx, exports, "stats", Stats);
-    SetFn(iso, ctx, exports, "clientNew", ClientNew);
-    SetFn(iso, ctx, exports, "clientVmId", ClientVmId);
-    SetFn(iso, ctx, exports, "clientStderrTail", ClientStderrTail);
-    SetFn(iso, ctx, exports, "exec", Exec);
-    SetFn(iso, ctx, exports, "writeFile", WriteFile);
-    SetFn(iso, ctx, exports, "readFile", ReadFile);
-    SetFn(iso, ctx, exports, "listFiles", ListFiles);
-    SetFn(iso, ctx, exports, "logFollow", LogFollow);
-    SetFn(iso, ctx, exports, "stdinWrite", StdinWrite);
-    SetFn(iso, ctx, exports, "stdinClose", StdinClose);
-    SetFn(iso, ctx, exports, "ttyResize", TtyResize);
-    SetFn(iso, ctx, exports, "cancel", Cancel);
-    SetFn(iso, ctx, exports, "create", Create);
-    SetFn(iso, ctx, exports, "close", Close);
-    SetFn(iso, ctx, exports, "remove", Remove);
-    SetFn(iso, ctx, exports, "log", Log);
-    SetFn(iso, ctx, exports, "allowList", AllowList);
-    SetFn(iso, ctx, exports, "portForward", PortForward);
-    SetFn(iso, ctx, exports, "volumeCreate", VolumeCreate);
-    SetFn(iso, ctx, exports, "volumeList", VolumeList);
-    SetFn(iso, ctx, exports, "volumeRemove", VolumeRemove);
-    SetFn(iso, ctx, exports, "sandboxAddHook", SandboxAddHook);
-    SetFn(iso, ctx, exports, "clientSetEventCb", ClientSetEventCb);
+    struct { const char *name; Napi::Value (*fn)(const Napi::CallbackInfo &); } fns[] = {
+        {"setup", Setup}, {"stats", Stats}, {"clientNew", ClientNew}, {"clientVmId", ClientVmId},
+        {"clientStderrTail", ClientStderrTail}, {"exec", Exec}, {"writeFile", WriteFile}, {"readFile", ReadFile},
+        {"listFiles", ListFiles}, {"logFollow", LogFollow}, {"stdinWrite", StdinWrite}, {"stdinClose", StdinClose},
+        {"ttyResize", TtyResize}, {"cancel", Cancel}, {"create", Create}, {"close", Close}, {"remove", Remove},
+        {"log", Log}, {"allowList", AllowList}, {"portForward", PortForward}, {"volumeCreate", VolumeCreate},
+        {"volumeList", VolumeList}, {"volumeRemove", VolumeRemove}, {"sandboxAddHook", SandboxAddHook},
+        {"clientSetEventCb", ClientSetEventCb},
+    };
+    for (auto &f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 }
 
 } /* namespace mlknode */

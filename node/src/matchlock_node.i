@@ -1,19 +1,19 @@
-/* matchlock_node.i - the Node binding's SWIG interface.
+/* matchlock_node.i - the Node binding's SWIG interface (Node-API backend).
  *
- * swig -javascript -node -c++ -I<repo>/bindings -I<repo>/abi/include \
+ * swig -javascript -napi -c++ -I<repo>/bindings -I<repo>/abi/include \
  *      -o build/matchlock_wrap.cxx node/src/matchlock_node.i
  *
- * SWIG generates the wrappers of the synchronous part of the ABI (version,
- * errors, config, the sandbox builder, the spec parsers).  Everything that
- * calls back (clients, every *_async call, hooks, events) or blocks
- * (client-less volume calls) is hand-written in glue.hxx, inserted into the same wrapper file, and
+ * SWIG >= 4.2 (the -napi backend; scripts/build.js gets it from PyPI's
+ * `swig` package, see node/scripts/swig.sh) generates the wrappers of the
+ * synchronous part of the ABI (version, errors, config, the sandbox builder,
+ * the spec parsers) on node-addon-api.  Everything that calls back (clients,
+ * every *_async call, hooks, events) or blocks (client-less volume calls) is
+ * hand-written in glue.hxx, inserted into the same wrapper file, and
  * registered on the module's exports from %init.
  *
- * Worker threads: SWIG's V8 runtime keeps its proxy class templates in
- * process globals, which is unsafe with several isolates.  This binding
- * therefore never lets SWIG create a proxy object: every pointer type that
- * crosses has a typemap below, and handles are objects made by glue.hxx from
- * a per-environment template.
+ * Handles: every pointer type that crosses has a typemap below, so SWIG
+ * never makes a proxy object; handles are objects made by glue.hxx with a
+ * Node-API type tag, the same kind for generated and hand-written functions.
  */
 %module matchlock
 
@@ -25,10 +25,10 @@
 
 /* const char *: a JS string (UTF-8), or null/undefined for NULL. */
 %typemap(in) const char * (std::string *tmp = nullptr) {
-  if ($input->IsNullOrUndefined()) {
+  if ($input.IsNull() || $input.IsUndefined()) {
     $1 = NULL;
-  } else if ($input->IsString()) {
-    tmp = new std::string(mlknode::ToUtf8(args.GetIsolate(), $input));
+  } else if ($input.IsString()) {
+    tmp = new std::string(mlknode::ToUtf8($input));
     $1 = (char *)tmp->c_str();
   } else {
     SWIG_exception_fail(SWIG_TypeError, "in method '$symname', argument $argnum must be a string");
@@ -36,17 +36,17 @@
 }
 %typemap(freearg) const char * { delete tmp$argnum; }
 %typemap(typecheck, precedence=SWIG_TYPECHECK_STRING) const char * {
-  $1 = $input->IsString() || $input->IsNullOrUndefined();
+  $1 = $input.IsString() || $input.IsNull() || $input.IsUndefined();
 }
 %typemap(out) const char * {
-  $result = mlknode::StrOrNull(args.GetIsolate(), $1);
+  $result = mlknode::StrOrNull(env, $1);
 }
 
 /* String arrays: a JS array of strings (or null/undefined for none).
  * Multi-argument typemaps match by name, so every pair the header uses is
  * listed (grep 'const char \*const \*' abi/include/matchlock.h). */
 %typemap(in) (const char *const *argv, size_t n) (mlknode::StrArray tmp) {
-  if (!tmp.From(args.GetIsolate(), $input)) {
+  if (!tmp.From($input)) {
     SWIG_exception_fail(SWIG_TypeError, "in method '$symname': expected an array of strings");
   }
   $1 = ($1_ltype)tmp.ptrs();
@@ -59,16 +59,11 @@
 };
 
 /* msgpack documents in: a Buffer/Uint8Array, or null/undefined. */
-%typemap(in) (const char *msgpack, size_t len) {
-  if ($input->IsNullOrUndefined()) {
-    $1 = NULL; $2 = 0;
-  } else if ($input->IsArrayBufferView()) {
-    v8::Local<v8::ArrayBufferView> view = $input.As<v8::ArrayBufferView>();
-    $1 = (char *)view->Buffer()->Data() + view->ByteOffset();
-    $2 = view->ByteLength();
-  } else {
+%typemap(in) (const char *msgpack, size_t len) (mlknode::Bytes tmp) {
+  if ($input.IsString() || !tmp.From($input)) {
     SWIG_exception_fail(SWIG_TypeError, "in method '$symname': expected a Buffer holding msgpack");
   }
+  $1 = (char *)tmp.p; $2 = tmp.n;
 }
 
 /* Library-allocated outputs become extra return values: [status, out...]. */
@@ -76,9 +71,8 @@
   $1 = &tmp; $2 = &tmplen;
 }
 %typemap(argout) (char **json, size_t *len) {
-  $result = SWIGV8_AppendOutput($result, tmp$argnum
-      ? (v8::Local<v8::Value>)mlknode::Str(args.GetIsolate(), tmp$argnum, tmplen$argnum)
-      : (v8::Local<v8::Value>)v8::Null(args.GetIsolate()));
+  $result = SWIG_NAPI_AppendOutput(env, $result, tmp$argnum
+      ? (Napi::Value)mlknode::Str(env, tmp$argnum, tmplen$argnum) : env.Null());
 }
 %typemap(freearg) (char **json, size_t *len) { mlk_free(tmp$argnum); }
 
@@ -86,17 +80,14 @@
   $1 = &tmp; $2 = &tmplen;
 }
 %typemap(argout) (char **msgpack, size_t *len) {
-  $result = SWIGV8_AppendOutput($result, tmp$argnum
-      ? (v8::Local<v8::Value>)node::Buffer::Copy(args.GetIsolate(), tmp$argnum, tmplen$argnum).ToLocalChecked()
-      : (v8::Local<v8::Value>)v8::Null(args.GetIsolate()));
+  $result = SWIG_NAPI_AppendOutput(env, $result, tmp$argnum
+      ? mlknode::BufferCopy(env, tmp$argnum, tmplen$argnum) : env.Null());
 }
 %typemap(freearg) (char **msgpack, size_t *len) { mlk_free(tmp$argnum); }
 
 %typemap(in, numinputs=0) char **msg (char *tmp = NULL) { $1 = &tmp; }
 %typemap(argout) char **msg {
-  $result = SWIGV8_AppendOutput($result, tmp$argnum
-      ? (v8::Local<v8::Value>)mlknode::Str(args.GetIsolate(), tmp$argnum)
-      : (v8::Local<v8::Value>)v8::Null(args.GetIsolate()));
+  $result = SWIG_NAPI_AppendOutput(env, $result, mlknode::StrOrNull(env, tmp$argnum));
 }
 %typemap(freearg) char **msg { mlk_free(tmp$argnum); }
 
@@ -104,11 +95,11 @@
 
 %define MLK_NODE_HANDLE(TYPE, TAG, FREE)
 %typemap(in) TYPE *, const TYPE * {
-  $1 = ($1_ltype)mlknode::Unwrap(args.GetIsolate(), $input, &mlknode::TAG);
+  $1 = ($1_ltype)mlknode::Unwrap(env, $input, &mlknode::TAG);
   if (!$1) SWIG_exception_fail(SWIG_TypeError, "in method '$symname': expected a " #TYPE " handle");
 }
 %typemap(out) TYPE * {
-  $result = mlknode::Wrap(args.GetIsolate(), (void *)$1, &mlknode::TAG, (void (*)(void *))FREE);
+  $result = mlknode::Wrap(env, (void *)$1, &mlknode::TAG, (void (*)(void *))FREE);
 }
 %enddef
 MLK_NODE_HANDLE(mlk_sandbox, kTagSandbox, mlk_sandbox_free)
@@ -193,5 +184,5 @@ MLK_NODE_HANDLE(mlk_config, kTagConfig, mlk_config_free)
 %include "matchlock.i"
 
 %init %{
-  mlknode::Init(exports_obj, context);
+  mlknode::Init(env, exports);
 %}

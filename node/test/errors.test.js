@@ -8,17 +8,21 @@ const { m, created, newClient, bin } = require("./helpers");
 const n = m._native;
 
 test("builder validation errors name the upstream error and say what to do", async () => {
-  assert.throws(() => new m.Sandbox("").paramsJSON(), (e) => e instanceof m.ValidationError && e.upstreamName === "ErrImageRequired");
-  assert.throws(() => new m.Sandbox("a").withCPUs("two"), (e) => e instanceof m.ValidationError && /cpus must be a number/.test(e.message));
-  assert.throws(() => new m.Sandbox("a").mount("/w", { type: "nfs" }), (e) => e instanceof m.ValidationError && /host_fs, memory or overlay/.test(e.message));
-  assert.throws(() => new m.Sandbox("a").withNetworkInterception({ rules: [{ hook: () => {}, setHeaders: { A: "1" } }] }),
+  // as the official SDK: the builder records, paramsJSON()/create() report the first failure
+  const later = (sb, check) => assert.throws(() => sb.paramsJSON(), check);
+  later(new m.Sandbox(""), (e) => e instanceof m.ValidationError && e.upstreamName === "ErrImageRequired");
+  later(new m.Sandbox("a").withCPUs("two"), (e) => e instanceof m.ValidationError && /cpus must be a number/.test(e.message));
+  later(new m.Sandbox("a").mount("/w", { type: "nfs" }), (e) => e instanceof m.ValidationError && /host_fs, memory or overlay/.test(e.message));
+  later(new m.Sandbox("a").withNetworkInterception({ rules: [{ hook: () => {}, setHeaders: { A: "1" } }] }),
     (e) => e instanceof m.ValidationError && /setHeaders' cannot be combined with a hook/.test(e.message));
-  assert.throws(() => new m.Sandbox("a").withNetworkInterception({ rules: [{ action: "block", hook: () => {} }] }),
+  later(new m.Sandbox("a").withNetworkInterception({ rules: [{ action: "block", hook: () => {} }] }),
     (e) => e instanceof m.ValidationError && e.errname === "MLK_EINVALID_NET_HOOK" && /empty or "allow" action/.test(e.message));
-  assert.throws(() => new m.Sandbox("a").withVFSInterception({ rules: [{ hook: () => {}, actionHook: () => "allow" }] }),
+  later(new m.Sandbox("a").withVFSInterception({ rules: [{ hook: () => {}, actionHook: () => "allow" }] }),
     (e) => e instanceof m.ValidationError && /more than one callback/.test(e.message));
-  assert.throws(() => new m.Sandbox("a").withVFSInterception({ rules: [{ phase: "before", hook: () => {} }] }),
+  later(new m.Sandbox("a").withVFSInterception({ rules: [{ phase: "before", hook: () => {} }] }),
     (e) => e instanceof m.ValidationError && e.errname === "MLK_EINVALID_VFS_HOOK" && /phase must be "after"/.test(e.message));
+  // the first failure wins
+  later(new m.Sandbox("a").withCPUs("two").withNetworkMTU("x"), /cpus/);
   const c = newClient();
   await assert.rejects(c.create(new m.Sandbox("alpine:latest").withNetworkMTU(-1)), (e) => {
     assert.ok(e instanceof m.ValidationError);

@@ -87,3 +87,41 @@ test("an unclosed client's matchlock process is stopped at exit", () => {
   try { process.kill(pid, 0); alive = true; } catch {}
   assert.equal(alive, false, `matchlock-local ${pid} outlived its Node process`);
 });
+
+test("close() releases every descriptor of the client at once, without GC (200 clients)", () => {
+  // The handles stay referenced, so only close() itself can free their fds.
+  // The public Client once (its process's pipes go at close; its
+  // notification fd stays for remove(), which runs matchlock rm through it),
+  // then 200 raw clients: each starts its matchlock process, so each held 3 fds.
+  const r = runNode(`
+    const fs = require("node:fs");
+    const m = require(process.env.MLK_PKG);
+    const n = m._native;
+    const fds = () => fs.readdirSync("/proc/self/fd").length;
+    (async () => {
+      const warm = new m.Client({ binaryPath: process.env.MLK_BIN });
+      await warm.create(new m.Sandbox("alpine:latest"));
+      const open = fds();
+      await warm.close();
+      await warm.remove();
+      const before = fds();
+      const keep = [warm];
+      for (let i = 0; i < 200; i++) {
+        const cfg = n.mlk_config_new();
+        n.mlk_config_set_binary(cfg, process.env.MLK_BIN);
+        const h = n.clientNew(cfg);
+        await n.close(h, 2);
+        keep.push(h);
+      }
+      const after = fds();
+      const err = await n.exec(keep[1], "true", 0).then(() => "resolved", (e) => e.message);
+      console.log(JSON.stringify({ open, before, after, n: keep.length, err }));
+    })();
+  `, 120000);
+  assert.equal(r.status, 0, r.stderr);
+  const { open, before, after, n, err } = JSON.parse(r.stdout);
+  assert.equal(n, 201);
+  assert.ok(open > before, `closing the public Client released no fd (${open} -> ${before})`);
+  assert.ok(after - before <= 3, `descriptors grew from ${before} to ${after} over 200 closed clients`);
+  assert.match(err, /closed/, "a closed client refuses calls");
+});

@@ -15,6 +15,14 @@ function num(v) {
   return v === "NaN" ? NaN : v === "Infinity" ? Infinity : v;
 }
 
+// {owner_uid, owner_gid} -> the builder's {ownerUid, ownerGid}
+function owner(o) {
+  const out = {};
+  if (o?.owner_uid !== undefined) out.ownerUid = o.owner_uid;
+  if (o?.owner_gid !== undefined) out.ownerGid = o.owner_gid;
+  return out;
+}
+
 function build(ops) {
   let sb = null;
   let launch = false;
@@ -40,8 +48,8 @@ function build(ops) {
       case "with_no_network": sb.withNoNetwork(); break;
       case "with_network_interception": sb.withNetworkInterception(a[0]); break;
       case "with_workspace": sb.withWorkspace(a[0]); break;
-      case "mount_host_dir": sb.mountHostDir(a[0], a[1]); break;
-      case "mount_host_dir_readonly": sb.mountHostDirReadonly(a[0], a[1]); break;
+      case "mount_host_dir": sb.mountHostDir(a[0], a[1], owner(a[2])); break;
+      case "mount_host_dir_readonly": sb.mountHostDirReadonly(a[0], a[1], owner(a[2])); break;
       case "mount_memory": sb.mountMemory(a[0]); break;
       case "mount_overlay": sb.mountOverlay(a[0], a[1]); break;
       case "with_env": sb.withEnv(a[0], a[1]); break;

@@ -104,31 +104,38 @@ class Sandbox:
 
     # -- resources -----------------------------------------------------------
     def with_privileged(self) -> "Sandbox":
+        """Run the sandbox privileged."""
         self._opts.privileged = True
         return self._chk(lib.mlk_sandbox_set_privileged(self._sb, 1))
 
     def with_kernel(self, ref: str) -> "Sandbox":
+        """Guest kernel: empty, "file:///absolute/path" or an OCI ref; sent as {"ref": REF}."""
         self._opts.kernel_ref = ref
         return self._chk(lib.mlk_sandbox_set_kernel(self._sb, cstr(ref, "kernel ref")))
 
     def with_cpus(self, cpus: float) -> "Sandbox":
+        """CPUs (fractional); 0 means the default, 1.  Checked at create: finite, > 0, at most the host's CPUs."""
         self._opts.cpus = cpus
         return self._chk(lib.mlk_sandbox_set_cpus(self._sb, float(cpus)))
 
     def with_memory(self, mb: int) -> "Sandbox":
+        """Memory in MiB; 0 means the default, 512."""
         self._opts.memory_mb = mb
         return self._chk(lib.mlk_sandbox_set_memory_mb(self._sb, _int(mb, "memory")))
 
     def with_disk_size(self, mb: int) -> "Sandbox":
+        """Disk size in MiB; 0 means the default, 5120."""
         self._opts.disk_size_mb = mb
         return self._chk(lib.mlk_sandbox_set_disk_size_mb(self._sb, _int(mb, "disk size")))
 
     def with_timeout(self, seconds: int) -> "Sandbox":
+        """Timeout in seconds; 0 means the default, 300."""
         self._opts.timeout_seconds = seconds
         return self._chk(lib.mlk_sandbox_set_timeout_s(self._sb, _int(seconds, "timeout")))
 
     # -- filesystem ----------------------------------------------------------
     def with_workspace(self, path: str) -> "Sandbox":
+        """The guest workspace directory (the server checks it and the mounts under it)."""
         self._opts.workspace = path
         return self._chk(lib.mlk_sandbox_set_workspace(self._sb, cstr(path, "workspace")))
 
@@ -168,9 +175,11 @@ class Sandbox:
                                                   owner_uid=owner_uid, owner_gid=owner_gid))
 
     def mount_memory(self, guest_path: str) -> "Sandbox":
+        """Mount a memory filesystem at guest_path."""
         return self.mount(guest_path, MountConfig(type="memory"))
 
     def mount_overlay(self, guest_path: str, host_path: str) -> "Sandbox":
+        """Mount a copy-on-write overlay of host_path at guest_path."""
         return self.mount(guest_path, MountConfig(type="overlay", host_path=host_path))
 
     def with_vfs_interception(self, config: VFSInterceptionConfig | Mapping[str, Any]) -> "Sandbox":
@@ -266,16 +275,19 @@ class Sandbox:
 
     # -- environment and image config -------------------------------------------
     def with_env(self, name: str, value: str) -> "Sandbox":
+        """Set one environment variable (a later call for the same name wins)."""
         self._chk(lib.mlk_sandbox_set_env(self._sb, cstr(name, "env name"), cstr(value, "env value")))
         self._opts.env[name] = value
         return self
 
     def with_env_map(self, env: Mapping[str, str]) -> "Sandbox":
+        """Merge a mapping of environment variables."""
         self._mp(lib.mlk_sandbox_set_env_map, dict(env))
         self._opts.env.update(env)
         return self
 
     def with_user(self, user: str) -> "Sandbox":
+        """The user the image runs as (image_config.user)."""
         self._chk(lib.mlk_sandbox_set_user(self._sb, cstr(user, "user")))
         if self._opts.image_config is None:
             self._opts.image_config = ImageConfig()
@@ -283,6 +295,7 @@ class Sandbox:
         return self
 
     def with_entrypoint(self, *entrypoint: str) -> "Sandbox":
+        """The image entrypoint to run (image_config.entrypoint)."""
         arr = CStrArray(entrypoint, "entrypoint")
         self._chk(lib.mlk_sandbox_set_entrypoint(self._sb, arr.ptr, arr.n))
         if self._opts.image_config is None:
@@ -304,6 +317,7 @@ class Sandbox:
 
     # -- network -------------------------------------------------------------------
     def allow_host(self, *hosts: str) -> "Sandbox":
+        """Add hosts (globs such as "*.example.com") to the network allow-list."""
         for h in hosts:
             self._chk(lib.mlk_sandbox_allow_host(self._sb, cstr(h, "host")))
             self._opts.allowed_hosts.append(h)
@@ -316,27 +330,33 @@ class Sandbox:
         return self
 
     def block_private_ips(self) -> "Sandbox":
+        """Block connections to private IP ranges (the default, stated explicitly)."""
         return self.with_block_private_ips(True)
 
     def allow_private_ips(self) -> "Sandbox":
+        """Allow connections to private IP ranges (blocked by default)."""
         return self.with_block_private_ips(False)
 
     def with_block_private_ips(self, enabled: bool) -> "Sandbox":
+        """Block (True) or allow (False) private IP ranges."""
         self._chk(lib.mlk_sandbox_set_block_private_ips(self._sb, 1 if enabled else 0))
         self._opts.block_private_ips = bool(enabled)
         self._opts.block_private_ips_set = True
         return self
 
     def unset_block_private_ips(self) -> "Sandbox":
+        """Forget an explicit private-IP choice (back to the default)."""
         self._chk(lib.mlk_sandbox_unset_block_private_ips(self._sb))
         self._opts.block_private_ips = False
         self._opts.block_private_ips_set = False
         return self
 
     def add_secret(self, name: str, value: str, *hosts: str) -> "Sandbox":
+        """A secret NAME whose placeholder the host replaces by VALUE in requests to the given hosts."""
         return self._secret(name, value, None, hosts)
 
     def add_secret_with_placeholder(self, name: str, value: str, placeholder: str, *hosts: str) -> "Sandbox":
+        """As add_secret(), with the placeholder the sandbox sees chosen by the caller."""
         return self._secret(name, value, placeholder, hosts)
 
     def _secret(self, name: str, value: str, placeholder: str | None, hosts: tuple[str, ...]) -> "Sandbox":
@@ -349,6 +369,7 @@ class Sandbox:
         return self
 
     def with_dns_servers(self, *servers: str) -> "Sandbox":
+        """Append DNS servers (the sandbox uses all of them)."""
         all_servers = self._opts.dns_servers + list(servers)
         arr = CStrArray(all_servers, "dns server")
         self._chk(lib.mlk_sandbox_set_dns_servers(self._sb, arr.ptr, arr.n))
@@ -356,16 +377,19 @@ class Sandbox:
         return self
 
     def with_hostname(self, hostname: str) -> "Sandbox":
+        """The sandbox's hostname (server default: the VM id)."""
         self._chk(lib.mlk_sandbox_set_hostname(self._sb, cstr(hostname, "hostname")))
         self._opts.hostname = hostname
         return self
 
     def with_network_mtu(self, mtu: int) -> "Sandbox":
+        """Network MTU; 0 keeps the server's default (1500); negative fails at create."""
         self._chk(lib.mlk_sandbox_set_network_mtu(self._sb, _int(mtu, "mtu")))
         self._opts.network_mtu = mtu
         return self
 
     def with_no_network(self) -> "Sandbox":
+        """No network at all (excludes allowed hosts, secrets and interception)."""
         self._chk(lib.mlk_sandbox_set_no_network(self._sb, 1))
         self._opts.no_network = True
         return self
@@ -409,6 +433,7 @@ class Sandbox:
         return self
 
     def with_port_forward_addresses(self, *addresses: str) -> "Sandbox":
+        """Host addresses the builder's port forwards bind (default 127.0.0.1)."""
         all_addrs = self._opts.port_forward_addresses + list(addresses)
         arr = CStrArray(all_addrs, "bind address")
         self._chk(lib.mlk_sandbox_set_port_forward_addresses(self._sb, arr.ptr, arr.n))

@@ -104,6 +104,11 @@ class _Core:
         self.hook_tasks: set[Any] = set()
         self.hook_errors: list[BaseException] = []
         self.addr = 0
+        self.pid = 0  # the process that started the C client
+
+    def inherited(self) -> bool:
+        """True in a fork() child: the C client belongs to the parent."""
+        return self.pid != 0 and self.pid != os.getpid()
 
     def start(self, cfg: Any) -> None:
         pc = ffi.new("mlk_client **")
@@ -113,6 +118,7 @@ class _Core:
         if rc != 0:
             raise error_from_status(rc, out.message)
         self.ptr = pc[0]
+        self.pid = os.getpid()
         lib.mlk_client_set_event_cb(self.ptr, lib._mlk_py_event, self._handle)
 
     # dispatcher thread ------------------------------------------------------
@@ -227,6 +233,7 @@ class _ClientBase:
 
     @property
     def config(self) -> Config:
+        """The Config this client was made with."""
         return self._config
 
     def stderr_tail(self) -> str:
@@ -307,12 +314,26 @@ class _ClientBase:
         # the core keeps the hooks' handles as `ud`: keep their objects alive
         self._core.hook_entries.extend(e for e in sb._hook_entries if e not in self._core.hook_entries)
         out: _Outcome = yield from self._call_plan("launch" if launch_ep else "create", "create", ptr, sb._sb, ms)
+        # The VM may exist although the call failed (the builder's port
+        # forwards failed after create): keep its id so close()/remove() clean up.
+        core_id = lib.mlk_client_vm_id(ptr)
+        if core_id != ffi.NULL:
+            self._vm_id = ffi.string(core_id).decode("utf-8", "replace")
         out.check()
         vm_id: str = out.data.decode("utf-8", "replace")
         self._vm_id = vm_id
         return vm_id
 
+    def _refuse_if_inherited(self) -> None:
+        # A fork() child shares nothing with the parent's session: the core
+        # refuses every call with MLK_ECLOSED; say why before taking locks a
+        # thread of the parent may have held at fork time.
+        if self._core.inherited():
+            raise ClosedError("client closed: this client was inherited across fork() and belongs to the "
+                              "parent process (create a new one in this process)")
+
     def _ensure_started_plan(self) -> Plan:
+        self._refuse_if_inherited()
         if self._state == "new":
             yield _Blocking(self._start_sync)
         return self._ptr()
@@ -337,6 +358,7 @@ class _ClientBase:
         """Close through mlk_close_async (interruptible; the loop keeps running)."""
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise ValidationError(f"close timeout must be a number of seconds >= 0, got {timeout!r}")
+        self._refuse_if_inherited()
         with self._state_lock:
             if self._state != "open":
                 self._state = "closed"
@@ -350,8 +372,20 @@ class _ClientBase:
         finally:
             self._state = "closed"
             self._detach()
+            self._release_when_done()
         out.check()
         return None
+
+    def _release_when_done(self) -> None:
+        """Once closed, free the C client at once (its notification fd goes
+        now, not at garbage collection; the core released the process's
+        pipes when the close ended).  Not when it created a sandbox:
+        remove() runs `matchlock rm` through the C client, any number of times."""
+        if self._state == "closed" and self._vm_id is None:
+            self._free_core()
+
+    def _free_core(self) -> None:
+        self._core.free()
 
     def _remove_plan(self) -> Plan:
         if self._vm_id is None or self._core.ptr == ffi.NULL:
@@ -708,7 +742,7 @@ class Client(_ClientBase):
         self._run(self._remove_plan())
 
     # exec ------------------------------------------------------------------------
-    def exec(self, command: str, working_dir: str = "", timeout: float | None = None, *,
+    def exec(self, command: str, working_dir: str = "", timeout: float | None = None,
              user: str = "") -> ExecResult:
         """Run a shell command line and wait; output is buffered."""
         return self._run(self._exec_plan(command, working_dir, timeout, user))  # type: ignore[no-any-return]
@@ -720,7 +754,7 @@ class Client(_ClientBase):
             self._stream_plan(command, stdout, stderr, working_dir, timeout, user))
 
     def exec_pipe(self, command: str, stdin: StdinSource = None, stdout: Writer = None, stderr: Writer = None,
-                  working_dir: str = "", timeout: float | None = None, *, user: str = "") -> ExecPipeResult:
+                  working_dir: str = "", timeout: float | None = None, user: str = "") -> ExecPipeResult:
         """Run a command with stdin (bytes/str given up front, or a readable
         stream / iterable of bytes forwarded until EOF) and streamed output."""
         return self._run(self._pipe_plan(lib.MLK_EXEC_PIPE, command, stdin, stdout, stderr,  # type: ignore
@@ -728,7 +762,7 @@ class Client(_ClientBase):
 
     def exec_interactive(self, command: str, stdin: StdinSource = None, stdout: Writer = None,
                          working_dir: str = "", rows: int = 24, cols: int = 80,
-                         resize: Iterable[tuple[int, int]] | None = None, timeout: float | None = None, *,
+                         resize: Iterable[tuple[int, int]] | None = None, timeout: float | None = None,
                          user: str = "") -> ExecInteractiveResult:
         """Run a command on a TTY (stderr is merged into stdout)."""
         return self._run(self._pipe_plan(lib.MLK_EXEC_TTY, command, stdin, stdout, None,  # type: ignore
@@ -736,12 +770,15 @@ class Client(_ClientBase):
 
     # files -------------------------------------------------------------------------
     def write_file(self, path: str, content: bytes | str, mode: int = 0o644, timeout: float | None = None) -> None:
+        """Write `content` (bytes, or str as UTF-8) to `path` in the sandbox with `mode`."""
         self._run(self._write_plan(path, content, mode, timeout))
 
     def read_file(self, path: str, timeout: float | None = None) -> bytes:
+        """Read the file at `path` in the sandbox; returns its bytes."""
         return self._run(self._read_plan(path, timeout))  # type: ignore[no-any-return]
 
     def list_files(self, path: str, timeout: float | None = None) -> list[FileInfo]:
+        """List the directory `path` in the sandbox (FileInfo: name, size, mode, is_dir)."""
         return self._run(self._list_plan(path, timeout))  # type: ignore[no-any-return]
 
     # logs ------------------------------------------------------------------------------
@@ -761,6 +798,7 @@ class Client(_ClientBase):
 
     def port_forward_with_addresses(self, addresses: list[str] | None, *specs: str,
                                     timeout: float | None = None) -> list[PortForwardBinding]:
+        """As port_forward(), binding on the given host addresses (default 127.0.0.1)."""
         return self._run(self._port_forward_plan(addresses, specs, timeout))  # type: ignore[no-any-return]
 
     def allow_list_add(self, *hosts: str, timeout: float | None = None) -> AllowListUpdate:
@@ -768,16 +806,20 @@ class Client(_ClientBase):
         return self._run(self._allow_plan(True, hosts, timeout))  # type: ignore[no-any-return]
 
     def allow_list_delete(self, *hosts: str, timeout: float | None = None) -> AllowListUpdate:
+        """Remove hosts from the network allow-list (items are split on commas and trimmed)."""
         return self._run(self._allow_plan(False, hosts, timeout))  # type: ignore[no-any-return]
 
     # volumes --------------------------------------------------------------------------------
     def volume_create(self, name: str, size_mb: int = 10240) -> VolumeInfo:
+        """Create a named raw ext4 volume of size_mb MiB (`matchlock volume create`)."""
         return self._run(self._volume_create_plan(name, size_mb))  # type: ignore[no-any-return]
 
     def volume_list(self) -> list[VolumeInfo]:
+        """List the named volumes (`matchlock volume ls`)."""
         return self._run(self._volume_list_plan())  # type: ignore[no-any-return]
 
     def volume_remove(self, name: str) -> None:
+        """Delete a named volume (`matchlock volume rm`)."""
         self._run(self._volume_remove_plan(name))
 
 
@@ -854,6 +896,7 @@ class AsyncClient(_ClientBase):
         await self.close()
 
     async def start(self) -> None:
+        """Start the matchlock process now (calls do it on first use anyway)."""
         if self._state == "new":
             self._loop = asyncio.get_running_loop()
             await self._loop.run_in_executor(None, self._start_sync)
@@ -864,6 +907,14 @@ class AsyncClient(_ClientBase):
         ptr = self._core.ptr
         self._loop.call_soon_threadsafe(self._loop.add_reader, fd, lib.mlk_dispatch, ptr, 0)
         self._core.dispatch_ident = None
+
+    def _free_core(self) -> None:
+        # after _detach's finish(), which may be queued on the loop
+        loop = self._loop
+        if loop is None or loop.is_closed() or (_in_loop() and asyncio.get_running_loop() is loop):
+            self._core.free()
+        else:
+            loop.call_soon_threadsafe(self._core.free)
 
     def _detach(self) -> None:
         loop = self._loop
@@ -944,43 +995,59 @@ class AsyncClient(_ClientBase):
 
     # lifecycle -------------------------------------------------------------------------
     async def create(self, opts: CreateOptions | Sandbox | None = None, timeout: float | None = None) -> str:
+        """Create the sandbox from CreateOptions or a Sandbox builder; returns the VM id.
+
+        Validation errors are raised before anything is sent.  When create
+        succeeds but the builder's port forwards fail, the VM id is kept so
+        close() and remove() clean up.  A second create on one client is
+        refused (StateError): use a new Client for another sandbox."""
         await self.start()
         return await self._run(self._create_plan(opts, None, timeout))  # type: ignore[no-any-return]
 
     async def launch(self, sandbox: Sandbox, timeout: float | None = None) -> str:
+        """As create(), and start the image's entrypoint detached (launch_entrypoint)."""
         await self.start()
         return await self._run(self._create_plan(sandbox, True, timeout))  # type: ignore[no-any-return]
 
     async def close(self, timeout: float = 0) -> None:
+        """Close the sandbox and the matchlock process (idempotent); `timeout` seconds
+        bound the shutdown (0: the server's default), after which the process is killed."""
         await self._run(self._close_plan(timeout))
         await asyncio.sleep(0)
 
     async def remove(self) -> None:
+        """Delete the VM's state (`matchlock rm <id>`); call after close()."""
         await self._run(self._remove_plan())
 
     # exec -----------------------------------------------------------------------------------
-    async def exec(self, command: str, working_dir: str = "", timeout: float | None = None, *,
+    async def exec(self, command: str, working_dir: str = "", timeout: float | None = None,
                    user: str = "") -> ExecResult:
+        """Run a command and collect its output (ExecResult: exit_code, stdout, stderr as text)."""
         await self.start()
         return await self._run(self._exec_plan(command, working_dir, timeout, user))  # type: ignore
 
     async def exec_stream(self, command: str, stdout: Writer = None, stderr: Writer = None,
-                          working_dir: str = "", timeout: float | None = None, *,
+                          working_dir: str = "", timeout: float | None = None,
                           user: str = "") -> ExecStreamResult:
+        """Run a command streaming stdout/stderr to the given writers; returns the exit code and duration."""
         await self.start()
         return await self._run(self._stream_plan(command, stdout, stderr, working_dir, timeout, user))  # type: ignore
 
     async def exec_pipe(self, command: str, stdin: AsyncStdinSource = None, stdout: Writer = None,
-                        stderr: Writer = None, working_dir: str = "", timeout: float | None = None, *,
+                        stderr: Writer = None, working_dir: str = "", timeout: float | None = None,
                         user: str = "") -> ExecPipeResult:
+        """Run a command with stdin (bytes/str given up front, or a readable
+        stream / iterable of bytes forwarded until EOF) and streamed output."""
         await self.start()
         return await self._run(self._pipe_plan(lib.MLK_EXEC_PIPE, command, stdin, stdout, stderr,  # type: ignore
                                                working_dir, timeout, user, 0, 0, None))
 
     async def exec_interactive(self, command: str, stdin: AsyncStdinSource = None, stdout: Writer = None,
                                working_dir: str = "", rows: int = 24, cols: int = 80,
-                               resize: Iterable[tuple[int, int]] | None = None, timeout: float | None = None, *,
+                               resize: Iterable[tuple[int, int]] | None = None, timeout: float | None = None,
                                user: str = "") -> ExecInteractiveResult:
+        """Run a command on a TTY of rows x cols (stderr is merged into stdout);
+        `resize` yields (rows, cols) pairs applied while it runs."""
         await self.start()
         return await self._run(self._pipe_plan(lib.MLK_EXEC_TTY, command, stdin, stdout, None,  # type: ignore
                                                working_dir, timeout, user, rows, cols, resize))
@@ -988,52 +1055,64 @@ class AsyncClient(_ClientBase):
     # files ----------------------------------------------------------------------------------------
     async def write_file(self, path: str, content: bytes | str, mode: int = 0o644,
                          timeout: float | None = None) -> None:
+        """Write `content` (bytes, or str as UTF-8) to `path` in the sandbox with `mode`."""
         await self.start()
         await self._run(self._write_plan(path, content, mode, timeout))
 
     async def read_file(self, path: str, timeout: float | None = None) -> bytes:
+        """Read the file at `path` in the sandbox; returns its bytes."""
         await self.start()
         return await self._run(self._read_plan(path, timeout))  # type: ignore[no-any-return]
 
     async def list_files(self, path: str, timeout: float | None = None) -> list[FileInfo]:
+        """List the directory `path` in the sandbox (FileInfo: name, size, mode, is_dir)."""
         await self.start()
         return await self._run(self._list_plan(path, timeout))  # type: ignore[no-any-return]
 
     # logs ------------------------------------------------------------------------------------------
     async def log(self, timeout: float | None = None) -> str:
+        """The sandbox's console log so far, as text."""
         await self.start()
         return await self._run(self._log_plan(timeout))  # type: ignore[no-any-return]
 
     async def log_stream(self, stdout: Writer = None, timeout: float | None = None) -> None:
+        """Stream the console log to `stdout` until the call ends (timeout or cancel)."""
         await self.start()
         await self._run(self._log_stream_plan(stdout, timeout))
 
     # network ----------------------------------------------------------------------------------------
     async def port_forward(self, *specs: str, timeout: float | None = None) -> list[PortForwardBinding]:
+        """Forward host ports to the sandbox: specs are "[LOCAL:]REMOTE"; replaces earlier forwards."""
         await self.start()
         return await self._run(self._port_forward_plan(None, specs, timeout))  # type: ignore[no-any-return]
 
     async def port_forward_with_addresses(self, addresses: list[str] | None, *specs: str,
                                           timeout: float | None = None) -> list[PortForwardBinding]:
+        """As port_forward(), binding on the given host addresses (default 127.0.0.1)."""
         await self.start()
         return await self._run(self._port_forward_plan(addresses, specs, timeout))  # type: ignore
 
     async def allow_list_add(self, *hosts: str, timeout: float | None = None) -> AllowListUpdate:
+        """Add hosts to the network allow-list (items are split on commas and trimmed)."""
         await self.start()
         return await self._run(self._allow_plan(True, hosts, timeout))  # type: ignore[no-any-return]
 
     async def allow_list_delete(self, *hosts: str, timeout: float | None = None) -> AllowListUpdate:
+        """Remove hosts from the network allow-list (items are split on commas and trimmed)."""
         await self.start()
         return await self._run(self._allow_plan(False, hosts, timeout))  # type: ignore[no-any-return]
 
     # volumes ------------------------------------------------------------------------------------------
     async def volume_create(self, name: str, size_mb: int = 10240) -> VolumeInfo:
+        """Create a named raw ext4 volume of size_mb MiB (`matchlock volume create`)."""
         return await self._run(self._volume_create_plan(name, size_mb))  # type: ignore[no-any-return]
 
     async def volume_list(self) -> list[VolumeInfo]:
+        """List the named volumes (`matchlock volume ls`)."""
         return await self._run(self._volume_list_plan())  # type: ignore[no-any-return]
 
     async def volume_remove(self, name: str) -> None:
+        """Delete a named volume (`matchlock volume rm`)."""
         await self._run(self._volume_remove_plan(name))
 
 

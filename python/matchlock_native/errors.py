@@ -113,12 +113,15 @@ class RPCError(MatchlockError):
         return f"[{self.code}] {self.message}"
 
     def is_vm_error(self) -> bool:
+        """The server's VM failure code (-32000)."""
         return self.code == self.VM_FAILED
 
     def is_exec_error(self) -> bool:
+        """The server's exec failure code (-32001)."""
         return self.code == self.EXEC_FAILED
 
     def is_file_error(self) -> bool:
+        """The server's file operation failure code (-32002)."""
         return self.code == self.FILE_FAILED
 
 
@@ -129,34 +132,50 @@ class ValidationError(MatchlockError, ValueError):
 
 
 class ImageRequiredError(ValidationError):
+    """No image given (the seed's ErrImageRequired)."""
+
     STATUS = lib.MLK_EIMAGE_REQUIRED
 
 
 class InvalidCPUCountError(ValidationError):
+    """The CPU count is not finite, not > 0, or more than the host has (ErrInvalidCPUCount)."""
+
     STATUS = lib.MLK_EINVALID_CPU
 
 
 class InvalidNetworkMTUError(ValidationError):
+    """The network MTU is negative (ErrInvalidNetworkMTU)."""
+
     STATUS = lib.MLK_EINVALID_MTU
 
 
 class NoNetworkConflictError(ValidationError):
+    """no_network combined with allowed hosts, secrets or interception (ErrNoNetworkConflict)."""
+
     STATUS = lib.MLK_ENO_NETWORK_CONFLICT
 
 
 class InvalidAddHostError(ValidationError):
+    """An add-host entry is invalid (ErrInvalidAddHost)."""
+
     STATUS = lib.MLK_EINVALID_ADD_HOST
 
 
 class PortForwardParseError(ValidationError):
+    """A port-forward spec is not [LOCAL:]REMOTE with ports 1..65535 (ErrParsePortForwards)."""
+
     STATUS = lib.MLK_EPORT_FORWARD
 
 
 class AllowListHostsError(ValidationError):
+    """An allow-list call was given no hosts (ErrAllowListHosts)."""
+
     STATUS = lib.MLK_EALLOW_LIST_HOSTS
 
 
 class InvalidMountError(ValidationError):
+    """Extra disks that cannot be attached as given (two at one guest mount)."""
+
     STATUS = lib.MLK_EINVALID_MOUNT
 
 
@@ -167,30 +186,44 @@ class InvalidMountOwnerError(ValidationError):
 
 
 class InvalidRuleError(ValidationError):
+    """An interception rule has the wrong shape (not a map, wrong field types)."""
+
     STATUS = lib.MLK_EINVALID_RULE
 
 
 class PayloadTooBigError(ValidationError):
+    """A payload is over a limit of the protocol."""
+
     STATUS = lib.MLK_ETOOBIG
 
 
 class VolumeNameError(ValidationError):
+    """A volume call was given no name (ErrVolumeNameRequired)."""
+
     STATUS = getattr(lib, "MLK_EVOLUME_NAME", -32)
 
 
 class VolumeSizeError(ValidationError):
+    """A volume size is not > 0 (ErrInvalidVolumeSize)."""
+
     STATUS = getattr(lib, "MLK_EVOLUME_SIZE", -33)
 
 
 class InvalidNetworkHookError(ValidationError):
+    """A network hook (callback rule) is invalid (ErrInvalidNetworkHook)."""
+
     STATUS = getattr(lib, "MLK_EINVALID_NET_HOOK", -34)
 
 
 class InvalidVFSHookError(ValidationError):
+    """A VFS hook is invalid, or answered nonsense (ErrInvalidVFSHook)."""
+
     STATUS = getattr(lib, "MLK_EINVALID_VFS_HOOK", -35)
 
 
 class OutOfMemoryError(MatchlockError, MemoryError):
+    """The library ran out of memory."""
+
     STATUS = lib.MLK_ENOMEM
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, TypeAlias
 
 __all__ = [
+    "MatchlockError",
+    "RPCError",
     "Config",
     "MountConfig",
     "Secret",
@@ -188,6 +190,7 @@ class ImageConfig:
     env: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The image config as sent on the wire (empty fields left out)."""
         d: dict[str, Any] = {}
         if self.user:
             d["user"] = self.user
@@ -244,6 +247,7 @@ class NetworkBodyTransform:
     replace: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The replacement as sent on the wire."""
         d: dict[str, Any] = {"find": self.find}
         if self.replace:
             d["replace"] = self.replace
@@ -327,6 +331,7 @@ class NetworkHookRule:
     (sync or `async def`)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as sent on the wire (without its callback)."""
         d: dict[str, Any] = {"action": self.action or "allow"}
         if self.name:
             d["name"] = self.name
@@ -368,6 +373,7 @@ class NetworkInterceptionConfig:
     rules: list[NetworkHookRule] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The interception config as sent on the wire."""
         d: dict[str, Any] = {}
         if self.rules:
             d["rules"] = [r.to_dict() if isinstance(r, NetworkHookRule) else dict(r) for r in self.rules]
@@ -433,6 +439,7 @@ class VFSHookRule:
     """action_hook(request) -> "allow" | "block"."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as sent on the wire (without its callbacks)."""
         d: dict[str, Any] = {"action": self.action}
         if self.name:
             d["name"] = self.name
@@ -447,6 +454,7 @@ class VFSHookRule:
         return d
 
     def has_callback(self) -> bool:
+        """Whether the rule carries an SDK-local callback (hook, dangerous_hook, action_hook, mutate_hook)."""
         return any(x is not None for x in (self.hook, self.dangerous_hook, self.mutate_hook, self.action_hook))
 
 
@@ -458,6 +466,7 @@ class VFSInterceptionConfig:
     rules: list[VFSHookRule] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The interception config as sent on the wire."""
         d: dict[str, Any] = {}
         if self.emit_events:
             d["emit_events"] = True
@@ -563,3 +572,8 @@ class AllowListUpdate:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)
+
+
+# The official package defines its exceptions in `matchlock.types`; code that
+# imports them from there keeps working.
+from .errors import MatchlockError, RPCError  # noqa: E402

@@ -424,10 +424,39 @@ def test_bad_options_fail_before_sending(fresh_client: ml.Client) -> None:
         fresh_client.create(ml.CreateOptions(image="alpine:latest", cpus=-1))
     with pytest.raises(ml.NoNetworkConflictError):
         fresh_client.create(ml.Sandbox("alpine:latest").with_no_network().allow_host("a.com"))
-    with pytest.raises(ml.InvalidMountError):
-        fresh_client.create(ml.Sandbox("alpine:latest").with_workspace("/w").mount_memory("/elsewhere"))
     # the client is still usable after validation failures
     fresh_client.create(ml.Sandbox("alpine:latest"))
+
+
+def test_validation_messages_begin_with_the_seed_texts() -> None:
+    cases = [
+        (ml.Sandbox(""), "image is required (e.g., alpine:latest)"),
+        (ml.Sandbox("a").with_cpus(-1), "invalid cpu count"),
+        (ml.Sandbox("a").with_network_mtu(-1), "network mtu must be > 0"),
+        (ml.Sandbox("a").with_no_network().allow_host("x.com"),
+         "no network cannot be combined with allowed hosts, secrets, forced interception, or network "
+         "interception rules"),
+        (ml.Sandbox("a").add_host("bad host", "10.0.0.1"), "invalid add-host mapping"),
+        (ml.Sandbox("a").add_port_forward("0"), "parse port-forward spec"),
+    ]
+    for sb, prefix in cases:
+        with pytest.raises(ml.ValidationError) as ei:
+            sb.params()
+        assert str(ei.value).startswith(prefix), (prefix, str(ei.value))
+
+
+def test_server_judges_what_upstream_sends(fresh_client: ml.Client) -> None:
+    """Mounts outside the workspace, interception without mounts and unknown
+    rule actions are sent; the server's answer is the error."""
+    sb = ml.Sandbox("alpine:latest").with_workspace("/w").mount_memory("/elsewhere")
+    assert sb.params()["vfs"]["mounts"] == {"/elsewhere": {"type": "memory"}}
+    with pytest.raises(ml.RPCError, match="under the workspace"):
+        fresh_client.create(sb)
+    p = ml.Sandbox("a").with_vfs_interception(ml.VFSInterceptionConfig(emit_events=True)).params()
+    assert p["vfs"] == {"interception": {"emit_events": True}}
+    p = ml.Sandbox("a").with_network_interception(ml.NetworkInterceptionConfig(rules=[
+        ml.NetworkHookRule(name="x", phase="after", action="exec_after")])).params()  # type: ignore[arg-type]
+    assert p["network"]["interception"]["rules"] == [{"name": "x", "phase": "after", "action": "exec_after"}]
 
 
 def test_builder_setter_errors_say_what_to_do() -> None:
@@ -586,3 +615,71 @@ def test_events_callback_receives_dicts(client: ml.Client) -> None:
     client.exec("true")
     client.on_event(None)
     assert all(isinstance(e, dict) for e in got)
+
+
+def test_create_keeps_the_vm_id_when_port_forwards_fail(config: ml.Config) -> None:
+    """create succeeded, the builder's port forward did not: the VM id stays
+    on the client so close() and remove() clean the VM up."""
+    c = ml.Client(config)
+    sb = ml.Sandbox("alpine:latest").add_port_forward("18081:80").with_port_forward_addresses("203.0.113.7")
+    with pytest.raises(ml.RPCError, match="port_forward"):
+        c.create(sb)
+    assert c.vm_id is not None and c.vm_id.startswith("vm-")
+    c.close()
+    c.remove()
+    with pytest.raises(ml.CLIError):
+        c.remove()  # really removed the first time
+
+
+def test_second_create_is_refused_with_what_to_do(config: ml.Config) -> None:
+    """A deliberate difference: upstream's server replaces its VM without
+    closing the first one; we refuse and say what to do."""
+    with ml.Client(config) as c:
+        vm = c.create(ml.Sandbox("alpine:latest"))
+        with pytest.raises(ml.StateError, match="use a new client"):
+            c.create(ml.Sandbox("alpine:latest"))
+        assert c.vm_id == vm
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
+    """close() frees the C client (process pipes, notification fd) at once,
+    not at garbage collection: the clients stay referenced here.  (One that
+    created a sandbox keeps its notification fd for remove(), which runs
+    `matchlock rm` through it; its pipes go at close.)"""
+    warm = ml.Client(config)
+    warm.start()
+    warm.launch(ml.Sandbox("alpine:latest"))
+    warm.close()
+    warm.remove()
+    before = _fds()
+    keep = [warm]
+    for _ in range(200):
+        c = ml.Client(config)
+        c.start()
+        c.close()
+        keep.append(c)
+    after = _fds()
+    assert after - before <= 3, f"descriptors grew from {before} to {after} over 200 closed clients"
+    with pytest.raises(ml.MatchlockError, match="closed"):
+        keep[1].exec("true")
+
+
+def test_async_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
+    import asyncio
+
+    async def main() -> tuple[int, int]:
+        keep = []
+        before = _fds()
+        for _ in range(50):
+            c = ml.AsyncClient(config)
+            await c.start()
+            await c.close()
+            keep.append(c)
+        return before, _fds()
+
+    before, after = asyncio.run(main())
+    assert after - before <= 3, f"descriptors grew from {before} to {after} over 50 closed async clients"

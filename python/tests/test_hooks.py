@@ -316,10 +316,10 @@ def test_hook_rule_validation_errors() -> None:
     sb.with_network_interception(ml.NetworkInterceptionConfig(rules=[ml.NetworkHookRule(name="two", hook=print)]))
     assert [r["name"] for r in sb.params()["network"]["interception"]["rules"]] == ["two"]
     assert [e.name for e in sb._hook_entries] == ["two"]
-    # after-hooks switch file events on, which need a mount
-    with pytest.raises(ml.InvalidVFSHookError):
-        ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
-            ml.VFSHookRule(phase="after", hook=print)])).params()
+    # after-hooks switch file events on; without a mount too (the server judges, as upstream)
+    p = ml.Sandbox("alpine:latest").with_vfs_interception(ml.VFSInterceptionConfig(rules=[
+        ml.VFSHookRule(phase="after", hook=print)])).params()
+    assert p["vfs"] == {"interception": {"emit_events": True}}
     p = ws_sandbox().with_vfs_interception(ml.VFSInterceptionConfig(rules=[
         ml.VFSHookRule(phase="after", hook=print)])).params()
     assert p["vfs"]["interception"] == {"emit_events": True}

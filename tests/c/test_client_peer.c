@@ -319,3 +319,88 @@ Test(peer, cli_deadline_kills_a_stuck_command, .timeout = 20)
     mlk_result_free(r);
     mlk_config_free(cfg);
 }
+
+/* ---- volume output, as the official SDKs read it ------------------------ */
+
+/* Run a volume command whose CLI prints `out` (through a launcher script). */
+static int fake_volume(const char *out, int list, mlk_result **r)
+{
+    mlk_config *cfg = mlk_config_new();
+    char *script = NULL;
+    cr_assert(asprintf(&script, "printf '%%s' '%s'", out) > 0);
+    const char *launcher[] = {"sh", "-c", script, "peer"};
+    mlk_config_set_launcher(cfg, launcher, 4);
+    int rc = list ? mlk_volume_list(cfg, r) : mlk_volume_create(cfg, "asked", 8, r);
+    mlk_config_free(cfg);
+    free(script);
+    return rc;
+}
+
+/* The msgpack result as the string field `key` of map `m` (or of the
+ * array's first item when m is an array). */
+static char *vol_str(const mlk_result *r, const char *key)
+{
+    size_t n;
+    const char *mp = mlk_result_msgpack(r, &n);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, mp, n, NULL), MSGPACK_UNPACK_SUCCESS);
+    msgpack_object m = u.data;
+    if (m.type == MSGPACK_OBJECT_ARRAY) m = m.via.array.ptr[0];
+    cr_assert_eq(m.type, MSGPACK_OBJECT_MAP);
+    char *out = NULL;
+    for (uint32_t i = 0; i < m.via.map.size; i++) {
+        msgpack_object_kv *kv = &m.via.map.ptr[i];
+        if (kv->key.via.str.size == strlen(key) && memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0) {
+            cr_assert_eq(kv->val.type, MSGPACK_OBJECT_STR, "%s is a string", key);
+            out = strndup(kv->val.via.str.ptr, kv->val.via.str.size);
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    cr_assert_not_null(out, "no %s", key);
+    return out;
+}
+
+static void expect_vol(const mlk_result *r, const char *key, const char *want)
+{
+    char *got = vol_str(r, key);
+    cr_assert_str_eq(got, want, "%s", key);
+    free(got);
+}
+
+Test(peer, volume_output_is_parsed_as_upstream, .timeout = 20)
+{
+    mlk_result *r = NULL;
+    /* size is a display string; a created volume without name/size takes what was asked */
+    cr_assert_eq(fake_volume("{\"name\":\"v\",\"size\":\"16.0 MB\",\"path\":\"/p/v\"}", 0, &r), 0, "%s",
+                 mlk_result_message(r));
+    expect_vol(r, "size", "16.0 MB");
+    expect_vol(r, "path", "/p/v");
+    mlk_result_free(r);
+    cr_assert_eq(fake_volume("{\"path\":\" /p/a \"}", 0, &r), 0, "%s", mlk_result_message(r));
+    expect_vol(r, "name", "asked");
+    expect_vol(r, "size", "8.0 MB");
+    expect_vol(r, "path", "/p/a");
+    mlk_result_free(r);
+    /* no non-empty path is a parse error */
+    const char *bad_create[] = {"{\"name\":\"v\",\"size\":\"1.0 MB\"}", "{\"name\":\"v\",\"path\":\"  \"}", "[]",
+                                "not json"};
+    for (size_t i = 0; i < sizeof bad_create / sizeof bad_create[0]; i++) {
+        cr_assert_eq(fake_volume(bad_create[i], 0, &r), MLK_EPARSE, "%s accepted", bad_create[i]);
+        cr_assert(strncmp(mlk_result_message(r), "parse volume create result", 26) == 0, "%s",
+                  mlk_result_message(r));
+        mlk_result_free(r);
+    }
+    cr_assert_eq(fake_volume("[{\"name\":\" a \",\"size\":\"2.0 MB\",\"path\":\"/a\"}]", 1, &r), 0, "%s",
+                 mlk_result_message(r));
+    expect_vol(r, "name", "a");
+    expect_vol(r, "size", "2.0 MB");
+    mlk_result_free(r);
+    const char *bad_list[] = {"[{\"name\":\"a\",\"size\":\"1.0 MB\",\"path\":\"/a\"},{\"name\":\"b\",\"path\":\"\"}]",
+                              "[{\"path\":\"/a\"}]", "[\"a\"]", "{\"name\":\"a\",\"path\":\"/a\"}"};
+    for (size_t i = 0; i < sizeof bad_list / sizeof bad_list[0]; i++) {
+        cr_assert_eq(fake_volume(bad_list[i], 1, &r), MLK_EPARSE, "%s accepted", bad_list[i]);
+        cr_assert(strncmp(mlk_result_message(r), "parse volume list result", 24) == 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+    }
+}

@@ -724,3 +724,52 @@ Test(hooks, cancel_while_an_action_hook_decides, .timeout = 30)
     free(log);
     mlk_client_free(c);
 }
+
+/* Issue 11 item 6: the call's deadline covers its action and mutate hooks. */
+Test(hooks, deadline_covers_a_hook_that_never_answers, .timeout = 30)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, NULL, 0, hold, NULL), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    held_call = NULL;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    mlk_result *r = NULL;
+    int rc = mlk_write_file(c, "/ws/held.txt", "x", 1, 0, 500, &r);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double el = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    cr_assert_eq(rc, MLK_ETIMEDOUT, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "500 ms"), "%s", mlk_result_message(r));
+    cr_assert(el >= 0.45 && el < 2.0, "took %.2fs for a 500 ms deadline", el);
+    mlk_result_free(r);
+    cr_assert_not_null(held_call);
+    static const char allow[] = "\xa5" "allow";
+    cr_assert_eq(mlk_hook_reply(held_call, allow, 6), 0); /* late: dropped safely */
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0);
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    cr_assert_null(strstr(log, "held.txt"), "a timed-out write is never sent: %s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+Test(hooks, deadline_covers_a_mutate_hook_async, .timeout = 30)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, hold, NULL), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    held_call = NULL;
+    async_status = 1;
+    uint64_t op;
+    cr_assert_eq(mlk_write_file_async(c, "/ws/m.txt", "x", 1, 0, 300, async_done, NULL, &op), 0);
+    for (int i = 0; i < 400 && async_status == 1; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_eq(async_status, MLK_ETIMEDOUT);
+    cr_assert_not_null(held_call);
+    cr_assert_eq(mlk_hook_fail(held_call, "too late"), 0); /* dropped safely */
+    mlk_client_free(c);
+}

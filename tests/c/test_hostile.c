@@ -4,6 +4,7 @@
  * server is tests/peer/hostile_peer.c (MLK_HOSTILE_PEER) or a shell line. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,11 @@ Test(hostile, death_mid_call_and_closed_stdout, .timeout = 20)
         if (i == 0) cr_assert(strstr(mlk_result_message(r), "died mid-call"), "%s", mlk_result_message(r));
         cr_assert(el < 1.0, "%s took %.2fs", modes[i], el);
         mlk_result_free(r);
+        /* a call made after the death leads with the official SDKs' wording, then the detail */
+        cr_assert_eq(mlk_exec(c, "true", NULL, &r), MLK_EDEAD);
+        cr_assert(strncmp(mlk_result_message(r), "Matchlock process not running (connection closed", 48) == 0, "%s",
+                  mlk_result_message(r));
+        mlk_result_free(r);
         finish(c);
     }
 }
@@ -291,4 +297,69 @@ Test(hostile, close_releases_the_childs_descriptors_and_free_the_rest, .timeout 
     finish(c);
     cr_assert_eq(count_fds(), before, "after free nothing is left");
     mlk_client_free(warm);
+}
+
+/* ---- 9. fork(): an inherited client refuses at once, free stays local ---- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return strdup("");
+    char *buf = calloc(1, 1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int child_checks(mlk_client *c)
+{
+    alarm(10); /* a hang fails the test instead of blocking it */
+    mlk_result *r = NULL;
+    if (mlk_exec(c, "echo from-child", NULL, &r) != MLK_ECLOSED) return 10;
+    if (!strstr(mlk_result_message(r), "fork")) return 11;
+    mlk_result_free(r);
+    uint64_t op;
+    if (mlk_exec_async(c, "true", NULL, NULL, NULL, &op) != MLK_ECLOSED) return 12;
+    if (mlk_read_file(c, "/x", 0, NULL) != MLK_ECLOSED) return 13;
+    if (mlk_dispatch(c, 0) != MLK_ECLOSED) return 14;
+    if (mlk_close(c, 1, NULL) != MLK_ECLOSED) return 15;
+    mlk_client_free(c); /* local memory only: no close RPC, no waiting for the parent's I/O thread */
+    /* the child can still make a client of its own */
+    mlk_config *cfg = mlk_config_new();
+    mlk_config_set_binary(cfg, MLK_HOSTILE_PEER);
+    mlk_client *mine = NULL;
+    if (mlk_client_new(&mine, cfg, NULL) != 0) return 16;
+    mlk_config_free(cfg);
+    if (mlk_exec(mine, "true", NULL, NULL) != 0) return 17;
+    mlk_client_free(mine);
+    return 0;
+}
+
+Test(hostile, an_inherited_client_refuses_in_the_child, .timeout = 30)
+{
+    mlk_client *c = hostile("ok", 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) _exit(child_checks(c));
+        /* the parent keeps using its client meanwhile */
+        for (int i = 0; i < 5; i++) {
+            cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "round %d: %s", round, mlk_result_message(r));
+            mlk_result_free(r);
+        }
+        int st = 0;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %d exit %d", st, WEXITSTATUS(st));
+    }
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    cr_assert_null(strstr(log, "\"close\""), "a child never closes the parent's session: %s", log);
+    cr_assert_null(strstr(log, "from-child"), "%s", log);
+    free(log);
+    finish(c);
 }

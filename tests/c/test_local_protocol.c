@@ -58,6 +58,9 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* When set, the next peers' stderr goes to this file (appended). */
+static const char *peer_stderr_to;
+
 /* Start matchlock-local rpc with its state in dir (NULL: a fresh one,
  * removed by peer_stop). */
 static void peer_start_at(peer *p, const char *dir)
@@ -78,6 +81,10 @@ static void peer_start_at(peer *p, const char *dir)
         dup2(to[0], 0);
         dup2(from[1], 1);
         e2e_setenv(p->state);
+        if (peer_stderr_to) {
+            int fd = open(peer_stderr_to, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) dup2(fd, 2);
+        }
         execl(e2e_server(), e2e_server(), "rpc", (char *)NULL);
         _exit(127);
     }
@@ -1141,6 +1148,7 @@ Test(local_compat, tty_shell_exit_zero, .timeout = 30)
 
 Test(local_compat, tty_shell_exit_zero_without_bwrap, .timeout = 30)
 {
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);   /* matchlock-local's fallback path */
     setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
     cr_assert_eq(tty_shell_exit(), 0, "the fallback path too");
 }
@@ -1155,6 +1163,7 @@ static void user_vm(peer *p, const char *user)
 
 Test(local_compat, users_really_unprivileged, .timeout = 30)
 {
+    E2E_NEEDS(E2E_ISOLATION);
     peer p;
     char *out, *err;
     if (geteuid() != 0) {
@@ -1336,4 +1345,178 @@ Test(local_cli, rm_like_upstream, .timeout = 30)
     peer_stop(&b);
     peer_stop(&a);
     peer_stop(&p);
+}
+
+/* ---- images -------------------------------------------------------------------- */
+
+/* Build a docker-save tarball at dir/image.tar from Debian's busybox-static:
+ * layer 1 the busybox root (users root, nobody, app 1234 in group extra),
+ * layer 2 (gzip) a whiteout and an opaque directory; the config sets user,
+ * working dir, env, entrypoint and cmd. */
+static void build_busybox_image(const char *dir)
+{
+    struct stat st;
+    cr_assert_eq(stat("/bin/busybox", &st), 0,
+                 "busybox-static is missing (/bin/busybox): scripts/deps.sh installs it (local/apt-packages.txt)");
+    char *script = NULL;
+    cr_assert_geq(asprintf(&script,
+        "set -e; cd '%s'; mkdir -p l1/bin l1/etc l1/home/app l1/root l1/gone l2/etc l2/gone out/l1 out/l2\n"
+        "cp /bin/busybox l1/bin/; for t in sh ls cat id touch echo pwd test; do ln -s busybox l1/bin/$t; done\n"
+        "chmod 700 l1/root\n"
+        "printf 'root:x:0:0:root:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\\n"
+        "app:x:1234:1234:app:/home/app:/bin/sh\\n' > l1/etc/passwd\n"
+        "printf 'root:x:0:\\nnogroup:x:65534:\\napp:x:1234:\\nextra:x:2000:app\\n' > l1/etc/group\n"
+        "printf 'ID=mlk-busybox\\nNAME=\"matchlock test busybox\"\\n' > l1/etc/os-release\n"
+        "echo old > l1/etc/removed-me; echo lower > l1/gone/a\n"
+        "touch l2/etc/.wh.removed-me l2/gone/.wh..wh..opq; echo upper > l2/gone/b\n"
+        "tar -cf out/l1/layer.tar -C l1 . && tar -czf out/l2/layer.tar -C l2 .\n"
+        "d1=$(sha256sum out/l1/layer.tar | cut -d' ' -f1); d2=$(gzip -dc out/l2/layer.tar | sha256sum | cut -d' ' -f1)\n"
+        "printf '{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"User\":\"app\",\"WorkingDir\":\"/home/app\","
+        "\"Env\":[\"PATH=/bin\",\"IMG_VAR=from-image\"],\"Entrypoint\":[\"/bin/sh\",\"-c\"],\"Cmd\":[\"echo from-entry; sleep 30\"]},"
+        "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%%s\",\"sha256:%%s\"]}}' $d1 $d2 > out/config.json\n"
+        "echo '[{\"Config\":\"config.json\",\"RepoTags\":[\"mlk-busybox:test\"],\"Layers\":[\"l1/layer.tar\",\"l2/layer.tar\"]}]'"
+        " > out/manifest.json\n"
+        "cd out && tar -cf ../image.tar manifest.json config.json l1 l2\n", dir), 0);
+    cr_assert_eq(system(script), 0, "building the test image failed");
+    free(script);
+}
+
+Test(local_images, import_ls_run_rm, .timeout = 60)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);   /* upstream needs erofs-utils and a VM */
+    char state[] = "/tmp/mlk-local-img-XXXXXX", work[] = "/tmp/mlk-local-imgsrc-XXXXXX", out[4096], args[512];
+    cr_assert_not_null(mkdtemp(state));
+    cr_assert_not_null(mkdtemp(work));
+    build_busybox_image(work);
+    snprintf(args, sizeof args, "image import mlk-busybox:test < '%s/image.tar'", work);
+    cr_assert_eq(cli(state, args, out, sizeof out), 0, "%s", out);
+    const char *want = "Importing mlk-busybox:test from stdin...\nImported: mlk-busybox:test\nLayers: 2\nSize: ";
+    cr_assert(!strncmp(out, want, strlen(want)) &&
+              strstr(out, " MB\n"), "upstream's texts: %s", out);
+    cr_assert_eq(cli(state, "image ls", out, sizeof out), 0);
+    want = "TAG               SOURCE  SIZE    CREATED\nmlk-busybox:test  import  ";
+    cr_assert(!strncmp(out, want, strlen(want)), "%s", out);
+
+    /* a sandbox on the image: its files, users and config */
+    peer p;
+    peer_start_at(&p, state);
+    msg *m = call(&p, 1, "create", "{\"image\":\"mlk-busybox:test\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    msg_free(m);
+    need_isolation(&p);
+    char *o, *e;
+    cr_assert_neq(run(&p, 2, "\"id -u; id -G; pwd; echo $PATH $IMG_VAR; cat /etc/os-release; ls /gone; "
+                             "test -e /etc/removed-me || echo whiteout-honoured; ls /usr >/dev/null 2>&1 || echo no-host-usr; "
+                             "touch /root/x\"", &o, &e), 0, "user app cannot write /root");
+    cr_assert_str_eq(o, "1234\n1234 2000\n/home/app\n/bin from-image\nID=mlk-busybox\nNAME=\"matchlock test busybox\"\n"
+                        "b\nwhiteout-honoured\nno-host-usr\n");
+    cr_assert(strstr(e, "Permission denied"), "%s", e);
+    free(o); free(e);
+    m = call(&p, 3, "read_file", "{\"path\":\"/etc/os-release\"}");
+    cr_assert_eq(msg_code(m), 0, "%s", m->text);
+    o = b64field(m, msg_result(m), "content", NULL);
+    cr_assert_str_eq(o, "ID=mlk-busybox\nNAME=\"matchlock test busybox\"\n", "the file calls see the image too");
+    free(o);
+    msg_free(m);
+    /* the request's image_config wins over the image's, field by field */
+    m = call(&p, 4, "exec", "{\"command\":\"id -u; pwd\",\"user\":\"root\",\"working_dir\":\"/tmp\"}");
+    o = b64field(m, msg_result(m), "stdout", NULL);
+    cr_assert_str_eq(o, "0\n/tmp\n");
+    free(o);
+    msg_free(m);
+    peer_stop(&p);
+
+    /* the image's entrypoint and cmd with launch_entrypoint */
+    peer_start_at(&p, state);
+    m = call(&p, 1, "create", "{\"image\":\"mlk-busybox:test\",\"launch_entrypoint\":true}");
+    msg_free(m);
+    int found = 0;
+    for (int i = 0; i < 50 && !found; i++) {
+        m = call(&p, 10 + i, "log", "{}");
+        char *log = b64field(m, msg_result(m), "content", NULL);
+        found = strstr(log, "from-entry") != NULL;
+        free(log);
+        msg_free(m);
+        if (!found) usleep(100000);
+    }
+    cr_assert(found, "the image's entrypoint + cmd ran");
+    peer_stop(&p);
+
+    cr_assert_eq(cli(state, "image rm mlk-busybox:test", out, sizeof out), 0, "%s", out);
+    cr_assert_str_eq(out, "Removed mlk-busybox:test\n");
+    cr_assert_eq(cli(state, "image rm mlk-busybox:test", out, sizeof out), 1);
+    cr_assert_str_eq(out, "image not found: \"mlk-busybox:test\"\n");
+    cr_assert_eq(cli(state, "image ls", out, sizeof out), 0);
+    cr_assert_str_eq(out, "TAG  SOURCE  SIZE  CREATED\n");
+    rm_tree(state);
+    rm_tree(work);
+}
+
+Test(local_images, not_imported_falls_back_and_says_so_once, .timeout = 30)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    char errlog[] = "/tmp/mlk-local-stderr-XXXXXX";
+    int fd = mkstemp(errlog);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    peer_stderr_to = errlog;
+    peer p;
+    start_vm(&p, "{\"image\":\"never-imported:1\"}");
+    need_isolation(&p);
+    char *out;
+    cr_assert_eq(run(&p, 2, "\"test -x /usr/bin/env && echo host-usr\"", &out, NULL), 0);
+    cr_assert_str_eq(out, "host-usr\n", "the host's root stands in");
+    free(out);
+    msg *m = call(&p, 3, "create", "{\"image\":\"never-imported:1\"}");
+    msg_free(m);
+    peer_stop(&p);
+    FILE *f = fopen(errlog, "r");
+    char buf[4096] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(errlog);
+    const char *said = "image never-imported:1 is not imported", *hit = strstr(buf, said);
+    cr_assert(hit, "said on stderr: %s", buf);
+    cr_assert_null(strstr(hit + strlen(said), said), "once: %s", buf);
+}
+
+Test(local_images, hostile_layers_stay_inside, .timeout = 30)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    char state[] = "/tmp/mlk-local-img-XXXXXX", work[] = "/tmp/mlk-local-imgsrc-XXXXXX", target[] = "/tmp/mlk-local-escape-XXXXXX";
+    char out[4096], args[512], *script = NULL;
+    cr_assert_not_null(mkdtemp(state));
+    cr_assert_not_null(mkdtemp(work));
+    cr_assert_not_null(mkdtemp(target));
+    /* layer 1 plants a symlink to a host dir, layer 2 writes through it;
+     * a third tarball holds a "../" member */
+    cr_assert_geq(asprintf(&script,
+        "set -e; cd '%s'; mkdir -p a b c out/l1 out/l2; ln -s '%s' a/esc; mkdir b/esc; echo pwned > b/esc/pwned\n"
+        "echo x > c/evil\n"
+        "tar -cf out/l1/layer.tar -C a esc && tar -cf out/l2/layer.tar -C b esc/pwned\n"
+        "echo '{\"config\":{}}' > out/config.json\n"
+        "echo '[{\"Config\":\"config.json\",\"Layers\":[\"l1/layer.tar\",\"l2/layer.tar\"]}]' > out/manifest.json\n"
+        "(cd out && tar -cf ../link.tar manifest.json config.json l1 l2)\n"
+        "tar -P -cf out/l1/layer.tar --transform 's,^evil,../../evil,' -C c evil\n"
+        "echo '[{\"Config\":\"config.json\",\"Layers\":[\"l1/layer.tar\"]}]' > out/manifest.json\n"
+        "(cd out && tar -cf ../dotdot.tar manifest.json config.json l1)\n", work, target), 0);
+    cr_assert_eq(system(script), 0);
+    free(script);
+    snprintf(args, sizeof args, "image import hostile:1 < '%s/link.tar'", work);
+    cli(state, args, out, sizeof out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/pwned", target);
+    cr_assert_neq(access(path, F_OK), 0, "a symlink from an earlier layer is resolved inside the image: %s", out);
+    snprintf(args, sizeof args, "image import hostile:2 < '%s/dotdot.tar'", work);
+    cr_assert_eq(cli(state, args, out, sizeof out), 1);
+    cr_assert(strstr(out, "leaves the archive"), "%s", out);
+    snprintf(args, sizeof args, "image import broken:1 < /dev/null");
+    cr_assert_eq(cli(state, args, out, sizeof out), 1, "an empty stdin is not an image");
+    cr_assert(strstr(out, "import image: "), "%s", out);
+    cr_assert_eq(cli(state, "image ls", out, sizeof out), 0);
+    cr_assert(!strstr(out, "hostile:2") && !strstr(out, "broken:1"), "failed imports leave nothing: %s", out);
+    rm_tree(state);
+    rm_tree(work);
+    rm_tree(target);
 }

@@ -21,8 +21,12 @@ state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
 trap 'rm -rf "$state"' EXIT
 export XDG_STATE_HOME="$state" MLK_NODE_TEST_STATE="$state"
 
-if [ ! -f "$here/node_modules/node-addon-api/napi.h" ] || [ ! -d "$here/node_modules/node-api-headers" ]; then
-  echo "=== npm ci (the Node-API headers: devDependencies)"
+# npm ci when a dependency is missing or the lock file is newer than what
+# node_modules was installed from
+if [ ! -f "$here/node_modules/node-addon-api/napi.h" ] || [ ! -d "$here/node_modules/node-api-headers" ] ||
+   [ ! -f "$here/node_modules/msgpackr/package.json" ] ||
+   [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+  echo "=== npm ci (msgpackr, and the Node-API headers: devDependencies)"
   (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts)
 fi
 echo "=== building the Node addon"

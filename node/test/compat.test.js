@@ -11,8 +11,11 @@ const path = require("node:path");
 const { PassThrough } = require("node:stream");
 const { m, bin, repo, newClient } = require("./helpers");
 
-// A second server: the upstream server code (set MATCHLOCK_CONFORMANCE_BIN).
-const conformance = process.env.MATCHLOCK_CONFORMANCE_BIN;
+// A second server: the upstream server code, from $MLK_CONFORMANCE_BIN or
+// beside the checkout where CI puts it (scripts/test-all.sh does the same).
+const conformanceBin = process.env.MLK_CONFORMANCE_BIN ||
+  path.join(path.dirname(path.resolve(__dirname, "..", "..")), "shared", "conformance", "matchlock-conformance");
+const conformance = fs.existsSync(conformanceBin) ? conformanceBin : null;
 
 // ---- the builder ----------------------------------------------------------------
 
@@ -209,7 +212,7 @@ test("execPipe / execInteractive settle when the result arrives (matchlock-local
   await settlesWithOpenSources(bin, t);
 });
 
-test("execPipe / execInteractive settle when the result arrives (conformance peer)", { skip: !conformance && "set MATCHLOCK_CONFORMANCE_BIN" }, async (t) => {
+test("execPipe / execInteractive settle when the result arrives (conformance peer)", { skip: !conformance && `no conformance peer at ${conformanceBin} (set MLK_CONFORMANCE_BIN)` }, async (t) => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "mlk-conf-"));
   const old = process.env.HOME;
   process.env.HOME = home;

@@ -25,6 +25,15 @@ test: build
 test-c: build
 	$(BUILD)/mlk_tests -j$(JOBS)
 
+# The API reference (HTML and man pages) from the header's comments, with
+# Doxygen from Debian; `cmake --install` installs it once built.
+.PHONY: docs
+docs: build
+	./scripts/deps.sh doxygen
+	cmake -S . -B $(BUILD) >/dev/null
+	cmake --build $(BUILD) --target docs
+	@echo "API reference: $(BUILD)/docs/html/index.html, man pages in $(BUILD)/docs/man/man3"
+
 abi-check: build
 	./scripts/abi-check.sh $(BUILD)
 

@@ -5,9 +5,11 @@
 #include "client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void done_run(qitem *it)
@@ -378,21 +380,24 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
     const jnode *root = jd_root(d);
     const jnode *idn = jd_get(d, root, "id");
     const char *method = jd_str(d, root, "method", NULL);
-    if (!method && !idn) { not_a_message(c, line, len); return; }
+    if (!method && !idn && !jd_get(d, root, "result") && !jd_get(d, root, "error")) {
+        not_a_message(c, line, len);
+        return;
+    }
     c->spoke = 1;
     if (method && (!idn || idn->type == JN_NULL)) {
         on_notification(c, method, jd_get(d, root, "params"));
         return;
     }
     uint64_t id;
-    req *r = jn_uint(idn, &id) == 0 ? table_get(c, id) : NULL;
+    req *r = idn && jn_uint(idn, &id) == 0 ? table_get(c, id) : NULL;
     if (!r) {
         /* Only ids this client sent and has not seen answered are legitimate
          * (abandoned calls and the core's own cancels stay in the table). */
         char q[80], why[240];
         quote_line(q, sizeof q, line, len);
         const char *em = jd_str(d, jd_get(d, root, "error"), "message", NULL);
-        if (idn->type == JN_NULL && em)
+        if ((!idn || idn->type == JN_NULL) && em) /* e.g. a parse error: upstream sends it without an id */
             snprintf(why, sizeof why, "protocol error: the server reported an error for no request: %.120s", em);
         else
             snprintf(why, sizeof why, "protocol error: the server answered an id this client is not waiting for: \"%s\"", q);
@@ -451,6 +456,25 @@ static void process_lines(mlk_client *c)
     c->scan = c->len;
 }
 
+/* At EOF on stdout the child is usually about to exit, and its last words
+ * (ssh's "Connection to HOST closed by remote host.") may still be on
+ * their way to stderr: wait for stderr's EOF, at most ms, so that the
+ * error of every pending call carries them. */
+static void settle_stderr(mlk_client *c, int ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        read_stderr(c);
+        if (!c->ev_err) return;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left = ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0) return;
+        struct pollfd pf = {.fd = c->err_fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR) return;
+    }
+}
+
 void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
@@ -477,6 +501,7 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg)
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n < 0 && errno == EINTR) continue;
+        settle_stderr(c, 50);
         die(c, MLK_EDEAD, "connection closed: the matchlock process exited or closed its output");
         return;
     }

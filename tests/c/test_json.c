@@ -558,6 +558,18 @@ Test(builder, workspace_and_mounts_are_sent_as_given)
     mlk_sandbox_free(sb);
 }
 
+/* DNS servers are sent as given (upstream does not check them). */
+Test(builder, dns_servers_are_sent_as_given)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char *dns[] = {"not-an-ip", "1.1.1.1"};
+    cr_assert_eq(mlk_sandbox_set_dns_servers(sb, dns, 2), 0);
+    char *json = expect_ok(sb);
+    cr_assert_not_null(strstr(json, "\"dns_servers\":[\"not-an-ip\",\"1.1.1.1\"]"), "%s", json);
+    mlk_free(json);
+    mlk_sandbox_free(sb);
+}
+
 /* Owner overrides: each sent only when set, range-checked before sending
  * with the official Python SDK's message, sticky like every setter failure. */
 Test(builder, mount_owner)

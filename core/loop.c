@@ -290,7 +290,7 @@ void queue_push(mlk_queue *q, qitem *it)
     pthread_mutex_lock(&q->mu);
     if (q->tail) q->tail->next = it; else q->head = it;
     q->tail = it;
-    int wake = !q->signaled;
+    int wake = !q->signaled, has_fd = q->wfd >= 0;  /* read q only under the lock: a waiter queue may go at once */
     q->signaled = 1;
     /* A waiter queue lives on its waiter's stack: signal it under the lock.
      * A queue with a descriptor outlives its pushers (the client's main
@@ -299,9 +299,9 @@ void queue_push(mlk_queue *q, qitem *it)
      * drain may then run between the unlock and the write and leave the
      * descriptor readable with nothing queued; the drain that finds the
      * queue empty resets it (queue_drain). */
-    if (wake && q->wfd < 0) fd_signal(q);
+    if (wake && !has_fd) fd_signal(q);
     pthread_mutex_unlock(&q->mu);
-    if (wake && q->wfd >= 0) fd_signal(q);
+    if (wake && has_fd) fd_signal(q);
 }
 
 int queue_drain(mlk_queue *q, int max)

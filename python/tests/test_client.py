@@ -450,7 +450,7 @@ def test_server_judges_what_upstream_sends(fresh_client: ml.Client) -> None:
     rule actions are sent; the server's answer is the error."""
     sb = ml.Sandbox("alpine:latest").with_workspace("/w").mount_memory("/elsewhere")
     assert sb.params()["vfs"]["mounts"] == {"/elsewhere": {"type": "memory"}}
-    with pytest.raises(ml.RPCError, match="under the workspace"):
+    with pytest.raises(ml.RPCError, match="guest path must be within workspace"):
         fresh_client.create(sb)
     p = ml.Sandbox("a").with_vfs_interception(ml.VFSInterceptionConfig(emit_events=True)).params()
     assert p["vfs"] == {"interception": {"emit_events": True}}

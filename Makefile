@@ -25,6 +25,15 @@ test: build
 test-c: build
 	$(BUILD)/mlk_tests -j$(JOBS)
 
+# The API reference (HTML and man pages) from the header's comments, with
+# Doxygen from Debian; `cmake --install` installs it once built.
+.PHONY: docs
+docs: build
+	./scripts/deps.sh doxygen
+	cmake -S . -B $(BUILD) >/dev/null
+	cmake --build $(BUILD) --target docs
+	@echo "API reference: $(BUILD)/docs/html/index.html, man pages in $(BUILD)/docs/man/man3"
+
 abi-check: build
 	./scripts/abi-check.sh $(BUILD)
 
@@ -79,10 +88,13 @@ fuzz-quick: deps
 # the canned peer, the floor client and bench_core; a fresh venv with
 # ./python and the official `matchlock` from PyPI; the Lua modules for Lua
 # 5.4 and LuaJIT; the Node addon) and prints the floor, the C core and the
-# binding side by side.  Not part of `make test`.  BENCH_REPS, BENCH_N and
+# binding side by side; bench-bindings runs them all in one run
+# (bench/all.sh: every client against one peer, ratios to the floor).
+# Not part of `make test`.  BENCH_REPS, BENCH_N and
 # BENCH_STREAM_BYTES shape the runs.
 .PHONY: bench-bindings bench-python bench-lua bench-node
-bench-bindings: bench-python bench-lua bench-node
+bench-bindings: deps
+	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/all.sh
 bench-python: deps
 	BENCH_BUILD=$(BENCH_BUILD) JOBS=$(JOBS) ./bench/python/run.sh
 bench-lua: deps

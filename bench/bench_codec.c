@@ -49,6 +49,8 @@ static char *make_line(size_t raw, size_t *len)
     return l;
 }
 
+static double rates[3][2][100];
+
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 7;
@@ -91,6 +93,50 @@ int main(int argc, char **argv)
         free(work);
         free(line);
     }
-    printf("(medians of %d reps; line bytes per second; one thread)\n", reps);
+    printf("(medians of %d reps; line bytes per second; one thread; b64_decode is the %s decoder)\n", reps,
+           b64_decode_name());
+
+    /* each decoder b64_decode can choose, in base64 bytes per second, the
+     * order rotating every rep */
+    static const char *names[] = {"portable", "ssse3", "avx2"};
+    enum { ND = sizeof names / sizeof names[0] };
+    printf("\n%-10s", "decoder");
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) printf(" %11zu KiB", sizes[k] >> 10);
+    printf("   (base64 bytes per second, in place)\n");
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t raw = sizes[k], bl = b64_encoded_len(raw);
+        unsigned char *p = malloc(raw);
+        for (size_t i = 0; i < raw; i++) p[i] = (unsigned char)(i * 131 + 7);
+        char *enc = malloc(bl), *work = malloc(bl);
+        b64_encode(p, raw, enc);
+        long it = (long)(256e6 / (double)bl) + 1;
+        for (int r = 0; r < reps; r++) {
+            for (int j = 0; j < ND; j++) {
+                int d = (j + r) % ND;
+                b64_decoder dec = b64_decoder_get(names[d]);
+                if (!dec) continue;
+                double t = 0;
+                for (long i = 0; i < it; i++) {
+                    memcpy(work, enc, bl);
+                    double t0 = now_s();
+                    if (dec(work, bl, (unsigned char *)work) != (long long)raw) { fprintf(stderr, "decode failed\n"); return 1; }
+                    t += now_s() - t0;
+                }
+                rates[d][k][r] = (double)bl * (double)it / t / 1e9;
+            }
+        }
+        free(p);
+        free(enc);
+        free(work);
+    }
+    for (int d = 0; d < ND; d++) {
+        printf("%-10s", names[d]);
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            if (!b64_decoder_get(names[d])) { printf(" %15s", "(not on this CPU)"); continue; }
+            qsort(rates[d][k], (size_t)reps, sizeof(double), cmp_d);
+            printf(" %10.2f GB/s", rates[d][k][reps / 2]);
+        }
+        printf("\n");
+    }
     return 0;
 }

@@ -31,3 +31,12 @@ bench_header() {
   echo "== $1 against $PEER; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%H:%M) UTC"
   echo "   reps $BENCH_REPS, stream $BENCH_STREAM_BYTES bytes per rep (BENCH_REPS, BENCH_STREAM_BYTES, BENCH_N)"
 }
+
+# bench_child NAME LABEL ARGV... : with BENCH_CHILDREN set (bench/all.sh), a
+# run.sh only builds and then lists its clients there, one per line:
+# NAME<TAB>LABEL<TAB>ARGV (tab-separated; {N} and {S} stand for the round
+# trips and stream bytes per repetition), for bench/all.py to run.
+bench_child() {
+  local IFS=$'\t'
+  printf '%s\n' "$*" >>"$BENCH_CHILDREN"
+}

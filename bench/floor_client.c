@@ -174,6 +174,69 @@ __attribute__((unused)) static double floor_stream(floor_peer *p, uint64_t bytes
     return floor_now() - t0;
 }
 
+/* The floor for read_file: write the request, read the one reply line
+ * (the buffer doubles as it fills), find "content":"..." and decode it in
+ * place with a plain table decoder, the way a minimal client would.
+ * Returns the decoded length (or -1); the bytes are at *data, valid until
+ * the next call. */
+__attribute__((unused)) static long long floor_read_file(floor_peer *p, const char *path, const unsigned char **data)
+{
+    static signed char rev[256];
+    if (!rev['B']) {
+        static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        memset(rev, -1, sizeof rev);
+        for (int i = 0; i < 64; i++) rev[(unsigned char)al[i]] = (signed char)i;
+    }
+    char line[600];
+    int l = snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"read_file\",\"id\":%llu,\"params\":{\"path\":\"%s\"}}\n",
+                     (unsigned long long)p->next_id++, path);
+    if (floor_write(p, line, (size_t)l) != 0) return -1;
+    size_t scanned = 0;
+    char *nl;
+    for (;;) {
+        nl = p->len > scanned ? memchr(p->buf + scanned, '\n', p->len - scanned) : NULL;
+        if (nl) break;
+        scanned = p->len;
+        if (p->len == p->cap) {
+            p->cap *= 2;
+            char *nb = realloc(p->buf, p->cap);
+            if (!nb) return -1;
+            p->buf = nb;
+        }
+        ssize_t k = read(p->out, p->buf + p->len, p->cap - p->len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        p->len += (size_t)k;
+    }
+    char *c = memmem(p->buf, (size_t)(nl - p->buf), "\"content\":\"", 11);
+    if (!c) return -1;
+    const unsigned char *in = (const unsigned char *)c + 11;
+    unsigned char *out = (unsigned char *)c + 11, *o = out;
+    const unsigned char *end = memchr(in, '"', (size_t)((const unsigned char *)nl - in));
+    if (!end) return -1;
+    while (end > in && end[-1] == '=') end--;
+    for (; in + 4 <= end; in += 4) {
+        int a = rev[in[0]], b = rev[in[1]], cc = rev[in[2]], d = rev[in[3]];
+        if ((a | b | cc | d) < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)cc << 6 | (uint32_t)d;
+        *o++ = (unsigned char)(v >> 16);
+        *o++ = (unsigned char)(v >> 8);
+        *o++ = (unsigned char)v;
+    }
+    if (end - in >= 2) {
+        int a = rev[in[0]], b = rev[in[1]], cc = end - in == 3 ? rev[in[2]] : 0;
+        if ((a | b | cc) < 0) return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)cc << 6;
+        *o++ = (unsigned char)(v >> 16);
+        if (end - in == 3) *o++ = (unsigned char)(v >> 8);
+    }
+    /* the line is consumed (the peer sends nothing after a lone call's answer) */
+    if (p->len != (size_t)(nl - p->buf) + 1) return -1;
+    p->len = 0;
+    *data = out;
+    return (long long)(o - out);
+}
+
 #ifndef FLOOR_NO_MAIN
 static int cmp_double(const void *a, const void *b)
 {

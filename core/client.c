@@ -11,6 +11,7 @@
  * for a blocking call (drained by the thread blocked in it). */
 #include "client.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -162,14 +163,21 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     jd_init(&c->doc);
     c->cfg = config_copy(cfg);
     if (!c->cfg || queue_init(&c->mainq) != 0) {
+        int e = errno;
+        int fds = c->cfg && (e == EMFILE || e == ENFILE);
         mlk_config_free(c->cfg);
         free(c);
+        if (fds) return fail_now(MLK_ESPAWN, res, "mlk_client_new: out of file descriptors (no descriptor "
+                                 "for the client's dispatch queue: too many open files)");
         return fail_now(MLK_ENOMEM, res, "out of memory");
     }
     char *msg = NULL;
     const char *args[] = {"rpc"};
     int rc = spawn_child(c->cfg, args, 1, 1, &c->pid, &c->in_fd, &c->out_fd, &c->err_fd, &msg);
-    if (rc == 0) rc = ioloop_acquire();
+    if (rc == 0 && (rc = ioloop_acquire()) != 0 && (errno == EMFILE || errno == ENFILE)) {
+        rc = MLK_ESPAWN;
+        msg = xstrdup("mlk_client_new: out of file descriptors (no descriptor for the I/O thread: too many open files)");
+    }
     if (rc != 0) {
         int st = fail_now(rc, res, msg ? msg : mlk_strerror(rc));
         free(msg);
@@ -290,6 +298,13 @@ MLK_API int mlk_dispatch(mlk_client *c, int max)
     int n = queue_drain(&c->mainq, max < 0 ? 0 : max);
     if (--c->in_dispatch == 0 && c->free_pending) client_destroy(c);
     return n;
+}
+
+MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms)
+{
+    if (!c) return MLK_EINVAL;
+    if (!__atomic_load_n(&c->mainq.head, __ATOMIC_ACQUIRE)) queue_wait(&c->mainq, timeout_ms < 0 ? -1 : timeout_ms);
+    return mlk_dispatch(c, 0);
 }
 
 MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud)

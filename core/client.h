@@ -263,6 +263,9 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
 void hooks_detach(mlk_client *c);
 /* Free the client's hook state (after the I/O thread let go). */
 void hooks_free(mlk_client *c);
+/* Whether a hook-socket peer of uid `peer` may call the host's hooks:
+ * the host's own uid, root only when the host is root or uses sudo. */
+int hook_peer_uid_allowed(uid_t peer, uid_t host, int sudo);
 /* In a fork() child: free the rules and paths, touch nothing else. */
 void hooks_forget(mlk_client *c);
 /* I/O thread: a file `event` arrived; queue matching after-hooks. */

@@ -72,5 +72,10 @@ MLK_API const char *mlk_err_upstream_name(int code)
 }
 
 MLK_API int mlk_version(void) { return MLK_VERSION; }
-MLK_API const char *mlk_version_str(void) { return "1.1.0"; }
+#define MLK_STR_(x) #x
+#define MLK_STR(x) MLK_STR_(x)
+MLK_API const char *mlk_version_str(void)
+{
+    return MLK_STR(MLK_VERSION_MAJOR) "." MLK_STR(MLK_VERSION_MINOR) "." MLK_STR(MLK_VERSION_PATCH);
+}
 MLK_API void mlk_free(void *p) { free(p); }

@@ -27,6 +27,8 @@
 
 #define DEFAULT_NET_TIMEOUT_MS 5000 /* the server gives up on a callback after about this long */
 #define MAX_HOOK_REQUEST (8 * 1024 * 1024)
+#define MAX_HOOK_CONNS 64           /* connections served at once per client; more wait in the backlog */
+#define ACCEPT_RETRY_MS 100         /* out of descriptors: accept again after this long */
 
 static const char *const vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
                                       "remove_all", "rename", "symlink", "readlink", "read", "write", "close",
@@ -344,10 +346,13 @@ typedef struct hconn {
     struct hconn *next;
     struct hookrt *rt;
     int fd;
-    struct event *ev, *timer;
+    struct event *ev, *timer;    /* timer: idle (no request yet), the hook's deadline, or the reply's */
     char *buf;
     size_t len;
     mlk_hook_call *token;        /* the call answering this connection */
+    int replying;                /* the reply is being written */
+    char *out;                   /* what the socket did not take at once */
+    size_t out_len, out_off;
 } hconn;
 
 struct hookrt {
@@ -357,6 +362,10 @@ struct hookrt {
     char *dir, *sock_path;
     int listen_fd;
     struct event *ev_listen;     /* I/O */
+    struct event *ev_retry;      /* I/O: accept again after descriptor exhaustion */
+    int accepting;               /* I/O: ev_listen is added */
+    int nconns;                  /* I/O: length of conns */
+    int64_t idle_ms;             /* a connection must send its request within this (the longest rule timeout) */
     hconn *conns;                /* I/O */
     struct chain *chains;        /* file calls waiting for action/mutate answers (under c->mu) */
     _Atomic int plain_inflight;  /* plain after-hooks queued or running */
@@ -426,31 +435,96 @@ static int post_hook(mlk_queue *q, mlk_client *c, const hook *hk, mlk_hook_call 
 /* ===================================================================== */
 /* network hooks: I/O thread                                              */
 
+static void listen_resume(struct hookrt *rt)
+{
+    if (rt->ev_listen && !rt->accepting && rt->nconns < MAX_HOOK_CONNS) {
+        event_add(rt->ev_listen, NULL);
+        rt->accepting = 1;
+    }
+}
+
+static void listen_retry(evutil_socket_t fd, short what, void *arg) { listen_resume(arg); }
+
+/* Stop accepting: at the cap until a connection ends, or for retry_ms
+ * after the process ran out of descriptors (a level-triggered listener
+ * would otherwise spin on EMFILE). */
+static void listen_pause(struct hookrt *rt, int retry_ms)
+{
+    if (rt->ev_listen && rt->accepting) {
+        event_del(rt->ev_listen);
+        rt->accepting = 0;
+    }
+    if (retry_ms <= 0) return;
+    if (!rt->ev_retry) rt->ev_retry = evtimer_new(ioloop_base(), listen_retry, rt);
+    struct timeval tv = {0, retry_ms * 1000};
+    if (rt->ev_retry) evtimer_add(rt->ev_retry, &tv);
+}
+
 static void conn_close(hconn *k)
 {
     struct hookrt *rt = k->rt;
     for (hconn **p = &rt->conns; *p; p = &(*p)->next)
-        if (*p == k) { *p = k->next; break; }
+        if (*p == k) { *p = k->next; rt->nconns--; break; }
     if (k->token) k->token->conn = NULL;
     if (k->ev) event_free(k->ev);
     if (k->timer) event_free(k->timer);
     close(k->fd);
     free(k->buf);
+    free(k->out);
     free(k);
+    listen_resume(rt);
 }
 
-static void conn_reply(hconn *k, const char *json, size_t n)
+static void conn_timeout(evutil_socket_t fd, short what, void *arg);
+static void conn_writable(evutil_socket_t fd, short what, void *arg);
+
+static void conn_arm(hconn *k, int64_t ms)
 {
-    /* The reply is small and the socket buffer empty: one write, bounded. */
-    size_t off = 0;
-    int spins = 0;
-    while (off < n && spins < 1000) {
-        ssize_t w = send(k->fd, json + off, n - off, MSG_NOSIGNAL);
-        if (w > 0) { off += (size_t)w; continue; }
-        if (w < 0 && (errno == EAGAIN || errno == EINTR)) { spins++; usleep(1000); continue; }
+    if (!k->timer) k->timer = evtimer_new(ioloop_base(), conn_timeout, k);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    if (k->timer) evtimer_add(k->timer, &tv);
+}
+
+/* Write what is left of the reply; a peer that does not read it gets the
+ * idle timeout, never the I/O thread (which serves every client). */
+static void conn_flush(hconn *k)
+{
+    while (k->out_off < k->out_len) {
+        ssize_t w = send(k->fd, k->out + k->out_off, k->out_len - k->out_off, MSG_NOSIGNAL);
+        if (w > 0) { k->out_off += (size_t)w; continue; }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!k->ev) k->ev = event_new(ioloop_base(), k->fd, EV_WRITE | EV_PERSIST, conn_writable, k);
+            if (k->ev) event_add(k->ev, NULL);
+            if (k->ev) return;
+        }
         break;
     }
     conn_close(k);
+}
+
+static void conn_writable(evutil_socket_t fd, short what, void *arg) { conn_flush(arg); }
+
+static void conn_reply(hconn *k, const char *json, size_t n)
+{
+    if (k->token) { k->token->conn = NULL; k->token = NULL; }
+    if (k->ev) { event_free(k->ev); k->ev = NULL; }
+    k->replying = 1;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = send(k->fd, json + off, n - off, MSG_NOSIGNAL);
+        if (w > 0) { off += (size_t)w; continue; }
+        if (w < 0 && errno == EINTR) continue;
+        break;
+    }
+    if (off == n || !(errno == EAGAIN || errno == EWOULDBLOCK) || !(k->out = malloc(n - off))) {
+        conn_close(k);
+        return;
+    }
+    memcpy(k->out, json + off, n - off);
+    k->out_len = n - off;
+    conn_arm(k, k->rt->idle_ms);
+    conn_flush(k);
 }
 
 static void conn_error(hconn *k, const char *msg)
@@ -469,6 +543,7 @@ static void conn_error(hconn *k, const char *msg)
 static void conn_timeout(evutil_socket_t fd, short what, void *arg)
 {
     hconn *k = arg;
+    if (k->replying || !k->token) { conn_close(k); return; } /* reply not read, or no request in time */
     char msg[96];
     snprintf(msg, sizeof msg, "hook did not answer within %lld ms",
              (long long)(k->token ? k->token->timeout_ms : 0));
@@ -527,9 +602,7 @@ static void conn_request(hconn *k)
     }
     free(mp);
     if (k->ev) { event_free(k->ev); k->ev = NULL; }
-    k->timer = evtimer_new(ioloop_base(), conn_timeout, k);
-    struct timeval tv = {(time_t)(call->timeout_ms / 1000), (suseconds_t)(call->timeout_ms % 1000) * 1000};
-    if (k->timer) evtimer_add(k->timer, &tv);
+    conn_arm(k, call->timeout_ms);
 }
 
 static void conn_readable(evutil_socket_t fd, short what, void *arg)
@@ -555,28 +628,40 @@ static void conn_readable(evutil_socket_t fd, short what, void *arg)
     conn_request(k);
 }
 
-static int peer_allowed(int fd)
+int hook_peer_uid_allowed(uid_t peer, uid_t host, int sudo)
 {
+    /* the host's own uid; root only when the server runs as root: the
+     * host is root, or the client starts it through sudo */
+    return peer == host || (peer == 0 && (host == 0 || sudo));
+}
+
+static int peer_allowed(const struct hookrt *rt, int fd)
+{
+    uid_t uid;
 #ifdef SO_PEERCRED
     struct ucred cr;
     socklen_t l = sizeof cr;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) != 0) return 0;
-    return cr.uid == geteuid() || cr.uid == 0;
+    uid = cr.uid;
 #else
-    uid_t uid;
     gid_t gid;
     if (getpeereid(fd, &uid, &gid) != 0) return 0;
-    return uid == geteuid() || uid == 0;
 #endif
+    return hook_peer_uid_allowed(uid, geteuid(), rt->c->cfg && rt->c->cfg->sudo);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     struct hookrt *rt = arg;
     for (;;) {
+        if (rt->nconns >= MAX_HOOK_CONNS) { listen_pause(rt, 0); return; } /* a closing connection resumes */
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) return;
-        if (!peer_allowed(fd)) { close(fd); continue; }
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) listen_pause(rt, ACCEPT_RETRY_MS);
+            return;
+        }
+        if (!peer_allowed(rt, fd)) { close(fd); continue; }
         hconn *k = calloc(1, sizeof *k);
         if (!k) { close(fd); continue; }
         k->rt = rt;
@@ -585,7 +670,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         if (!k->ev) { close(fd); free(k); continue; }
         k->next = rt->conns;
         rt->conns = k;
+        rt->nconns++;
         event_add(k->ev, NULL);
+        conn_arm(k, rt->idle_ms); /* the request must come within the longest rule timeout */
     }
 }
 
@@ -593,13 +680,15 @@ static void t_listen(void *p)
 {
     struct hookrt *rt = p;
     rt->ev_listen = event_new(ioloop_base(), rt->listen_fd, EV_READ | EV_PERSIST, on_accept, rt);
-    if (rt->ev_listen) event_add(rt->ev_listen, NULL);
+    listen_resume(rt);
 }
 
 static void t_unlisten(void *p)
 {
     struct hookrt *rt = p;
     if (rt->ev_listen) { event_free(rt->ev_listen); rt->ev_listen = NULL; }
+    if (rt->ev_retry) { event_free(rt->ev_retry); rt->ev_retry = NULL; }
+    rt->accepting = 0;
     while (rt->conns) conn_close(rt->conns);
 }
 
@@ -663,6 +752,11 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
     rt->listen_fd = -1;
     rt->first_index = first_index;
     if (hookset_copy(&rt->set, hs) != 0) { free(rt); return MLK_ENOMEM; }
+    for (size_t i = 0; i < rt->set.n; i++) {
+        const hook *h = &rt->set.v[i];
+        int64_t ms = h->timeout_ms > 0 ? h->timeout_ms : DEFAULT_NET_TIMEOUT_MS;
+        if (h->kind == MLK_HOOK_NETWORK && ms > rt->idle_ms) rt->idle_ms = ms;
+    }
     if (hookset_count(hs, MLK_HOOK_NETWORK) && c->cfg && c->cfg->nlauncher) {
         /* the server would connect to a socket path on its own machine */
         *msg = xstrdup("network hooks need the matchlock server on this machine: through a launcher it runs "
@@ -691,9 +785,9 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
         int ok = fd >= 0 && rt->sock_path && strlen(rt->sock_path) < sizeof sa.sun_path;
         if (ok) {
             strcpy(sa.sun_path, rt->sock_path);
-            mode_t old = umask(0177);
+            /* no umask() (process-wide, racing other threads): the directory
+             * is 0700, so nobody else reaches the socket before the chmod */
             ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-            umask(old);
         }
         ok = ok && chmod(rt->sock_path, 0600) == 0 && listen(fd, 64) == 0;
         if (!ok) {

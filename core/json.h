@@ -48,6 +48,14 @@ void b64_encode(const unsigned char *in, size_t n, char *out);
 /* Decode n chars; out may equal in (decoding in place is safe).  Returns
  * the decoded length or -1 on invalid input. */
 long long b64_decode(const char *in, size_t n, unsigned char *out);
+/* The decoders behind b64_decode, by name ("portable", "ssse3", "avx2"),
+ * for the equivalence test and bench_codec; NULL when this CPU or build
+ * lacks it.  All give the same result for every input (b64_decode picks
+ * the fastest once; the environment variable MLK_B64 can force one). */
+typedef long long (*b64_decoder)(const char *in, size_t n, unsigned char *out);
+b64_decoder b64_decoder_get(const char *name);
+long long b64_decode_portable(const char *in, size_t n, unsigned char *out);
+const char *b64_decode_name(void);  /* the one b64_decode uses */
 
 /* ---- in-place parser -------------------------------------------------- */
 

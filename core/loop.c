@@ -290,11 +290,18 @@ void queue_push(mlk_queue *q, qitem *it)
     pthread_mutex_lock(&q->mu);
     if (q->tail) q->tail->next = it; else q->head = it;
     q->tail = it;
-    if (!q->signaled) {
-        q->signaled = 1;
-        fd_signal(q);
-    }
+    int wake = !q->signaled;
+    q->signaled = 1;
+    /* A waiter queue lives on its waiter's stack: signal it under the lock.
+     * A queue with a descriptor outlives its pushers (the client's main
+     * queue is destroyed after its I/O work has stopped): write after the
+     * unlock, so the woken thread does not block on q->mu at once.  A
+     * drain may then run between the unlock and the write and leave the
+     * descriptor readable with nothing queued; the drain that finds the
+     * queue empty resets it (queue_drain). */
+    if (wake && q->wfd < 0) fd_signal(q);
     pthread_mutex_unlock(&q->mu);
+    if (wake && q->wfd >= 0) fd_signal(q);
 }
 
 int queue_drain(mlk_queue *q, int max)
@@ -305,7 +312,7 @@ int queue_drain(mlk_queue *q, int max)
         pthread_mutex_lock(&q->mu);
         qitem *it = q->head;
         q->head = q->tail = NULL;
-        if (q->signaled) {
+        if (q->signaled || !it) {  /* !it: a late write of queue_push */
             fd_reset(q);
             q->signaled = 0;
         }
@@ -326,7 +333,7 @@ int queue_drain(mlk_queue *q, int max)
             q->head = it->next;
             if (!q->head) q->tail = NULL;
         }
-        if (!q->head && q->signaled) {
+        if (!q->head && (q->signaled || (!it && ran == 0))) {
             /* Reset under the lock: a push after this re-signals. */
             fd_reset(q);
             q->signaled = 0;
@@ -378,6 +385,9 @@ void queue_wait(mlk_queue *q, int timeout_ms)
         pthread_mutex_unlock(&q->mu);
         return;
     }
+    /* a queue with a descriptor (mlk_dispatch_wait): spin as well, then
+     * poll once; a signal ends the wait early (the host may want to act) */
+    if (spin_for(q) || timeout_ms == 0) return;
     struct pollfd p = {.fd = q->rfd, .events = POLLIN};
-    while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {}
+    (void)poll(&p, 1, timeout_ms);
 }

@@ -53,7 +53,9 @@ void queue_clear(mlk_queue *q);    /* drops what is queued now; the queue stays 
 void queue_push(mlk_queue *q, qitem *it);
 /* Run up to max items (0: all queued when the call starts) on the calling thread. */
 int queue_drain(mlk_queue *q, int max);
-/* Block until the queue's fd is readable (or timeout_ms passes; -1 waits). */
+/* Block until the queue has items (or timeout_ms passes; -1 waits),
+ * spinning up to 50 us first (timeout_ms 0: only that).  A queue with an
+ * fd also returns early when a signal interrupts the wait. */
 void queue_wait(mlk_queue *q, int timeout_ms);
 
 #endif

@@ -201,7 +201,9 @@ int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int 
      * a dead child can never raise SIGPIPE in whichever thread writes */
     if ((want_stdin && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pin) != 0) || pipe_cloexec(pout) != 0 ||
         pipe_cloexec(perr) != 0) {
-        *msg = xasprintf("pipe: %s", strerror(errno));
+        int e = errno;
+        *msg = xasprintf("cannot create the child's pipes: %s%s", strerror(e),
+                         e == EMFILE || e == ENFILE ? " (the process is out of file descriptors)" : "");
         rc = MLK_ESPAWN;
         goto out;
     }

@@ -380,21 +380,24 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
     const jnode *root = jd_root(d);
     const jnode *idn = jd_get(d, root, "id");
     const char *method = jd_str(d, root, "method", NULL);
-    if (!method && !idn) { not_a_message(c, line, len); return; }
+    if (!method && !idn && !jd_get(d, root, "result") && !jd_get(d, root, "error")) {
+        not_a_message(c, line, len);
+        return;
+    }
     c->spoke = 1;
     if (method && (!idn || idn->type == JN_NULL)) {
         on_notification(c, method, jd_get(d, root, "params"));
         return;
     }
     uint64_t id;
-    req *r = jn_uint(idn, &id) == 0 ? table_get(c, id) : NULL;
+    req *r = idn && jn_uint(idn, &id) == 0 ? table_get(c, id) : NULL;
     if (!r) {
         /* Only ids this client sent and has not seen answered are legitimate
          * (abandoned calls and the core's own cancels stay in the table). */
         char q[80], why[240];
         quote_line(q, sizeof q, line, len);
         const char *em = jd_str(d, jd_get(d, root, "error"), "message", NULL);
-        if (idn->type == JN_NULL && em)
+        if ((!idn || idn->type == JN_NULL) && em) /* e.g. a parse error: upstream sends it without an id */
             snprintf(why, sizeof why, "protocol error: the server reported an error for no request: %.120s", em);
         else
             snprintf(why, sizeof why, "protocol error: the server answered an id this client is not waiting for: \"%s\"", q);

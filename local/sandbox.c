@@ -553,7 +553,7 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         if (!g) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: must be an absolute path without ..", k->s); goto bad; }
         int ok = under(g, v->workspace);
         free(g);
-        if (!ok) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "create: invalid configuration: guest path must be within workspace: \"%s\" not in \"%s\"", k->s, v->workspace); goto bad; }
+        if (!ok) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "invalid configuration: guest path must be within workspace: \"%s\" not in \"%s\"", k->s, v->workspace); goto bad; }
         if (!is_type(m, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: expected an object", k->s); goto bad; }
         const char *type = jd_str(d, m, "type", NULL);
         if (!type || (strcmp(type, "memory") && strcmp(type, "host_fs") && strcmp(type, "overlay"))) {

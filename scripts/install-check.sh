@@ -22,6 +22,17 @@ libdir=$(pkg-config --variable=libdir matchlock)
 cc "$prefix/consumer.c" $(pkg-config --cflags --libs matchlock) -o "$prefix/consumer-pc"
 LD_LIBRARY_PATH="$libdir" "$prefix/consumer-pc"
 
+# static: libmatchlock.a and its private requirements from `pkg-config --static`
+test -f "$libdir/libmatchlock.a"
+cc "$prefix/consumer.c" $(pkg-config --cflags matchlock) -static $(pkg-config --static --libs matchlock) -o "$prefix/consumer-static"
+"$prefix/consumer-static"
+if ldd "$prefix/consumer-static" >/dev/null 2>&1; then echo "install-check: consumer-static is not static" >&2; exit 1; fi
+# the API reference, when `make docs` built it
+if [ -d "$build/docs/html" ]; then
+  test -f "$prefix/share/doc/libmatchlock/html/index.html"
+  test -f "$prefix/share/man/man3/matchlock.h.3"
+fi
+
 mkdir -p "$prefix/cm"
 cat > "$prefix/cm/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
@@ -33,4 +44,4 @@ CM
 cmake -S "$prefix/cm" -B "$prefix/cm/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/cm/build" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$prefix/cm/build/consumer"
-echo "install-check: pkg-config and find_package(matchlock) both work"
+echo "install-check: pkg-config (shared and --static) and find_package(matchlock) work"

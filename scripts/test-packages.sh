@@ -2,13 +2,14 @@
 # Each language's package, installed from its own artifact into a scratch
 # directory outside the tree, runs the scenario there (launch on
 # matchlock-local, exec, stream, files: tests/packages/).
-#   scripts/test-packages.sh [BUILD_DIR] [node] [python] [lua]   (default: all)
+#   scripts/test-packages.sh [BUILD_DIR] [node] [python] [lua] [docs]   (default: all;
+#   docs runs the blocks of README.md and docs/ against the installed packages)
 # The tree must be as clean after as before (no stray files).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}; shift || true
 case "$build" in /*) ;; *) build="$repo/$build" ;; esac
-langs=("$@"); [ ${#langs[@]} -gt 0 ] || langs=(node python lua)
+langs=("$@"); [ ${#langs[@]} -gt 0 ] || langs=(node python lua docs)
 export MLK_BIN="$build/matchlock-local"
 [ -x "$MLK_BIN" ] || { echo "test-packages.sh: $MLK_BIN is missing (make build)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlk-packages.XXXXXX")
@@ -64,6 +65,16 @@ lua_package() {
   [ "$before" = "$(cd "$src" && find . | sort)" ] || { echo "luarocks make left files in the sources"; return 1; }
   eval "$(luarocks --lua-version 5.1 --tree "$work/rocks-jit" path)"
   luajit "$scen/scenario.lua"
+}
+
+# Every runnable block of README.md and docs/, as written, against the
+# packages installed above (tests/docs/run_blocks.py).
+docs_package() {
+  [ -x "$work/py-venv/bin/python" ] && [ -d "$work/node-project/node_modules/matchlock-native" ] && [ -d "$work/rocks" ] ||
+    { echo "docs: needs the node, python and lua packages installed first"; return 1; }
+  luarocks --lua-version 5.4 --tree "$work/rocks" path --no-bin > "$work/lua-env.sh"
+  python3 "$repo/tests/docs/run_blocks.py" --repo "$repo" --build "$build" --python "$work/py-venv/bin/python" \
+    --node-project "$work/node-project" --lua-env "$work/lua-env.sh"
 }
 
 for lang in "${langs[@]}"; do

@@ -27,10 +27,18 @@
  *  - Blocking calls `mlk_X(..., mlk_result **out)` always set *out (when
  *    `out` is not NULL) to a result the caller frees with mlk_result_free(),
  *    also on failure, so the error message is available.
- *  - The library installs no signal handlers.  Writes to the child happen
- *    on the I/O thread with SIGPIPE blocked there.  All descriptors are
- *    close-on-exec.  After fork() the child process must not use any
- *    libmatchlock object inherited from the parent (exec or _exit only).
+ *  - The library installs no signal handlers.  A request is written by the
+ *    calling thread itself, with send(MSG_NOSIGNAL) on the child's stdin
+ *    (a socket); what the socket does not take at once is written later by
+ *    the I/O thread the same way.  A dead child therefore never raises
+ *    SIGPIPE in any thread.  All descriptors are close-on-exec.
+ *  - fork(): in the child, every call on a client inherited from the
+ *    parent fails at once with MLK_ECLOSED (the message says "inherited
+ *    across fork()"); nothing reaches the parent's server, and
+ *    mlk_client_free() releases only the child's copies (descriptors and
+ *    memory).  The child may create clients of its own.
+ *  - A broken or hostile server never makes a call wait for its deadline:
+ *    see "What a broken server gets" in docs/c-api.md.
  */
 #ifndef MATCHLOCK_H
 #define MATCHLOCK_H
@@ -91,8 +99,8 @@ enum {
     MLK_EINVALID_ADD_HOST = -24,    /* upstream ErrInvalidAddHost */
     MLK_EPORT_FORWARD = -25,    /* upstream ErrParsePortForwards */
     MLK_EALLOW_LIST_HOSTS = -26,/* upstream ErrAllowListHosts */
-    MLK_EINVALID_MOUNT = -27,   /* workspace or mount rules broken */
-    MLK_EINVALID_RULE = -28,    /* a network or VFS interception rule is invalid */
+    MLK_EINVALID_MOUNT = -27,   /* extra disks that cannot be attached as given */
+    MLK_EINVALID_RULE = -28,    /* an interception rule has the wrong shape */
     MLK_EVFS_BLOCKED = -29,     /* a local VFS action hook blocked the call */
     MLK_ECLOSE_TIMEOUT = -30,   /* close timed out; the process was killed */
     MLK_EREMOVE = -31,          /* `matchlock rm` failed */
@@ -206,7 +214,15 @@ MLK_API int mlk_config_set_max_line(mlk_config *cfg, uint64_t bytes);
 
 /** Everything `create` sends.  Setters copy their arguments.  Validation
  *  happens in mlk_sandbox_params_json() and mlk_create(), before anything
- *  is sent; each failure has its own MLK_E* code. */
+ *  is sent; each failure has its own MLK_E* code and a message that begins
+ *  with the upstream SDK's error text ("image is required (e.g.,
+ *  alpine:latest)", "network mtu must be > 0", ...).  What is checked is
+ *  the upstream SDK's list (image, CPUs, MTU, no-network conflicts,
+ *  add-hosts, hook rules, port-forward specs) plus mount owner ranges;
+ *  workspace and mount paths, interception without mounts, static rule
+ *  phases and actions and negative sizes are sent as given and judged by
+ *  the server, as upstream.  A failed setter's message is reported again,
+ *  verbatim, by validation. */
 typedef struct mlk_sandbox mlk_sandbox;
 
 /** A new builder for `image` (copied; may be "" to be caught by validation).
@@ -227,7 +243,8 @@ MLK_API int mlk_sandbox_set_disk_size_mb(mlk_sandbox *sb, int64_t mb);
 MLK_API int mlk_sandbox_set_timeout_s(mlk_sandbox *sb, int64_t seconds);
 /** Run the sandbox privileged (sent only when set). */
 MLK_API int mlk_sandbox_set_privileged(mlk_sandbox *sb, int on);
-/** Guest workspace path (absolute, [A-Za-z0-9/_.-]). */
+/** Guest workspace path (the server requires an absolute path of
+ *  [A-Za-z0-9/_.-] containing the mounts). */
 MLK_API int mlk_sandbox_set_workspace(mlk_sandbox *sb, const char *guest_path);
 /** Mounts under the workspace: a host directory (read-write or read-only),
  *  a memory filesystem, or an overlay (copy-on-write over a host dir). */
@@ -389,6 +406,16 @@ MLK_API int mlk_client_fd(const mlk_client *c);
  *  what arrives meanwhile waits for the next call) on the calling thread.
  *  Returns how many ran, or a negative code. */
 MLK_API int mlk_dispatch(mlk_client *c, int max);
+/** Wait for callbacks and run them (since 1.1): waits until callbacks are
+ *  waiting for mlk_dispatch() or `timeout_ms` passes (-1: no limit; 0:
+ *  only the spin, never sleep), spinning up to 50 us before it sleeps (an answer usually
+ *  comes that fast), then runs what is queued, as mlk_dispatch(c, 0), on
+ *  the calling thread.  A signal delivered to the thread ends the wait
+ *  early.  Returns how many callbacks ran (0 on timeout), or a negative
+ *  code.  This lets the thread that waits for a call run its completion
+ *  itself, with no other thread involved; as with mlk_dispatch(), only one
+ *  thread at a time may dispatch a client. */
+MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms);
 
 /** Called with each `event` notification (msgpack map of the event's
  *  params), on the thread calling mlk_dispatch().  NULL removes it.

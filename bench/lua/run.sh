@@ -31,6 +31,13 @@ done
 [ ${#interps[@]} -gt 0 ] || { echo "bench/lua: no Lua interpreter with a built module" >&2; exit 1; }
 command -v lua5.4 >/dev/null || { echo "bench/lua: the orchestrator needs lua5.4" >&2; exit 1; }
 
+if [ -n "${BENCH_CHILDREN:-}" ]; then
+  for spec in "${interps[@]}"; do
+    bench_child "${spec%%=*}" "Lua binding, ${spec%%=*}" env "LUA_PATH=$repo/lua/?.lua;;" "LUA_CPATH=${spec#*=}" "${spec%%=*}" "$here/bench.lua" \
+      --child "$PEER" '{N}' '{S}'
+  done
+  exit 0
+fi
 bench_header "Lua ($(lua5.4 -v 2>&1 | head -1); $(luajit -v 2>&1 | head -1))"
 LUA_PATH="$repo/lua/?.lua;;" lua5.4 "$here/bench.lua" "$PEER" "$FLOOR" "$CORE" "$BENCH_REPS" "${BENCH_N:-20000}" \
   "$BENCH_STREAM_BYTES" "${interps[@]}"

@@ -4,6 +4,8 @@
 //
 //   node bench.js --peer P --floor F --core C --addon DIR [--official DIR]
 //                 [--reps 5] [-n 20000] [--stream-bytes 268435456]
+//   node bench.js --child native|official --peer P --addon DIR|--official DIR -n N --stream-bytes B
+//                 (one measurement for bench/all.py: rt= cpu= gbps=)
 //
 // Each repetition runs, in an order that rotates every repetition:
 //   floor     bench/floor_client.c: exec round trip over plain write/read and
@@ -35,9 +37,11 @@ function parseArgs(argv) {
     else if (k === "--reps") a.reps = Number(v);
     else if (k === "-n") a.n = Number(v);
     else if (k === "--stream-bytes") a.streamBytes = Number(v);
+    else if (k === "--child") a.child = v;
     else throw new Error(`bench.js: unknown argument ${k}`);
   }
-  for (const k of ["peer", "floor", "core", "addon"]) if (!a[k]) throw new Error(`bench.js: --${k} is required`);
+  const need = a.child ? ["peer", a.child === "official" ? "official" : "addon"] : ["peer", "floor", "core", "addon"];
+  for (const k of need) if (!a[k]) throw new Error(`bench.js: --${k} is required`);
   return a;
 }
 
@@ -118,8 +122,19 @@ class Bench {
   }
 }
 
+// One measurement of one client for bench/all.py: rt= cpu= gbps= on one line.
+async function child(a) {
+  const b = new Bench(a.child, require(a.child === "official" ? a.official : a.addon), a);
+  await b.open();
+  const v = await b.roundtrips(a.n);
+  const g = await b.stream(a.streamBytes);
+  await b.close();
+  console.log(`rt=${v.rt.toFixed(3)} cpu=${v.cpu.toFixed(3)} gbps=${g.toFixed(4)}`);
+}
+
 async function main() {
   const a = parseArgs(process.argv);
+  if (a.child) return child(a);
   const native = require(a.addon);
   console.log(`node ${process.version}; matchlock-native (core ${typeof native.version === "function" ? native.version() : "?"}); ${os.cpus().length} CPUs; load average ${loadavg()}`);
   const benches = { native: new Bench("native", native, a) };

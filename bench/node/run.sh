@@ -33,6 +33,13 @@ else
   echo " measured without it)"
 fi
 
+if [ -n "${BENCH_CHILDREN:-}" ]; then
+  bench_child node "Node, matchlock-native" node "$here/bench.js" --child native --addon "$repo/node" --peer "$PEER" \
+    -n '{N}' --stream-bytes '{S}'
+  if [ ${#official[@]} -gt 0 ]; then bench_child official-node "official TypeScript SDK (npm)" node "$here/bench.js" \
+    --child official "${official[@]}" --peer "$PEER" -n '{N}' --stream-bytes '{S}'; fi
+  exit 0
+fi
 bench_header "Node $(node --version)"
 node "$here/bench.js" --peer "$PEER" --floor "$FLOOR" --core "$CORE" --addon "$repo/node" --reps "$BENCH_REPS" \
   -n "${BENCH_N:-20000}" --stream-bytes "$BENCH_STREAM_BYTES" "${official[@]}"

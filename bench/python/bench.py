@@ -153,7 +153,6 @@ class RawBench:
         self.c = matchlock_native.Client(matchlock_native.Config(binary_path=a.peer))
         self.c.start()
         self.c.create(matchlock_native.CreateOptions(image="alpine:latest"))
-        self.c._core.stop_thread()  # this thread dispatches (cffi-async) or nothing is async (cffi-blocking)
         ptr = self.c._core.ptr
         if name == "cffi-blocking":
             pres = ffi.new("mlk_result **")
@@ -198,22 +197,40 @@ class RawBench:
         return None
 
     def close(self) -> None:
-        self.c._core._stop = False  # the dispatcher thread back for close()
-        self.c._core.start_thread()
         self.c.close()
+
+
+def child(a: argparse.Namespace) -> None:
+    """One measurement of one client for bench/all.py: rt= cpu= gbps= on one line."""
+    if a.child == "native":
+        import matchlock_native as mod
+    else:
+        import matchlock as mod  # type: ignore[no-redef]
+    b = Bench(a.child, mod, a)
+    us, c = b.roundtrips(a.n)
+    g = b.stream(a.stream_bytes)
+    b.close()
+    print(f"rt={us:.3f} cpu={c:.3f} gbps={g:.4f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peer", required=True)
-    ap.add_argument("--floor", required=True)
-    ap.add_argument("--core", required=True, help="bench_core")
+    ap.add_argument("--child", choices=("native", "official"),
+                    help="measure one client once and print rt= cpu= gbps= (for bench/all.py)")
+    ap.add_argument("--floor")
+    ap.add_argument("--core", help="bench_core")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("-n", type=int, default=10000, help="round trips per repetition")
     ap.add_argument("--stream-bytes", type=int, default=256 << 20)
     ap.add_argument("--no-official", action="store_true")
     ap.add_argument("--no-raw", action="store_true", help="leave out the cffi-blocking / cffi-async rows")
     a = ap.parse_args()
+    if a.child:
+        child(a)
+        return
+    if not a.floor or not a.core:
+        ap.error("--floor and --core are required (unless --child)")
 
     import matchlock_native
 

@@ -30,6 +30,14 @@ if ! "$venv/bin/python" -m pip install -q matchlock; then
   official=(--no-official)
 fi
 
+if [ -n "${BENCH_CHILDREN:-}" ]; then
+  bench_child python "Python, matchlock_native" "$venv/bin/python" "$here/bench.py" --child native --peer "$PEER" \
+    -n '{N}' --stream-bytes '{S}'
+  if [ ${#official[@]} -eq 0 ]; then bench_child official-python "official Python SDK $("$venv/bin/python" -c \
+    'from importlib.metadata import version; print(version("matchlock"))') (PyPI)" "$venv/bin/python" \
+    "$here/bench.py" --child official --peer "$PEER" -n '{N}' --stream-bytes '{S}'; fi
+  exit 0
+fi
 bench_header "Python"
 cd "$BENCH_BUILD"   # not the repository: import the installed package, not python/
 "$venv/bin/python" "$here/bench.py" --peer "$PEER" --floor "$FLOOR" --core "$CORE" --reps "$BENCH_REPS" \

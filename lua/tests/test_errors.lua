@@ -37,6 +37,33 @@ return function(T)
     c:free()
   end)
 
+  -- hostile servers (issue 11): the call ends at once, long before its deadline
+  for _, case in ipairs({
+    { "unknown-ids", 0, "EPROTO", "not waiting for" },
+    { "garbage", 1, "EPROTO", "not a JSON-RPC message" },
+    { "grandchild", 0, "EDEAD", "connection closed" },
+    { "dies-mid-call", 1, "EDEAD", "died mid-call" },
+  }) do
+    T.test("a hostile server: " .. case[1], function()
+      local c = H.hostile(case[1], case[2])
+      for _ = 1, case[2] do T.eq(c:exec("true").exit_code, 0) end
+      local t0 = os.time()
+      local e = T.raises(function() c:exec("true", { timeout_ms = 10000 }) end)
+      check_error(e, case[3])
+      T.ok(e.message:find(case[4], 1, true), e.message)
+      T.ok(os.time() - t0 <= 2, "waited for the deadline")
+      H.done(c)
+    end)
+  end
+
+  T.test("a hostile server: invalid base64 output is an error, not lost data", function()
+    local c = H.hostile("bad-base64")
+    local e = T.raises(function() c:exec_stream("echo hi", { timeout_ms = 10000 }) end)
+    check_error(e, "EPROTO")
+    T.ok(e.message:find("exec_stream.stdout", 1, true), e.message)
+    H.done(c)
+  end)
+
   T.test("the nothrow style returns nil, err", function()
     local c = H.client()
     local r, e = c:nothrow():exec("true")

@@ -204,6 +204,13 @@ struct Env {
     std::unordered_set<Job *> jobs;
     std::unordered_set<PendingHook *> hook_calls;   /* hook tokens a promise will answer */
     bool gone = false;
+    /* the spin before the loop sleeps (SpinArm): a prepare handle that
+     * dispatches the client of the call started last, and an idle handle
+     * that keeps the loop from blocking while answers keep coming */
+    uv_prepare_t *spin = nullptr;
+    uv_idle_t *keep = nullptr;
+    Client *spin_cl = nullptr;
+    uint64_t spin_since = 0;
 };
 
 static thread_local Env *tl_env = nullptr;
@@ -343,6 +350,7 @@ static void ClientUnref(Client *cl)
 }
 
 static void JobQueueFree(Env *env, mlk_client *c);
+static void SpinStop(Env *e);
 
 static void PollClosed(uv_handle_t *h) { free(h); }
 
@@ -361,6 +369,7 @@ static void ClientFreeC(Client *cl, bool sync)
     mlk_free(t);
     cl->c = nullptr;
     cl->env->clients.erase(cl);
+    if (cl->env->spin_cl == cl) SpinStop(cl->env);
     if (cl->poll) {
         uv_poll_stop(cl->poll);
         uv_close((uv_handle_t *)cl->poll, PollClosed);
@@ -393,6 +402,74 @@ static void ClientFinalize(void *p)
     ClientFreeC(cl, cl->env->gone);
     delete cl;
 }
+
+/* The spin (issue 15).  An answer usually comes within tens of
+ * microseconds of the request, and waking a sleeping loop costs about as
+ * much again (an eventfd write, epoll, a context switch).  So after a call
+ * starts, the loop's prepare phase (just before libuv would block) spins
+ * up to 50 us for that client's callbacks (mlk_dispatch_wait(c, 0)) and
+ * runs them; while that finds answers, the idle handle keeps the loop from
+ * blocking, so the next call's answer is spun for too.  It stops, and the
+ * loop sleeps on the client's fd as before, when a spin finds nothing or
+ * the last call started more than 1 ms ago.  Neither handle keeps the
+ * loop alive. */
+static void SpinStop(Env *e)
+{
+    e->spin_cl = nullptr;
+    if (e->spin) uv_prepare_stop(e->spin);
+    if (e->keep) uv_idle_stop(e->keep);
+}
+
+static void OnKeep(uv_idle_t *) {}
+
+static void OnSpin(uv_prepare_t *h)
+{
+    Env *e = (Env *)uv_handle_get_data((uv_handle_t *)h);
+    Client *cl = e->spin_cl;
+    if (!cl || !cl->c || cl->pending == 0 || cl->in_poll || uv_hrtime() - e->spin_since > 1000000) {
+        SpinStop(e);
+        return;
+    }
+    Napi::Env env(e->env);
+    int n = 0;
+    cl->in_poll = true;
+    try {
+        Napi::HandleScope hs(env);
+        Napi::CallbackScope scope(env, e->actx);
+        n = mlk_dispatch_wait(cl->c, 0);
+    } catch (...) {
+    }
+    cl->in_poll = false;
+    if (n <= 0 && e->spin_cl == cl) SpinStop(e);   /* (a new call re-armed it otherwise) */
+    ClientMaybeRelease(cl);
+}
+
+static void SpinArm(Client *cl)
+{
+    Env *e = cl->env;
+    if (e->gone) return;
+    if (!e->spin) {
+        e->spin = (uv_prepare_t *)malloc(uv_handle_size(MLK_UV_PREPARE));
+        e->keep = (uv_idle_t *)malloc(uv_handle_size(MLK_UV_IDLE));
+        if (!e->spin || !e->keep || uv_prepare_init(e->loop, e->spin) != 0) {
+            free(e->spin);
+            free(e->keep);
+            e->spin = nullptr;
+            e->keep = nullptr;
+            return;
+        }
+        uv_idle_init(e->loop, e->keep);
+        uv_handle_set_data((uv_handle_t *)e->spin, e);
+        uv_unref((uv_handle_t *)e->spin);
+        uv_unref((uv_handle_t *)e->keep);
+    }
+    e->spin_cl = cl;
+    e->spin_since = uv_hrtime();
+    uv_prepare_start(e->spin, OnSpin);
+    uv_idle_start(e->keep, OnKeep);
+}
+
+static void SpinClosed(uv_handle_t *h) { free(h); }
 
 static void OnPoll(uv_poll_t *h, int, int)
 {
@@ -630,6 +707,7 @@ static Napi::Value Started(Req *r, Napi::Value promise, int rc, uint64_t op, con
         r->op = op;
         r->cl->reqs.insert(r);
         ClientRef(r->cl);
+        SpinArm(r->cl);
         e->op_data[0] = (double)op;
     }
     return promise;
@@ -1218,6 +1296,13 @@ static void Cleanup(void *arg)
     e->gone = true;
     std::vector<Client *> cls(e->clients.begin(), e->clients.end());
     for (Client *cl : cls) ClientFreeC(cl, true);
+    if (e->spin) {
+        SpinStop(e);
+        uv_close((uv_handle_t *)e->spin, SpinClosed);
+        uv_close((uv_handle_t *)e->keep, SpinClosed);
+        e->spin = nullptr;
+        e->keep = nullptr;
+    }
     /* Tokens a promise would have answered: no JS runs any more. */
     std::vector<PendingHook *> phs(e->hook_calls.begin(), e->hook_calls.end());
     e->hook_calls.clear();

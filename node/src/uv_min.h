@@ -6,8 +6,9 @@
  * (every Node since 0.12), so the addon declares what it uses and treats
  * every handle as opaque: its size comes from uv_handle_size() at run time
  * and its user pointer through uv_handle_{get,set}_data (libuv >= 1.19,
- * Node >= 10).  The two enum values below are part of that stable ABI
- * (uv.h: UV_HANDLE_TYPE_MAP's 8th entry is POLL; UV_READABLE = 1).
+ * Node >= 10).  The enum values below are part of that stable ABI
+ * (uv.h: UV_HANDLE_TYPE_MAP's 6th entry is IDLE, 8th POLL, 9th PREPARE;
+ * UV_READABLE = 1).
  */
 #ifndef MLK_NODE_UV_MIN_H
 #define MLK_NODE_UV_MIN_H
@@ -30,8 +31,22 @@ void uv_ref(uv_handle_t *handle);
 void uv_unref(uv_handle_t *handle);
 void *uv_handle_get_data(const uv_handle_t *handle);
 void uv_handle_set_data(uv_handle_t *handle, void *data);
+
+/* the spin before the loop sleeps (glue.hxx SpinArm) */
+typedef struct uv_prepare_s uv_prepare_t;
+typedef struct uv_idle_s uv_idle_t;
+typedef void (*uv_prepare_cb)(uv_prepare_t *handle);
+typedef void (*uv_idle_cb)(uv_idle_t *handle);
+int uv_prepare_init(uv_loop_t *loop, uv_prepare_t *handle);
+int uv_prepare_start(uv_prepare_t *handle, uv_prepare_cb cb);
+int uv_prepare_stop(uv_prepare_t *handle);
+int uv_idle_init(uv_loop_t *loop, uv_idle_t *handle);
+int uv_idle_start(uv_idle_t *handle, uv_idle_cb cb);
+int uv_idle_stop(uv_idle_t *handle);
+unsigned long long uv_hrtime(void);
 }
 
-enum { MLK_UV_POLL = 8, MLK_UV_READABLE = 1 };
+/* UV_HANDLE_TYPE_MAP: IDLE is the 6th entry, POLL the 8th, PREPARE the 9th */
+enum { MLK_UV_IDLE = 6, MLK_UV_POLL = 8, MLK_UV_PREPARE = 9, MLK_UV_READABLE = 1 };
 
 #endif

@@ -151,3 +151,12 @@ test("AbortSignal cancels the core's async create/log/allow-list calls (mlk_canc
   assert.equal((await c2.exec("echo ok", { encoding: "utf8" })).stdout, "ok\n", "the client is still usable");
   assert.equal(n.stats().jobs, 0, "no threadpool job was used");
 });
+
+test("a core the addon was not built for is refused at load, with what to do", () => {
+  const n = require("../lib/native");
+  const h = n.MLK_VERSION;
+  n._checkVersion(h, h, "same");
+  n._checkVersion(h + 1, h, "newer");
+  assert.throws(() => n._checkVersion(h + 10000, h, "2.0.0"), /libmatchlock 2\.0\.0 is not compatible.*rebuild the addon/);
+  assert.throws(() => n._checkVersion(h - 1, h, "older"), /libmatchlock older is not compatible/);
+});

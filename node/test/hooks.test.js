@@ -363,3 +363,32 @@ test("an outstanding hook token keeps the loop alive until its promise answers",
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, "launched\nhook called\nanswered\n", r.stderr);
 });
+
+// Issue 11 item 6: the call's deadline covers its action and mutate hooks.
+test("the deadline of writeFile covers an action hook that never answers", async (t) => {
+  let release;
+  const sb = wsSandbox().withVFSInterception({
+    rules: [
+      {
+        name: "stuck",
+        path: "/workspace/stuck*",
+        actionHook: () => new Promise((resolve) => { release = resolve; }), // answers only when released
+      },
+    ],
+  });
+  const c = await createdWith(t, sb);
+  const t0 = Date.now();
+  await assert.rejects(c.writeFile("/workspace/stuck.txt", "x", { timeoutMs: 500 }), (e) => {
+    assert.equal(e.errname, "MLK_ETIMEDOUT");
+    assert.match(e.message, /500 ms/);
+    return true;
+  });
+  const el = Date.now() - t0;
+  assert.ok(el >= 400 && el < 2000, `took ${el} ms for a 500 ms deadline`);
+  assert.ok(release, "the hook was asked");
+  release("allow"); // a late answer is dropped safely
+  await sleep(50);
+  assert.equal((await c.exec("test -e /workspace/stuck.txt")).exitCode, 1, "a timed-out write is never sent");
+  await c.writeFile("/workspace/free.txt", "y");
+  assert.equal((await c.readFile("/workspace/free.txt")).toString(), "y");
+});

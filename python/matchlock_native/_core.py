@@ -213,10 +213,7 @@ class _Op:
         self.timed_out = False
         self.in_cb = 0  # callbacks of this call running now (a nested dispatch may complete it)
         self.deferred: _Outcome | None = None
-        self._lock: threading.Lock | None = None
-        if afut is None:
-            self._lock = threading.Lock()
-            self._lock.acquire()
+        self._lock: threading.Lock | None = None  # a sleeping waiter's wake lock (arm())
         self.handle = ffi.new_handle(self)
         owner._live.add(self)
 
@@ -245,10 +242,14 @@ class _Op:
             except BaseException as e:  # noqa: BLE001
                 if self.exc is None:
                     self.exc = e
-        if self._lock is not None:
-            self._lock.release()
-        elif self.afut is not None and not self.afut.done():
-            self.afut.set_result(outcome)
+        if self.afut is not None:
+            if not self.afut.done():
+                self.afut.set_result(outcome)
+        elif self._lock is not None:
+            try:
+                self._lock.release()
+            except RuntimeError:  # already released by a token hand-over
+                pass
 
     def leave_cb(self) -> None:
         self.in_cb -= 1
@@ -256,13 +257,19 @@ class _Op:
             d, self.deferred = self.deferred, None
             self.complete(d)
 
-    def wait_step(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds; True when complete.  Interruptible."""
+    def arm(self) -> None:
+        """Make a wake lock for a thread about to sleep on this call (the
+        thread that completes it, or gives the client's token back, releases it)."""
+        if self._lock is None:
+            lk = threading.Lock()
+            lk.acquire()
+            self._lock = lk
+
+    def sleep(self, timeout: float) -> None:
+        """Sleep until woken or `timeout` seconds pass (interruptible); the
+        lock stays taken for the next sleep."""
         assert self._lock is not None
-        if self._lock.acquire(timeout=timeout):
-            self._lock.release()
-            return True
-        return False
+        self._lock.acquire(timeout=timeout)
 
     @property
     def done(self) -> bool:
@@ -359,6 +366,17 @@ def to_ms(timeout: float | None, what: str = "timeout") -> int:
         raise ValidationError(f"{what} must be a positive number of seconds (or None for no deadline), "
                               f"got {timeout!r}")
     return max(1, math.ceil(timeout * 1000))
+
+
+def cbytes(s: str | bytes, what: str = "argument") -> bytes:
+    """s as NUL-free UTF-8 bytes: a `const char *` argument for the duration
+    of one call (cffi passes the bytes' own buffer; no copy)."""
+    b = s.encode("utf-8") if isinstance(s, str) else s
+    if not isinstance(b, bytes):
+        raise TypeError(f"{what} must be a str, not {type(s).__name__}")
+    if b"\0" in b:
+        raise ValidationError(f"{what} must not contain NUL characters: {s!r}")
+    return b
 
 
 def cstr(s: str | bytes, what: str = "argument") -> Any:

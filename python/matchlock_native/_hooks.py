@@ -3,15 +3,16 @@
 Every hook rule registered on a `Sandbox` becomes one `_HookEntry` whose
 cffi handle is the `ud` of `mlk_sandbox_add_network_hook` /
 `mlk_sandbox_add_vfs_hook`; the core calls the single `extern "Python"`
-trampoline `_mlk_py_hook` from mlk_dispatch() (the Client's dispatcher
-thread, or the AsyncClient's event loop).
+trampoline `_mlk_py_hook` from mlk_dispatch() (for the Client: the thread
+waiting in a call, or the shared "matchlock-dispatch" thread when none
+waits -- see _dispatch.py; for the AsyncClient: its event loop).
 
 The trampoline decodes the request, calls the user's function and answers
 the reply token (`mlk_hook_call`) exactly once:
 
 * a plain return value is encoded and answered at once;
 * an awaitable (an `async def` hook) runs as a task on the AsyncClient's
-  loop, or on a shared background loop for the blocking Client, and answers
+  loop, or on the shared dispatcher loop for the blocking Client, and answers
   when it finishes (the token is kept in a `_Reply` until then);
 * an exception answers with `mlk_hook_fail` (network: an error reply, the
   traffic proceeds; action/mutate: the file call fails) and is reported:
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import is_dataclass
 from typing import Any, Callable
 
+from . import _dispatch
 from ._msgpack import packb, unpackb
 from ._native import ffi, lib
 from .types import (
@@ -152,32 +154,6 @@ def fail_pending(pending: set[_Reply], message: str) -> None:
     """Answer every still-pending token (the client is going away)."""
     for r in list(pending):
         r.fail(message)
-
-
-# --------------------------------------------------------------------------
-# background loop for async hooks of the blocking Client
-
-_bg_loop: asyncio.AbstractEventLoop | None = None
-_bg_lock = threading.Lock()
-
-
-def background_loop() -> asyncio.AbstractEventLoop:
-    """A shared event loop on a daemon thread, started on first use."""
-    global _bg_loop
-    with _bg_lock:
-        if _bg_loop is None or _bg_loop.is_closed():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            threading.Thread(target=run, name="matchlock-hooks", daemon=True).start()
-            ready.wait()
-            _bg_loop = loop
-        return _bg_loop
 
 
 # --------------------------------------------------------------------------
@@ -454,7 +430,7 @@ def _schedule(entry: _HookEntry, client: Any, awaitable: Any, reply: _Reply | No
     if client is not None:
         loop = client._hook_loop()
     if loop is None or loop.is_closed():
-        loop = background_loop()
+        loop = _dispatch.loop()
     tasks: set[Any] = client._core.hook_tasks if client is not None else set()
 
     async def runner() -> None:

@@ -3,8 +3,9 @@
 Every method is written once, as a *plan*: a generator that starts C calls
 and yields what it waits for (an `_Op` to complete, or a `_Blocking` C call
 that has no async variant).  `Client` drives plans on the calling thread,
-waiting in short interruptible steps while a per-client dispatcher thread
-runs mlk_dispatch(); `AsyncClient` drives the same plans as coroutines,
+which waits in C (mlk_dispatch_wait, GIL released) and runs the client's
+completions and callbacks itself (_dispatch.py: one thread dispatches a
+client at a time; one shared thread for events and hooks when no call waits); `AsyncClient` drives the same plans as coroutines,
 with mlk_dispatch() run by `loop.add_reader(mlk_client_fd(...))`.
 """
 
@@ -13,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import select
 import threading
 import time
 import warnings
 import weakref
 from typing import IO, Any, AsyncIterable, Callable, Generator, Iterable, Union
 
-from . import _hooks
+from . import _dispatch, _hooks
 from ._core import (
     CStrArray,
     Writer,
@@ -29,6 +29,7 @@ from ._core import (
     _Sink,
     as_bytes,
     call_blocking,
+    cbytes,
     cstr,
     make_config,
     take_result,
@@ -91,10 +92,13 @@ class _Core:
         self._event_cb: EventCallback | None = None
         self.event_errors: list[BaseException] = []
         self._handle = ffi.new_handle(self)
-        self._thread: threading.Thread | None = None
-        self._wake: tuple[int, int] | None = None
-        self._stop = False
-        self.dispatch_ident: int | None = None
+        # the dispatch token (_dispatch.py): who may run mlk_dispatch now
+        self.token = threading.Lock()
+        self.token_owner: int | None = None
+        self.waiting: list[_Op] = []  # calls whose threads sleep until the token is free
+        self.watched = False  # dispatched by the shared thread when no call waits
+        self.parked = False
+        self.fd = -1
         self.closed = False
         self.freed = False
         # hooks: entries kept alive for the core's `ud`, unanswered reply
@@ -121,48 +125,35 @@ class _Core:
         self.pid = os.getpid()
         lib.mlk_client_set_event_cb(self.ptr, lib._mlk_py_event, self._handle)
 
-    # dispatcher thread ------------------------------------------------------
-    def start_thread(self) -> None:
-        self._wake = os.pipe()
-        os.set_blocking(self._wake[0], False)
-        self._thread = threading.Thread(target=self._run, name="matchlock-dispatch", daemon=True)
-        self._thread.start()
+    # the dispatch token ---------------------------------------------------
+    def take(self) -> bool:
+        """Take the token without blocking; True when this thread now holds it."""
+        if self.token.acquire(False):
+            self.token_owner = threading.get_ident()
+            return True
+        return False
 
-    def _run(self) -> None:
-        self.dispatch_ident = threading.get_ident()
-        assert self._wake is not None
-        fd = lib.mlk_client_fd(self.ptr)
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        p.register(self._wake[0], select.POLLIN)
-        ptr = self.ptr
-        dispatch = lib.mlk_dispatch
-        while not self._stop:
-            p.poll()
-            dispatch(ptr, 0)
+    def give(self) -> None:
+        """Give the token back and wake whoever waits for it."""
+        self.token_owner = None
+        self.token.release()
+        if self.waiting:
+            _dispatch.wake(self.waiting[0])
+        if self.parked:
+            self.parked = False
+            _dispatch.unpark(self)
 
-    def stop_thread(self) -> None:
-        t = self._thread
-        if t is None:
+    def dispatch_now(self) -> None:
+        """Run what is queued, on this thread, if no other thread dispatches."""
+        if self.ptr == ffi.NULL or self.freed:
             return
-        self._stop = True
-        assert self._wake is not None
-        try:
-            os.write(self._wake[1], b"x")
-        except OSError:
-            pass
-        if threading.get_ident() != self.dispatch_ident:
-            t.join()
-            self._thread = None
-            for w in self._wake:
-                os.close(w)
-            self._wake = None
-
-    def dispatch_here(self, timeout: float) -> None:
-        """Dispatch on this thread (used when a callback makes a blocking call)."""
-        fd = lib.mlk_client_fd(self.ptr)
-        select.select([fd], [], [], timeout)
-        lib.mlk_dispatch(self.ptr, 0)
+        if self.token_owner == threading.get_ident():
+            lib.mlk_dispatch(self.ptr, 0)
+        elif self.take():
+            try:
+                lib.mlk_dispatch(self.ptr, 0)
+            finally:
+                self.give()
 
     # ----------------------------------------------------------------------------
     def _cancel_op(self, op_id: int) -> None:
@@ -178,13 +169,16 @@ class _Core:
         if self.freed:
             return
         self.freed = True
-        self.stop_thread()
+        _dispatch.unwatch(self)
         if self.addr:
             _hooks.unregister(self.addr)
             self.addr = 0
         if self.ptr != ffi.NULL:
-            if threading.get_ident() != self.dispatch_ident:
-                lib.mlk_client_free(self.ptr)  # deferred by the core if inside a callback
+            if self.token_owner == threading.get_ident():
+                lib.mlk_client_free(self.ptr)  # inside a callback: the core defers the free
+            else:
+                with self.token:  # never under a thread that is dispatching
+                    lib.mlk_client_free(self.ptr)
             self.ptr = ffi.NULL
         # hooks still running (async) answer into the void; answer for them
         _hooks.fail_pending(self.pending_calls, "the client was closed before the hook answered")
@@ -259,10 +253,16 @@ class _ClientBase:
         """Where async hook functions run."""
         raise NotImplementedError
 
+    def _background(self) -> None:
+        """Events or hooks may arrive while no call waits (see Client)."""
+
     def on_event(self, callback: EventCallback | None) -> None:
         """Receive every server `event` notification as a dict (lossy; beyond
-        upstream).  Runs on the dispatcher thread (Client) or the loop (AsyncClient)."""
+        upstream).  Runs on a thread waiting in a call on this client, or the shared
+        "matchlock-dispatch" thread when none waits (Client), or the loop (AsyncClient)."""
         self._core._event_cb = callback
+        if callback is not None:
+            self._background()
 
     # ---------------------------------------------------------------- plumbing
     def _new_op(self, sinks: tuple[_Sink | None, _Sink | None] | None = None,
@@ -313,6 +313,8 @@ class _ClientBase:
         ptr = yield from self._ensure_started_plan()
         # the core keeps the hooks' handles as `ud`: keep their objects alive
         self._core.hook_entries.extend(e for e in sb._hook_entries if e not in self._core.hook_entries)
+        if self._core.hook_entries:
+            self._background()
         out: _Outcome = yield from self._call_plan("launch" if launch_ep else "create", "create", ptr, sb._sb, ms)
         # The VM may exist although the call failed (the builder's port
         # forwards failed after create): keep its id so close()/remove() clean up.
@@ -399,6 +401,8 @@ class _ClientBase:
 
     # ---------------------------------------------------------------- exec plans
     def _exec_opts(self, mode: int, working_dir: str, user: str, timeout: float | None) -> Any:
+        if mode == lib.MLK_EXEC_BUFFERED and not working_dir and not user and timeout is None:
+            return ffi.NULL  # the core's defaults: no options object per call
         o = lib.mlk_exec_opts_new()
         if o == ffi.NULL:
             raise MemoryError("mlk_exec_opts_new failed")
@@ -415,7 +419,7 @@ class _ClientBase:
 
     def _start_exec(self, ptr: Any, command: str, opts: Any, op: _Op, what: str) -> None:
         pop = ffi.new("uint64_t *")
-        rc = lib.mlk_exec_async(ptr, cstr(command, "command"), opts, lib._mlk_py_done, op.handle, pop)
+        rc = lib.mlk_exec_async(ptr, cbytes(command, "command"), opts, lib._mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, what)
@@ -661,19 +665,26 @@ class Client(_ClientBase):
             self._start_sync()
 
     def _attach(self) -> None:
-        self._core.start_thread()
+        # no thread of its own: waiting calls dispatch (_dispatch.py)
+        if self._core._event_cb is not None:
+            self._background()
 
     def _detach(self) -> None:
-        self._core.stop_thread()
-        if self._core.ptr != ffi.NULL and threading.get_ident() != self._core.dispatch_ident:
-            lib.mlk_dispatch(self._core.ptr, 0)  # completions queued while closing
+        _dispatch.unwatch(self._core)
+        self._core.dispatch_now()  # completions queued while closing
+
+    def _background(self) -> None:
+        # events or hooks can arrive while no call waits: the shared thread
+        # dispatches this client then
+        if self._core.ptr != ffi.NULL and self._state != "closed":
+            _dispatch.watch(self._core)
 
     def _new_op(self, sinks: tuple[_Sink | None, _Sink | None] | None = None,
                 on_ready: Callable[[], Any] | None = None) -> _Op:
         return _Op(self._core, sinks, on_ready)
 
     def _hook_loop(self) -> asyncio.AbstractEventLoop | None:
-        return _hooks.background_loop()
+        return _dispatch.loop()
 
     # the driver ---------------------------------------------------------------
     def _run(self, plan: Plan) -> Any:
@@ -690,22 +701,51 @@ class Client(_ClientBase):
                 send = step
 
     def _wait(self, op: _Op) -> None:
+        """Wait for op on this thread: dispatch the client here (in C, GIL
+        released) while holding its token, else sleep until the holder
+        completes op or gives the token back."""
         core = self._core
-        if threading.get_ident() == core.dispatch_ident:
-            # A callback on the dispatcher thread made a blocking call:
-            # dispatch here so its completion (and others) still arrive.
-            while not op.done:
-                self._deadline_check(op)
-                core.dispatch_here(0.05)
+        if core.token_owner == threading.get_ident():
+            # a callback running on this thread made a blocking call
+            self._dispatch_until(op)
             return
+        queued = False
         try:
-            while not op.wait_step(0.25 if op.deadline is None else
-                                   max(0.0, min(0.25, op.deadline - time.monotonic()))):
-                self._deadline_check(op)
+            while not op.done:
+                if core.take():
+                    try:
+                        self._dispatch_until(op)
+                    finally:
+                        core.give()
+                elif not queued:
+                    op.arm()
+                    core.waiting.append(op)
+                    queued = True  # then look again: the holder may have just left
+                else:
+                    op.sleep(self._step(op))
+                    self._deadline_check(op)
         except BaseException:
             if not op.done:
                 core._cancel_op(op.op_id)
             raise
+        finally:
+            if queued:
+                core.waiting.remove(op)
+
+    def _dispatch_until(self, op: _Op) -> None:
+        core = self._core
+        wait = lib.mlk_dispatch_wait
+        while not op.done:
+            if core.ptr == ffi.NULL:
+                op.complete(_Outcome.failed(lib.MLK_ECLOSED, "client closed: this call needs an open client "
+                                            "(create a new one)"))
+                return
+            wait(core.ptr, 250 if op.deadline is None else int(self._step(op) * 1000) + 1)
+            self._deadline_check(op)
+
+    @staticmethod
+    def _step(op: _Op) -> float:
+        return 0.25 if op.deadline is None else max(0.0, min(0.25, op.deadline - time.monotonic()))
 
     def _deadline_check(self, op: _Op) -> None:
         if op.deadline is not None and not op.timed_out and time.monotonic() >= op.deadline:
@@ -906,7 +946,6 @@ class AsyncClient(_ClientBase):
         fd = lib.mlk_client_fd(self._core.ptr)
         ptr = self._core.ptr
         self._loop.call_soon_threadsafe(self._loop.add_reader, fd, lib.mlk_dispatch, ptr, 0)
-        self._core.dispatch_ident = None
 
     def _free_core(self) -> None:
         # after _detach's finish(), which may be queued on the loop

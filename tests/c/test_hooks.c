@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "matchlock.h"
@@ -211,7 +215,7 @@ static void *do_exchange(void *p)
         x->done = 1;
         return NULL;
     }
-    ssize_t n = write(fd, x->request, strlen(x->request));
+    ssize_t n = send(fd, x->request, strlen(x->request), MSG_NOSIGNAL); /* a refused peer is closed at once */
     (void)n;
     size_t got = 0;
     while (got < sizeof x->reply - 1) {
@@ -771,5 +775,220 @@ Test(hooks, deadline_covers_a_mutate_hook_async, .timeout = 30)
     cr_assert_eq(async_status, MLK_ETIMEDOUT);
     cr_assert_not_null(held_call);
     cr_assert_eq(mlk_hook_fail(held_call, "too late"), 0); /* dropped safely */
+    mlk_client_free(c);
+}
+
+/* ---- issue 11 item 7: root is trusted only when the server runs as root -- */
+
+int hook_peer_uid_allowed(uid_t peer, uid_t host, int sudo); /* core/hooks.c */
+
+Test(hooks, root_peer_is_trusted_only_for_a_root_server)
+{
+    cr_assert(hook_peer_uid_allowed(1000, 1000, 0), "the host's own uid");
+    cr_assert(!hook_peer_uid_allowed(0, 1000, 0), "root, while neither the host nor its server is root");
+    cr_assert(hook_peer_uid_allowed(0, 1000, 1), "root, when the server runs through sudo");
+    cr_assert(hook_peer_uid_allowed(0, 0, 0), "root, when the host is root");
+    cr_assert(!hook_peer_uid_allowed(1001, 1000, 1), "another user, sudo or not");
+    cr_assert(!hook_peer_uid_allowed(1001, 0, 0), "another user of a root host");
+}
+
+Test(hooks, a_non_root_host_refuses_root_on_its_socket, .timeout = 30)
+{
+    if (geteuid() != 0) cr_skip_test("needs root to play both users");
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* the host, as nobody, with its own client */
+        close(p[0]);
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+        alarm(20);
+        struct net_state st = {.mode = ANSWER_MUTATE};
+        char sock[256];
+        mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+        size_t n = strlen(sock) + 1;
+        if (write(p[1], sock, n) != (ssize_t)n) _exit(4);
+        for (int i = 0; i < 100; i++) { /* 1 s of dispatching while root knocks */
+            mlk_dispatch(c, 0);
+            usleep(10000);
+        }
+        mlk_client_free(c);
+        _exit(st.calls == 0 ? 0 : 5);
+    }
+    close(p[1]);
+    char sock[256] = "";
+    ssize_t k = read(p[0], sock, sizeof sock - 1);
+    cr_assert_gt(k, 0, "the host child died before creating its socket");
+    struct exchange x = {.sock = sock, .request = REQ};
+    do_exchange(&x); /* as root */
+    cr_assert_eq(x.reply[0], '\0', "root got a reply from a non-root host: %s", x.reply);
+    int status = -1;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "host child: status %d", status);
+    close(p[0]);
+}
+
+/* ---- issue 11 item 8: a flood of hook-socket connections --------------- */
+
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) >= 0) n++;
+    return n;
+}
+
+static int knock(const char *sock)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EAGAIN && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+Test(hooks, a_flood_of_idle_connections_is_capped_and_timed_out, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_MUTATE};
+    char sock[256];
+    mlk_client *c = net_client(&st, 300, sock, sizeof sock); /* idle connections end after 300 ms */
+    int before = count_fds();
+    int fds[300], n = 0;
+    for (int i = 0; i < 300; i++)
+        if ((fds[n] = knock(sock)) >= 0) n++;
+    cr_assert_gt(n, 64);
+    usleep(150 * 1000);
+    int accepted = count_fds() - before - n;
+    cr_assert_leq(accepted, 64, "the host holds %d of %d idle connections", accepted, n);
+    /* the first ones are closed by the host once idle for the rule's timeout */
+    struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, 3000), 1, "an idle connection was never closed");
+    char b;
+    cr_assert_eq(read(fds[0], &b, 1), 0, "closed without a reply");
+    for (int i = 0; i < n; i++) close(fds[i]);
+    /* the socket still serves a real request */
+    struct exchange x = {.sock = sock, .request = REQ};
+    exchange_while_dispatching(c, &x);
+    cr_assert(strstr(x.reply, "\"action\":\"allow\""), "%s", x.reply);
+    mlk_client_free(c);
+}
+
+static double cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+Test(hooks, descriptor_exhaustion_neither_spins_nor_says_out_of_memory, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_MUTATE};
+    char sock[256];
+    mlk_client *c = net_client(&st, 5000, sock, sizeof sock);
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)count_fds() + 8; /* the host accepts a few, then hits EMFILE */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* the flood, from a descriptor table of its own */
+        close(go[1]);
+        alarm(20);
+        setrlimit(RLIMIT_NOFILE, &old);
+        for (int i = 0; i < 200; i++) knock(sock);
+        char b;
+        ssize_t k = read(go[0], &b, 1); /* hold them until told */
+        (void)k;
+        _exit(0);
+    }
+    close(go[0]);
+    usleep(300 * 1000);
+    double t0 = cpu_s();
+    usleep(500 * 1000); /* connections wait; the listener must not spin on EMFILE */
+    double spent = cpu_s() - t0;
+    cr_assert_lt(spent, 0.1, "%.2f s of CPU in 0.5 s while out of descriptors (spinning on EMFILE)", spent);
+    mlk_client *c2 = NULL;
+    mlk_result *r = NULL;
+    int rc = mlk_client_new(&c2, NULL, &r);
+    cr_assert_neq(rc, 0);
+    cr_assert(strstr(mlk_result_message(r), "file descriptors"), "says what ran out: %s", mlk_result_message(r));
+    mlk_result_free(r);
+    close(go[1]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    struct exchange x = {.sock = sock, .request = REQ};
+    exchange_while_dispatching(c, &x); /* accepting again */
+    cr_assert(strstr(x.reply, "\"action\":\"allow\""), "%s", x.reply);
+    mlk_client_free(c);
+}
+
+/* A reply the peer does not read never holds the I/O thread that serves
+ * every client: another client's calls go on meanwhile. */
+static void big_reply(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    size_t n = 8 << 20; /* far more than a socket buffer */
+    char *body = calloc(1, n);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "response", 8);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "set_body_base64", 15);
+    msgpack_pack_bin_with_body(&pk, body, n);
+    cr_assert_eq(mlk_hook_reply(call, sb.data, sb.size), 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(body);
+    (*(int *)ud)++;
+}
+
+Test(hooks, an_unread_reply_does_not_hold_the_io_thread, .timeout = 30)
+{
+    mlk_client *c = peer_client(PEER);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    int calls = 0;
+    const char rule[] = "\x81\xa5hosts\x91\xa1*"; /* {hosts: ["*"]} */
+    cr_assert_eq(mlk_sandbox_add_network_hook(sb, rule, sizeof rule - 1, big_reply, &calls), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 10000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    char *log = slurp(logfile);
+    char *p = strstr(log, "\"callback_socket\":\"");
+    cr_assert_not_null(p);
+    p += 19;
+    char sock[256];
+    snprintf(sock, sizeof sock, "%.*s", (int)(strchr(p, '"') - p), p);
+    free(log);
+    mlk_client *other = peer_client(PEER);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", sock);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(write(fd, REQ, strlen(REQ)), (ssize_t)strlen(REQ));
+    for (int i = 0; i < 400 && !calls; i++) {
+        mlk_dispatch(c, 0);
+        usleep(5000);
+    }
+    cr_assert_eq(calls, 1);
+    /* the reply is stuck in a socket nobody reads; the I/O thread must be free */
+    for (int i = 0; i < 5; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        cr_assert_eq(mlk_exec(other, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double el = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        cr_assert(el < 0.5, "an exec on another client took %.2fs while a reply was unread", el);
+    }
+    mlk_client_free(other);
+    close(fd);
     mlk_client_free(c);
 }

@@ -72,6 +72,22 @@ static mlk_exec_opts *opts(int mode, int64_t timeout_ms)
 
 static void count_out(void *ud, uint64_t op, int fd, const char *data, size_t len) { *(size_t *)ud += len; }
 
+/* Run an exec (with a 5 s deadline) that must fail with `want` and
+ * `fragment` in its message within `within` seconds; returns its result. */
+static mlk_result *exec_fails(mlk_client *c, int want, const char *fragment, double within)
+{
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
+    mlk_result *r = NULL;
+    double t0 = now_s();
+    int rc = mlk_exec(c, "true", o, &r);
+    double el = now_s() - t0;
+    mlk_exec_opts_free(o);
+    cr_assert_eq(rc, want, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), fragment), "wants \"%s\": %s", fragment, mlk_result_message(r));
+    cr_assert(el < within, "took %.2fs: waited for the deadline", el);
+    return r;
+}
+
 /* ---- 1. output whose base64 is invalid is never dropped silently -------- */
 
 Test(hostile, bad_base64_stream_output_fails_the_call, .timeout = 20)
@@ -105,18 +121,8 @@ Test(hostile, bad_base64_stream_output_fails_the_call, .timeout = 20)
 Test(hostile, unknown_response_id_fails_the_session_at_once, .timeout = 20)
 {
     mlk_client *c = hostile("unknown-ids", 0);
-    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
-    mlk_result *r = NULL;
-    double t0 = now_s();
-    int rc = mlk_exec(c, "true", o, &r);
-    double el = now_s() - t0;
-    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
-    cr_assert(strstr(mlk_result_message(r), "not waiting for"), "%s", mlk_result_message(r));
-    cr_assert(el < 2.0, "took %.2fs: waited for the deadline", el);
-    mlk_result_free(r);
-    /* later calls get the same reason at once */
-    cr_assert_eq(mlk_exec(c, "true", o, NULL), MLK_EPROTO);
-    mlk_exec_opts_free(o);
+    mlk_result_free(exec_fails(c, MLK_EPROTO, "not waiting for", 2.0));
+    mlk_result_free(exec_fails(c, MLK_EPROTO, "not waiting for", 2.0)); /* later calls: the same reason */
     finish(c);
 }
 
@@ -143,16 +149,9 @@ Test(hostile, garbage_after_the_first_message_fails_the_session, .timeout = 20)
     mlk_result *r = NULL;
     cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
     mlk_result_free(r);
-    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
-    double t0 = now_s();
-    int rc = mlk_exec(c, "true", o, &r);
-    double el = now_s() - t0;
-    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
-    cr_assert(strstr(mlk_result_message(r), "not a JSON-RPC message"), "%s", mlk_result_message(r));
+    r = exec_fails(c, MLK_EPROTO, "not a JSON-RPC message", 2.0);
     cr_assert(strstr(mlk_result_message(r), "panic: runtime error"), "quotes the line: %s", mlk_result_message(r));
-    cr_assert(el < 2.0, "took %.2fs", el);
     mlk_result_free(r);
-    mlk_exec_opts_free(o);
     finish(c);
 }
 
@@ -179,14 +178,7 @@ Test(hostile, a_dead_servers_banner_is_quoted, .timeout = 20)
 Test(hostile, endless_output_before_the_first_message_fails_at_once, .timeout = 20)
 {
     mlk_client *c = shell_peer("yes 'not json' | head -c 20000; exec sleep 10");
-    mlk_result *r = NULL;
-    double t0 = now_s();
-    int rc = mlk_exec(c, "true", NULL, &r);
-    double el = now_s() - t0;
-    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
-    cr_assert(strstr(mlk_result_message(r), "before its first JSON-RPC message"), "%s", mlk_result_message(r));
-    cr_assert(el < 5.0, "took %.2fs", el);
-    mlk_result_free(r);
+    mlk_result_free(exec_fails(c, MLK_EPROTO, "before its first JSON-RPC message", 4.0));
     mlk_client_free(c);
 }
 
@@ -195,18 +187,10 @@ Test(hostile, endless_output_before_the_first_message_fails_at_once, .timeout = 
 Test(hostile, death_behind_a_grandchild_fails_pending_calls_at_once, .timeout = 20)
 {
     mlk_client *c = hostile("grandchild", 0);
-    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 5000);
-    mlk_result *r = NULL;
-    double t0 = now_s();
-    int rc = mlk_exec(c, "true", o, &r);
-    double el = now_s() - t0;
-    cr_assert_eq(rc, MLK_EDEAD, "rc=%d %s", rc, mlk_result_message(r));
-    cr_assert(strstr(mlk_result_message(r), "connection closed"), "%s", mlk_result_message(r));
+    mlk_result *r = exec_fails(c, MLK_EDEAD, "connection closed", 1.0);
     cr_assert(strstr(mlk_result_message(r), "status 3"), "%s", mlk_result_message(r));
     cr_assert(strstr(mlk_result_message(r), "grandchild"), "the stderr tail: %s", mlk_result_message(r));
-    cr_assert(el < 1.0, "took %.2fs", el);
     mlk_result_free(r);
-    mlk_exec_opts_free(o);
     cr_assert_eq(mlk_close(c, 0, NULL), 0);
     finish(c);
 }
@@ -219,13 +203,8 @@ Test(hostile, death_mid_call_and_closed_stdout, .timeout = 20)
         mlk_result *r = NULL;
         cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
         mlk_result_free(r);
-        double t0 = now_s();
-        int rc = mlk_exec(c, "true", NULL, &r);
-        double el = now_s() - t0;
-        cr_assert_eq(rc, MLK_EDEAD, "%s: rc=%d %s", modes[i], rc, mlk_result_message(r));
-        cr_assert(strstr(mlk_result_message(r), "connection closed"), "%s", mlk_result_message(r));
+        r = exec_fails(c, MLK_EDEAD, "connection closed", 1.0);
         if (i == 0) cr_assert(strstr(mlk_result_message(r), "died mid-call"), "%s", mlk_result_message(r));
-        cr_assert(el < 1.0, "%s took %.2fs", modes[i], el);
         mlk_result_free(r);
         /* a call made after the death leads with the official SDKs' wording, then the detail */
         cr_assert_eq(mlk_exec(c, "true", NULL, &r), MLK_EDEAD);
@@ -362,4 +341,14 @@ Test(hostile, an_inherited_client_refuses_in_the_child, .timeout = 30)
     cr_assert_null(strstr(log, "from-child"), "%s", log);
     free(log);
     finish(c);
+}
+
+Test(hostile, an_error_for_no_request_fails_the_session_with_its_message, .timeout = 20)
+{
+    /* upstream answers a line it cannot parse with an error and no id */
+    mlk_client *c = shell_peer("read -r line; echo '{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700,\"message\":\"Parse error\"}}'; "
+                               "exec sleep 10");
+    mlk_result *r = exec_fails(c, MLK_EPROTO, "error for no request: Parse error", 2.0);
+    mlk_result_free(r);
+    mlk_client_free(c);
 }

@@ -558,6 +558,18 @@ Test(builder, workspace_and_mounts_are_sent_as_given)
     mlk_sandbox_free(sb);
 }
 
+/* DNS servers are sent as given (upstream does not check them). */
+Test(builder, dns_servers_are_sent_as_given)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char *dns[] = {"not-an-ip", "1.1.1.1"};
+    cr_assert_eq(mlk_sandbox_set_dns_servers(sb, dns, 2), 0);
+    char *json = expect_ok(sb);
+    cr_assert_not_null(strstr(json, "\"dns_servers\":[\"not-an-ip\",\"1.1.1.1\"]"), "%s", json);
+    mlk_free(json);
+    mlk_sandbox_free(sb);
+}
+
 /* Owner overrides: each sent only when set, range-checked before sending
  * with the official Python SDK's message, sticky like every setter failure. */
 Test(builder, mount_owner)
@@ -977,4 +989,125 @@ Test(json, writing_huge_doubles)
     char *s = jw_take(&w, NULL);
     cr_assert_str_eq(s, "[-5.54567e+307,1e+300,42]");
     free(s);
+}
+
+/* ---- the SIMD base64 decoders against the portable one -------------------- */
+
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* A random input: mostly valid base64 (any length, padded or not), often
+ * spoiled in one of the ways a decoder must reject or tolerate. */
+static size_t b64_random_input(char *s, size_t cap, unsigned *seed)
+{
+    size_t raw = (size_t)rand_r(seed) % (cap / 4 * 3 - 8);
+    if (rand_r(seed) % 4 == 0) raw %= 200;  /* short ones often: the tails */
+    size_t n = (raw + 2) / 3 * 4;
+    for (size_t i = 0; i < n; i++) s[i] = b64_alphabet[rand_r(seed) % 64];
+    if (raw % 3 == 1) { s[n - 1] = '='; s[n - 2] = '='; }
+    if (raw % 3 == 2) s[n - 1] = '=';
+    switch (rand_r(seed) % 8) {
+    case 0: /* one byte of any value anywhere */
+        if (n) s[(size_t)rand_r(seed) % n] = (char)(rand_r(seed) % 256);
+        break;
+    case 1: /* a character next to the alphabet's ranges */
+        if (n) s[(size_t)rand_r(seed) % n] = "@[`{/+:,-.*\x7f\x80\xff=\0"[rand_r(seed) % 16];
+        break;
+    case 2: /* padding stripped, or one more '=' */
+        while (n && s[n - 1] == '=') n--;
+        if (rand_r(seed) % 2 && n < cap) s[n++] = '=';
+        break;
+    case 3: /* a length the decoder must refuse or take as a short tail */
+        if (n) n -= (size_t)rand_r(seed) % (n < 3 ? n : 3) + 1;
+        break;
+    default:
+        break;
+    }
+    return n;
+}
+
+Test(json, base64_simd_decoders_match_the_portable_one)
+{
+    const char *names[] = {"ssse3", "avx2"};
+    enum { CAP = 4096, GUARD = 64 };
+    static char in[CAP];
+    static unsigned char want[CAP], got[CAP + GUARD], inplace[CAP + GUARD];
+    int tested = 0;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        b64_decoder dec = b64_decoder_get(names[k]);
+        if (!dec) {
+            cr_log_info("base64: no %s decoder on this CPU: not compared", names[k]);
+            continue;
+        }
+        tested++;
+        unsigned seed = 20261201u + (unsigned)k;
+        long valid = 0;
+        for (int t = 0; t < 20000; t++) {
+            size_t n = b64_random_input(in, CAP, &seed);
+            long long w = b64_decode_portable(in, n, want);
+            /* out of place, with a guard after the decoded length */
+            size_t room = w >= 0 ? (size_t)w : n;
+            memset(got, 0xa5, sizeof got);
+            long long g = dec(in, n, got);
+            cr_assert_eq(g, w, "%s: %lld, portable %lld (input %zu chars, try %d)", names[k], g, w, n, t);
+            if (w < 0) continue;
+            valid++;
+            cr_assert_eq(memcmp(got, want, (size_t)w), 0, "%s: bytes differ (input %zu chars)", names[k], n);
+            for (size_t i = room; i < room + GUARD; i++)
+                cr_assert_eq(got[i], 0xa5, "%s: wrote past the decoded length (%zu of %lld)", names[k], i, w);
+            /* in place */
+            memcpy(inplace, in, n);
+            memset(inplace + n, 0xa5, GUARD);
+            g = dec((const char *)inplace, n, inplace);
+            cr_assert_eq(g, w);
+            cr_assert_eq(memcmp(inplace, want, (size_t)w), 0, "%s: in place differs (input %zu chars)", names[k], n);
+            for (size_t i = n; i < n + GUARD; i++) cr_assert_eq(inplace[i], 0xa5);
+        }
+        cr_assert_gt(valid, 2000, "too few valid inputs (%ld): the test would prove little", valid);
+        cr_assert_lt(valid, 19000, "too few invalid inputs: the rejection is barely compared");
+    }
+    /* every byte value, alone in an otherwise valid block, at every position of a block */
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        b64_decoder dec = b64_decoder_get(names[k]);
+        if (!dec) continue;
+        for (int c = 0; c < 256; c++) {
+            for (size_t pos = 0; pos < 96; pos += 5) {
+                for (size_t i = 0; i < 128; i++) in[i] = b64_alphabet[(i * 7) % 64];
+                in[pos] = (char)c;
+                cr_assert_eq(dec(in, 128, got), b64_decode_portable(in, 128, want), "%s: byte %d at %zu", names[k], c,
+                             pos);
+            }
+        }
+    }
+    cr_log_info("base64: %d SIMD decoder(s) compared", tested);
+}
+
+/* The string scanner looks at 64 and 16 bytes at a time: a control
+ * character or an escape at any position of a long string is seen. */
+Test(json, long_strings_with_a_control_character_or_escape_anywhere)
+{
+    enum { L = 200 };
+    for (size_t pos = 0; pos < L; pos++) {
+        for (int kind = 0; kind < 3; kind++) {
+            char text[L + 8], *keep;
+            text[0] = '"';
+            for (size_t i = 0; i < L; i++) text[1 + i] = (char)('a' + i % 26);
+            if (kind == 0) text[1 + pos] = '\x1f';
+            if (kind == 1) text[1 + pos] = (char)0x80; /* not a control character (UTF-8 byte) */
+            if (kind == 2 && pos + 1 < L) { text[1 + pos] = '\\'; text[2 + pos] = 'n'; }
+            text[1 + L] = '"';
+            text[2 + L] = '\0';
+            jdoc d;
+            int rc = parse(&d, text, &keep);
+            if (kind == 0) {
+                cr_assert_neq(rc, 0, "control character at %zu accepted", pos);
+            } else {
+                cr_assert_eq(rc, 0, "kind %d at %zu: %s", kind, pos, d.err ? d.err : "");
+                size_t want = kind == 2 && pos + 1 < L ? L - 1 : L;
+                cr_assert_eq(d.nodes[0].len, want, "kind %d at %zu", kind, pos);
+                if (kind == 2 && pos + 1 < L) cr_assert_eq(d.nodes[0].s[pos], '\n');
+            }
+            jd_free(&d);
+            free(keep);
+        }
+    }
 }

@@ -34,7 +34,7 @@ node "$here/scripts/build.js"
 # MLK_E2E_ONLY=1: only the end-to-end files, against $MLK_E2E_SERVER (the
 # second run of make test; the hooks file stays with matchlock-local)
 tests=(test/)
-[ "${MLK_E2E_ONLY:-0}" = 1 ] && tests=(test/client.test.js test/concurrency.test.js test/errors.test.js test/lifecycle.test.js)
+[ "${MLK_E2E_ONLY:-0}" = 1 ] && tests=(test/client.test.js test/compat.test.js test/concurrency.test.js test/errors.test.js test/lifecycle.test.js)
 echo "=== node --test (${MLK_E2E_SERVER:-$MATCHLOCK_LOCAL_BIN})"
 cd "$here"
 node --test --test-concurrency=2 "${tests[@]}"

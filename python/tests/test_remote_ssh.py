@@ -90,8 +90,9 @@ def sshd() -> Iterator[Sshd]:
 
 @pytest.fixture
 def remote(sshd: Sshd, local_binary: str) -> ml.Config:
-    # local_binary is the path on the remote side too (same machine here)
-    return ml.Config(binary_path=local_binary, launcher=sshd.launcher())
+    # the path on the remote side too (same machine here); the remote shell
+    # starts in the home directory, so it must be absolute
+    return ml.Config(binary_path=os.path.abspath(local_binary), launcher=sshd.launcher())
 
 
 def test_sandbox_over_ssh(remote: ml.Config, sshd: Sshd) -> None:
@@ -139,7 +140,7 @@ def test_network_hook_is_refused_early(remote: ml.Config) -> None:
 
 
 def test_refused_login_fails_every_pending_call(sshd: Sshd, local_binary: str) -> None:
-    cfg = ml.Config(binary_path=local_binary, launcher=sshd.launcher("other_key"))
+    cfg = ml.Config(binary_path=os.path.abspath(local_binary), launcher=sshd.launcher("other_key"))
     c = ml.Client(cfg)
     c.start()
     errors: list[BaseException] = []

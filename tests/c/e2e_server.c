@@ -5,6 +5,8 @@
 #endif
 #include "e2e_server.h"
 
+#include <criterion/criterion.h>
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,4 +121,23 @@ mlk_config *e2e_config(void)
     mlk_config_set_env(cfg, "HOME", e2e_state_dir());
     mlk_config_set_env(cfg, "CONFPEER_STATE", peer); /* the conformance peer's VM roots */
     return cfg;
+}
+
+mlk_client *e2e_client_from(mlk_config *cfg)
+{
+    mlk_client *c = NULL;
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_config_free(cfg);
+    return c;
+}
+
+void e2e_create(mlk_client *c, int64_t timeout_ms, const char *what)
+{
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, timeout_ms, &r), 0, "%s: %s", what, mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
 }

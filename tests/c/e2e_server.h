@@ -44,6 +44,12 @@ void e2e_vm_dir(char *buf, size_t size, const char *state, const char *vm_id);
 void e2e_setenv(const char *state);
 /* A config for the server: binary, HOME and XDG_STATE_HOME. */
 mlk_config *e2e_config(void);
+/* A client started from `cfg` (which is freed); the test fails, with the
+ * core's message, when it cannot start. */
+mlk_client *e2e_client_from(mlk_config *cfg);
+/* Create an alpine:latest sandbox on c within timeout_ms, or fail the test
+ * saying `what` and the core's message. */
+void e2e_create(mlk_client *c, int64_t timeout_ms, const char *what);
 
 /* Skip the calling test, with the table's reason, when the server cannot
  * show cap. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "matchlock.h"
+#include "e2e_server.h"
 
 static double now_s(void)
 {
@@ -36,12 +37,7 @@ static mlk_client *hostile(const char *mode, int after)
     mlk_config_set_env(cfg, "MLK_HOSTILE_MODE", mode);
     mlk_config_set_env(cfg, "MLK_HOSTILE_AFTER", a);
     mlk_config_set_env(cfg, "LOG", logfile);
-    mlk_client *c = NULL;
-    mlk_result *r = NULL;
-    cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
-    mlk_result_free(r);
-    mlk_config_free(cfg);
-    return c;
+    return e2e_client_from(cfg);
 }
 
 static void finish(mlk_client *c)

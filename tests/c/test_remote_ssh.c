@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "matchlock.h"
+#include "e2e_server.h"
 
 #ifndef MLK_LOCAL_BIN
 #define MLK_LOCAL_BIN "matchlock-local"
@@ -165,25 +166,9 @@ static mlk_config *ssh_config(const char *key)
     return cfg;
 }
 
-static mlk_client *ssh_client(void)
-{
-    mlk_config *cfg = ssh_config(S.key);
-    mlk_client *c = NULL;
-    mlk_result *r = NULL;
-    cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
-    mlk_result_free(r);
-    mlk_config_free(cfg);
-    return c;
-}
+static mlk_client *ssh_client(void) { return e2e_client_from(ssh_config(S.key)); }
 
-static void create(mlk_client *c)
-{
-    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
-    mlk_result *r = NULL;
-    cr_assert_eq(mlk_create(c, sb, 60000, &r), 0, "create over ssh: %s", mlk_result_message(r));
-    mlk_result_free(r);
-    mlk_sandbox_free(sb);
-}
+static void create(mlk_client *c) { e2e_create(c, 60000, "create over ssh"); }
 
 /* ---- /proc: our children, the remote side's processes ------------------ */
 

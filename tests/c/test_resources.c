@@ -59,25 +59,9 @@ static int children(int *zombies, pid_t *last)
     return n;
 }
 
-static mlk_client *local_client(void)
-{
-    mlk_config *cfg = e2e_config();
-    mlk_client *c = NULL;
-    mlk_result *r = NULL;
-    cr_assert_eq(mlk_client_new(&c, cfg, &r), 0, "%s", mlk_result_message(r));
-    mlk_result_free(r);
-    mlk_config_free(cfg);
-    return c;
-}
+static mlk_client *local_client(void) { return e2e_client_from(e2e_config()); }
 
-static void create(mlk_client *c)
-{
-    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
-    mlk_result *r = NULL;
-    cr_assert_eq(mlk_create(c, sb, 30000, &r), 0, "create: %s", mlk_result_message(r));
-    mlk_result_free(r);
-    mlk_sandbox_free(sb);
-}
+static void create(mlk_client *c) { e2e_create(c, 30000, "create"); }
 
 static void on_done(void *ud, uint64_t op, const mlk_result *res) { (void)ud; (void)op; (void)res; }
 

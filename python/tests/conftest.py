@@ -132,7 +132,7 @@ def client(config: ml.Config) -> Iterator[ml.Client]:
     c.start()
     c.create(ml.Sandbox("alpine:latest"), timeout=30)
     yield c
-    c.close()
+    c.close(timeout=10)  # teardown, not a close test: room for a loaded machine
 
 
 @pytest.fixture
@@ -141,4 +141,4 @@ def fresh_client(config: ml.Config) -> Iterator[ml.Client]:
     c = ml.Client(config)
     c.start()
     yield c
-    c.close()
+    c.close(timeout=10)  # teardown, not a close test: room for a loaded machine

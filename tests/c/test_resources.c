@@ -101,6 +101,14 @@ Test(resources, no_fd_thread_or_child_left_after_free, .timeout = 180)
     for (int i = 0; i < 20; i++) {
         cycle(i);
         int fds = count_dir("/proc/self/fd"), threads = count_dir("/proc/self/task");
+        /* pthread_join returns when the kernel clears the thread's tid,
+         * which is before its /proc/self/task entry goes: give a joined
+         * I/O thread up to a second to be reaped (a thread that is really
+         * left behind stays and fails below) */
+        for (int w = 0; w < 100 && threads != threads0; w++) {
+            usleep(10 * 1000);
+            threads = count_dir("/proc/self/task");
+        }
         int kids = children(&z, NULL);
         cr_assert_eq(fds, fds0, "cycle %d: %d fds open, %d before", i, fds, fds0);
         cr_assert_eq(threads, threads0, "cycle %d: %d threads, %d before", i, threads, threads0);

@@ -26,6 +26,7 @@ enum {
 #define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
 #define SERVER_MAX_LINE (10 * 1024 * 1024)
 #define STDERR_TAIL 4096
+#define CANCEL_TRIES 10            /* cancels sent for one request at most (about 0.5 s) */
 #define BANNER_MAX 4096             /* non-protocol stdout kept before the first message */
 
 typedef struct pline {
@@ -50,6 +51,9 @@ typedef struct req {
     int64_t timeout_ms;
     struct event *timer;          /* I/O */
     int ready, abandoned, interactive;
+    uint64_t target;              /* K_CANCEL: the id it cancels */
+    int cancel_tries;             /* abandoned: cancels sent for it so far */
+    int cancel_open;              /* abandoned: its cancel is not yet known to have landed */
     pline *pend, *pend_tail;      /* stdin held until ready (I/O) */
     char *feed;                   /* stdin to push after ready (owned) */
     size_t feed_len, feed_off;
@@ -91,6 +95,9 @@ struct mlk_client {
     req *table[NBUCKETS];
     int dead, detached;
     int spoke;                    /* a valid JSON-RPC message arrived */
+    int cancels_open;             /* requests with cancel_open set */
+    char *held_close;             /* the close line, held while cancels_open > 0 */
+    size_t held_close_len;
     char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */
     size_t banner_len;
 
@@ -200,6 +207,12 @@ void release_child_fds(mlk_client *c);
 /* Give up on r: its caller gets status now, the server is asked to cancel,
  * and whatever the server still sends for r is dropped. */
 void abandon(mlk_client *c, req *r, int status, const char *msg);
+/* The server answered the core's cancel k (cancelled: its "cancelled"):
+ * when the server did not find the request and it is still unanswered, the
+ * cancel is sent again a little later (transport.c). */
+void cancel_answered(mlk_client *c, req *k, int cancelled);
+/* An abandoned request r was answered: its cancel no longer holds up close. */
+void cancel_settle(mlk_client *c, req *r);
 /* The child is gone or broke the protocol: fail everything with status. */
 void die(mlk_client *c, int status, const char *why);
 /* Register r and send its line from the calling thread (takes line). */

@@ -405,7 +405,16 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
         return;
     }
     table_del(c, r);
-    if (r->abandoned) { req_free(r); return; }
+    if (r->abandoned) {
+        if (r->kind == K_CANCEL) {
+            const jnode *res = jd_get(d, root, "result");
+            cancel_answered(c, r, !res || jd_bool(d, res, "cancelled", 1));
+        } else {
+            cancel_settle(c, r);
+        }
+        req_free(r);
+        return;
+    }
     const jnode *err = jd_get(d, root, "error");
     mlk_result *res;
     if (err && err->type == JN_OBJ) {

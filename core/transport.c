@@ -142,18 +142,14 @@ static void on_writable_locked(evutil_socket_t fd, short what, void *arg)
 
 static IO_EVENT(on_writable, (mlk_client *)ARG)
 
-/* Give up on a request: its caller gets `status` now, the server is asked
- * to cancel, and whatever the server still sends for it is dropped.  The
- * cancel request stays in the table (abandoned, no caller) so that its
- * answer is a known id. */
-void abandon(mlk_client *c, req *r, int status, const char *msg)
+/* Ask the server to cancel r.  The cancel request stays in the table
+ * (abandoned, no caller) so that its answer is a known id, and remembers
+ * whom it cancels (cancel_answered). */
+static void send_cancel(mlk_client *c, req *r)
 {
-    if (r->abandoned) return;
-    r->abandoned = 1;
-    if (r->timer) { event_free(r->timer); r->timer = NULL; }
-    post_fail(r, status, msg);
-    if (c->dead || c->detached) return;
     req *k = req_new(c, K_CANCEL, 0);
+    r->cancel_tries++;
+    if (!r->cancel_open) { r->cancel_open = 1; c->cancels_open++; }
     jw w;
     jw_init(&w);
     jw_obj(&w);
@@ -165,10 +161,63 @@ void abandon(mlk_client *c, req *r, int status, const char *msg)
     jw_nl(&w);
     if (k) {
         k->abandoned = 1;
+        k->target = r->id;
         table_put(c, k);
     }
     if (!w.oom) out_add(c, w.buf, w.len);
     jw_free(&w);
+}
+
+/* Give up on a request: its caller gets `status` now, the server is asked
+ * to cancel, and whatever the server still sends for it is dropped. */
+void abandon(mlk_client *c, req *r, int status, const char *msg)
+{
+    if (r->abandoned) return;
+    r->abandoned = 1;
+    if (r->timer) { event_free(r->timer); r->timer = NULL; }
+    post_fail(r, status, msg);
+    if (c->dead || c->detached) return;
+    send_cancel(c, r);
+}
+
+static void on_cancel_retry_locked(evutil_socket_t fd, short what, void *arg)
+{
+    req *r = arg;
+    mlk_client *c = r->c;
+    if (!c->dead && !c->detached && table_get(c, r->id) == r) send_cancel(c, r);
+}
+
+static IO_EVENT(on_cancel_retry, ((req *)ARG)->c)
+
+/* The answer to a cancel the core sent.  Upstream's server answers
+ * {"cancelled": false} when the request is not (yet) in its table: a cancel
+ * that overtakes the request's own registration (the request runs in a
+ * goroutine, the cancel inline) is lost, and the command runs on.  So while
+ * the cancelled request is still unanswered, ask again, 2 ms later, doubling
+ * up to 100 ms, CANCEL_TRIES times in all.  Meanwhile a close is held back
+ * (submit_line): upstream reads nothing while a close waits for in-flight
+ * requests, so a cancel sent after it would never be read. */
+void cancel_answered(mlk_client *c, req *k, int cancelled)
+{
+    req *r = table_get(c, k->target);
+    if (!r || !r->abandoned) return; /* answered already (and settled then) */
+    if (cancelled || r->cancel_tries >= CANCEL_TRIES || c->dead || c->detached) { cancel_settle(c, r); return; }
+    if (!r->timer) r->timer = evtimer_new(ioloop_base(), on_cancel_retry, r);
+    if (!r->timer) { cancel_settle(c, r); return; }
+    long ms = 2L << (r->cancel_tries - 1);
+    if (ms > 100) ms = 100;
+    struct timeval tv = {0, ms * 1000};
+    evtimer_add(r->timer, &tv);
+}
+
+void cancel_settle(mlk_client *c, req *r)
+{
+    if (!r->cancel_open) return;
+    r->cancel_open = 0;
+    if (--c->cancels_open > 0 || !c->held_close) return;
+    out_add(c, c->held_close, c->held_close_len);
+    free(c->held_close);
+    c->held_close = NULL;
 }
 
 static void on_timeout_locked(evutil_socket_t fd, short what, void *arg)
@@ -184,6 +233,9 @@ static IO_EVENT(on_timeout, ((req *)ARG)->c)
 
 void fail_all(mlk_client *c, int status, const char *msg)
 {
+    free(c->held_close);
+    c->held_close = NULL;
+    c->cancels_open = 0;
     for (int b = 0; b < NBUCKETS; b++) {
         req *r = c->table[b];
         c->table[b] = NULL;
@@ -319,7 +371,13 @@ void submit_line(mlk_client *c, req *r, char *line, size_t len)
             struct timeval tv = {(time_t)(r->timeout_ms / 1000), (suseconds_t)(r->timeout_ms % 1000) * 1000};
             if (r->timer) evtimer_add(r->timer, &tv);
         }
-        out_add(c, line, len);
+        if (r->kind == K_CLOSE && c->cancels_open > 0 && !c->held_close) {
+            c->held_close = line; /* cancel_settle sends it */
+            c->held_close_len = len;
+            line = NULL;
+        } else {
+            out_add(c, line, len);
+        }
     }
     pthread_mutex_unlock(&c->io_mu);
     free(line);

@@ -137,6 +137,36 @@ Test(hostile, answers_to_the_cores_cancels_are_expected, .timeout = 20)
     finish(c);
 }
 
+/* Upstream answers {"cancelled":false} to a cancel that overtook the call's
+ * own registration, and its close then waits for that call for ever: the
+ * core asks again while the call is unanswered and holds the close back
+ * until a cancel has landed. */
+Test(hostile, a_cancel_that_found_nothing_is_sent_again_before_close, .timeout = 20)
+{
+    mlk_client *c = hostile("late-cancel", 0);
+    mlk_result *r = NULL;
+    mlk_exec_opts *o = opts(MLK_EXEC_BUFFERED, 100);
+    cr_assert_eq(mlk_exec(c, "cat", o, &r), MLK_ETIMEDOUT, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_exec_opts_free(o);
+    double t0 = now_s();
+    int rc = mlk_close(c, 2.0, &r);
+    cr_assert_eq(rc, 0, "close: rc=%d %s", rc, mlk_result_message(r));
+    cr_assert_lt(now_s() - t0, 2.0, "close took %.2f s", now_s() - t0);
+    mlk_result_free(r);
+    FILE *f = fopen(logfile, "r");
+    cr_assert(f);
+    char line[512];
+    int cancels = 0, cancels_before_close = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "\"cancel\"")) cancels++;
+        if (strstr(line, "\"close\"") && cancels_before_close < 0) cancels_before_close = cancels;
+    }
+    fclose(f);
+    cr_assert_eq(cancels_before_close, 2, "cancels before the close: %d", cancels_before_close);
+    finish(c);
+}
+
 /* ---- 3. garbage lines ---------------------------------------------------- */
 
 Test(hostile, garbage_after_the_first_message_fails_the_session, .timeout = 20)

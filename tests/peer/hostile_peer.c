@@ -18,6 +18,11 @@
  *   stops-reading  never reads its stdin again (and never answers)
  *   dies-mid-call  writes to stderr and exits while a call is pending
  *   closes-stdout  closes its stdout and keeps running until stdin ends
+ *   late-cancel    answers no call; the first cancel of a call finds nothing
+ *                  ({"cancelled":false}, as upstream answers a cancel that
+ *                  overtook the call's registration), the second ends the
+ *                  call with -32003; a close while a call is pending is never
+ *                  read (upstream's close waits for in-flight requests)
  *
  * Processes it leaves (the grandchild, a peer that stopped reading) end
  * when the client's end of their stdout goes away, or after 30 s. */
@@ -121,6 +126,26 @@ static void behave(const char *m, uint64_t id, int bad_b64)
     }
 }
 
+/* late-cancel: the calls not answered yet, and how often each was cancelled */
+#define LATE_MAX 64
+static struct { uint64_t id; int cancels; } late[LATE_MAX];
+static int nlate;
+
+static void late_cancel(uint64_t cancel_id, const jdoc *d, const jnode *root)
+{
+    uint64_t target;
+    int i = 0;
+    if (jn_uint(jd_get(d, jd_get(d, root, "params"), "id"), &target) == 0)
+        while (i < nlate && late[i].id != target) i++;
+    if (i >= nlate || late[i].cancels++ == 0) { answer(cancel_id, "{\"cancelled\":false}"); return; }
+    answer(cancel_id, "{\"cancelled\":true}");
+    char e[160];
+    snprintf(e, sizeof e, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"error\":{\"code\":-32003,\"message\":\"context canceled\"}}\n",
+             (unsigned long long)target);
+    put(e, strlen(e));
+    late[i] = late[--nlate];
+}
+
 int main(int argc, char **argv)
 {
     int ai = 1;
@@ -152,10 +177,20 @@ int main(int argc, char **argv)
         uint64_t id;
         if (jn_uint(jd_get(&d, root, "id"), &id) != 0) continue; /* stdin, EOF, resize: notifications */
         if (strcmp(mode, "stops-reading") == 0 && seen >= after) linger(); /* not even a close */
-        if (strcmp(m, "close") == 0) { answer(id, "{}"); continue; }
+        int is_late = strcmp(mode, "late-cancel") == 0;
+        if (strcmp(m, "close") == 0) {
+            if (is_late && nlate > 0) linger();
+            answer(id, "{}");
+            continue;
+        }
+        if (strcmp(m, "cancel") == 0 && is_late) { late_cancel(id, &d, root); continue; }
         if (strcmp(m, "cancel") == 0 && strcmp(mode, "unknown-ids") != 0) { behave(m, id, 0); continue; }
         if (seen++ < after || strcmp(mode, "ok") == 0 || strcmp(mode, "banner") == 0) { behave(m, id, 0); continue; }
         if (strcmp(mode, "silent") == 0) continue;
+        if (is_late) {
+            if (nlate < LATE_MAX) { late[nlate].id = id; late[nlate].cancels = 0; nlate++; }
+            continue;
+        }
         if (strcmp(mode, "garbage") == 0) {
             const char *g = "panic: runtime error: this line is not JSON-RPC\n";
             put(g, strlen(g));

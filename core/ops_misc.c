@@ -273,13 +273,25 @@ static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, ui
     return 0;
 }
 
+/* `<binary> rm VM_ID` with a configuration: mlk_remove runs it with its
+ * client's, so the command needs no client and works after one is freed. */
+MLK_API int mlk_remove_vm(const mlk_config *cfg, const char *vm_id, mlk_result **out)
+{
+    if (!vm_id || !*vm_id) return fail_now(MLK_EINVAL, out, "remove: vm_id is required: pass the id of the VM to remove");
+    mlk_result *r = result_new();
+    if (!r) return MLK_ENOMEM;
+    const char *args[] = {"rm", vm_id};
+    run_cli(cfg, args, 2, MLK_EREMOVE, r);
+    return result_give(r, out);
+}
+
 MLK_API int mlk_remove(mlk_client *c, mlk_result **out)
 {
     if (!c) return fail_now(MLK_EINVAL, out, "remove: client is NULL");
+    if (client_inherited(c)) return closed_result(c, out);
     const char *id = mlk_client_vm_id(c);
     if (!id) return fail_now(MLK_ENOTCREATED, out, "remove: no sandbox was created by this client");
-    const char *args[] = {"rm", id};
-    return cli_start(c, 1, NULL, NULL, NULL, out, MLK_EREMOVE, VOL_NONE, 0, args, 2);
+    return mlk_remove_vm(c->cfg, id, out);
 }
 
 MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)

@@ -455,6 +455,16 @@ MLK_API int mlk_close_async(mlk_client *c, double timeout_s, mlk_done_cb done, v
 MLK_API int mlk_remove(mlk_client *c, mlk_result **out);
 /** Async remove: the command runs on a short-lived thread of its own. */
 MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op);
+/** Run `<binary> rm <vm_id>` with a configuration, no client needed (since
+ *  1.1): through `cfg`'s binary, sudo and launcher (NULL: the defaults), as
+ *  mlk_volume_remove.  For removing a VM after its client was freed: keep
+ *  mlk_client_vm_id() (copied) and the config, free the client once closed
+ *  (every descriptor goes), remove later.  Blocks the calling thread for the
+ *  command (bounded by mlk_config_set_cli_timeout_ms); any thread.
+ *  MLK_EREMOVE when the command fails (its stderr in the message);
+ *  MLK_EINVAL when vm_id is NULL or empty.  `cfg` and `vm_id` are only read
+ *  during the call; *out (may be NULL) is the caller's to mlk_result_free. */
+MLK_API int mlk_remove_vm(const mlk_config *cfg, const char *vm_id, mlk_result **out);
 
 /* Exec ----------------------------------------------------------------- */
 

@@ -356,6 +356,34 @@ Test(e2e, close_remove_and_closed_errors, .timeout = 30)
     mlk_client_free(c);
 }
 
+Test(e2e, remove_vm_after_the_client_is_freed, .timeout = 30)
+{
+    mlk_client *c = sandbox();
+    char id[128], dir[512];
+    snprintf(id, sizeof id, "%s", mlk_client_vm_id(c));
+    e2e_vm_dir(dir, sizeof dir, NULL, id);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_close(c, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_client_free(c);
+    struct stat st;
+    cr_assert_eq(stat(dir, &st), 0, "close and free keep the state dir %s", dir);
+    mlk_config *cfg = e2e_config();
+    cr_assert_eq(mlk_remove_vm(cfg, id, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_neq(stat(dir, &st), 0, "rm deletes the state dir");
+    /* the same failure mlk_remove reports: MLK_EREMOVE with the CLI's words */
+    cr_assert_eq(mlk_remove_vm(cfg, id, &r), MLK_EREMOVE);
+    cr_assert_eq(mlk_result_status(r), MLK_EREMOVE);
+    cr_assert(mlk_result_message(r)[0] != 0);
+    mlk_result_free(r);
+    cr_assert_eq(mlk_remove_vm(cfg, "", &r), MLK_EINVAL);
+    cr_assert(strstr(mlk_result_message(r), "vm_id is required"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_remove_vm(cfg, NULL, NULL), MLK_EINVAL);
+    mlk_config_free(cfg);
+}
+
 Test(e2e, validation_fails_before_sending, .timeout = 30)
 {
     mlk_config *cfg = e2e_config();

@@ -215,6 +215,7 @@ class _ClientBase:
         self._config = config
         self._core = _Core()
         self._vm_id: str | None = None
+        self._tail = ""  # stderr_tail() once the C client is freed
         self._state = "new"
         self._state_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _Core.free, self._core)
@@ -232,8 +233,8 @@ class _ClientBase:
 
     def stderr_tail(self) -> str:
         """The last few KiB the matchlock process wrote to stderr (beyond upstream)."""
-        if self._core.ptr == ffi.NULL:
-            return ""
+        if self._core.ptr == ffi.NULL or self._core.freed:
+            return self._tail
         p = lib.mlk_client_stderr_tail(self._core.ptr)
         if p == ffi.NULL:
             return ""
@@ -381,19 +382,22 @@ class _ClientBase:
     def _release_when_done(self) -> None:
         """Once closed, free the C client at once (its notification fd goes
         now, not at garbage collection; the core released the process's
-        pipes when the close ended).  Not when it created a sandbox:
-        remove() runs `matchlock rm` through the C client, any number of times."""
-        if self._state == "closed" and self._vm_id is None:
+        pipes when the close ended).  remove() then runs `matchlock rm` with
+        the Config and the kept vm id (mlk_remove_vm); stderr_tail() keeps
+        the last words."""
+        if self._state == "closed":
+            self._tail = self.stderr_tail()
             self._free_core()
 
     def _free_core(self) -> None:
         self._core.free()
 
     def _remove_plan(self) -> Plan:
-        if self._vm_id is None or self._core.ptr == ffi.NULL:
+        if self._vm_id is None:
             return None
-        if self._state == "closed" or not hasattr(lib, "mlk_remove_async"):
-            out: _Outcome = yield _Blocking(call_blocking, lib.mlk_remove, self._core.ptr)
+        if self._state == "closed":  # the C client is (being) freed: by config and id
+            out: _Outcome = yield _Blocking(call_blocking, lib.mlk_remove_vm, make_config(self._config),
+                                            cstr(self._vm_id, "vm_id"))
         else:
             out = yield from self._call_plan("remove", "remove", self._core.ptr)
         out.check()

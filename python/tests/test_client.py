@@ -668,6 +668,62 @@ def test_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
         keep[1].exec("true")
 
 
+def test_close_releases_every_descriptor_of_a_client_with_a_sandbox(config: ml.Config) -> None:
+    """A client that created a sandbox frees its C client at close too (no
+    descriptor waits for garbage collection: the clients stay referenced and
+    gc is not run); remove() afterwards runs `matchlock rm` through the
+    Config and the kept vm id (mlk_remove_vm)."""
+    warm = ml.Client(config)
+    warm.create(ml.Sandbox("alpine:latest"))
+    warm.close()
+    warm.remove()
+    before = _fds()
+    keep = []
+    for _ in range(20):
+        c = ml.Client(config)
+        c.create(ml.Sandbox("alpine:latest"))
+        c.close()
+        keep.append(c)
+    after = _fds()
+    assert after - before <= 3, f"descriptors grew from {before} to {after} over 20 closed clients with sandboxes"
+    with pytest.raises(ml.ClosedError, match="client closed"):
+        keep[0].exec("true")
+    for c in keep:
+        assert c.vm_id
+        c.remove()
+        with pytest.raises(ml.CLIError):
+            c.remove()  # really removed: the same error as through the C client
+    assert _fds() - before <= 3
+
+
+def test_async_close_releases_every_descriptor_of_a_client_with_a_sandbox(config: ml.Config) -> None:
+    import asyncio
+
+    async def main() -> tuple[int, int]:
+        warm = ml.AsyncClient(config)
+        await warm.create(ml.Sandbox("alpine:latest"))
+        await warm.close()
+        await warm.remove()
+        await asyncio.sleep(0)  # the loop frees the C client after close's callback
+        before = _fds()
+        keep = []
+        for _ in range(20):
+            c = ml.AsyncClient(config)
+            await c.create(ml.Sandbox("alpine:latest"))
+            await c.close()
+            keep.append(c)
+        await asyncio.sleep(0)
+        after = _fds()
+        for c in keep:
+            await c.remove()
+        with pytest.raises(ml.CLIError):
+            await keep[0].remove()
+        return before, after
+
+    before, after = asyncio.run(main())
+    assert after - before <= 3, f"descriptors grew from {before} to {after} over 20 closed async clients with sandboxes"
+
+
 def test_async_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
     import asyncio
 

@@ -377,10 +377,18 @@ class Client extends EventEmitter {
     await native.close(this._h, Number(timeoutSeconds) || 0);
   }
 
-  /** Delete the VM's state (`matchlock rm <id>`); call after close. */
+  /** Delete the VM's state (`matchlock rm <id>`); call after close.  After
+   *  close the C client is gone (every descriptor released at close): the
+   *  command runs with the config and the kept VM id, on the threadpool. */
   async remove(options = {}) {
     onlyKeys(options, REQ_KEYS, "remove options");
-    if (!this._h || !native.clientVmId(this._h)) return;
+    const id = this.vmId;
+    if (!id) return;
+    if (this._closed) {
+      const cfg = this._configHandle();
+      await this._job("remove", options, () => native.removeVm(cfg, id));
+      return;
+    }
     await this._call("remove", options, (h) => native.remove(h));
   }
 

@@ -23,13 +23,15 @@
  *    throw.  The poll is referenced only while async requests are pending, so
  *    an idle process exits.  When close() completes, the C client is freed
  *    at once, its notification fd with it (the core already released the
- *    process's pipes when the close ended), unless it created a sandbox:
- *    remove() runs `matchlock rm` through it, so that one stays until GC.
- *    A freed client's JS handle keeps the vm id and stderr tail for messages.
+ *    process's pipes when the close ended); remove() after close runs
+ *    `matchlock rm` on the threadpool with the config handle and the kept
+ *    vm id (removeVm, mlk_remove_vm).  A freed client's JS handle keeps the
+ *    vm id and stderr tail for messages.
  *  - Every client call goes through the core's *_async functions (create,
  *    close, remove, log, allow-list, port-forward and volumes through a
  *    client included), so an AbortSignal can mlk_cancel it.  Only volume
- *    calls without a client run on the libuv threadpool (napi async work).
+ *    calls without a client and remove() after close run on the libuv
+ *    threadpool (napi async work).
  *  - Hooks: a HookFn (refcounted; held by the builder handle and by every
  *    client created from it) is the `ud` of mlk_sandbox_add_*_hook.  The
  *    core runs HookCb from mlk_dispatch (inside OnPoll); it calls the JS
@@ -632,10 +634,9 @@ static void OnDone(void *ud, uint64_t, const mlk_result *res)
         }
     } catch (...) {
     }
-    /* Closed: nothing needs the C client any more, except remove() of the
-     * sandbox it created (the core runs `matchlock rm` through it, any
-     * number of times), which keeps it, and its notification fd, until GC. */
-    if (r->kind == R_CLOSE && !mlk_client_vm_id(cl->c)) cl->release = true;
+    /* Closed: nothing needs the C client any more (remove() goes by config
+     * and vm id, removeVm), so it and its notification fd go now. */
+    if (r->kind == R_CLOSE) cl->release = true;
     cl->reqs.erase(r);
     delete r;
     ClientUnref(cl);
@@ -875,8 +876,7 @@ static void ClientUnrefTokens(Client *cl)
 }
 
 /* close(client, timeoutSeconds) -> Promise<undefined>.  When it completes,
- * the C client is freed (every descriptor released) without waiting for GC,
- * unless it created a sandbox (see the model at the top). */
+ * the C client is freed (every descriptor released) without waiting for GC. */
 static Napi::Value Close(const Napi::CallbackInfo &a)
 {
     Client *cl = ArgClient(a);
@@ -949,7 +949,7 @@ static Napi::Value PortForward(const Napi::CallbackInfo &a)
 
 /* ---- volumes: through a client (async), or on the threadpool without one -------- */
 
-enum { J_VOL_CREATE, J_VOL_LIST, J_VOL_RM, J_FREE };
+enum { J_VOL_CREATE, J_VOL_LIST, J_VOL_RM, J_RM_VM, J_FREE };
 
 struct Job {
     napi_async_work w = nullptr;
@@ -972,6 +972,7 @@ static void JobWork(napi_env, void *data)
     case J_VOL_CREATE: j->rc = mlk_volume_create(j->cfg, j->s.c_str(), j->size, &j->res); break;
     case J_VOL_LIST: j->rc = mlk_volume_list(j->cfg, &j->res); break;
     case J_VOL_RM: j->rc = mlk_volume_remove(j->cfg, j->s.c_str(), &j->res); break;
+    case J_RM_VM: j->rc = mlk_remove_vm(j->cfg, j->s.c_str(), &j->res); break;
     case J_FREE: mlk_client_free(j->free_c); break;
     }
 }
@@ -1079,7 +1080,8 @@ static Job *VolumeJob(const Napi::CallbackInfo &a, int kind)
     const mlk_config *cfg = nullptr;
     if (!IsNullish(a[0])) {
         cfg = (const mlk_config *)Unwrap(a.Env(), a[0], &kTagConfig);
-        if (!cfg) Throw(a.Env(), "volume calls expect a client handle, a config handle or null");
+        if (!cfg) Throw(a.Env(), kind == J_RM_VM ? "removeVm expects a config handle or null"
+                                                 : "volume calls expect a client handle, a config handle or null");
     }
     Job *j = new Job();
     j->env = tl_env;
@@ -1102,6 +1104,9 @@ static Napi::Value Volume(const Napi::CallbackInfo &a, int kind)
 static Napi::Value VolumeCreate(const Napi::CallbackInfo &a) { return Volume(a, J_VOL_CREATE); }
 static Napi::Value VolumeList(const Napi::CallbackInfo &a) { return Volume(a, J_VOL_LIST); }
 static Napi::Value VolumeRemove(const Napi::CallbackInfo &a) { return Volume(a, J_VOL_RM); }
+/* removeVm(config|null, vmId) -> Promise: `matchlock rm` on the threadpool,
+ * no client needed (remove() after close, once the C client is freed). */
+static Napi::Value RemoveVm(const Napi::CallbackInfo &a) { return JobStart(a, VolumeJob(a, J_RM_VM)); }
 
 /* ---- hooks ------------------------------------------------------------------------ */
 
@@ -1337,7 +1342,7 @@ static void Init(Napi::Env env, Napi::Object exports)
         {"setup", Setup}, {"stats", Stats}, {"clientNew", ClientNew}, {"clientVmId", ClientVmId},
         {"clientStderrTail", ClientStderrTail}, {"exec", Exec}, {"writeFile", WriteFile}, {"readFile", ReadFile},
         {"listFiles", ListFiles}, {"logFollow", LogFollow}, {"stdinWrite", StdinWrite}, {"stdinClose", StdinClose},
-        {"ttyResize", TtyResize}, {"cancel", Cancel}, {"create", Create}, {"close", Close}, {"remove", Remove},
+        {"ttyResize", TtyResize}, {"cancel", Cancel}, {"create", Create}, {"close", Close}, {"remove", Remove}, {"removeVm", RemoveVm},
         {"log", Log}, {"allowList", AllowList}, {"portForward", PortForward}, {"volumeCreate", VolumeCreate},
         {"volumeList", VolumeList}, {"volumeRemove", VolumeRemove}, {"sandboxAddHook", SandboxAddHook},
         {"clientSetEventCb", ClientSetEventCb},

@@ -90,22 +90,24 @@ test("an unclosed client's matchlock process is stopped at exit", () => {
 
 test("close() releases every descriptor of the client at once, without GC (200 clients)", () => {
   // The handles stay referenced, so only close() itself can free their fds.
-  // The public Client once (its process's pipes go at close; its
-  // notification fd stays for remove(), which runs matchlock rm through it),
-  // then 200 raw clients: each starts its matchlock process, so each held 3 fds.
+  // The public Client once (every fd goes at close), then 200 raw clients: each starts its matchlock process, so each held 3 fds.
   const r = runNode(`
     const fs = require("node:fs");
     const m = require(process.env.MLK_PKG);
     const n = m._native;
     const fds = () => fs.readdirSync("/proc/self/fd").length;
     (async () => {
+      // an open client keeps the core's shared I/O thread (its epoll and
+      // eventfds) up through both counts
+      const anchor = new m.Client({ binaryPath: process.env.MLK_BIN });
+      await anchor.start();
       const warm = new m.Client({ binaryPath: process.env.MLK_BIN });
       await warm.create(new m.Sandbox("alpine:latest"));
       const open = fds();
       await warm.close();
       await warm.remove();
       const before = fds();
-      const keep = [warm];
+      const keep = [warm, anchor];
       for (let i = 0; i < 200; i++) {
         const cfg = n.mlk_config_new();
         n.mlk_config_set_binary(cfg, process.env.MLK_BIN);
@@ -114,8 +116,9 @@ test("close() releases every descriptor of the client at once, without GC (200 c
         keep.push(h);
       }
       const after = fds();
-      const err = await n.exec(keep[1], "true", 0).then(() => "resolved", (e) => e.message);
-      console.log(JSON.stringify({ open, before, after, n: keep.length, err }));
+      const err = await n.exec(keep[2], "true", 0).then(() => "resolved", (e) => e.message);
+      await anchor.close();
+      console.log(JSON.stringify({ open, before, after, n: keep.length - 1, err }));
     })();
   `, 120000);
   assert.equal(r.status, 0, r.stderr);
@@ -124,4 +127,55 @@ test("close() releases every descriptor of the client at once, without GC (200 c
   assert.ok(open > before, `closing the public Client released no fd (${open} -> ${before})`);
   assert.ok(after - before <= 3, `descriptors grew from ${before} to ${after} over 200 closed clients`);
   assert.match(err, /closed/, "a closed client refuses calls");
+});
+
+test("close() releases every descriptor of a client that created a sandbox, without GC; remove() works after", () => {
+  // remove() after close runs `matchlock rm` with the config and the kept vm
+  // id on the threadpool (removeVm), so nothing keeps the C client: 20
+  // referenced public Clients with sandboxes hold no fd once closed.
+  const r = runNode(`
+    const fs = require("node:fs");
+    const m = require(process.env.MLK_PKG);
+    const fds = () => fs.readdirSync("/proc/self/fd").length;
+    const tick = () => new Promise((res) => setImmediate(res));
+    (async () => {
+      // an open client keeps the core's shared I/O thread up through the counts
+      const anchor = new m.Client({ binaryPath: process.env.MLK_BIN });
+      await anchor.start();
+      const warm = new m.Client({ binaryPath: process.env.MLK_BIN });
+      await warm.create(new m.Sandbox("alpine:latest"));
+      await warm.close();
+      await warm.remove();
+      await tick();
+      const before = fds();
+      const keep = [];
+      for (let i = 0; i < 20; i++) {
+        const c = new m.Client({ binaryPath: process.env.MLK_BIN });
+        await c.create(new m.Sandbox("alpine:latest"));
+        await c.close();
+        keep.push(c);
+      }
+      await tick();
+      const after = fds();
+      const err = await keep[0].exec("true").then(() => "resolved", (e) => e.constructor.name + ": " + e.message);
+      const ids = keep.map((c) => c.vmId);
+      const removed = [], again = [];
+      for (const c of keep) {
+        removed.push(await c.remove().then(() => "ok", (e) => e.message));
+        again.push(await c.remove().then(() => "ok", (e) => e.constructor.name));
+      }
+      await tick();
+      const end = fds();
+      await anchor.close();
+      console.log(JSON.stringify({ before, after, end, err, ids, removed, again }));
+    })();
+  `, 120000);
+  assert.equal(r.status, 0, r.stderr);
+  const { before, after, end, err, ids, removed, again } = JSON.parse(r.stdout);
+  assert.ok(after - before <= 3, `descriptors grew from ${before} to ${after} over 20 closed clients with sandboxes`);
+  assert.ok(end - before <= 3, `descriptors grew from ${before} to ${end} after remove()`);
+  assert.match(err, /^ClosedError: .*new Client/, "a closed client refuses calls as before");
+  assert.ok(ids.every((id) => /^vm-/.test(id)), ids.join(","));
+  assert.deepEqual(removed, Array(20).fill("ok"));
+  assert.deepEqual(again, Array(20).fill("CLIError"), "a second remove fails: the first really removed the VM");
 });

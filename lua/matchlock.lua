@@ -717,6 +717,7 @@ M.Client = Client
 Client.nothrow = M.nothrow
 
 local live = setmetatable({}, { __mode = "k" })
+local ClosedClient -- the metatable of a client whose close completed (below)
 
 --- Client.new{binary=, sudo=, launcher={...}, env={...}, max_line=, timeout_ms=}
 --- starts `[launcher...] [sudo] binary rpc`.  timeout_ms is the default
@@ -733,7 +734,7 @@ function Client.new(opts)
 end
 M.new = Client.new
 
-function M.is_client(v) return getmetatable(v) == Client end
+function M.is_client(v) local mt = getmetatable(v) return mt == Client or mt == ClosedClient end
 
 local function tmo(self, opts) return (opts and opts.timeout_ms) or self._timeout end
 
@@ -773,10 +774,13 @@ function Client:launch(sb, opts)
 end
 
 function Client:vm_id()
-  if self._released then return nil end
+  if self._released then return self._vm_id end
   return core.mlk_client_vm_id(self._h)
 end
-function Client:stderr_tail() return core.mlk_client_stderr_tail(self._h) end
+function Client:stderr_tail()
+  if self._released then return self._tail end
+  return core.mlk_client_stderr_tail(self._h)
+end
 --- The pollable fd: readable when callbacks wait for dispatch().
 function Client:fd() return core.mlk_client_fd(self._h) end
 
@@ -1076,33 +1080,55 @@ function Client:close(timeout_s)
   return true
 end
 
+-- A client whose close completed.  Its C client is freed, so every call
+-- that needs one raises what the core answers a closed client.
+local CLOSED_MSG = "client closed: this call needs an open client (create a new one)"
+ClosedClient = { __index = function(_, k)
+  if k == "_h" then raise(new_error(C.ECLOSED, CLOSED_MSG)) end
+  return Client[k]
+end }
+
 -- Once closed, the C client is freed at once (its notification fd goes now,
 -- not at collection; the core released the process's pipes when the close
--- ended), unless it created a sandbox: remove() runs `matchlock rm` through it.
+-- ended).  The vm id and the config stay for remove() (mlk_remove_vm).
 function Client:_release_if_done()
-  if not self._released and not core.mlk_client_vm_id(self._h) then
-    self:free()
-    self._released = true
+  if self._released then return end
+  self._vm_id = core.mlk_client_vm_id(self._h)
+  self._tail = core.mlk_client_stderr_tail(self._h)
+  self:free()
+  self._released = true
+  self._h = nil
+  setmetatable(self, ClosedClient)
+end
+
+-- After close: `matchlock rm` with the config and the kept vm id.
+local function remove_closed(self)
+  if not self._vm_id then
+    return { status = C.ENOTCREATED, message = "remove: no sandbox was created by this client" }
   end
+  local _, res = core.mlk_remove_vm(self._cfg, self._vm_id)
+  return res
 end
 
 --- `matchlock rm <vm-id>` (after close).
 function Client:remove()
-  local _, res = core.mlk_remove(self._h)
+  local res
+  if self._released then res = remove_closed(self) else res = select(2, core.mlk_remove(self._h)) end
   ok_result(res, "remove")
   return true
 end
 
 --- Close and release the client now (instead of at collection).
 function Client:free()
-  if self._h then core.client_free(self._h) end
+  local h = rawget(self, "_h")
+  if h then core.client_free(h) end
   live[self] = nil
 end
 
 -- volumes (CLI side channel) ---------------------------------------------
 
 local function volume_cfg(self_or_opts, fname)
-  if getmetatable(self_or_opts) == Client then return self_or_opts._cfg end
+  if M.is_client(self_or_opts) then return self_or_opts._cfg end
   return make_config(fname, self_or_opts)
 end
 
@@ -1194,6 +1220,12 @@ end
 
 function Client:remove_async(done)
   need_done("remove_async", done, "ok")
+  if self._released then
+    -- no C client left to complete through: `matchlock rm` runs now
+    -- (a short command) and done runs before remove_async returns
+    done_with(done, "remove", function() return true end)(remove_closed(self))
+    return new_handle(self, 0)
+  end
   local rc, op = core.mlk_remove_async(self._h, done_with(done, "remove", function() return true end))
   return start_async(self, "remove_async", rc, op)
 end

@@ -240,4 +240,39 @@ return function(T)
     T.eq(keep[2]:vm_id(), nil)
     T.ok(keep[2]:close())
   end)
+
+  T.test("close releases every descriptor of a client that created a sandbox; remove works after", function()
+    -- referenced clients, no collectgarbage: only close() can free their fds;
+    -- remove() then runs `matchlock rm` with the config and the kept vm id
+    local function fds()
+      local p = io.popen("ls /proc/$PPID/fd | wc -l")
+      local n = tonumber(p:read("*a"))
+      p:close()
+      return n
+    end
+    local anchor = H.client() -- open: keeps the core's shared I/O thread up through the counts
+    local warm = H.created()
+    warm:close()
+    T.ok(warm:remove())
+    local before = fds()
+    local keep = {}
+    for i = 1, 20 do
+      local c = H.created()
+      T.ok(c:close())
+      keep[i] = c
+    end
+    local after = fds()
+    T.ok(after - before <= 3, ("descriptors grew from %d to %d over 20 closed clients with sandboxes"):format(before, after))
+    T.raises(function() keep[1]:exec("true") end, "client closed")
+    for _, c in ipairs(keep) do
+      T.eq(c:vm_id():sub(1, 3), "vm-")
+      T.ok(c:remove())
+      T.raises(function() c:remove() end, "MLK_EREMOVE") -- really removed the first time
+    end
+    local done
+    keep[1]:remove_async(function(ok, err) done = err end)
+    T.ok(done and tostring(done):find("MLK_EREMOVE", 1, true), tostring(done))
+    T.ok(fds() - before <= 3)
+    anchor:close()
+  end)
 end

@@ -1097,7 +1097,7 @@ function Client:_release_if_done()
   self._tail = core.mlk_client_stderr_tail(self._h)
   self:free()
   self._released = true
-  self._h = nil
+  self._freed_h, self._h = self._h, nil -- free() puts it back: then calls say "freed"
   setmetatable(self, ClosedClient)
 end
 
@@ -1122,6 +1122,10 @@ end
 function Client:free()
   local h = rawget(self, "_h")
   if h then core.client_free(h) end
+  if getmetatable(self) == ClosedClient then
+    self._h = self._freed_h
+    setmetatable(self, Client)
+  end
   live[self] = nil
 end
 

@@ -110,6 +110,14 @@ function H.created(sb, extra)
   return c
 end
 
+--- How many descriptors this test process holds (the runner is $PPID of the shell).
+function H.fds()
+  local p = io.popen("ls /proc/$PPID/fd | wc -l")
+  local n = tonumber(p:read("*a"))
+  p:close()
+  return n
+end
+
 --- Close and remove, ignoring errors.
 function H.done(c)
   pcall(c.close, c)

@@ -218,50 +218,35 @@ return function(T)
     c:free()
   end)
 
-  T.test("close releases every descriptor of the client at once (200 clients)", function()
-    -- the clients stay referenced, so only close() can free their fds
-    local function fds()
-      local p = io.popen("ls /proc/$PPID/fd | wc -l")
-      local n = tonumber(p:read("*a"))
-      p:close()
-      return n
-    end
-    local warm = H.client()
-    warm:close()
-    local before = fds()
-    local keep = { warm }
-    for i = 1, 200 do
-      local c = H.client()
-      T.ok(c:close())
-      keep[#keep + 1] = c
-    end
-    local after = fds()
-    T.ok(after - before <= 3, ("descriptors grew from %d to %d over 200 closed clients"):format(before, after))
-    T.eq(keep[2]:vm_id(), nil)
-    T.ok(keep[2]:close())
-  end)
-
-  T.test("close releases every descriptor of a client that created a sandbox; remove works after", function()
-    -- referenced clients, no collectgarbage: only close() can free their fds;
-    -- remove() then runs `matchlock rm` with the config and the kept vm id
-    local function fds()
-      local p = io.popen("ls /proc/$PPID/fd | wc -l")
-      local n = tonumber(p:read("*a"))
-      p:close()
-      return n
-    end
-    local anchor = H.client() -- open: keeps the core's shared I/O thread up through the counts
+  -- Descriptors before and after n clients made by make(), closed and kept
+  -- referenced (no collectgarbage), so only close() can free their fds.  An
+  -- open anchor client (returned) keeps the core's shared I/O thread up.
+  local function fds_over_closed(n, make)
+    local anchor = H.client()
     local warm = H.created()
     warm:close()
     T.ok(warm:remove())
-    local before = fds()
+    local before = H.fds()
     local keep = {}
-    for i = 1, 20 do
-      local c = H.created()
+    for i = 1, n do
+      local c = make()
       T.ok(c:close())
       keep[i] = c
     end
-    local after = fds()
+    return before, H.fds(), keep, anchor
+  end
+
+  T.test("close releases every descriptor of the client at once (200 clients)", function()
+    local before, after, keep, anchor = fds_over_closed(200, H.client)
+    anchor:close()
+    T.ok(after - before <= 3, ("descriptors grew from %d to %d over 200 closed clients"):format(before, after))
+    T.eq(keep[1]:vm_id(), nil)
+    T.ok(keep[1]:close())
+  end)
+
+  T.test("close releases every descriptor of a client that created a sandbox; remove works after", function()
+    -- remove() then runs `matchlock rm` with the config and the kept vm id
+    local before, after, keep, anchor = fds_over_closed(20, H.created)
     T.ok(after - before <= 3, ("descriptors grew from %d to %d over 20 closed clients with sandboxes"):format(before, after))
     T.raises(function() keep[1]:exec("true") end, "client closed")
     for _, c in ipairs(keep) do
@@ -272,7 +257,7 @@ return function(T)
     local done
     keep[1]:remove_async(function(ok, err) done = err end)
     T.ok(done and tostring(done):find("MLK_EREMOVE", 1, true), tostring(done))
-    T.ok(fds() - before <= 3)
+    T.ok(H.fds() - before <= 3)
     anchor:close()
   end)
 end

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -645,24 +645,32 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
-    """close() frees the C client (process pipes, notification fd) at once,
-    not at garbage collection: the clients stay referenced here.  (One that
-    created a sandbox keeps its notification fd for remove(), which runs
-    `matchlock rm` through it; its pipes go at close.)"""
+def _fds_over_closed_clients(config: ml.Config, n: int, use: Callable[[ml.Client], Any]
+                             ) -> tuple[int, int, list[ml.Client], ml.Client]:
+    """Descriptors before and after n clients, each used (`use`), closed and
+    kept referenced (no gc).  An open anchor client, returned for the caller
+    to close, keeps the core's shared I/O thread up through both counts."""
+    anchor = ml.Client(config)
+    anchor.start()
     warm = ml.Client(config)
-    warm.start()
     warm.launch(ml.Sandbox("alpine:latest"))
     warm.close()
     warm.remove()
     before = _fds()
-    keep = [warm]
-    for _ in range(200):
+    keep = []
+    for _ in range(n):
         c = ml.Client(config)
-        c.start()
+        use(c)
         c.close()
         keep.append(c)
-    after = _fds()
+    return before, _fds(), keep, anchor
+
+
+def test_close_releases_every_descriptor_at_once(config: ml.Config) -> None:
+    """close() frees the C client (process pipes, notification fd) at once,
+    not at garbage collection: the clients stay referenced here."""
+    before, after, keep, anchor = _fds_over_closed_clients(config, 200, lambda c: c.start())
+    anchor.close()
     assert after - before <= 3, f"descriptors grew from {before} to {after} over 200 closed clients"
     with pytest.raises(ml.MatchlockError, match="closed"):
         keep[1].exec("true")
@@ -673,18 +681,7 @@ def test_close_releases_every_descriptor_of_a_client_with_a_sandbox(config: ml.C
     descriptor waits for garbage collection: the clients stay referenced and
     gc is not run); remove() afterwards runs `matchlock rm` through the
     Config and the kept vm id (mlk_remove_vm)."""
-    warm = ml.Client(config)
-    warm.create(ml.Sandbox("alpine:latest"))
-    warm.close()
-    warm.remove()
-    before = _fds()
-    keep = []
-    for _ in range(20):
-        c = ml.Client(config)
-        c.create(ml.Sandbox("alpine:latest"))
-        c.close()
-        keep.append(c)
-    after = _fds()
+    before, after, keep, anchor = _fds_over_closed_clients(config, 20, lambda c: c.create(ml.Sandbox("alpine:latest")))
     assert after - before <= 3, f"descriptors grew from {before} to {after} over 20 closed clients with sandboxes"
     with pytest.raises(ml.ClosedError, match="client closed"):
         keep[0].exec("true")
@@ -694,12 +691,15 @@ def test_close_releases_every_descriptor_of_a_client_with_a_sandbox(config: ml.C
         with pytest.raises(ml.CLIError):
             c.remove()  # really removed: the same error as through the C client
     assert _fds() - before <= 3
+    anchor.close()
 
 
 def test_async_close_releases_every_descriptor_of_a_client_with_a_sandbox(config: ml.Config) -> None:
     import asyncio
 
     async def main() -> tuple[int, int]:
+        anchor = ml.AsyncClient(config)  # open: keeps the core's shared I/O thread up through the counts
+        await anchor.start()
         warm = ml.AsyncClient(config)
         await warm.create(ml.Sandbox("alpine:latest"))
         await warm.close()
@@ -718,6 +718,7 @@ def test_async_close_releases_every_descriptor_of_a_client_with_a_sandbox(config
             await c.remove()
         with pytest.raises(ml.CLIError):
             await keep[0].remove()
+        await anchor.close()
         return before, after
 
     before, after = asyncio.run(main())

@@ -166,8 +166,19 @@ function hostileTests() {
     const c = hostile(t, "grandchild");
     const want = ["connection closed", "status 3", "grandchild"]; // "grandchild": the stderr tail
     await Promise.all(pending(c).map((p) => failsWithin(p, m.ClosedError, "MLK_EDEAD", want)));
-    assert.match(c.stderrTail(), /grandchild \d+ keeps the pipes/);
+    const grandchild = /grandchild (\d+) keeps the pipes/.exec(c.stderrTail())?.[1];
+    assert.ok(grandchild, c.stderrTail());
     await c.close();
+    // close lets go of the pipes, so the grandchild (which lingers while someone reads them) ends
+    const running = () => {
+      try {
+        return fs.readFileSync(`/proc/${grandchild}/stat`, "utf8").split(") ")[1][0] !== "Z";
+      } catch {
+        return false; // gone
+      }
+    };
+    for (let i = 0; i < 100 && running(); i++) await new Promise((r) => setTimeout(r, 30));
+    assert.ok(!running(), `the grandchild ${grandchild} still runs after close`);
   });
 
   for (const [mode, tail] of [["dies-mid-call", "died mid-call"], ["closes-stdout", null]]) {
@@ -245,8 +256,8 @@ function hostileTests() {
   // ---- and after each mode the process has nothing left to wait for ------
 
   // Each mode in a Node process of its own that does the failing call,
-  // closes and then does nothing: it must exit by itself (an open handle
-  // would keep it, and node --test, waiting).
+  // closes and then does nothing: no child process is left, and it exits
+  // by itself (an open handle would keep it, and node --test, waiting).
   const SCENARIOS = {
     "bad-base64": "await c.execStream('echo', { timeoutMs: 20000 }).catch(() => {});",
     "unknown-ids": "await c.exec('true', { timeoutMs: 20000 }).catch(() => {});",
@@ -260,7 +271,7 @@ function hostileTests() {
     "stops-reading": "await c.exec('true'); await c.writeFile('/big', Buffer.alloc(16 << 20), { timeoutMs: 300 }).catch(() => {});",
   };
 
-  test("after each mode a Node process that closed its client exits by itself", async () => {
+  test("after each mode a Node process that closed its client has no child left and exits by itself", async () => {
     for (const [mode, body] of Object.entries(SCENARIOS)) {
       const after = /^await c\.exec\('true'\);/.test(body) ? 1 : 0;
       const script = `(async () => {
@@ -268,7 +279,12 @@ function hostileTests() {
         const c = new m.Client({ binaryPath: process.env.PEER, env: { MLK_HOSTILE_MODE: ${JSON.stringify(mode)}, MLK_HOSTILE_AFTER: "${after}" } });
         ${body}
         await c.close(0.5).catch(() => {});
-        console.log("closed");
+        // no child left, running or zombie
+        const fs = require("node:fs");
+        const kids = () => fs.readdirSync("/proc/self/task").flatMap((t) =>
+          fs.readFileSync("/proc/self/task/" + t + "/children", "utf8").split(" ").filter((k) => k.trim()));
+        for (let i = 0; i < 50 && kids().length; i++) await new Promise((r) => setTimeout(r, 20));
+        console.log(kids().length ? "children left: " + kids().join(" ") : "closed");
       })().catch((e) => { console.error(e); process.exitCode = 1; });`;
       const t0 = performance.now();
       const r = await new Promise((resolve) =>

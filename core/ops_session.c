@@ -271,7 +271,9 @@ static int do_close(mlk_client *c, double timeout_s, int blocking, mlk_done_cb d
         route_deliver(c, &rt, id, result_new());
         return route_finish(&rt, out);
     }
-    if (!isfinite(timeout_s) || timeout_s < 0) timeout_s = 0;
+    /* 0 (or nonsense) is the official SDKs' "short grace period": 2 s,
+     * sent to the server as such, as the official Python SDK does */
+    if (!isfinite(timeout_s) || timeout_s <= 0) timeout_s = 2.0;
     close_cont *k = calloc(1, sizeof *k);
     req *r = calloc(1, sizeof *r);
     if (!k || !r) {
@@ -286,7 +288,7 @@ static int do_close(mlk_client *c, double timeout_s, int blocking, mlk_done_cb d
     k->op = id;
     k->rt = rt;
     k->rtp = blocking ? &rt : &k->rt;
-    k->wait_ms = timeout_s > 0 ? (int)(timeout_s * 1000) + 1000 : 2000;
+    k->wait_ms = (int)(timeout_s * 1000) + 1000;
     clock_gettime(CLOCK_MONOTONIC, &k->start);
     k->deadline = k->start;
     k->deadline.tv_sec += k->wait_ms / 1000;

@@ -333,12 +333,15 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_
     return out;
 }
 
-/* The first bytes of a line, printable, for a message. */
-static void quote_line(char *dst, size_t cap, const char *p, size_t n)
+/* The first bytes of a line, printable, for a message.  `parsed`: jd_parse
+ * ran on the line, which ends each string in place with a NUL where its
+ * closing quote was (a raw NUL cannot be in a line that parsed; a string
+ * with escapes shows its unescaped text and then what is left of the escapes). */
+static void quote_line(char *dst, size_t cap, const char *p, size_t n, int parsed)
 {
     size_t k = 0;
     for (size_t i = 0; i < n && k + 4 < cap; i++)
-        dst[k++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
+        dst[k++] = parsed && p[i] == '\0' ? '"' : (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
     if (k + 4 >= cap && k < n) { memcpy(dst + k, "...", 3); k += 3; }
     dst[k] = '\0';
 }
@@ -346,10 +349,10 @@ static void quote_line(char *dst, size_t cap, const char *p, size_t n)
 /* A line that is not a JSON-RPC message.  Before the first message it is a
  * launcher's banner, kept (up to BANNER_MAX bytes) for the error message;
  * after it, or beyond that much, the session fails. */
-static void not_a_message(mlk_client *c, const char *line, size_t len)
+static void not_a_message(mlk_client *c, const char *line, size_t len, int parsed)
 {
     char q[80], why[200];
-    quote_line(q, sizeof q, line, len);
+    quote_line(q, sizeof q, line, len, parsed);
     if (!c->spoke && c->banner_len + len + 1 <= BANNER_MAX) {
         memcpy(c->banner + c->banner_len, line, len);
         c->banner_len += len;
@@ -370,7 +373,7 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
     if (i == len) return;
     jdoc *d = &c->doc;
-    if (line[i] != '{') { not_a_message(c, line, len); return; }
+    if (line[i] != '{') { not_a_message(c, line, len, 0); return; }
     if (jd_parse(d, line, len) != 0) {
         char why[160];
         snprintf(why, sizeof why, "protocol error: the server sent a malformed line (%s)", d->err);
@@ -381,7 +384,7 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
     const jnode *idn = jd_get(d, root, "id");
     const char *method = jd_str(d, root, "method", NULL);
     if (!method && !idn && !jd_get(d, root, "result") && !jd_get(d, root, "error")) {
-        not_a_message(c, line, len);
+        not_a_message(c, line, len, 1);
         return;
     }
     c->spoke = 1;
@@ -395,7 +398,7 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
         /* Only ids this client sent and has not seen answered are legitimate
          * (abandoned calls and the core's own cancels stay in the table). */
         char q[80], why[240];
-        quote_line(q, sizeof q, line, len);
+        quote_line(q, sizeof q, line, len, 1);
         const char *em = jd_str(d, jd_get(d, root, "error"), "message", NULL);
         if ((!idn || idn->type == JN_NULL) && em) /* e.g. a parse error: upstream sends it without an id */
             snprintf(why, sizeof why, "protocol error: the server reported an error for no request: %.120s", em);

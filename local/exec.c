@@ -175,22 +175,49 @@ void proc_resize(proc *p, int rows, int cols)
 
 /* ---- termination ------------------------------------------------------- */
 
+/* Signal the process group.  Right after fork the child has not called
+ * setsid yet and its group does not exist (ESRCH): then the child itself,
+ * whose signals are blocked until then, gets it pending. */
+static void signal_proc(proc *p, int sig)
+{
+    if (kill(-p->pid, sig) != 0 && errno == ESRCH) kill(p->pid, sig);
+}
+
+#define TERM_REPEAT_MS 100
+
+/* During the grace, SIGTERM again every TERM_REPEAT_MS (a process that was
+ * still being set up, bubblewrap's included, may have missed the first);
+ * SIGKILL when the grace is over. */
 static void on_kill(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
     proc *p = arg;
-    if (!p->exited) kill(-p->pid, SIGKILL);
+    if (p->exited) return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long left = (p->kill_at.tv_sec - now.tv_sec) * 1000 + (p->kill_at.tv_nsec - now.tv_nsec) / 1000000;
+    if (left <= 0) { signal_proc(p, SIGKILL); return; }
+    signal_proc(p, SIGTERM);
+    long ms = left < TERM_REPEAT_MS ? left : TERM_REPEAT_MS;
+    struct timeval tv = {0, ms * 1000};
+    evtimer_add(p->ev_kill, &tv);
 }
 
 void proc_kill(proc *p, double grace)
 {
     if (p->exited) return;
     p->killed = 1;
-    if (grace <= 0) { kill(-p->pid, SIGKILL); return; }
-    kill(-p->pid, SIGTERM);
-    kill(-p->pid, SIGCONT);
+    if (grace <= 0) { signal_proc(p, SIGKILL); return; }
+    signal_proc(p, SIGTERM);
+    signal_proc(p, SIGCONT);
     if (!p->ev_kill) p->ev_kill = evtimer_new(p->srv->base, on_kill, p);
-    struct timeval tv = {(time_t)grace, (suseconds_t)((grace - (double)(time_t)grace) * 1e6)};
+    long gms = (long)(grace * 1000);
+    clock_gettime(CLOCK_MONOTONIC, &p->kill_at);
+    p->kill_at.tv_sec += gms / 1000;
+    p->kill_at.tv_nsec += (gms % 1000) * 1000000;
+    if (p->kill_at.tv_nsec >= 1000000000) { p->kill_at.tv_sec++; p->kill_at.tv_nsec -= 1000000000; }
+    long ms = gms < TERM_REPEAT_MS ? gms : TERM_REPEAT_MS;
+    struct timeval tv = {0, ms * 1000};
     evtimer_add(p->ev_kill, &tv);
 }
 

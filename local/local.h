@@ -139,6 +139,7 @@ struct proc {
     int exited, status, killed;
     int log_fd;                  /* P_ENTRY: output goes to the VM log */
     struct timespec t0;
+    struct timespec kill_at;     /* proc_kill: SIGKILL from then on */
 };
 
 typedef struct exec_params {

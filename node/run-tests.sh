@@ -17,6 +17,8 @@ if [ ! -x "$MATCHLOCK_LOCAL_BIN" ]; then
   exit 1
 fi
 export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$repo/tests/vectors}
+# the hostile peer of test/hostile.test.js (tests/peer/hostile_peer.c; the file skips without it)
+export MLK_HOSTILE_PEER=${MLK_HOSTILE_PEER:-$build/mlk_hostile_peer}
 state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
 trap 'rm -rf "$state"' EXIT
 export XDG_STATE_HOME="$state" MLK_NODE_TEST_STATE="$state"

@@ -446,7 +446,8 @@ MLK_API int mlk_launch_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeo
                              mlk_done_cb done, void *ud, uint64_t *op);
 /** Close as upstream does: `close` RPC with the timeout, close the child's
  *  stdin, wait for it, kill it when the timeout passes (MLK_ECLOSE_TIMEOUT).
- *  timeout_s 0 means a short grace period.  Idempotent; later calls
+ *  timeout_s 0 means the official SDKs' grace period: 2 s are sent and
+ *  the whole close gets timeout_s + 1 s.  Idempotent; later calls
  *  return 0.  The hook socket is removed. */
 MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out);
 /** Async close; the child is awaited on the I/O thread, never blocking it. */

@@ -32,13 +32,13 @@ end
 
 --- A client of the hostile peer (tests/peer/hostile_peer.c) in `mode`,
 --- well-behaved for the first `after` requests: $MLK_HOSTILE_PEER, else
---- <repo>/build/mlk_hostile_peer.
-function H.hostile(mode, after)
+--- <repo>/build/mlk_hostile_peer.  `log`: a file that receives every request.
+function H.hostile(mode, after, log)
   local b = os.getenv("MLK_HOSTILE_PEER") or (H.repo .. "/build/mlk_hostile_peer")
   if not exists(b) then
     error("the hostile peer is not built at " .. b .. " (make build) or set MLK_HOSTILE_PEER", 0)
   end
-  return H.ml.Client.new({ binary = b, env = { MLK_HOSTILE_MODE = mode, MLK_HOSTILE_AFTER = tostring(after or 0) } })
+  return H.ml.Client.new({ binary = b, env = { MLK_HOSTILE_MODE = mode, MLK_HOSTILE_AFTER = tostring(after or 0), LOG = log } })
 end
 
 -- What the conformance peer cannot show, and why (its README); matchlock-local

@@ -39,28 +39,104 @@ return function(T)
 
   -- hostile servers (issue 11): the call ends at once, long before its deadline
   for _, case in ipairs({
-    { "unknown-ids", 0, "EPROTO", "not waiting for" },
-    { "garbage", 1, "EPROTO", "not a JSON-RPC message" },
-    { "grandchild", 0, "EDEAD", "connection closed" },
-    { "dies-mid-call", 1, "EDEAD", "died mid-call" },
+    { "unknown-ids", 0, "EPROTO", { 'not waiting for: "{"jsonrpc":"2.0","id":1001,' } },
+    { "garbage", 1, "EPROTO", { 'not a JSON-RPC message: "panic: runtime error: this line is not JSON-RPC"' } },
+    { "grandchild", 0, "EDEAD", { "connection closed", "status 3", "grandchild" } }, -- with the stderr tail
+    { "dies-mid-call", 1, "EDEAD", { "connection closed", "died mid-call" } },
+    { "closes-stdout", 1, "EDEAD", { "connection closed" } },
   }) do
     T.test("a hostile server: " .. case[1], function()
       local c = H.hostile(case[1], case[2])
       for _ = 1, case[2] do T.eq(c:exec("true").exit_code, 0) end
-      local t0 = os.time()
-      local e = T.raises(function() c:exec("true", { timeout_ms = 10000 }) end)
-      check_error(e, case[3])
-      T.ok(e.message:find(case[4], 1, true), e.message)
-      T.ok(os.time() - t0 <= 2, "waited for the deadline")
+      for _ = 1, 2 do -- later calls: the same reason
+        local t0 = os.time()
+        local e = T.raises(function() c:exec("true", { timeout_ms = 20000 }) end)
+        check_error(e, case[3])
+        for _, f in ipairs(case[4]) do T.ok(e.message:find(f, 1, true), "wants " .. f .. ": " .. e.message) end
+        T.ok(os.time() - t0 <= 3, "waited for the deadline")
+      end
       H.done(c)
     end)
   end
 
   T.test("a hostile server: invalid base64 output is an error, not lost data", function()
     local c = H.hostile("bad-base64")
-    local e = T.raises(function() c:exec_stream("echo hi", { timeout_ms = 10000 }) end)
+    for _, m in ipairs({ "stream", "pipe", "tty" }) do
+      local opts = { timeout_ms = 20000, on_output = function() end }
+      if m == "pipe" then opts.stdin = "in" end
+      local e = T.raises(function() c["exec_" .. m](c, "echo hi", opts) end)
+      check_error(e, "EPROTO")
+      T.ok(e.message:find("exec_" .. m .. ".stdout", 1, true) and e.message:find("base64", 1, true), e.message)
+    end
+    T.eq(c:exec("true").stdout, "hostile\n", "the session goes on")
+    H.done(c)
+  end)
+
+  T.test("a hostile server: the answers to the core's own cancels are expected", function()
+    local c = H.hostile("silent") -- answers cancels and close, nothing else
+    for _ = 1, 3 do
+      check_error(T.raises(function() c:exec("sleep 9", { timeout_ms = 200 }) end), "ETIMEDOUT")
+      c:poll(100) -- the cancel's answer arrives meanwhile (an unknown id would fail the next call)
+    end
+    H.done(c)
+  end)
+
+  -- upstream answers {"cancelled":false} to a cancel that overtook its call,
+  -- and its close then waits for that call for ever: the core cancels again
+  -- and holds the close back until a cancel has landed
+  T.test("a hostile server: late-cancel, a cancel that found nothing is sent again before close", function()
+    local log = os.tmpname()
+    local c = H.hostile("late-cancel", 0, log)
+    check_error(T.raises(function() c:exec("cat", { timeout_ms = 100 }) end), "ETIMEDOUT")
+    local t0 = os.time()
+    T.ok(c:close(2)) -- ECLOSE_TIMEOUT when the close overtakes the second cancel
+    T.ok(os.time() - t0 <= 2, "close took too long")
+    local cancels, before_close = 0, nil
+    for line in io.lines(log) do
+      if line:find('"cancel"', 1, true) then cancels = cancels + 1 end
+      if line:find('"close"', 1, true) and not before_close then before_close = cancels end
+    end
+    os.remove(log)
+    T.eq(before_close, 2, "cancels before the close")
+    H.done(c)
+  end)
+
+  T.test("a hostile server: a banner before the first message is fine", function()
+    local c = H.hostile("banner")
+    T.eq(c:exec("true").stdout, "hostile\n")
+    H.done(c)
+  end)
+
+  T.test("a hostile server: a dead server's banner is quoted", function()
+    local c = ml.Client.new({ launcher = { "sh", "-c", "echo 'usage: matchlock [--flags] COMMAND'; exit 2", "peer" } })
+    local e = T.raises(function() c:exec("true", { timeout_ms = 20000 }) end)
+    check_error(e, "EDEAD")
+    T.ok(e.message:find("usage: matchlock [--flags] COMMAND", 1, true), e.message)
+    H.done(c)
+  end)
+
+  T.test("a hostile server: endless output before the first message fails at once", function()
+    local c = ml.Client.new({ launcher = { "sh", "-c", "yes 'not json' | head -c 20000; exec sleep 10", "peer" } })
+    local t0 = os.time()
+    local e = T.raises(function() c:exec("true", { timeout_ms = 20000 }) end)
     check_error(e, "EPROTO")
-    T.ok(e.message:find("exec_stream.stdout", 1, true), e.message)
+    T.ok(e.message:find("before its first JSON-RPC message", 1, true), e.message)
+    T.ok(os.time() - t0 <= 4, "waited for the deadline")
+    H.done(c)
+  end)
+
+  T.test("a hostile server: stops-reading, a stuck write ends at its deadline and close keeps one budget", function()
+    local c = H.hostile("stops-reading", 1)
+    T.eq(c:exec("true").exit_code, 0)
+    local t0 = os.time()
+    check_error(T.raises(function() c:write_file("/big", string.rep("a", 16 * 1024 * 1024), { timeout_ms = 1500 }) end), "ETIMEDOUT")
+    T.ok(os.time() - t0 <= 4, "the write outlived its deadline")
+    t0 = os.time()
+    local e = T.raises(function() c:close(1) end) -- budget: the timeout + 1 s (it once took twice that)
+    check_error(e, "ECLOSE_TIMEOUT")
+    T.ok(os.time() - t0 <= 3, "close took more than its 2 s budget")
+    local said = tonumber(e.message:match("after (%d+) ms"))
+    T.ok(said and said >= 1900 and said <= 3000, e.message)
     H.done(c)
   end)
 

@@ -31,10 +31,10 @@ def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                     "--target mlk_hostile_peer) or set MLK_HOSTILE_PEER", pytrace=False)
     made: list[ml.Client] = []
 
-    def make(mode: str, after: int = 0) -> ml.Client:
+    def make(mode: str, after: int = 0, log: str = "") -> ml.Client:
         monkeypatch.setenv("MLK_HOSTILE_MODE", mode)
         monkeypatch.setenv("MLK_HOSTILE_AFTER", str(after))
-        c = ml.Client(ml.Config(binary_path=hostile_bin()))
+        c = ml.Client(ml.Config(binary_path=hostile_bin(), env={"LOG": log} if log else {}))
         c.start()
         made.append(c)
         return c
@@ -55,28 +55,114 @@ def ws_sandbox() -> ml.Sandbox:
 # hostile servers end calls at once (items 1-4)
 
 
-@pytest.mark.parametrize("mode,after,fragment", [
-    ("unknown-ids", 0, "not waiting for"),
-    ("garbage", 1, "not a JSON-RPC message"),
-    ("grandchild", 0, "connection closed"),
-    ("dies-mid-call", 1, "died mid-call"),
-    ("closes-stdout", 1, "connection closed"),
+@pytest.mark.parametrize("mode,after,error,fragment", [
+    ("unknown-ids", 0, ml.ProtocolError, r'not waiting for: "\{"jsonrpc":"2.0","id":1001,'),
+    ("garbage", 1, ml.ProtocolError, 'not a JSON-RPC message: "panic: runtime error: this line is not JSON-RPC"'),
+    ("grandchild", 0, ml.ServerDiedError, "connection closed.*status 3.*grandchild"),  # with the stderr tail
+    ("dies-mid-call", 1, ml.ServerDiedError, "connection closed.*died mid-call"),
+    ("closes-stdout", 1, ml.ServerDiedError, "connection closed"),
 ])
-def test_a_broken_server_fails_the_call_at_once(hostile: Any, mode: str, after: int, fragment: str) -> None:
+def test_a_broken_server_fails_the_call_at_once(hostile: Any, mode: str, after: int, error: type,
+                                                fragment: str) -> None:
     c = hostile(mode, after)
     for _ in range(after):
         assert c.exec("true").exit_code == 0
     t0 = time.monotonic()
-    with pytest.raises(ml.MatchlockError, match=fragment):
-        c.exec("true", timeout=10)
-    assert time.monotonic() - t0 < 2.0, "waited for the deadline"
+    with pytest.raises(error, match=fragment):
+        c.exec("true", timeout=20)
+    assert time.monotonic() - t0 < 3.0, "waited for the deadline"
+    with pytest.raises(error, match=fragment):  # later calls: the same reason
+        c.exec("true", timeout=20)
 
 
 def test_invalid_base64_output_is_an_error_not_lost_data(hostile: Any) -> None:
     c = hostile("bad-base64")
     chunks: list[bytes] = []
-    with pytest.raises(ml.MatchlockError, match="exec_stream.stdout"):
-        c.exec_stream("echo hi", stdout=chunks.append, timeout=10)
+    calls = {
+        "exec_stream": lambda: c.exec_stream("echo hi", stdout=chunks.append, timeout=20),
+        "exec_pipe": lambda: c.exec_pipe("echo hi", stdin=b"in", stdout=chunks.append, timeout=20),
+        "exec_tty": lambda: c.exec_interactive("echo hi", stdout=chunks.append, timeout=20),
+    }
+    for method, call in calls.items():
+        with pytest.raises(ml.ProtocolError, match=rf"{method}\.stdout.*base64"):
+            call()
+    assert c.exec("true").stdout == "hostile\n", "the session goes on"
+
+
+def test_the_answers_to_the_cores_cancels_are_expected(hostile: Any) -> None:
+    c = hostile("silent")  # answers cancels and close, nothing else
+    for _ in range(3):
+        with pytest.raises(ml.MatchlockTimeoutError):
+            c.exec("sleep 9", timeout=0.2)
+        time.sleep(0.1)  # the cancel's answer arrives meanwhile (an unknown id would fail the next call)
+
+
+def test_a_cancel_that_found_nothing_is_sent_again_before_close(hostile: Any, tmp_path: Any) -> None:
+    """Upstream answers {"cancelled":false} to a cancel that overtook its call,
+    and its close then waits for that call for ever: the core cancels again
+    and holds the close back until a cancel has landed."""
+    log = tmp_path / "requests"
+    c = hostile("late-cancel", log=str(log))
+    with pytest.raises(ml.MatchlockTimeoutError):
+        c.exec("cat", timeout=0.1)
+    t0 = time.monotonic()
+    c.close(2)  # CloseTimeoutError when the close overtakes the second cancel
+    assert time.monotonic() - t0 < 2.0
+    lines = log.read_text().splitlines()
+    close = next(i for i, line in enumerate(lines) if '"close"' in line)
+    assert sum('"cancel"' in line for line in lines[:close]) == 2, lines
+
+
+def test_a_banner_before_the_first_message_is_fine(hostile: Any) -> None:
+    assert hostile("banner").exec("true").stdout == "hostile\n"
+
+
+@pytest.fixture
+def shell_peer() -> Iterator[Any]:
+    """shell_peer(script) -> a Client whose server is `sh -c script`."""
+    made: list[ml.Client] = []
+
+    def make(script: str) -> ml.Client:
+        made.append(ml.Client(ml.Config(launcher=["sh", "-c", script, "peer"])))
+        return made[-1]
+
+    yield make
+    for c in made:
+        try:
+            c.close()
+        except ml.MatchlockError:  # a session that failed says so again at close
+            pass
+
+
+def test_a_dead_servers_banner_is_quoted(shell_peer: Any) -> None:
+    c = shell_peer("echo 'usage: matchlock [--flags] COMMAND'; exit 2")
+    with pytest.raises(ml.ServerDiedError, match=r"usage: matchlock \[--flags\] COMMAND"):
+        c.exec("true", timeout=20)
+
+
+def test_endless_output_before_the_first_message_fails_at_once(shell_peer: Any) -> None:
+    c = shell_peer("yes 'not json' | head -c 20000; exec sleep 10")
+    t0 = time.monotonic()
+    with pytest.raises(ml.ProtocolError, match="before its first JSON-RPC message"):
+        c.exec("true", timeout=20)
+    assert time.monotonic() - t0 < 4.0
+
+
+def test_a_server_that_stops_reading(hostile: Any) -> None:
+    """A write it never reads ends at its deadline; close keeps one budget."""
+    c = hostile("stops-reading", 1)
+    assert c.exec("true").exit_code == 0
+    t0 = time.monotonic()
+    with pytest.raises(ml.MatchlockTimeoutError):
+        c.write_file("/big", b"a" * (16 << 20), timeout=1.5)
+    assert time.monotonic() - t0 < 4.5
+    t0 = time.monotonic()
+    with pytest.raises(ml.CloseTimeoutError) as e:
+        c.close(1)  # budget: the timeout + 1 s (it once took twice that)
+    took = time.monotonic() - t0
+    assert took < 3.5, f"took {took:.2f}s for a 2 s budget"
+    said = int(str(e.value).split("after ")[1].split(" ms")[0])
+    assert 1900 <= said <= took * 1000 + 50, f"said {said} ms, took {took * 1000:.0f} ms"
 
 
 # --------------------------------------------------------------------------

@@ -206,6 +206,17 @@ Test(peer, close_is_idempotent_and_later_calls_fail, .timeout = 20)
     mlk_client_free(c);
 }
 
+Test(peer, close_without_a_timeout_sends_the_official_grace, .timeout = 20)
+{
+    mlk_client *c = peer(LOOP("printf '{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\\n' \"$id\"; "
+                              "case \"$line\" in *'\"close\"'*) exit 0;; esac"), NULL);
+    cr_assert_eq(mlk_close(c, 0, NULL), 0);
+    char *log = slurp(logfile);
+    cr_assert(strstr(log, "\"timeout_seconds\":2"), "close(0) sends 2 s like the official SDK: %s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
 struct stream_seen {
     char out[64], err[64];
     size_t on, en;

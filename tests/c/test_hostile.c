@@ -117,7 +117,10 @@ Test(hostile, bad_base64_stream_output_fails_the_call, .timeout = 20)
 Test(hostile, unknown_response_id_fails_the_session_at_once, .timeout = 20)
 {
     mlk_client *c = hostile("unknown-ids", 0);
-    mlk_result_free(exec_fails(c, MLK_EPROTO, "not waiting for", 2.0));
+    mlk_result *r = exec_fails(c, MLK_EPROTO, "not waiting for", 2.0);
+    /* quotes the line as the server sent it (the in-place parse ends strings with NULs) */
+    cr_assert(strstr(mlk_result_message(r), "{\"jsonrpc\":\"2.0\",\"id\":1001,"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
     mlk_result_free(exec_fails(c, MLK_EPROTO, "not waiting for", 2.0)); /* later calls: the same reason */
     finish(c);
 }

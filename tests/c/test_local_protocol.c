@@ -938,6 +938,27 @@ Test(local_protocol, launch_entrypoint_logs_output, .timeout = 20)
     peer_stop(&p);
 }
 
+/* A close sent right after create reaches the entrypoint while it is still
+ * being set up (before its setsid, or inside bubblewrap's start): SIGTERM
+ * must still end it, not the SIGKILL at the end of the grace. */
+Test(local_protocol, a_close_right_after_launch_stops_the_entrypoint_before_the_grace, .timeout = 60)
+{
+    for (int i = 0; i < 10; i++) {
+        peer p;
+        start_vm(&p, "{\"image\":\"alpine:latest\",\"launch_entrypoint\":true,\"resources\":{\"cpus\":1,\"memory_mb\":512,"
+                     "\"disk_size_mb\":5120,\"timeout_seconds\":300},\"image_config\":{\"entrypoint\":[\"sleep\",\"30\"]}}");
+        int64_t t0 = now_ms();
+        msg *m = call(&p, 90, "close", "{\"timeout_seconds\":0}");
+        cr_assert_eq(msg_code(m), 0, "%s", m->text);
+        msg_free(m);
+        int64_t spent = now_ms() - t0;
+        cr_assert_lt(spent, 1500, "round %d: close took %lld ms: the entrypoint outlived SIGTERM", i, (long long)spent);
+        end_input(&p);
+        cr_assert_eq(peer_wait(&p, 5000), 0);
+        peer_stop(&p);
+    }
+}
+
 Test(local_protocol, file_events_for_mounts, .timeout = 20)
 {
     E2E_NEEDS(E2E_CMD_FILE_EVENTS);

@@ -181,6 +181,11 @@ Test(hostile, garbage_after_the_first_message_fails_the_session, .timeout = 20)
     r = exec_fails(c, MLK_EPROTO, "not a JSON-RPC message", 2.0);
     cr_assert(strstr(mlk_result_message(r), "panic: runtime error"), "quotes the line: %s", mlk_result_message(r));
     mlk_result_free(r);
+    /* the calls got the reason; closing the failed session is not an error
+     * (as after a dead server, and as the official SDKs' close) */
+    int rc = mlk_close(c, 1, &r);
+    cr_assert_eq(rc, 0, "close after a protocol error: rc=%d %s", rc, mlk_result_message(r));
+    mlk_result_free(r);
     finish(c);
 }
 

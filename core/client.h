@@ -265,7 +265,7 @@ int submit(mlk_client *c, req *r, jw *w);
 /* Post a done item with res for r's caller (exactly once per request). */
 void post_done(req *r, mlk_result *res);
 void post_fail(req *r, int status, const char *msg);
-const char *kind_method(int kind);
+const char *kind_call(int kind); /* the call's name in messages */
 
 /* ---- hooks.c -------------------------------------------------------- */
 /* At create: copy the builder's hooks, open the callback socket when a

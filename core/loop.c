@@ -348,8 +348,11 @@ int queue_drain(mlk_queue *q, int max)
 
 /* How long a blocking caller spins for its answer before it sleeps: most
  * answers come within tens of microseconds, and waking a sleeping thread
- * costs about as much again on a virtual CPU. */
+ * costs about as much again on a virtual CPU.  -DWAIT_SPIN_NS=0 builds
+ * without the spin, for comparing (docs/benchmarks.md). */
+#ifndef WAIT_SPIN_NS
 #define WAIT_SPIN_NS 50000
+#endif
 
 static int spin_for(mlk_queue *q)
 {

@@ -208,8 +208,11 @@ static void close_complete(close_cont *k, int killed)
         long spent = (now.tv_sec - k->start.tv_sec) * 1000 + (now.tv_nsec - k->start.tv_nsec) / 1000000;
         result_fail(res, MLK_ECLOSE_TIMEOUT, "close timed out after %ld ms; the matchlock process was killed", spent);
     }
-    /* A server that already exited is a closed server, not an error. */
-    if (res && (res->status == MLK_EDEAD || res->status == MLK_ECLOSED)) result_fail(res, 0, NULL);
+    /* A server that already exited, or a session that already failed (a
+     * protocol error: the calls got the reason then), is closed now, not an
+     * error: the official SDKs' close does not raise for either. */
+    if (res && (res->status == MLK_EDEAD || res->status == MLK_ECLOSED || res->status == MLK_EPROTO))
+        result_fail(res, 0, NULL);
     pthread_mutex_lock(&c->mu);
     c->state = ST_CLOSED;
     pthread_mutex_unlock(&c->mu);

@@ -127,7 +127,7 @@ static void output_lost(mlk_client *c, req *r, int status, const char *method, c
 {
     char msg[256];
     snprintf(msg, sizeof msg, "%s: the server's %s notification %s; the call was cancelled",
-             method_names[r->kind], method, why);
+             kind_call(r->kind), method, why);
     abandon(c, r, status, msg);
 }
 
@@ -426,7 +426,7 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
             int code = (int)jd_int(d, err, "code", -32603);
             res->rpc_code = code;
             result_fail(res, code == -32003 ? MLK_ECANCELED : MLK_ERPC, "%s: %s (code %d)",
-                        method_names[r->kind], jd_str(d, err, "message", "error"), code);
+                        kind_call(r->kind), jd_str(d, err, "message", "error"), code);
         }
     } else {
         res = make_result(c, r, jd_get(d, root, "result"), can_steal, steal);

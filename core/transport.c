@@ -23,7 +23,9 @@ const char *const method_names[] = {
     "cancel",
 };
 
-const char *kind_method(int kind) { return method_names[kind]; }
+/* The call's name in messages: a large write_file goes as exec_pipe but is
+ * the caller's write_file. */
+const char *kind_call(int kind) { return kind == K_WRITE_PIPE ? "write_file" : method_names[kind]; }
 
 /* ===================================================================== */
 /* I/O thread: request table, output, completion                           */
@@ -225,7 +227,7 @@ static void on_timeout_locked(evutil_socket_t fd, short what, void *arg)
     req *r = arg;
     char msg[128];
     snprintf(msg, sizeof msg, "%s: deadline of %lld ms exceeded (the call was cancelled)",
-             method_names[r->kind], (long long)r->timeout_ms);
+             kind_call(r->kind), (long long)r->timeout_ms);
     abandon(r->c, r, MLK_ETIMEDOUT, msg);
 }
 
@@ -469,7 +471,7 @@ static void t_cancel_locked(void *p)
     req *r = c->dead || c->detached ? NULL : table_get(c, a[1]);
     if (r) {
         char msg[96];
-        snprintf(msg, sizeof msg, "%s: cancelled by the caller", method_names[r->kind]);
+        snprintf(msg, sizeof msg, "%s: cancelled by the caller", kind_call(r->kind));
         abandon(c, r, MLK_ECANCELED, msg);
     }
     free(a);

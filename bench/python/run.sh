@@ -23,7 +23,7 @@ if [ "${BENCH_REUSE_VENV:-0}" != 1 ] || [ ! -x "$venv/bin/python" ]; then
 fi
 echo "== pip install ./python (matchlock-native) and matchlock (official, PyPI)"
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$repo/python"
-"$venv/bin/python" -m pip install -q cffi
+"$venv/bin/python" -m pip install -q cffi msgpack   # the package's dependencies (python/pyproject.toml)
 official=()
 if ! "$venv/bin/python" -m pip install -q matchlock; then
   echo "(the official matchlock package could not be installed from PyPI: measured without it)"

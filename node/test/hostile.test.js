@@ -35,7 +35,7 @@ function hostileTests() {
     const c = new m.Client({ binaryPath: peer, env: { MLK_HOSTILE_MODE: mode, MLK_HOSTILE_AFTER: String(after), LOG: logFile } });
     c.logFile = logFile;
     t.after(async () => {
-      await c.close().catch(() => {}); // a session that failed says so again at close
+      await c.close().catch((e) => { if (!/close timed out/.test(e.message)) throw e; }); // only a peer that stops reading fails its close
       fs.rmSync(path.dirname(logFile), { recursive: true, force: true });
     });
     return c;

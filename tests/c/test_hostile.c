@@ -170,6 +170,23 @@ Test(hostile, a_cancel_that_found_nothing_is_sent_again_before_close, .timeout =
     finish(c);
 }
 
+/* A write too large for one request line goes as exec_pipe into `cat`;
+ * its messages still name the caller's call. */
+Test(hostile, a_large_write_that_times_out_is_named_write_file, .timeout = 20)
+{
+    mlk_client *c = hostile("silent", 0);
+    size_t n = 9u << 20;
+    char *data = calloc(1, n);
+    cr_assert(data);
+    mlk_result *r = NULL;
+    int rc = mlk_write_file(c, "/tmp/big", data, n, 0644, 300, &r);
+    cr_assert_eq(rc, MLK_ETIMEDOUT, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strncmp(mlk_result_message(r), "write_file: deadline", 20) == 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    free(data);
+    finish(c);
+}
+
 /* ---- 3. garbage lines ---------------------------------------------------- */
 
 Test(hostile, garbage_after_the_first_message_fails_the_session, .timeout = 20)
@@ -180,6 +197,11 @@ Test(hostile, garbage_after_the_first_message_fails_the_session, .timeout = 20)
     mlk_result_free(r);
     r = exec_fails(c, MLK_EPROTO, "not a JSON-RPC message", 2.0);
     cr_assert(strstr(mlk_result_message(r), "panic: runtime error"), "quotes the line: %s", mlk_result_message(r));
+    mlk_result_free(r);
+    /* the calls got the reason; closing the failed session is not an error
+     * (as after a dead server, and as the official SDKs' close) */
+    int rc = mlk_close(c, 1, &r);
+    cr_assert_eq(rc, 0, "close after a protocol error: rc=%d %s", rc, mlk_result_message(r));
     mlk_result_free(r);
     finish(c);
 }

@@ -7,7 +7,7 @@
 # repetition, rotating the order, and prints medians and ratios to the floor.
 # Not a test; prints numbers.
 #
-#   bench/all.sh                   (or: make bench-bindings)
+#   bench/all.sh [--no-keep-awake]  (or: make bench-bindings; see bench/all.py)
 # Environment: BENCH_REPS (5), BENCH_N (round trips per rep, 10000),
 # BENCH_STREAM_BYTES (per rep, 256 MiB), BENCH_BUILD (build-bench),
 # BENCH_ONLY (space-separated languages: python lua node; default all),
@@ -24,4 +24,4 @@ done
 bench_build -- bench_codec >/dev/null
 bench_header "All clients"
 python3 "$here/all.py" --peer "$PEER" --floor "$FLOOR" --core "$CORE" --reps "$BENCH_REPS" -n "${BENCH_N:-10000}" \
-  --stream-bytes "$BENCH_STREAM_BYTES" --children "$BENCH_CHILDREN"
+  --stream-bytes "$BENCH_STREAM_BYTES" --children "$BENCH_CHILDREN" "$@"

@@ -90,7 +90,7 @@ struct mlk_client {
     int exited;                   /* the child exited; seen while reading was paused */
     struct evbuffer *outbuf;
     char *buf;
-    size_t len, cap, scan;
+    size_t off, len, cap, scan;   /* buf: unprocessed bytes are [off, len); scanned for '\n' up to scan */
     jdoc doc;
     req *table[NBUCKETS];
     int dead, detached;

@@ -255,7 +255,7 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
 
 /* Build the result of a successful response.  *steal is set when the
  * result took ownership of the whole line buffer. */
-static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_steal, int *steal)
+static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *steal)
 {
     jdoc *d = &c->doc;
     mlk_result *out = result_new();
@@ -303,7 +303,7 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int can_
             result_fail(out, MLK_EPARSE, "parse %s result: content is not valid base64", method_names[r->kind]);
             break;
         }
-        if (can_steal && n >= STEAL_MIN) {
+        if (n >= STEAL_MIN) {
             out->owned = c->buf;
             out->data = p;
             out->data_len = n;
@@ -367,7 +367,7 @@ static void not_a_message(mlk_client *c, const char *line, size_t len, int parse
     die(c, MLK_EPROTO, why);
 }
 
-static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, int *steal)
+static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
 {
     size_t i = 0;
     while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
@@ -429,27 +429,31 @@ static void handle_line(mlk_client *c, char *line, size_t len, int can_steal, in
                         kind_call(r->kind), jd_str(d, err, "message", "error"), code);
         }
     } else {
-        res = make_result(c, r, jd_get(d, root, "result"), can_steal, steal);
+        res = make_result(c, r, jd_get(d, root, "result"), steal);
     }
     post_done(r, res);
     req_free(r);
 }
 
+/* Handle every complete line in the buffer.  What is left of a partial
+ * line stays where it is (c->off); on_readable_locked moves it to the
+ * front only when the buffer lacks room for the next read, so a stream of
+ * lines longer than one read is not copied once per read. */
 static void process_lines(mlk_client *c)
 {
-    size_t start = 0;
+    size_t start = c->off;
     for (;;) {
         char *nl = memchr(c->buf + c->scan, '\n', c->len - c->scan);
         if (!nl) break;
         size_t end = (size_t)(nl - c->buf);
         int steal = 0;
-        handle_line(c, c->buf + start, end - start, start == 0, &steal);
+        handle_line(c, c->buf + start, end - start, &steal);
         if (c->dead || c->detached) return;
         if (steal) {
             size_t rem = c->len - end - 1;
             size_t cap = rem + 65536;
             char *nb = malloc(cap);
-            if (!nb) { c->buf = NULL; c->len = c->cap = c->scan = 0; die(c, MLK_ENOMEM, "out of memory"); return; }
+            if (!nb) { c->buf = NULL; c->off = c->len = c->cap = c->scan = 0; die(c, MLK_ENOMEM, "out of memory"); return; }
             memcpy(nb, c->buf + end + 1, rem);
             c->buf = nb;
             c->cap = cap;
@@ -461,10 +465,8 @@ static void process_lines(mlk_client *c)
         start = end + 1;
         c->scan = start;
     }
-    if (start > 0) {
-        memmove(c->buf, c->buf + start, c->len - start);
-        c->len -= start;
-    }
+    if (start == c->len) start = c->len = 0; /* all handled: the next read starts at the front */
+    c->off = start;
     c->scan = c->len;
 }
 
@@ -491,6 +493,12 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
     for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
+        if (c->cap - c->len < 65536 && c->off > 0) { /* the partial line to the front */
+            memmove(c->buf, c->buf + c->off, c->len - c->off);
+            c->len -= c->off;
+            c->scan -= c->off;
+            c->off = 0;
+        }
         if (c->cap - c->len < 65536) {
             size_t cap = c->cap ? c->cap * 2 : 256 * 1024;
             while (cap - c->len < 65536) cap *= 2;
@@ -504,7 +512,7 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg)
         if (n > 0) {
             c->len += (size_t)n;
             process_lines(c);
-            if (c->len > c->cfg->max_line) {
+            if (c->len - c->off > c->cfg->max_line) {
                 die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
                 return;
             }

@@ -8,7 +8,11 @@
  * below: the child's pipes, the request table, the line buffer.  Results
  * and callbacks go back through an mlk_queue: the client's main queue for
  * async calls and events (drained by mlk_dispatch), or a private queue
- * for a blocking call (drained by the thread blocked in it). */
+ * for a blocking call (drained by the thread blocked in it).  A thread
+ * that waits (a blocking call, mlk_dispatch_wait) may also read the
+ * child's stdout itself while it spins, under io_mu, and handle the simple
+ * answers it finds there (reader_self_read in reader.c); it hands
+ * everything else to the I/O thread. */
 #include "client.h"
 
 #include <errno.h>
@@ -111,7 +115,7 @@ int call_async(mlk_client *c, req *r, jw *w, mlk_done_cb done, void *ud, uint64_
 static int wait_for(waiter *wt, mlk_result **out)
 {
     while (!wt->done) {
-        queue_wait(&wt->q, -1);
+        queue_wait(&wt->q, -1, wt->c ? reader_self_read : NULL, wt->c);
         queue_drain(&wt->q, 0);
     }
     queue_destroy(&wt->q);
@@ -126,6 +130,7 @@ int call_blocking(mlk_client *c, req *r, jw *w, mlk_result **out)
     if (queue_init_waiter(&wt.q) != 0) { jw_free(w); req_free(r); return result_give(NULL, out); }
     r->q = &wt.q;
     r->w = &wt;
+    wt.c = c;
     int rc = submit(c, r, w);
     if (rc != 0) {
         queue_destroy(&wt.q);
@@ -303,7 +308,9 @@ MLK_API int mlk_dispatch(mlk_client *c, int max)
 MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms)
 {
     if (!c) return MLK_EINVAL;
-    if (!__atomic_load_n(&c->mainq.head, __ATOMIC_ACQUIRE)) queue_wait(&c->mainq, timeout_ms < 0 ? -1 : timeout_ms);
+    if (client_inherited(c)) return MLK_ECLOSED;
+    if (!__atomic_load_n(&c->mainq.head, __ATOMIC_ACQUIRE))
+        queue_wait(&c->mainq, timeout_ms < 0 ? -1 : timeout_ms, reader_self_read, c);
     return mlk_dispatch(c, 0);
 }
 
@@ -368,6 +375,7 @@ int route_call(mlk_client *c, route *rt, req *r, jw *w, mlk_result **out)
 {
     r->q = route_queue(c, rt);
     r->w = rt->blocking ? &rt->wt : NULL;
+    rt->wt.c = c;
     r->done = rt->done;
     r->ud = rt->ud;
     submit_or_fail(c, r, w);

@@ -54,6 +54,7 @@ typedef struct req {
     uint64_t target;              /* K_CANCEL: the id it cancels */
     int cancel_tries;             /* abandoned: cancels sent for it so far */
     int cancel_open;              /* abandoned: its cancel is not yet known to have landed */
+    int streams;                  /* counted in c->streams (table_put) */
     pline *pend, *pend_tail;      /* stdin held until ready (I/O) */
     char *feed;                   /* stdin to push after ready (owned) */
     size_t feed_len, feed_off;
@@ -96,6 +97,8 @@ struct mlk_client {
     int dead, detached;
     int spoke;                    /* a valid JSON-RPC message arrived */
     int cancels_open;             /* requests with cancel_open set */
+    _Atomic int streams;          /* requests in the table that get notifications (req.streams): while
+                                   * any is, a blocking caller leaves all reading to the I/O thread */
     char *held_close;             /* the close line, held while cancels_open > 0 */
     size_t held_close_len;
     char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */
@@ -125,6 +128,7 @@ struct mlk_client {
 
 typedef struct waiter {
     mlk_queue q;
+    struct mlk_client *c;         /* whose answers the waiter may read itself */
     mlk_result *res;
     int done;
 } waiter;
@@ -230,6 +234,10 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg);
 void on_stderr(evutil_socket_t fd, short what, void *arg);
 /* Read what the child wrote to stderr so far into its tail. */
 void read_stderr(mlk_client *c);
+/* A blocking caller, while it spins: read the child's stdout itself when
+ * the I/O thread is not at it, and handle the answers that are safe off
+ * that thread (reader.c).  1 when it handled a line.  Any thread. */
+int reader_self_read(void *c);
 void done_run(qitem *it);
 void done_drop(qitem *it);
 

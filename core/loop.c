@@ -243,11 +243,16 @@ int queue_init_waiter(mlk_queue *q)
     return 0;
 }
 
+/* q->head changes under q->mu, and a spinning waiter reads it without the
+ * lock (spin_for, mlk_dispatch_wait): stored atomically. */
+static void set_head(mlk_queue *q, qitem *it) { __atomic_store_n(&q->head, it, __ATOMIC_RELEASE); }
+
 void queue_clear(mlk_queue *q)
 {
     pthread_mutex_lock(&q->mu);
     qitem *it = q->head;
-    q->head = q->tail = NULL;
+    set_head(q, NULL);
+    q->tail = NULL;
     pthread_mutex_unlock(&q->mu);
     while (it) {
         qitem *n = it->next;
@@ -288,7 +293,7 @@ void queue_push(mlk_queue *q, qitem *it)
 {
     it->next = NULL;
     pthread_mutex_lock(&q->mu);
-    if (q->tail) q->tail->next = it; else q->head = it;
+    if (q->tail) q->tail->next = it; else set_head(q, it);
     q->tail = it;
     int wake = !q->signaled, has_fd = q->wfd >= 0;  /* read q only under the lock: a waiter queue may go at once */
     q->signaled = 1;
@@ -311,7 +316,8 @@ int queue_drain(mlk_queue *q, int max)
         /* everything queued now; what arrives meanwhile waits for the next call */
         pthread_mutex_lock(&q->mu);
         qitem *it = q->head;
-        q->head = q->tail = NULL;
+        set_head(q, NULL);
+        q->tail = NULL;
         if (q->signaled || !it) {  /* !it: a late write of queue_push */
             fd_reset(q);
             q->signaled = 0;
@@ -330,7 +336,7 @@ int queue_drain(mlk_queue *q, int max)
         pthread_mutex_lock(&q->mu);
         qitem *it = q->head;
         if (it) {
-            q->head = it->next;
+            set_head(q, it->next);
             if (!q->head) q->tail = NULL;
         }
         if (!q->head && (q->signaled || (!it && ran == 0))) {
@@ -354,26 +360,27 @@ int queue_drain(mlk_queue *q, int max)
 #define WAIT_SPIN_NS 50000
 #endif
 
-static int spin_for(mlk_queue *q)
+static int spin_for(mlk_queue *q, int (*poke)(void *), void *arg)
 {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned i = 0;; i++) {
         if (__atomic_load_n(&q->head, __ATOMIC_ACQUIRE)) return 1;
+        if (poke && poke(arg)) continue;
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-        if ((i & 63) == 63) {
+        if (poke || (i & 63) == 63) { /* a poke is a system call: look at the clock every time */
             clock_gettime(CLOCK_MONOTONIC, &t);
             if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > WAIT_SPIN_NS) return 0;
         }
     }
 }
 
-void queue_wait(mlk_queue *q, int timeout_ms)
+void queue_wait(mlk_queue *q, int timeout_ms, int (*poke)(void *), void *arg)
 {
     if (q->rfd < 0) {
-        if (spin_for(q)) return;
+        if (spin_for(q, poke, arg)) return;
         pthread_mutex_lock(&q->mu);
         if (timeout_ms < 0) {
             while (!q->head) pthread_cond_wait(&q->cv, &q->mu);
@@ -390,7 +397,7 @@ void queue_wait(mlk_queue *q, int timeout_ms)
     }
     /* a queue with a descriptor (mlk_dispatch_wait): spin as well, then
      * poll once; a signal ends the wait early (the host may want to act) */
-    if (spin_for(q) || timeout_ms == 0) return;
+    if (spin_for(q, poke, arg) || timeout_ms == 0) return;
     struct pollfd p = {.fd = q->rfd, .events = POLLIN};
     (void)poll(&p, 1, timeout_ms);
 }

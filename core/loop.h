@@ -55,7 +55,9 @@ void queue_push(mlk_queue *q, qitem *it);
 int queue_drain(mlk_queue *q, int max);
 /* Block until the queue has items (or timeout_ms passes; -1 waits),
  * spinning up to 50 us first (timeout_ms 0: only that).  A queue with an
- * fd also returns early when a signal interrupts the wait. */
-void queue_wait(mlk_queue *q, int timeout_ms);
+ * fd also returns early when a signal interrupts the wait.  While it
+ * spins, poke(arg) runs between looks at the queue when poke is set (it
+ * may fill the queue; see reader_self_read). */
+void queue_wait(mlk_queue *q, int timeout_ms, int (*poke)(void *), void *arg);
 
 #endif

@@ -367,6 +367,8 @@ static void not_a_message(mlk_client *c, const char *line, size_t len, int parse
     die(c, MLK_EPROTO, why);
 }
 
+static void answer(mlk_client *c, req *r, const jnode *root, int *steal);
+
 static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
 {
     size_t i = 0;
@@ -418,6 +420,13 @@ static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
         req_free(r);
         return;
     }
+    answer(c, r, root, steal);
+}
+
+/* r (out of the table, not abandoned) is answered by the response root. */
+static void answer(mlk_client *c, req *r, const jnode *root, int *steal)
+{
+    jdoc *d = &c->doc;
     const jnode *err = jd_get(d, root, "error");
     mlk_result *res;
     if (err && err->type == JN_OBJ) {
@@ -489,33 +498,51 @@ static void settle_stderr(mlk_client *c, int ms)
     }
 }
 
+/* At least 64 KiB free at the end of the line buffer: the partial line
+ * moves to the front only when the room is short.  -1: out of memory. */
+static int make_room(mlk_client *c)
+{
+    if (c->cap - c->len < 65536 && c->off > 0) { /* the partial line to the front */
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->scan -= c->off;
+        c->off = 0;
+    }
+    if (c->cap - c->len >= 65536) return 0;
+    size_t cap = c->cap ? c->cap * 2 : 256 * 1024;
+    while (cap - c->len < 65536) cap *= 2;
+    char *nb = realloc(c->buf, cap);
+    if (!nb) return -1;
+    c->buf = nb;
+    c->cap = cap;
+    return 0;
+}
+
+/* The partial line outgrew the configured maximum: the session fails (1). */
+static int too_long(mlk_client *c)
+{
+    if (c->len - c->off <= c->cfg->max_line) return 0;
+    die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
+    return 1;
+}
+
 void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
+    if (c->dead || c->detached) return;
+    if (c->scan < c->len) { /* lines a blocking caller left (self_lines) */
+        process_lines(c);
+        if (c->dead || c->detached) return;
+    }
+    if (too_long(c)) return;
     for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
-        if (c->cap - c->len < 65536 && c->off > 0) { /* the partial line to the front */
-            memmove(c->buf, c->buf + c->off, c->len - c->off);
-            c->len -= c->off;
-            c->scan -= c->off;
-            c->off = 0;
-        }
-        if (c->cap - c->len < 65536) {
-            size_t cap = c->cap ? c->cap * 2 : 256 * 1024;
-            while (cap - c->len < 65536) cap *= 2;
-            char *nb = realloc(c->buf, cap);
-            if (!nb) { die(c, MLK_ENOMEM, "out of memory reading the server's output"); return; }
-            c->buf = nb;
-            c->cap = cap;
-        }
+        if (make_room(c) != 0) { die(c, MLK_ENOMEM, "out of memory reading the server's output"); return; }
         size_t room = c->cap - c->len - 1;
         ssize_t n = read(c->out_fd, c->buf + c->len, room);
         if (n > 0) {
             c->len += (size_t)n;
             process_lines(c);
-            if (c->len - c->off > c->cfg->max_line) {
-                die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
-                return;
-            }
+            if (c->dead || c->detached || too_long(c)) return;
             if ((size_t)n < room) return; /* drained: the loop calls again when more comes */
             continue;
         }
@@ -528,6 +555,107 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 }
 
 IO_EVENT(on_readable, (mlk_client *)ARG)
+
+/* ---- a blocking caller reads its own answer ----------------------------
+ * While a blocking caller spins for its answer (queue_wait), it reads the
+ * child's stdout itself whenever the I/O thread is not at it (trylock):
+ * the answer then reaches the caller without waking the I/O thread first
+ * and being handed over by it, one cross-CPU wake-up less per call (issue
+ * 15).  The caller handles only what is safe off the I/O thread: a small
+ * response to a call that is not abandoned, has no deadline timer and is
+ * not a create, close or cancel, so that answering it frees no event
+ * (event_free and event_del wait for a running callback, which may be
+ * waiting for io_mu held here).  At the first line that is anything else
+ * (a notification, a malformed line, an unknown id...) it stops, leaves
+ * that line and what follows in the buffer and wakes the I/O thread,
+ * which handles them as if it had read them (on_readable_locked).  The
+ * caller parses a copy: jd_parse writes into its input, and the line may
+ * still go to the I/O thread. */
+#define SELF_LINE_MAX 8192   /* far below STEAL_MIN: such an answer never takes the buffer */
+
+static int self_kind(int kind)
+{
+    switch (kind) {
+    case K_EXEC: case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY: case K_WRITE: case K_WRITE_PIPE:
+    case K_READ: case K_LIST: case K_LOG: case K_ALLOW: case K_PORTFWD:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* 1: the line was handled here; 0: it is the I/O thread's. */
+static int self_line(mlk_client *c, const char *line, size_t len)
+{
+    char tmp[SELF_LINE_MAX];
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) i++;
+    if (i == len) return 1; /* blank: handle_line skips it too */
+    if (line[i] != '{' || len >= sizeof tmp) return 0;
+    memcpy(tmp, line, len);
+    jdoc *d = &c->doc;
+    if (jd_parse(d, tmp, len) != 0) return 0;
+    const jnode *root = jd_root(d);
+    const jnode *idn = jd_get(d, root, "id");
+    uint64_t id;
+    if (jd_get(d, root, "method") || !idn || jn_uint(idn, &id) != 0) return 0;
+    if (!jd_get(d, root, "result") && !jd_get(d, root, "error")) return 0;
+    req *r = table_get(c, id);
+    if (!r || r->abandoned || r->timer || !self_kind(r->kind)) return 0;
+    c->spoke = 1;
+    table_del(c, r);
+    int steal = 0;
+    answer(c, r, root, &steal);
+    return 1;
+}
+
+/* process_lines for a blocking caller: 1 when it handled a line. */
+static int self_lines(mlk_client *c)
+{
+    size_t start = c->off;
+    int handled = 0;
+    for (;;) {
+        char *nl = memchr(c->buf + c->scan, '\n', c->len - c->scan);
+        if (!nl) break;
+        size_t end = (size_t)(nl - c->buf);
+        if (!self_line(c, c->buf + start, end - start)) {
+            c->off = c->scan = start; /* from here on the I/O thread's */
+            event_active(c->ev_read, EV_READ, 0);
+            return handled;
+        }
+        handled = 1;
+        start = end + 1;
+        c->scan = start;
+    }
+    if (start == c->len) start = c->len = 0;
+    c->off = start;
+    c->scan = c->len;
+    if (c->len - c->off > c->cfg->max_line) event_active(c->ev_read, EV_READ, 0); /* too_long there */
+    return handled;
+}
+
+int reader_self_read(void *arg)
+{
+    mlk_client *c = arg;
+    if (client_inherited(c)) return 0; /* across fork(): the pipes are the parent's */
+    if (c->streams) return 0; /* output notifications are coming: the I/O thread's */
+    struct pollfd p = {.fd = __atomic_load_n(&c->out_fd, __ATOMIC_RELAXED), .events = POLLIN};
+    if (p.fd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) return 0;
+    if (pthread_mutex_trylock(&c->io_mu) != 0) return 0;
+    int handled = 0;
+    if (!c->dead && !c->detached && !c->read_paused && !c->streams && c->ev_read && c->out_fd >= 0 &&
+        c->scan == c->len &&
+        make_room(c) == 0) {
+        ssize_t n = read(c->out_fd, c->buf + c->len, c->cap - c->len - 1);
+        if (n > 0) {
+            c->len += (size_t)n;
+            handled = self_lines(c);
+        }
+        /* EOF and errors stay for the I/O thread, which sees them too */
+    }
+    pthread_mutex_unlock(&c->io_mu);
+    return handled;
+}
 
 /* Keep the tail of the child's stderr; 0 while more may come, -1 at EOF. */
 static int stderr_chunk(mlk_client *c)

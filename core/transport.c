@@ -32,6 +32,13 @@ const char *kind_call(int kind) { return kind == K_WRITE_PIPE ? "write_file" : m
 
 void table_put(mlk_client *c, req *r)
 {
+    switch (r->kind) {
+    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY: case K_WRITE_PIPE: case K_LOG_STREAM:
+        if (!r->streams) { r->streams = 1; c->streams++; }
+        break;
+    default:
+        break;
+    }
     req **b = &c->table[r->id % NBUCKETS];
     r->hnext = *b;
     *b = r;
@@ -53,6 +60,7 @@ void table_del(mlk_client *c, req *r)
 void req_free(req *r)
 {
     if (!r) return;
+    if (r->streams) r->c->streams--;
     if (r->timer) event_free(r->timer);
     while (r->pend) {
         pline *n = r->pend->next;

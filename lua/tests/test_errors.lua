@@ -101,6 +101,23 @@ return function(T)
     H.done(c)
   end)
 
+  -- a waiting call reads the server's output itself and hands the rest to
+  -- the core's I/O thread: with an event, a blank line and an answer split
+  -- in two around every call, each call gets its own answer, no event lost
+  T.test("a hostile server: chatty, answers among events and split lines all arrive", function()
+    local c = H.hostile("chatty")
+    local events = 0
+    c:on_event(function(e) if e.type == "chatty" then events = events + 1 end end)
+    for i = 1, 500 do
+      local r = c:exec("true")
+      if r.stdout ~= "hostile\n" then T.eq(r.stdout, "hostile\n", "call " .. i) end
+    end
+    local t0 = os.time()
+    while events < 500 and os.time() - t0 < 10 do c:poll(100) end
+    T.eq(events, 500, "events")
+    H.done(c)
+  end)
+
   T.test("a hostile server: a banner before the first message is fine", function()
     local c = H.hostile("banner")
     T.eq(c:exec("true").stdout, "hostile\n")

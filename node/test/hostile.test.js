@@ -67,6 +67,22 @@ function hostileTests() {
     return err;
   }
 
+  // ---- answers among events, blank lines and split lines ------------------
+  // (in C and Python a waiting call reads them itself; here the I/O thread
+  // does: either way each call gets its own answer and no event is lost)
+  test("chatty: answers among events and split lines all arrive", async (t) => {
+    const c = hostile(t, "chatty");
+    let events = 0;
+    c.on("event", (e) => { if (e.type === "chatty") events++; });
+    for (let round = 0; round < 5; round++) {
+      const rs = await Promise.all(Array.from({ length: 100 }, () => c.exec("true")));
+      for (const r of rs) assert.equal(r.stdout, "hostile\n");
+    }
+    const t0 = performance.now();
+    while (events < 500 && performance.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(events, 500);
+  });
+
   // ---- 1. output whose base64 is invalid is never dropped silently --------
 
   test("bad-base64: streamed output that is not base64 fails the call with a ProcessError naming the notification; the session goes on", async (t) => {

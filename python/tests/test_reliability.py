@@ -134,6 +134,43 @@ def shell_peer() -> Iterator[Any]:
             pass
 
 
+@pytest.mark.parametrize("threads", [1, 4])
+def test_answers_among_events_and_split_lines_all_arrive(hostile: Any, threads: int) -> None:
+    """A waiting call reads the server's output itself and hands the rest to
+    the core's I/O thread: with an event, a blank line and an answer split
+    in two around every call, each call gets its own answer and no event
+    is lost."""
+    import threading
+    c = hostile("chatty")
+    seen: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def on_event(e: dict[str, Any]) -> None:
+        with lock:
+            seen.append(e)
+
+    c.on_event(on_event)
+    wrong: list[Any] = []
+
+    def calls() -> None:
+        for _ in range(300):
+            r = c.exec("true")
+            if r.stdout != "hostile\n" or r.exit_code != 0:
+                wrong.append(r)
+
+    ts = [threading.Thread(target=calls) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert wrong == []
+    deadline = time.monotonic() + 10
+    while len(seen) < 300 * threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(seen) == 300 * threads
+    assert all(e.get("type") == "chatty" for e in seen)
+
+
 def test_a_dead_servers_banner_is_quoted(shell_peer: Any) -> None:
     c = shell_peer("echo 'usage: matchlock [--flags] COMMAND'; exit 2")
     with pytest.raises(ml.ServerDiedError, match=r"usage: matchlock \[--flags\] COMMAND"):

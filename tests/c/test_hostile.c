@@ -4,6 +4,7 @@
  * server is tests/peer/hostile_peer.c (MLK_HOSTILE_PEER) or a shell line. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,60 @@ Test(hostile, a_large_write_that_times_out_is_named_write_file, .timeout = 20)
     free(data);
     finish(c);
 }
+
+/* ---- a blocking caller reads its own answer ---------------------------------
+ * While it waits, a blocking caller reads the server's output itself and
+ * hands whatever it may not handle (notifications, blank lines, the rest of
+ * a partial line) to the I/O thread: with all of these around every answer,
+ * from one thread or several at once, every call gets its own answer and
+ * every event arrives. */
+
+static _Atomic int chatty_events;
+
+static void count_event(void *ud, const char *mp, size_t len)
+{
+    (void)ud;
+    if (len > 0 && memmem(mp, len, "chatty", 6)) chatty_events++;
+}
+
+static void *chatty_calls(void *arg)
+{
+    mlk_client *c = arg;
+    for (int i = 0; i < 500; i++) {
+        mlk_result *r = NULL;
+        int rc = mlk_exec(c, "true", NULL, &r);
+        size_t n = 0;
+        const char *out = rc == 0 ? mlk_result_stdout(r, &n) : NULL;
+        if (rc != 0 || n != 8 || memcmp(out, "hostile\n", 8) != 0) {
+            fprintf(stderr, "call %d: rc=%d %s\n", i, rc, mlk_result_message(r));
+            mlk_result_free(r);
+            return (void *)1;
+        }
+        mlk_result_free(r);
+    }
+    return NULL;
+}
+
+static void chatty_run(int threads)
+{
+    mlk_client *c = hostile("chatty", 0);
+    chatty_events = 0;
+    cr_assert_eq(mlk_client_set_event_cb(c, count_event, NULL), 0);
+    pthread_t t[8];
+    for (int i = 0; i < threads; i++) cr_assert_eq(pthread_create(&t[i], NULL, chatty_calls, c), 0);
+    for (int i = 0; i < threads; i++) {
+        void *bad = NULL;
+        pthread_join(t[i], &bad);
+        cr_assert_null(bad, "a call got a wrong answer (stderr says which)");
+    }
+    double t0 = now_s();
+    while (chatty_events < 500 * threads && now_s() - t0 < 10) mlk_dispatch_wait(c, 100);
+    cr_assert_eq(chatty_events, 500 * threads, "events: %d of %d", (int)chatty_events, 500 * threads);
+    finish(c);
+}
+
+Test(hostile, answers_among_events_and_split_lines_all_arrive, .timeout = 60) { chatty_run(1); }
+Test(hostile, answers_among_events_and_split_lines_all_arrive_to_four_threads, .timeout = 60) { chatty_run(4); }
 
 /* ---- 3. garbage lines ---------------------------------------------------- */
 

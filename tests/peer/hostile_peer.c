@@ -23,6 +23,10 @@
  *                  overtook the call's registration), the second ends the
  *                  call with -32003; a close while a call is pending is never
  *                  read (upstream's close waits for in-flight requests)
+ *   chatty         well-behaved, but every answer comes with an event
+ *                  notification and a blank line (before the answer for odd
+ *                  ids, after it for even ones), and an exec's answer is
+ *                  written in two parts 5 us apart
  *
  * Processes it leaves (the grandchild, a peer that stopped reading) end
  * when the client's end of their stdout goes away, or after 30 s. */
@@ -146,6 +150,30 @@ static void late_cancel(uint64_t cancel_id, const jdoc *d, const jnode *root)
     late[i] = late[--nlate];
 }
 
+/* chatty: an event and a blank line around each answer; an exec's answer
+ * in two writes */
+static void chatty(const char *m, uint64_t id)
+{
+    char ev[160];
+    int en = snprintf(ev, sizeof ev, "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":"
+                      "{\"type\":\"chatty\",\"seq\":%llu}}\n \r\n", (unsigned long long)id);
+    if (id % 2) put(ev, (size_t)en);
+    if (strcmp(m, "exec") == 0) {
+        char a[200];
+        int an = snprintf(a, sizeof a, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":{\"exit_code\":0,"
+                          "\"stdout\":\"aG9zdGlsZQo=\",\"stderr\":\"\",\"duration_ms\":1}}\n", (unsigned long long)id);
+        put(a, (size_t)an / 2);
+        struct timespec t0, t; /* a few microseconds: within a waiting caller's spin */
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do clock_gettime(CLOCK_MONOTONIC, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 5000);
+        put(a + an / 2, (size_t)an - (size_t)an / 2);
+    } else {
+        behave(m, id, 0);
+    }
+    if (id % 2 == 0) put(ev, (size_t)en);
+}
+
 int main(int argc, char **argv)
 {
     int ai = 1;
@@ -187,6 +215,7 @@ int main(int argc, char **argv)
         if (strcmp(m, "cancel") == 0 && strcmp(mode, "unknown-ids") != 0) { behave(m, id, 0); continue; }
         if (seen++ < after || strcmp(mode, "ok") == 0 || strcmp(mode, "banner") == 0) { behave(m, id, 0); continue; }
         if (strcmp(mode, "silent") == 0) continue;
+        if (strcmp(mode, "chatty") == 0) { chatty(m, id); continue; }
         if (is_late) {
             if (nlate < LATE_MAX) { late[nlate].id = id; late[nlate].cancels = 0; nlate++; }
             continue;

@@ -126,6 +126,13 @@ CDEF = (
 #define MLK_VERSION_PATCH ...
 #define MLK_VERSION ...
 int mlk_py_header_version(void);
+typedef struct {
+    int status, rpc_code, exit_code;
+    int64_t duration_ms;
+    const char *message, *out, *err, *data, *mp;
+    size_t message_len, out_len, err_len, data_len, mp_len;
+} mlk_py_fields;
+void mlk_py_result_fields(const mlk_result *r, mlk_py_fields *f);
 
 extern "Python" void _mlk_py_done(void *ud, uint64_t op, const mlk_result *res);
 extern "Python" void _mlk_py_output(void *ud, uint64_t op, int fd, const char *data, size_t len);
@@ -138,8 +145,34 @@ extern "Python" void _mlk_py_hook(void *ud, mlk_client *c, int kind, mlk_hook_ca
 
 SOURCE = r"""
 #include "matchlock.h"
+#include <string.h>
 /* The header version this extension was compiled against. */
 static int mlk_py_header_version(void) { return MLK_VERSION; }
+
+/* Every field of a result in one call (one crossing instead of ten: the
+ * Python side of each call built its result from ten accessor calls, 8 us
+ * of a round trip; docs/benchmarks.md). */
+typedef struct {
+    int status, rpc_code, exit_code;
+    int64_t duration_ms;
+    const char *message, *out, *err, *data, *mp;
+    size_t message_len, out_len, err_len, data_len, mp_len;
+} mlk_py_fields;
+
+static void mlk_py_result_fields(const mlk_result *r, mlk_py_fields *f)
+{
+    f->status = mlk_result_status(r);
+    f->rpc_code = mlk_result_rpc_code(r);
+    f->exit_code = mlk_result_exit_code(r);
+    f->duration_ms = mlk_result_duration_ms(r);
+    f->message = mlk_result_message(r);
+    f->message_len = strlen(f->message);
+    f->out = mlk_result_stdout(r, &f->out_len);
+    f->err = mlk_result_stderr(r, &f->err_len);
+    f->data = mlk_result_data(r, &f->data_len);
+    f->mp = mlk_result_msgpack(r, &f->mp_len);
+    if (!f->mp) f->mp_len = 0;
+}
 """
 
 _libs, _libdirs, _incs = _pkg_config(*SYSTEM_DEPS)

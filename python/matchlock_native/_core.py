@@ -64,20 +64,22 @@ class _Outcome:
             self.stdout = self.stderr = self.data = b""
             self.mp = None
             return
-        self.status = lib.mlk_result_status(res)
-        self.message = ffi.string(lib.mlk_result_message(res)).decode("utf-8", "replace")
-        self.rpc_code = lib.mlk_result_rpc_code(res)
-        self.exit_code = lib.mlk_result_exit_code(res)
-        self.duration_ms = lib.mlk_result_duration_ms(res)
-        n = ffi.new("size_t *")
-        p = lib.mlk_result_stdout(res, n)
-        self.stdout = ffi.buffer(p, n[0])[:] if n[0] else b""
-        p = lib.mlk_result_stderr(res, n)
-        self.stderr = ffi.buffer(p, n[0])[:] if n[0] else b""
-        p = lib.mlk_result_data(res, n)
-        self.data = ffi.buffer(p, n[0])[:] if n[0] else b""
-        p = lib.mlk_result_msgpack(res, n)
-        self.mp = ffi.buffer(p, n[0])[:] if (p != ffi.NULL and n[0]) else None
+        f = ffi.new("mlk_py_fields *")
+        lib.mlk_py_result_fields(res, f)  # one crossing for every field
+        self.status = f.status
+        n = f.message_len
+        self.message = ffi.unpack(f.message, n).decode("utf-8", "replace") if n else ""
+        self.rpc_code = f.rpc_code
+        self.exit_code = f.exit_code
+        self.duration_ms = f.duration_ms
+        n = f.out_len
+        self.stdout = ffi.unpack(f.out, n) if n else b""
+        n = f.err_len
+        self.stderr = ffi.unpack(f.err, n) if n else b""
+        n = f.data_len
+        self.data = ffi.unpack(f.data, n) if n else b""
+        n = f.mp_len
+        self.mp = ffi.unpack(f.mp, n) if n else None
 
     @classmethod
     def failed(cls, status: int, message: str = "") -> "_Outcome":

@@ -289,14 +289,20 @@ static void fd_reset(mlk_queue *q)
         if (q->rfd == q->wfd) break;
 }
 
+/* The queue this thread spins on in queue_wait, if any. */
+static __thread mlk_queue *spinning_on;
+
 void queue_push(mlk_queue *q, qitem *it)
 {
     it->next = NULL;
     pthread_mutex_lock(&q->mu);
     if (q->tail) q->tail->next = it; else set_head(q, it);
     q->tail = it;
-    int wake = !q->signaled, has_fd = q->wfd >= 0;  /* read q only under the lock: a waiter queue may go at once */
-    q->signaled = 1;
+    /* The thread spinning on q pushed this itself (reader_self_read): it
+     * looks at the list next, so no descriptor write (and read) for it. */
+    int self = q == spinning_on;
+    int wake = !q->signaled && !self, has_fd = q->wfd >= 0;  /* read q only under the lock: a waiter queue may go at once */
+    if (!self) q->signaled = 1;
     /* A waiter queue lives on its waiter's stack: signal it under the lock.
      * A queue with a descriptor outlives its pushers (the client's main
      * queue is destroyed after its I/O work has stopped): write after the
@@ -397,7 +403,10 @@ void queue_wait(mlk_queue *q, int timeout_ms, int (*poke)(void *), void *arg)
     }
     /* a queue with a descriptor (mlk_dispatch_wait): spin as well, then
      * poll once; a signal ends the wait early (the host may want to act) */
-    if (spin_for(q, poke, arg) || timeout_ms == 0) return;
+    spinning_on = q;
+    int got = spin_for(q, poke, arg);
+    spinning_on = NULL;
+    if (got || timeout_ms == 0) return;
     struct pollfd p = {.fd = q->rfd, .events = POLLIN};
     (void)poll(&p, 1, timeout_ms);
 }

@@ -134,7 +134,8 @@ typedef struct {
 } mlk_py_fields;
 void mlk_py_result_fields(const mlk_result *r, mlk_py_fields *f);
 
-extern "Python" void _mlk_py_done(void *ud, uint64_t op, const mlk_result *res);
+void mlk_py_done(void *ud, uint64_t op, const mlk_result *res);
+extern "Python" void _mlk_py_done_fields(void *ud, uint64_t op, const mlk_py_fields *f);
 extern "Python" void _mlk_py_output(void *ud, uint64_t op, int fd, const char *data, size_t len);
 extern "Python" void _mlk_py_ready(void *ud, uint64_t op);
 extern "Python" void _mlk_py_event(void *ud, const char *msgpack, size_t len);
@@ -172,6 +173,18 @@ static void mlk_py_result_fields(const mlk_result *r, mlk_py_fields *f)
     f->data = mlk_result_data(r, &f->data_len);
     f->mp = mlk_result_msgpack(r, &f->mp_len);
     if (!f->mp) f->mp_len = 0;
+}
+
+/* The done callback of every async call: the fields go to Python with the
+ * completion, so reading them needs no call back into C (each crossing
+ * releases and retakes the GIL). */
+static void _mlk_py_done_fields(void *ud, uint64_t op, const mlk_py_fields *f);
+
+static void mlk_py_done(void *ud, uint64_t op, const mlk_result *res)
+{
+    mlk_py_fields f;
+    if (res) mlk_py_result_fields(res, &f);
+    _mlk_py_done_fields(ud, op, res ? &f : NULL);
 }
 """
 

@@ -66,6 +66,18 @@ class _Outcome:
             return
         f = ffi.new("mlk_py_fields *")
         lib.mlk_py_result_fields(res, f)  # one crossing for every field
+        self._fill(f)
+
+    @classmethod
+    def of_fields(cls, f: Any) -> "_Outcome":
+        """From the fields the extension's done trampoline passes (NULL: no result)."""
+        if f == ffi.NULL:
+            return cls(ffi.NULL)
+        o = cls.__new__(cls)
+        o._fill(f)
+        return o
+
+    def _fill(self, f: Any) -> None:
         self.status = f.status
         n = f.message_len
         self.message = ffi.unpack(f.message, n).decode("utf-8", "replace") if n else ""
@@ -302,9 +314,9 @@ def _onerror(exc_type: Any, exc_value: Any, tb: Any) -> None:
 
 
 @ffi.def_extern(onerror=_onerror)
-def _mlk_py_done(ud: Any, op: int, res: Any) -> None:
+def _mlk_py_done_fields(ud: Any, op: int, f: Any) -> None:
     o: _Op = ffi.from_handle(ud)
-    o.complete(_Outcome(res))
+    o.complete(_Outcome.of_fields(f))
 
 
 @ffi.def_extern(onerror=_onerror)

@@ -286,7 +286,7 @@ class _ClientBase:
             return out
         op = self._new_op()
         pop = ffi.new("uint64_t *")
-        rc = afn(*args, lib._mlk_py_done, op.handle, pop)
+        rc = afn(*args, lib.mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, what)
@@ -423,7 +423,7 @@ class _ClientBase:
 
     def _start_exec(self, ptr: Any, command: str, opts: Any, op: _Op, what: str) -> None:
         pop = ffi.new("uint64_t *")
-        rc = lib.mlk_exec_async(ptr, cbytes(command, "command"), opts, lib._mlk_py_done, op.handle, pop)
+        rc = lib.mlk_exec_async(ptr, cbytes(command, "command"), opts, lib.mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, what)
@@ -502,7 +502,7 @@ class _ClientBase:
         op = self._new_op()
         pop = ffi.new("uint64_t *")
         rc = lib.mlk_write_file_async(ptr, cstr(path, "path"), ffi.from_buffer(data), len(data), mode,
-                                      to_ms(timeout), lib._mlk_py_done, op.handle, pop)
+                                      to_ms(timeout), lib.mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, f"write_file {path!r}")
@@ -515,7 +515,7 @@ class _ClientBase:
         ptr = yield from self._ensure_started_plan()
         op = self._new_op()
         pop = ffi.new("uint64_t *")
-        rc = lib.mlk_read_file_async(ptr, cstr(path, "path"), to_ms(timeout), lib._mlk_py_done, op.handle, pop)
+        rc = lib.mlk_read_file_async(ptr, cstr(path, "path"), to_ms(timeout), lib.mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, f"read_file {path!r}")
@@ -527,7 +527,7 @@ class _ClientBase:
         ptr = yield from self._ensure_started_plan()
         op = self._new_op()
         pop = ffi.new("uint64_t *")
-        rc = lib.mlk_list_files_async(ptr, cstr(path, "path"), to_ms(timeout), lib._mlk_py_done, op.handle, pop)
+        rc = lib.mlk_list_files_async(ptr, cstr(path, "path"), to_ms(timeout), lib.mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, f"list_files {path!r}")
@@ -556,7 +556,7 @@ class _ClientBase:
         ms = to_ms(timeout)
         op = self._new_op((_Sink(stdout) if stdout is not None else None, None))
         pop = ffi.new("uint64_t *")
-        rc = lib.mlk_log_follow_async(ptr, lib._mlk_py_output, lib._mlk_py_done, op.handle, pop)
+        rc = lib.mlk_log_follow_async(ptr, lib._mlk_py_output, lib.mlk_py_done, op.handle, pop)
         if rc != 0:
             self._core._live.discard(op)
             raise _start_failed(rc, "log_stream")

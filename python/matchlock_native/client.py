@@ -66,6 +66,14 @@ EventCallback = Callable[[dict[str, Any]], Any]
 _STDIN_CHUNK = 64 * 1024
 
 
+
+# This process's id, kept current across fork() (every call checks it, and
+# os.getpid() is a system call).  The handler runs after os.fork() and after
+# any C-level fork that lets the child run Python (PyOS_AfterFork_Child).
+_pid = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
 class _Blocking:
     """A plan step: run a blocking C call (no async variant in the ABI)."""
 
@@ -112,7 +120,7 @@ class _Core:
 
     def inherited(self) -> bool:
         """True in a fork() child: the C client belongs to the parent."""
-        return self.pid != 0 and self.pid != os.getpid()
+        return self.pid != 0 and self.pid != _pid[0]
 
     def start(self, cfg: Any) -> None:
         pc = ffi.new("mlk_client **")
@@ -122,7 +130,7 @@ class _Core:
         if rc != 0:
             raise error_from_status(rc, out.message)
         self.ptr = pc[0]
-        self.pid = os.getpid()
+        self.pid = _pid[0]
         lib.mlk_client_set_event_cb(self.ptr, lib._mlk_py_event, self._handle)
 
     # the dispatch token ---------------------------------------------------

@@ -99,6 +99,8 @@ struct mlk_client {
     int cancels_open;             /* requests with cancel_open set */
     _Atomic int streams;          /* requests in the table that get notifications (req.streams): while
                                    * any is, a blocking caller leaves all reading to the I/O thread */
+    req *graveyard;               /* answered by a waiting thread with their deadline timer still
+                                   * set (hnext list): the I/O thread frees them (free_graveyard) */
     char *held_close;             /* the close line, held while cancels_open > 0 */
     size_t held_close_len;
     char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */
@@ -217,6 +219,8 @@ void abandon(mlk_client *c, req *r, int status, const char *msg);
 void cancel_answered(mlk_client *c, req *k, int cancelled);
 /* An abandoned request r was answered: its cancel no longer holds up close. */
 void cancel_settle(mlk_client *c, req *r);
+/* Free the requests a waiting thread answered (I/O thread: their timers). */
+void free_graveyard(mlk_client *c);
 /* The child is gone or broke the protocol: fail everything with status. */
 void die(mlk_client *c, int status, const char *why);
 /* Register r and send its line from the calling thread (takes line). */

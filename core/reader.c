@@ -421,9 +421,11 @@ static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
         return;
     }
     answer(c, r, root, steal);
+    req_free(r);
 }
 
-/* r (out of the table, not abandoned) is answered by the response root. */
+/* r (out of the table, not abandoned) is answered by the response root;
+ * the caller frees r. */
 static void answer(mlk_client *c, req *r, const jnode *root, int *steal)
 {
     jdoc *d = &c->doc;
@@ -441,7 +443,6 @@ static void answer(mlk_client *c, req *r, const jnode *root, int *steal)
         res = make_result(c, r, jd_get(d, root, "result"), steal);
     }
     post_done(r, res);
-    req_free(r);
 }
 
 /* Handle every complete line in the buffer.  What is left of a partial
@@ -529,6 +530,7 @@ static int too_long(mlk_client *c)
 void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
+    free_graveyard(c);
     if (c->dead || c->detached) return;
     if (c->scan < c->len) { /* lines a blocking caller left (self_lines) */
         process_lines(c);
@@ -562,10 +564,12 @@ IO_EVENT(on_readable, (mlk_client *)ARG)
  * the answer then reaches the caller without waking the I/O thread first
  * and being handed over by it, one cross-CPU wake-up less per call (issue
  * 15).  The caller handles only what is safe off the I/O thread: a small
- * response to a call that is not abandoned, has no deadline timer and is
- * not a create, close or cancel, so that answering it frees no event
- * (event_free and event_del wait for a running callback, which may be
- * waiting for io_mu held here).  At the first line that is anything else
+ * response to a call that is not abandoned and is not a create, close or
+ * cancel.  Answering it must free no event (event_free and event_del wait
+ * for a running callback, which may be waiting for io_mu held here): a
+ * call with a deadline timer goes to c->graveyard, and the I/O thread
+ * frees it and its timer (a timer that fires meanwhile finds the call
+ * gone from the table and does nothing).  At the first line that is anything else
  * (a notification, a malformed line, an unknown id...) it stops, leaves
  * that line and what follows in the buffer and wakes the I/O thread,
  * which handles them as if it had read them (on_readable_locked).  The
@@ -601,11 +605,17 @@ static int self_line(mlk_client *c, const char *line, size_t len)
     if (jd_get(d, root, "method") || !idn || jn_uint(idn, &id) != 0) return 0;
     if (!jd_get(d, root, "result") && !jd_get(d, root, "error")) return 0;
     req *r = table_get(c, id);
-    if (!r || r->abandoned || r->timer || !self_kind(r->kind)) return 0;
+    if (!r || r->abandoned || !self_kind(r->kind)) return 0;
     c->spoke = 1;
     table_del(c, r);
     int steal = 0;
     answer(c, r, root, &steal);
+    if (r->timer) { /* its timer is the I/O thread's to free (on_timeout skips r now) */
+        r->hnext = c->graveyard;
+        c->graveyard = r;
+    } else {
+        req_free(r);
+    }
     return 1;
 }
 
@@ -630,7 +640,8 @@ static int self_lines(mlk_client *c)
     if (start == c->len) start = c->len = 0;
     c->off = start;
     c->scan = c->len;
-    if (c->len - c->off > c->cfg->max_line) event_active(c->ev_read, EV_READ, 0); /* too_long there */
+    /* too_long and free_graveyard are the I/O thread's */
+    if (c->len - c->off > c->cfg->max_line || c->graveyard) event_active(c->ev_read, EV_READ, 0);
     return handled;
 }
 

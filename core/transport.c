@@ -230,9 +230,21 @@ void cancel_settle(mlk_client *c, req *r)
     c->held_close = NULL;
 }
 
+void free_graveyard(mlk_client *c)
+{
+    while (c->graveyard) {
+        req *r = c->graveyard;
+        c->graveyard = r->hnext;
+        req_free(r);
+    }
+}
+
 static void on_timeout_locked(evutil_socket_t fd, short what, void *arg)
 {
     req *r = arg;
+    /* answered by a waiting thread while this timer fired: r waits in the
+     * graveyard for the I/O thread to free it */
+    if (table_get(r->c, r->id) != r) return;
     char msg[128];
     snprintf(msg, sizeof msg, "%s: deadline of %lld ms exceeded (the call was cancelled)",
              kind_call(r->kind), (long long)r->timeout_ms);
@@ -243,6 +255,7 @@ static IO_EVENT(on_timeout, ((req *)ARG)->c)
 
 void fail_all(mlk_client *c, int status, const char *msg)
 {
+    free_graveyard(c);
     free(c->held_close);
     c->held_close = NULL;
     c->cancels_open = 0;

@@ -134,12 +134,13 @@ def shell_peer() -> Iterator[Any]:
             pass
 
 
-@pytest.mark.parametrize("threads", [1, 4])
-def test_answers_among_events_and_split_lines_all_arrive(hostile: Any, threads: int) -> None:
+@pytest.mark.parametrize("threads,timeout", [(1, None), (4, None), (4, 10.0)])
+def test_answers_among_events_and_split_lines_all_arrive(hostile: Any, threads: int,
+                                                          timeout: float | None) -> None:
     """A waiting call reads the server's output itself and hands the rest to
     the core's I/O thread: with an event, a blank line and an answer split
     in two around every call, each call gets its own answer and no event
-    is lost."""
+    is lost, with or without a deadline (whose timer the I/O thread frees)."""
     import threading
     c = hostile("chatty")
     seen: list[dict[str, Any]] = []
@@ -154,7 +155,7 @@ def test_answers_among_events_and_split_lines_all_arrive(hostile: Any, threads: 
 
     def calls() -> None:
         for _ in range(300):
-            r = c.exec("true")
+            r = c.exec("true", timeout=timeout)
             if r.stdout != "hostile\n" or r.exit_code != 0:
                 wrong.append(r)
 

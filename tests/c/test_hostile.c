@@ -203,44 +203,65 @@ static void count_event(void *ud, const char *mp, size_t len)
     if (len > 0 && memmem(mp, len, "chatty", 6)) chatty_events++;
 }
 
+static mlk_client *chatty_client;
+static int64_t chatty_timeout_ms; /* of every call; 0: none */
+
+/* 500 calls; with a deadline of 1 ms a call may also time out (the timer
+ * then races the answer a waiting thread reads). */
 static void *chatty_calls(void *arg)
 {
-    mlk_client *c = arg;
-    for (int i = 0; i < 500; i++) {
+    mlk_client *c = chatty_client;
+    mlk_exec_opts *o = chatty_timeout_ms ? opts(MLK_EXEC_BUFFERED, chatty_timeout_ms) : NULL;
+    intptr_t bad = 0;
+    for (int i = 0; i < 500 && !bad; i++) {
         mlk_result *r = NULL;
-        int rc = mlk_exec(c, "true", NULL, &r);
+        int rc = mlk_exec(c, "true", o, &r);
         size_t n = 0;
         const char *out = rc == 0 ? mlk_result_stdout(r, &n) : NULL;
-        if (rc != 0 || n != 8 || memcmp(out, "hostile\n", 8) != 0) {
+        if (rc == MLK_ETIMEDOUT && chatty_timeout_ms == 1) {
+            (*(int *)arg)++;
+        } else if (rc != 0 || n != 8 || memcmp(out, "hostile\n", 8) != 0) {
             fprintf(stderr, "call %d: rc=%d %s\n", i, rc, mlk_result_message(r));
-            mlk_result_free(r);
-            return (void *)1;
+            bad = 1;
         }
         mlk_result_free(r);
     }
-    return NULL;
+    mlk_exec_opts_free(o);
+    return (void *)bad;
 }
 
-static void chatty_run(int threads)
+static void chatty_run(int threads, int64_t timeout_ms)
 {
     mlk_client *c = hostile("chatty", 0);
+    chatty_client = c;
+    chatty_timeout_ms = timeout_ms;
     chatty_events = 0;
     cr_assert_eq(mlk_client_set_event_cb(c, count_event, NULL), 0);
     pthread_t t[8];
-    for (int i = 0; i < threads; i++) cr_assert_eq(pthread_create(&t[i], NULL, chatty_calls, c), 0);
+    int timed_out[8] = {0};
+    for (int i = 0; i < threads; i++) cr_assert_eq(pthread_create(&t[i], NULL, chatty_calls, &timed_out[i]), 0);
     for (int i = 0; i < threads; i++) {
         void *bad = NULL;
         pthread_join(t[i], &bad);
         cr_assert_null(bad, "a call got a wrong answer (stderr says which)");
     }
-    double t0 = now_s();
-    while (chatty_events < 500 * threads && now_s() - t0 < 10) mlk_dispatch_wait(c, 100);
-    cr_assert_eq(chatty_events, 500 * threads, "events: %d of %d", (int)chatty_events, 500 * threads);
+    if (timeout_ms == 1) { /* the session goes on: every answer was delivered once */
+        mlk_result *r = NULL;
+        cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+        mlk_result_free(r);
+    } else {
+        double t0 = now_s();
+        while (chatty_events < 500 * threads && now_s() - t0 < 10) mlk_dispatch_wait(c, 100);
+        cr_assert_eq(chatty_events, 500 * threads, "events: %d of %d", (int)chatty_events, 500 * threads);
+    }
     finish(c);
 }
 
-Test(hostile, answers_among_events_and_split_lines_all_arrive, .timeout = 60) { chatty_run(1); }
-Test(hostile, answers_among_events_and_split_lines_all_arrive_to_four_threads, .timeout = 60) { chatty_run(4); }
+Test(hostile, answers_among_events_and_split_lines_all_arrive, .timeout = 60) { chatty_run(1, 0); }
+Test(hostile, answers_among_events_and_split_lines_all_arrive_to_four_threads, .timeout = 60) { chatty_run(4, 0); }
+/* calls with a deadline: their timers are freed by the I/O thread */
+Test(hostile, answers_to_calls_with_a_deadline_arrive_among_events, .timeout = 60) { chatty_run(4, 10000); }
+Test(hostile, a_deadline_that_races_the_answer_completes_the_call_once, .timeout = 60) { chatty_run(2, 1); }
 
 /* ---- 3. garbage lines ---------------------------------------------------- */
 

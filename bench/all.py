@@ -9,7 +9,8 @@ argv, tab-separated; each child opens a client, warms up untimed, times N
 exec("true") round trips and one streamed exec of S bytes to a callback,
 and prints rt= cpu= gbps=).  Prints every repetition, then medians, ratios
 to the floor (median of the per-repetition ratios: the floor of the same
-repetition), and the targets of issue 15.  A benchmark, not a test.
+repetition, which is the median of the floor's runs before every client and
+after the last), and the targets of issue 15.  A benchmark, not a test.
 
 Idle virtual CPUs wake slowly: on a quiet machine a blocking ping-pong (the
 floor above all) measured 65-90 us per round trip where it takes 8 us on a
@@ -116,19 +117,35 @@ def measure(a: argparse.Namespace) -> None:
     names = list(jobs)
     print(f"{len(names)} clients: {', '.join(label[k] for k in names)}")
     print(f"{a.reps} reps of {a.n} exec round trips and one {a.stream_bytes >> 20} MiB stream (64 KiB chunks) "
-          "per client; the order rotates every rep; "
+          f"per client; the order rotates every rep and the floor runs before each of the {len(names) - 1} "
+          "others and after the last (the rep's floor: the median of those runs); "
           + (f"{os.cpu_count()} SCHED_IDLE busy loops keep the CPUs awake\n" if a.keep_awake
              else "CPUs may idle (--no-keep-awake)\n"))
     res: dict[str, list[dict[str, float] | None]] = {k: [] for k in names}
+    clients = [k for k in names if k != "floor"]
+
+    def attempt(k: str) -> dict[str, float] | None:
+        try:
+            return jobs[k]()  # type: ignore[operator, no-any-return]
+        except RuntimeError as e:
+            print(f"rep {i + 1}: {k}: {e}", file=sys.stderr)
+            return None
+
     for i in range(a.reps):
-        order = names[i % len(names):] + names[:i % len(names)]
+        order = clients[i % len(clients):] + clients[:i % len(clients)]
         got: dict[str, dict[str, float] | None] = {}
+        # the floor runs before every client and after the last: the rep's
+        # floor is the median of those runs (a single run of it varied 6x
+        # with where the scheduler put its two processes)
+        floors = [attempt("floor")]
         for k in order:
-            try:
-                got[k] = jobs[k]()  # type: ignore[operator]
-            except RuntimeError as e:
-                print(f"rep {i + 1}: {k}: {e}", file=sys.stderr)
-                got[k] = None
+            got[k] = attempt(k)
+            floors.append(attempt("floor"))
+        ok = [f for f in floors if f]
+        got["floor"] = {key: statistics.median(f[key] for f in ok) for key in ("rt", "gbps")} if ok else None
+        if ok:
+            print(f"rep {i + 1} floor runs: " + " ".join(f"{f['rt']:.1f}" for f in ok) + " us, "
+                  + " ".join(f"{f['gbps']:.2f}" for f in ok) + " GB/s")
         for k in names:
             res[k].append(got[k])
         print(f"rep {i + 1} (load {loadavg()}): " + "  ".join(

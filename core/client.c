@@ -370,6 +370,17 @@ int route_fail(mlk_client *c, route *rt, uint64_t op, int status, const char *ms
     return route_finish(rt, out);
 }
 
+/* r could not be sent (its params did not render, its hooks failed): it
+ * goes, and the caller gets status with msg (taken; NULL for the code's text). */
+int route_fail_unsent(mlk_client *c, route *rt, req *r, int status, char *msg, mlk_result **out)
+{
+    uint64_t id = r->id;
+    req_free(r);
+    int rc = route_fail(c, rt, id, status, msg, out);
+    free(msg);
+    return rc;
+}
+
 /* Send r (line w) along the route. */
 int route_call(mlk_client *c, route *rt, req *r, jw *w, mlk_result **out)
 {

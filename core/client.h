@@ -261,6 +261,7 @@ void route_deliver(mlk_client *c, route *rt, uint64_t op, mlk_result *res);
 int route_finish(route *rt, mlk_result **out);
 int route_fail(mlk_client *c, route *rt, uint64_t op, int status, const char *msg, mlk_result **out);
 int route_call(mlk_client *c, route *rt, req *r, jw *w, mlk_result **out);
+int route_fail_unsent(mlk_client *c, route *rt, req *r, int status, char *msg, mlk_result **out);
 mlk_result *result_dup(const mlk_result *s);
 
 /* ---- ops_session.c --------------------------------------------------- */

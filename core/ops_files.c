@@ -98,6 +98,7 @@ static int file_call(mlk_client *c, int kind, const char *path, const char *data
     if (op) *op = r->id;
     r->q = route_queue(c, &rt);
     r->w = blocking ? &rt.wt : NULL;
+    rt.wt.c = c; /* the waiter may read its own answer (reader_self_read) */
     r->done = done;
     r->ud = ud;
     if (!data) data = "";
@@ -106,11 +107,7 @@ static int file_call(mlk_client *c, int kind, const char *path, const char *data
         rc = hooks_file_call(c, r, file_op(kind), path, data, len, mode, file_finish);
     else
         file_finish(c, r, path, data, len, mode);
-    if (rc != 0) {
-        uint64_t id = r->id;
-        req_free(r);
-        return route_fail(c, &rt, id, rc, NULL, out);
-    }
+    if (rc != 0) return route_fail_unsent(c, &rt, r, rc, NULL, out);
     return route_finish(&rt, out);
 }
 

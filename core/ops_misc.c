@@ -24,11 +24,7 @@ static int do_allow_list(mlk_client *c, const char *method, const char *const *h
     int rc = allow_list_render(hosts, n, &arr, &msg);
     if (rc != 0) {
         jw_free(&arr);
-        uint64_t id = r->id;
-        req_free(r);
-        rc = route_fail(c, &rt, id, rc, msg, out);
-        free(msg);
-        return rc;
+        return route_fail_unsent(c, &rt, r, rc, msg, out);
     }
     jw w;
     begin_line(&w, method, r->id);
@@ -76,11 +72,7 @@ static int do_port_forward(mlk_client *c, const char *const *specs, size_t n, co
     int rc = render_port_forward(specs, n, addrs, naddrs, &w, &msg);
     if (rc != 0) {
         jw_free(&w);
-        uint64_t id = r->id;
-        req_free(r);
-        rc = route_fail(c, &rt, id, rc, msg, out);
-        free(msg);
-        return rc;
+        return route_fail_unsent(c, &rt, r, rc, msg, out);
     }
     end_line(&w);
     return route_call(c, &rt, r, &w, out);

@@ -118,6 +118,15 @@ CORE_DIR, INCLUDE_DIR = _find_sources()
 with open(os.path.join(INCLUDE_DIR, "matchlock.h"), encoding="utf-8") as f:
     _HEADER = f.read()
 
+# Every field of a result, handed to Python in one crossing (cdef and source).
+FIELDS_STRUCT = """typedef struct {
+    int status, rpc_code, exit_code;
+    int64_t duration_ms;
+    const char *message, *out, *err, *data, *mp;
+    size_t message_len, out_len, err_len, data_len, mp_len;
+} mlk_py_fields;
+"""
+
 CDEF = (
     header_to_cdef(_HEADER, core_functions(CORE_DIR))
     + """
@@ -126,12 +135,9 @@ CDEF = (
 #define MLK_VERSION_PATCH ...
 #define MLK_VERSION ...
 int mlk_py_header_version(void);
-typedef struct {
-    int status, rpc_code, exit_code;
-    int64_t duration_ms;
-    const char *message, *out, *err, *data, *mp;
-    size_t message_len, out_len, err_len, data_len, mp_len;
-} mlk_py_fields;
+"""
+    + FIELDS_STRUCT
+    + """
 void mlk_py_result_fields(const mlk_result *r, mlk_py_fields *f);
 
 void mlk_py_done(void *ud, uint64_t op, const mlk_result *res);
@@ -153,13 +159,7 @@ static int mlk_py_header_version(void) { return MLK_VERSION; }
 /* Every field of a result in one call (one crossing instead of ten: the
  * Python side of each call built its result from ten accessor calls, 8 us
  * of a round trip; docs/benchmarks.md). */
-typedef struct {
-    int status, rpc_code, exit_code;
-    int64_t duration_ms;
-    const char *message, *out, *err, *data, *mp;
-    size_t message_len, out_len, err_len, data_len, mp_len;
-} mlk_py_fields;
-
+""" + FIELDS_STRUCT + r"""
 static void mlk_py_result_fields(const mlk_result *r, mlk_py_fields *f)
 {
     f->status = mlk_result_status(r);

@@ -24,6 +24,26 @@ LD_LIBRARY_PATH="$libdir" "$prefix/consumer-pc"
 
 # static: libmatchlock.a and its private requirements from `pkg-config --static`
 test -f "$libdir/libmatchlock.a"
+# it defines no global symbol but the header's mlk_ functions, so a program
+# may have functions named like the core's own (die, submit, queue_push)
+foreign=$(nm -g --defined-only "$libdir/libmatchlock.a" | awk 'NF == 3 && $3 !~ /^mlk_/ {print $3}')
+if [ -n "$foreign" ]; then
+  echo "install-check: libmatchlock.a exports symbols outside mlk_:" $foreign >&2; exit 1
+fi
+cat > "$prefix/clash.c" <<'C'
+#include <matchlock.h>
+#include <stdio.h>
+/* names the core uses internally: a static link must not clash with them */
+void die(void) {}
+int submit(void) { return 0; }
+int queue_push(void) { return 0; }
+char *xstrdup(const char *s) { return (char *)s; }
+/* take the client's code in, which calls the core's own die() and queue_push() */
+void *volatile keep;
+int main(void) { keep = (void *)&mlk_client_new; die(); printf("libmatchlock %s\n", mlk_version_str()); return submit() + queue_push(); }
+C
+cc "$prefix/clash.c" $(pkg-config --cflags matchlock) -static $(pkg-config --static --libs matchlock) -o "$prefix/clash-static"
+"$prefix/clash-static" >/dev/null
 cc "$prefix/consumer.c" $(pkg-config --cflags matchlock) -static $(pkg-config --static --libs matchlock) -o "$prefix/consumer-static"
 "$prefix/consumer-static"
 if ldd "$prefix/consumer-static" >/dev/null 2>&1; then echo "install-check: consumer-static is not static" >&2; exit 1; fi

@@ -1091,23 +1091,6 @@ static void call_abandon(mlk_hook_call *call, const char *why)
     token_done(c);
 }
 
-/* A VFS action answer: "allow"/"block" or {action: ...}. */
-static int action_decision(const msgpack_object *o, int *block)
-{
-    if (o && o->type == MSGPACK_OBJECT_MAP) o = mget(o, "action");
-    if (!o || o->type == MSGPACK_OBJECT_NIL) { *block = 0; return 0; }
-    if (o->type != MSGPACK_OBJECT_STR) return -1;
-    char buf[16];
-    size_t n = o->via.str.size;
-    while (n && (o->via.str.ptr[n - 1] == ' ')) n--;
-    if (n >= sizeof buf) return -1;
-    for (size_t i = 0; i < n; i++) buf[i] = (char)(o->via.str.ptr[i] | 0x20);
-    buf[n] = '\0';
-    if (n == 0 || strcmp(buf, "allow") == 0) { *block = 0; return 0; }
-    if (strcmp(buf, "block") == 0) { *block = 1; return 0; }
-    return -1;
-}
-
 MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
 {
     if (!call) return MLK_EINVAL;
@@ -1124,67 +1107,54 @@ MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len)
         o = &u.data;
     }
     int rc = 0;
+    char *why = NULL;
     if (call->kind == MLK_HOOK_NETWORK) {
         jw w;
         jw_init(&w);
-        if (!o || o->type == MSGPACK_OBJECT_NIL) jw_raw(&w, "{}", 2);
-        else if (o->type != MSGPACK_OBJECT_MAP) {
+        rc = hook_answer_network(o, &w, &why);
+        if (rc) {
+            /* the traffic proceeds, as after a failed hook; the caller gets the code */
             jw_free(&w);
-            msgpack_unpacked_destroy(&u);
-            return mlk_hook_fail(call, "a network hook must answer with a map");
+            post_net_error(call, why ? why : "invalid network hook");
         } else {
-            mp_to_json(o, &w);
+            jw_nl(&w);
+            rc = post_net_reply(call, &w);
         }
-        jw_nl(&w);
-        rc = post_net_reply(call, &w);
     } else if (chain_answered(call->ch)) {
         free(call);
     } else {
         chain *ch = call->ch;
         const hook *h = &c->hooks->set.v[call->hook_index];
-        if (call->kind == MLK_HOOK_VFS_ACTION) {
-            int block = 0;
-            if (action_decision(o, &block) != 0) {
-                char *m = xasprintf("invalid vfs hook: action hook \"%s\" returned an invalid decision; answer \"allow\" or \"block\"",
-                                    h->name);
-                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid vfs hook: invalid decision");
-                free(m);
-            } else if (block) {
-                char *m = xasprintf("vfs hook blocked operation: op=%s path=%s hook=\"%s\"", ch->op, ch->path, h->name);
-                chain_fail(ch, MLK_EVFS_BLOCKED, m ? m : "vfs hook blocked operation");
-                free(m);
-            } else {
+        int block = 0;
+        const char *p = NULL;
+        size_t n = 0;
+        rc = call->kind == MLK_HOOK_VFS_ACTION ? hook_answer_action(o, &block, &why) : hook_answer_mutate(o, &p, &n, &why);
+        if (rc) {
+            char *m = xasprintf("%s (%s \"%s\")", why ? why : "invalid vfs hook", kind_label(call->kind), h->name);
+            chain_fail(ch, rc, m ? m : "invalid vfs hook");
+            free(m);
+        } else if (block) {
+            char *m = xasprintf("vfs hook blocked operation: op=%s path=%s hook=\"%s\"", ch->op, ch->path, h->name);
+            chain_fail(ch, MLK_EVFS_BLOCKED, m ? m : "vfs hook blocked operation");
+            free(m);
+        } else if (p) { /* a mutate hook's new bytes */
+            char *nd = malloc(n ? n : 1);
+            if (!nd) chain_fail(ch, MLK_ENOMEM, "out of memory");
+            else {
+                if (n) memcpy(nd, p, n);
+                free(ch->data);
+                ch->data = nd;
+                ch->len = n;
                 ch->next = call->hook_index + 1;
                 chain_next(ch);
             }
-        } else {
-            if (o && o->type == MSGPACK_OBJECT_MAP) o = mget(o, "data");
-            const char *p = NULL;
-            size_t n = 0;
-            if (o && o->type == MSGPACK_OBJECT_BIN) { p = o->via.bin.ptr; n = o->via.bin.size; }
-            else if (o && o->type == MSGPACK_OBJECT_STR) { p = o->via.str.ptr; n = o->via.str.size; }
-            if (!o || o->type == MSGPACK_OBJECT_NIL) { /* no answer or nil: the bytes stay as they are */
-                ch->next = call->hook_index + 1;
-                chain_next(ch);
-            } else if (!p) {
-                char *m = xasprintf("invalid vfs hook: mutate hook \"%s\" must answer with bytes (bin or str)", h->name);
-                chain_fail(ch, MLK_EINVALID_VFS_HOOK, m ? m : "invalid vfs hook: invalid mutate answer");
-                free(m);
-            } else {
-                char *nd = malloc(n ? n : 1);
-                if (!nd) chain_fail(ch, MLK_ENOMEM, "out of memory");
-                else {
-                    if (n) memcpy(nd, p, n);
-                    free(ch->data);
-                    ch->data = nd;
-                    ch->len = n;
-                    ch->next = call->hook_index + 1;
-                    chain_next(ch);
-                }
-            }
+        } else { /* allowed, or the bytes stay as they are */
+            ch->next = call->hook_index + 1;
+            chain_next(ch);
         }
         free(call);
     }
+    free(why);
     msgpack_unpacked_destroy(&u);
     token_done(c);
     return rc;

@@ -70,6 +70,13 @@ size_t hookset_count(const hookset *s, int kind);
 /* Write the network hooks as rule objects into an open JSON array; the
  * k-th gets callback_id network_hook_<first_index + k + 1>. */
 void hookset_write_net_rules(const hookset *s, jw *w, size_t first_index);
+/* A hook's answer checked against the contract (hook_answer.c): 0, or an
+ * MLK_EINVALID_NET_HOOK or _VFS_HOOK code with *msg (malloc'd).  Network: rendered as the
+ * wire reply into w (may be NULL); action: *block; mutate: the new bytes in
+ * p and n (NULL: keep them), pointing into o. */
+int hook_answer_network(const msgpack_object *o, jw *w, char **msg);
+int hook_answer_action(const msgpack_object *o, int *block, char **msg);
+int hook_answer_mutate(const msgpack_object *o, const char **p, size_t *n, char **msg);
 /* Path glob match with `*` not crossing '/' (filepath.Match). */
 int hook_glob_match(const char *pattern, const char *path);
 

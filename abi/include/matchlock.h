@@ -380,12 +380,35 @@ MLK_API int mlk_sandbox_clear_hooks(mlk_sandbox *sb, int kind);
  *   VFS action: "allow" | "block" (or {action: ...});
  *   VFS mutate: the new bytes as bin or str (or {data: ...}); nil keeps
  *            the bytes as they are.
- *  Answering after the hook's deadline is safe (the answer is dropped). */
+ *  The answer is checked first, as by mlk_hook_answer_check() (since 1.2):
+ *  an invalid one fails the call and its MLK_EINVALID_*_HOOK code is
+ *  returned.  Answering after the hook's deadline is safe (the answer is
+ *  dropped). */
 MLK_API int mlk_hook_reply(mlk_hook_call *call, const char *reply, size_t len);
 /** Answer that the hook failed (e.g. the host function raised): network
  *  hooks send an error reply (traffic proceeds); action and mutate hooks
  *  fail their file call with MLK_EUSER and this message.  Frees the call. */
 MLK_API int mlk_hook_fail(mlk_hook_call *call, const char *message);
+/** Check a hook's answer against the contract without answering (since
+ *  1.2): the same check mlk_hook_reply() makes, for bindings that report a
+ *  bad answer in their own language.  `kind` is the hook's MLK_HOOK_*.  A
+ *  network answer is nil or a map of: action ("allow", "block" or
+ *  "mutate"; case and blanks ignored), request {headers, query, path},
+ *  response {headers, body_replacements [{find, replace?}], set_body (bytes,
+ *  encoded by the core) or set_body_base64 (a base64 string)}; headers map a
+ *  name to a string or a list of strings, query a name to a string; nil
+ *  means "no change", as does an empty string.  Any other key is an error.
+ *  An action answer is nil, "allow" or "block" (or {action: ...}); a mutate
+ *  answer is nil or bytes (or {data: ...}).  Returns 0, or
+ *  MLK_EINVALID_NET_HOOK / MLK_EINVALID_VFS_HOOK with the message (which
+ *  names the key and what it expected) in *msg when `msg` is not NULL
+ *  (free with mlk_free; NULL when the answer is valid).  Any thread.
+ *
+ *  mlk_hook_reply() makes this check too: an invalid answer fails the call
+ *  as mlk_hook_fail() would (network: an error reply, the traffic
+ *  proceeds; action and mutate: the file call fails with this code and
+ *  message) and mlk_hook_reply() returns the code. */
+MLK_API int mlk_hook_answer_check(int kind, const char *msgpack, size_t len, char **msg);
 
 /** Start `<launcher...> [sudo] <binary> rpc` and return a client.  cfg may
  *  be NULL (defaults) and is copied.  On failure *out is NULL and, when

@@ -112,11 +112,12 @@ static char *mp_field(const char *mp, size_t len, const char *key)
 
 /* ---- network hooks --------------------------------------------------- */
 
-enum { ANSWER_MUTATE, ANSWER_FAIL, ANSWER_NEVER, ANSWER_LATER };
+enum { ANSWER_MUTATE, ANSWER_FAIL, ANSWER_NEVER, ANSWER_LATER, ANSWER_INVALID };
 
 struct net_state {
     int mode;
     int calls;
+    int reply_rc;
     char method[16], host[64];
     mlk_hook_call *kept;
 };
@@ -133,6 +134,11 @@ static void net_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, con
     cr_assert_eq(kind, MLK_HOOK_NETWORK);
     if (st->mode == ANSWER_FAIL) { mlk_hook_fail(call, "boom from the host"); return; }
     if (st->mode == ANSWER_NEVER || st->mode == ANSWER_LATER) { st->kept = call; return; }
+    if (st->mode == ANSWER_INVALID) { /* {"actoin": "block"}: a C caller's typo */
+        static const char typo[] = "\x81\xa6" "actoin" "\xa5" "block";
+        st->reply_rc = mlk_hook_reply(call, typo, sizeof typo - 1);
+        return;
+    }
     /* {action: "allow", request: {headers: {X-A: ["1"]}}, response: {set_body_base64: bin "new"}} */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -287,6 +293,23 @@ Test(hooks, network_failing_callback_gives_error_reply, .timeout = 30)
     struct exchange x = {.sock = sock, .request = REQ};
     exchange_while_dispatching(c, &x);
     cr_assert(strstr(x.reply, "{\"error\":\"boom from the host\"}"), "%s", x.reply);
+    mlk_client_free(c);
+}
+
+/* mlk_hook_reply checks the answer for C callers too: an unknown key is
+ * not sent to the server as it is, the server gets an error reply (the
+ * traffic proceeds) and the caller gets the code. */
+Test(hooks, network_invalid_answer_is_refused_by_the_core, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_INVALID};
+    char sock[256];
+    mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+    struct exchange x = {.sock = sock, .request = REQ};
+    exchange_while_dispatching(c, &x);
+    cr_assert_eq(st.reply_rc, MLK_EINVALID_NET_HOOK, "%d", st.reply_rc);
+    cr_assert(strstr(x.reply, "{\"error\":\"invalid network hook: answer: unknown key \\\"actoin\\\"") != NULL,
+              "%s", x.reply);
+    cr_assert(!strstr(x.reply, "\"actoin\":"), "%s", x.reply);
     mlk_client_free(c);
 }
 

@@ -529,3 +529,73 @@ Test(vectors, allow_list)
     cr_assert_eq(r.nfail, 0, "allow_list.jsonl: %d of %d cases failed:%s", r.nfail, r.ncases, r.text ? r.text : "");
     free(r.text);
 }
+
+/* ---- hook_answers.jsonl: the hook-answer contract ------------------------
+ * Each case answers a hook of one kind with a JSON value (as msgpack) and
+ * expects the wire reply (network), success, or the error code and the
+ * exact message, from mlk_hook_answer_check() and from the renderer that
+ * mlk_hook_reply() uses.  The Python, Node and Lua suites run the same
+ * file through their own msgpack encoders. */
+
+static int hook_kind(const char *k)
+{
+    if (!k) return 0;
+    if (strcmp(k, "network") == 0) return MLK_HOOK_NETWORK;
+    if (strcmp(k, "action") == 0) return MLK_HOOK_VFS_ACTION;
+    if (strcmp(k, "mutate") == 0) return MLK_HOOK_VFS_MUTATE;
+    return 0;
+}
+
+static void hook_answer_case(const jdoc *d, const jnode *c, const char *name, report *r)
+{
+    int kind = hook_kind(jd_str(d, c, "kind", NULL));
+    const jnode *answer = jd_get(d, c, "answer");
+    const jnode *want = jd_get(d, c, "wire");
+    const char *want_err = jd_str(d, c, "error", NULL), *want_msg = jd_str(d, c, "message", NULL);
+    if (!kind || !answer || (want_err && !want_msg)) {
+        report_add(r, name, "malformed case (needs kind, answer, and message with error)");
+        return;
+    }
+    char *mp = NULL;
+    size_t len = 0;
+    if (json_to_mp_buf(d, answer, &mp, &len) != 0) {
+        report_add(r, name, "cannot encode the answer");
+        return;
+    }
+    char *msg = NULL;
+    int rc = mlk_hook_answer_check(kind, mp, len, &msg);
+    if (want_err) {
+        if (rc == 0 || !mlk_errname(rc) || strcmp(mlk_errname(rc), want_err) != 0)
+            report_add(r, name, "returned %s but %s was expected", rc ? mlk_errname(rc) : "0", want_err);
+        else if (!msg || strcmp(msg, want_msg) != 0)
+            report_add(r, name, "message\n    got  %s\n    want %s", msg ? msg : "(none)", want_msg);
+    } else if (rc != 0) {
+        report_add(r, name, "failed with %s: %s", mlk_errname(rc), msg ? msg : "");
+    } else if (msg) {
+        report_add(r, name, "succeeded but left a message");
+    }
+    if (kind == MLK_HOOK_NETWORK) { /* what mlk_hook_reply sends */
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        jw w;
+        jw_init(&w);
+        char *why = NULL;
+        int rc2 = mp_parse(mp, len, &u) == 0 ? hook_answer_network(&u.data, &w, &why) : MLK_EPARSE;
+        if (rc2 != rc) report_add(r, name, "the renderer returned %d but the check %d", rc2, rc);
+        else if (rc2 == 0 && want) expect_json(d, want, w.buf, w.len, name, r);
+        free(why);
+        jw_free(&w);
+        msgpack_unpacked_destroy(&u);
+    }
+    mlk_free(msg);
+    free(mp);
+}
+
+Test(vectors, hook_answers)
+{
+    report r = {0};
+    run_file("hook_answers.jsonl", hook_answer_case, &r);
+    cr_log_info("hook_answers.jsonl: %d cases, %d failed", r.ncases, r.nfail);
+    cr_assert_eq(r.nfail, 0, "hook_answers.jsonl: %d of %d cases failed:%s", r.nfail, r.ncases, r.text ? r.text : "");
+    free(r.text);
+}

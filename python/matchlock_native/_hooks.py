@@ -29,14 +29,13 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping
-from dataclasses import is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
 from . import _dispatch
 from ._msgpack import packb, unpackb
 from ._native import ffi, lib
 from .types import (
-    NetworkBodyTransform,
     NetworkHookRequest,
     NetworkHookResult,
     VFSActionRequest,
@@ -239,117 +238,51 @@ def vfs_mutate_request(d: Mapping[str, Any]) -> VFSMutateRequest:
 # answers -> msgpack for mlk_hook_reply
 
 
-def _field(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _check_keys(obj: Any, allowed: tuple[str, ...], what: str) -> None:
-    if isinstance(obj, Mapping):
-        extra = [k for k in obj if k not in allowed]
-        if extra:
-            raise ValueError(f"{what}: unknown key(s) {', '.join(map(repr, extra))}; "
-                             f"expected {', '.join(allowed)}")
-    elif not is_dataclass(obj):
-        raise TypeError(f"{what} must be a dataclass or a dict, not {type(obj).__name__}")
-
-
-def _headers_out(v: Any, what: str) -> dict[str, list[str]]:
-    if not isinstance(v, Mapping):
-        raise TypeError(f"{what} must be a dict of header name to list of values, not {type(v).__name__}")
-    out: dict[str, list[str]] = {}
-    for k, x in v.items():
-        out[str(k)] = [str(y) for y in x] if isinstance(x, (list, tuple)) else [str(x)]
-    return out
-
-
-def _body(v: Any) -> bytes:
-    if isinstance(v, str):
-        return v.encode("utf-8")
-    if isinstance(v, (bytes, bytearray, memoryview)):
+def _plain(v: Any) -> Any:
+    """A hook's return value as plain msgpack-able data: dataclasses become
+    dicts of their fields that are not None.  What the answer may hold is the
+    core's rule (mlk_hook_answer_check), not this function's."""
+    if v is None or isinstance(v, (str, bytes, bool, int, float)):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
         return bytes(v)
-    raise TypeError(f"invalid network hook response set_body type: expected bytes|str|None, "
-                    f"got {type(v).__name__}")
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(x) for f in fields(v) if (x := getattr(v, f.name)) is not None}
+    if isinstance(v, Mapping):
+        return {k if isinstance(k, str) else str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    raise TypeError(f"a hook answer cannot hold a {type(v).__name__}")
+
+
+def check_answer(kind: int, mp: bytes) -> None:
+    """Raise ValueError with the core's message when the answer breaks the
+    hook-answer contract."""
+    pm = ffi.new("char **")
+    if lib.mlk_hook_answer_check(kind, mp, len(mp), pm) != 0:
+        try:
+            raise ValueError(ffi.string(pm[0]).decode("utf-8", "replace") if pm[0] else "invalid hook answer")
+        finally:
+            lib.mlk_free(pm[0])
 
 
 def network_reply(result: Any) -> bytes:
-    """NetworkHookResult | dict | None -> the core's network answer map."""
-    if result is None:
-        return packb({})
-    if not isinstance(result, (NetworkHookResult, Mapping)):
-        raise TypeError(f"invalid network hook result: expected NetworkHookResult, a dict or None, "
+    """NetworkHookResult | dict | None -> msgpack for mlk_hook_reply (checked
+    by the core first, so a bad answer is reported here)."""
+    if not (result is None or isinstance(result, (NetworkHookResult, Mapping))):
+        # the official SDK's words; a dict is accepted too
+        raise TypeError(f"invalid network hook result: expected NetworkHookResult or None (or a dict), "
                         f"got {type(result).__name__}")
-    _check_keys(result, ("action", "request", "response"), "network hook result")
-    out: dict[str, Any] = {}
-    action = _text(_field(result, "action", "")).strip().lower()
-    if action:
-        if action not in ("allow", "block", "mutate"):
-            raise ValueError(f"invalid network hook action {action!r}: expected allow, block or mutate")
-        out["action"] = action
-    req = _field(result, "request")
-    if req is not None:
-        _check_keys(req, ("headers", "query", "path"), "network hook request mutation")
-        r: dict[str, Any] = {}
-        headers = _field(req, "headers")
-        if headers is not None:
-            r["headers"] = _headers_out(headers, "request.headers")
-        query = _field(req, "query")
-        if query is not None:
-            if not isinstance(query, Mapping):
-                raise TypeError(f"request.query must be a dict, not {type(query).__name__}")
-            r["query"] = {str(k): str(x) for k, x in query.items()}
-        path = _field(req, "path")
-        if path:
-            r["path"] = str(path)
-        if r:
-            out["request"] = r
-    resp = _field(result, "response")
-    if resp is not None:
-        _check_keys(resp, ("headers", "body_replacements", "set_body", "set_body_base64"),
-                    "network hook response mutation")
-        s: dict[str, Any] = {}
-        headers = _field(resp, "headers")
-        if headers is not None:
-            s["headers"] = _headers_out(headers, "response.headers")
-        repl = _field(resp, "body_replacements") or []
-        if repl:
-            s["body_replacements"] = [
-                x.to_dict() if isinstance(x, NetworkBodyTransform) else
-                {"find": str(x["find"]), **({"replace": str(x["replace"])} if x.get("replace") else {})}
-                for x in repl
-            ]
-        body = _field(resp, "set_body")
-        if body is not None:
-            s["set_body_base64"] = _body(body)  # bin: the core base64-encodes it
-        elif isinstance(resp, Mapping) and resp.get("set_body_base64") is not None:
-            b64 = resp["set_body_base64"]
-            s["set_body_base64"] = b64 if isinstance(b64, str) else _body(b64)
-        if s:
-            out["response"] = s
-    return packb(out)
+    mp = packb(_plain(result))
+    check_answer(KIND_NETWORK, mp)
+    return mp
 
 
-def action_reply(result: Any) -> bytes:
-    """"allow" | "block" (None and "" allow).  Anything else goes to the
-    core as text, which rejects it with MLK_EINVALID_VFS_HOOK."""
-    if result is None:
-        return packb("allow")
-    return packb(_text(result).strip().lower())
-
-
-def mutate_reply(result: Any, entry: _HookEntry) -> bytes:
-    """bytes | str | None (None keeps the content)."""
-    if result is None:
-        return packb(None)  # nil: the core keeps the bytes
-    if isinstance(result, str):
-        return packb(result.encode("utf-8"))
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return packb(bytes(result))
-    logger.error("%s returned %s; expected bytes, str or None", entry.label(), type(result).__name__)
-    return packb(False)  # not bytes: the core fails the call with MLK_EINVALID_VFS_HOOK
+def vfs_reply(result: Any) -> bytes:
+    """An action hook's decision or a mutate hook's bytes, as msgpack; the
+    core checks it in mlk_hook_reply and fails the file call when it breaks
+    the contract."""
+    return packb(_plain(result))
 
 
 # --------------------------------------------------------------------------
@@ -393,12 +326,9 @@ def _run(entry: _HookEntry, client: Any, kind: int, reply: _Reply | None, data: 
     elif kind == KIND_DANGEROUS:
         args, convert = (client, vfs_event(d)), None
     elif kind == KIND_ACTION:
-        args, convert = (vfs_action_request(d),), action_reply
+        args, convert = (vfs_action_request(d),), vfs_reply
     elif kind == KIND_MUTATE:
-        args = (vfs_mutate_request(d),)
-
-        def convert(r: Any) -> bytes:
-            return mutate_reply(r, entry)
+        args, convert = (vfs_mutate_request(d),), vfs_reply
     else:
         raise ValueError(f"unknown hook kind {kind}")
     result = entry.fn(*args)

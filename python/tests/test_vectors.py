@@ -174,3 +174,31 @@ def test_port_forward_errors_through_client(client: ml.Client, case: dict[str, A
     with pytest.raises(ml.PortForwardParseError) as ei:
         client.port_forward(*case["specs"])
     assert ei.value.upstream_name == case["error"]
+
+
+HOOK_ANSWERS = load("hook_answers.jsonl")
+_HOOK_KINDS = {"network": lib.MLK_HOOK_NETWORK, "action": lib.MLK_HOOK_VFS_ACTION, "mutate": lib.MLK_HOOK_VFS_MUTATE}
+
+
+@pytest.mark.parametrize("case", HOOK_ANSWERS, ids=lambda c: c["name"])
+def test_hook_answer_vector(case: dict[str, Any]) -> None:
+    """The hook-answer contract, as Python's hooks encode an answer: the same
+    code and message as in C, Node and Lua (tests/vectors/hook_answers.jsonl)."""
+    from matchlock_native import _hooks
+    from matchlock_native._msgpack import packb
+
+    kind = _HOOK_KINDS[case["kind"]]
+    mp = packb(_hooks._plain(case["answer"]))
+    pm = ffi.new("char **")
+    rc = lib.mlk_hook_answer_check(kind, mp, len(mp), pm)
+    msg = ffi.string(pm[0]).decode() if pm[0] else None
+    lib.mlk_free(pm[0])
+    if "error" in case:
+        assert ffi.string(lib.mlk_errname(rc)).decode() == case["error"]
+        assert msg == case["message"]
+        if kind == lib.MLK_HOOK_NETWORK and isinstance(case["answer"], dict):
+            with pytest.raises(ValueError) as ei:
+                _hooks.network_reply(case["answer"])
+            assert str(ei.value) == case["message"]
+    else:
+        assert (rc, msg) == (0, None)

@@ -17,6 +17,7 @@
 // rule.mutateHook(request).
 
 const msgpack = require("./msgpack");
+const native = require("./native");
 
 const KIND = { NETWORK: 1, AFTER: 2, DANGEROUS: 3, ACTION: 4, MUTATE: 5 };
 const KIND_NAME = { 1: "network", 2: "VFS after", 3: "VFS dangerous", 4: "VFS action", 5: "VFS mutate" };
@@ -81,32 +82,40 @@ function networkRequest(m) {
   };
 }
 
-// NetworkHookResult -> the core's reply map (set_body_base64 as bin: the core
-// base64-encodes it).
+// The TypeScript SDK's camelCase names -> the wire's, where a result has them.
+const RESULT_NAMES = {};
+const REQUEST_NAMES = {};
+const RESPONSE_NAMES = { bodyReplacements: "body_replacements", setBody: "set_body", setBodyBase64: "set_body_base64" };
+
+function renamed(v, names) {
+  if (v == null || typeof v !== "object" || Array.isArray(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v;
+  const out = {};
+  for (const [k, x] of Object.entries(v)) if (x !== undefined) out[names[k] ?? k] = x;
+  return out;
+}
+
+// The core's check of an answer (mlk_hook_answer_check): throws its message.
+function checkAnswer(kind, mp) {
+  const [rc, msg] = native.mlk_hook_answer_check(kind, mp);
+  if (rc !== 0) throw new TypeError(msg ?? "invalid hook answer");
+  return mp;
+}
+
+// NetworkHookResult -> msgpack for the core, which checks its shape (every
+// key and value) and renders the wire reply.
 function networkReply(r, name) {
-  if (r == null) return msgpack.encode({});
-  if (typeof r !== "object") {
+  if (r != null && typeof r !== "object") {
     throw new TypeError(`network hook ${JSON.stringify(name)} must return an object, null or undefined, got ${typeof r}`);
   }
-  const out = {};
-  if (r.action) out.action = String(r.action).trim().toLowerCase();
-  if (r.request) {
-    const q = {};
-    if (r.request.headers != null) q.headers = sliceMap(r.request.headers);
-    if (r.request.query != null) q.query = stringMap(r.request.query);
-    if (r.request.path) q.path = String(r.request.path);
-    if (Object.keys(q).length) out.request = q;
-  }
-  if (r.response) {
-    const s = {};
-    if (r.response.headers != null) s.headers = sliceMap(r.response.headers);
-    if (r.response.bodyReplacements?.length) {
-      s.body_replacements = r.response.bodyReplacements.map((x) => ({ find: String(x.find ?? ""), replace: String(x.replace ?? "") }));
+  const out = renamed(r, RESULT_NAMES) ?? null;
+  if (out?.request) out.request = renamed(out.request, REQUEST_NAMES);
+  if (out?.response) {
+    out.response = renamed(out.response, RESPONSE_NAMES);
+    if (out.response.set_body != null && typeof out.response.set_body !== "string") {
+      out.response.set_body = bytes(out.response.set_body, `network hook ${JSON.stringify(name)}: response.setBody`);
     }
-    if (r.response.setBody != null) s.set_body_base64 = bytes(r.response.setBody, `network hook ${JSON.stringify(name)}: response.setBody`);
-    if (Object.keys(s).length) out.response = s;
   }
-  return msgpack.encode(out);
+  return checkAnswer(KIND.NETWORK, msgpack.encode(out));
 }
 
 // ---- VFS ----------------------------------------------------------------------------
@@ -115,20 +124,16 @@ function vfsEvent(m) {
   return { op: String(m.op ?? ""), path: m.path ?? "", size: num(m.size), mode: num(m.mode), uid: num(m.uid), gid: num(m.gid) };
 }
 
-function actionReply(v, name) {
-  const d = String(v ?? "allow").trim().toLowerCase();
-  if (d !== "" && d !== "allow" && d !== "block") {
-    throw new TypeError(`invalid actionHook return value for ${JSON.stringify(name)}: expected "allow" or "block", got ${JSON.stringify(v)}`);
-  }
-  return msgpack.encode(d || "allow");
+// An action hook's decision, a mutate hook's bytes: the core checks them in
+// mlk_hook_reply and fails the file call with its own message.
+function actionReply(v) {
+  return msgpack.encode(v ?? null);
 }
 
-function mutateReply(v, original, name) {
-  if (v == null) return msgpack.encode(original); // unchanged
-  if (typeof v === "string" || Buffer.isBuffer(v) || v instanceof ArrayBuffer || ArrayBuffer.isView(v)) {
-    return msgpack.encode(bytes(v, "mutateHook"));
-  }
-  throw new TypeError(`invalid mutateHook return type for ${JSON.stringify(name)}: expected bytes, a string, null or undefined`);
+function mutateReply(v) {
+  if (v == null) return msgpack.encode(null); // the bytes stay as they are
+  const b = typeof v === "string" || v instanceof ArrayBuffer || ArrayBuffer.isView(v) ? bytes(v, "mutateHook") : v;
+  return msgpack.encode(b);
 }
 
 // Report an error of a hook that has nobody to answer to (after-hooks, event
@@ -155,14 +160,14 @@ function makeTrampoline(kind, fn, name) {
     case KIND.ACTION:
       return (buf) => {
         const m = msgpack.decode(buf) ?? {};
-        return after(fn({ ...vfsEvent(m) }), (v) => actionReply(v, name));
+        return after(fn({ ...vfsEvent(m) }), actionReply);
       };
     case KIND.MUTATE:
       return (buf) => {
         const m = msgpack.decode(buf) ?? {};
         const data = Buffer.isBuffer(m.data) ? m.data : Buffer.alloc(0);
         const { op, ...req } = vfsEvent(m);
-        return after(fn({ ...req, data }), (v) => mutateReply(v, data, name));
+        return after(fn({ ...req, data }), mutateReply);
       };
     case KIND.AFTER:
     case KIND.DANGEROUS:

@@ -273,7 +273,7 @@ test("async action hooks answer later; throwing ones fail the call, the process 
   assert.ok(Date.now() - t0 >= 45, "the call waited for the hook's promise");
   await assert.rejects(c.writeFile("/workspace/throw/a", "x"), (e) => e instanceof m.CallbackError && /thrower/.test(e.message) && /KeyError: no policy/.test(e.message));
   await assert.rejects(c.readFile("/workspace/reject/a"), (e) => e instanceof m.CallbackError && /async policy failure/.test(e.message));
-  await assert.rejects(c.writeFile("/workspace/bad/a", "x"), (e) => e instanceof m.CallbackError && /expected "allow" or "block"/.test(e.message));
+  await assert.rejects(c.writeFile("/workspace/bad/a", "x"), (e) => e instanceof m.ValidationError && e.status === -35 && /an action hook answers "allow" or "block"/.test(e.message));
   assert.equal((await c.exec("echo alive", { encoding: "utf8" })).stdout, "alive\n");
   assert.equal(m._native.stats().hookCalls, 0);
 });

@@ -146,3 +146,28 @@ test("msgpack codec round-trips the shapes the ABI uses", () => {
   const v = { s: "é", i: -5, big: 2 ** 40, f: 1.5, b: true, n: null, a: [1, "x"], bin: Buffer.from([0, 1, 2]), o: { k: "v" } };
   assert.deepEqual(m._msgpack.decode(m._msgpack.encode(v)), v);
 });
+
+// The hook-answer contract (hook_answers.jsonl): the answer encoded by this
+// binding's msgpack, checked by the core: the same code and message as in C,
+// Python and Lua.  Network answers also go through the hook module's
+// conversion, which must raise the core's message.
+{
+  const msgpack = require("../lib/msgpack");
+  const hooks = require("../lib/hooks");
+  const KINDS = { network: n.MLK_HOOK_NETWORK, action: n.MLK_HOOK_VFS_ACTION, mutate: n.MLK_HOOK_VFS_MUTATE };
+  for (const v of readJsonl("hook_answers.jsonl")) {
+    test(`hook answer: ${v.name}`, () => {
+      const [rc, msg] = n.mlk_hook_answer_check(KINDS[v.kind], msgpack.encode(v.answer));
+      if (v.error) {
+        assert.equal(n.mlk_errname(rc), v.error);
+        assert.equal(msg, v.message);
+        if (v.kind === "network" && v.answer && typeof v.answer === "object") {
+          const trampoline = hooks.makeTrampoline(hooks.KIND.NETWORK, () => v.answer, "t");
+          assert.throws(() => trampoline(msgpack.encode({})), (e) => e.message === v.message);
+        }
+      } else {
+        assert.deepEqual([rc, msg], [0, null]);
+      }
+    });
+  }
+}

@@ -263,106 +263,23 @@ local function capture(e)
   return { err = e, tb = debug.traceback(err_text(e), 2) }
 end
 
-local function trim_lower(v) return (tostring(v):gsub("^%s+", ""):gsub("%s+$", ""):lower()) end
 
-local function hook_fail(what, msg) error(what .. ": " .. msg, 0) end
 
--- {K = V | {V...}} -> msgpack map of string lists
-local function slice_map(what, v)
-  if type(v) ~= "table" then hook_fail(what, "must be a table of NAME = value or {values...}, got " .. type(v)) end
-  local out = M.map {}
-  for k, x in pairs(v) do
-    local l = {}
-    if type(x) == "table" then
-      for i, y in ipairs(x) do l[i] = tostring(y) end
-    else
-      l[1] = tostring(x)
-    end
-    out[tostring(k)] = M.array(l)
-  end
-  return out
+-- A hook's answer as msgpack.  What it may hold is the core's rule
+-- (mlk_hook_answer_check): a network answer that breaks it raises the
+-- core's message here, so that it is reported; action and mutate answers
+-- are judged by the core when it gets them (mlk_hook_reply), which fails
+-- the file call with its own message.
+local function network_answer(r)
+  local mp = M.encode(r)
+  local rc, msg = core.mlk_hook_answer_check(M.HOOK_NETWORK, mp)
+  if rc ~= 0 then error(msg or "invalid network hook answer", 0) end
+  return mp
 end
 
-local function string_map(what, v)
-  if type(v) ~= "table" then hook_fail(what, "must be a table of NAME = value, got " .. type(v)) end
-  local out = M.map {}
-  for k, x in pairs(v) do out[tostring(k)] = tostring(x) end
-  return out
-end
+local function vfs_answer(v) return M.encode(v) end
 
-local function only_keys(what, t, keys)
-  if type(t) ~= "table" then hook_fail(what, "must be a table, got " .. type(t)) end
-  for k in pairs(t) do
-    if not keys[k] then
-      local names = {}
-      for n in pairs(keys) do names[#names + 1] = n end
-      table.sort(names)
-      hook_fail(what, string.format("unknown key %q (known: %s)", tostring(k), table.concat(names, ", ")))
-    end
-  end
-end
-
-local NET_ANSWER = set("action", "request", "response")
-local NET_REQUEST = set("headers", "query", "path")
-local NET_RESPONSE = set("headers", "body_replacements", "set_body", "set_body_base64")
-
--- A network hook's answer -> the core's reply map (msgpack bytes).
-local function network_answer(r, label)
-  if r == nil then return M.encode(M.map {}) end
-  only_keys(label .. " answer", r, NET_ANSWER)
-  local out = M.map {}
-  if r.action ~= nil then out.action = trim_lower(r.action) end
-  if r.request ~= nil then
-    only_keys(label .. " answer.request", r.request, NET_REQUEST)
-    local q = M.map {}
-    if r.request.headers ~= nil then q.headers = slice_map(label .. " answer.request.headers", r.request.headers) end
-    if r.request.query ~= nil then q.query = string_map(label .. " answer.request.query", r.request.query) end
-    if r.request.path ~= nil then q.path = tostring(r.request.path) end
-    if next(q) then out.request = q end
-  end
-  if r.response ~= nil then
-    local s = r.response
-    only_keys(label .. " answer.response", s, NET_RESPONSE)
-    local o = M.map {}
-    if s.headers ~= nil then o.headers = slice_map(label .. " answer.response.headers", s.headers) end
-    if s.body_replacements ~= nil then
-      if type(s.body_replacements) ~= "table" then
-        hook_fail(label .. " answer.response.body_replacements", "must be a list of {find = , replace = }")
-      end
-      local l = {}
-      for i, x in ipairs(s.body_replacements) do
-        if type(x) ~= "table" then hook_fail(label .. " answer.response.body_replacements", "entries must be tables {find = , replace = }") end
-        l[i] = M.map { find = tostring(x.find or x[1] or ""), replace = tostring(x.replace or x[2] or "") }
-      end
-      if #l > 0 then o.body_replacements = M.array(l) end
-    end
-    if s.set_body ~= nil then
-      if type(s.set_body) ~= "string" then hook_fail(label .. " answer.response.set_body", "must be a string (bytes), got " .. type(s.set_body)) end
-      o.set_body_base64 = M.bin(s.set_body) -- bin: the core base64-encodes it
-    elseif s.set_body_base64 ~= nil then
-      o.set_body_base64 = tostring(s.set_body_base64) -- already base64: sent as is
-    end
-    if next(o) then out.response = o end
-  end
-  return M.encode(out)
-end
-
-local function action_answer(v, label)
-  local d = v == nil and "allow" or (type(v) == "string" and trim_lower(v)) or nil
-  if d == "" then d = "allow" end
-  if d ~= "allow" and d ~= "block" then
-    hook_fail(label, "must return \"allow\" or \"block\" (or nil), got " .. (type(v) == "string" and string.format("%q", v) or type(v)))
-  end
-  return M.encode(d)
-end
-
-local function mutate_answer(v, label)
-  if v == nil then return nil end -- keep the bytes
-  if type(v) ~= "string" then hook_fail(label, "must return the new bytes as a string (or nil to keep them), got " .. type(v)) end
-  return M.encode(M.bin(v))
-end
-
-local ANSWER = { network_answer, nil, nil, action_answer, mutate_answer }
+local ANSWER = { network_answer, nil, nil, vfs_answer, vfs_answer }
 
 -- The function the C trampoline calls for one hook:
 --   runner(request, answer|nil, core_client, kind, blocking)
@@ -391,7 +308,7 @@ local function make_runner(kind, fn, name)
         if kind == M.VFS_HOOK_DANGEROUS then return fn(client, req) end
         return fn(req)
       end, capture)
-      if ok and convert then ok, v = xpcall(function() return convert(v, label) end, capture) end
+      if ok and convert then ok, v = xpcall(function() return convert(v) end, capture) end
       if kind == M.VFS_HOOK_AFTER and client then client._plain_hook_active = nil end
       if answer and core.hook_pending(answer) then
         if ok then

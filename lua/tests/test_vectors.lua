@@ -120,4 +120,21 @@ return function(T)
       end
     end)
   end
+
+  -- the hook-answer contract: the answer encoded by this binding, checked by
+  -- the core; the same code and message as in C, Python and Node
+  local KINDS = { network = ml.HOOK_NETWORK, action = ml.VFS_HOOK_ACTION, mutate = ml.VFS_HOOK_MUTATE }
+  for _, case in ipairs(lines("hook_answers.jsonl")) do
+    T.test("hook answer: " .. case.name, function()
+      local answer = case.answer ~= json.null and to_lua(case.answer) or nil
+      local rc, msg = core.mlk_hook_answer_check(KINDS[case.kind], ml.encode(answer))
+      if case.error then
+        T.eq(core.mlk_errname(rc), case.error)
+        T.eq(msg, case.message)
+      else
+        T.eq(rc, 0, tostring(msg))
+        T.eq(msg, nil)
+      end
+    end)
+  end
 end

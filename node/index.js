@@ -34,7 +34,7 @@ const C = {
   VFS_HOOK_OP_TRUNCATE: "truncate",
 };
 
-/** The runtime libmatchlock version (e.g. "1.1.0"). */
+/** The runtime libmatchlock version (e.g. "1.2.0"). */
 function version() {
   return native.mlk_version_str();
 }

@@ -60,7 +60,7 @@ extern "C" {
 /* Version                                                             */
 
 #define MLK_VERSION_MAJOR 1
-#define MLK_VERSION_MINOR 1
+#define MLK_VERSION_MINOR 2
 #define MLK_VERSION_PATCH 0
 /** MAJOR*10000 + MINOR*100 + PATCH of the header compiled against. */
 #define MLK_VERSION (MLK_VERSION_MAJOR * 10000 + MLK_VERSION_MINOR * 100 + MLK_VERSION_PATCH)

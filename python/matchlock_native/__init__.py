@@ -110,7 +110,7 @@ from .types import (
     VolumeInfo,
 )
 
-__version__: str = "1.1.0"
+__version__: str = "1.2.0"
 
 __all__ = [
     "AllowListHostsError", "AllowListUpdate", "AsyncClient", "CallbackError", "CLIError", "Client",

@@ -1368,8 +1368,8 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
     if (json) *json = NULL;
     if (len) *len = 0;
     if (msg) *msg = NULL;
-    if (!sb || !json) {
-        if (msg) *msg = xstrdup("mlk_sandbox_params_json: sb and json must not be NULL");
+    if (!sb) {
+        if (msg) *msg = xstrdup("mlk_sandbox_params_json: sb must not be NULL");
         return MLK_EINVAL;
     }
     jw w;
@@ -1377,7 +1377,7 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
     w.secret = sb->nsecrets > 0;
     char *m = NULL;
     int rc = sandbox_render(sb, launch, NULL, &w, &m);
-    if (rc == 0) {
+    if (rc == 0 && json) { /* json NULL: validate only, nothing leaves the core */
         *json = jw_take(&w, len);
         if (!*json) { rc = MLK_ENOMEM; m = xstrdup("out of memory"); }
     }

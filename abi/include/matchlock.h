@@ -318,9 +318,12 @@ MLK_API int mlk_sandbox_set_kernel(mlk_sandbox *sb, const char *ref);
 /** Attach an ext4 image (for example a volume's path) at guest_mount. */
 MLK_API int mlk_sandbox_add_extra_disk(mlk_sandbox *sb, const char *host_path, const char *guest_mount, int readonly);
 /** Validate and render the `create` params as JSON (launch != 0 adds
- *  launch_entrypoint).  *json is NUL-terminated; free with mlk_free().
- *  Returns the validation error code on failure; when `msg` is not NULL
- *  it receives a message to free with mlk_free(). */
+ *  launch_entrypoint).  *json is NUL-terminated; free with mlk_free().  It
+ *  holds the secrets' values: wipe it before freeing it.  Since 1.2 `json`
+ *  may be NULL: validate only (the rendering is wiped inside the core, so
+ *  checking a builder copies no secret out).  Returns the validation error
+ *  code on failure; when `msg` is not NULL it receives a message to free
+ *  with mlk_free() (a message never contains a secret's value). */
 MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **json, size_t *len, char **msg);
 /** The builder's first failed setter (1.2): its MLK_E* code, 0 when every
  *  setter so far succeeded.  When `msg` is not NULL it receives that

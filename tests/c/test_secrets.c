@@ -88,6 +88,10 @@ Test(secrets, validation_errors_never_show_the_value)
     cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, NULL, &msg), MLK_ENO_NETWORK_CONFLICT);
     assert_no_mark("no-network conflict", msg);
     mlk_free(msg);
+    /* validate only (json NULL): the same verdict, nothing copied out */
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, NULL, NULL, &msg), MLK_ENO_NETWORK_CONFLICT);
+    assert_no_mark("no-network conflict (validate only)", msg);
+    mlk_free(msg);
     mlk_sandbox_free(sb);
     /* a failure after the secret, in every other check */
     sb = mlk_sandbox_new("alpine:latest");
@@ -233,6 +237,7 @@ Test(secrets, params_json_growth_leaves_no_copy)
     mlk_sandbox_add_secret(sb, "API_KEY", value, NULL, hosts, 1);
     char *json = NULL;
     size_t len = 0;
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, NULL, NULL, NULL), 0); /* validate only */
     cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &len, NULL), 0);
     cr_assert(strstr(json, MARK));
     memset(json, 0, len); /* the caller's copy is the caller's to wipe */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "e2e_server.h"
 #include "matchlock.h"
 
 #if defined(__has_include)
@@ -103,6 +104,60 @@ Test(secrets, validation_errors_never_show_the_value)
     mlk_sandbox_free(sb);
 }
 
+/* A value of `reps` MARKs (a long one does not fit the pipe at once). */
+static char *secret_value(size_t reps)
+{
+    size_t n = reps * (sizeof MARK - 1);
+    char *v = malloc(n + 1);
+    cr_assert_not_null(v);
+    for (size_t i = 0; i < reps; i++) memcpy(v + i * (sizeof MARK - 1), MARK, sizeof MARK - 1);
+    v[n] = '\0';
+    return v;
+}
+
+/* Called when the scan is off: the test's own copy is not the core's. */
+static void forget(char *v)
+{
+    memset(v, 0, strlen(v));
+    free(v);
+}
+
+static void arm(void);
+static int disarm(void);
+
+/* Create on c (which is freed) from a builder holding a `reps`-MARK
+ * secret (and `workspace` when not NULL), free everything, and return the
+ * number of freed blocks that still held the secret.  want_ok: whether the create must succeed (else
+ * it must fail); either way no message or stderr tail shows the secret. */
+static int create_with_secret(mlk_client *c, const char *workspace, size_t reps, int want_ok)
+{
+    char *value = secret_value(reps);
+    const char *hosts[] = {"api.example.com"};
+    arm();
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    if (workspace) mlk_sandbox_set_workspace(sb, workspace);
+    mlk_sandbox_allow_host(sb, "api.example.com");
+    cr_assert_eq(mlk_sandbox_add_secret(sb, "API_KEY", value, NULL, hosts, 1), 0);
+    mlk_sandbox_set_env(sb, "HOME", "/root"); /* rendered after the secret: the line grows with it inside */
+    mlk_result *r = NULL;
+    int rc = mlk_create(c, sb, 120000, &r);
+    if (want_ok) cr_assert_eq(rc, 0, "create: %s", mlk_result_message(r));
+    else cr_assert_neq(rc, 0, "the server took the create");
+    assert_no_mark("the create's result", mlk_result_message(r));
+    mlk_result_free(r);
+    char *tail = mlk_client_stderr_tail(c);
+    if (tail) assert_no_mark("the stderr tail", tail);
+    mlk_free(tail);
+    mlk_sandbox_free(sb);
+    r = NULL;
+    mlk_close(c, 5000, &r);
+    mlk_result_free(r);
+    mlk_client_free(c);
+    int n = disarm();
+    forget(value);
+    return n;
+}
+
 #ifdef MLK_TEST_WRAP_FREE
 
 /* ---- the heap scan ------------------------------------------------------- */
@@ -156,21 +211,6 @@ static int disarm(void)
     return atomic_load(&hits);
 }
 
-/* A value of `reps` MARKs (a long one does not fit the pipe at once). */
-static char *secret_value(size_t reps)
-{
-    size_t n = reps * (sizeof MARK - 1);
-    char *v = malloc(n + 1);
-    for (size_t i = 0; i < reps; i++) memcpy(v + i * (sizeof MARK - 1), MARK, sizeof MARK - 1);
-    v[n] = '\0';
-    return v;
-}
-
-static void forget(char *v)
-{
-    memset(v, 0, strlen(v));
-    __real_free(v);
-}
 
 /* A peer that answers every request with a VM id, and a client on it. */
 static mlk_client *peer_client(void)
@@ -194,26 +234,7 @@ static mlk_client *peer_client(void)
 
 static void create_and_free(size_t reps)
 {
-    char *value = secret_value(reps);
-    const char *hosts[] = {"api.example.com"};
-    arm();
-    mlk_client *c = peer_client();
-    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
-    mlk_sandbox_allow_host(sb, "api.example.com");
-    mlk_sandbox_set_env(sb, "HOME", "/root");
-    cr_assert_eq(mlk_sandbox_add_secret(sb, "API_KEY", value, NULL, hosts, 1), 0);
-    mlk_result *r = NULL;
-    int rc = mlk_create(c, sb, 60000, &r);
-    cr_assert_eq(rc, 0, "create: %s", mlk_result_message(r));
-    assert_no_mark("create result", mlk_result_message(r));
-    mlk_result_free(r);
-    mlk_sandbox_free(sb);
-    r = NULL;
-    mlk_close(c, 5000, &r);
-    mlk_result_free(r);
-    mlk_client_free(c);
-    int n = disarm();
-    forget(value);
+    int n = create_with_secret(peer_client(), NULL, reps, 1);
     cr_assert_eq(n, 0, "%d freed block(s) still held the secret", n);
 }
 
@@ -271,4 +292,27 @@ Test(secrets, the_scan_finds_an_unwiped_block)
     cr_assert_eq(disarm(), 1);
 }
 
+#else
+static void arm(void) {}
+static int disarm(void) { return 0; }
 #endif /* MLK_TEST_WRAP_FREE */
+
+/* The server refuses the create: neither its answer, nor the stderr tail,
+ * nor any freed block shows the secret.  Too long a line (11 MiB: more
+ * than matchlock-local's 10 MiB cap, which ends the session with part of
+ * the line unsent), and a workspace the server refuses. */
+static void refused(const char *workspace, size_t reps)
+{
+    int n = create_with_secret(e2e_client_from(e2e_config()), workspace, reps, 0);
+    cr_assert_eq(n, 0, "%d freed block(s) still held the secret", n);
+}
+
+Test(secrets, too_long_for_the_server_never_echoed, .timeout = 120)
+{
+    refused(NULL, (11u << 20) / (sizeof MARK - 1));
+}
+
+Test(secrets, refused_create_never_echoed, .timeout = 120)
+{
+    refused("relative/workspace", 1); /* the server's to judge: it refuses */
+}

@@ -96,10 +96,8 @@ void post_fail(req *r, int status, const char *msg)
 }
 
 
-/* Send bytes to the child (any thread, io_mu held).  With nothing queued
- * they go straight into the socket (send with MSG_NOSIGNAL: never a
- * SIGPIPE, whichever thread this is); the rest waits in outbuf for the I/O
- * thread, which also notices a dead child. */
+/* How many of n bytes the socket takes at once (0 when bytes are queued
+ * already: they go first). */
 static size_t send_now(mlk_client *c, const char *p, size_t n)
 {
     if (evbuffer_get_length(c->outbuf) > 0) return 0;
@@ -109,6 +107,10 @@ static size_t send_now(mlk_client *c, const char *p, size_t n)
     return k > 0 ? (size_t)k : 0;
 }
 
+/* Send bytes to the child (any thread, io_mu held).  With nothing queued
+ * they go straight into the socket (send with MSG_NOSIGNAL: never a
+ * SIGPIPE, whichever thread this is); the rest waits in outbuf for the I/O
+ * thread, which also notices a dead child. */
 void out_add(mlk_client *c, const char *p, size_t n)
 {
     if (c->dead || c->detached) return;

@@ -7,7 +7,6 @@
  * back to the allocator.  The client is driven through create against a
  * scripted peer and everything is freed; a single copy found is a failure. */
 #include <criterion/criterion.h>
-#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +158,7 @@ static int create_with_secret(mlk_client *c, const char *workspace, size_t reps,
 }
 
 #ifdef MLK_TEST_WRAP_FREE
+#include <malloc.h> /* malloc_usable_size: GNU ld's --wrap means glibc here */
 
 /* ---- the heap scan ------------------------------------------------------- */
 

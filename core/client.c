@@ -68,6 +68,7 @@ void end_line(jw *w)
 int submit(mlk_client *c, req *r, jw *w)
 {
     size_t len;
+    r->secret_line = w->secret;
     char *line = w->oom ? NULL : jw_take(w, &len);
     jw_free(w);
     if (!line) { req_free(r); return MLK_ENOMEM; }
@@ -80,6 +81,7 @@ int submit(mlk_client *c, req *r, jw *w)
 void submit_or_fail(mlk_client *c, req *r, jw *w)
 {
     size_t len;
+    r->secret_line = w->secret;
     char *line = w->oom ? NULL : jw_take(w, &len);
     jw_free(w);
     if (!line) {

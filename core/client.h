@@ -59,6 +59,7 @@ typedef struct req {
     char *feed;                   /* stdin to push after ready (owned) */
     size_t feed_len, feed_off;
     int eof_sent;
+    int secret_line;              /* its line holds a secret (create): wiped, never copied */
     char *errbuf;                 /* K_WRITE_PIPE: collected stderr */
     size_t errlen;
     char *path;                   /* K_WRITE_PIPE: for messages */

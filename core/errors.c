@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct errinfo {
     int code;
@@ -79,3 +80,20 @@ MLK_API const char *mlk_version_str(void)
     return MLK_STR(MLK_VERSION_MAJOR) "." MLK_STR(MLK_VERSION_MINOR) "." MLK_STR(MLK_VERSION_PATCH);
 }
 MLK_API void mlk_free(void *p) { free(p); }
+
+MLK_API int mlk_check_cstring(const char *what, const char *s, size_t len, char **msg)
+{
+    if (msg) *msg = NULL;
+    const char *nul = s && len ? memchr(s, '\0', len) : NULL;
+    if (!s && len) {
+        if (msg) *msg = xasprintf("%s: NULL given with a length of %zu", what && *what ? what : "string", len);
+        return MLK_EINVAL;
+    }
+    if (!nul) return 0;
+    /* never the bytes: they may be a secret */
+    if (msg)
+        *msg = xasprintf("%s contains a NUL character at byte %zu of %zu; a C string ends at the first NUL, so the "
+                         "rest would be lost: pass text without NUL characters (the value is not shown)",
+                         what && *what ? what : "a string argument", (size_t)(nul - s), len);
+    return MLK_EINVAL;
+}

@@ -12,10 +12,16 @@
 /* writer                                                                 */
 
 void jw_init(jw *w) { memset(w, 0, sizeof *w); }
-void jw_free(jw *w) { free(w->buf); memset(w, 0, sizeof *w); }
+void jw_free(jw *w)
+{
+    if (w->secret) secret_wipe(w->buf, w->cap);
+    free(w->buf);
+    memset(w, 0, sizeof *w);
+}
 
 void jw_reset(jw *w)
 {
+    if (w->secret) secret_wipe(w->buf, w->len);
     w->len = 0;
     w->depth = 0;
     w->oom = 0;
@@ -41,8 +47,19 @@ int jw_reserve(jw *w, size_t extra)
         if (cap > SIZE_MAX / 2) { w->oom = 1; return -1; }
         cap *= 2;
     }
-    char *p = realloc(w->buf, cap);
-    if (!p) { w->oom = 1; return -1; }
+    char *p;
+    if (w->secret) { /* realloc could leave the old bytes behind in a freed block */
+        p = malloc(cap);
+        if (!p) { w->oom = 1; return -1; }
+        if (w->buf) {
+            memcpy(p, w->buf, w->len);
+            secret_wipe(w->buf, w->cap);
+            free(w->buf);
+        }
+    } else {
+        p = realloc(w->buf, cap);
+        if (!p) { w->oom = 1; return -1; }
+    }
     w->buf = p;
     w->cap = cap;
     return 0;

@@ -8,18 +8,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- wiping secrets (core/util.c) ------------------------------------ */
+
+/* Zero n bytes at p so that the store is not optimised away (explicit_bzero
+ * where the C library has it, a volatile fallback elsewhere). */
+void secret_wipe(void *p, size_t n);
+/* secret_wipe(s, strlen(s)), then free(s); NULL is a no-op. */
+void secret_free(char *s);
+
 /* ---- growable byte buffer and writer -------------------------------- */
 
 typedef struct jw {
     char *buf;
     size_t len, cap;
     int oom;                  /* set once an allocation failed */
+    int secret;               /* holds a secret: grown by allocate-copy-wipe-free
+                               * (never realloc) and wiped by jw_free/jw_reset */
     int depth;
     unsigned char need_comma[64];
 } jw;
 
 void jw_init(jw *w);
 void jw_free(jw *w);
+/* Set w->secret = 1 before the first byte of a secret is written; whoever
+ * jw_take()s such a buffer frees it with secret_wipe() + free(). */
 /* Hand the buffer to the caller (NUL-terminated); the writer is reset. */
 char *jw_take(jw *w, size_t *len);
 void jw_reset(jw *w);

@@ -70,6 +70,10 @@ struct secret {
     strvec hosts;
 };
 
+/* Free a secret's strings; its value is wiped first (never left in a
+ * freed block). */
+static void secret_clear(struct secret *s);
+
 struct extra_disk {
     char *host_path, *guest_mount;
     int readonly;
@@ -183,6 +187,15 @@ static int kvlist_put(kvlist *l, const char *key, size_t klen, const char *val, 
     return 0;
 }
 
+static void secret_clear(struct secret *s)
+{
+    free(s->name);
+    secret_free(s->value);
+    free(s->placeholder);
+    strvec_clear(&s->hosts);
+    memset(s, 0, sizeof *s);
+}
+
 /* Replace *dst with a copy of src (NULL and "" clear it). */
 static int set_str(char **dst, const char *src)
 {
@@ -236,13 +249,7 @@ MLK_API void mlk_sandbox_free(mlk_sandbox *sb)
     strvec_clear(&sb->allowed_hosts);
     for (size_t i = 0; i < sb->nadd_hosts; i++) { free(sb->add_hosts[i].host); free(sb->add_hosts[i].ip); }
     free(sb->add_hosts);
-    for (size_t i = 0; i < sb->nsecrets; i++) {
-        struct secret *s = &sb->secrets[i];
-        free(s->name);
-        free(s->value);
-        free(s->placeholder);
-        strvec_clear(&s->hosts);
-    }
+    for (size_t i = 0; i < sb->nsecrets; i++) secret_clear(&sb->secrets[i]);
     free(sb->secrets);
     strvec_clear(&sb->dns_servers);
     free(sb->hostname);
@@ -470,30 +477,22 @@ MLK_API int mlk_sandbox_add_secret(mlk_sandbox *sb, const char *name, const char
     int bad = !s.name || !s.value || (placeholder && *placeholder && !s.placeholder) ||
               strvec_set(&s.hosts, hosts, nhosts) != 0;
     if (bad) {
-        free(s.name);
-        free(s.value);
-        free(s.placeholder);
-        strvec_clear(&s.hosts);
+        secret_clear(&s);
         return nomem(sb, "add_secret");
     }
     /* Secrets are a map by name on the wire: a later secret replaces. */
     for (size_t i = 0; i < sb->nsecrets; i++) {
         struct secret *o = &sb->secrets[i];
         if (strcmp(o->name, name) == 0) {
-            free(o->name);
-            free(o->value);
-            free(o->placeholder);
-            strvec_clear(&o->hosts);
+            secret_clear(o);
             *o = s;
             return 0;
         }
     }
+    /* the array holds pointers only (the values are separate blocks) */
     struct secret *v = realloc(sb->secrets, (sb->nsecrets + 1) * sizeof *v);
     if (!v) {
-        free(s.name);
-        free(s.value);
-        free(s.placeholder);
-        strvec_clear(&s.hosts);
+        secret_clear(&s);
         return nomem(sb, "add_secret");
     }
     v[sb->nsecrets++] = s;
@@ -1288,6 +1287,7 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *socket, jw *ou
 
     jw w;
     jw_init(&w);
+    w.secret = sb->nsecrets > 0;
     if (rc == 0) {
         jw_obj(&w);
         jw_key(&w, "image");
@@ -1334,6 +1334,7 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *socket, jw *ou
         if (w.oom) rc = verror(&e, MLK_ENOMEM, "out of memory while rendering the create params");
     }
     if (rc == 0) {
+        if (w.secret) out->secret = 1; /* before the secret is copied in */
         jw_value(out, w.buf, w.len);
         if (out->oom) rc = verror(&e, MLK_ENOMEM, "out of memory while rendering the create params");
     }
@@ -1367,15 +1368,16 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
     if (json) *json = NULL;
     if (len) *len = 0;
     if (msg) *msg = NULL;
-    if (!sb || !json) {
-        if (msg) *msg = xstrdup("mlk_sandbox_params_json: sb and json must not be NULL");
+    if (!sb) {
+        if (msg) *msg = xstrdup("mlk_sandbox_params_json: sb must not be NULL");
         return MLK_EINVAL;
     }
     jw w;
     jw_init(&w);
+    w.secret = sb->nsecrets > 0;
     char *m = NULL;
     int rc = sandbox_render(sb, launch, NULL, &w, &m);
-    if (rc == 0) {
+    if (rc == 0 && json) { /* json NULL: validate only, nothing leaves the core */
         *json = jw_take(&w, len);
         if (!*json) { rc = MLK_ENOMEM; m = xstrdup("out of memory"); }
     }
@@ -1383,6 +1385,14 @@ MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **js
     if (msg) *msg = m;
     else free(m);
     return rc;
+}
+
+MLK_API int mlk_sandbox_error(const mlk_sandbox *sb, const char **msg)
+{
+    if (msg) *msg = NULL;
+    if (!sb) return MLK_EINVAL;
+    if (msg && sb->err) *msg = sb->errmsg ? sb->errmsg : mlk_strerror(sb->err);
+    return sb->err;
 }
 
 size_t sandbox_net_rule_count(const mlk_sandbox *sb)

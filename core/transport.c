@@ -96,6 +96,17 @@ void post_fail(req *r, int status, const char *msg)
 }
 
 
+/* How many of n bytes the socket takes at once (0 when bytes are queued
+ * already: they go first). */
+static size_t send_now(mlk_client *c, const char *p, size_t n)
+{
+    if (evbuffer_get_length(c->outbuf) > 0) return 0;
+    ssize_t k;
+    do k = send(c->in_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    return k > 0 ? (size_t)k : 0;
+}
+
 /* Send bytes to the child (any thread, io_mu held).  With nothing queued
  * they go straight into the socket (send with MSG_NOSIGNAL: never a
  * SIGPIPE, whichever thread this is); the rest waits in outbuf for the I/O
@@ -103,17 +114,35 @@ void post_fail(req *r, int status, const char *msg)
 void out_add(mlk_client *c, const char *p, size_t n)
 {
     if (c->dead || c->detached) return;
-    size_t off = 0;
-    if (evbuffer_get_length(c->outbuf) == 0) {
-        ssize_t k;
-        do k = send(c->in_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (k < 0 && errno == EINTR);
-        if (k > 0) off = (size_t)k;
-    }
+    size_t off = send_now(c, p, n);
     if (off < n) {
         evbuffer_add(c->outbuf, p + off, n - off);
         event_add(c->ev_write, NULL);
     }
+    c->out_buffered = evbuffer_get_length(c->outbuf);
+}
+
+/* The cleanup of a secret line's unsent rest: wipe it, free the line. */
+static void secret_line_done(const void *data, size_t len, void *line)
+{
+    secret_wipe((void *)data, len);
+    free(line);
+}
+
+/* out_add for a line that holds a secret (create), taking it: what the
+ * socket does not take at once is queued by reference, so libevent never
+ * copies it, and every byte is wiped before the line is freed. */
+static void out_add_secret(mlk_client *c, char *line, size_t n)
+{
+    size_t off = c->dead || c->detached ? 0 : send_now(c, line, n);
+    secret_wipe(line, off);
+    if (c->dead || c->detached || off == n ||
+        evbuffer_add_reference(c->outbuf, line + off, n - off, secret_line_done, line) != 0) {
+        secret_wipe(line + off, n - off);
+        free(line);
+        return;
+    }
+    event_add(c->ev_write, NULL);
     c->out_buffered = evbuffer_get_length(c->outbuf);
 }
 
@@ -377,6 +406,7 @@ void die(mlk_client *c, int status, const char *why)
  * closed client completes r at once with the reason.  Takes line. */
 void submit_line(mlk_client *c, req *r, char *line, size_t len)
 {
+    int secret = r->secret_line;
     pthread_mutex_lock(&c->io_mu);
     if (c->dead || c->detached) {
         pthread_mutex_lock(&c->mu);
@@ -398,11 +428,15 @@ void submit_line(mlk_client *c, req *r, char *line, size_t len)
             c->held_close = line; /* cancel_settle sends it */
             c->held_close_len = len;
             line = NULL;
+        } else if (secret) {
+            out_add_secret(c, line, len);
+            line = NULL;
         } else {
             out_add(c, line, len);
         }
     }
     pthread_mutex_unlock(&c->io_mu);
+    if (line && secret) secret_wipe(line, len);
     free(line);
 }
 

@@ -64,6 +64,12 @@
 /* ===================================================================== */
 /* small containers                                                       */
 
+/* Secrets pass through these (a placeholder replaced by its value in a
+ * header or the query, then the request head written out), so every buffer
+ * and string below is wiped before it is freed (secret_wipe, core/util.c)
+ * and a buffer grows by allocate-copy-wipe-free, never realloc, which could
+ * leave the old bytes in a freed block. */
+
 typedef struct sbuf {
     char *p;
     size_t len, cap;
@@ -76,8 +82,13 @@ static int sb_reserve(sbuf *b, size_t extra)
     if (b->len + extra + 1 <= b->cap) return 0;
     size_t nc = b->cap ? b->cap : 256;
     while (nc < b->len + extra + 1) nc *= 2;
-    char *np = realloc(b->p, nc);
+    char *np = malloc(nc);
     if (!np) { b->oom = 1; return -1; }
+    if (b->p) {
+        memcpy(np, b->p, b->len);
+        secret_wipe(b->p, b->cap);
+        free(b->p);
+    }
     b->p = np;
     b->cap = nc;
     return 0;
@@ -110,7 +121,12 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-static void sb_free(sbuf *b) { free(b->p); memset(b, 0, sizeof *b); }
+static void sb_free(sbuf *b)
+{
+    secret_wipe(b->p, b->cap);
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
 
 /* An ordered list of name/value pairs (headers, query, maps). */
 typedef struct kv {
@@ -129,7 +145,7 @@ static void kvs_add(kvs *l, const char *k, size_t kl, const char *v, size_t vl)
     l->v = nv;
     nv[l->n].k = strndup(k, kl);
     nv[l->n].v = strndup(v, vl);
-    if (!nv[l->n].k || !nv[l->n].v) { free(nv[l->n].k); free(nv[l->n].v); return; }
+    if (!nv[l->n].k || !nv[l->n].v) { free(nv[l->n].k); secret_free(nv[l->n].v); return; }
     l->n++;
 }
 
@@ -137,7 +153,7 @@ static void kvs_add0(kvs *l, const char *k, const char *v) { kvs_add(l, k, strle
 
 static void kvs_clear(kvs *l)
 {
-    for (size_t i = 0; i < l->n; i++) { free(l->v[i].k); free(l->v[i].v); }
+    for (size_t i = 0; i < l->n; i++) { free(l->v[i].k); secret_free(l->v[i].v); }
     free(l->v);
     l->v = NULL;
     l->n = 0;
@@ -156,7 +172,7 @@ static void kvs_del(kvs *l, const char *k, int nocase)
     for (size_t i = 0; i < l->n; i++) {
         if (nocase ? !strcasecmp(l->v[i].k, k) : !strcmp(l->v[i].k, k)) {
             free(l->v[i].k);
-            free(l->v[i].v);
+            secret_free(l->v[i].v);
             continue;
         }
         l->v[o++] = l->v[i];
@@ -990,7 +1006,7 @@ typedef struct url {
     int has_port;
 } url;
 
-static void url_free(url *u) { free(u->host); free(u->path); free(u->query); memset(u, 0, sizeof *u); }
+static void url_free(url *u) { free(u->host); free(u->path); secret_free(u->query); memset(u, 0, sizeof *u); }
 
 /* "host[:port]" (CONNECT target or URL authority) -> host, port. */
 static int parse_authority(const char *a, size_t n, int defport, url *u)
@@ -1678,7 +1694,7 @@ static void replace_in(char **s, const char *ph, const char *val)
     apply_repl(&b, &one);
     kvs_clear(&one);
     if (b.oom || !b.p) { sb_free(&b); return; }
-    free(*s);
+    secret_free(*s);
     *s = b.p;
 }
 
@@ -2329,7 +2345,7 @@ void proxy_free(vm *v)
     for (int i = 0; i < 2; i++) if (px->stop_pipe[i] >= 0) close(px->stop_pipe[i]);
     strv_free(px->allowed);
     for (size_t i = 0; i < px->nsecrets; i++) {
-        free(px->secrets[i].name); free(px->secrets[i].value); free(px->secrets[i].placeholder);
+        free(px->secrets[i].name); secret_free(px->secrets[i].value); free(px->secrets[i].placeholder);
         strv_free(px->secrets[i].hosts);
     }
     free(px->secrets);

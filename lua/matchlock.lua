@@ -382,15 +382,30 @@ Sandbox.nothrow = M.nothrow
 function M.is_sandbox(v) return getmetatable(v) == Sandbox end
 
 -- A failed setter: the builder's own message says why (the builder keeps
--- the first failure and reports it again at create).
+-- the first failure and reports it again at create), read without
+-- rendering the create params (and their secrets).
 local function sb_check(self, rc, what)
   if rc ~= 0 then
-    local prc, _, msg = core.mlk_sandbox_params_json(self._h, 0)
-    if prc ~= rc or not msg then msg = what .. ": " .. core.mlk_strerror(rc) end
+    local erc, msg = core.mlk_sandbox_error(self._h)
+    if erc ~= rc or not msg then msg = what .. ": " .. core.mlk_strerror(rc) end
     raise(new_error(rc, msg, { op = what }))
   end
   return self
 end
+
+-- A string argument that would be cut short at a NUL: the core's error
+-- (it names the argument and the offset, never the value).
+local function nul_free(fname, what, v)
+  if type(v) == "string" and v:find("\0", 1, true) then
+    local rc, msg = core.mlk_check_cstring(what, v)
+    raise(new_error(rc, msg, { op = fname }))
+  end
+  return v
+end
+
+-- What tostring() shows of a builder: never its options (they may hold
+-- secrets; they live in the core, not in the Lua table).
+Sandbox.__tostring = function() return "matchlock.Sandbox" end
 
 -- Register fn as a hook of `kind` on the builder; rule is the wire rule
 -- (its function keys are dropped).
@@ -460,11 +475,14 @@ function Sandbox:allow_host(...)
 end
 function Sandbox:add_host(host, ip) return sb_check(self, core.mlk_sandbox_add_host(self._h, host, ip), "add_host") end
 function Sandbox:add_secret(name, value, ...)
-  return sb_check(self, core.mlk_sandbox_add_secret(self._h, name, value, nil, list_of("add_secret", "hosts", ...)), "add_secret")
+  local f = "add_secret"
+  return sb_check(self, core.mlk_sandbox_add_secret(self._h, nul_free(f, "secret name", name),
+    nul_free(f, "secret value", value), nil, list_of(f, "hosts", ...)), f)
 end
 function Sandbox:add_secret_with_placeholder(name, value, placeholder, ...)
-  return sb_check(self, core.mlk_sandbox_add_secret(self._h, name, value, placeholder,
-    list_of("add_secret_with_placeholder", "hosts", ...)), "add_secret_with_placeholder")
+  local f = "add_secret_with_placeholder"
+  return sb_check(self, core.mlk_sandbox_add_secret(self._h, nul_free(f, "secret name", name),
+    nul_free(f, "secret value", value), nul_free(f, "placeholder", placeholder), list_of(f, "hosts", ...)), f)
 end
 function Sandbox:block_private_ips() return sb_check(self, core.mlk_sandbox_set_block_private_ips(self._h, true), "block_private_ips") end
 function Sandbox:allow_private_ips() return sb_check(self, core.mlk_sandbox_set_block_private_ips(self._h, false), "allow_private_ips") end

@@ -63,6 +63,15 @@
 %typemap(in, checkfn="lua_isstring") (const char *data, size_t len)
 %{ $1 = (char *)lua_tolstring(L, $input, &$2); %}
 
+/* mlk_check_cstring's bytes: a Lua string, NULs kept */
+%apply (const char *data, size_t len) { (const char *s, size_t len) };
+
+/* const char *: a Lua string (or nil for NULL).  One holding a NUL would be
+ * cut short as a C string: it is refused with the core's message, which
+ * names the argument and the NUL's offset, never the value. */
+%typemap(in, checkfn="SWIG_lua_isnilstring", fragment="SWIG_lua_isnilstring") const char *
+%{ if (!mlkL_cstr(L, $input, "argument $argnum of $symname", (const char **)&$1)) SWIG_fail; %}
+
 /* msgpack documents: a table (encoded), raw msgpack bytes, or nil */
 %typemap(in, checkfn="mlkL_ismsgpackarg") (const char *msgpack, size_t len)
 %{ if (lua_istable(L, $input)) {
@@ -132,6 +141,12 @@ static int mlkL_isstrvarg(lua_State *L, int i)
 %typemap(argout) char **msg
 %{ if (tmp$argnum) lua_pushstring(L, tmp$argnum); else lua_pushnil(L); SWIG_arg++; %}
 %typemap(freearg) char **msg %{ mlk_free(tmp$argnum); %}
+
+/* const char **msg: a message borrowed from the library (nil when none) */
+%typemap(in, numinputs=0) const char **msg (const char *tmp = NULL) %{ $1 = ($1_ltype)&tmp; %}
+%typemap(argout) const char **msg
+%{ if (tmp$argnum) lua_pushstring(L, tmp$argnum); else lua_pushnil(L); SWIG_arg++; %}
+%typemap(freearg) const char **msg "";
 
 /* a library-allocated string to free with mlk_free */
 %typemap(out) char *mlk_client_stderr_tail

@@ -318,10 +318,30 @@ MLK_API int mlk_sandbox_set_kernel(mlk_sandbox *sb, const char *ref);
 /** Attach an ext4 image (for example a volume's path) at guest_mount. */
 MLK_API int mlk_sandbox_add_extra_disk(mlk_sandbox *sb, const char *host_path, const char *guest_mount, int readonly);
 /** Validate and render the `create` params as JSON (launch != 0 adds
- *  launch_entrypoint).  *json is NUL-terminated; free with mlk_free().
- *  Returns the validation error code on failure; when `msg` is not NULL
- *  it receives a message to free with mlk_free(). */
+ *  launch_entrypoint).  *json is NUL-terminated; free with mlk_free().  It
+ *  holds the secrets' values: wipe it before freeing it.  Since 1.2 `json`
+ *  may be NULL: validate only (the rendering is wiped inside the core, so
+ *  checking a builder copies no secret out).  Returns the validation error
+ *  code on failure; when `msg` is not NULL it receives a message to free
+ *  with mlk_free() (a message never contains a secret's value). */
 MLK_API int mlk_sandbox_params_json(const mlk_sandbox *sb, int launch, char **json, size_t *len, char **msg);
+/** The builder's first failed setter (1.2): its MLK_E* code, 0 when every
+ *  setter so far succeeded.  When `msg` is not NULL it receives that
+ *  setter's message (NULL when the code is 0), borrowed from the builder:
+ *  valid until the builder is freed (the first failure is kept, later
+ *  setters do not change it).  Renders nothing, so the create params (and
+ *  their secret values) are never copied to read why a setter failed; a
+ *  message never contains a secret's value.  Same threading as the setters
+ *  (not concurrently with a setter on the same builder). */
+MLK_API int mlk_sandbox_error(const mlk_sandbox *sb, const char **msg);
+/** Whether len bytes at s can be passed as a `const char *` argument (1.2):
+ *  0 when they hold no NUL byte; else MLK_EINVAL and, when `msg` is not
+ *  NULL, a message to free with mlk_free() that names `what` (the
+ *  argument, e.g. "secret value"; may be NULL), the NUL's offset and the
+ *  length, and never the bytes themselves (they may be a secret).  For
+ *  bindings whose strings may hold NUL: a C string would be cut short at
+ *  it.  s may be NULL when len is 0.  Any thread. */
+MLK_API int mlk_check_cstring(const char *what, const char *s, size_t len, char **msg);
 
 /* ------------------------------------------------------------------ */
 /* Client                                                              */

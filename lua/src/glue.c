@@ -66,6 +66,22 @@ static int mlkL_toboolish(lua_State *L, int i)
     return lua_toboolean(L, i);
 }
 
+
+/* A `const char *` argument (nil: NULL).  0, with the core's message on the
+ * stack, when the string holds a NUL (mlk_check_cstring: the argument, the
+ * offset, the length; never the bytes, which may be a secret). */
+static int mlkL_cstr(lua_State *L, int idx, const char *what, const char **out)
+{
+    size_t n = 0;
+    const char *s = lua_isnil(L, idx) ? NULL : lua_tolstring(L, idx, &n);
+    char *msg = NULL;
+    *out = s;
+    if (!s || mlk_check_cstring(what, s, n, &msg) == 0) return 1;
+    lua_pushstring(L, msg ? msg : "a string argument contains a NUL character");
+    mlk_free(msg);
+    return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* string arrays (const char *const *argv, size_t n)                        */
 

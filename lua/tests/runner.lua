@@ -62,7 +62,7 @@ end
 local files = { ... }
 if #files == 0 then
   for _, f in ipairs { "test_codec.lua", "test_builder.lua", "test_vectors.lua", "test_client.lua",
-                       "test_async.lua", "test_errors.lua", "test_host.lua", "test_hooks.lua" } do
+                       "test_async.lua", "test_errors.lua", "test_host.lua", "test_hooks.lua", "test_secrets.lua" } do
     files[#files + 1] = here .. f
   end
 end

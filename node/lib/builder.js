@@ -4,6 +4,7 @@
 // rendering happen in C (mlk_sandbox_params_json / create), so every
 // language builds byte-identical `create` params.
 
+const util = require("node:util");
 const native = require("./native");
 const msgpack = require("./msgpack");
 const { makeError, MatchlockError, ValidationError } = require("./errors");
@@ -109,18 +110,42 @@ function vfsSplit(config) {
   return { wire: c, hooks };
 }
 
-// A setter failed: the core's message for it (it is remembered on the
-// builder and reported again by params_json), which begins with the
-// seed's error text where the seed has one.
+// A setter failed: the core's message for it (the builder keeps its
+// first failure, read with mlk_sandbox_error without rendering the create
+// params and their secrets), which begins with the seed's error text where
+// the seed has one.
 function check(rc, what, h) {
   if (rc === 0) return;
-  const [prc, , msg] = h ? native.mlk_sandbox_params_json(h, 0) : [rc, null, null];
-  throw makeError(rc, prc === rc && msg ? msg : `${what}: ${native.mlk_strerror(rc)}`, 0);
+  const [erc, msg] = h ? native.mlk_sandbox_error(h) : [rc, null];
+  throw makeError(rc, erc === rc && msg ? msg : `${what}: ${native.mlk_strerror(rc)}`, 0);
 }
 
+// A string argument; one holding a NUL gets the core's message, which
+// names the argument and the NUL's offset, never the value.
 function str(v, what) {
   if (typeof v !== "string") throw new ValidationError(`${what} must be a string, got ${typeof v}`, { status: -1 });
+  if (v.includes("\0")) {
+    const [rc, msg] = native.mlk_check_cstring(what, v);
+    throw makeError(rc, msg, 0);
+  }
   return v;
+}
+
+// A secret as options() returns it: its value stays readable, but
+// util.inspect / console.log show its length only.
+function secretRecord(sec) {
+  const out = { ...sec };
+  if (Array.isArray(sec.hosts)) out.hosts = [...sec.hosts];
+  Object.defineProperty(out, util.inspect.custom, {
+    enumerable: false,
+    value(depth, opts, inspect = util.inspect) {
+      const v = this.value;
+      const shown = typeof v === "string" ? `<redacted, ${v.length} characters>` : "<redacted>";
+      const rest = { ...this, value: shown };
+      return `Secret ${inspect(rest, opts)}`;
+    },
+  });
+  return out;
 }
 
 function num(v, what) {
@@ -154,7 +179,8 @@ function ownerId(v, what) {
   return v;
 }
 
-// A copy of CreateOptions: containers are copied, hook functions shared.
+// A copy of CreateOptions: containers are copied, hook functions shared;
+// secrets redact themselves in util.inspect.
 function cloneOptions(o) {
   const copy = (v) => {
     if (Array.isArray(v)) return v.map(copy);
@@ -165,7 +191,9 @@ function cloneOptions(o) {
     }
     return v;
   };
-  return copy(o);
+  const out = copy(o);
+  if (Array.isArray(out.secrets)) out.secrets = out.secrets.map(secretRecord);
+  return out;
 }
 
 const PF_SPEC = /^\s*(?:(\d+)\s*:\s*)?(\d+)\s*$/;
@@ -173,7 +201,10 @@ const PF_SPEC = /^\s*(?:(\d+)\s*:\s*)?(\d+)\s*$/;
 class Sandbox {
   constructor(image) {
     this[kHandle] = native.mlk_sandbox_new(typeof image === "string" ? image : "");
-    this._opts = { image };
+    // The options as given, secrets' values included: not enumerable, so
+    // console.log / util.inspect / Object.keys / JSON.stringify of the
+    // builder never show them (the custom inspector below shows the image).
+    Object.defineProperty(this, "_opts", { value: { image }, writable: true, enumerable: false, configurable: false });
     if (image != null && typeof image !== "string") this._defer(new ValidationError(`image must be a string, got ${typeof image}`, { status: -1 }));
   }
 
@@ -456,6 +487,20 @@ class Sandbox {
     (this._opts.extraDisks ??= []).push({ hostPath, guestMount, readonly: !!readonly });
     return this._set(native.mlk_sandbox_add_extra_disk(this._h(), str(hostPath, "host path"), str(guestMount, "guest mount"),
       readonly ? 1 : 0), "addExtraDisk");
+  }
+
+  /** What console.log / util.inspect show: the image, never the options
+   *  (they may hold secrets). */
+  [util.inspect.custom](depth, opts, inspect = util.inspect) {
+    return `Sandbox ${inspect({ image: this._opts.image }, opts)}`;
+  }
+
+  /** Validate without rendering the params into a string (create calls
+   *  this before spawning, so no secret is copied into JS). */
+  _validate(launch = false) {
+    if (this._deferred) throw this._deferred;
+    const [rc, msg] = native.sandbox_validate(this[kHandle], launch ? 1 : 0);
+    if (rc !== 0) throw makeError(rc, msg || native.mlk_strerror(rc), 0);
   }
 
   /** Validate and render the `create` params exactly as they will be sent;

@@ -359,7 +359,7 @@ class Client extends EventEmitter {
       sandbox = Sandbox.fromOptions(sandbox);
       if (sandbox === undefined) throw new ValidationError("create: expected a Sandbox or CreateOptions", { status: -1 });
     }
-    sandbox.paramsJSON(launch); // validate here, with the builder's own error, before spawning
+    sandbox._validate(launch); // validate here, with the builder's own error, before spawning
     // The core copies the params and hooks before native.create returns, so
     // the builder is free again at once.
     const id = await this._call(launch ? "launch" : "create", options, (h) =>

@@ -76,6 +76,18 @@ static inline Napi::String Str(Napi::Env env, const char *s, size_t n = (size_t)
     return Napi::String::New(env, s, n);
 }
 
+/* A string holding a NUL cannot pass as a C string: *err gets the core's
+ * message (the argument, the offset, the length; never the value). */
+static inline bool HasNul(const std::string &s, const char *what, std::string *err)
+{
+    if (s.find('\0') == std::string::npos) return false;
+    char *m = NULL;
+    mlk_check_cstring(what, s.data(), s.size(), &m);
+    *err = m ? m : "a string argument contains a NUL character";
+    mlk_free(m);
+    return true;
+}
+
 static inline Napi::Value StrOrNull(Napi::Env env, const char *s)
 {
     if (!s) return env.Null();

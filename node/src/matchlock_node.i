@@ -29,6 +29,10 @@
     $1 = NULL;
   } else if ($input.IsString()) {
     tmp = new std::string(mlknode::ToUtf8($input));
+    std::string nul;
+    if (mlknode::HasNul(*tmp, "argument $argnum of $symname", &nul)) {
+      SWIG_exception_fail(SWIG_ValueError, nul.c_str());
+    }
     $1 = (char *)tmp->c_str();
   } else {
     SWIG_exception_fail(SWIG_TypeError, "in method '$symname', argument $argnum must be a string");
@@ -40,6 +44,13 @@
 }
 %typemap(out) const char * {
   $result = mlknode::StrOrNull(env, $1);
+}
+
+/* (const char *s, size_t len): a JS string as UTF-8 bytes, NULs kept. */
+%typemap(in) (const char *s, size_t len) (std::string tmp) {
+  if (!$input.IsString()) SWIG_exception_fail(SWIG_TypeError, "in method '$symname': expected a string");
+  tmp = mlknode::ToUtf8($input);
+  $1 = (char *)tmp.data(); $2 = tmp.size();
 }
 
 /* String arrays: a JS array of strings (or null/undefined for none).
@@ -90,6 +101,13 @@
   $result = SWIG_NAPI_AppendOutput(env, $result, mlknode::StrOrNull(env, tmp$argnum));
 }
 %typemap(freearg) char **msg { mlk_free(tmp$argnum); }
+
+/* const char **msg: a message borrowed from the library (not freed). */
+%typemap(in, numinputs=0) const char **msg (const char *tmp = NULL) { $1 = ($1_ltype)&tmp; }
+%typemap(freearg) const char **msg "";
+%typemap(argout) const char **msg {
+  $result = SWIG_NAPI_AppendOutput(env, $result, mlknode::StrOrNull(env, tmp$argnum));
+}
 
 /* ---- handles (never SWIG proxies; see the comment at the top) ------------- */
 
@@ -182,6 +200,15 @@ MLK_NODE_HANDLE(mlk_config, kTagConfig, mlk_config_free)
 %ignore mlk_hook_fail;
 
 %include "matchlock.i"
+
+/* Check a builder before spawning without copying its create params (and
+ * their secrets) into a JS string: mlk_sandbox_params_json with json NULL. */
+%inline %{
+static int sandbox_validate(const mlk_sandbox *sb, int launch, char **msg)
+{
+    return mlk_sandbox_params_json(sb, launch, NULL, NULL, msg);
+}
+%}
 
 %init %{
   mlknode::Init(env, exports);

@@ -382,6 +382,16 @@ def to_ms(timeout: float | None, what: str = "timeout") -> int:
     return max(1, math.ceil(timeout * 1000))
 
 
+def nul_error(b: bytes, what: str) -> ValidationError:
+    """The core's error for bytes that hold a NUL: it names the argument, the
+    NUL's offset and the length, never the value (it may be a secret)."""
+    pm = ffi.new("char **")
+    rc = lib.mlk_check_cstring(what.encode("utf-8", "replace"), b, len(b), pm)
+    msg = ffi.string(pm[0]).decode("utf-8", "replace") if pm[0] != ffi.NULL else ""
+    lib.mlk_free(pm[0])
+    return ValidationError(msg, status=rc or lib.MLK_EINVAL)
+
+
 def cbytes(s: str | bytes, what: str = "argument") -> bytes:
     """s as NUL-free UTF-8 bytes: a `const char *` argument for the duration
     of one call (cffi passes the bytes' own buffer; no copy)."""
@@ -389,7 +399,7 @@ def cbytes(s: str | bytes, what: str = "argument") -> bytes:
     if not isinstance(b, bytes):
         raise TypeError(f"{what} must be a str, not {type(s).__name__}")
     if b"\0" in b:
-        raise ValidationError(f"{what} must not contain NUL characters: {s!r}")
+        raise nul_error(b, what)
     return b
 
 
@@ -401,7 +411,7 @@ def cstr(s: str | bytes, what: str = "argument") -> Any:
     else:
         raise TypeError(f"{what} must be a str, not {type(s).__name__}")
     if b"\0" in b:
-        raise ValidationError(f"{what} must not contain NUL characters: {s!r}")
+        raise nul_error(b, what)
     return ffi.new("char[]", b)
 
 

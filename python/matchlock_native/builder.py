@@ -57,7 +57,11 @@ class Sandbox:
         return self
 
     def _error(self, rc: int) -> MatchlockError:
-        code, _, msg = self._render(0)
+        """The builder's first failed setter, read without rendering the
+        create params (which hold the secrets)."""
+        pm = ffi.new("const char **")
+        code = lib.mlk_sandbox_error(self._sb, pm)
+        msg = ffi.string(pm[0]).decode("utf-8", "replace") if pm[0] != ffi.NULL else ""
         if code == 0 or not msg:
             msg = ffi.string(lib.mlk_strerror(rc)).decode()
             code = rc

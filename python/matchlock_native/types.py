@@ -168,15 +168,24 @@ class MountConfig:
         return d
 
 
-@dataclass
+@dataclass(repr=False)
 class Secret:
     """A secret: inside the sandbox NAME holds a placeholder which the host
-    replaces by the real value in HTTP(S) requests to the given hosts."""
+    replaces by the real value in HTTP(S) requests to the given hosts.
+
+    Its repr (and so the repr of the CreateOptions holding it) shows the
+    value's length, never the value."""
 
     name: str
     value: str
     hosts: list[str] = field(default_factory=list)
     placeholder: str = field(default="", kw_only=True)
+
+    def __repr__(self) -> str:
+        v = self.value
+        shown = f"<redacted, {len(v)} characters>" if isinstance(v, str) else f"<redacted {type(v).__name__}>"
+        return (f"Secret(name={self.name!r}, value={shown}, hosts={self.hosts!r}, "
+                f"placeholder={self.placeholder!r})")
 
 
 @dataclass

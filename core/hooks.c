@@ -14,6 +14,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -30,37 +31,8 @@
 #define MAX_HOOK_CONNS 64           /* connections served at once per client; more wait in the backlog */
 #define ACCEPT_RETRY_MS 100         /* out of descriptors: accept again after this long */
 
-static const char *const vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
-                                      "remove_all", "rename", "symlink", "readlink", "read", "write", "close",
-                                      "sync", "truncate", NULL};
-
 /* ===================================================================== */
 /* rules as the builder keeps them                                        */
-
-static const msgpack_object *mget(const msgpack_object *map, const char *key)
-{
-    size_t kl = strlen(key);
-    for (uint32_t i = 0; map && map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl && memcmp(k->via.str.ptr, key, kl) == 0)
-            return &map->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
-static char *mstr(const msgpack_object *o)
-{
-    if (!o || o->type != MSGPACK_OBJECT_STR) return NULL;
-    return strndup(o->via.str.ptr, o->via.str.size);
-}
-
-static int is_str_array(const msgpack_object *o)
-{
-    if (!o || o->type != MSGPACK_OBJECT_ARRAY) return 0;
-    for (uint32_t i = 0; i < o->via.array.size; i++)
-        if (o->via.array.ptr[i].type != MSGPACK_OBJECT_STR) return 0;
-    return 1;
-}
 
 static void hook_clear(hook *h)
 {
@@ -84,7 +56,85 @@ static const char *kind_label(int kind)
     }
 }
 
-int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud, hook *out, char **msg)
+/* A string field trimmed and in lower case (as upstream compares phases
+ * and actions); NULL when absent. */
+static char *norm_str(const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR) return NULL;
+    const char *p = o->via.str.ptr;
+    size_t n = o->via.str.size;
+    while (n && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) { p++; n--; }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
+    char *s = strndup(n ? p : "", n);
+    for (char *c = s; c && *c; c++) *c = (char)tolower((unsigned char)*c);
+    return s;
+}
+
+/* The key naming a callback of this kind ("hook", "action_hook", ...). */
+static const rule_key *callback_key(const rule_table *t, int kind)
+{
+    for (const rule_key *k = t->keys; k->key; k++)
+        if (k->type == RT_CALLBACK && k->kind == kind) return k;
+    return NULL;
+}
+
+/* The callback, action and phase rules of a callback rule. */
+static char *hook_check(int kind, const rule_table *t, const char *label, const char *nm, int cb, const char *action,
+                        const char *phase, int from_config)
+{
+    const rule_key *ck = callback_key(t, kind);
+    if (!cb)
+        return kind == MLK_HOOK_VFS_MUTATE
+                   ? xasprintf("%s \"%s\": mutate_write without a callback is invalid", label, nm)
+                   : xasprintf("%s \"%s\": a callback is required", label, nm);
+    if (action && *action && strcmp(action, "allow") != 0)
+        return xasprintf("%s \"%s\": %s cannot set action=\"%s\"; a callback rule must have an empty or "
+                         "\"allow\" action", label, nm, ck->key, action);
+    if (!phase || !*phase) {   /* empty: the kind's phase, except that a config's after-hook says it */
+        if (from_config && ck->phase && !strcmp(ck->phase, "after"))
+            return xasprintf("%s \"%s\": %s must use phase=after; phase must be \"after\", not \"\"", label, nm,
+                             ck->key);
+        return NULL;
+    }
+    if (ck->phase && strcmp(phase, ck->phase) != 0)
+        return xasprintf("%s \"%s\": %s must use phase=%s; phase must be \"%s\", not \"%s\"", label, nm, ck->key,
+                         ck->phase, ck->phase, phase);
+    for (const char *const *p = t->phases; *p; p++)
+        if (!strcmp(phase, *p)) return NULL;
+    return xasprintf("%s \"%s\": phase must be \"before\" or \"after\", not \"%s\"", label, nm, phase);
+}
+
+/* A network hook's rule fields as `"name":...,"phase":...` (no braces). */
+static char *net_fields(const msgpack_object *r, const char *name, const char *phase)
+{
+    static const char *const skip[] = {"name", "phase", "action", "timeout_ms", NULL};
+    jw w;
+    jw_init(&w);
+    jw_obj(&w);
+    if (*name) { jw_key(&w, "name"); jw_str(&w, name); }
+    jw_key(&w, "phase"); jw_str(&w, phase && *phase ? phase : "before");
+    if (r) contract_write_rule(&contract_net_rule, RK_HOOK, r, skip, &w);
+    jw_obj_end(&w);
+    char *out = w.oom ? NULL : strndup(w.buf + 1, w.len - 2);
+    jw_free(&w);
+    return out;
+}
+
+static int hook_ops(hook *out, const msgpack_object *ops)
+{
+    for (uint32_t i = 0; ops && ops->type == MSGPACK_OBJECT_ARRAY && i < ops->via.array.size; i++) {
+        const msgpack_object_str *s = &ops->via.array.ptr[i].via.str;
+        char *op = strndup(s->size ? s->ptr : "", s->size);
+        char **v = op ? realloc(out->ops, (out->nops + 1) * sizeof *v) : NULL;
+        if (!v) { free(op); return MLK_ENOMEM; }
+        out->ops = v;
+        out->ops[out->nops++] = op;
+    }
+    return 0;
+}
+
+int hook_parse_obj(int kind, const msgpack_object *r, mlk_hook_cb cb, void *ud, int from_config, hook *out,
+                   char **msg)
 {
     memset(out, 0, sizeof *out);
     *msg = NULL;
@@ -92,152 +142,68 @@ int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud,
         *msg = xasprintf("hook kind %d is not one of MLK_HOOK_*", kind);
         return MLK_EINVAL;
     }
-    int bad = kind == MLK_HOOK_NETWORK ? MLK_EINVALID_NET_HOOK : MLK_EINVALID_VFS_HOOK;
+    const rule_table *t = kind == MLK_HOOK_NETWORK ? &contract_net_rule : &contract_vfs_rule;
     const char *label = kind_label(kind);
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    const msgpack_object *r = NULL;
-    if (rule && len) {
-        if (mp_parse(rule, len, &u) != 0 || u.data.type != MSGPACK_OBJECT_MAP) {
-            msgpack_unpacked_destroy(&u);
-            *msg = xasprintf("%s: the rule must be a msgpack map", label);
-            return bad;
-        }
-        r = &u.data;
-    }
-    static const char *const net_keys[] = {"name", "phase", "hosts", "methods", "path", "action", "timeout_ms",
-                                           "set_headers", "delete_headers", "set_query", "delete_query",
-                                           "rewrite_path", "set_response_headers", "delete_response_headers",
-                                           "body_replacements", NULL};
-    static const char *const vfs_keys[] = {"name", "phase", "ops", "path", "action", "timeout_ms", NULL};
-    const char *const *known = kind == MLK_HOOK_NETWORK ? net_keys : vfs_keys;
+    char *name = NULL, *phase = NULL, *action = NULL, *what = NULL;
     int rc = 0;
-    for (uint32_t i = 0; r && i < r->via.map.size && rc == 0; i++) {
-        const msgpack_object *k = &r->via.map.ptr[i].key;
-        int ok = 0;
-        for (const char *const *q = known; *q && !ok; q++)
-            ok = k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(*q) &&
-                 memcmp(k->via.str.ptr, *q, k->via.str.size) == 0;
-        if (!ok) {
-            *msg = xasprintf("%s: unknown rule key \"%.*s\"", label,
-                             k->type == MSGPACK_OBJECT_STR ? (int)k->via.str.size : 1,
-                             k->type == MSGPACK_OBJECT_STR ? k->via.str.ptr : "?");
-            rc = bad;
-        }
-    }
-    char *name = rc ? NULL : mstr(mget(r, "name"));
-    char *phase = rc ? NULL : mstr(mget(r, "phase"));
-    char *action = rc ? NULL : mstr(mget(r, "action"));
-    const char *nm = name ? name : "";
-    if (rc == 0 && !cb) {
-        *msg = kind == MLK_HOOK_VFS_MUTATE
-                   ? xasprintf("%s \"%s\": mutate_write without a callback is invalid", label, nm)
-                   : xasprintf("%s \"%s\": a callback is required", label, nm);
-        rc = bad;
-    }
-    if (rc == 0 && action && *action && strcmp(action, "allow") != 0) {
-        *msg = xasprintf("%s \"%s\": a callback rule must have an empty or \"allow\" action, not \"%s\"",
-                         label, nm, action);
-        rc = bad;
+    if (r) {
+        const msgpack_object *n = mp_get(r, "name");
+        name = n && n->type == MSGPACK_OBJECT_STR ? strndup(n->via.str.size ? n->via.str.ptr : "", n->via.str.size)
+                                                   : NULL;
+        what = xasprintf("%s \"%s\"", label, name ? name : "");
+        if (contract_check_rule(t, from_config ? RK_HOOK | RK_CALLBACK : RK_HOOK, r, what, msg)) rc = t->bad_hook;
     }
     if (rc == 0) {
-        int after = kind == MLK_HOOK_VFS_AFTER || kind == MLK_HOOK_VFS_DANGEROUS;
-        const char *want = kind == MLK_HOOK_NETWORK ? NULL : after ? "after" : "before";
-        if (phase && *phase && (want ? strcmp(phase, want) != 0
-                                     : strcmp(phase, "before") != 0 && strcmp(phase, "after") != 0)) {
-            *msg = want ? xasprintf("%s \"%s\": phase must be \"%s\", not \"%s\"", label, nm, want, phase)
-                        : xasprintf("%s \"%s\": phase must be \"before\" or \"after\", not \"%s\"", label, nm, phase);
-            rc = bad;
-        }
-    }
-    const msgpack_object *t = rc ? NULL : mget(r, "timeout_ms");
-    if (t && t->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        *msg = xasprintf("%s \"%s\": timeout_ms must be a non-negative integer", label, nm);
-        rc = bad;
-    }
-    const msgpack_object *path = rc ? NULL : mget(r, "path");
-    if (path && path->type != MSGPACK_OBJECT_STR) {
-        *msg = xasprintf("%s \"%s\": path must be a string glob", label, nm);
-        rc = bad;
+        phase = norm_str(mp_get(r, "phase"));
+        action = norm_str(mp_get(r, "action"));
+        *msg = hook_check(kind, t, label, name ? name : "", cb != NULL, action, phase, from_config);
+        if (*msg) rc = t->bad_hook;
     }
     if (rc == 0) {
+        const msgpack_object *tm = mp_get(r, "timeout_ms"), *path = mp_get(r, "path");
         out->kind = kind;
         out->cb = cb;
         out->ud = ud;
         out->name = name ? name : strdup("");
         name = NULL;
-        out->path = path && path->via.str.size ? mstr(path) : NULL;
-        out->timeout_ms = t ? (int64_t)t->via.u64 : 0;
-    }
-    if (rc == 0 && kind != MLK_HOOK_NETWORK) {
-        const msgpack_object *ops = mget(r, "ops");
-        if (ops && !is_str_array(ops)) {
-            *msg = xasprintf("%s \"%s\": ops must be an array of strings", label, out->name);
-            rc = bad;
-        }
-        for (uint32_t i = 0; rc == 0 && ops && i < ops->via.array.size; i++) {
-            char *op = mstr(&ops->via.array.ptr[i]);
-            int ok = 0;
-            for (const char *const *q = vfs_ops; *q && !ok; q++) ok = op && strcmp(op, *q) == 0;
-            if (!ok) {
-                *msg = xasprintf("%s \"%s\": unknown op \"%s\"", label, out->name, op ? op : "");
-                rc = bad;
-                free(op);
-                break;
-            }
-            char **v = realloc(out->ops, (out->nops + 1) * sizeof *v);
-            if (!v) { free(op); rc = MLK_ENOMEM; break; }
-            out->ops = v;
-            out->ops[out->nops++] = op;
-        }
-    }
-    if (rc == 0 && kind == MLK_HOOK_NETWORK) {
-        const msgpack_object *hosts = mget(r, "hosts"), *methods = mget(r, "methods");
-        if ((hosts && !is_str_array(hosts)) || (methods && !is_str_array(methods))) {
-            *msg = xasprintf("%s \"%s\": hosts and methods must be arrays of strings", label, out->name);
-            rc = bad;
-        } else {
-            jw w;
-            jw_init(&w);
-            jw_obj(&w);
-            if (*out->name) { jw_key(&w, "name"); jw_str(&w, out->name); }
-            jw_key(&w, "phase"); jw_str(&w, phase && *phase ? phase : "before");
-            if (hosts && hosts->via.array.size) { jw_key(&w, "hosts"); mp_to_json(hosts, &w); }
-            if (methods && methods->via.array.size) { jw_key(&w, "methods"); mp_to_json(methods, &w); }
-            if (out->path) { jw_key(&w, "path"); jw_str(&w, out->path); }
-            /* static mutations may ride along with the callback, as upstream allows */
-            static const char *const extra[] = {"set_headers", "delete_headers", "set_query", "delete_query",
-                                                "rewrite_path", "set_response_headers", "delete_response_headers",
-                                                "body_replacements", NULL};
-            for (const char *const *k = extra; *k && rc == 0; k++) {
-                const msgpack_object *v = mget(r, *k);
-                if (!v || v->type == MSGPACK_OBJECT_NIL) continue;
-                int want = !strncmp(*k, "set_", 4) ? MSGPACK_OBJECT_MAP
-                         : !strcmp(*k, "rewrite_path") ? MSGPACK_OBJECT_STR : MSGPACK_OBJECT_ARRAY;
-                if ((int)v->type != want) {
-                    *msg = xasprintf("%s \"%s\": %s has the wrong type", label, out->name, *k);
-                    rc = bad;
-                    break;
-                }
-                jw_key(&w, *k);
-                mp_to_json(v, &w);
-            }
-            jw_obj_end(&w);
-            /* keep the members without the braces: `"name":...,"phase":...` */
-            if (rc == 0 && w.oom) rc = MLK_ENOMEM;
-            else if (rc == 0) out->net_fields = strndup(w.buf + 1, w.len - 2);
-            jw_free(&w);
-            if (rc == 0 && !out->net_fields) rc = MLK_ENOMEM;
-        }
+        out->path = path && path->type == MSGPACK_OBJECT_STR && path->via.str.size
+                        ? strndup(path->via.str.ptr, path->via.str.size) : NULL;
+        out->timeout_ms = tm && tm->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)tm->via.u64 : 0;
+        if (!out->name || (path && path->type == MSGPACK_OBJECT_STR && path->via.str.size && !out->path))
+            rc = MLK_ENOMEM;
+        else if (kind == MLK_HOOK_NETWORK)
+            rc = (out->net_fields = net_fields(r, out->name, phase)) ? 0 : MLK_ENOMEM;
+        else
+            rc = hook_ops(out, mp_get(r, "ops"));
     }
     if (rc != 0) hook_clear(out);
-    if (rc == bad && *msg) {   /* lead with the seed's error text */
-        char *m = xasprintf("%s: %s", bad == MLK_EINVALID_NET_HOOK ? "invalid network hook" : "invalid vfs hook", *msg);
+    if (rc == t->bad_hook && *msg) {   /* lead with the seed's error text */
+        char *m = xasprintf("%s: %s", t->seed_text, *msg);
         if (m) { free(*msg); *msg = m; }
     }
     free(name);
     free(phase);
     free(action);
+    free(what);
+    return rc;
+}
+
+int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud, hook *out, char **msg)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    if (rule && len && (mp_parse(rule, len, &u) != 0 || u.data.type != MSGPACK_OBJECT_MAP)) {
+        msgpack_unpacked_destroy(&u);
+        memset(out, 0, sizeof *out);
+        *msg = kind == MLK_HOOK_NETWORK
+                   ? xasprintf("%s: %s: the rule must be a msgpack map", contract_net_rule.seed_text, kind_label(kind))
+               : kind > MLK_HOOK_NETWORK && kind <= MLK_HOOK_VFS_MUTATE
+                   ? xasprintf("%s: %s: the rule must be a msgpack map", contract_vfs_rule.seed_text, kind_label(kind))
+                   : xasprintf("hook kind %d is not one of MLK_HOOK_*", kind);
+        return kind == MLK_HOOK_NETWORK ? MLK_EINVALID_NET_HOOK
+               : kind > MLK_HOOK_NETWORK && kind <= MLK_HOOK_VFS_MUTATE ? MLK_EINVALID_VFS_HOOK : MLK_EINVAL;
+    }
+    int rc = hook_parse_obj(kind, rule && len ? &u.data : NULL, cb, ud, 0, out, msg);
     msgpack_unpacked_destroy(&u);
     return rc;
 }

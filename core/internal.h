@@ -41,6 +41,24 @@ int json_to_mp_buf(const jdoc *d, const jnode *n, char **buf, size_t *len);
 /* Unpack a msgpack document the caller passed in (a single object). */
 int mp_parse(const char *buf, size_t len, msgpack_unpacked *out);
 
+/* ---- msgpack objects and the rule contract (contract.c) --------------- */
+#include "contract.h"
+const char *mp_kind_text(const msgpack_object *o);      /* "a string", "an array", ... */
+int mp_key_is(const msgpack_object *k, const char *name);
+const msgpack_object *mp_get(const msgpack_object *map, const char *name);  /* NULL: absent */
+int mp_is_str_array(const msgpack_object *o);
+int mp_is_str_map(const msgpack_object *o);
+/* Check a rule against table t, allowing the keys whose `where` has a bit
+ * of mode (RK_*); with RK_HOOK also the values only callback rules need
+ * (known op names, timeouts >= 0).  0, or -1 with *msg (malloc'd) starting
+ * with `what`. */
+int contract_check_rule(const rule_table *t, unsigned mode, const msgpack_object *r, const char *what, char **msg);
+/* Write the non-empty fields of a checked rule allowed by mode (in the
+ * table's order, callback keys never, nor the keys in skip, NULL-ended)
+ * into an open JSON object. */
+void contract_write_rule(const rule_table *t, unsigned mode, const msgpack_object *r, const char *const *skip,
+                         jw *w);
+
 /* ---- hooks as the builder keeps them (hooks.c) ----------------------- */
 typedef struct hook {
     int kind;                 /* MLK_HOOK_* */
@@ -62,6 +80,11 @@ typedef struct hookset {
 /* Parse and validate one hook rule (msgpack map).  0, or an
  * MLK_EINVALID_*_HOOK code with *msg (malloc'd). */
 int hook_parse(int kind, const char *rule, size_t len, mlk_hook_cb cb, void *ud, hook *out, char **msg);
+/* The same on a parsed rule (NULL: empty); from_config: the rule comes from
+ * a whole interception config (mlk_sandbox_set_interception): it may hold
+ * its callback key, and an after-hook's phase must be said. */
+int hook_parse_obj(int kind, const msgpack_object *r, mlk_hook_cb cb, void *ud, int from_config, hook *out,
+                   char **msg);
 int hookset_add(hookset *s, hook *h);       /* takes h's contents */
 int hookset_copy(hookset *dst, const hookset *src);
 void hookset_clear(hookset *s);

@@ -18,15 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *op_names[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
-                                 "remove_all", "rename", "symlink", "readlink", "read", "write",
-                                 "close", "sync", "truncate", NULL};
-
+/* An op's bit: its index in the contract's list (core/contract.c). */
 static int op_bit(const char *name)
 {
-    for (int i = 0; op_names[i]; i++)
-        if (!strcmp(op_names[i], name)) return 1 << i;
-    return -1;
+    int i = contract_vfs_op(name, strlen(name));
+    return i < 0 ? -1 : 1 << i;
 }
 
 int vfs_parse_rules(vm *v, const jdoc *d, const jnode *icp, char **msg)
@@ -44,6 +40,10 @@ int vfs_parse_rules(vm *v, const jdoc *d, const jnode *icp, char **msg)
             if (asprintf(msg, "vfs.interception.rules[%d]: expected an object", i) < 0) *msg = NULL;
             return MLK_RPC_INVALID_PARAMS;
         }
+        char where[64];
+        snprintf(where, sizeof where, "vfs.interception.rules[%d]", i);
+        int code = rule_shape_check(&contract_vfs_rule, d, r, where, msg);
+        if (code) return code;
         const char *phase = jd_str(d, r, "phase", "before"), *action = jd_str(d, r, "action", "allow");
         if (*phase && strcmp(phase, "before") && strcmp(phase, "after")) {
             if (asprintf(msg, "vfs.interception.rules[%d].phase: must be before or after", i) < 0) *msg = NULL;

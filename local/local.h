@@ -19,6 +19,7 @@
 #ifndef MLK_LOCAL_H
 #define MLK_LOCAL_H
 
+#include "contract.h"
 #include "json.h"
 #include "matchlock.h"
 
@@ -288,5 +289,9 @@ void proxy_set_allowed(vm *v);
 void proxy_stop(vm *v);
 /* Free what proxy_stop left (vm_free). */
 void proxy_free(vm *v);
+
+/* Check a rule's keys and their types against the contract's table
+ * (proxy.c); 0, or MLK_RPC_INVALID_PARAMS with *msg. */
+int rule_shape_check(const rule_table *t, const jdoc *d, const jnode *r, const char *where, char **msg);
 
 #endif

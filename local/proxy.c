@@ -301,13 +301,43 @@ static int get_str(const jdoc *d, const jnode *obj, const char *key, char **out,
     return 0;
 }
 
+/* The keys of a rule and their types, as the contract's table says
+ * (core/contract.c): the shape the client sends is the shape read here. */
+int rule_shape_check(const rule_table *t, const jdoc *d, const jnode *r, const char *where, char **msg)
+{
+    for (const jnode *k = jd_first(d, r); k; k = jd_next(d, k)) {
+        const rule_key *rk = contract_key(t, k->s, k->len);
+        if (!rk || !(rk->where & RK_WIRE)) return cfail(msg, "%s: unknown key \"%.*s\"", where, (int)k->len, k->s);
+        const jnode *v = jd_val(k);
+        if (absent(v)) continue;
+        int ok = 1;
+        switch (rk->type) {
+        case RT_STR: ok = v->type == JN_STR; break;
+        case RT_INT: ok = v->type == JN_NUM; break;
+        case RT_STRMAP:
+            ok = v->type == JN_OBJ;
+            for (const jnode *x = ok ? jd_first(d, v) : NULL; x; x = jd_next(d, x)) ok &= jd_val(x)->type == JN_STR;
+            break;
+        case RT_STRS: case RT_OPS:
+            ok = v->type == JN_ARR;
+            for (const jnode *x = ok ? jd_first(d, v) : NULL; x; x = jd_next(d, x)) ok &= x->type == JN_STR;
+            break;
+        case RT_BODY: ok = v->type == JN_ARR; break;   /* each entry: parse_rule */
+        default: ok = 0;
+        }
+        if (!ok) return cfail(msg, "%s.%s: expected %s", where, rk->key, contract_type_text(rk->type));
+    }
+    return 0;
+}
+
 static int parse_rule(const jdoc *d, const jnode *r, nrule *out, int idx, char **msg)
 {
     char where[64];
     snprintf(where, sizeof where, "network.interception.rules[%d]", idx);
     if (r->type != JN_OBJ) return cfail(msg, "%s: expected an object", where);
     char *phase = NULL, *action = NULL;
-    int code;
+    int code = rule_shape_check(&contract_net_rule, d, r, where, msg);
+    if (code) return code;
     if ((code = get_str(d, r, "name", &out->name, where, msg)) ||
         (code = get_str(d, r, "phase", &phase, where, msg)) ||
         (code = get_str(d, r, "action", &action, where, msg)) ||

@@ -393,6 +393,50 @@ MLK_API int mlk_sandbox_add_vfs_hook(mlk_sandbox *sb, int kind, const char *rule
 /** Remove the builder's hooks of one kind (MLK_HOOK_*), or all with 0
  *  (for bindings whose "set interception config" replaces earlier hooks). */
 MLK_API int mlk_sandbox_clear_hooks(mlk_sandbox *sb, int kind);
+
+/** What mlk_sandbox_set_interception and mlk_rule_key are about (1.2). */
+enum {
+    MLK_INTERCEPT_NETWORK = 1,   /* network interception rules */
+    MLK_INTERCEPT_VFS = 2,       /* VFS interception rules */
+};
+
+/** Where a rule key may appear (mlk_rule_key's flags, 1.2). */
+enum {
+    MLK_RULE_KEY_WIRE = 1,       /* in a static rule, sent as it is */
+    MLK_RULE_KEY_HOOK = 2,       /* in a callback rule (mlk_sandbox_add_*_hook) */
+    MLK_RULE_KEY_CALLBACK = 4,   /* names the callback of a callback rule (never sent) */
+};
+
+/** Set a whole interception config, static rules and callback rules
+ *  together, as the official SDKs take it (since 1.2).  `which` is
+ *  MLK_INTERCEPT_NETWORK (`msgpack` a map {"rules":[RULE...]}) or
+ *  MLK_INTERCEPT_VFS ({"emit_events":B,"rules":[RULE...]}).  A rule that
+ *  holds a callback key (network: "hook"; VFS: "hook", "dangerous_hook",
+ *  "action_hook", "mutate_hook"; see mlk_rule_key) is a callback rule: the
+ *  key's value is an index into uds[0..nuds), and the core registers cb with
+ *  that ud as mlk_sandbox_add_network_hook / mlk_sandbox_add_vfs_hook would,
+ *  of the kind the key names.  Every other rule is static and sent as it is.
+ *  The core checks everything first (the rule shapes, one callback per
+ *  rule, a callback rule's action and phase, mutate_write only with a
+ *  mutate_hook) and changes nothing on failure: MLK_EINVAL for a shape,
+ *  MLK_EINVALID_NET_HOOK / MLK_EINVALID_VFS_HOOK for a hook rule, with the
+ *  message kept for mlk_sandbox_error.  On success the config replaces the
+ *  earlier static rules and hooks of its kind (network: MLK_HOOK_NETWORK;
+ *  VFS: the four MLK_HOOK_VFS_* kinds); uds not named by a rule are not
+ *  kept.  NULL or len 0: as mlk_sandbox_set_network_interception(sb, NULL,
+ *  0) (force interception) or mlk_sandbox_set_vfs_interception(sb, NULL, 0)
+ *  (clear the static config); hooks stay.  Ownership: the core keeps each
+ *  named ud until the hook is cleared or the builder and the clients made
+ *  from it are freed, as for the add functions.  Thread: the builder's. */
+MLK_API int mlk_sandbox_set_interception(mlk_sandbox *sb, int which, const char *msgpack, size_t len,
+                                         mlk_hook_cb cb, void *const *uds, size_t nuds);
+/** The i-th VFS op name ("stat", "readdir", ... 16 in all), NULL past the
+ *  end (since 1.2).  A static string; any thread. */
+MLK_API const char *mlk_vfs_op_name(size_t i);
+/** The i-th key of an interception rule (`which`: MLK_INTERCEPT_NETWORK or
+ *  _VFS), in wire order, NULL past the end; *flags (may be NULL) gets its
+ *  MLK_RULE_KEY_* bits (since 1.2).  A static string; any thread. */
+MLK_API const char *mlk_rule_key(int which, size_t i, unsigned *flags);
 /** Answer a hook call with a msgpack value, then the call is freed:
  *   network: {action?, request?:{headers?,query?,path?}, response?:{headers?,
  *            body_replacements?, set_body_base64?}} (set_body_base64 given as

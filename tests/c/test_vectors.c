@@ -599,3 +599,95 @@ Test(vectors, hook_answers)
     cr_assert_eq(r.nfail, 0, "hook_answers.jsonl: %d of %d cases failed:%s", r.nfail, r.ncases, r.text ? r.text : "");
     free(r.text);
 }
+
+/* ---- interception.jsonl: interception configs ---------------------------
+ * Each case gives a whole network or VFS interception config, callback
+ * rules marked by their callback key set to true, to
+ * mlk_sandbox_set_interception, and expects either the `interception`
+ * object of the create params (`wire`; null: none is sent) or the error
+ * code and the exact message.  Python, Node and Lua run the same file
+ * through their builders, with functions for the callbacks. */
+
+static void noop_hook(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    (void)ud; (void)c; (void)kind; (void)call; (void)req; (void)len;
+}
+
+static void interception_case(const jdoc *d, const jnode *c, const char *name, report *r)
+{
+    const char *which = jd_str(d, c, "which", "");
+    const jnode *config = jd_get(d, c, "config"), *want = jd_get(d, c, "wire");
+    const char *want_err = jd_str(d, c, "error", NULL), *want_msg = jd_str(d, c, "message", NULL);
+    int w = !strcmp(which, "network") ? MLK_INTERCEPT_NETWORK : !strcmp(which, "vfs") ? MLK_INTERCEPT_VFS : 0;
+    if (!w || !config || (want_err && !want_msg) || (!want_err && !want)) {
+        report_add(r, name, "malformed case (needs which, config, and wire or error and message)");
+        return;
+    }
+    char *mp = NULL;
+    size_t len = 0;
+    if (json_to_mp_buf(d, config, &mp, &len) != 0) {
+        report_add(r, name, "cannot encode the config");
+        return;
+    }
+    static int tags[8];
+    void *uds[8];
+    for (int i = 0; i < 8; i++) uds[i] = &tags[i];
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    int rc = mlk_sandbox_set_interception(sb, w, mp, len, noop_hook, uds, 8);
+    const char *msg = NULL;
+    int erc = mlk_sandbox_error(sb, &msg);
+    if (want_err) {
+        if (rc == 0 || !mlk_errname(rc) || strcmp(mlk_errname(rc), want_err) != 0)
+            report_add(r, name, "returned %s but %s was expected", rc ? mlk_errname(rc) : "0", want_err);
+        else if (erc != rc || !msg || strcmp(msg, want_msg) != 0)
+            report_add(r, name, "message\n    got  %s\n    want %s", msg ? msg : "(none)", want_msg);
+    } else if (rc != 0) {
+        report_add(r, name, "failed with %s: %s", mlk_errname(rc), msg ? msg : "");
+    } else {
+        char *json = NULL, *m = NULL;
+        size_t jl = 0;
+        if (mlk_sandbox_params_json(sb, 0, &json, &jl, &m) != 0) {
+            report_add(r, name, "params_json failed: %s", m ? m : "");
+        } else {
+            jdoc g;
+            jd_init(&g);
+            const jnode *got = NULL;
+            if (jd_parse(&g, json, jl) == 0) {
+                const jnode *sec = jd_get(&g, jd_root(&g), w == MLK_INTERCEPT_NETWORK ? "network" : "vfs");
+                got = sec ? jd_get(&g, sec, "interception") : NULL;
+            }
+            if (want->type == JN_NULL) {
+                if (got) report_add(r, name, "an interception object was sent: %s", json);
+            } else if (!got) {
+                report_add(r, name, "no interception object in %s", json);
+            } else {
+                /* the node as JSON text: through msgpack */
+                jw out;
+                jw_init(&out);
+                char *gb = NULL;
+                size_t gl = 0;
+                msgpack_unpacked u;
+                msgpack_unpacked_init(&u);
+                if (json_to_mp_buf(&g, got, &gb, &gl) == 0 && mp_parse(gb, gl, &u) == 0) mp_to_json(&u.data, &out);
+                expect_json(d, want, out.buf, out.len, name, r);
+                msgpack_unpacked_destroy(&u);
+                free(gb);
+                jw_free(&out);
+            }
+            jd_free(&g);
+        }
+        mlk_free(json);
+        mlk_free(m);
+    }
+    mlk_sandbox_free(sb);
+    free(mp);
+}
+
+Test(vectors, interception)
+{
+    report r = {0};
+    run_file("interception.jsonl", interception_case, &r);
+    cr_log_info("interception.jsonl: %d cases, %d failed", r.ncases, r.nfail);
+    cr_assert_eq(r.nfail, 0, "interception.jsonl: %d of %d cases failed:%s", r.nfail, r.ncases, r.text ? r.text : "");
+    free(r.text);
+}

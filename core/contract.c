@@ -80,7 +80,7 @@ const char *contract_type_text(int type)
     case RT_INT: return "an integer";
     case RT_BODY: return "an array of {find, replace} maps";
     case RT_OPS: return "an array of VFS op names";
-    case RT_CALLBACK: return "true or a callback index";
+    case RT_CALLBACK: return "true (a callback)";
     default: return "?";
     }
 }
@@ -159,7 +159,7 @@ static int type_ok(const rule_key *k, const msgpack_object *v, unsigned mode, ch
             return -1;
         }
         return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER || v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
-    case RT_CALLBACK: return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER || v->type == MSGPACK_OBJECT_BOOLEAN;
+    case RT_CALLBACK: return v->type == MSGPACK_OBJECT_BOOLEAN;
     case RT_OPS:
         if (!mp_is_str_array(v)) return 0;
         for (uint32_t i = 0; (mode & RK_HOOK) && i < v->via.array.size; i++) {

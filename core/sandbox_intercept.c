@@ -89,12 +89,15 @@ static int intercept_rule(mlk_sandbox *sb, const rule_table *t, uint32_t idx, co
     int rc = 0;
     if (r->type == MSGPACK_OBJECT_MAP && with_callbacks && (rc = rule_callback(sb, t, r, what, &ck))) return rc;
     if (ck) {
-        /* true: the next ud in order; an integer: that ud */
+        /* true: the next ud, in rule order */
         const msgpack_object *v = mp_get(r, ck->key);
-        uint64_t i = v->type == MSGPACK_OBJECT_BOOLEAN ? (*next)++ : v->via.u64;
-        if ((v->type != MSGPACK_OBJECT_POSITIVE_INTEGER && v->type != MSGPACK_OBJECT_BOOLEAN) || i >= nuds)
-            return sandbox_fail(sb, t->bad_hook, "%s: %s: \"%s\" must be true or a callback index below %zu "
-                                "(callbacks given: %zu)", t->seed_text, what, ck->key, nuds, nuds);
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return sandbox_fail(sb, t->bad_hook, "%s: %s: \"%s\" must be true (a callback), got %s", t->seed_text,
+                                what, ck->key, mp_kind_text(v));
+        if (*next >= nuds)
+            return sandbox_fail(sb, t->bad_hook, "%s: %s: \"%s\" names callback %zu but %zu were given",
+                                t->seed_text, what, ck->key, *next + 1, nuds);
+        size_t i = (*next)++;
         hook h;
         char *msg = NULL;
         rc = hook_parse_obj(ck->kind, r, cb, uds[i], 1, &h, &msg);

@@ -412,18 +412,19 @@ enum {
  *  MLK_INTERCEPT_NETWORK (`msgpack` a map {"rules":[RULE...]}) or
  *  MLK_INTERCEPT_VFS ({"emit_events":B,"rules":[RULE...]}).  A rule that
  *  holds a callback key (network: "hook"; VFS: "hook", "dangerous_hook",
- *  "action_hook", "mutate_hook"; see mlk_rule_key) is a callback rule: the
- *  key's value is an index into uds[0..nuds), and the core registers cb with
- *  that ud as mlk_sandbox_add_network_hook / mlk_sandbox_add_vfs_hook would,
- *  of the kind the key names.  Every other rule is static and sent as it is.
+ *  "action_hook", "mutate_hook"; see mlk_rule_key) set to true is a
+ *  callback rule: the n-th callback rule (in rule order) gets uds[n], and
+ *  the core registers cb with that ud as mlk_sandbox_add_network_hook /
+ *  mlk_sandbox_add_vfs_hook would, of the kind the key names (false or nil:
+ *  no callback; any other value is an error).  Every other rule is static and sent as it is.
  *  The core checks everything first (the rule shapes, one callback per
  *  rule, a callback rule's action and phase, mutate_write only with a
  *  mutate_hook) and changes nothing on failure: MLK_EINVAL for a shape,
  *  MLK_EINVALID_NET_HOOK / MLK_EINVALID_VFS_HOOK for a hook rule, with the
  *  message kept for mlk_sandbox_error.  On success the config replaces the
  *  earlier static rules and hooks of its kind (network: MLK_HOOK_NETWORK;
- *  VFS: the four MLK_HOOK_VFS_* kinds); uds not named by a rule are not
- *  kept.  NULL or len 0: as mlk_sandbox_set_network_interception(sb, NULL,
+ *  VFS: the four MLK_HOOK_VFS_* kinds); uds beyond the callback rules are
+ *  not kept.  NULL or len 0: as mlk_sandbox_set_network_interception(sb, NULL,
  *  0) (force interception) or mlk_sandbox_set_vfs_interception(sb, NULL, 0)
  *  (clear the static config); hooks stay.  Ownership: the core keeps each
  *  named ud until the hook is cleared or the builder and the clients made

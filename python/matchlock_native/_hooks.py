@@ -301,6 +301,7 @@ def _mlk_py_hook(ud: Any, c: Any, kind: int, call: Any, req: Any, n: int) -> Non
     reply = _Reply(call, core.pending_calls if core is not None else _orphans) if call != ffi.NULL else None
     data = ffi.buffer(req, n)[:] if n else b""
     try:
+        entry.kind = kind   # a VFS entry learns its kind from the core
         _run(entry, client, kind, reply, data)
     except BaseException as e:  # noqa: BLE001 - reported, never raised into C
         report(client, entry, e)

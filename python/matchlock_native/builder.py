@@ -21,7 +21,7 @@ from . import _hooks
 from ._core import CStrArray, cstr
 from ._msgpack import packb
 from ._native import ffi, lib
-from .errors import InvalidNetworkHookError, InvalidVFSHookError, MatchlockError, ValidationError, error_from_status
+from .errors import MatchlockError, ValidationError, error_from_status
 from .types import (
     CreateOptions,
     ExtraDisk,
@@ -189,86 +189,41 @@ class Sandbox:
     def with_vfs_interception(self, config: VFSInterceptionConfig | Mapping[str, Any]) -> "Sandbox":
         """VFS interception: static wire rules, and SDK-local hooks for rules
         with `hook`, `dangerous_hook`, `action_hook` or `mutate_hook`."""
-        self._clear_hooks(_hooks.KIND_AFTER, _hooks.KIND_DANGEROUS, _hooks.KIND_ACTION, _hooks.KIND_MUTATE)
+        wire = config.to_dict() if isinstance(config, VFSInterceptionConfig) else dict(config)
         if isinstance(config, VFSInterceptionConfig):
-            rules: list[Any] = []
-            for r in config.rules:
-                if isinstance(r, VFSHookRule) and r.has_callback():
-                    self._add_vfs_hook(r)
-                else:
-                    if isinstance(r, VFSHookRule) and (r.action or "").strip().lower() == "mutate_write":
-                        raise InvalidVFSHookError(
-                            f"invalid vfs hook {r.name!r}: mutate_write requires mutate_hook callback")
-                    rules.append(r.to_dict() if isinstance(r, VFSHookRule) else dict(r))
-            wire: dict[str, Any] = {}
-            if config.emit_events:
-                wire["emit_events"] = True
-            if rules:
-                wire["rules"] = rules
-        else:
-            wire = dict(config)
-        self._mp(lib.mlk_sandbox_set_vfs_interception, wire)
+            wire["rules"] = list(config.rules)
+        self._set_interception(lib.MLK_INTERCEPT_VFS, wire)
         self._opts.vfs_interception = config if isinstance(config, VFSInterceptionConfig) else copy.deepcopy(wire)
         return self
 
-    def _clear_hooks(self, *kinds: int) -> None:
-        """Setting an interception config replaces the hooks of an earlier one."""
-        if not any(e.kind in kinds for e in self._hook_entries):
-            return
-        for k in kinds:
-            self._chk(lib.mlk_sandbox_clear_hooks(self._sb, k))
-        self._hook_entries = [e for e in self._hook_entries if e.kind not in kinds]
-
-    def _add_vfs_hook(self, r: VFSHookRule) -> None:
-        set_ = [(k, f) for k, f in ((_hooks.KIND_AFTER, r.hook), (_hooks.KIND_DANGEROUS, r.dangerous_hook),
-                                    (_hooks.KIND_ACTION, r.action_hook), (_hooks.KIND_MUTATE, r.mutate_hook))
-                if f is not None]
-        if len(set_) > 1:
-            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: cannot set more than one callback hook")
-        kind, fn = set_[0]
-        label = {_hooks.KIND_AFTER: "hook", _hooks.KIND_DANGEROUS: "dangerous_hook",
-                 _hooks.KIND_ACTION: "action_hook", _hooks.KIND_MUTATE: "mutate_hook"}[kind]
-        if not callable(fn):
-            raise TypeError(f"vfs hook {r.name!r}: {label} must be callable, not {type(fn).__name__}")
-        phase = (r.phase or "").strip().lower()
-        action = (r.action or "").strip().lower()
-        if action not in ("", "allow"):
-            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: {label} cannot set action={r.action!r}")
-        if kind in (_hooks.KIND_AFTER, _hooks.KIND_DANGEROUS) and phase != "after":
-            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: {label} must use phase=after")
-        if kind in (_hooks.KIND_ACTION, _hooks.KIND_MUTATE) and phase not in ("", "before"):
-            raise InvalidVFSHookError(f"invalid vfs hook {r.name!r}: {label} must use phase=before")
-        rule: dict[str, Any] = {}
-        if r.name:
-            rule["name"] = r.name
-        if phase:
-            rule["phase"] = phase
-        if r.ops:
-            rule["ops"] = [str(o).lower() for o in r.ops if o]
-        if r.path:
-            rule["path"] = r.path
-        if r.timeout_ms and r.timeout_ms > 0:
-            rule["timeout_ms"] = int(r.timeout_ms)
-        entry = _hooks._HookEntry(kind, r.name, fn)
-        mp = packb(rule)
-        self._chk(lib.mlk_sandbox_add_vfs_hook(self._sb, kind, mp, len(mp), lib._mlk_py_hook, entry.handle))
-        self._hook_entries.append(entry)
-
-    def _add_network_hook(self, r: NetworkHookRule) -> None:
-        if not callable(r.hook):
-            raise TypeError(f"network hook {r.name!r}: hook must be callable, not {type(r.hook).__name__}")
-        action = (r.action or "").strip().lower()
-        if action not in ("", "allow"):
-            raise InvalidNetworkHookError(
-                f"invalid network hook {r.name!r}: callback hooks cannot set action={r.action!r}")
-        rule = r.to_dict()
-        rule.pop("action", None)
-        if "phase" in rule:
-            rule["phase"] = str(rule["phase"]).strip().lower()
-        entry = _hooks._HookEntry(_hooks.KIND_NETWORK, r.name, r.hook, (r.phase or "").strip().lower())
-        mp = packb(rule)
-        self._chk(lib.mlk_sandbox_add_network_hook(self._sb, mp, len(mp), lib._mlk_py_hook, entry.handle))
-        self._hook_entries.append(entry)
+    def _set_interception(self, which: int, wire: dict[str, Any]) -> None:
+        """Hand a whole interception config to the core, which splits the
+        static rules from the callback rules and checks both
+        (mlk_sandbox_set_interception); a callback becomes `true` and an
+        entry the core calls back through."""
+        entries: list[_hooks._HookEntry] = []
+        rules = []
+        for r in wire.get("rules") or []:
+            d = r.to_dict() if isinstance(r, (NetworkHookRule, VFSHookRule)) else r
+            if isinstance(d, Mapping):
+                d = dict(d)
+                if not isinstance(r, Mapping):   # a rule object: its callback fields
+                    d.update({k: getattr(r, k) for k in _callback_keys(which) if getattr(r, k, None) is not None})
+                for key, fn in list(d.items()):
+                    if not callable(fn):
+                        continue
+                    d[key] = True   # the core names the next callback's ud, in rule order
+                    phase = str(d.get("phase") or "").strip().lower()
+                    entries.append(_hooks._HookEntry(_hooks.KIND_NETWORK if which == lib.MLK_INTERCEPT_NETWORK
+                                                     else 0, str(d.get("name") or ""), fn, phase))
+            rules.append(d)
+        if "rules" in wire:
+            wire = {**wire, "rules": rules}
+        b = packb(wire)
+        uds = ffi.new("void *[]", [e.handle for e in entries] or [ffi.NULL])
+        self._chk(lib.mlk_sandbox_set_interception(self._sb, which, b, len(b), lib._mlk_py_hook, uds, len(entries)))
+        net = which == lib.MLK_INTERCEPT_NETWORK   # the config replaced the hooks of its kind
+        self._hook_entries = [e for e in self._hook_entries if (e.kind == _hooks.KIND_NETWORK) != net] + entries
 
     def add_extra_disk(self, host_path: str, guest_mount: str, readonly: bool = False) -> "Sandbox":
         """Attach an ext4 image (e.g. a volume's path) at guest_mount (beyond upstream)."""
@@ -405,19 +360,10 @@ class Sandbox:
         SDK-local callback rules (`NetworkHookRule(hook=...)`)."""
         if config is None:
             self._chk(lib.mlk_sandbox_set_network_interception(self._sb, ffi.NULL, 0))
+        elif isinstance(config, NetworkInterceptionConfig):
+            self._set_interception(lib.MLK_INTERCEPT_NETWORK, {"rules": list(config.rules)})
         else:
-            self._clear_hooks(_hooks.KIND_NETWORK)
-            if isinstance(config, NetworkInterceptionConfig):
-                rules: list[Any] = []
-                for r in config.rules:
-                    if isinstance(r, NetworkHookRule) and r.hook is not None:
-                        self._add_network_hook(r)
-                    else:
-                        rules.append(r.to_dict() if isinstance(r, NetworkHookRule) else dict(r))
-                wire = {"rules": rules} if rules else {}
-            else:
-                wire = dict(config)
-            self._mp(lib.mlk_sandbox_set_network_interception, wire)
+            self._set_interception(lib.MLK_INTERCEPT_NETWORK, dict(config))
         self._opts.force_interception = True
         if config is not None:
             self._opts.network_interception = (
@@ -510,6 +456,25 @@ class Sandbox:
 
 
 _INT64 = (-(2**63), 2**63 - 1)
+
+
+def _rule_keys(which: int) -> list[tuple[str, int]]:
+    """The core's rule keys (mlk_rule_key) with their MLK_RULE_KEY_* bits."""
+    out = []
+    flags = ffi.new("unsigned *")
+    while True:
+        k = lib.mlk_rule_key(which, len(out), flags)
+        if k == ffi.NULL:
+            return out
+        out.append((ffi.string(k).decode(), flags[0]))
+
+
+_CALLBACK_KEYS = {w: tuple(k for k, f in _rule_keys(w) if f & lib.MLK_RULE_KEY_CALLBACK)
+                  for w in (lib.MLK_INTERCEPT_NETWORK, lib.MLK_INTERCEPT_VFS)}
+
+
+def _callback_keys(which: int) -> tuple[str, ...]:
+    return _CALLBACK_KEYS[which]
 
 
 def _owner_args(uid: int | None, gid: int | None) -> tuple[int, int, int]:

@@ -78,22 +78,22 @@ VFS_HOOK_PHASE_AFTER = "after"
 VFS_HOOK_ACTION_ALLOW = "allow"
 VFS_HOOK_ACTION_BLOCK = "block"
 
-VFS_HOOK_OP_STAT = "stat"
-VFS_HOOK_OP_READDIR = "readdir"
-VFS_HOOK_OP_OPEN = "open"
-VFS_HOOK_OP_CREATE = "create"
-VFS_HOOK_OP_MKDIR = "mkdir"
-VFS_HOOK_OP_CHMOD = "chmod"
-VFS_HOOK_OP_REMOVE = "remove"
-VFS_HOOK_OP_REMOVE_ALL = "remove_all"
-VFS_HOOK_OP_RENAME = "rename"
-VFS_HOOK_OP_SYMLINK = "symlink"
-VFS_HOOK_OP_READLINK = "readlink"
-VFS_HOOK_OP_READ = "read"
-VFS_HOOK_OP_WRITE = "write"
-VFS_HOOK_OP_CLOSE = "close"
-VFS_HOOK_OP_SYNC = "sync"
-VFS_HOOK_OP_TRUNCATE = "truncate"
+def _core_vfs_ops() -> list[str]:
+    """The VFS op names, from the core (mlk_vfs_op_name), in its order."""
+    from ._native import ffi, lib
+
+    ops: list[str] = []
+    while (p := lib.mlk_vfs_op_name(len(ops))) != ffi.NULL:
+        ops.append(ffi.string(p).decode())
+    return ops
+
+
+# The official names, filled from the core's list (in its order; a test
+# checks each name against its value and VFSHookOp against the list).
+(VFS_HOOK_OP_STAT, VFS_HOOK_OP_READDIR, VFS_HOOK_OP_OPEN, VFS_HOOK_OP_CREATE, VFS_HOOK_OP_MKDIR,
+ VFS_HOOK_OP_CHMOD, VFS_HOOK_OP_REMOVE, VFS_HOOK_OP_REMOVE_ALL, VFS_HOOK_OP_RENAME, VFS_HOOK_OP_SYMLINK,
+ VFS_HOOK_OP_READLINK, VFS_HOOK_OP_READ, VFS_HOOK_OP_WRITE, VFS_HOOK_OP_CLOSE, VFS_HOOK_OP_SYNC,
+ VFS_HOOK_OP_TRUNCATE) = _core_vfs_ops()
 
 NetworkHookPhase: TypeAlias = Literal["", "before", "after"]
 NetworkHookAction: TypeAlias = Literal["allow", "block", "mutate"]

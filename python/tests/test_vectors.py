@@ -202,3 +202,51 @@ def test_hook_answer_vector(case: dict[str, Any]) -> None:
             assert str(ei.value) == case["message"]
     else:
         assert (rc, msg) == (0, None)
+
+
+INTERCEPTION = load("interception.jsonl")
+
+
+def _with_functions(config: Any) -> Any:
+    """The vector's config with a function for every callback key set to true."""
+    rules = []
+    for r in config.get("rules", []):
+        if isinstance(r, dict):
+            r = {k: (lambda *a: None) if v is True and k.endswith("hook") else v for k, v in r.items()}
+        rules.append(r)
+    return {**config, "rules": rules} if "rules" in config else dict(config)
+
+
+@pytest.mark.parametrize("case", INTERCEPTION, ids=lambda c: c["name"])
+def test_interception_vector(case: dict[str, Any]) -> None:
+    """Interception configs through the Python builder (functions for the
+    callbacks): the same wire, or code and message, as in C, Node and Lua
+    (tests/vectors/interception.jsonl)."""
+    sb = ml.Sandbox("alpine:latest")
+    config = _with_functions(case["config"])
+    set_ = sb.with_network_interception if case["which"] == "network" else sb.with_vfs_interception
+    if "error" in case:
+        with pytest.raises(ml.MatchlockError) as ei:
+            set_(config)
+        assert ffi.string(lib.mlk_errname(ei.value.status)).decode() == case["error"]
+        assert str(ei.value) == case["message"]
+    else:
+        set_(config)
+        section = sb.params().get("network" if case["which"] == "network" else "vfs", {})
+        assert section.get("interception") == case["wire"]
+
+
+def test_vfs_op_constants_come_from_the_core() -> None:
+    """VFS_HOOK_OP_* hold the core's op names (mlk_vfs_op_name), each under
+    its own name, and the VFSHookOp literal type lists the same ops."""
+    from typing import get_args
+
+    from matchlock_native import types
+
+    core = []
+    while (p := lib.mlk_vfs_op_name(len(core))) != ffi.NULL:
+        core.append(ffi.string(p).decode())
+    assert len(core) == 16
+    assert {n: getattr(types, n) for n in dir(types) if n.startswith("VFS_HOOK_OP_")} == {
+        "VFS_HOOK_OP_" + op.upper(): op for op in core}
+    assert list(get_args(types.VFSHookOp)) == core

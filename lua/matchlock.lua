@@ -230,8 +230,7 @@ M.VFS_HOOK_ACTION = 4
 M.VFS_HOOK_MUTATE = 5
 local HOOK_NAMES = { network = 1, after = 2, dangerous = 3, action = 4, mutate = 5 }
 local KIND_LABEL = { "network hook", "VFS after hook", "VFS dangerous hook", "VFS action hook", "VFS mutate hook" }
--- rule keys holding the function
-local NET_CALLBACKS = { hook = 1 }
+-- add_vfs_hook's rule key holding the function, per kind
 local VFS_CALLBACKS = { hook = 2, dangerous_hook = 3, action_hook = 4, mutate_hook = 5 }
 
 -- core client userdata -> Client (both weak: the Client holds its userdata)
@@ -281,7 +280,7 @@ local function vfs_answer(v) return M.encode(v) end
 
 local ANSWER = { network_answer, nil, nil, vfs_answer, vfs_answer }
 
--- The function the C trampoline calls for one hook:
+-- The function the C trampoline calls for one hook (the core says its kind):
 --   runner(request, answer|nil, core_client, kind, blocking)
 -- The user's function runs in a fresh coroutine, so it may yield (ml.await,
 -- client:await) and answer when a later dispatch resumes it; the core's
@@ -289,11 +288,11 @@ local ANSWER = { network_answer, nil, nil, vfs_answer, vfs_answer }
 -- after-hooks answer with an error and report it (re-raised here, so the C
 -- side keeps it for dispatch / client.on_error); action and mutate hooks
 -- fail their file call with the message and traceback.
-local function make_runner(kind, fn, name)
-  local label = string.format("%s %q", KIND_LABEL[kind], name or "")
-  local convert = ANSWER[kind]
-  local reports = kind ~= M.VFS_HOOK_ACTION and kind ~= M.VFS_HOOK_MUTATE
-  return function(req, answer, h, _, blocking)
+local function make_runner(fn, name)
+  return function(req, answer, h, kind, blocking)
+    local label = string.format("%s %q", KIND_LABEL[kind] or "hook", name or "")
+    local convert = ANSWER[kind]
+    local reports = kind ~= M.VFS_HOOK_ACTION and kind ~= M.VFS_HOOK_MUTATE
     local client = h and owners[h]
     if kind == M.VFS_HOOK_AFTER then
       -- plain after-hooks are suppressed while one runs (also while one
@@ -327,39 +326,6 @@ local function make_runner(kind, fn, name)
         "answer before returning, or use the _async form of the call")
     end
   end
-end
-
--- Split the callback rules out of an interception config.
-local function split_hooks(fname, cfg, callbacks)
-  local wire, hooks = {}, {}
-  for k, v in pairs(cfg) do if k ~= "rules" then wire[k] = v end end
-  if type(cfg.rules) ~= "table" then
-    wire.rules = cfg.rules
-    return wire, hooks
-  end
-  local statics = {}
-  for i, r in ipairs(cfg.rules) do
-    local found
-    if type(r) == "table" then
-      for k, kind in pairs(callbacks) do
-        if r[k] ~= nil then
-          if found then
-            raise(new_error(kind == 1 and C.EINVALID_NET_HOOK or C.EINVALID_VFS_HOOK,
-              string.format("%s: rules[%d] (%q) has more than one hook function (%s and %s)",
-                fname, i, tostring(r.name or ""), found.key, k)))
-          end
-          if not callable(r[k]) then
-            raise(new_error(kind == 1 and C.EINVALID_NET_HOOK or C.EINVALID_VFS_HOOK,
-              string.format("%s: rules[%d] (%q): %s must be a function, got %s", fname, i, tostring(r.name or ""), k, type(r[k]))))
-          end
-          found = { key = k, kind = kind, rule = r, fn = r[k] }
-        end
-      end
-    end
-    if found then hooks[#hooks + 1] = found else statics[#statics + 1] = r end
-  end
-  wire.rules = statics
-  return wire, hooks
 end
 
 -- ---------------------------------------------------------------------
@@ -408,7 +374,8 @@ end
 Sandbox.__tostring = function() return "matchlock.Sandbox" end
 
 -- Register fn as a hook of `kind` on the builder; rule is the wire rule
--- (its function keys are dropped).
+-- (the key holding fn is dropped; another function is sent as `true`, which
+-- the core refuses by its name).
 local function add_hook(self, fname, kind, rule, fn)
   if not callable(fn) then
     raise(new_error(kind == M.HOOK_NETWORK and C.EINVALID_NET_HOOK or C.EINVALID_VFS_HOOK,
@@ -416,11 +383,11 @@ local function add_hook(self, fname, kind, rule, fn)
   end
   local wire = {}
   for k, v in pairs(rule or {}) do
-    if not VFS_CALLBACKS[k] then wire[k] = v end
+    if v ~= fn then wire[k] = callable(v) or v end
   end
   local mp = next(wire) and M.encode(M.map(shape(wire))) or nil
   if not self._hk then self._hk = core.hooks_new() end
-  return sb_check(self, core.sandbox_add_hook(self._h, self._hk, kind, mp, make_runner(kind, fn, rule and rule.name)), fname)
+  return sb_check(self, core.sandbox_add_hook(self._h, self._hk, kind, mp, make_runner(fn, rule and rule.name)), fname)
 end
 
 local function num(fname, v, what)
@@ -492,6 +459,35 @@ function Sandbox:with_dns_servers(...) return sb_check(self, core.mlk_sandbox_se
 function Sandbox:with_hostname(h) return sb_check(self, core.mlk_sandbox_set_hostname(self._h, h), "with_hostname") end
 function Sandbox:with_network_mtu(n) return sb_check(self, core.mlk_sandbox_set_network_mtu(self._h, num("with_network_mtu", n, "mtu")), "with_network_mtu") end
 function Sandbox:with_no_network(on) return sb_check(self, core.mlk_sandbox_set_no_network(self._h, on ~= false), "with_no_network") end
+-- A whole interception config to the core (mlk_sandbox_set_interception),
+-- which splits the static rules from the callback rules and checks both;
+-- a function in a rule becomes `true` and the runner of the n-th callback.
+local function set_interception(self, fname, which, cfg)
+  local wire, runners = {}, {}
+  for k, v in pairs(cfg) do wire[k] = v end
+  if type(cfg.rules) == "table" then
+    wire.rules = {}
+    for i, r in ipairs(cfg.rules) do
+      if type(r) == "table" and not getmetatable(r) then
+        local c = {}
+        for k, v in pairs(r) do
+          if callable(v) then
+            c[k] = true
+            runners[#runners + 1] = make_runner(v, r.name)
+          else
+            c[k] = v
+          end
+        end
+        r = c
+      end
+      wire.rules[i] = r
+    end
+  end
+  if not self._hk then self._hk = core.hooks_new() end
+  return sb_check(self, core.sandbox_set_interception(self._h, self._hk, which, M.encode(M.map(shape(wire))), runners),
+    fname)
+end
+
 --- Force interception; cfg (optional) is {rules = {RULE...}} (PROTOCOL section 5).
 --- A table replaces the earlier static rules and network hooks; rules with
 --- a `hook = function(request) ... end` become network hooks (see
@@ -501,24 +497,20 @@ function Sandbox:with_network_interception(cfg)
     return sb_check(self, core.mlk_sandbox_set_network_interception(self._h, nil), "with_network_interception")
   end
   if type(cfg) ~= "table" then argerror("with_network_interception", "expected nil or {rules = {...}}") end
-  local wire, hooks = split_hooks("with_network_interception", cfg, NET_CALLBACKS)
-  sb_check(self, core.mlk_sandbox_set_network_interception(self._h, M.map(shape(wire))), "with_network_interception")
-  self:clear_hooks(M.HOOK_NETWORK)
-  for _, x in ipairs(hooks) do add_hook(self, "with_network_interception", x.kind, x.rule, x.fn) end
-  return self
+  return set_interception(self, "with_network_interception", core.MLK_INTERCEPT_NETWORK, cfg)
 end
 --- VFS interception: {emit_events = bool, rules = {...}}; nil clears it.
 --- A table replaces the earlier rules and VFS hooks; rules with `hook`
 --- (after), `dangerous_hook`, `action_hook` or `mutate_hook` functions
 --- become VFS hooks (see add_vfs_hook).
 function Sandbox:with_vfs_interception(cfg)
-  if cfg ~= nil and type(cfg) ~= "table" then argerror("with_vfs_interception", "expected nil or {emit_events = ..., rules = {...}}") end
-  local wire, hooks
-  if cfg then wire, hooks = split_hooks("with_vfs_interception", cfg, VFS_CALLBACKS) end
-  sb_check(self, core.mlk_sandbox_set_vfs_interception(self._h, wire and M.map(shape(wire)) or nil), "with_vfs_interception")
-  for kind = M.VFS_HOOK_AFTER, M.VFS_HOOK_MUTATE do self:clear_hooks(kind) end
-  for _, x in ipairs(hooks or {}) do add_hook(self, "with_vfs_interception", x.kind, x.rule, x.fn) end
-  return self
+  if cfg == nil then
+    sb_check(self, core.mlk_sandbox_set_vfs_interception(self._h, nil), "with_vfs_interception")
+    for kind = M.VFS_HOOK_AFTER, M.VFS_HOOK_MUTATE do self:clear_hooks(kind) end
+    return self
+  end
+  if type(cfg) ~= "table" then argerror("with_vfs_interception", "expected nil or {emit_events = ..., rules = {...}}") end
+  return set_interception(self, "with_vfs_interception", core.MLK_INTERCEPT_VFS, cfg)
 end
 
 --- Add a network hook: fn(request) -> answer table or nil, called for each
@@ -528,11 +520,6 @@ function Sandbox:add_network_hook(rule, fn)
   if type(rule) == "function" and fn == nil then rule, fn = nil, rule end
   if rule ~= nil and type(rule) ~= "table" then argerror("add_network_hook", "rule must be a table {name, phase, hosts, ...} or nil") end
   fn = fn or (rule and rule.hook)
-  for k in pairs(rule or {}) do
-    if VFS_CALLBACKS[k] and k ~= "hook" then
-      raise(new_error(C.EINVALID_NET_HOOK, string.format("add_network_hook: %q is a VFS hook key; network rules take `hook`", k)))
-    end
-  end
   return add_hook(self, "add_network_hook", M.HOOK_NETWORK, rule, fn)
 end
 

@@ -208,6 +208,7 @@ struct mlk_exec_opts {};
 %ignore mlk_sandbox_add_network_hook;
 %ignore mlk_sandbox_add_vfs_hook;
 %ignore mlk_sandbox_clear_hooks;
+%ignore mlk_sandbox_set_interception;
 %ignore mlk_hook_reply;
 %ignore mlk_hook_fail;
 /* results never reach Lua as handles: they become tables */
@@ -227,6 +228,7 @@ struct mlk_exec_opts {};
 %native(hooks_new) int mlkL_hooks_new(lua_State *L);
 %native(sandbox_add_hook) int mlkL_sandbox_add_hook(lua_State *L);
 %native(sandbox_clear_hooks) int mlkL_sandbox_clear_hooks(lua_State *L);
+%native(sandbox_set_interception) int mlkL_sandbox_set_interception(lua_State *L);
 %native(client_adopt_hooks) int mlkL_client_adopt_hooks(lua_State *L);
 %native(hook_reply) int mlkL_hook_reply(lua_State *L);
 %native(hook_fail) int mlkL_hook_fail(lua_State *L);

@@ -892,6 +892,59 @@ static int mlkL_sandbox_add_hook(lua_State *L)
     return 1;
 }
 
+/* sandbox_set_interception(sb, hooks, which, config_msgpack|nil, runners) -> status:
+ * a whole interception config (mlk_sandbox_set_interception); the n-th
+ * callback rule (its callback key set to true) runs runners[n].  On success
+ * the builder's hooks of that kind are replaced: the list drops its old
+ * ones (network: kind MLK_HOOK_NETWORK; VFS: kind -1, all four kinds). */
+static int mlkL_sandbox_set_interception(lua_State *L)
+{
+    mlk_sandbox *sb = mlkL_checksandbox(L, 1, "sandbox_set_interception");
+    mlkL_hooklist *hl = (mlkL_hooklist *)luaL_checkudata(L, 2, MLKL_HOOKS_MT);
+    int which = (int)luaL_checkinteger(L, 3);
+    size_t n = 0;
+    const char *cfg = lua_isnoneornil(L, 4) ? NULL : luaL_checklstring(L, 4, &n);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    int kind = which == MLK_INTERCEPT_NETWORK ? MLK_HOOK_NETWORK : -1;
+    size_t nfn = (size_t)lua_rawlen(L, 5);
+    /* room first: nothing may fail once the core holds the hooks */
+    for (size_t i = 0; i < nfn; i++)
+        if (mlkL_hooks_reserve(&hl->v, hl->n + i, &hl->cap) != 0)
+            return luaL_error(L, "sandbox_set_interception: out of memory");
+    mlkL_hook **hs = (mlkL_hook **)calloc(nfn ? nfn : 1, sizeof *hs);
+    if (!hs) return luaL_error(L, "sandbox_set_interception: out of memory");
+    for (size_t i = 0; i < nfn; i++) {
+        lua_rawgeti(L, 5, (lua_Integer)(i + 1));
+        if (!lua_isfunction(L, -1) || !(hs[i] = (mlkL_hook *)calloc(1, sizeof **hs))) {
+            int fn = lua_isfunction(L, -1);
+            lua_pop(L, 1);
+            for (size_t j = 0; j < i; j++) mlkL_hook_unref(L, hs[j]);
+            free(hs);
+            return fn ? luaL_error(L, "sandbox_set_interception: out of memory")
+                      : luaL_error(L, "sandbox_set_interception: runners[%d] is not a function", (int)i + 1);
+        }
+        hs[i]->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        hs[i]->kind = kind;
+        hs[i]->refs = 1;
+    }
+    int rc = mlk_sandbox_set_interception(sb, which, cfg, n, mlkL_tramp_hook, (void *const *)hs, nfn);
+    if (rc == 0 && cfg && n) {
+        size_t k = 0;
+        for (size_t i = 0; i < hl->n; i++) {
+            int old = hl->v[i]->kind == MLK_HOOK_NETWORK ? MLK_HOOK_NETWORK : -1;
+            if (old == kind) mlkL_hook_unref(L, hl->v[i]);
+            else hl->v[k++] = hl->v[i];
+        }
+        hl->n = k;
+        for (size_t i = 0; i < nfn; i++) hl->v[hl->n++] = hs[i];
+    } else {
+        for (size_t i = 0; i < nfn; i++) mlkL_hook_unref(L, hs[i]);
+    }
+    free(hs);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
 /* sandbox_clear_hooks(sb, hooks|nil, kind) -> status: the builder's hooks
  * of one kind (0: all) go; clients created before keep theirs. */
 static int mlkL_sandbox_clear_hooks(lua_State *L)

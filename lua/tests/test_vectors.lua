@@ -137,4 +137,44 @@ return function(T)
       end
     end)
   end
+
+  -- interception configs through the Lua builder, functions for the
+  -- callbacks: the same wire, or code and message, as in C, Python and Node
+  for _, case in ipairs(lines("interception.jsonl")) do
+    T.test("interception: " .. case.name, function()
+      local cfg = to_lua(case.config)
+      for _, r in ipairs(cfg.rules or {}) do
+        if type(r) == "table" then
+          for k, v in pairs(r) do
+            if v == true and k:match("hook$") then r[k] = function() end end
+          end
+        end
+      end
+      local sb = ml.Sandbox.new("alpine:latest")
+      local set = case.which == "network" and sb.with_network_interception or sb.with_vfs_interception
+      local ok, err = pcall(set, sb, cfg)
+      if case.error then
+        T.eq(ok, false, "expected an error")
+        T.eq(core.mlk_errname(err.code), case.error)
+        T.eq(err.message, case.message)
+      else
+        T.ok(ok, tostring(err))
+        local p = json.decode(sb:params_json())
+        local sec = p[case.which]
+        local got = sec and sec.interception
+        if case.wire == json.null then
+          T.eq(got, nil)
+        else
+          local d = cmp(got, case.wire, "$")
+          if d then error(d, 0) end
+        end
+      end
+    end)
+  end
+
+  T.test("the VFS op constants are the core's list", function()
+    local i = 0
+    while core.mlk_vfs_op_name(i) do i = i + 1 end
+    T.eq(i, 16)
+  end)
 end

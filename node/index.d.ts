@@ -93,7 +93,7 @@ export interface NetworkHookRule {
   bodyReplacements?: NetworkBodyTransform[];
   /** A hook's deadline, enforced by the core (default 5 s): past it the proxy gets an error reply. */
   timeoutMs?: number;
-  /** Called for each matching request.  Cannot be combined with the static rewrite keys above. */
+  /** Called for each matching request; static mutations (setHeaders, ...) may ride along, as upstream allows. */
   hook?: NetworkHookFunc;
 }
 export interface NetworkInterceptionConfig { rules?: NetworkHookRule[]; }

@@ -16,23 +16,9 @@ const C = {
   NETWORK_HOOK_ACTION_ALLOW: "allow",
   NETWORK_HOOK_ACTION_BLOCK: "block",
   NETWORK_HOOK_ACTION_MUTATE: "mutate",
-  VFS_HOOK_OP_STAT: "stat",
-  VFS_HOOK_OP_READDIR: "readdir",
-  VFS_HOOK_OP_OPEN: "open",
-  VFS_HOOK_OP_CREATE: "create",
-  VFS_HOOK_OP_MKDIR: "mkdir",
-  VFS_HOOK_OP_CHMOD: "chmod",
-  VFS_HOOK_OP_REMOVE: "remove",
-  VFS_HOOK_OP_REMOVE_ALL: "remove_all",
-  VFS_HOOK_OP_RENAME: "rename",
-  VFS_HOOK_OP_SYMLINK: "symlink",
-  VFS_HOOK_OP_READLINK: "readlink",
-  VFS_HOOK_OP_READ: "read",
-  VFS_HOOK_OP_WRITE: "write",
-  VFS_HOOK_OP_CLOSE: "close",
-  VFS_HOOK_OP_SYNC: "sync",
-  VFS_HOOK_OP_TRUNCATE: "truncate",
 };
+// VFS_HOOK_OP_STAT ... VFS_HOOK_OP_TRUNCATE: the core's op names (mlk_vfs_op_name)
+for (let i = 0, op; (op = native.mlk_vfs_op_name(i)) != null; i++) C[`VFS_HOOK_OP_${op.toUpperCase()}`] = op;
 
 /** The runtime libmatchlock version (e.g. "1.2.0"). */
 function version() {

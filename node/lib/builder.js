@@ -8,7 +8,7 @@ const util = require("node:util");
 const native = require("./native");
 const msgpack = require("./msgpack");
 const { makeError, MatchlockError, ValidationError } = require("./errors");
-const { KIND, makeTrampoline } = require("./hooks");
+const { makeRuleTrampoline } = require("./hooks");
 
 const kHandle = Symbol("matchlock.sandbox.handle");
 
@@ -16,98 +16,33 @@ function snake(k) {
   return k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-// Top-level keys of a rule or config to wire (snake_case) names; nested
-// maps (headers, queries) are data and keep their keys.
-function wireKeys(obj, what) {
-  const out = {};
-  for (const [k, v] of Object.entries(obj ?? {})) {
-    if (v === undefined) continue;
-    if (typeof v === "function") {
-      throw new ValidationError(`${what}: '${k}' is not a hook key of this rule (network rules take 'hook'; VFS rules take ` +
-        "'hook', 'dangerousHook', 'actionHook' or 'mutateHook')", { status: native.MLK_EINVALID_RULE });
+// Top-level keys of a config and of its rules to wire (snake_case) names
+// (nested maps, such as headers, are data and keep their keys); a function
+// becomes `true` and the trampoline of the n-th callback rule.  The core
+// splits the static rules from the callback rules and checks both
+// (mlk_sandbox_set_interception).
+function interceptionConfig(config) {
+  const fns = [];
+  const keys = (obj) => {
+    const out = {};
+    for (const [k, v] of Object.entries(obj)) {
+      if (v === undefined) continue;
+      if (typeof v === "function") {
+        out[snake(k)] = true;
+        fns.push(makeRuleTrampoline(v, obj.name));
+      } else {
+        out[snake(k)] = v;
+      }
     }
-    out[snake(k)] = v;
-  }
-  return out;
-}
-
-// The keys a callback rule may have besides its function (the core's hook
-// rule shape); anything else would be silently dropped, so it is an error.
-const NET_HOOK_KEYS = new Set(["name", "phase", "hosts", "methods", "path", "action", "timeoutMs", "hook"]);
-const VFS_HOOK_KEYS = new Set(["name", "phase", "ops", "path", "action", "timeoutMs"]);
-const VFS_CALLBACKS = { hook: KIND.AFTER, dangerousHook: KIND.DANGEROUS, actionHook: KIND.ACTION, mutateHook: KIND.MUTATE };
-
-function hookRule(rule, keys, label, status) {
-  for (const [k, v] of Object.entries(rule)) {
-    if (v === undefined || keys.has(k) || k in VFS_CALLBACKS) continue;
-    if (Array.isArray(v) && v.length === 0) continue;
-    throw new ValidationError(
-      `${label} ${JSON.stringify(rule.name ?? "")}: '${k}' cannot be combined with a hook function ` +
-        "(return the change from the hook, or put it in a separate static rule)",
-      { status },
-    );
-  }
-  return {
-    name: rule.name,
-    phase: rule.phase || undefined,
-    hosts: rule.hosts?.length ? rule.hosts : undefined,
-    methods: rule.methods?.length ? rule.methods : undefined,
-    ops: rule.ops?.length ? rule.ops : undefined,
-    path: rule.path || undefined,
-    action: rule.action || undefined,
-    timeout_ms: rule.timeoutMs || undefined,
+    return out;
   };
-}
-
-// Split a NetworkInterceptionConfig into the static wire config and the
-// callback rules [{kind, rule, fn, name}].
-function networkSplit(config) {
-  const c = wireKeys({ ...config, rules: undefined }, "network interception");
-  const rules = [];
-  const hooks = [];
-  for (const r of config.rules ?? []) {
-    if (r && r.hook != null) {
-      if (typeof r.hook !== "function") {
-        throw new ValidationError(`invalid network hook ${JSON.stringify(r.name ?? "")}: 'hook' must be a function`, { status: native.MLK_EINVALID_NET_HOOK });
-      }
-      const rule = hookRule(r, NET_HOOK_KEYS, "invalid network hook", native.MLK_EINVALID_NET_HOOK);
-      delete rule.ops;
-      hooks.push({ kind: KIND.NETWORK, rule, fn: r.hook, name: r.name });
-    } else {
-      rules.push(wireKeys(r, "network interception rule"));
-    }
+  const wire = keys({ ...config, rules: undefined });
+  if (config.rules !== undefined) {
+    wire.rules = Array.isArray(config.rules)
+      ? config.rules.map((r) => (r && typeof r === "object" && !Array.isArray(r) ? keys(r) : r))
+      : config.rules;
   }
-  if (rules.length) c.rules = rules;
-  return { wire: c, hooks };
-}
-
-// Split a VFSInterceptionConfig likewise; a rule has at most one callback.
-function vfsSplit(config) {
-  const c = wireKeys({ ...config, rules: undefined }, "VFS interception");
-  const rules = [];
-  const hooks = [];
-  for (const r of config.rules ?? []) {
-    const cbs = Object.keys(VFS_CALLBACKS).filter((k) => r?.[k] != null);
-    if (cbs.length > 1) {
-      throw new ValidationError(`invalid vfs hook ${JSON.stringify(r.name ?? "")}: cannot set more than one callback hook (${cbs.join(", ")})`, {
-        status: native.MLK_EINVALID_VFS_HOOK,
-      });
-    }
-    if (cbs.length === 1) {
-      const fn = r[cbs[0]];
-      if (typeof fn !== "function") {
-        throw new ValidationError(`invalid vfs hook ${JSON.stringify(r.name ?? "")}: '${cbs[0]}' must be a function`, { status: native.MLK_EINVALID_VFS_HOOK });
-      }
-      const rule = hookRule(r, VFS_HOOK_KEYS, "invalid vfs hook", native.MLK_EINVALID_VFS_HOOK);
-      delete rule.hosts;
-      delete rule.methods;
-      hooks.push({ kind: VFS_CALLBACKS[cbs[0]], rule, fn, name: r.name });
-    } else {
-      rules.push(wireKeys(r, "VFS interception rule"));
-    }
-  }
-  if (rules.length) c.rules = rules;
-  return { wire: c, hooks };
+  return { buf: msgpack.encode(wire), fns };
 }
 
 // A setter failed: the core's message for it (the builder keeps its
@@ -265,13 +200,6 @@ class Sandbox {
     if (!this._deferred) this._deferred = e;
   }
 
-  _addHooks(hooks) {
-    const h = this._h();
-    for (const x of hooks) {
-      check(native.sandboxAddHook(h, x.kind, msgpack.encode(x.rule), makeTrampoline(x.kind, x.fn, x.name)), "hook", h);
-    }
-  }
-
   _set(rc, what) {
     check(rc, what, this[kHandle]);
     return this;
@@ -302,30 +230,27 @@ class Sandbox {
     return this._set(native.mlk_sandbox_set_workspace(this._h(), str(path, "workspace")), "withWorkspace");
   }
 
-  /** VFS interception: static rules replace earlier ones; rules with a
-   *  `hook`, `dangerousHook`, `actionHook` or `mutateHook` function are added. */
+  /** VFS interception: the config replaces the earlier static rules and
+   *  VFS hooks; rules with a `hook`, `dangerousHook`, `actionHook` or
+   *  `mutateHook` function are hooks. */
   withVFSInterception(config) {
     this._opts.vfsInterception = config;
     if (!config) return this._set(native.mlk_sandbox_set_vfs_interception(this._h(), null), "withVFSInterception");
-    const { wire, hooks } = vfsSplit(config); // validate everything before changing the builder
-    if (wire.rules || wire.emit_events !== undefined || !hooks.length) {
-      this._set(native.mlk_sandbox_set_vfs_interception(this._h(), msgpack.encode(wire)), "withVFSInterception");
-    }
-    this._addHooks(hooks);
-    return this;
+    const { buf, fns } = interceptionConfig(config);
+    const rc = native.sandboxSetInterception(this._h(), native.MLK_INTERCEPT_VFS, buf, fns);
+    return this._set(rc, "withVFSInterception");
   }
 
-  /** Force network interception; `config` ({rules: [...]}) sets static rules
-   *  (replacing earlier ones) and adds rules with a `hook` function. */
+  /** Force network interception; `config` ({rules: [...]}) replaces the
+   *  earlier static rules and network hooks; rules with a `hook` function
+   *  are hooks. */
   withNetworkInterception(config) {
     this._opts.forceInterception = true;
     if (config) this._opts.networkInterception = config;
     if (!config) return this._set(native.mlk_sandbox_set_network_interception(this._h(), null), "withNetworkInterception");
-    const { wire, hooks } = networkSplit(config);
-    const buf = wire.rules || Object.keys(wire).length ? msgpack.encode(wire) : null;
-    this._set(native.mlk_sandbox_set_network_interception(this._h(), buf), "withNetworkInterception");
-    this._addHooks(hooks);
-    return this;
+    const { buf, fns } = interceptionConfig(config);
+    const rc = native.sandboxSetInterception(this._h(), native.MLK_INTERCEPT_NETWORK, buf, fns);
+    return this._set(rc, "withNetworkInterception");
   }
 
   withEnv(name, value) {

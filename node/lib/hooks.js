@@ -152,6 +152,16 @@ function report(client, err, info) {
 }
 
 /** The function the addon calls for one callback rule. */
+// The trampoline of a callback rule of a whole interception config: the
+// core names its kind when it calls (the glue passes it third).
+function makeRuleTrampoline(fn, name) {
+  const byKind = new Map();
+  return (buf, handle, kind) => {
+    if (!byKind.has(kind)) byKind.set(kind, makeTrampoline(kind, fn, name));
+    return byKind.get(kind)(buf, handle);
+  };
+}
+
 function makeTrampoline(kind, fn, name) {
   name = name ?? "";
   switch (kind) {
@@ -211,4 +221,4 @@ function makeTrampoline(kind, fn, name) {
   }
 }
 
-module.exports = { KIND, register, clientOf, makeTrampoline, report };
+module.exports = { KIND, register, clientOf, makeTrampoline, makeRuleTrampoline, report };

@@ -195,6 +195,7 @@ struct HookFn {
     Env *env;
     Napi::FunctionReference fn;
     int refs = 1;
+    int which = 0;   /* set by sandboxSetInterception: MLK_INTERCEPT_* */
 };
 
 static void HookUnref(HookFn *h)
@@ -1251,6 +1252,52 @@ static Napi::Value SandboxAddHook(const Napi::CallbackInfo &a)
     return Code(env, rc);
 }
 
+/* sandboxSetInterception(sandbox, which, configMsgpack|null, [trampoline...]) -> 0 | MLK_E*:
+ * a whole interception config (mlk_sandbox_set_interception); the n-th
+ * callback rule runs trampoline n.  On success the builder's earlier hooks
+ * of that config kind are let go (clients made before keep theirs). */
+static Napi::Value SandboxSetInterception(const Napi::CallbackInfo &a)
+{
+    Napi::Env env = a.Env();
+    Box *b = UnwrapBox(env, a[0], &kTagSandbox);
+    if (!b) Throw(env, "sandboxSetInterception: expected a sandbox builder handle");
+    int which = a[1].IsNumber() ? a[1].As<Napi::Number>().Int32Value() : 0;
+    Bytes cfg;
+    if (!cfg.From(a[2])) Throw(env, "sandboxSetInterception: the config must be a Buffer of msgpack");
+    if (!a[3].IsArray()) Throw(env, "sandboxSetInterception: expected an array of trampolines");
+    Napi::Array fns = a[3].As<Napi::Array>();
+    std::vector<HookFn *> hs;
+    std::vector<void *> uds;
+    for (uint32_t i = 0; i < fns.Length(); i++) {
+        Napi::Value f = fns.Get(i);
+        if (!f.IsFunction()) {
+            for (HookFn *h : hs) HookUnref(h);
+            Throw(env, "sandboxSetInterception: every trampoline must be a function");
+        }
+        HookFn *hf = new HookFn();
+        hf->env = tl_env;
+        hf->fn = Napi::Persistent(f.As<Napi::Function>());
+        hf->which = which;
+        hs.push_back(hf);
+        uds.push_back(hf);
+    }
+    mlk_sandbox *sb = (mlk_sandbox *)b->p;
+    int rc = mlk_sandbox_set_interception(sb, which, cfg.p, cfg.n, HookCb, uds.empty() ? nullptr : uds.data(),
+                                          uds.size());
+    if (rc == 0 && cfg.p && cfg.n) {
+        std::vector<HookFn *> keep;
+        for (HookFn *h : b->hooks) {
+            if (h->which == which) HookUnref(h);
+            else keep.push_back(h);
+        }
+        b->hooks.swap(keep);
+        for (HookFn *h : hs) b->hooks.push_back(h);
+    } else {
+        for (HookFn *h : hs) HookUnref(h);
+    }
+    return Code(env, rc);
+}
+
 /* ---- events ------------------------------------------------------------------------ */
 
 static void EventCb(void *ud, const char *mp, size_t len)
@@ -1357,6 +1404,7 @@ static void Init(Napi::Env env, Napi::Object exports)
         {"ttyResize", TtyResize}, {"cancel", Cancel}, {"create", Create}, {"close", Close}, {"remove", Remove}, {"removeVm", RemoveVm},
         {"log", Log}, {"allowList", AllowList}, {"portForward", PortForward}, {"volumeCreate", VolumeCreate},
         {"volumeList", VolumeList}, {"volumeRemove", VolumeRemove}, {"sandboxAddHook", SandboxAddHook},
+        {"sandboxSetInterception", SandboxSetInterception},
         {"clientSetEventCb", ClientSetEventCb},
     };
     for (auto &f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));

@@ -193,8 +193,10 @@ MLK_NODE_HANDLE(mlk_config, kTagConfig, mlk_config_free)
 %ignore mlk_volume_list_async;
 %ignore mlk_volume_remove_async;
 
-/* Hooks: glue.hxx registers them (sandboxAddHook) and answers the tokens. */
+/* Hooks: glue.hxx registers them (sandboxAddHook, sandboxSetInterception)
+ * and answers the tokens. */
 %ignore mlk_sandbox_add_network_hook;
+%ignore mlk_sandbox_set_interception;
 %ignore mlk_sandbox_add_vfs_hook;
 %ignore mlk_hook_reply;
 %ignore mlk_hook_fail;

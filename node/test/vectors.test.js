@@ -171,3 +171,44 @@ test("msgpack codec round-trips the shapes the ABI uses", () => {
     });
   }
 }
+
+// Interception configs through the Node builder (functions for the
+// callbacks): the same wire, or code and message, as in C, Python and Lua
+// (interception.jsonl).
+for (const v of readJsonl("interception.jsonl")) {
+  test(`interception: ${v.name}`, () => {
+    const camel = (k) => k.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+    const rule = (r) => (r && typeof r === "object" && !Array.isArray(r)
+      ? Object.fromEntries(Object.entries(r).map(([k, x]) => [camel(k), x === true && k.endsWith("hook") ? () => {} : x]))
+      : r);
+    const config = { ...v.config, ...(v.config.rules ? { rules: v.config.rules.map(rule) } : {}) };
+    if ("emit_events" in config) { config.emitEvents = config.emit_events; delete config.emit_events; }
+    const sb = new m.Sandbox("alpine:latest");
+    if (v.which === "network") sb.withNetworkInterception(config);
+    else sb.withVFSInterception(config);
+    if (v.error) {
+      assert.throws(() => sb.paramsJSON(), (e) => {
+        assert.equal(e.errname, v.error);
+        assert.equal(e.message, v.message);
+        return true;
+      });
+    } else {
+      const got = (sb.params()[v.which] ?? {}).interception;
+      assert.deepEqual(got, v.wire === null ? undefined : v.wire);
+    }
+  });
+}
+
+test("VFS op constants are the core's list", () => {
+  const core = [];
+  for (let i = 0; n.mlk_vfs_op_name(i) != null; i++) core.push(n.mlk_vfs_op_name(i));
+  assert.equal(core.length, 16);
+  const ops = Object.entries(m).filter(([k]) => k.startsWith("VFS_HOOK_OP_"));
+  assert.deepEqual(Object.fromEntries(ops), Object.fromEntries(core.map((o) => [`VFS_HOOK_OP_${o.toUpperCase()}`, o])));
+  // the TypeScript declarations keep literal types, as documentation: the same list
+  const dts = require("node:fs").readFileSync(require("node:path").join(__dirname, "..", "index.d.ts"), "utf8");
+  const declared = [...dts.matchAll(/VFS_HOOK_OP_([A-Z_]+) = "([a-z_]+)"/g)].map((x) => x[2]);
+  assert.deepEqual(declared, core);
+  const union = dts.match(/export type VFSHookOp =([^;]+);/)[1].match(/"([a-z_]+)"/g).map((x) => x.slice(1, -1));
+  assert.deepEqual(union, core);
+});

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 
 #include "e2e_server.h"
+#include "internal.h"
 #include "json.h"
 
 #include <arpa/inet.h>
@@ -1549,4 +1550,55 @@ Test(local_images, hostile_layers_stay_inside, .timeout = 30)
     rm_tree(state);
     rm_tree(work);
     rm_tree(target);
+}
+
+/* matchlock-local reads interception rules by the contract's table
+ * (core/contract.c): a key the client would never send, or a value of the
+ * wrong type, is refused by name; what the builder renders is accepted. */
+Test(local_protocol, interception_rules_follow_the_contract, .timeout = 30)
+{
+    peer p;
+    peer_start(&p);
+    msg *m = call(&p, 1, "create", "{\"image\":\"alpine\",\"network\":{\"intercept\":true,\"interception\":"
+                                   "{\"rules\":[{\"name\":\"r\",\"hots\":[\"a.com\"],\"action\":\"block\"}]}}}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "unknown key \"hots\""), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 2, "create", "{\"image\":\"alpine\",\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":"
+                              "{\"/workspace\":{\"type\":\"memory\"}},\"interception\":{\"rules\":"
+                              "[{\"name\":\"v\",\"hosts\":[\"a.com\"],\"action\":\"block\"}]}}}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "unknown key \"hosts\""), "%s", m->text);
+    msg_free(m);
+    m = call(&p, 3, "create", "{\"image\":\"alpine\",\"network\":{\"intercept\":true,\"interception\":"
+                              "{\"rules\":[{\"name\":\"r\",\"set_headers\":[\"a\"]}]}}}");
+    cr_assert_eq(msg_code(m), -32602, "%s", m->text);
+    cr_assert(strstr(msg_errmsg(m), "set_headers: expected a map of strings to strings"), "%s", m->text);
+    msg_free(m);
+
+    /* every static key of the contract, as the builder renders it */
+    mlk_sandbox *sb = mlk_sandbox_new("alpine");
+    char cfg[] = "{\"rules\":[{\"name\":\"s\",\"phase\":\"before\",\"hosts\":[\"a.com\"],\"methods\":[\"GET\"],"
+                      "\"path\":\"/x\",\"action\":\"mutate\",\"timeout_ms\":5,\"set_headers\":{\"A\":\"1\"},"
+                      "\"delete_headers\":[\"B\"],\"set_query\":{\"q\":\"1\"},\"delete_query\":[\"r\"],"
+                      "\"rewrite_path\":\"/y\",\"set_response_headers\":{\"C\":\"2\"},"
+                 "\"delete_response_headers\":[\"D\"],\"body_replacements\":[{\"find\":\"a\",\"replace\":\"b\"}]}]}";
+    jdoc d;
+    jd_init(&d);
+    char *mp = NULL;
+    size_t len = 0;
+    cr_assert_eq(jd_parse(&d, cfg, strlen(cfg)), 0);
+    cr_assert_eq(json_to_mp_buf(&d, jd_root(&d), &mp, &len), 0);
+    cr_assert_eq(mlk_sandbox_set_interception(sb, MLK_INTERCEPT_NETWORK, mp, len, NULL, NULL, 0), 0);
+    char *json = NULL, *why = NULL;
+    size_t jl = 0;
+    cr_assert_eq(mlk_sandbox_params_json(sb, 0, &json, &jl, &why), 0, "%s", why ? why : "");
+    m = call(&p, 4, "create", json);
+    cr_assert_eq(msg_code(m), 0, "%s\nparams: %s", m->text, json);
+    msg_free(m);
+    mlk_free(json);
+    free(mp);
+    jd_free(&d);
+    mlk_sandbox_free(sb);
+    peer_stop(&p);
 }

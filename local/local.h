@@ -237,8 +237,11 @@ int vm_open(vm *v, const char *guest, int flags, mode_t mode);
 /* Open rel inside the directory rootfd (openat2 RESOLVE_IN_ROOT: ".." and
  * symlinks cannot leave it).  An fd or -errno. */
 int open_beneath(int rootfd, const char *rel, int flags, mode_t mode);
-/* Normalise a guest path into out (absolute, no "." or ".."); -1 when it
- * contains ".." or is empty. */
+/* The canonical form of guest path in (the core's guest_path_canon: a
+ * relative path taken against base), malloc'd; NULL when in is empty or
+ * holds a ".." component (matchlock-local refuses those) or out of memory. */
+char *guest_clean(const char *base, const char *in);
+/* guest_clean against the VM's workspace, into out: 0, or -1. */
 int guest_normalize(vm *v, const char *in, char **out);
 void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params);
 void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params);

@@ -114,25 +114,7 @@ static int absent(const jnode *n) { return !n || n->type == JN_NULL; }
 /* Guest path: absolute, lexically clean, no "..".  malloc'd or NULL. */
 static char *clean_abs(const char *p)
 {
-    if (!p || p[0] != '/') return NULL;
-    char *out = malloc(strlen(p) + 2), *o = out;
-    if (!out) return NULL;
-    const char *c = p;
-    while (*c) {
-        while (*c == '/') c++;
-        if (!*c) break;
-        const char *e = strchr(c, '/');
-        size_t n = e ? (size_t)(e - c) : strlen(c);
-        if (n == 1 && c[0] == '.') { c += n; continue; }
-        if (n == 2 && c[0] == '.' && c[1] == '.') { free(out); return NULL; }
-        *o++ = '/';
-        memcpy(o, c, n);
-        o += n;
-        c += n;
-    }
-    if (o == out) *o++ = '/';
-    *o = '\0';
-    return out;
+    return p && p[0] == '/' ? guest_clean(NULL, p) : NULL;
 }
 
 static int under(const char *path, const char *dir)

@@ -51,9 +51,18 @@ typedef struct portfwd portfwd;
 typedef struct proxy proxy;
 
 /* ---- state directories (state.c) ------------------------------------- */
-/* $XDG_STATE_HOME/matchlock-local (or ~/.local/state/...); malloc'd. */
-char *state_root(void);
-char *state_sub(const char *kind, const char *name);   /* root/kind/name */
+/* $XDG_STATE_HOME/matchlock-local, else ~/.local/state/matchlock-local ($HOME,
+ * else the password database's home); malloc'd, or NULL with *err (err
+ * may be NULL) when there is no home: never a shared /tmp path. */
+char *state_root(char **err);
+char *state_sub(const char *kind, const char *name);   /* root/kind/name, made or not */
+/* Make path (its parent exists) a private directory: created 0700, or an
+ * existing directory that is not a symlink, is ours and is not writable by
+ * others (its mode then becomes 0700).  0, or -1 with *err (malloc'd). */
+int private_dir(const char *path, char **err);
+/* root/kind/name (name NULL: root/kind), made with every private directory
+ * on the way (private_dir); malloc'd path, or NULL with *err. */
+char *state_make(const char *kind, const char *name, char **err);
 int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 int rm_rf_at(int dirfd, const char *name);

@@ -625,8 +625,16 @@ bad_entry:
     if (!dns) dns = strv_push(strv_push(NULL, "8.8.8.8"), "8.8.4.4");   /* upstream's default */
 
     /* ---- validated: build the VM directory ---- */
-    v->dir = state_sub("vms", v->id);
-    if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
+    {
+        char *why = NULL;
+        v->dir = state_make("vms", v->id, &why);   /* private: 0700, ours, no symlink */
+        if (!v->dir) {
+            code = fail(msg, MLK_RPC_VM_FAILED, "creating the VM directory: %s", why ? why : "out of memory");
+            free(why);
+            goto bad;
+        }
+    }
+    if (asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
         asprintf(&v->etc_dir, "%s/root/etc", v->dir) < 0) {
         code = fail(msg, MLK_RPC_INTERNAL, "out of memory");
         goto bad;
@@ -710,11 +718,18 @@ bad_entry:
             } else if (!strcmp(type, "memory")) {
                 mt = MT_MEMORY;
                 struct stat st;
-                if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-                    asprintf(&v->shm_dir, "/dev/shm/matchlock-local-%s", v->id) < 0)
-                    v->shm_dir = NULL;
+                if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)) {
+                    /* /dev/shm is shared: the VM's directory there must be private and ours */
+                    char *shm = NULL, *why = NULL;
+                    if (asprintf(&shm, "/dev/shm/matchlock-local-%s", v->id) < 0 || private_dir(shm, &why) != 0) {
+                        code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: %s", k->s, why ? why : "out of memory");
+                        free(shm); free(why); free(g);
+                        goto bad;
+                    }
+                    v->shm_dir = shm;
+                }
                 if (asprintf(&backing, "%s/mem%d", v->shm_dir ? v->shm_dir : v->dir, i) < 0) backing = NULL;
-                if (backing && mkdir_p(backing, 0755) != 0) { free(backing); backing = NULL; }
+                if (backing && mkdir(backing, 0755) != 0 && errno != EEXIST) { free(backing); backing = NULL; }
             } else {
                 mt = MT_OVERLAY;
                 if (asprintf(&backing, "%s/overlay%d", v->dir, i) < 0) backing = NULL;

@@ -90,10 +90,11 @@ static void assert_private(const char *dir)
     cr_assert_eq(st.st_mode & 07777, 0700, "%s has mode %04o, not 0700", dir, (unsigned)(st.st_mode & 07777));
 }
 
-/* Drop to uid/gid in a forked child (root only): 0 or -1. */
+/* Drop to uid (and the same gid) for good in a forked child (root only:
+ * setgid and setuid then set the real, effective and saved ids): 0 or -1. */
 static int become(uid_t uid)
 {
-    return setgroups(0, NULL) == 0 && setresgid(uid, uid, uid) == 0 && setresuid(uid, uid, uid) == 0 ? 0 : -1;
+    return setgroups(0, NULL) == 0 && setgid((gid_t)uid) == 0 && setuid(uid) == 0 && setuid(0) != 0 ? 0 : -1;
 }
 
 /* As uid, try to read each path (a file or a directory): the child exits

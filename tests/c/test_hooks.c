@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "matchlock.h"
 
 static char logfile[256];
@@ -603,6 +604,42 @@ static void add_judge(mlk_sandbox *sb, const char *glob, struct seen_paths *st)
     char *mp = mp_strmap(&n, 2, rule);
     cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, mp, n, judge, st), 0);
     free(mp);
+}
+
+/* The table of docs/hooks.md, "Paths are canonical", and its edges. */
+Test(hooks, guest_path_canon_table)
+{
+    const char *t[][3] = {
+        {"/workspace", "/workspace/secret//b", "/workspace/secret/b"},
+        {"/workspace", "/workspace//secret/b", "/workspace/secret/b"},
+        {"/workspace", "/workspace/./secret/b", "/workspace/secret/b"},
+        {"/workspace", "secret/b", "/workspace/secret/b"},
+        {"/workspace", "./secret/b", "/workspace/secret/b"},
+        {"/workspace", "/workspace/public/../secret/b", "/workspace/secret/b"},
+        {"/workspace", "/workspace/../etc/passwd", "/etc/passwd"},
+        {"/workspace", "../../../../etc/passwd", "/etc/passwd"},
+        {"/workspace", "/workspace/dir/", "/workspace/dir"},
+        {NULL, "a.txt", "/workspace/a.txt"},    /* no workspace: upstream's default */
+        {"", "a.txt", "/workspace/a.txt"},
+        {"/w//x/./", "y", "/w/x/y"},            /* the workspace is made canonical too */
+        {"/ws", "/..", "/"},
+        {"/ws", "..", "/"},
+        {"/ws", ".", "/ws"},
+        {"/ws", "a/..", "/ws"},
+        {"/ws", "//", "/"},
+        {"/ws", "-rf", "/ws/-rf"},
+        {"/ws", "...", "/ws/..."},              /* only "." and ".." are special */
+        {"/ws", "a/.b/..c", "/ws/a/.b/..c"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char *out = NULL;
+        cr_assert_eq(guest_path_canon(t[i][0], t[i][1], &out), 0, "%s", t[i][1]);
+        cr_assert_str_eq(out, t[i][2], "%s against %s", t[i][1], t[i][0] ? t[i][0] : "NULL");
+        free(out);
+    }
+    char *out = NULL;
+    cr_assert_eq(guest_path_canon("/ws", "", &out), MLK_EINVAL);
+    cr_assert_null(out);
 }
 
 Test(hooks, every_spelling_of_a_blocked_path_is_blocked, .timeout = 30)

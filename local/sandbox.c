@@ -721,7 +721,8 @@ bad_entry:
                 if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)) {
                     /* /dev/shm is shared: the VM's directory there must be private and ours */
                     char *shm = NULL, *why = NULL;
-                    if (asprintf(&shm, "/dev/shm/matchlock-local-%s", v->id) < 0 || private_dir(shm, &why) != 0) {
+                    if (asprintf(&shm, "/dev/shm/matchlock-local-%s", v->id) < 0) shm = NULL;
+                    if (!shm || private_dir(shm, &why) != 0) {
                         code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: %s", k->s, why ? why : "out of memory");
                         free(shm); free(why); free(g);
                         goto bad;

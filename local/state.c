@@ -116,9 +116,13 @@ char *state_make(const char *kind, const char *name, char **err)
         ok = 0;
     }
     ok = ok && private_dir(root, err) == 0;
-    if (ok && (asprintf(&dir, "%s/%s", root, kind) < 0 || (name && asprintf(&path, "%s/%s", dir, name) < 0))) {
-        set_err(err, "out of memory");
-        ok = 0;
+    if (ok) {
+        if (asprintf(&dir, "%s/%s", root, kind) < 0) dir = NULL;
+        if (dir && name && asprintf(&path, "%s/%s", dir, name) < 0) path = NULL;
+        if (!dir || (name && !path)) {
+            set_err(err, "out of memory");
+            ok = 0;
+        }
     }
     ok = ok && private_dir(dir, err) == 0 && (!name || private_dir(path, err) == 0);
     if (ok && !name) { path = dir; dir = NULL; }

@@ -216,6 +216,7 @@ void client_final_free(mlk_client *c)
     jd_free(&c->doc);
     free(c->buf);
     free(c->vm_id);
+    free(c->workspace);
     free(c->dead_msg);
     mlk_config_free(c->cfg);
     pthread_mutex_destroy(&c->mu);
@@ -258,6 +259,7 @@ static void client_free_inherited(mlk_client *c)
     jd_free(&c->doc);
     free(c->buf);
     free(c->vm_id);
+    free(c->workspace);
     free(c->dead_msg);
     mlk_config_free(c->cfg);
     free(c);

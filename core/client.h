@@ -111,6 +111,7 @@ struct mlk_client {
     pthread_mutex_t mu;
     int state;
     char *vm_id;
+    char *workspace;              /* the created sandbox's vfs.workspace as given, or NULL (guest_path_canon) */
     char *dead_msg;
     int dead_status;
     char tail[STDERR_TAIL];

@@ -82,6 +82,8 @@ int hook_glob_match(const char *pattern, const char *path);
 
 /* ---- the builder (sandbox.c) ---------------------------------------- */
 const hookset *sandbox_hooks(const mlk_sandbox *sb);
+/* The workspace given to the builder (vfs.workspace), or NULL. */
+const char *sandbox_workspace(const mlk_sandbox *sb);
 /* How many static network interception rules the builder has. */
 size_t sandbox_net_rule_count(const mlk_sandbox *sb);
 /* Validate and write the create params object into w (no newline);
@@ -91,6 +93,13 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *callback_socke
 /* Port-forward specs and bind addresses given to the builder. */
 size_t sandbox_port_forwards(const mlk_sandbox *sb, const char *const **specs,
                              const char *const **addrs, size_t *naddrs);
+
+/* ---- guest paths (guestpath.c) ---------------------------------------- */
+/* The canonical guest path for a file call's path (malloc'd into *out): a
+ * relative path is taken against workspace (NULL or "": "/workspace"),
+ * "//" and "." are dropped and ".." is resolved lexically, never above "/".
+ * Always absolute.  0, MLK_EINVAL (empty path) or MLK_ENOMEM. */
+int guest_path_canon(const char *workspace, const char *path, char **out);
 
 /* ---- shared helpers (util.c) ---------------------------------------- */
 char *xstrdup(const char *s);

@@ -305,6 +305,8 @@ MLK_API int mlk_sandbox_clear_hooks(mlk_sandbox *sb, int kind)
 
 const hookset *sandbox_hooks(const mlk_sandbox *sb) { return sb ? &sb->hooks : NULL; }
 
+const char *sandbox_workspace(const mlk_sandbox *sb) { return sb ? sb->workspace : NULL; }
+
 
 MLK_API int mlk_sandbox_set_cpus(mlk_sandbox *sb, double cpus)
 {

@@ -49,10 +49,11 @@ static int remove_vm(const char *id)
         return die("VM %s not found", id);
     }
     if (vm_running(dir)) { free(dir); return die("VM is running %s", id); }
-    /* Memory mounts live on /dev/shm under the VM id. */
+    /* Memory mounts live on /dev/shm under the VM id (removed only when the
+     * directory there is ours: /dev/shm is shared) */
     char shm[256];
     snprintf(shm, sizeof shm, "/dev/shm/matchlock-local-%s", id);
-    rm_rf(shm);
+    if (lstat(shm, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid()) rm_rf(shm);
     int rc = rm_rf(dir);
     free(dir);
     if (rc != 0) return die("remove %s: %s", id, strerror(errno));
@@ -141,13 +142,21 @@ static int volume_new(const char *name, long long size, char **data_out)
     char *dir = state_sub("volumes", name);
     if (!dir) return 1;
     struct stat st;
-    if (stat(dir, &st) == 0) { free(dir); return die("named volume already exists: %s", name); }
+    if (lstat(dir, &st) == 0) { free(dir); return die("named volume already exists: %s", name); }
+    char *why = NULL, *made = state_make("volumes", name, &why);   /* private: 0700 */
+    if (!made) {
+        int rc = die("create named volume: %s", why ? why : "out of memory");
+        free(why);
+        free(dir);
+        return rc;
+    }
+    free(made);
     char *data = NULL, *meta = NULL;
     if (asprintf(&data, "%s/data", dir) < 0) data = NULL;
     if (asprintf(&meta, "%s/meta", dir) < 0) meta = NULL;
     FILE *f = NULL;
     int rc = 0;
-    if (!data || !meta || mkdir_p(data, 0755) != 0 || !(f = fopen(meta, "w"))) {
+    if (!data || !meta || mkdir(data, 0755) != 0 || !(f = fopen(meta, "w"))) {
         rc = die("create named volume: %s", strerror(errno));
         rm_rf(dir);
     } else {
@@ -205,7 +214,7 @@ static int cmp_str(const void *a, const void *b)
 /* Sorted names under the state root's kind/ (malloc'd). */
 static char **list_dir(const char *kind, size_t *count)
 {
-    char *root = state_root(), *dir = NULL;
+    char *root = state_root(NULL), *dir = NULL;
     char **names = NULL;
     size_t n = 0;
     if (root && asprintf(&dir, "%s/%s", root, kind) < 0) dir = NULL;
@@ -310,6 +319,15 @@ int main(int argc, char **argv)
         /* upstream's layout; the version says which backend this is */
         printf("matchlock %s-local (commit: %s, built: %s)\n", LOCAL_VERSION, LOCAL_COMMIT, LOCAL_BUILT);
         return 0;
+    }
+    if (!strcmp(cmd, "image") || !strcmp(cmd, "rm") || !strcmp(cmd, "remove") || !strcmp(cmd, "volume")) {
+        char *why = NULL, *root = state_root(&why);
+        if (!root) {
+            int rc = die("%s", why ? why : "out of memory");
+            free(why);
+            return rc;
+        }
+        free(root);
     }
     if (!strcmp(cmd, "image")) return image_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "rm") || !strcmp(cmd, "remove")) return cmd_rm(argc - 2, argv + 2);

@@ -560,6 +560,11 @@ MLK_API int mlk_tty_resize(mlk_client *c, uint64_t op, uint16_t rows, uint16_t c
 MLK_API int mlk_cancel(mlk_client *c, uint64_t op);
 
 /* Files and logs ------------------------------------------------------- */
+/* Every file call's path is made canonical before anything else (VFS hooks
+ * judge it, the server receives it): a relative path is taken against the
+ * sandbox's workspace ("/workspace" when none was set), "//" and "." are
+ * dropped, ".." is resolved lexically and never above "/"
+ * (docs/hooks.md). */
 
 /** Write a file (mode 0 means 0644).  Payloads too big for one request
  *  line are streamed through an exec pipe into `cat`. */

@@ -119,12 +119,12 @@ function check(rc, what, h) {
 }
 
 function str(v, what) {
-  if (typeof v !== "string") throw new ValidationError(`${what} must be a string, got ${typeof v}`, { status: -1 });
+  if (typeof v !== "string") throw new ValidationError(`${what} must be a string, got ${typeof v}`, { status: native.MLK_EINVAL });
   return v;
 }
 
 function num(v, what) {
-  if (typeof v !== "number") throw new ValidationError(`${what} must be a number, got ${typeof v}`, { status: -1 });
+  if (typeof v !== "number") throw new ValidationError(`${what} must be a number, got ${typeof v}`, { status: native.MLK_EINVAL });
   return v;
 }
 
@@ -174,7 +174,7 @@ class Sandbox {
   constructor(image) {
     this[kHandle] = native.mlk_sandbox_new(typeof image === "string" ? image : "");
     this._opts = { image };
-    if (image != null && typeof image !== "string") this._defer(new ValidationError(`image must be a string, got ${typeof image}`, { status: -1 }));
+    if (image != null && typeof image !== "string") this._defer(new ValidationError(`image must be a string, got ${typeof image}`, { status: native.MLK_EINVAL }));
   }
 
   /** Build a Sandbox from the official SDK's CreateOptions object (unknown

@@ -222,8 +222,17 @@ class _Core:
         ops = list(self._live)
         self._ended.extend(ops)
         for op in ops:
-            op.complete(_Outcome.failed(lib.MLK_ECLOSED, "client closed: the client was freed while this call "
-                                        "was in flight"))
+            out = _Outcome.failed(lib.MLK_ECLOSED, "client closed: the client was freed while this call was in "
+                                  "flight")
+            if op.afut is None:
+                op.complete(out)
+                continue
+            lp = op.afut.get_loop()  # an AsyncClient's call completes on its loop
+            if not lp.is_closed():
+                try:
+                    lp.call_soon_threadsafe(op.complete, out)
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
 
 
 def _start_failed(rc: int, what: str) -> MatchlockError:

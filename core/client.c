@@ -183,7 +183,9 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     int rc = spawn_child(c->cfg, args, 1, 1, &c->pid, &c->in_fd, &c->out_fd, &c->err_fd, &msg);
     if (rc == 0 && (rc = ioloop_acquire()) != 0 && (errno == EMFILE || errno == ENFILE)) {
         rc = MLK_ESPAWN;
-        msg = xstrdup("mlk_client_new: out of file descriptors (no descriptor for the I/O thread: too many open files)");
+        const char *ev = ioloop_last_log();
+        msg = xasprintf("mlk_client_new: out of file descriptors (no descriptor for the I/O thread: too many open "
+                        "files)%s%s", ev[0] ? "; libevent: " : "", ev);
     }
     if (rc != 0) {
         int st = fail_now(rc, res, msg ? msg : mlk_strerror(rc));

@@ -102,6 +102,9 @@ struct mlk_client {
                                    * any is, a blocking caller leaves all reading to the I/O thread */
     req *graveyard;               /* answered by a waiting thread with their deadline timer still
                                    * set (hnext list): the I/O thread frees them (free_graveyard) */
+    int closing;                  /* the host's close was submitted: no request is sent after it, and
+                                   * the child's exit fails what is pending as closed, not dead */
+    int close_out;                /* the close line is written: nothing else is (the server reads no more) */
     char *held_close;             /* the close line, held while cancels_open > 0 */
     size_t held_close_len;
     char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */

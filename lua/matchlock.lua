@@ -62,10 +62,11 @@ Error.__tostring = function(e)
   return s
 end
 
---- err:is("ETIMEDOUT") / err:is(ml.codes.ETIMEDOUT)
+--- err:is("ETIMEDOUT") / err:is(ml.codes.ETIMEDOUT) / err:is("ClosedError")
 function Error:is(what)
   if type(what) == "string" then
     return self.name == what or self.name == "MLK_" .. what or self.upstream == what
+      or self.class == what or self.category == what
   end
   return self.code == what
 end
@@ -73,11 +74,18 @@ end
 function M.is_error(e) return getmetatable(e) == Error end
 
 --- Make an error object.  fields: message, rpc_code, cause, op, ...
+--- Its class, category and hint are the core's (mlk_error_class,
+--- mlk_error_category, mlk_error_hint): the hint ends the message.
 function M.new_error(code, message, fields)
   local e = fields or {}
   e.code = code
   e.name = core.mlk_errname(code) or "MLK_E?"
-  e.message = message or core.mlk_strerror(code)
+  e.class = core.mlk_error_class(code)
+  e.category = core.mlk_error_category(code)
+  e.hint = core.mlk_error_hint(code)
+  message = message or core.mlk_strerror(code)
+  if e.hint and not message:find(e.hint, 1, true) then message = message .. " (" .. e.hint .. ")" end
+  e.message = message
   e.upstream = core.mlk_err_upstream_name(code)
   return setmetatable(e, Error)
 end

@@ -132,6 +132,21 @@ MLK_API const char *mlk_errname(int code);
 /** The upstream SDK's error variable for a validation code
  *  ("ErrImageRequired"), or NULL when upstream has none. */
 MLK_API const char *mlk_err_upstream_name(int code);
+/** (1.2) The class of an error code, a stable name the bindings raise:
+ *  the code's own class ("ServerDiedError" for MLK_EDEAD, "RPCError" for
+ *  a JSON-RPC code -32768..-32000), "MatchlockError" for another negative
+ *  code, NULL for 0 and positive codes.  Static storage; any thread. */
+MLK_API const char *mlk_error_class(int code);
+/** (1.2) The broader class the code belongs to ("ClosedError" for both
+ *  MLK_ECLOSED and MLK_EDEAD, "ValidationError", "ProcessError",
+ *  "TimeoutError", "MatchlockError" for none in particular); same rules
+ *  as mlk_error_class. */
+MLK_API const char *mlk_error_category(int code);
+/** (1.2) What to do about an error of this code, one sentence in the same
+ *  words for every language ("this client is closed; create a new
+ *  Client"), or NULL when the call's message itself names the cause and
+ *  the remedy.  Static storage; any thread. */
+MLK_API const char *mlk_error_hint(int code);
 
 /** Free memory the library returned with "free with mlk_free". */
 MLK_API void mlk_free(void *p);

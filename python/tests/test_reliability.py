@@ -293,3 +293,31 @@ def test_fork_children_never_touch_the_parents_session(client: ml.Client) -> Non
     assert client.exec("echo still-here").stdout == "still-here\n"
     client.write_file("/tmp/after-fork", "ok")
     assert client.read_file("/tmp/after-fork") == b"ok"
+
+
+EMFILE_SCRIPT = r"""
+import os, resource, sys
+import matchlock_native as ml
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 1, hard))
+try:
+    ml.Client(ml.Config(binary_path=sys.argv[1])).start()
+except ml.MatchlockError as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_a_spawn_out_of_descriptors_is_not_told_to_check_the_binary(local_binary: str, tmp_path: Any) -> None:
+    """Issue 25 item 4: the hint follows the cause the core reports (no
+    descriptor left), not the call (spawning): no "check the binary path"."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT, local_binary], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.strip()
+    assert out.startswith("SpawnError"), out
+    assert "descriptors" in out or "open files" in out, out
+    assert "binary" not in out, out
+    assert p.stderr == "", p.stderr  # the library prints nothing (issue 25 item 3)

@@ -202,3 +202,25 @@ def test_hook_answer_vector(case: dict[str, Any]) -> None:
             assert str(ei.value) == case["message"]
     else:
         assert (rc, msg) == (0, None)
+
+
+ERRORS = load("errors.jsonl")
+
+
+@pytest.mark.parametrize("case", ERRORS, ids=lambda c: c.get("errname") or f"rpc{c['rpc_code']}")
+def test_error_contract(case: dict[str, Any]) -> None:
+    """errors.jsonl: the class and hint the core gives a code are the
+    exception Python raises for it (the same file runs in C, Node, Lua)."""
+    if "errname" in case:
+        code = getattr(lib, case["errname"])
+        assert code == case["code"]
+        e = error_from_status(code, "boom", -32000 if code == lib.MLK_ERPC else 0)
+    else:
+        e = error_from_status(lib.MLK_ERPC, "boom", case["rpc_code"])
+        assert e.rpc_code == case["rpc_code"]
+    assert type(e).__name__ == case["class"]
+    assert ffi.string(lib.mlk_error_class(case.get("code", case.get("rpc_code")))).decode() == case["class"]
+    if case["hint"]:
+        assert str(e).endswith(f"({case['hint']})"), str(e)
+    else:
+        assert str(e).endswith("boom"), str(e)

@@ -199,6 +199,17 @@ MLK_API int mlk_config_set_sudo(mlk_config *cfg, int use_sudo);
  *  MLK_EINVALID_NET_HOOK before anything is sent: the server connects to
  *  the hook socket on its own machine (docs/remote.md). */
 MLK_API int mlk_config_set_launcher(mlk_config *cfg, const char *const *argv, size_t n);
+/** (Since 1.2, symbol version MLK_1.2.)  Non-zero: the launcher runs the
+ *  words after it through a shell, as ssh does (it joins its arguments with
+ *  spaces and hands the line to the remote user's shell).  Every word after
+ *  the launcher (sudo, the binary, the command's arguments and operands) is
+ *  then put in POSIX single quotes ('it'\''s'), so each arrives as the one
+ *  word it was.  Leave it off (the default) for launchers that pass their
+ *  arguments on as they are (kubectl exec, env, nice): the quotes would
+ *  reach the program.  No effect without a launcher.  Volume names and VM
+ *  ids are checked against [A-Za-z0-9][A-Za-z0-9._-]* (at most 128
+ *  characters) either way, and follow `--`.  docs/remote.md. */
+MLK_API int mlk_config_set_launcher_shell(mlk_config *cfg, int through_shell);
 /** Add NAME=VALUE to the child's environment (on top of the inherited one). */
 MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *value);
 /** Deadline of the CLI side channels (remove, volumes) in milliseconds;

@@ -193,7 +193,8 @@ Test(server_text, a_cli_commands_stderr_and_output_are_escaped)
     assert_clean(mlk_result_message(r));
     cr_assert(strstr(mlk_result_message(r), "Error: \\x1b]0;owned\\x07\\x1b[2J"), "%s", mlk_result_message(r));
     size_t n;
-    cr_assert(memchr(mlk_result_stderr(r, &n), 0x1b, n), "the stderr field keeps the bytes");
+    const char *err = mlk_result_stderr(r, &n);
+    cr_assert(memchr(err, 0x1b, n), "the stderr field keeps the bytes");
     mlk_result_free(r);
     cr_assert_eq(mlk_volume_list(cfg, &r), MLK_EPARSE);
     assert_clean(mlk_result_message(r));

@@ -371,3 +371,39 @@ Test(cmdline, matchlock_local_accepts_a_double_dash, .timeout = 30)
     mlk_result_free(r);
     mlk_config_free(cfg);
 }
+
+struct outcome {
+    int done, status;
+    char msg[512];
+};
+
+static void on_done(void *ud, uint64_t op, const mlk_result *r)
+{
+    struct outcome *o = ud;
+    o->status = mlk_result_status(r);
+    snprintf(o->msg, sizeof o->msg, "%s", mlk_result_message(r));
+    o->done = 1;
+}
+
+/* The async forms refuse the same names, with the same message, through done. */
+Test(cmdline, async_volume_calls_refuse_bad_names_through_done, .timeout = 30)
+{
+    scratch();
+    mlk_client *c = scripted("while IFS= read -r line; do :; done");
+    const char *bad[] = {"--help", "vol; id", "a b"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        for (int which = 0; which < 2; which++) {
+            struct outcome o = {0};
+            uint64_t op = 0;
+            int rc = which ? mlk_volume_remove_async(c, bad[i], on_done, &o, &op)
+                           : mlk_volume_create_async(c, bad[i], 16, on_done, &o, &op);
+            cr_assert_eq(rc, 0);
+            cr_assert_neq(op, 0);
+            for (int k = 0; k < 200 && !o.done; k++) mlk_dispatch_wait(c, 10);
+            cr_assert(o.done);
+            cr_assert_eq(o.status, MLK_EINVAL, "%s: %s", bad[i], o.msg);
+            cr_assert(strstr(o.msg, RULE), "%s", o.msg);
+        }
+    }
+    mlk_client_free(c);
+}

@@ -565,7 +565,11 @@ static void conn_request(hconn *k)
     size_t want = 0, k_idx = 0;
     const hook *hk = NULL;
     size_t hi = 0;
-    if (strncmp(id, "network_hook_", 13) == 0) want = (size_t)strtoull(id + 13, NULL, 10);
+    if (strncmp(id, "network_hook_", 13) == 0) { /* digits only, no wrap: "-18446744073709551615" is not 1 */
+        const char *dig = id + 13;
+        size_t nd = strspn(dig, "0123456789");
+        if (nd > 0 && nd < 10 && !dig[nd]) want = (size_t)strtoull(dig, NULL, 10);
+    }
     for (size_t i = 0; i < rt->set.n && !hk; i++) {
         if (rt->set.v[i].kind != MLK_HOOK_NETWORK) continue;
         if (rt->first_index + ++k_idx == want) { hk = &rt->set.v[i]; hi = i; }

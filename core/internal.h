@@ -104,6 +104,18 @@ int guest_path_canon(const char *workspace, const char *path, char **out);
 /* ---- shared helpers (util.c) ---------------------------------------- */
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Names and ids that become operands of a command line (volume names, VM
+ * ids, the server's included): matchlock-local's rule, so that none can be
+ * a flag or shell syntax.  1 when s follows it. */
+#define NAME_MAX_LEN 128
+#define NAME_RULE "[A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters"
+int name_valid(const char *s);
+/* Text from a server or guest made safe for a message read in terminals
+ * and logs: control characters other than newline and tab (C0, DEL, C1),
+ * the bidirectional overrides and every byte that is not valid UTF-8 become
+ * \xNN; the rest is copied.  Every result message passes through it
+ * (result_fail).  malloc'd, NUL-terminated; NULL when out of memory. */
+char *text_escape(const char *s, size_t n);
 /* Parse `[LOCAL:]REMOTE` specs into the wire forwards array (into w). */
 int port_forward_render(const char *const *specs, size_t n, jw *w, char **msg);
 /* Normalise allow-list hosts into a JSON array (into w). */

@@ -5,6 +5,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -253,6 +254,24 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
     }
 }
 
+/* An integer member of a server's answer that must lie in [lo, hi]: 0 with
+ * *v (def when absent or null), or -1 after failing out with MLK_EPROTO.  A
+ * value out of range is never cut down to one that fits (4294967296 read
+ * as an int is 0: a failed command would look successful). */
+static int int_member(mlk_result *out, const jdoc *d, const jnode *obj, const char *what, const char *key,
+                      int64_t lo, int64_t hi, int64_t def, int64_t *v)
+{
+    const jnode *n = jd_get(d, obj, key);
+    int64_t x;
+    if (!n || n->type == JN_NULL) { *v = def; return 0; }
+    if (jn_int(n, &x) == 0 && x >= lo && x <= hi) { *v = x; return 0; }
+    int shown = n->type == JN_NUM ? (int)(n->len > 40 ? 40 : n->len) : 0;
+    result_fail(out, MLK_EPROTO, "protocol error: the server's %s has \"%s\": %s%.*s, which is not an integer in "
+                "[%lld, %lld]", what, key, shown ? "" : "a value of another type", shown, shown ? n->s : "",
+                (long long)lo, (long long)hi);
+    return -1;
+}
+
 /* Build the result of a successful response.  *steal is set when the
  * result took ownership of the whole line buffer. */
 static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *steal)
@@ -266,6 +285,11 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *ste
     case K_CREATE: {
         const char *id = jd_str(d, res, "id", NULL);
         if (!id) { result_fail(out, MLK_EPARSE, "parse create result: the server's answer has no VM id"); break; }
+        if (!name_valid(id)) { /* `rm` would put it on a command line */
+            result_fail(out, MLK_EPROTO, "protocol error: the server's VM id \"%.80s%s\" does not match %s; it is "
+                        "not kept, so no command line ever gets it", id, strlen(id) > 80 ? "..." : "", NAME_RULE);
+            break;
+        }
         result_set_copy(out, 'd', id, strlen(id));
         pthread_mutex_lock(&c->mu);
         free(c->vm_id);
@@ -285,19 +309,29 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *ste
         }
         result_set_copy(out, 'e', p, n);
         /* fallthrough */
-    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY:
-        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
-        out->duration_ms = jd_int(d, res, "duration_ms", 0);
+    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY: {
+        /* any int: a Go server reports a command killed by a signal as -1 */
+        int64_t ec, ms;
+        if (int_member(out, d, res, "exec result", "exit_code", INT_MIN, INT_MAX, -1, &ec) != 0 ||
+            int_member(out, d, res, "exec result", "duration_ms", 0, INT64_MAX, 0, &ms) != 0)
+            break;
+        out->exit_code = (int)ec;
+        out->duration_ms = ms;
         break;
-    case K_WRITE_PIPE:
-        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
-        if (out->exit_code != 0) {
+    }
+    case K_WRITE_PIPE: {
+        int64_t ec;
+        if (int_member(out, d, res, "write_file result", "exit_code", INT_MIN, INT_MAX, -1, &ec) != 0) break;
+        if (ec != 0) {
             out->rpc_code = -32002;
+            char *e = text_escape(r->errbuf ? r->errbuf : "", r->errlen); /* the guest's bytes, NULs included */
             result_fail(out, MLK_ERPC, "write_file %s: %s", r->path ? r->path : "",
-                        r->errlen ? r->errbuf : "the copy command failed");
+                        r->errlen && e ? e : "the copy command failed");
+            free(e);
         }
         out->exit_code = -1;
         break;
+    }
     case K_READ: case K_LOG:
         if (decode_field(jd_get(d, res, "content"), &p, &n) != 0) {
             result_fail(out, MLK_EPARSE, "parse %s result: content is not valid base64", method_names[r->kind]);
@@ -433,11 +467,11 @@ static void answer(mlk_client *c, req *r, const jnode *root, int *steal)
     mlk_result *res;
     if (err && err->type == JN_OBJ) {
         res = result_new();
-        if (res) {
-            int code = (int)jd_int(d, err, "code", -32603);
-            res->rpc_code = code;
+        int64_t code;
+        if (res && int_member(res, d, err, "error", "code", INT_MIN, INT_MAX, -32603, &code) == 0) {
+            res->rpc_code = (int)code;
             result_fail(res, code == -32003 ? MLK_ECANCELED : MLK_ERPC, "%s: %s (code %d)",
-                        kind_call(r->kind), jd_str(d, err, "message", "error"), code);
+                        kind_call(r->kind), jd_str(d, err, "message", "error"), (int)code);
         }
     } else {
         res = make_result(c, r, jd_get(d, root, "result"), steal);

@@ -17,11 +17,11 @@ static int usage(void)
     fprintf(stderr,
             "usage: matchlock-local rpc\n"
             "       matchlock-local version\n"
-            "       matchlock-local rm <vm-id> | --stopped\n"
-            "       matchlock-local volume create <name> [--size MB] [--json]\n"
+            "       matchlock-local rm [--] <vm-id> | --stopped\n"
+            "       matchlock-local volume create [--size MB] [--json] [--] <name>\n"
             "       matchlock-local volume ls [--json]\n"
-            "       matchlock-local volume rm <name>\n"
-            "       matchlock-local volume cp <src> <dest>\n"
+            "       matchlock-local volume rm [--] <name>\n"
+            "       matchlock-local volume cp [--] <src> <dest>\n"
             "       matchlock-local image import <tag> < docker-save.tar\n"
             "       matchlock-local image ls\n"
             "       matchlock-local image rm <tag>\n");
@@ -66,9 +66,11 @@ static int cmd_rm(int argc, char **argv)
 {
     int stopped = 0;
     const char *id = NULL;
+    int operands = 0; /* after `--` every word is an operand, as cobra reads it */
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--stopped")) stopped = 1;
-        else if (argv[i][0] == '-') return die("unknown flag: %s", argv[i]);
+        if (!operands && !strcmp(argv[i], "--")) operands = 1;
+        else if (!operands && !strcmp(argv[i], "--stopped")) stopped = 1;
+        else if (!operands && argv[i][0] == '-') return die("unknown flag: %s", argv[i]);
         else if (!id) id = argv[i];
     }
     if (stopped) {
@@ -173,9 +175,11 @@ static int volume_create(int argc, char **argv)
 {
     const char *name = NULL, *sz = NULL;
     long long size = 10240;        /* upstream's default */
-    int json = 0, nargs = 0;
+    int json = 0, nargs = 0, operands = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
+        if (operands) { if (!name) name = argv[i]; nargs++; }
+        else if (!strcmp(argv[i], "--")) operands = 1;
+        else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--size")) {
             if (i + 1 >= argc) return die("flag needs an argument: --size");
             sz = argv[++i];
@@ -271,8 +275,15 @@ static int volume_ls(int argc, char **argv)
     return 0;
 }
 
+/* Skip a leading `--` (the operands follow it; these commands take no flags). */
+static void skip_dashdash(int *argc, char ***argv)
+{
+    if (*argc > 0 && !strcmp((*argv)[0], "--")) { (*argc)--; (*argv)++; }
+}
+
 static int volume_rm(int argc, char **argv)
 {
+    skip_dashdash(&argc, &argv);
     if (argc != 1) return die("accepts 1 arg(s), received %d", argc);
     const char *name = argv[0];
     if (check_volume_name(name)) return 1;
@@ -288,6 +299,7 @@ static int volume_rm(int argc, char **argv)
 
 static int volume_cp(int argc, char **argv)
 {
+    skip_dashdash(&argc, &argv);
     if (argc != 2) return die("accepts 2 arg(s), received %d", argc);
     long long size;
     char *src = NULL, *data = NULL;

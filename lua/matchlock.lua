@@ -197,7 +197,7 @@ end
 -- ---------------------------------------------------------------------
 -- configuration (shared by Client.new and the volume functions)
 
-local CONFIG_KEYS = set("binary", "sudo", "launcher", "env", "max_line", "timeout_ms")
+local CONFIG_KEYS = set("binary", "sudo", "launcher", "launcher_shell", "env", "max_line", "timeout_ms")
 
 local function make_config(fname, opts)
   opts = check_opts(fname, opts, CONFIG_KEYS)
@@ -215,6 +215,8 @@ local function make_config(fname, opts)
     if type(opts.launcher) ~= "table" then argerror(fname, "launcher must be a list of strings like {\"ssh\", \"host\"}") end
     ok(core.mlk_config_set_launcher(cfg, opts.launcher), "launcher")
   end
+  -- the launcher hands its words to a shell, as ssh does: they are quoted
+  if opts.launcher_shell then ok(core.mlk_config_set_launcher_shell(cfg, true), "launcher_shell") end
   if opts.env ~= nil then
     if type(opts.env) ~= "table" then argerror(fname, "env must be a table of NAME = value") end
     for k, v in pairs(opts.env) do
@@ -662,8 +664,9 @@ Client.nothrow = M.nothrow
 local live = setmetatable({}, { __mode = "k" })
 local ClosedClient -- the metatable of a client whose close completed (below)
 
---- Client.new{binary=, sudo=, launcher={...}, env={...}, max_line=, timeout_ms=}
---- starts `[launcher...] [sudo] binary rpc`.  timeout_ms is the default
+--- Client.new{binary=, sudo=, launcher={...}, launcher_shell=, env={...}, max_line=, timeout_ms=}
+--- starts `[launcher...] [sudo] binary rpc` (launcher_shell = true: the
+--- launcher hands its words to a shell, as ssh does, so they are quoted).  timeout_ms is the default
 --- deadline of every call made through this client (0: none).
 function Client.new(opts)
   opts = opts or {}

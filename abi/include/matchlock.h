@@ -214,6 +214,17 @@ MLK_API int mlk_config_set_sudo(mlk_config *cfg, int use_sudo);
  *  MLK_EINVALID_NET_HOOK before anything is sent: the server connects to
  *  the hook socket on its own machine (docs/remote.md). */
 MLK_API int mlk_config_set_launcher(mlk_config *cfg, const char *const *argv, size_t n);
+/** (Since 1.2, symbol version MLK_1.2.)  Non-zero: the launcher runs the
+ *  words after it through a shell, as ssh does (it joins its arguments with
+ *  spaces and hands the line to the remote user's shell).  Every word after
+ *  the launcher (sudo, the binary, the command's arguments and operands) is
+ *  then put in POSIX single quotes ('it'\''s'), so each arrives as the one
+ *  word it was.  Leave it off (the default) for launchers that pass their
+ *  arguments on as they are (kubectl exec, env, nice): the quotes would
+ *  reach the program.  No effect without a launcher.  Volume names and VM
+ *  ids are checked against [A-Za-z0-9][A-Za-z0-9._-]* (at most 128
+ *  characters) either way, and follow `--`.  docs/remote.md. */
+MLK_API int mlk_config_set_launcher_shell(mlk_config *cfg, int through_shell);
 /** Add NAME=VALUE to the child's environment (on top of the inherited one). */
 MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *value);
 /** Deadline of the CLI side channels (remove, volumes) in milliseconds;
@@ -510,18 +521,22 @@ MLK_API int mlk_launch_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeo
 MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out);
 /** Async close; the child is awaited on the I/O thread, never blocking it. */
 MLK_API int mlk_close_async(mlk_client *c, double timeout_s, mlk_done_cb done, void *ud, uint64_t *op);
-/** Run `<binary> rm <vm-id>` (after close).  MLK_EREMOVE when it fails. */
+/** Run `<binary> rm -- <vm-id>` (after close).  MLK_EREMOVE when it fails. */
 MLK_API int mlk_remove(mlk_client *c, mlk_result **out);
 /** Async remove: the command runs on a short-lived thread of its own. */
 MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op);
-/** Run `<binary> rm <vm_id>` with a configuration, no client needed (since
+/** Run `<binary> rm -- <vm_id>` with a configuration, no client needed (since
  *  1.1): through `cfg`'s binary, sudo and launcher (NULL: the defaults), as
  *  mlk_volume_remove.  For removing a VM after its client was freed: keep
  *  mlk_client_vm_id() (copied) and the config, free the client once closed
  *  (every descriptor goes), remove later.  Blocks the calling thread for the
  *  command (bounded by mlk_config_set_cli_timeout_ms); any thread.
  *  MLK_EREMOVE when the command fails (its stderr in the message);
- *  MLK_EINVAL when vm_id is NULL or empty.  `cfg` and `vm_id` are only read
+ *  MLK_EINVAL when vm_id is NULL, empty or outside the operand rule
+ *  ([A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters), before anything
+ *  runs.  A command whose exit status cannot be known (SIGCHLD ignored by
+ *  the process, or reaped by someone else) is MLK_EREMOVE saying so, never
+ *  a success; the same holds for every CLI call.  `cfg` and `vm_id` are only read
  *  during the call; *out (may be NULL) is the caller's to mlk_result_free. */
 MLK_API int mlk_remove_vm(const mlk_config *cfg, const char *vm_id, mlk_result **out);
 
@@ -636,11 +651,16 @@ MLK_API int mlk_port_forward_parse(const char *const *specs, size_t n, char **js
 
 /* Volumes (CLI side channel; no client needed) ------------------------- */
 
-/** `<binary> volume create NAME --size MB --json`; msgpack map result. */
+/* A volume name must match [A-Za-z0-9][A-Za-z0-9._-]*, at most 128
+ * characters (upstream's rule, bounded): anything else is MLK_EINVAL with a
+ * message naming the rule, before anything runs (an empty name stays
+ * MLK_EVOLUME_NAME).  The async forms deliver that failure through `done`. */
+
+/** `<binary> volume create --size MB --json -- NAME`; msgpack map result. */
 MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out);
 /** `<binary> volume ls --json`; msgpack array result. */
 MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out);
-/** `<binary> volume rm NAME`. */
+/** `<binary> volume rm -- NAME`. */
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out);
 /** Async volume commands, run with the client's configuration on a
  *  short-lived thread; `done` runs from mlk_dispatch() on that client. */

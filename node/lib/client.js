@@ -37,6 +37,7 @@ function makeConfigHandle(config) {
   if (binary) native.mlk_config_set_binary(cfg, binary);
   if (config.useSudo) native.mlk_config_set_sudo(cfg, 1);
   if (config.launcher?.length) native.mlk_config_set_launcher(cfg, config.launcher);
+  if (config.launcherShell) native.mlk_config_set_launcher_shell(cfg, 1);
   for (const [k, v] of Object.entries(config.env ?? {})) native.mlk_config_set_env(cfg, k, String(v));
   if (config.maxLineBytes) native.mlk_config_set_max_line(cfg, config.maxLineBytes);
   return cfg;
@@ -92,7 +93,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // The option names each call takes: anything else is a TypeError (a typo
 // such as `binray` would otherwise be ignored silently).
 const keys = (...names) => new Set(names);
-const CLIENT_KEYS = keys("binaryPath", "useSudo", "launcher", "env", "maxLineBytes", "onEvent");
+const CLIENT_KEYS = keys("binaryPath", "useSudo", "launcher", "launcherShell", "env", "maxLineBytes", "onEvent");
 const REQ_KEYS = keys("signal", "timeoutMs");
 const EXEC_KEYS = keys(...REQ_KEYS, "workingDir", "user", "encoding");
 const STREAM_KEYS = keys(...EXEC_KEYS, "stdout", "stderr", "onStdout", "onStderr");

@@ -118,6 +118,12 @@ class Config:
     launcher: list[str] = field(default_factory=list)
     """A command put in front of the binary, e.g. ["ssh", "host"] (beyond upstream)."""
 
+    launcher_shell: bool = False
+    """The launcher hands its words to a shell, as ssh does: every word after it
+    (the binary, the command's arguments) is shell-quoted.  Set it with ssh; leave
+    it off for launchers that pass their arguments on as they are (kubectl exec).
+    See docs/remote.md (beyond upstream)."""
+
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the matchlock process (beyond upstream)."""
 

@@ -1231,3 +1231,22 @@ Test(hooks, an_unread_reply_does_not_hold_the_io_thread, .timeout = 30)
     close(fd);
     mlk_client_free(c);
 }
+
+/* The callback id's number is read as digits only: "-18446744073709551615"
+ * wrapped to 1 through strtoull and reached the first hook (issue 23, 6). */
+Test(hooks, a_callback_id_that_wraps_reaches_no_hook, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_MUTATE};
+    char sock[256];
+    mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+    const char *ids[] = {"-18446744073709551615", "18446744073709551617", "+1", " 1", "1x", ""};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        char req[512];
+        snprintf(req, sizeof req, "{\"callback_id\":\"network_hook_%s\",\"phase\":\"before\",\"host\":\"h\"}\n", ids[i]);
+        struct exchange x = {.sock = sock, .request = req};
+        exchange_while_dispatching(c, &x);
+        cr_assert(strstr(x.reply, "unknown callback_id"), "%s: %s", ids[i], x.reply);
+    }
+    cr_assert_eq(st.calls, 0, "a hook ran for a callback id that is not its own");
+    mlk_client_free(c);
+}

@@ -512,10 +512,29 @@ static int reset_peak(void)
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+/* Whether RSS says anything about the library's allocations: not under
+ * AddressSanitizer (its quarantine keeps freed memory) or valgrind. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MLK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLK_ASAN 1
+#endif
+#endif
+static int rss_meaningful(void)
+{
+#ifdef MLK_ASAN
+    return 0;
+#else
+    const char *pre = getenv("LD_PRELOAD");
+    return !(pre && strstr(pre, "vgpreload"));
+#endif
+}
+
 /* The peak RSS growth (KiB) while fn(c) runs, or -1 when unknown. */
 static long peak_growth(void (*fn)(mlk_client *, void *), mlk_client *c, void *arg)
 {
-    int can = reset_peak() == 0;
+    int can = rss_meaningful() && reset_peak() == 0;
     long before = status_kb("VmRSS");
     fn(c, arg);
     long peak = status_kb("VmHWM");

@@ -26,8 +26,6 @@
 #include <unistd.h>
 
 #define DEFAULT_NET_TIMEOUT_MS 5000 /* the server gives up on a callback after about this long */
-#define MAX_HOOK_REQUEST (8 * 1024 * 1024)
-#define MAX_HOOK_CONNS 64           /* connections served at once per client; more wait in the backlog */
 #define ACCEPT_RETRY_MS 100         /* out of descriptors: accept again after this long */
 
 static const char *const vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
@@ -399,6 +397,7 @@ static void token_done(mlk_client *c);
 static void hook_item_run(qitem *it)
 {
     hook_item *h = (hook_item *)it;
+    if (!h->call) atomic_fetch_sub(&h->c->queued_after, 1);
     h->cb(h->ud, h->c, h->kind, h->call, h->data, h->len);
     if (h->plain && h->c->hooks) h->c->hooks->plain_inflight--;
     free(h);
@@ -410,6 +409,7 @@ static void hook_item_drop(qitem *it)
 {
     hook_item *h = (hook_item *)it;
     if (h->call) call_abandon(h->call, "the client was freed before the hook ran");
+    else atomic_fetch_sub(&h->c->queued_after, 1);
     free(h);
 }
 
@@ -428,6 +428,7 @@ static int post_hook(mlk_queue *q, mlk_client *c, const hook *hk, mlk_hook_call 
     h->plain = plain;
     h->len = len;
     memcpy(h->data, mp, len);
+    if (!call) atomic_fetch_add(&c->queued_after, 1);
     queue_push(q, &h->base);
     return 0;
 }
@@ -867,6 +868,7 @@ void hooks_on_file_event(mlk_client *c, const jdoc *d, const jnode *file)
         const hook *h = &rt->set.v[i];
         if (h->kind != MLK_HOOK_VFS_DANGEROUS && !(h->kind == MLK_HOOK_VFS_AFTER && plain_ok)) continue;
         if (!hook_matches(h, op, path)) continue;
+        if (atomic_load(&c->queued_after) >= AFTER_QUEUE_MAX) { note_dropped(c, &c->dropped_after); continue; }
         if (!mp && json_to_mp_buf(d, file, &mp, &n) != 0) return;
         int plain = h->kind == MLK_HOOK_VFS_AFTER;
         if (plain) rt->plain_inflight++;

@@ -8,6 +8,26 @@
 #include <msgpack.h>
 #include <stdint.h>
 
+/* ---- bounds on what a server can make the host hold -------------------
+ * Every buffer and queue the server (or the hook socket's peer, or the
+ * CLI) can fill has its bound here, and docs/security.md ("A server cannot
+ * exhaust the host") lists each with its test.  The parser's node budget
+ * is JD_* in json.h; the default line limit is MLK_DEFAULT_MAX_LINE in
+ * matchlock.h (a read_file of MLK_LARGEST_READ bytes). */
+#define STDERR_TAIL 4096               /* the child's stderr: its last bytes only */
+#define BANNER_MAX 4096                /* non-protocol stdout kept before the first message */
+#define WRITE_ERR_MAX 4096             /* a big write_file's `cat` stderr kept for its message */
+#define OUT_HIGH (16 * 1024 * 1024)    /* stream output queued for the host: stop reading above */
+#define OUT_LOW (4 * 1024 * 1024)      /* ... and read again below */
+#define LINE_BUF_KEEP (1024 * 1024)    /* the line buffer, once empty, is freed when bigger */
+#define LINE_KEEP 256                  /* an oversized line: bytes of its head and tail kept to find its id */
+#define EVENT_QUEUE_MAX 4096           /* `event` notifications waiting for mlk_dispatch; more are dropped */
+#define AFTER_QUEUE_MAX 1024           /* VFS after-hook calls waiting for mlk_dispatch; more are dropped */
+#define MAX_HOOK_REQUEST (8 * 1024 * 1024) /* one hook-socket request line */
+#define MAX_HOOK_CONNS 64              /* hook-socket connections served at once; more wait in the backlog */
+#define CLI_OUTPUT_MAX (16 * 1024 * 1024) /* stdout of a CLI side channel (volume ls ...): more kills it */
+#define CLI_STDERR_MAX 65536           /* stderr of a CLI side channel kept for its message */
+
 /* ---- results (result.c) ---------------------------------------------- */
 struct mlk_result {
     int status;

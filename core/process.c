@@ -22,7 +22,7 @@ extern char **environ;
 MLK_API mlk_config *mlk_config_new(void)
 {
     mlk_config *c = calloc(1, sizeof *c);
-    if (c) c->max_line = (uint64_t)1 << 30;
+    if (c) c->max_line = MLK_DEFAULT_MAX_LINE;
     return c;
 }
 
@@ -345,12 +345,12 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
     char *ob = NULL, *eb = NULL;
     size_t on = 0, oc = 0, en = 0, ec = 0;
     struct pollfd p[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
-    int open_fds = 2, timed_out = 0;
+    int open_fds = 2, timed_out = 0, too_much = 0;
     int64_t limit = c ? c->cli_timeout_ms : 0;
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char tmp[8192];
-    while (open_fds > 0) {
+    while (open_fds > 0 && !too_much) {
         int wait = -1;
         if (limit > 0) {
             clock_gettime(CLOCK_MONOTONIC, &now);
@@ -366,8 +366,9 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
             if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             ssize_t k = read(p[i].fd, tmp, sizeof tmp);
             if (k > 0) {
-                if (i == 0) buf_add(&ob, &on, &oc, tmp, (size_t)k);
-                else if (en < 65536) buf_add(&eb, &en, &ec, tmp, (size_t)k);
+                if (i == 0 && on + (size_t)k > CLI_OUTPUT_MAX) too_much = 1;
+                else if (i == 0) buf_add(&ob, &on, &oc, tmp, (size_t)k);
+                else if (en < CLI_STDERR_MAX) buf_add(&eb, &en, &ec, tmp, (size_t)k);
             } else if (k == 0 || errno != EINTR) {
                 close(p[i].fd);
                 p[i].fd = -1;
@@ -378,7 +379,13 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
     for (int i = 0; i < 2; i++)
         if (p[i].fd >= 0) close(p[i].fd);
     int status = 0;
-    int waited = wait_child(pid, timed_out ? 0 : -1, &status); /* a late command is killed */
+    int waited = wait_child(pid, timed_out || too_much ? 0 : -1, &status); /* a late or flooding command is killed */
+    if (too_much) {
+        free(ob);
+        free(eb);
+        return result_fail(r, MLK_EPROTO, "'%s %s' printed more than %d bytes on stdout and was killed",
+                           config_binary(c), nargs ? args[0] : "", CLI_OUTPUT_MAX);
+    }
     if (timed_out) {
         free(ob);
         free(eb);

@@ -75,11 +75,15 @@ typedef struct event_item {
 static void event_run(qitem *it)
 {
     event_item *e = (event_item *)it;
-    pthread_mutex_lock(&e->c->mu);
-    mlk_event_cb cb = e->c->event_cb;
-    void *ud = e->c->event_ud;
-    pthread_mutex_unlock(&e->c->mu);
-    if (cb) cb(ud, e->data, e->len);
+    atomic_fetch_sub(&e->c->queued_events, 1);
+    event_deliver(e->c, e->data, e->len);
+    free(e);
+}
+
+static void event_drop(qitem *it)
+{
+    event_item *e = (event_item *)it;
+    atomic_fetch_sub(&e->c->queued_events, 1);
     free(e);
 }
 
@@ -100,8 +104,6 @@ static int decode_field(const jnode *n, const char **p, size_t *len)
  * output queued, the I/O thread stops reading the child (the child then
  * blocks on its pipe); below OUT_LOW it reads again.  A stream of any
  * length thus runs in bounded memory however slow the consumer. */
-#define OUT_HIGH (16 * 1024 * 1024)
-#define OUT_LOW (4 * 1024 * 1024)
 
 static void t_resume_locked(void *p)
 {
@@ -200,17 +202,22 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
     if (strcmp(method, "event") == 0) {
         char *mp;
         size_t n;
-        if (!params || json_to_mp_buf(d, params, &mp, &n) != 0) return;
-        event_item *e = malloc(sizeof *e + n);
-        if (e) {
-            e->base.run = event_run;
-            e->base.drop = plain_drop;
-            e->c = c;
-            e->len = n;
-            memcpy(e->data, mp, n);
-            queue_push(&c->mainq, &e->base);
+        if (!params) return;
+        if (atomic_load(&c->queued_events) >= EVENT_QUEUE_MAX) {
+            note_dropped(c, &c->dropped_events);
+        } else if (json_to_mp_buf(d, params, &mp, &n) == 0) {
+            event_item *e = malloc(sizeof *e + n);
+            if (e) {
+                e->base.run = event_run;
+                e->base.drop = event_drop;
+                e->c = c;
+                e->len = n;
+                memcpy(e->data, mp, n);
+                atomic_fetch_add(&c->queued_events, 1);
+                queue_push(&c->mainq, &e->base);
+            }
+            free(mp);
         }
-        free(mp);
         if (c->hooks) hooks_on_file_event(c, d, jd_get(d, params, "file"));
         return;
     }
@@ -243,8 +250,8 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
         output_lost(c, r, MLK_EPROTO, method, "carries no valid base64 \"data\" (protocol error)");
         return;
     }
-    if (r->errlen >= 4096) return;
-    size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
+    if (r->errlen >= WRITE_ERR_MAX) return;
+    size_t k = n < WRITE_ERR_MAX - r->errlen ? n : WRITE_ERR_MAX - r->errlen;
     char *e = realloc(r->errbuf, r->errlen + k + 1);
     if (e) {
         memcpy(e + r->errlen, p, k);
@@ -411,6 +418,13 @@ static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
     jdoc *d = &c->doc;
     if (line[i] != '{') { not_a_message(c, line, len, 0); return; }
     if (jd_parse(d, line, len) != 0) {
+        if (d->err == jd_err_budget) { /* well-formed maybe, but too costly to hold: only its call fails */
+            char what[160];
+            snprintf(what, sizeof what, "holds more JSON values than a line of %zu bytes may (%zu)", len, jd_budget(len));
+            size_t k = len - i < LINE_KEEP ? len - i : LINE_KEEP;
+            line_refused(c, line + i, k, line + len - k, k, what);
+            return;
+        }
         char why[160];
         snprintf(why, sizeof why, "protocol error: the server sent a malformed line (%s)", d->err);
         die(c, MLK_EPROTO, why);
@@ -512,6 +526,11 @@ static void process_lines(mlk_client *c)
     if (start == c->len) start = c->len = 0; /* all handled: the next read starts at the front */
     c->off = start;
     c->scan = c->len;
+    if (c->len == 0 && c->cap > LINE_BUF_KEEP) { /* a big line's buffer is not kept for the small ones */
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
 }
 
 /* At EOF on stdout the child is usually about to exit, and its last words
@@ -553,14 +572,6 @@ static int make_room(mlk_client *c)
     return 0;
 }
 
-/* The partial line outgrew the configured maximum: the session fails (1). */
-static int too_long(mlk_client *c)
-{
-    if (c->len - c->off <= c->cfg->max_line) return 0;
-    die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
-    return 1;
-}
-
 void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
@@ -570,15 +581,20 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg)
         process_lines(c);
         if (c->dead || c->detached) return;
     }
-    if (too_long(c)) return;
+    if (line_too_long(c)) return;
     for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
         if (make_room(c) != 0) { die(c, MLK_ENOMEM, "out of memory reading the server's output"); return; }
         size_t room = c->cap - c->len - 1;
         ssize_t n = read(c->out_fd, c->buf + c->len, room);
         if (n > 0) {
             c->len += (size_t)n;
+            if (c->skip_len > 0 && !line_skip_more(c)) {
+                if ((size_t)n < room) return;
+                continue;
+            }
+            if (c->dead || c->detached) return;
             process_lines(c);
-            if (c->dead || c->detached || too_long(c)) return;
+            if (c->dead || c->detached || line_too_long(c)) return;
             if ((size_t)n < room) return; /* drained: the loop calls again when more comes */
             continue;
         }
@@ -689,7 +705,7 @@ int reader_self_read(void *arg)
     if (pthread_mutex_trylock(&c->io_mu) != 0) return 0;
     int handled = 0;
     if (!c->dead && !c->detached && !c->read_paused && !c->streams && c->ev_read && c->out_fd >= 0 &&
-        c->scan == c->len &&
+        c->scan == c->len && c->skip_len == 0 &&
         make_room(c) == 0) {
         ssize_t n = read(c->out_fd, c->buf + c->len, c->cap - c->len - 1);
         if (n > 0) {

@@ -231,8 +231,20 @@ MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *va
  *  a command still running then is killed and the call fails with
  *  MLK_ETIMEDOUT.  0 (the default) waits as long as it takes. */
 MLK_API int mlk_config_set_cli_timeout_ms(mlk_config *cfg, int64_t ms);
-/** Largest response line accepted from the server (default 1 GiB).  A
- *  longer line fails the session with MLK_EPROTO. */
+/** The largest file a read_file answer carries under the default line
+ *  limit: 256 MiB.  Reading a bigger file needs a larger limit
+ *  (mlk_config_set_max_line), or a streamed exec of `cat`. */
+#define MLK_LARGEST_READ (256ull << 20)
+/** The default line limit: the line of a read_file answer for a file of
+ *  MLK_LARGEST_READ bytes (its base64, 4 bytes per 3) plus 64 KiB for the
+ *  envelope: 341.4 MiB.  Every legitimate answer but a bigger read fits. */
+#define MLK_DEFAULT_MAX_LINE ((MLK_LARGEST_READ + 2) / 3 * 4 + (64ull << 10))
+/** Largest line accepted from the server (default MLK_DEFAULT_MAX_LINE).
+ *  A longer line is discarded as it arrives (it is never held whole) and
+ *  is a protocol error (MLK_EPROTO, "... longer than the line limit ...")
+ *  for the one call it answers or streams to, found by the id in its first
+ *  or last 256 bytes; other calls and the session go on.  A longer line
+ *  that names no pending call fails the session with MLK_EPROTO. */
 MLK_API int mlk_config_set_max_line(mlk_config *cfg, uint64_t bytes);
 
 /* ------------------------------------------------------------------ */
@@ -488,7 +500,11 @@ MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms);
 
 /** Called with each `event` notification (msgpack map of the event's
  *  params), on the thread calling mlk_dispatch().  NULL removes it.
- *  Events are lossy (the server drops them when busy). */
+ *  Events are lossy (the server drops them when busy).  At most 4096
+ *  events and 1024 VFS after-hook calls wait for mlk_dispatch(); what
+ *  comes beyond is dropped and counted in one event of the client's own,
+ *  {"type":"dropped","events":N,"after_hooks":M,"message":S}, delivered
+ *  here in the place of the dropped ones (docs/c-api.md, "Bounds"). */
 typedef void (*mlk_event_cb)(void *ud, const char *msgpack, size_t len);
 MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud);
 

@@ -128,7 +128,7 @@ class Config:
     """Extra environment for the matchlock process (beyond upstream)."""
 
     max_line: int = 0
-    """Largest response line accepted from the server in bytes; 0 keeps the default (1 GiB)."""
+    """Largest response line accepted from the server in bytes; 0 keeps the default (MLK_DEFAULT_MAX_LINE: 341.4 MiB, a read_file of 256 MiB)."""
 
 
 @dataclass

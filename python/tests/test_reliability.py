@@ -172,6 +172,36 @@ def test_answers_among_events_and_split_lines_all_arrive(hostile: Any, threads: 
     assert all(e.get("type") == "chatty" for e in seen)
 
 
+def test_an_event_flood_is_bounded_and_the_drops_are_reported(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23: while the host's event callback is busy, the core keeps at
+    most 4096 events for it and counts the rest in one "dropped" event,
+    which reaches Python like any other; nothing is lost without a word."""
+    import threading
+    monkeypatch.setenv("MLK_HOSTILE_COUNT", "100000")
+    c = hostile("event-flood")
+    seen: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    def on_event(e: dict[str, Any]) -> None:
+        release.wait(20)  # the host is busy for 2 s: the server's events pile up
+        seen.append(e)
+
+    c.on_event(on_event)
+    threading.Timer(2.0, release.set).start()
+    c.exec("true")  # answered after the 100,000 events
+    deadline = time.monotonic() + 20
+    notices = [e for e in seen if e.get("type") == "dropped"]
+    while (not notices or len(seen) - len(notices) + sum(n["events"] for n in notices) < 100000) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+        notices = [e for e in seen if e.get("type") == "dropped"]
+    events = [e for e in seen if e.get("type") != "dropped"]
+    assert notices, f"no dropped notice among {len(seen)} events"
+    assert "dropped" in notices[0]["message"]
+    assert len(events) + sum(n["events"] for n in notices) == 100000
+    assert len(events) <= 4096 + 2  # at most the bound waited, plus the ones the callback held
+
+
 def test_a_dead_servers_banner_is_quoted(shell_peer: Any) -> None:
     c = shell_peer("echo 'usage: matchlock [--flags] COMMAND'; exit 2")
     with pytest.raises(ml.ServerDiedError, match=r"usage: matchlock \[--flags\] COMMAND"):

@@ -153,7 +153,7 @@ static int json_eq(const jdoc *dw, const jnode *w, const jdoc *dg, const jnode *
         return 0;
     case JN_ARR: {
         if (w->count != g->count) {
-            snprintf(where, cap, "%s: %u items vs %u", path, w->count, g->count);
+            snprintf(where, cap, "%s: %zu items vs %zu", path, w->count, g->count);
             return 0;
         }
         const jnode *a = jd_first(dw, w), *b = jd_first(dg, g);

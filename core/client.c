@@ -183,7 +183,9 @@ MLK_API int mlk_client_new(mlk_client **out, const mlk_config *cfg, mlk_result *
     int rc = spawn_child(c->cfg, args, 1, 1, &c->pid, &c->in_fd, &c->out_fd, &c->err_fd, &msg);
     if (rc == 0 && (rc = ioloop_acquire()) != 0 && (errno == EMFILE || errno == ENFILE)) {
         rc = MLK_ESPAWN;
-        msg = xstrdup("mlk_client_new: out of file descriptors (no descriptor for the I/O thread: too many open files)");
+        const char *ev = ioloop_last_log();
+        msg = xasprintf("mlk_client_new: out of file descriptors (no descriptor for the I/O thread: too many open "
+                        "files)%s%s", ev[0] ? "; libevent: " : "", ev);
     }
     if (rc != 0) {
         int st = fail_now(rc, res, msg ? msg : mlk_strerror(rc));
@@ -216,6 +218,7 @@ void client_final_free(mlk_client *c)
     jd_free(&c->doc);
     free(c->buf);
     free(c->vm_id);
+    free(c->workspace);
     free(c->dead_msg);
     mlk_config_free(c->cfg);
     pthread_mutex_destroy(&c->mu);
@@ -258,6 +261,7 @@ static void client_free_inherited(mlk_client *c)
     jd_free(&c->doc);
     free(c->buf);
     free(c->vm_id);
+    free(c->workspace);
     free(c->dead_msg);
     mlk_config_free(c->cfg);
     free(c);

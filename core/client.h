@@ -25,9 +25,8 @@ enum {
 #define FEED_HIGH (1024 * 1024)        /* stop feeding stdin above this many buffered bytes */
 #define STDIN_LIMIT (8 * 1024 * 1024)  /* mlk_stdin_write answers MLK_EAGAIN above this */
 #define SERVER_MAX_LINE (10 * 1024 * 1024)
-#define STDERR_TAIL 4096
 #define CANCEL_TRIES 10            /* cancels sent for one request at most (about 0.5 s) */
-#define BANNER_MAX 4096             /* non-protocol stdout kept before the first message */
+
 
 typedef struct pline {
     struct pline *next;
@@ -102,21 +101,36 @@ struct mlk_client {
                                    * any is, a blocking caller leaves all reading to the I/O thread */
     req *graveyard;               /* answered by a waiting thread with their deadline timer still
                                    * set (hnext list): the I/O thread frees them (free_graveyard) */
+    int closing;                  /* the host's close was submitted: no request is sent after it, and
+                                   * the child's exit fails what is pending as closed, not dead */
+    int close_out;                /* the close line is written: nothing else is (the server reads no more) */
     char *held_close;             /* the close line, held while cancels_open > 0 */
     size_t held_close_len;
     char banner[BANNER_MAX];      /* stdout lines before it (a launcher's banner) */
     size_t banner_len;
+    /* an oversized line being discarded (skip_len > 0): its length so
+     * far, and its first and last LINE_KEEP bytes, which may name its id */
+    uint64_t skip_len;
+    char skip_head[LINE_KEEP], skip_tail[LINE_KEEP];
+    size_t skip_head_len, skip_tail_len;
 
     /* shared, under mu */
     pthread_mutex_t mu;
     int state;
     char *vm_id;
+    char *workspace;              /* the created sandbox's vfs.workspace as given, or NULL (guest_path_canon) */
     char *dead_msg;
     int dead_status;
     char tail[STDERR_TAIL];
     size_t tail_len;
     mlk_event_cb event_cb;
     void *event_ud;
+
+    /* bounded host queues (reader.c, hooks.c): items waiting in mainq,
+     * items dropped since the last notice, and whether a notice waits */
+    _Atomic size_t queued_events, queued_after;
+    _Atomic size_t dropped_events, dropped_after;
+    _Atomic int notice_queued;
 
     /* hooks (hooks.c) */
     struct hookrt *hooks;         /* NULL until a create with hooks */
@@ -245,6 +259,22 @@ void read_stderr(mlk_client *c);
 int reader_self_read(void *c);
 void done_run(qitem *it);
 void done_drop(qitem *it);
+
+/* ---- bounds.c: past the bounds ---------------------------------------- */
+/* Host thread: hand an event document to the event callback, if any. */
+void event_deliver(mlk_client *c, const char *mp, size_t len);
+/* An event or after-hook call was dropped (its queue is full): count it in
+ * *counter and make sure a "dropped" notice waits for the event callback. */
+void note_dropped(mlk_client *c, _Atomic size_t *counter);
+/* A line refused for its size: fail the call whose id its head h or tail t
+ * names (a response's or an output notification's), or the session. */
+void line_refused(mlk_client *c, const char *h, size_t hn, const char *t, size_t tn, const char *what);
+/* The partial line [off, len) outgrew the limit: skip it from now on.
+ * 1 when the client is dead or detached. */
+int line_too_long(mlk_client *c);
+/* Skipping a line: drop the new bytes [off, len) up to its end.  1 when
+ * it ended (what follows is in [off, len), not yet scanned). */
+int line_skip_more(mlk_client *c);
 
 /* ---- client.c: submitting calls and routing their completion --------- */
 int client_state(mlk_client *c);

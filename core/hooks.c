@@ -27,8 +27,6 @@
 #include <unistd.h>
 
 #define DEFAULT_NET_TIMEOUT_MS 5000 /* the server gives up on a callback after about this long */
-#define MAX_HOOK_REQUEST (8 * 1024 * 1024)
-#define MAX_HOOK_CONNS 64           /* connections served at once per client; more wait in the backlog */
 #define ACCEPT_RETRY_MS 100         /* out of descriptors: accept again after this long */
 
 /* ===================================================================== */
@@ -365,6 +363,7 @@ static void token_done(mlk_client *c);
 static void hook_item_run(qitem *it)
 {
     hook_item *h = (hook_item *)it;
+    if (!h->call) atomic_fetch_sub(&h->c->queued_after, 1);
     h->cb(h->ud, h->c, h->kind, h->call, h->data, h->len);
     if (h->plain && h->c->hooks) h->c->hooks->plain_inflight--;
     free(h);
@@ -376,6 +375,7 @@ static void hook_item_drop(qitem *it)
 {
     hook_item *h = (hook_item *)it;
     if (h->call) call_abandon(h->call, "the client was freed before the hook ran");
+    else atomic_fetch_sub(&h->c->queued_after, 1);
     free(h);
 }
 
@@ -394,6 +394,7 @@ static int post_hook(mlk_queue *q, mlk_client *c, const hook *hk, mlk_hook_call 
     h->plain = plain;
     h->len = len;
     memcpy(h->data, mp, len);
+    if (!call) atomic_fetch_add(&c->queued_after, 1);
     queue_push(q, &h->base);
     return 0;
 }
@@ -531,7 +532,11 @@ static void conn_request(hconn *k)
     size_t want = 0, k_idx = 0;
     const hook *hk = NULL;
     size_t hi = 0;
-    if (strncmp(id, "network_hook_", 13) == 0) want = (size_t)strtoull(id + 13, NULL, 10);
+    if (strncmp(id, "network_hook_", 13) == 0) { /* digits only, no wrap: "-18446744073709551615" is not 1 */
+        const char *dig = id + 13;
+        size_t nd = strspn(dig, "0123456789");
+        if (nd > 0 && nd < 10 && !dig[nd]) want = (size_t)strtoull(dig, NULL, 10);
+    }
     for (size_t i = 0; i < rt->set.n && !hk; i++) {
         if (rt->set.v[i].kind != MLK_HOOK_NETWORK) continue;
         if (rt->first_index + ++k_idx == want) { hk = &rt->set.v[i]; hi = i; }
@@ -829,6 +834,7 @@ void hooks_on_file_event(mlk_client *c, const jdoc *d, const jnode *file)
         const hook *h = &rt->set.v[i];
         if (h->kind != MLK_HOOK_VFS_DANGEROUS && !(h->kind == MLK_HOOK_VFS_AFTER && plain_ok)) continue;
         if (!hook_matches(h, op, path)) continue;
+        if (atomic_load(&c->queued_after) >= AFTER_QUEUE_MAX) { note_dropped(c, &c->dropped_after); continue; }
         if (!mp && json_to_mp_buf(d, file, &mp, &n) != 0) return;
         int plain = h->kind == MLK_HOOK_VFS_AFTER;
         if (plain) rt->plain_inflight++;

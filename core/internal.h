@@ -8,6 +8,26 @@
 #include <msgpack.h>
 #include <stdint.h>
 
+/* ---- bounds on what a server can make the host hold -------------------
+ * Every buffer and queue the server (or the hook socket's peer, or the
+ * CLI) can fill has its bound here, and docs/security.md ("A server cannot
+ * exhaust the host") lists each with its test.  The parser's node budget
+ * is JD_* in json.h; the default line limit is MLK_DEFAULT_MAX_LINE in
+ * matchlock.h (a read_file of MLK_LARGEST_READ bytes). */
+#define STDERR_TAIL 4096               /* the child's stderr: its last bytes only */
+#define BANNER_MAX 4096                /* non-protocol stdout kept before the first message */
+#define WRITE_ERR_MAX 4096             /* a big write_file's `cat` stderr kept for its message */
+#define OUT_HIGH (16 * 1024 * 1024)    /* stream output queued for the host: stop reading above */
+#define OUT_LOW (4 * 1024 * 1024)      /* ... and read again below */
+#define LINE_BUF_KEEP (1024 * 1024)    /* the line buffer, once empty, is freed when bigger */
+#define LINE_KEEP 256                  /* an oversized line: bytes of its head and tail kept to find its id */
+#define EVENT_QUEUE_MAX 4096           /* `event` notifications waiting for mlk_dispatch; more are dropped */
+#define AFTER_QUEUE_MAX 1024           /* VFS after-hook calls waiting for mlk_dispatch; more are dropped */
+#define MAX_HOOK_REQUEST (8 * 1024 * 1024) /* one hook-socket request line */
+#define MAX_HOOK_CONNS 64              /* hook-socket connections served at once; more wait in the backlog */
+#define CLI_OUTPUT_MAX (16 * 1024 * 1024) /* stdout of a CLI side channel (volume ls ...): more kills it */
+#define CLI_STDERR_MAX 65536           /* stderr of a CLI side channel kept for its message */
+
 /* ---- results (result.c) ---------------------------------------------- */
 struct mlk_result {
     int status;
@@ -105,6 +125,8 @@ int hook_glob_match(const char *pattern, const char *path);
 
 /* ---- the builder (sandbox.c) ---------------------------------------- */
 const hookset *sandbox_hooks(const mlk_sandbox *sb);
+/* The workspace given to the builder (vfs.workspace), or NULL. */
+const char *sandbox_workspace(const mlk_sandbox *sb);
 /* How many static network interception rules the builder has. */
 size_t sandbox_net_rule_count(const mlk_sandbox *sb);
 /* Validate and write the create params object into w (no newline);
@@ -115,9 +137,28 @@ int sandbox_render(const mlk_sandbox *sb, int launch, const char *callback_socke
 size_t sandbox_port_forwards(const mlk_sandbox *sb, const char *const **specs,
                              const char *const **addrs, size_t *naddrs);
 
+/* ---- guest paths (guestpath.c) ---------------------------------------- */
+/* The canonical guest path for a file call's path (malloc'd into *out): a
+ * relative path is taken against workspace (NULL or "": "/workspace"),
+ * "//" and "." are dropped and ".." is resolved lexically, never above "/".
+ * Always absolute.  0, MLK_EINVAL (empty path) or MLK_ENOMEM. */
+int guest_path_canon(const char *workspace, const char *path, char **out);
+
 /* ---- shared helpers (util.c) ---------------------------------------- */
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Names and ids that become operands of a command line (volume names, VM
+ * ids, the server's included): matchlock-local's rule, so that none can be
+ * a flag or shell syntax.  1 when s follows it. */
+#define NAME_MAX_LEN 128
+#define NAME_RULE "[A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters"
+int name_valid(const char *s);
+/* Text from a server or guest made safe for a message read in terminals
+ * and logs: control characters other than newline and tab (C0, DEL, C1),
+ * the bidirectional overrides and every byte that is not valid UTF-8 become
+ * \xNN; the rest is copied.  Every result message passes through it
+ * (result_fail).  malloc'd, NUL-terminated; NULL when out of memory. */
+char *text_escape(const char *s, size_t n);
 /* Parse `[LOCAL:]REMOTE` specs into the wire forwards array (into w). */
 int port_forward_render(const char *const *specs, size_t n, jw *w, char **msg);
 /* Normalise allow-list hosts into a JSON array (into w). */

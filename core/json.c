@@ -464,14 +464,25 @@ typedef struct {
     jdoc *d;
     char *p, *end;
     int depth;
+    size_t budget;    /* nodes this line may have */
 } pstate;
+
+const char jd_err_budget[] = "too many values for the line's size (node budget exceeded)";
+
+size_t jd_budget(size_t len)
+{
+    size_t b = len / JD_BYTES_PER_NODE + JD_NODES_MIN;
+    return b < JD_NODES_MAX ? b : JD_NODES_MAX;
+}
 
 static long newnode(pstate *ps, int type)
 {
     jdoc *d = ps->d;
+    if (d->n >= ps->budget) { d->err = jd_err_budget; return -1; }
     if (d->n == d->cap) {
-        uint32_t cap = d->cap ? d->cap * 2 : 64;
-        jnode *nn = realloc(d->nodes, (size_t)cap * sizeof *nn);
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        if (cap > ps->budget) cap = ps->budget; /* never more than the budget: n < budget here */
+        jnode *nn = realloc(d->nodes, cap * sizeof *nn);
         if (!nn) { d->err = "out of memory"; return -1; }
         d->nodes = nn;
         d->cap = cap;
@@ -642,7 +653,7 @@ static long parse_container(pstate *ps, int is_obj)
     ws(ps);
     char close = is_obj ? '}' : ']';
     long prev = -1;
-    uint32_t count = 0;
+    size_t count = 0;
     if (ps->p < ps->end && *ps->p == close) { ps->p++; ps->depth--; return idx; }
     for (;;) {
         long item;
@@ -756,10 +767,20 @@ static long parse_value(pstate *ps)
 
 int jd_parse(jdoc *d, char *buf, size_t len)
 {
-    pstate ps = {d, buf, buf + len, 0};
+    pstate ps = {d, buf, buf + len, 0, d->max_nodes ? d->max_nodes : jd_budget(len)};
+    if (ps.budget > JD_NODES_MAX) ps.budget = JD_NODES_MAX; /* indexes are uint32_t */
+    if (d->cap > ps.budget) { /* a big line's nodes are not kept for the small ones after it */
+        free(d->nodes);
+        d->nodes = NULL;
+        d->cap = 0;
+    }
     d->n = 0;
     d->err = NULL;
-    if (parse_value(&ps) < 0) { d->n = 0; return -1; }
+    if (parse_value(&ps) < 0) {
+        d->n = 0;
+        if (d->cap > JD_NODES_MIN) { free(d->nodes); d->nodes = NULL; d->cap = 0; } /* not kept for a refused line */
+        return -1;
+    }
     ws(&ps);
     if (ps.p != ps.end) { d->err = "trailing characters"; d->n = 0; return -1; }
     /* Numbers are not NUL-terminated in place; that is fine because the

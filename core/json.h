@@ -73,20 +73,40 @@ const char *b64_decode_name(void);  /* the one b64_decode uses */
 
 enum { JN_NULL, JN_BOOL, JN_NUM, JN_STR, JN_ARR, JN_OBJ };
 
+/* 24 bytes: a container's count and a scalar's length share a field. */
 typedef struct jnode {
     unsigned char type;
     unsigned char bval;
-    uint32_t count;   /* children (arrays), key+value pairs (objects) */
     uint32_t next;    /* index of the next sibling, 0 = none */
     char *s;          /* strings: unescaped text (NUL-terminated); numbers: text */
-    size_t len;
+    union {
+        size_t len;   /* strings and numbers */
+        size_t count; /* children (arrays), key+value pairs (objects) */
+    };
 } jnode;
+
+/* The parser's node budget (a line from a server is untrusted): a line of
+ * len bytes may hold at most len / JD_BYTES_PER_NODE + JD_NODES_MIN values,
+ * and never more than JD_NODES_MAX.  Real messages are far below it (a
+ * list_files entry, the densest, spends about 7 bytes per value); a line
+ * of `[0,0,...]` (2 bytes per value) stops at the budget, so its nodes
+ * cost at most 24 / JD_BYTES_PER_NODE = 4 times the line (plus
+ * JD_NODES_MIN * 24 bytes).  Every size is size_t. */
+#define JD_BYTES_PER_NODE 6
+#define JD_NODES_MIN 4096
+#define JD_NODES_MAX ((size_t)1 << 22)  /* 4.2 M values (96 MiB of nodes): a list_files of 380,000 entries */
 
 typedef struct jdoc {
     jnode *nodes;
-    uint32_t n, cap;
+    size_t n, cap;
+    size_t max_nodes; /* 0: the budget above; else this many at most (tests, fuzzing) */
     const char *err;  /* static reason when parsing failed */
 } jdoc;
+
+/* The node budget for a line of len bytes (the rule above). */
+size_t jd_budget(size_t len);
+/* jdoc.err when a line exceeded its budget (compare the pointer). */
+extern const char jd_err_budget[];
 
 void jd_init(jdoc *d);
 void jd_free(jdoc *d);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -63,8 +64,24 @@ static void on_fork_child(void)
 
 unsigned ioloop_fork_generation(void) { return g_fork_gen; }
 
+/* libevent's own log: a library never writes to the host's stderr, so
+ * libevent's messages (a warning such as "evutil_make_internal_pipe_:
+ * pipe: Too many open files" when descriptors run out) are kept, the last
+ * first one per thread since the loop last started, and a failure they explain carries them in its message
+ * (ioloop_last_log). */
+static _Thread_local char last_log[200];
+
+static void on_event_log(int severity, const char *msg)
+{
+    if (severity < EVENT_LOG_WARN || !msg || last_log[0]) return; /* the first one names the cause */
+    snprintf(last_log, sizeof last_log, "%s", msg);
+}
+
+const char *ioloop_last_log(void) { return last_log; }
+
 static void evthread_setup(void)
 {
+    event_set_log_callback(on_event_log);
     evthread_use_pthreads();
     pthread_atfork(NULL, NULL, on_fork_child);
 }
@@ -109,6 +126,7 @@ int ioloop_acquire(void)
     pthread_mutex_lock(&lc_mu);
     pthread_mutex_lock(&g_mu);
     if (L.refs++ > 0) { pthread_mutex_unlock(&g_mu); pthread_mutex_unlock(&lc_mu); return 0; }
+    last_log[0] = '\0';
     L.stop = 0;
     L.wq.rfd = L.wq.wfd = -1;
     L.base = event_base_new();

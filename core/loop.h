@@ -15,6 +15,11 @@
 
 /* Start the loop thread if needed and take a reference.  0 or MLK_E*. */
 int ioloop_acquire(void);
+/* What libevent last logged on this thread (a warning or an error; ""
+ * when none since this thread's last ioloop_acquire): libevent never
+ * writes to stderr, its words go into the message of the failure they
+ * explain. */
+const char *ioloop_last_log(void);
 /* Drop a reference; the last one stops and joins the thread. */
 void ioloop_release(void);
 /* The loop's base (valid between acquire and release). */

@@ -81,7 +81,8 @@ static void file_finish(mlk_client *c, req *r, const char *path, const char *dat
 static const char *file_op(int kind) { return kind == K_WRITE ? "write" : kind == K_READ ? "read" : "readdir"; }
 
 /* write_file, read_file and list_files, blocking (out) or async (done):
- * local VFS action and mutate hooks first, then the request. */
+ * the path made canonical (guest_path_canon), then local VFS action and
+ * mutate hooks judge it, then the request carries that same path. */
 static int file_call(mlk_client *c, int kind, const char *path, const char *data, size_t len, uint32_t mode,
                      int64_t timeout_ms, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out)
 {
@@ -93,8 +94,12 @@ static int file_call(mlk_client *c, int kind, const char *path, const char *data
     }
     route rt;
     START(c, &rt, blocking, done, ud, out);
-    req *r = req_new(c, kind, timeout_ms);
-    if (!r) return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out);
+    char *canon = NULL;
+    pthread_mutex_lock(&c->mu);
+    int rc = guest_path_canon(c->workspace, path, &canon);
+    pthread_mutex_unlock(&c->mu);
+    req *r = rc == 0 ? req_new(c, kind, timeout_ms) : NULL;
+    if (!r) { free(canon); return route_fail(c, &rt, 0, MLK_ENOMEM, NULL, out); }
     if (op) *op = r->id;
     r->q = route_queue(c, &rt);
     r->w = blocking ? &rt.wt : NULL;
@@ -102,11 +107,11 @@ static int file_call(mlk_client *c, int kind, const char *path, const char *data
     r->done = done;
     r->ud = ud;
     if (!data) data = "";
-    int rc = 0;
-    if (c->hooks && hooks_match_before(c, file_op(kind), path))
-        rc = hooks_file_call(c, r, file_op(kind), path, data, len, mode, file_finish);
+    if (c->hooks && hooks_match_before(c, file_op(kind), canon))
+        rc = hooks_file_call(c, r, file_op(kind), canon, data, len, mode, file_finish);
     else
-        file_finish(c, r, path, data, len, mode);
+        file_finish(c, r, canon, data, len, mode);
+    free(canon);
     if (rc != 0) return route_fail_unsent(c, &rt, r, rc, NULL, out);
     return route_finish(&rt, out);
 }

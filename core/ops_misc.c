@@ -187,6 +187,18 @@ static void cli_volume_to_mp(mlk_result *r, int kind, const char *want_name, int
     free(copy);
 }
 
+/* A volume name or VM id about to become an operand of a command line:
+ * it must follow NAME_RULE (matchlock-local's rule, and upstream's for
+ * volume names), so that it can be neither a flag nor shell syntax.
+ * Operands also follow `--`.  0, or MLK_EINVAL with *msg (malloc'd). */
+static int check_operand(const char *what, const char *s, char **msg)
+{
+    if (name_valid(s)) return 0;
+    *msg = xasprintf("invalid %s \"%.80s%s\": it must match %s (refused before any command runs)", what, s,
+                     strlen(s) > 80 ? "..." : "", NAME_RULE);
+    return MLK_EINVAL;
+}
+
 /* A CLI command run for an async call: on a short-lived thread of its own
  * (the command is a whole process; the thread ends with it).  The job holds
  * a reference on the client so freeing it waits for the job. */
@@ -205,7 +217,8 @@ static void cli_run(cli_job *j)
     mlk_result *r = result_new();
     if (r) {
         run_cli(j->c->cfg, (const char *const *)j->args, j->nargs, j->fail_code, r);
-        cli_volume_to_mp(r, j->vol, j->vol == VOL_CREATE ? j->args[2] : NULL, j->vol_mb);
+        /* the operand (the volume's name) is the last word */
+        cli_volume_to_mp(r, j->vol, j->vol == VOL_CREATE ? j->args[j->nargs - 1] : NULL, j->vol_mb);
     }
     route_deliver(j->c, &j->rt, j->op, r);
 }
@@ -221,15 +234,26 @@ static void *cli_thread(void *p)
     return NULL;
 }
 
-static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, uint64_t *op, mlk_result **out,
-                     int fail_code, int vol, int64_t vol_mb, const char *const *args, size_t nargs)
+/* bad: the operand check's code (0 when it passed) and its message
+ * (taken): the call then completes at once with them, as any other. */
+static int cli_start(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op, int fail_code, int vol,
+                     int64_t vol_mb, const char *const *args, size_t nargs, int bad, char *bad_msg)
 {
-    if (!c) return blocking ? fail_now(MLK_EINVAL, out, "client is NULL") : MLK_EINVAL;
-    if (client_inherited(c)) return blocking ? closed_result(c, out) : MLK_ECLOSED;
+    if (!c) { free(bad_msg); return MLK_EINVAL; }
+    if (client_inherited(c)) { free(bad_msg); return MLK_ECLOSED; }
+    if (bad) {
+        route rt;
+        if (route_init(&rt, 0, done, ud) != 0) { free(bad_msg); return MLK_ENOMEM; }
+        uint64_t id = c->next_id++;
+        if (op) *op = id;
+        int rc = route_fail(c, &rt, id, bad, bad_msg, NULL);
+        free(bad_msg);
+        return rc;
+    }
     cli_job *j = calloc(1, sizeof *j);
-    if (!j || route_init(&j->rt, blocking, done, ud) != 0) {
+    if (!j || route_init(&j->rt, 0, done, ud) != 0) {
         free(j);
-        return blocking ? fail_now(MLK_ENOMEM, out, "out of memory") : MLK_ENOMEM;
+        return MLK_ENOMEM;
     }
     j->c = c;
     j->op = c->next_id++;
@@ -238,13 +262,6 @@ static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, ui
     j->vol = vol;
     j->vol_mb = vol_mb;
     for (size_t i = 0; i < nargs && i < 8; i++) j->args[j->nargs++] = xstrdup(args[i]);
-    if (blocking) { /* run it right here */
-        cli_run(j);
-        int st = route_finish(&j->rt, out);
-        for (size_t i = 0; i < j->nargs; i++) free(j->args[i]);
-        free(j);
-        return st;
-    }
     client_ref(c);
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -265,15 +282,22 @@ static int cli_start(mlk_client *c, int blocking, mlk_done_cb done, void *ud, ui
     return 0;
 }
 
-/* `<binary> rm VM_ID` with a configuration: mlk_remove runs it with its
+/* `<binary> rm -- VM_ID` with a configuration: mlk_remove runs it with its
  * client's, so the command needs no client and works after one is freed. */
 MLK_API int mlk_remove_vm(const mlk_config *cfg, const char *vm_id, mlk_result **out)
 {
     if (!vm_id || !*vm_id) return fail_now(MLK_EINVAL, out, "remove: vm_id is required: pass the id of the VM to remove");
+    char *msg = NULL;
+    int bad = check_operand("VM id", vm_id, &msg);
+    if (bad) {
+        int st = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
+        free(msg);
+        return st;
+    }
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
-    const char *args[] = {"rm", vm_id};
-    run_cli(cfg, args, 2, MLK_EREMOVE, r);
+    const char *args[] = {"rm", "--", vm_id};
+    run_cli(cfg, args, 3, MLK_EREMOVE, r);
     return result_give(r, out);
 }
 
@@ -291,20 +315,37 @@ MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t
     if (!c) return MLK_EINVAL;
     const char *id = mlk_client_vm_id(c);
     if (!id) return MLK_ENOTCREATED;
-    const char *args[] = {"rm", id};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_EREMOVE, VOL_NONE, 0, args, 2);
+    char *msg = NULL;
+    int bad = check_operand("VM id", id, &msg);
+    const char *args[] = {"rm", "--", id};
+    return cli_start(c, done, ud, op, MLK_EREMOVE, VOL_NONE, 0, args, 3, bad, msg);
+}
+
+/* The words of `volume create --size MB --json -- NAME` (size: a buffer of 32). */
+static void volume_create_args(const char *args[7], char *size, const char *name, int64_t size_mb)
+{
+    snprintf(size, 32, "%lld", (long long)size_mb);
+    const char *v[] = {"volume", "create", "--size", size, "--json", "--", name};
+    memcpy(args, v, sizeof v);
 }
 
 MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out)
 {
     if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume name is required: pass the name of the volume to create");
     if (size_mb <= 0) return fail_now(MLK_EVOLUME_SIZE, out, "volume size must be > 0: pass the size in MiB");
+    char *msg = NULL;
+    int bad = check_operand("volume name", name, &msg);
+    if (bad) {
+        int st = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
+        free(msg);
+        return st;
+    }
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     char size[32];
-    snprintf(size, sizeof size, "%lld", (long long)size_mb);
-    const char *args[] = {"volume", "create", name, "--size", size, "--json"};
-    run_cli(cfg, args, 6, MLK_ECLI, r);
+    const char *args[7];
+    volume_create_args(args, size, name, size_mb);
+    run_cli(cfg, args, 7, MLK_ECLI, r);
     cli_volume_to_mp(r, VOL_CREATE, name, size_mb);
     return result_give(r, out);
 }
@@ -322,10 +363,17 @@ MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out)
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out)
 {
     if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume name is required: pass the name of the volume to remove");
+    char *msg = NULL;
+    int bad = check_operand("volume name", name, &msg);
+    if (bad) {
+        int st = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
+        free(msg);
+        return st;
+    }
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
-    const char *args[] = {"volume", "rm", name};
-    run_cli(cfg, args, 3, MLK_ECLI, r);
+    const char *args[] = {"volume", "rm", "--", name};
+    run_cli(cfg, args, 4, MLK_ECLI, r);
     return result_give(r, out);
 }
 
@@ -334,21 +382,25 @@ MLK_API int mlk_volume_create_async(mlk_client *c, const char *name, int64_t siz
 {
     if (!name || !*name) return MLK_EVOLUME_NAME;
     if (size_mb <= 0) return MLK_EVOLUME_SIZE;
+    char *msg = NULL;
+    int bad = check_operand("volume name", name, &msg);
     char size[32];
-    snprintf(size, sizeof size, "%lld", (long long)size_mb);
-    const char *args[] = {"volume", "create", name, "--size", size, "--json"};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, VOL_CREATE, size_mb, args, 6);
+    const char *args[7];
+    volume_create_args(args, size, name, size_mb);
+    return cli_start(c, done, ud, op, MLK_ECLI, VOL_CREATE, size_mb, args, 7, bad, msg);
 }
 
 MLK_API int mlk_volume_list_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op)
 {
     const char *args[] = {"volume", "ls", "--json"};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, VOL_LIST, 0, args, 3);
+    return cli_start(c, done, ud, op, MLK_ECLI, VOL_LIST, 0, args, 3, 0, NULL);
 }
 
 MLK_API int mlk_volume_remove_async(mlk_client *c, const char *name, mlk_done_cb done, void *ud, uint64_t *op)
 {
     if (!name || !*name) return MLK_EVOLUME_NAME;
-    const char *args[] = {"volume", "rm", name};
-    return cli_start(c, 0, done, ud, op, NULL, MLK_ECLI, VOL_NONE, 0, args, 3);
+    char *msg = NULL;
+    int bad = check_operand("volume name", name, &msg);
+    const char *args[] = {"volume", "rm", "--", name};
+    return cli_start(c, done, ud, op, MLK_ECLI, VOL_NONE, 0, args, 4, bad, msg);
 }

@@ -102,10 +102,19 @@ static int do_create(mlk_client *c, const mlk_sandbox *sb, int launch, int64_t t
     k->rt = rt;
     k->rtp = blocking ? &rt : &k->rt;
     if (!sb) { free(k); return route_fail(c, &rt, id, MLK_EINVAL, "create: the sandbox is NULL", out); }
+    /* the file calls take relative paths against this workspace (guest_path_canon) */
+    char *ws = xstrdup(sandbox_workspace(sb));
+    if (sandbox_workspace(sb) && !ws) { free(k); return route_fail(c, &rt, id, MLK_ENOMEM, NULL, out); }
     pthread_mutex_lock(&c->mu);
     int busy = c->vm_id || c->creating;
-    if (!busy) c->creating = 1;
+    if (!busy) {
+        c->creating = 1;
+        free(c->workspace);
+        c->workspace = ws;
+        ws = NULL;
+    }
     pthread_mutex_unlock(&c->mu);
+    free(ws);
     if (busy) {
         free(k);
         return route_fail(c, &rt, id, MLK_ESTATE,

@@ -22,7 +22,7 @@ extern char **environ;
 MLK_API mlk_config *mlk_config_new(void)
 {
     mlk_config *c = calloc(1, sizeof *c);
-    if (c) c->max_line = (uint64_t)1 << 30;
+    if (c) c->max_line = MLK_DEFAULT_MAX_LINE;
     return c;
 }
 
@@ -83,6 +83,13 @@ MLK_API int mlk_config_set_launcher(mlk_config *c, const char *const *argv, size
     return strv_copy(&c->launcher, &c->nlauncher, argv, n);
 }
 
+MLK_API int mlk_config_set_launcher_shell(mlk_config *c, int through_shell)
+{
+    if (!c) return MLK_EINVAL;
+    c->launcher_shell = through_shell != 0;
+    return 0;
+}
+
 MLK_API int mlk_config_set_env(mlk_config *c, const char *name, const char *value)
 {
     if (!c || !name || !*name || strchr(name, '=') || !value) return MLK_EINVAL;
@@ -115,6 +122,7 @@ mlk_config *config_copy(const mlk_config *src)
     if (!c) return NULL;
     if (!src) return c;
     c->sudo = src->sudo;
+    c->launcher_shell = src->launcher_shell;
     c->max_line = src->max_line;
     c->cli_timeout_ms = src->cli_timeout_ms;
     if ((src->binary && !(c->binary = strdup(src->binary))) ||
@@ -136,17 +144,56 @@ const char *config_binary(const mlk_config *c)
 /* ===================================================================== */
 /* spawning                                                               */
 
-/* argv = launcher... [sudo] binary args...; free with free() (strings borrowed). */
+/* One word in POSIX shell single quotes: 'it'\''s' for it's. */
+static size_t shell_quoted_len(const char *s)
+{
+    size_t n = 3; /* two quotes and the NUL */
+    for (; *s; s++) n += *s == '\'' ? 4 : 1;
+    return n;
+}
+
+static char *shell_quote_into(char *d, const char *s)
+{
+    *d++ = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') { memcpy(d, "'\\''", 4); d += 4; }
+        else *d++ = *s;
+    }
+    *d++ = '\'';
+    *d++ = '\0';
+    return d;
+}
+
+/* argv = launcher... [sudo] binary args...; free with free().  The strings
+ * are borrowed, except under launcher_shell (with a launcher): the words
+ * after the launcher are then quoted into the same allocation, so that a
+ * remote shell (ssh joins its arguments and hands them to one) gets each
+ * one back as the single word it was. */
 static char **build_argv(const mlk_config *c, const char *const *args, size_t nargs)
 {
     size_t nl = c ? c->nlauncher : 0;
-    char **argv = calloc(nl + 2 + nargs + 1, sizeof *argv);
+    const char *words[2];
+    size_t nw = 0;
+    if (c && c->sudo) words[nw++] = "sudo";
+    words[nw++] = config_binary(c);
+    int quote = nl && c->launcher_shell;
+    size_t slots = nl + nw + nargs + 1, text = 0;
+    for (size_t i = 0; quote && i < nw + nargs; i++)
+        text += shell_quoted_len(i < nw ? words[i] : args[i - nw]);
+    char **argv = malloc(slots * sizeof *argv + text);
     if (!argv) return NULL;
+    char *t = (char *)(argv + slots);
     size_t k = 0;
     for (size_t i = 0; i < nl; i++) argv[k++] = c->launcher[i];
-    if (c && c->sudo) argv[k++] = "sudo";
-    argv[k++] = (char *)config_binary(c);
-    for (size_t i = 0; i < nargs; i++) argv[k++] = (char *)args[i];
+    for (size_t i = 0; i < nw + nargs; i++) {
+        const char *w = i < nw ? words[i] : args[i - nw];
+        if (quote) {
+            argv[k++] = t;
+            t = shell_quote_into(t, w);
+        } else {
+            argv[k++] = (char *)w;
+        }
+    }
     argv[k] = NULL;
     return argv;
 }
@@ -298,12 +345,12 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
     char *ob = NULL, *eb = NULL;
     size_t on = 0, oc = 0, en = 0, ec = 0;
     struct pollfd p[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
-    int open_fds = 2, timed_out = 0;
+    int open_fds = 2, timed_out = 0, too_much = 0;
     int64_t limit = c ? c->cli_timeout_ms : 0;
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char tmp[8192];
-    while (open_fds > 0) {
+    while (open_fds > 0 && !too_much) {
         int wait = -1;
         if (limit > 0) {
             clock_gettime(CLOCK_MONOTONIC, &now);
@@ -319,8 +366,9 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
             if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             ssize_t k = read(p[i].fd, tmp, sizeof tmp);
             if (k > 0) {
-                if (i == 0) buf_add(&ob, &on, &oc, tmp, (size_t)k);
-                else if (en < 65536) buf_add(&eb, &en, &ec, tmp, (size_t)k);
+                if (i == 0 && on + (size_t)k > CLI_OUTPUT_MAX) too_much = 1;
+                else if (i == 0) buf_add(&ob, &on, &oc, tmp, (size_t)k);
+                else if (en < CLI_STDERR_MAX) buf_add(&eb, &en, &ec, tmp, (size_t)k);
             } else if (k == 0 || errno != EINTR) {
                 close(p[i].fd);
                 p[i].fd = -1;
@@ -331,7 +379,13 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
     for (int i = 0; i < 2; i++)
         if (p[i].fd >= 0) close(p[i].fd);
     int status = 0;
-    wait_child(pid, timed_out ? 0 : -1, &status); /* a late command is killed */
+    int waited = wait_child(pid, timed_out || too_much ? 0 : -1, &status); /* a late or flooding command is killed */
+    if (too_much) {
+        free(ob);
+        free(eb);
+        return result_fail(r, MLK_EPROTO, "'%s %s' printed more than %d bytes on stdout and was killed",
+                           config_binary(c), nargs ? args[0] : "", CLI_OUTPUT_MAX);
+    }
     if (timed_out) {
         free(ob);
         free(eb);
@@ -340,6 +394,21 @@ int run_cli(const mlk_config *c, const char *const *args, size_t nargs, int fail
     }
     result_set_copy(r, 'd', ob ? ob : "", on);
     result_set_copy(r, 'e', eb ? eb : "", en);
+    if (waited < 0) { /* success cannot be told from failure: never take it for success */
+        struct sigaction sa;
+        int ignored = sigaction(SIGCHLD, NULL, &sa) == 0 &&
+                      ((!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN) || (sa.sa_flags & SA_NOCLDWAIT));
+        result_fail(r, fail_code, "'%s %s' ran, but its exit status cannot be known: %s", config_binary(c),
+                    nargs ? args[0] : "",
+                    ignored ? "SIGCHLD is ignored in this process (SIG_IGN or SA_NOCLDWAIT), so the system "
+                              "discards every child's exit status; set SIGCHLD back to SIG_DFL (or to a handler "
+                              "that does not reap) around calls that run the matchlock command"
+                            : "something else in this process reaped the command (a SIGCHLD handler or a "
+                              "waitpid(-1) loop) before the library could read its exit status");
+        free(ob);
+        free(eb);
+        return r->status;
+    }
     r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (r->exit_code != 0) {
         while (en > 0 && (eb[en - 1] == '\n' || eb[en - 1] == '\r')) eb[--en] = '\0';

@@ -5,6 +5,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -74,11 +75,15 @@ typedef struct event_item {
 static void event_run(qitem *it)
 {
     event_item *e = (event_item *)it;
-    pthread_mutex_lock(&e->c->mu);
-    mlk_event_cb cb = e->c->event_cb;
-    void *ud = e->c->event_ud;
-    pthread_mutex_unlock(&e->c->mu);
-    if (cb) cb(ud, e->data, e->len);
+    atomic_fetch_sub(&e->c->queued_events, 1);
+    event_deliver(e->c, e->data, e->len);
+    free(e);
+}
+
+static void event_drop(qitem *it)
+{
+    event_item *e = (event_item *)it;
+    atomic_fetch_sub(&e->c->queued_events, 1);
     free(e);
 }
 
@@ -99,8 +104,6 @@ static int decode_field(const jnode *n, const char **p, size_t *len)
  * output queued, the I/O thread stops reading the child (the child then
  * blocks on its pipe); below OUT_LOW it reads again.  A stream of any
  * length thus runs in bounded memory however slow the consumer. */
-#define OUT_HIGH (16 * 1024 * 1024)
-#define OUT_LOW (4 * 1024 * 1024)
 
 static void t_resume_locked(void *p)
 {
@@ -199,17 +202,22 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
     if (strcmp(method, "event") == 0) {
         char *mp;
         size_t n;
-        if (!params || json_to_mp_buf(d, params, &mp, &n) != 0) return;
-        event_item *e = malloc(sizeof *e + n);
-        if (e) {
-            e->base.run = event_run;
-            e->base.drop = plain_drop;
-            e->c = c;
-            e->len = n;
-            memcpy(e->data, mp, n);
-            queue_push(&c->mainq, &e->base);
+        if (!params) return;
+        if (atomic_load(&c->queued_events) >= EVENT_QUEUE_MAX) {
+            note_dropped(c, &c->dropped_events);
+        } else if (json_to_mp_buf(d, params, &mp, &n) == 0) {
+            event_item *e = malloc(sizeof *e + n);
+            if (e) {
+                e->base.run = event_run;
+                e->base.drop = event_drop;
+                e->c = c;
+                e->len = n;
+                memcpy(e->data, mp, n);
+                atomic_fetch_add(&c->queued_events, 1);
+                queue_push(&c->mainq, &e->base);
+            }
+            free(mp);
         }
-        free(mp);
         if (c->hooks) hooks_on_file_event(c, d, jd_get(d, params, "file"));
         return;
     }
@@ -242,8 +250,8 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
         output_lost(c, r, MLK_EPROTO, method, "carries no valid base64 \"data\" (protocol error)");
         return;
     }
-    if (r->errlen >= 4096) return;
-    size_t k = n < 4096 - r->errlen ? n : 4096 - r->errlen;
+    if (r->errlen >= WRITE_ERR_MAX) return;
+    size_t k = n < WRITE_ERR_MAX - r->errlen ? n : WRITE_ERR_MAX - r->errlen;
     char *e = realloc(r->errbuf, r->errlen + k + 1);
     if (e) {
         memcpy(e + r->errlen, p, k);
@@ -251,6 +259,24 @@ static void on_notification(mlk_client *c, const char *method, const jnode *para
         e[r->errlen] = '\0';
         r->errbuf = e;
     }
+}
+
+/* An integer member of a server's answer that must lie in [lo, hi]: 0 with
+ * *v (def when absent or null), or -1 after failing out with MLK_EPROTO.  A
+ * value out of range is never cut down to one that fits (4294967296 read
+ * as an int is 0: a failed command would look successful). */
+static int int_member(mlk_result *out, const jdoc *d, const jnode *obj, const char *what, const char *key,
+                      int64_t lo, int64_t hi, int64_t def, int64_t *v)
+{
+    const jnode *n = jd_get(d, obj, key);
+    int64_t x;
+    if (!n || n->type == JN_NULL) { *v = def; return 0; }
+    if (jn_int(n, &x) == 0 && x >= lo && x <= hi) { *v = x; return 0; }
+    int shown = n->type == JN_NUM ? (int)(n->len > 40 ? 40 : n->len) : 0;
+    result_fail(out, MLK_EPROTO, "protocol error: the server's %s has \"%s\": %s%.*s, which is not an integer in "
+                "[%lld, %lld]", what, key, shown ? "" : "a value of another type", shown, shown ? n->s : "",
+                (long long)lo, (long long)hi);
+    return -1;
 }
 
 /* Build the result of a successful response.  *steal is set when the
@@ -266,6 +292,11 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *ste
     case K_CREATE: {
         const char *id = jd_str(d, res, "id", NULL);
         if (!id) { result_fail(out, MLK_EPARSE, "parse create result: the server's answer has no VM id"); break; }
+        if (!name_valid(id)) { /* `rm` would put it on a command line */
+            result_fail(out, MLK_EPROTO, "protocol error: the server's VM id \"%.80s%s\" does not match %s; it is "
+                        "not kept, so no command line ever gets it", id, strlen(id) > 80 ? "..." : "", NAME_RULE);
+            break;
+        }
         result_set_copy(out, 'd', id, strlen(id));
         pthread_mutex_lock(&c->mu);
         free(c->vm_id);
@@ -285,19 +316,29 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *ste
         }
         result_set_copy(out, 'e', p, n);
         /* fallthrough */
-    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY:
-        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
-        out->duration_ms = jd_int(d, res, "duration_ms", 0);
+    case K_EXEC_STREAM: case K_EXEC_PIPE: case K_EXEC_TTY: {
+        /* any int: a Go server reports a command killed by a signal as -1 */
+        int64_t ec, ms;
+        if (int_member(out, d, res, "exec result", "exit_code", INT_MIN, INT_MAX, -1, &ec) != 0 ||
+            int_member(out, d, res, "exec result", "duration_ms", 0, INT64_MAX, 0, &ms) != 0)
+            break;
+        out->exit_code = (int)ec;
+        out->duration_ms = ms;
         break;
-    case K_WRITE_PIPE:
-        out->exit_code = (int)jd_int(d, res, "exit_code", -1);
-        if (out->exit_code != 0) {
+    }
+    case K_WRITE_PIPE: {
+        int64_t ec;
+        if (int_member(out, d, res, "write_file result", "exit_code", INT_MIN, INT_MAX, -1, &ec) != 0) break;
+        if (ec != 0) {
             out->rpc_code = -32002;
+            char *e = text_escape(r->errbuf ? r->errbuf : "", r->errlen); /* the guest's bytes, NULs included */
             result_fail(out, MLK_ERPC, "write_file %s: %s", r->path ? r->path : "",
-                        r->errlen ? r->errbuf : "the copy command failed");
+                        r->errlen && e ? e : "the copy command failed");
+            free(e);
         }
         out->exit_code = -1;
         break;
+    }
     case K_READ: case K_LOG:
         if (decode_field(jd_get(d, res, "content"), &p, &n) != 0) {
             result_fail(out, MLK_EPARSE, "parse %s result: content is not valid base64", method_names[r->kind]);
@@ -377,6 +418,13 @@ static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
     jdoc *d = &c->doc;
     if (line[i] != '{') { not_a_message(c, line, len, 0); return; }
     if (jd_parse(d, line, len) != 0) {
+        if (d->err == jd_err_budget) { /* well-formed maybe, but too costly to hold: only its call fails */
+            char what[160];
+            snprintf(what, sizeof what, "holds more JSON values than a line of %zu bytes may (%zu)", len, jd_budget(len));
+            size_t k = len - i < LINE_KEEP ? len - i : LINE_KEEP;
+            line_refused(c, line + i, k, line + len - k, k, what);
+            return;
+        }
         char why[160];
         snprintf(why, sizeof why, "protocol error: the server sent a malformed line (%s)", d->err);
         die(c, MLK_EPROTO, why);
@@ -433,11 +481,11 @@ static void answer(mlk_client *c, req *r, const jnode *root, int *steal)
     mlk_result *res;
     if (err && err->type == JN_OBJ) {
         res = result_new();
-        if (res) {
-            int code = (int)jd_int(d, err, "code", -32603);
-            res->rpc_code = code;
+        int64_t code;
+        if (res && int_member(res, d, err, "error", "code", INT_MIN, INT_MAX, -32603, &code) == 0) {
+            res->rpc_code = (int)code;
             result_fail(res, code == -32003 ? MLK_ECANCELED : MLK_ERPC, "%s: %s (code %d)",
-                        kind_call(r->kind), jd_str(d, err, "message", "error"), code);
+                        kind_call(r->kind), jd_str(d, err, "message", "error"), (int)code);
         }
     } else {
         res = make_result(c, r, jd_get(d, root, "result"), steal);
@@ -478,6 +526,11 @@ static void process_lines(mlk_client *c)
     if (start == c->len) start = c->len = 0; /* all handled: the next read starts at the front */
     c->off = start;
     c->scan = c->len;
+    if (c->len == 0 && c->cap > LINE_BUF_KEEP) { /* a big line's buffer is not kept for the small ones */
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
 }
 
 /* At EOF on stdout the child is usually about to exit, and its last words
@@ -519,14 +572,6 @@ static int make_room(mlk_client *c)
     return 0;
 }
 
-/* The partial line outgrew the configured maximum: the session fails (1). */
-static int too_long(mlk_client *c)
-{
-    if (c->len - c->off <= c->cfg->max_line) return 0;
-    die(c, MLK_EPROTO, "the server sent a line longer than the configured maximum");
-    return 1;
-}
-
 void on_readable_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
@@ -536,15 +581,20 @@ void on_readable_locked(evutil_socket_t fd, short what, void *arg)
         process_lines(c);
         if (c->dead || c->detached) return;
     }
-    if (too_long(c)) return;
+    if (line_too_long(c)) return;
     for (int rounds = 0; rounds < 8 && !c->dead && !c->detached && !c->read_paused; rounds++) {
         if (make_room(c) != 0) { die(c, MLK_ENOMEM, "out of memory reading the server's output"); return; }
         size_t room = c->cap - c->len - 1;
         ssize_t n = read(c->out_fd, c->buf + c->len, room);
         if (n > 0) {
             c->len += (size_t)n;
+            if (c->skip_len > 0 && !line_skip_more(c)) {
+                if ((size_t)n < room) return;
+                continue;
+            }
+            if (c->dead || c->detached) return;
             process_lines(c);
-            if (c->dead || c->detached || too_long(c)) return;
+            if (c->dead || c->detached || line_too_long(c)) return;
             if ((size_t)n < room) return; /* drained: the loop calls again when more comes */
             continue;
         }
@@ -655,7 +705,7 @@ int reader_self_read(void *arg)
     if (pthread_mutex_trylock(&c->io_mu) != 0) return 0;
     int handled = 0;
     if (!c->dead && !c->detached && !c->read_paused && !c->streams && c->ev_read && c->out_fd >= 0 &&
-        c->scan == c->len &&
+        c->scan == c->len && c->skip_len == 0 &&
         make_room(c) == 0) {
         ssize_t n = read(c->out_fd, c->buf + c->len, c->cap - c->len - 1);
         if (n > 0) {

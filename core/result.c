@@ -27,7 +27,18 @@ int result_fail(mlk_result *r, int status, const char *fmt, ...)
         va_list ap;
         char *p = NULL;
         va_start(ap, fmt);
-        if (vasprintf(&p, fmt, ap) >= 0) r->message = p;
+        if (vasprintf(&p, fmt, ap) >= 0) {
+            /* messages quote server and guest text: it is escaped here, once for all */
+            char *e = text_escape(p, strlen(p));
+            if (e) {
+                free(p);
+                p = e;
+            } else { /* out of memory: every byte that might not be safe becomes '?' */
+                for (unsigned char *q = (unsigned char *)p; *q; q++)
+                    if ((*q < 0x20 && *q != '\n' && *q != '\t') || *q >= 0x7F) *q = '?';
+            }
+            r->message = p;
+        }
         va_end(ap);
     }
     return status;

@@ -156,6 +156,8 @@ MLK_API void mlk_sandbox_free(mlk_sandbox *sb)
 }
 
 
+const char *sandbox_workspace(const mlk_sandbox *sb) { return sb ? sb->workspace : NULL; }
+
 
 MLK_API int mlk_sandbox_set_cpus(mlk_sandbox *sb, double cpus)
 {

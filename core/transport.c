@@ -113,7 +113,7 @@ static size_t send_now(mlk_client *c, const char *p, size_t n)
  * thread, which also notices a dead child. */
 void out_add(mlk_client *c, const char *p, size_t n)
 {
-    if (c->dead || c->detached) return;
+    if (c->dead || c->detached || c->close_out) return;
     size_t off = send_now(c, p, n);
     if (off < n) {
         evbuffer_add(c->outbuf, p + off, n - off);
@@ -134,9 +134,10 @@ static void secret_line_done(const void *data, size_t len, void *line)
  * copies it, and every byte is wiped before the line is freed. */
 static void out_add_secret(mlk_client *c, char *line, size_t n)
 {
-    size_t off = c->dead || c->detached ? 0 : send_now(c, line, n);
+    int gone = c->dead || c->detached || c->close_out;
+    size_t off = gone ? 0 : send_now(c, line, n);
     secret_wipe(line, off);
-    if (c->dead || c->detached || off == n ||
+    if (gone || off == n ||
         evbuffer_add_reference(c->outbuf, line + off, n - off, secret_line_done, line) != 0) {
         secret_wipe(line + off, n - off);
         free(line);
@@ -255,6 +256,7 @@ void cancel_settle(mlk_client *c, req *r)
     r->cancel_open = 0;
     if (--c->cancels_open > 0 || !c->held_close) return;
     out_add(c, c->held_close, c->held_close_len);
+    c->close_out = 1;
     free(c->held_close);
     c->held_close = NULL;
 }
@@ -383,12 +385,16 @@ void die(mlk_client *c, int status, const char *why)
 {
     if (c->dead) return;
     c->dead = 1;
+    /* after the host's close the child is expected to go: what it leaves
+     * unanswered lost the race with that close, it did not crash */
+    if (c->closing && status == MLK_EDEAD) status = MLK_ECLOSED;
     read_stderr(c); /* what it said before it died is already in the pipe */
     pthread_mutex_lock(&c->mu);
     /* a launcher's banner (stdout before any message) often says what went wrong */
     size_t bl = c->spoke ? 0 : c->banner_len;
     while (bl && c->banner[bl - 1] == '\n') bl--;
-    char *msg = xasprintf("%s%s%.*s%s%.*s", why, bl ? "; its stdout began with: " : "", (int)bl, c->banner,
+    char *msg = xasprintf("%s%s%s%.*s%s%.*s", status == MLK_ECLOSED ? "client closed (the matchlock process exited "
+                          "after close was called): " : "", why, bl ? "; its stdout began with: " : "", (int)bl, c->banner,
                           c->tail_len ? "; its stderr ends with: " : "", (int)c->tail_len, c->tail);
     free(c->dead_msg);
     c->dead_msg = msg;
@@ -403,12 +409,18 @@ void die(mlk_client *c, int status, const char *why)
 
 /* Register r and send its line (any thread): the caller's own thread
  * writes the request; the I/O thread only reads the answer.  A dead or
- * closed client completes r at once with the reason.  Takes line. */
+ * closed client completes r at once with the reason, and so does a client
+ * whose close was submitted: a call that passed its op's open-state check
+ * while another thread closed is never written after the close line (the
+ * server reads nothing after it).  Takes line. */
 void submit_line(mlk_client *c, req *r, char *line, size_t len)
 {
     int secret = r->secret_line;
     pthread_mutex_lock(&c->io_mu);
-    if (c->dead || c->detached) {
+    if (c->closing && r->kind != K_CLOSE) {
+        post_fail(r, MLK_ECLOSED, "client closed: close was called before this call was sent");
+        req_free(r);
+    } else if (c->dead || c->detached) {
         pthread_mutex_lock(&c->mu);
         /* the official SDKs' wording for a call made after the process is gone, then our detail */
         char *m = c->detached ? xstrdup("client closed") : xasprintf("Matchlock process not running (%s)", c->dead_msg);
@@ -424,6 +436,7 @@ void submit_line(mlk_client *c, req *r, char *line, size_t len)
             struct timeval tv = {(time_t)(r->timeout_ms / 1000), (suseconds_t)(r->timeout_ms % 1000) * 1000};
             if (r->timer) evtimer_add(r->timer, &tv);
         }
+        if (r->kind == K_CLOSE) c->closing = 1;
         if (r->kind == K_CLOSE && c->cancels_open > 0 && !c->held_close) {
             c->held_close = line; /* cancel_settle sends it */
             c->held_close_len = len;
@@ -433,6 +446,7 @@ void submit_line(mlk_client *c, req *r, char *line, size_t len)
             line = NULL;
         } else {
             out_add(c, line, len);
+            if (r->kind == K_CLOSE) c->close_out = 1;
         }
     }
     pthread_mutex_unlock(&c->io_mu);

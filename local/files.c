@@ -7,6 +7,7 @@
  * mounts the way the sandbox's own lookups do.  Kernels without openat2 get a component walk with O_NOFOLLOW
  * (symlinks are then refused). */
 #include "local.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,34 +20,23 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+char *guest_clean(const char *base, const char *in)
+{
+    if (!in || !*in) return NULL;
+    for (const char *c = in; *c;) {          /* matchlock-local refuses every ".." component */
+        size_t l = strcspn(c, "/");
+        if (l == 2 && c[0] == '.' && c[1] == '.') return NULL;
+        c += l;
+        while (*c == '/') c++;
+    }
+    char *out = NULL;
+    return guest_path_canon(base, in, &out) == 0 ? out : NULL;   /* the core's canonical form */
+}
+
 int guest_normalize(vm *v, const char *in, char **out)
 {
-    if (!in || !*in) return -1;
-    size_t n = strlen(in) + strlen(v->workspace) + 3;
-    char *full = malloc(n), *o;
-    if (!full) return -1;
-    if (in[0] == '/') snprintf(full, n, "%s", in);
-    else snprintf(full, n, "%s/%s", v->workspace, in);
-    char *res = malloc(strlen(full) + 2);
-    if (!res) { free(full); return -1; }
-    o = res;
-    for (char *c = full; *c;) {
-        while (*c == '/') c++;
-        if (!*c) break;
-        char *e = strchr(c, '/');
-        size_t l = e ? (size_t)(e - c) : strlen(c);
-        if (l == 1 && c[0] == '.') { c += l; continue; }
-        if (l == 2 && c[0] == '.' && c[1] == '.') { free(full); free(res); return -1; }
-        *o++ = '/';
-        memcpy(o, c, l);
-        o += l;
-        c += l;
-    }
-    if (o == res) *o++ = '/';
-    *o = '\0';
-    free(full);
-    *out = res;
-    return 0;
+    *out = guest_clean(v->workspace, in);
+    return *out ? 0 : -1;
 }
 
 /* The mount (or NULL for the root tree) backing a normalised guest path;

@@ -435,7 +435,11 @@ static int do_import(const char *tag, int in_fd, int *nlayers, long long *size, 
         goto out;
     }
     rm_rf(work);
-    if (mkdir_p(unpack, 0700) != 0 || mkdir_p(rootfs, 0755) != 0) { err_set(err, "create %s: %s", work, strerror(errno)); goto out; }
+    char *idir = state_make("images", NULL, err);   /* images/ and the import's directory are private */
+    int made = idir && private_dir(work, err) == 0;
+    free(idir);
+    if (!made) goto out;
+    if (mkdir(unpack, 0700) != 0 || mkdir(rootfs, 0755) != 0) { err_set(err, "create %s: %s", work, strerror(errno)); goto out; }
     ufd = open(unpack, O_PATH | O_DIRECTORY | O_CLOEXEC);
     rfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     gzFile z = gzdopen(dup(in_fd), "rb");
@@ -540,7 +544,7 @@ int image_main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(sub, "ls") || !strcmp(sub, "list")) {
-        char *root = state_root(), *idir = NULL;
+        char *root = state_root(NULL), *idir = NULL;
         if (!root || asprintf(&idir, "%s/images", root) < 0) { free(root); return 1; }
         free(root);
         DIR *d = opendir(idir);

@@ -52,9 +52,18 @@ typedef struct portfwd portfwd;
 typedef struct proxy proxy;
 
 /* ---- state directories (state.c) ------------------------------------- */
-/* $XDG_STATE_HOME/matchlock-local (or ~/.local/state/...); malloc'd. */
-char *state_root(void);
-char *state_sub(const char *kind, const char *name);   /* root/kind/name */
+/* $XDG_STATE_HOME/matchlock-local, else ~/.local/state/matchlock-local ($HOME,
+ * else the password database's home); malloc'd, or NULL with *err (err
+ * may be NULL) when there is no home: never a shared /tmp path. */
+char *state_root(char **err);
+char *state_sub(const char *kind, const char *name);   /* root/kind/name, made or not */
+/* Make path (its parent exists) a private directory: created 0700, or an
+ * existing directory that is not a symlink, is ours and is not writable by
+ * others (its mode then becomes 0700).  0, or -1 with *err (malloc'd). */
+int private_dir(const char *path, char **err);
+/* root/kind/name (name NULL: root/kind), made with every private directory
+ * on the way (private_dir); malloc'd path, or NULL with *err. */
+char *state_make(const char *kind, const char *name, char **err);
 int mkdir_p(const char *path, mode_t mode);
 int rm_rf(const char *path);
 int rm_rf_at(int dirfd, const char *name);
@@ -238,8 +247,11 @@ int vm_open(vm *v, const char *guest, int flags, mode_t mode);
 /* Open rel inside the directory rootfd (openat2 RESOLVE_IN_ROOT: ".." and
  * symlinks cannot leave it).  An fd or -errno. */
 int open_beneath(int rootfd, const char *rel, int flags, mode_t mode);
-/* Normalise a guest path into out (absolute, no "." or ".."); -1 when it
- * contains ".." or is empty. */
+/* The canonical form of guest path in (the core's guest_path_canon: a
+ * relative path taken against base), malloc'd; NULL when in is empty or
+ * holds a ".." component (matchlock-local refuses those) or out of memory. */
+char *guest_clean(const char *base, const char *in);
+/* guest_clean against the VM's workspace, into out: 0, or -1. */
 int guest_normalize(vm *v, const char *in, char **out);
 void rpc_write_file(server *s, req *r, const jdoc *d, const jnode *params);
 void rpc_read_file(server *s, req *r, const jdoc *d, const jnode *params);

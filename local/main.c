@@ -17,11 +17,11 @@ static int usage(void)
     fprintf(stderr,
             "usage: matchlock-local rpc\n"
             "       matchlock-local version\n"
-            "       matchlock-local rm <vm-id> | --stopped\n"
-            "       matchlock-local volume create <name> [--size MB] [--json]\n"
+            "       matchlock-local rm [--] <vm-id> | --stopped\n"
+            "       matchlock-local volume create [--size MB] [--json] [--] <name>\n"
             "       matchlock-local volume ls [--json]\n"
-            "       matchlock-local volume rm <name>\n"
-            "       matchlock-local volume cp <src> <dest>\n"
+            "       matchlock-local volume rm [--] <name>\n"
+            "       matchlock-local volume cp [--] <src> <dest>\n"
             "       matchlock-local image import <tag> < docker-save.tar\n"
             "       matchlock-local image ls\n"
             "       matchlock-local image rm <tag>\n");
@@ -49,10 +49,11 @@ static int remove_vm(const char *id)
         return die("VM %s not found", id);
     }
     if (vm_running(dir)) { free(dir); return die("VM is running %s", id); }
-    /* Memory mounts live on /dev/shm under the VM id. */
+    /* Memory mounts live on /dev/shm under the VM id (removed only when the
+     * directory there is ours: /dev/shm is shared) */
     char shm[256];
     snprintf(shm, sizeof shm, "/dev/shm/matchlock-local-%s", id);
-    rm_rf(shm);
+    if (lstat(shm, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid()) rm_rf(shm);
     int rc = rm_rf(dir);
     free(dir);
     if (rc != 0) return die("remove %s: %s", id, strerror(errno));
@@ -65,9 +66,11 @@ static int cmd_rm(int argc, char **argv)
 {
     int stopped = 0;
     const char *id = NULL;
+    int operands = 0; /* after `--` every word is an operand, as cobra reads it */
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--stopped")) stopped = 1;
-        else if (argv[i][0] == '-') return die("unknown flag: %s", argv[i]);
+        if (!operands && !strcmp(argv[i], "--")) operands = 1;
+        else if (!operands && !strcmp(argv[i], "--stopped")) stopped = 1;
+        else if (!operands && argv[i][0] == '-') return die("unknown flag: %s", argv[i]);
         else if (!id) id = argv[i];
     }
     if (stopped) {
@@ -141,13 +144,21 @@ static int volume_new(const char *name, long long size, char **data_out)
     char *dir = state_sub("volumes", name);
     if (!dir) return 1;
     struct stat st;
-    if (stat(dir, &st) == 0) { free(dir); return die("named volume already exists: %s", name); }
+    if (lstat(dir, &st) == 0) { free(dir); return die("named volume already exists: %s", name); }
+    char *why = NULL, *made = state_make("volumes", name, &why);   /* private: 0700 */
+    if (!made) {
+        int rc = die("create named volume: %s", why ? why : "out of memory");
+        free(why);
+        free(dir);
+        return rc;
+    }
+    free(made);
     char *data = NULL, *meta = NULL;
     if (asprintf(&data, "%s/data", dir) < 0) data = NULL;
     if (asprintf(&meta, "%s/meta", dir) < 0) meta = NULL;
     FILE *f = NULL;
     int rc = 0;
-    if (!data || !meta || mkdir_p(data, 0755) != 0 || !(f = fopen(meta, "w"))) {
+    if (!data || !meta || mkdir(data, 0755) != 0 || !(f = fopen(meta, "w"))) {
         rc = die("create named volume: %s", strerror(errno));
         rm_rf(dir);
     } else {
@@ -164,9 +175,11 @@ static int volume_create(int argc, char **argv)
 {
     const char *name = NULL, *sz = NULL;
     long long size = 10240;        /* upstream's default */
-    int json = 0, nargs = 0;
+    int json = 0, nargs = 0, operands = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
+        if (operands) { if (!name) name = argv[i]; nargs++; }
+        else if (!strcmp(argv[i], "--")) operands = 1;
+        else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--size")) {
             if (i + 1 >= argc) return die("flag needs an argument: --size");
             sz = argv[++i];
@@ -205,7 +218,7 @@ static int cmp_str(const void *a, const void *b)
 /* Sorted names under the state root's kind/ (malloc'd). */
 static char **list_dir(const char *kind, size_t *count)
 {
-    char *root = state_root(), *dir = NULL;
+    char *root = state_root(NULL), *dir = NULL;
     char **names = NULL;
     size_t n = 0;
     if (root && asprintf(&dir, "%s/%s", root, kind) < 0) dir = NULL;
@@ -262,8 +275,15 @@ static int volume_ls(int argc, char **argv)
     return 0;
 }
 
+/* Skip a leading `--` (the operands follow it; these commands take no flags). */
+static void skip_dashdash(int *argc, char ***argv)
+{
+    if (*argc > 0 && !strcmp((*argv)[0], "--")) { (*argc)--; (*argv)++; }
+}
+
 static int volume_rm(int argc, char **argv)
 {
+    skip_dashdash(&argc, &argv);
     if (argc != 1) return die("accepts 1 arg(s), received %d", argc);
     const char *name = argv[0];
     if (check_volume_name(name)) return 1;
@@ -279,6 +299,7 @@ static int volume_rm(int argc, char **argv)
 
 static int volume_cp(int argc, char **argv)
 {
+    skip_dashdash(&argc, &argv);
     if (argc != 2) return die("accepts 2 arg(s), received %d", argc);
     long long size;
     char *src = NULL, *data = NULL;
@@ -310,6 +331,15 @@ int main(int argc, char **argv)
         /* upstream's layout; the version says which backend this is */
         printf("matchlock %s-local (commit: %s, built: %s)\n", LOCAL_VERSION, LOCAL_COMMIT, LOCAL_BUILT);
         return 0;
+    }
+    if (!strcmp(cmd, "image") || !strcmp(cmd, "rm") || !strcmp(cmd, "remove") || !strcmp(cmd, "volume")) {
+        char *why = NULL, *root = state_root(&why);
+        if (!root) {
+            int rc = die("%s", why ? why : "out of memory");
+            free(why);
+            return rc;
+        }
+        free(root);
     }
     if (!strcmp(cmd, "image")) return image_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "rm") || !strcmp(cmd, "remove")) return cmd_rm(argc - 2, argv + 2);

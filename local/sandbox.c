@@ -114,25 +114,7 @@ static int absent(const jnode *n) { return !n || n->type == JN_NULL; }
 /* Guest path: absolute, lexically clean, no "..".  malloc'd or NULL. */
 static char *clean_abs(const char *p)
 {
-    if (!p || p[0] != '/') return NULL;
-    char *out = malloc(strlen(p) + 2), *o = out;
-    if (!out) return NULL;
-    const char *c = p;
-    while (*c) {
-        while (*c == '/') c++;
-        if (!*c) break;
-        const char *e = strchr(c, '/');
-        size_t n = e ? (size_t)(e - c) : strlen(c);
-        if (n == 1 && c[0] == '.') { c += n; continue; }
-        if (n == 2 && c[0] == '.' && c[1] == '.') { free(out); return NULL; }
-        *o++ = '/';
-        memcpy(o, c, n);
-        o += n;
-        c += n;
-    }
-    if (o == out) *o++ = '/';
-    *o = '\0';
-    return out;
+    return p && p[0] == '/' ? guest_clean(NULL, p) : NULL;
 }
 
 static int under(const char *path, const char *dir)
@@ -643,8 +625,16 @@ bad_entry:
     if (!dns) dns = strv_push(strv_push(NULL, "8.8.8.8"), "8.8.4.4");   /* upstream's default */
 
     /* ---- validated: build the VM directory ---- */
-    v->dir = state_sub("vms", v->id);
-    if (!v->dir || asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
+    {
+        char *why = NULL;
+        v->dir = state_make("vms", v->id, &why);   /* private: 0700, ours, no symlink */
+        if (!v->dir) {
+            code = fail(msg, MLK_RPC_VM_FAILED, "creating the VM directory: %s", why ? why : "out of memory");
+            free(why);
+            goto bad;
+        }
+    }
+    if (asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
         asprintf(&v->etc_dir, "%s/root/etc", v->dir) < 0) {
         code = fail(msg, MLK_RPC_INTERNAL, "out of memory");
         goto bad;
@@ -728,11 +718,19 @@ bad_entry:
             } else if (!strcmp(type, "memory")) {
                 mt = MT_MEMORY;
                 struct stat st;
-                if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-                    asprintf(&v->shm_dir, "/dev/shm/matchlock-local-%s", v->id) < 0)
-                    v->shm_dir = NULL;
+                if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)) {
+                    /* /dev/shm is shared: the VM's directory there must be private and ours */
+                    char *shm = NULL, *why = NULL;
+                    if (asprintf(&shm, "/dev/shm/matchlock-local-%s", v->id) < 0) shm = NULL;
+                    if (!shm || private_dir(shm, &why) != 0) {
+                        code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: %s", k->s, why ? why : "out of memory");
+                        free(shm); free(why); free(g);
+                        goto bad;
+                    }
+                    v->shm_dir = shm;
+                }
                 if (asprintf(&backing, "%s/mem%d", v->shm_dir ? v->shm_dir : v->dir, i) < 0) backing = NULL;
-                if (backing && mkdir_p(backing, 0755) != 0) { free(backing); backing = NULL; }
+                if (backing && mkdir(backing, 0755) != 0 && errno != EEXIST) { free(backing); backing = NULL; }
             } else {
                 mt = MT_OVERLAY;
                 if (asprintf(&backing, "%s/overlay%d", v->dir, i) < 0) backing = NULL;

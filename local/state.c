@@ -1,37 +1,136 @@
 /* state.c - where matchlock-local keeps VMs and volumes, and small
- * filesystem helpers (mkdir -p, rm -rf, copy a tree). */
+ * filesystem helpers (mkdir -p, rm -rf, copy a tree).
+ *
+ * The state is private: the state root, vms/, volumes/, images/, each VM's,
+ * volume's and image's directory and each VM's /dev/shm directory are
+ * directories of ours with mode 0700 (private_dir), so another local user
+ * reaches nothing below them.  The root is $XDG_STATE_HOME/matchlock-local,
+ * else $HOME/.local/state/matchlock-local, else the same under the home
+ * directory of the password database; never a shared directory such as
+ * /tmp. */
 #include "local.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-char *state_root(void)
+static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char **err, const char *fmt, ...)
 {
-    const char *x = getenv("XDG_STATE_HOME");
+    if (!err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(err, fmt, ap) < 0) *err = NULL;
+    va_end(ap);
+}
+
+char *state_root(char **err)
+{
+    const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
     char *p = NULL;
     if (x && x[0] == '/') {
         if (asprintf(&p, "%s/matchlock-local", x) < 0) p = NULL;
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !*home) home = "/tmp";
-        if (asprintf(&p, "%s/.local/state/matchlock-local", home) < 0) p = NULL;
+        return p;
     }
+    if (!home || home[0] != '/') {
+        struct passwd *pw = getpwuid(geteuid());
+        home = pw && pw->pw_dir && pw->pw_dir[0] == '/' ? pw->pw_dir : NULL;
+    }
+    if (!home) {
+        set_err(err, "no state directory: XDG_STATE_HOME and HOME are not set (or not absolute) and uid %u has "
+                "no home directory in the password database; set XDG_STATE_HOME or HOME (matchlock-local never "
+                "keeps its state in a shared directory such as /tmp)", (unsigned)geteuid());
+        return NULL;
+    }
+    if (asprintf(&p, "%s/.local/state/matchlock-local", home) < 0) p = NULL;
     return p;
 }
 
 char *state_sub(const char *kind, const char *name)
 {
-    char *root = state_root(), *p = NULL;
+    char *root = state_root(NULL), *p = NULL;
     if (!root) return NULL;
     if (asprintf(&p, "%s/%s/%s", root, kind, name) < 0) p = NULL;
     free(root);
     return p;
+}
+
+int private_dir(const char *path, char **err)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        set_err(err, "create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* judge what is there now without following a symlink (a directory
+     * someone else made, or a symlink to one, is refused, never used) */
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        struct stat l;
+        if (fd >= 0) close(fd);
+        if (lstat(path, &l) == 0 && S_ISLNK(l.st_mode))
+            set_err(err, "refusing %s: it is a symbolic link, not a private directory of uid %u", path,
+                    (unsigned)geteuid());
+        else if (lstat(path, &l) == 0 && !S_ISDIR(l.st_mode))
+            set_err(err, "refusing %s: it is not a directory", path);
+        else
+            set_err(err, "open %s: %s", path, strerror(e));
+        return -1;
+    }
+    int rc = -1;
+    if (st.st_uid != geteuid())
+        set_err(err, "refusing %s: it belongs to uid %u, not to uid %u", path, (unsigned)st.st_uid,
+                (unsigned)geteuid());
+    else if (st.st_mode & 022)
+        set_err(err, "refusing %s: other users may write to it (mode %04o)", path, (unsigned)(st.st_mode & 07777));
+    else if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) != 0)   /* an older matchlock-local made it 0755 */
+        set_err(err, "chmod 0700 %s: %s", path, strerror(errno));
+    else
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
+char *state_make(const char *kind, const char *name, char **err)
+{
+    char *root = state_root(err), *parent = root ? strdup(root) : NULL, *dir = NULL, *path = NULL;
+    if (!parent) {
+        if (root) set_err(err, "out of memory");
+        free(root);
+        return NULL;
+    }
+    *strrchr(parent, '/') = '\0';
+    /* the parents (~/.local/state) are the user's: made 0700 when missing,
+     * as the XDG base directory spec asks, and otherwise left alone */
+    int ok = 1;
+    if (*parent && mkdir_p(parent, 0700) != 0) {
+        set_err(err, "create %s: %s", parent, strerror(errno));
+        ok = 0;
+    }
+    ok = ok && private_dir(root, err) == 0;
+    if (ok) {
+        if (asprintf(&dir, "%s/%s", root, kind) < 0) dir = NULL;
+        if (dir && name && asprintf(&path, "%s/%s", dir, name) < 0) path = NULL;
+        if (!dir || (name && !path)) {
+            set_err(err, "out of memory");
+            ok = 0;
+        }
+    }
+    ok = ok && private_dir(dir, err) == 0 && (!name || private_dir(path, err) == 0);
+    if (ok && !name) { path = dir; dir = NULL; }
+    free(root);
+    free(parent);
+    free(dir);
+    if (!ok) { free(path); path = NULL; }
+    return path;
 }
 
 int valid_name(const char *s)

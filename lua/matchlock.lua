@@ -62,10 +62,11 @@ Error.__tostring = function(e)
   return s
 end
 
---- err:is("ETIMEDOUT") / err:is(ml.codes.ETIMEDOUT)
+--- err:is("ETIMEDOUT") / err:is(ml.codes.ETIMEDOUT) / err:is("ClosedError")
 function Error:is(what)
   if type(what) == "string" then
     return self.name == what or self.name == "MLK_" .. what or self.upstream == what
+      or self.class == what or self.category == what
   end
   return self.code == what
 end
@@ -73,11 +74,18 @@ end
 function M.is_error(e) return getmetatable(e) == Error end
 
 --- Make an error object.  fields: message, rpc_code, cause, op, ...
+--- Its class, category and hint are the core's (mlk_error_class,
+--- mlk_error_category, mlk_error_hint): the hint ends the message.
 function M.new_error(code, message, fields)
   local e = fields or {}
   e.code = code
   e.name = core.mlk_errname(code) or "MLK_E?"
-  e.message = message or core.mlk_strerror(code)
+  e.class = core.mlk_error_class(code)
+  e.category = core.mlk_error_category(code)
+  e.hint = core.mlk_error_hint(code)
+  message = message or core.mlk_strerror(code)
+  if e.hint and not message:find(e.hint, 1, true) then message = message .. " (" .. e.hint .. ")" end
+  e.message = message
   e.upstream = core.mlk_err_upstream_name(code)
   return setmetatable(e, Error)
 end
@@ -189,7 +197,7 @@ end
 -- ---------------------------------------------------------------------
 -- configuration (shared by Client.new and the volume functions)
 
-local CONFIG_KEYS = set("binary", "sudo", "launcher", "env", "max_line", "timeout_ms")
+local CONFIG_KEYS = set("binary", "sudo", "launcher", "launcher_shell", "env", "max_line", "timeout_ms")
 
 local function make_config(fname, opts)
   opts = check_opts(fname, opts, CONFIG_KEYS)
@@ -207,6 +215,8 @@ local function make_config(fname, opts)
     if type(opts.launcher) ~= "table" then argerror(fname, "launcher must be a list of strings like {\"ssh\", \"host\"}") end
     ok(core.mlk_config_set_launcher(cfg, opts.launcher), "launcher")
   end
+  -- the launcher hands its words to a shell, as ssh does: they are quoted
+  if opts.launcher_shell then ok(core.mlk_config_set_launcher_shell(cfg, true), "launcher_shell") end
   if opts.env ~= nil then
     if type(opts.env) ~= "table" then argerror(fname, "env must be a table of NAME = value") end
     for k, v in pairs(opts.env) do
@@ -641,8 +651,9 @@ Client.nothrow = M.nothrow
 local live = setmetatable({}, { __mode = "k" })
 local ClosedClient -- the metatable of a client whose close completed (below)
 
---- Client.new{binary=, sudo=, launcher={...}, env={...}, max_line=, timeout_ms=}
---- starts `[launcher...] [sudo] binary rpc`.  timeout_ms is the default
+--- Client.new{binary=, sudo=, launcher={...}, launcher_shell=, env={...}, max_line=, timeout_ms=}
+--- starts `[launcher...] [sudo] binary rpc` (launcher_shell = true: the
+--- launcher hands its words to a shell, as ssh does, so they are quoted).  timeout_ms is the default
 --- deadline of every call made through this client (0: none).
 function Client.new(opts)
   opts = opts or {}

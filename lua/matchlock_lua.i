@@ -54,7 +54,7 @@
 %{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
 
 /* on/off switches take booleans or numbers */
-%typemap(in, checkfn="mlkL_isboolish") int on, int use_sudo, int launch, int readonly
+%typemap(in, checkfn="mlkL_isboolish") int on, int use_sudo, int through_shell, int launch, int readonly
 %{ $1 = mlkL_toboolish(L, $input); %}
 
 /* ---------------------------------------------------------------------- */

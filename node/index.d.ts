@@ -11,6 +11,9 @@ export interface Config {
   useSudo?: boolean;
   /** A launcher prefix, e.g. ["ssh", "host"]. */
   launcher?: string[];
+  /** The launcher hands its words to a shell, as ssh does: every word after it
+   *  is shell-quoted.  Set it with ssh; leave it off for kubectl exec (docs/remote.md). */
+  launcherShell?: boolean;
   /** Extra environment of the matchlock process. */
   env?: Record<string, string>;
   /** Largest response line accepted (default 1 GiB). */

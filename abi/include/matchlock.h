@@ -132,6 +132,21 @@ MLK_API const char *mlk_errname(int code);
 /** The upstream SDK's error variable for a validation code
  *  ("ErrImageRequired"), or NULL when upstream has none. */
 MLK_API const char *mlk_err_upstream_name(int code);
+/** (1.2) The class of an error code, a stable name the bindings raise:
+ *  the code's own class ("ServerDiedError" for MLK_EDEAD, "RPCError" for
+ *  a JSON-RPC code -32768..-32000), "MatchlockError" for another negative
+ *  code, NULL for 0 and positive codes.  Static storage; any thread. */
+MLK_API const char *mlk_error_class(int code);
+/** (1.2) The broader class the code belongs to ("ClosedError" for both
+ *  MLK_ECLOSED and MLK_EDEAD, "ValidationError", "ProcessError",
+ *  "TimeoutError", "MatchlockError" for none in particular); same rules
+ *  as mlk_error_class. */
+MLK_API const char *mlk_error_category(int code);
+/** (1.2) What to do about an error of this code, one sentence in the same
+ *  words for every language ("this client is closed; create a new
+ *  Client"), or NULL when the call's message itself names the cause and
+ *  the remedy.  Static storage; any thread. */
+MLK_API const char *mlk_error_hint(int code);
 
 /** Free memory the library returned with "free with mlk_free". */
 MLK_API void mlk_free(void *p);
@@ -199,14 +214,37 @@ MLK_API int mlk_config_set_sudo(mlk_config *cfg, int use_sudo);
  *  MLK_EINVALID_NET_HOOK before anything is sent: the server connects to
  *  the hook socket on its own machine (docs/remote.md). */
 MLK_API int mlk_config_set_launcher(mlk_config *cfg, const char *const *argv, size_t n);
+/** (Since 1.2, symbol version MLK_1.2.)  Non-zero: the launcher runs the
+ *  words after it through a shell, as ssh does (it joins its arguments with
+ *  spaces and hands the line to the remote user's shell).  Every word after
+ *  the launcher (sudo, the binary, the command's arguments and operands) is
+ *  then put in POSIX single quotes ('it'\''s'), so each arrives as the one
+ *  word it was.  Leave it off (the default) for launchers that pass their
+ *  arguments on as they are (kubectl exec, env, nice): the quotes would
+ *  reach the program.  No effect without a launcher.  Volume names and VM
+ *  ids are checked against [A-Za-z0-9][A-Za-z0-9._-]* (at most 128
+ *  characters) either way, and follow `--`.  docs/remote.md. */
+MLK_API int mlk_config_set_launcher_shell(mlk_config *cfg, int through_shell);
 /** Add NAME=VALUE to the child's environment (on top of the inherited one). */
 MLK_API int mlk_config_set_env(mlk_config *cfg, const char *name, const char *value);
 /** Deadline of the CLI side channels (remove, volumes) in milliseconds;
  *  a command still running then is killed and the call fails with
  *  MLK_ETIMEDOUT.  0 (the default) waits as long as it takes. */
 MLK_API int mlk_config_set_cli_timeout_ms(mlk_config *cfg, int64_t ms);
-/** Largest response line accepted from the server (default 1 GiB).  A
- *  longer line fails the session with MLK_EPROTO. */
+/** The largest file a read_file answer carries under the default line
+ *  limit: 256 MiB.  Reading a bigger file needs a larger limit
+ *  (mlk_config_set_max_line), or a streamed exec of `cat`. */
+#define MLK_LARGEST_READ (256ull << 20)
+/** The default line limit: the line of a read_file answer for a file of
+ *  MLK_LARGEST_READ bytes (its base64, 4 bytes per 3) plus 64 KiB for the
+ *  envelope: 341.4 MiB.  Every legitimate answer but a bigger read fits. */
+#define MLK_DEFAULT_MAX_LINE ((MLK_LARGEST_READ + 2) / 3 * 4 + (64ull << 10))
+/** Largest line accepted from the server (default MLK_DEFAULT_MAX_LINE).
+ *  A longer line is discarded as it arrives (it is never held whole) and
+ *  is a protocol error (MLK_EPROTO, "... longer than the line limit ...")
+ *  for the one call it answers or streams to, found by the id in its first
+ *  or last 256 bytes; other calls and the session go on.  A longer line
+ *  that names no pending call fails the session with MLK_EPROTO. */
 MLK_API int mlk_config_set_max_line(mlk_config *cfg, uint64_t bytes);
 
 /* ------------------------------------------------------------------ */
@@ -507,7 +545,11 @@ MLK_API int mlk_dispatch_wait(mlk_client *c, int timeout_ms);
 
 /** Called with each `event` notification (msgpack map of the event's
  *  params), on the thread calling mlk_dispatch().  NULL removes it.
- *  Events are lossy (the server drops them when busy). */
+ *  Events are lossy (the server drops them when busy).  At most 4096
+ *  events and 1024 VFS after-hook calls wait for mlk_dispatch(); what
+ *  comes beyond is dropped and counted in one event of the client's own,
+ *  {"type":"dropped","events":N,"after_hooks":M,"message":S}, delivered
+ *  here in the place of the dropped ones (docs/c-api.md, "Bounds"). */
 typedef void (*mlk_event_cb)(void *ud, const char *msgpack, size_t len);
 MLK_API int mlk_client_set_event_cb(mlk_client *c, mlk_event_cb cb, void *ud);
 
@@ -540,18 +582,22 @@ MLK_API int mlk_launch_async(mlk_client *c, const mlk_sandbox *sb, int64_t timeo
 MLK_API int mlk_close(mlk_client *c, double timeout_s, mlk_result **out);
 /** Async close; the child is awaited on the I/O thread, never blocking it. */
 MLK_API int mlk_close_async(mlk_client *c, double timeout_s, mlk_done_cb done, void *ud, uint64_t *op);
-/** Run `<binary> rm <vm-id>` (after close).  MLK_EREMOVE when it fails. */
+/** Run `<binary> rm -- <vm-id>` (after close).  MLK_EREMOVE when it fails. */
 MLK_API int mlk_remove(mlk_client *c, mlk_result **out);
 /** Async remove: the command runs on a short-lived thread of its own. */
 MLK_API int mlk_remove_async(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op);
-/** Run `<binary> rm <vm_id>` with a configuration, no client needed (since
+/** Run `<binary> rm -- <vm_id>` with a configuration, no client needed (since
  *  1.1): through `cfg`'s binary, sudo and launcher (NULL: the defaults), as
  *  mlk_volume_remove.  For removing a VM after its client was freed: keep
  *  mlk_client_vm_id() (copied) and the config, free the client once closed
  *  (every descriptor goes), remove later.  Blocks the calling thread for the
  *  command (bounded by mlk_config_set_cli_timeout_ms); any thread.
  *  MLK_EREMOVE when the command fails (its stderr in the message);
- *  MLK_EINVAL when vm_id is NULL or empty.  `cfg` and `vm_id` are only read
+ *  MLK_EINVAL when vm_id is NULL, empty or outside the operand rule
+ *  ([A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters), before anything
+ *  runs.  A command whose exit status cannot be known (SIGCHLD ignored by
+ *  the process, or reaped by someone else) is MLK_EREMOVE saying so, never
+ *  a success; the same holds for every CLI call.  `cfg` and `vm_id` are only read
  *  during the call; *out (may be NULL) is the caller's to mlk_result_free. */
 MLK_API int mlk_remove_vm(const mlk_config *cfg, const char *vm_id, mlk_result **out);
 
@@ -605,6 +651,11 @@ MLK_API int mlk_tty_resize(mlk_client *c, uint64_t op, uint16_t rows, uint16_t c
 MLK_API int mlk_cancel(mlk_client *c, uint64_t op);
 
 /* Files and logs ------------------------------------------------------- */
+/* Every file call's path is made canonical before anything else (VFS hooks
+ * judge it, the server receives it): a relative path is taken against the
+ * sandbox's workspace ("/workspace" when none was set), "//" and "." are
+ * dropped, ".." is resolved lexically and never above "/"
+ * (docs/hooks.md). */
 
 /** Write a file (mode 0 means 0644).  Payloads too big for one request
  *  line are streamed through an exec pipe into `cat`. */
@@ -661,11 +712,16 @@ MLK_API int mlk_port_forward_parse(const char *const *specs, size_t n, char **js
 
 /* Volumes (CLI side channel; no client needed) ------------------------- */
 
-/** `<binary> volume create NAME --size MB --json`; msgpack map result. */
+/* A volume name must match [A-Za-z0-9][A-Za-z0-9._-]*, at most 128
+ * characters (upstream's rule, bounded): anything else is MLK_EINVAL with a
+ * message naming the rule, before anything runs (an empty name stays
+ * MLK_EVOLUME_NAME).  The async forms deliver that failure through `done`. */
+
+/** `<binary> volume create --size MB --json -- NAME`; msgpack map result. */
 MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t size_mb, mlk_result **out);
 /** `<binary> volume ls --json`; msgpack array result. */
 MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out);
-/** `<binary> volume rm NAME`. */
+/** `<binary> volume rm -- NAME`. */
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out);
 /** Async volume commands, run with the client's configuration on a
  *  short-lived thread; `done` runs from mlk_dispatch() on that client. */

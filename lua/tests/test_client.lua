@@ -197,6 +197,36 @@ return function(T)
     c:free()
   end)
 
+  -- launcher_shell: a launcher that hands its words to a shell, as ssh does
+  -- (issue 23, item 1).  The stand-in joins the words after it and runs them
+  -- with `sh -c`; the binary sits at a path only a quoted word survives.
+  T.test("launcher_shell quotes every word after the launcher; names are checked first", function()
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    local dir = tmp .. "/it's a dir;$(touch " .. tmp .. "-injected)"
+    local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+    T.ok(os.execute("mkdir -p " .. q(dir) .. " && ln -s " .. q(H.local_bin()) .. " " .. q(dir .. "/match lock")))
+    local fake_ssh = { "sh", "-c", 'exec sh -c "$*"', "fake-ssh" }
+    local opts = H.opts({ binary = dir .. "/match lock", launcher = fake_ssh, launcher_shell = true })
+    local v = ml.volume_create("lua-quoted", 16, opts)
+    T.eq(v.name, "lua-quoted")
+    T.ok(ml.volume_remove("lua-quoted", opts))
+    local c = ml.Client.new(opts)
+    c:create(ml.Sandbox.new("alpine:latest"))
+    T.eq(c:exec("echo hi").stdout, "hi\n")
+    T.ok(c:close())
+    T.ok(c:remove())
+    for _, name in ipairs { "vol; id > /tmp/x; echo", "--help", "--stopped" } do
+      T.raises(function() ml.volume_create(name, 16, opts) end, "%[A%-Za%-z0%-9%]%[A%-Za%-z0%-9%._%-%]%*")
+    end
+    -- unquoted, the shell splits the path: the setting is what works
+    T.raises(function() ml.volume_create("lua-quoted", 16, H.opts({ binary = dir .. "/match lock", launcher = fake_ssh })) end)
+    local f = io.open(tmp .. "-injected")
+    if f then f:close() end
+    T.ok(not f, "the shell ran the path")
+    os.execute("rm -rf " .. q(tmp))
+  end)
+
   T.test("events from VFS interception", function()
     local c = H.created(ml.Sandbox.new("alpine:latest"):with_workspace("/workspace"):mount_memory("/workspace")
       :with_vfs_interception({ emit_events = true }))

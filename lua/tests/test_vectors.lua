@@ -177,4 +177,24 @@ return function(T)
     while core.mlk_vfs_op_name(i) do i = i + 1 end
     T.eq(i, 16)
   end)
+
+  -- errors.jsonl: the class, category and hint the core gives a code are
+  -- those of the error object Lua raises (the same file runs in C, Python
+  -- and Node)
+  for _, case in ipairs(lines("errors.jsonl")) do
+    T.test("errors " .. (case.errname or ("rpc " .. case.rpc_code)), function()
+      local code = case.errname and core[case.errname] or case.rpc_code
+      if case.errname then T.eq(code, case.code) end
+      local hint = case.hint ~= json.null and case.hint or nil
+      T.eq(core.mlk_error_class(code), case.class)
+      T.eq(core.mlk_error_category(code), case.category)
+      T.eq(core.mlk_error_hint(code), hint)
+      local e = ml.new_error(code, "boom")
+      T.eq(e.class, case.class)
+      T.eq(e.category, case.category)
+      T.eq(e.hint, hint)
+      T.ok(e:is(case.class) and e:is(case.category))
+      if hint then T.eq(e.message, "boom (" .. hint .. ")") else T.eq(e.message, "boom") end
+    end)
+  end
 end

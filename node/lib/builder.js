@@ -58,7 +58,7 @@ function check(rc, what, h) {
 // A string argument; one holding a NUL gets the core's message, which
 // names the argument and the NUL's offset, never the value.
 function str(v, what) {
-  if (typeof v !== "string") throw new ValidationError(`${what} must be a string, got ${typeof v}`, { status: -1 });
+  if (typeof v !== "string") throw new ValidationError(`${what} must be a string, got ${typeof v}`, { status: native.MLK_EINVAL });
   if (v.includes("\0")) {
     const [rc, msg] = native.mlk_check_cstring(what, v);
     throw makeError(rc, msg, 0);
@@ -84,7 +84,7 @@ function secretRecord(sec) {
 }
 
 function num(v, what) {
-  if (typeof v !== "number") throw new ValidationError(`${what} must be a number, got ${typeof v}`, { status: -1 });
+  if (typeof v !== "number") throw new ValidationError(`${what} must be a number, got ${typeof v}`, { status: native.MLK_EINVAL });
   return v;
 }
 
@@ -140,7 +140,7 @@ class Sandbox {
     // console.log / util.inspect / Object.keys / JSON.stringify of the
     // builder never show them (the custom inspector below shows the image).
     Object.defineProperty(this, "_opts", { value: { image }, writable: true, enumerable: false, configurable: false });
-    if (image != null && typeof image !== "string") this._defer(new ValidationError(`image must be a string, got ${typeof image}`, { status: -1 }));
+    if (image != null && typeof image !== "string") this._defer(new ValidationError(`image must be a string, got ${typeof image}`, { status: native.MLK_EINVAL }));
   }
 
   /** Build a Sandbox from the official SDK's CreateOptions object (unknown

@@ -27,7 +27,7 @@ function toBuffer(content) {
   if (ArrayBuffer.isView(content)) return Buffer.from(content.buffer, content.byteOffset, content.byteLength);
   throw new ValidationError(
     `unsupported content type ${content === null ? "null" : typeof content} (use a string, Buffer, Uint8Array or ArrayBuffer)`,
-    { status: -1 },
+    { status: native.MLK_EINVAL },
   );
 }
 
@@ -37,6 +37,7 @@ function makeConfigHandle(config) {
   if (binary) native.mlk_config_set_binary(cfg, binary);
   if (config.useSudo) native.mlk_config_set_sudo(cfg, 1);
   if (config.launcher?.length) native.mlk_config_set_launcher(cfg, config.launcher);
+  if (config.launcherShell) native.mlk_config_set_launcher_shell(cfg, 1);
   for (const [k, v] of Object.entries(config.env ?? {})) native.mlk_config_set_env(cfg, k, String(v));
   if (config.maxLineBytes) native.mlk_config_set_max_line(cfg, config.maxLineBytes);
   return cfg;
@@ -52,7 +53,7 @@ function defaultConfig(config = {}) {
 function abortError(signal, what) {
   const reason = signal.reason;
   const why = reason instanceof Error ? reason.message : reason !== undefined ? String(reason) : "aborted";
-  return new CancelledError(`${what} was aborted by its AbortSignal (${why})`, { status: -9, cause: reason });
+  return new CancelledError(`${what} was aborted by its AbortSignal (${why})`, { status: native.MLK_ECANCELED, cause: reason });
 }
 
 // Writes an output chunk to a StreamWriter: a function (sync or async; a
@@ -92,7 +93,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // The option names each call takes: anything else is a TypeError (a typo
 // such as `binray` would otherwise be ignored silently).
 const keys = (...names) => new Set(names);
-const CLIENT_KEYS = keys("binaryPath", "useSudo", "launcher", "env", "maxLineBytes", "onEvent");
+const CLIENT_KEYS = keys("binaryPath", "useSudo", "launcher", "launcherShell", "env", "maxLineBytes", "onEvent");
 const REQ_KEYS = keys("signal", "timeoutMs");
 const EXEC_KEYS = keys(...REQ_KEYS, "workingDir", "user", "encoding");
 const STREAM_KEYS = keys(...EXEC_KEYS, "stdout", "stderr", "onStdout", "onStderr");
@@ -221,7 +222,7 @@ class Client extends EventEmitter {
   // The native client, spawning `matchlock rpc` on first use.
   _handle() {
     if (this._h) return this._h;
-    if (this._closed) throw new errors.ClosedError("the client is closed (create a new Client)", { status: -3 });
+    if (this._closed) throw makeError(native.MLK_ECLOSED, "client closed: this call needs an open client", 0);
     this._h = native.clientNew(this._configHandle());
     hooks.register(this._h, this);
     this._syncEvents();
@@ -357,7 +358,7 @@ class Client extends EventEmitter {
     onlyKeys(options, REQ_KEYS, launch ? "launch options" : "create options");
     if (!(sandbox instanceof Sandbox)) {
       sandbox = Sandbox.fromOptions(sandbox);
-      if (sandbox === undefined) throw new ValidationError("create: expected a Sandbox or CreateOptions", { status: -1 });
+      if (sandbox === undefined) throw new ValidationError("create: expected a Sandbox or CreateOptions", { status: native.MLK_EINVAL });
     }
     sandbox._validate(launch); // validate here, with the builder's own error, before spawning
     // The core copies the params and hooks before native.create returns, so
@@ -438,7 +439,7 @@ class Client extends EventEmitter {
       } else if (isIterable(stdinSource)) {
         pumped = true;
       } else {
-        throw new ValidationError(`${what}: stdin must be a string, Buffer, Readable or (async) iterable`, { status: -1 });
+        throw new ValidationError(`${what}: stdin must be a string, Buffer, Readable or (async) iterable`, { status: native.MLK_EINVAL });
       }
     }
     const interactive = pumped || (mode === native.MLK_EXEC_TTY && options.keepStdinOpen);
@@ -463,7 +464,7 @@ class Client extends EventEmitter {
         throw userError instanceof MatchlockError
           ? userError
           : new CallbackError(`${what}: a callback or stdin source failed: ${userError?.message ?? userError}`, {
-              status: -10,
+              status: native.MLK_EUSER,
               cause: userError,
             });
       }
@@ -602,7 +603,7 @@ class Client extends EventEmitter {
     try {
       await p;
     } catch (e) {
-      if (!(signal?.aborted && e.status === -9)) throw e;
+      if (!(signal?.aborted && e.status === native.MLK_ECANCELED)) throw e;
     } finally {
       signal?.removeEventListener("abort", onAbort);
       sink?.end();

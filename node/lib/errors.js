@@ -11,21 +11,11 @@
 
 const native = require("./native");
 
-const HINTS = {
-  [-3]: "create a new Client: this one is closed",
-  [-4]: "check Config.binaryPath (or $MATCHLOCK_BIN) points at an executable matchlock (or matchlock-local)",
-  [-5]: "the server sent something that is not the protocol; check that the binary is matchlock",
-  [-6]: "the matchlock process exited; see its stderr above and create a new Client",
-  [-8]: "raise timeoutMs, or check what the sandbox is doing",
-  [-12]: "call client.create() or client.launch() first",
-  [-14]: "the matchlock command line tool failed; its stderr is above",
-};
-
 class MatchlockError extends Error {
   constructor(message, opts = {}) {
     super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = "MatchlockError";
-    const status = opts.status ?? -1;
+    const status = opts.status ?? native.MLK_EINVAL;
     this.status = status;
     this.errname = native.mlk_errname(status) ?? `MLK_E${-status}`;
     this.code = status;
@@ -36,7 +26,7 @@ class MatchlockError extends Error {
 
 class RPCError extends MatchlockError {
   constructor(code, message, opts = {}) {
-    super(`[${code}] ${message}`, { status: opts.status ?? -7, rpcCode: code, cause: opts.cause });
+    super(`[${code}] ${message}`, { status: opts.status ?? native.MLK_ERPC, rpcCode: code, cause: opts.cause });
     this.name = "RPCError";
     this.code = code;
     this.rpcMessage = message;
@@ -89,37 +79,36 @@ const CallbackError = sub("CallbackError");
 /** The call is not valid now (create twice, no sandbox yet). */
 const StateError = sub("StateError");
 
-const BY_STATUS = {
-  [-3]: ClosedError,
-  [-4]: ProcessError,
-  [-5]: ProcessError,
-  [-6]: ClosedError,
-  [-8]: TimeoutError,
-  [-9]: CancelledError,
-  [-10]: CallbackError,
-  [-12]: StateError,
-  [-14]: CLIError,
-  [-15]: StateError,
-  [-29]: MatchlockError, // a VFS action hook blocked the call (a plain MatchlockError, as upstream)
-  [-30]: TimeoutError,
-  [-31]: CLIError,
+// The class of a status and its hint are the core's (mlk_error_category,
+// mlk_error_hint; the table is core/errors.c).  A server's error, and the
+// server's cancellation (a JSON-RPC code), is an RPCError as in the
+// official TypeScript SDK.
+const BY_CATEGORY = {
+  MatchlockError,
+  RPCError,
+  TimeoutError,
+  CancelledError,
+  ClosedError,
+  ProcessError,
+  ValidationError,
+  CLIError,
+  CallbackError,
+  StateError,
 };
 
 function classFor(status) {
-  if (BY_STATUS[status]) return BY_STATUS[status];
-  if (status === -1 || (status <= -20 && status !== -30 && status !== -31 && status > -40)) return ValidationError;
-  return MatchlockError;
+  return BY_CATEGORY[native.mlk_error_category(status)] ?? MatchlockError;
 }
 
 /** Build the error for a failed call (used by the addon for every rejection). */
 function makeError(status, message, rpcCode, cause) {
   message = message || native.mlk_strerror(status) || `error ${status}`;
-  if (rpcCode && (status === -7 || status === -9)) {
-    return new RPCError(rpcCode, message, { status, cause });
-  }
-  const hint = HINTS[status];
-  const text = hint && !message.includes(hint) ? `${message} (${hint})` : message;
+  // what the server answered with its own code (an error, or its
+  // cancellation) is an RPCError
   const C = classFor(status);
+  if (rpcCode || C === RPCError) return new RPCError(rpcCode, message, { status, cause });
+  const hint = native.mlk_error_hint(status);
+  const text = hint && !message.includes(hint) ? `${message} (${hint})` : message;
   return new C(text, { status, rpcCode, cause });
 }
 

@@ -207,3 +207,40 @@ test("close is idempotent; remove deletes the VM state; calls after close fail c
   await c.remove();
   await assert.rejects(c.exec("true"), (e) => e instanceof m.ClosedError && /new Client/.test(e.message));
 });
+
+// launcherShell: a launcher that hands its words to a shell, as ssh does
+// (issue 23, item 1).  The stand-in joins the words after it and runs them
+// with `sh -c`; the binary sits at a path only a quoted word survives.
+test("launcherShell quotes every word after the launcher; names are checked first", async () => {
+  const fs = require("node:fs");
+  const os = require("node:os");
+  const path = require("node:path");
+  const { bin } = require("./helpers");
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "mlk-node-launcher-"));
+  const dir = path.join(tmp, "it's a dir;$(touch injected)");
+  fs.mkdirSync(dir);
+  const odd = path.join(dir, "match lock");
+  fs.symlinkSync(path.resolve(bin), odd);
+  const fakeSsh = ["sh", "-c", 'exec sh -c "$*"', "fake-ssh"];
+  const cwd = process.cwd();
+  process.chdir(tmp); // where an injected `touch injected` would land
+  try {
+    const c = new m.Client({ binaryPath: odd, launcher: fakeSsh, launcherShell: true });
+    const v = await c.volumeCreate("node-quoted", 16);
+    assert.equal(v.name, "node-quoted");
+    await c.volumeRemove("node-quoted");
+    await c.launch(new m.Sandbox("alpine:latest"));
+    assert.equal((await c.exec("echo hi")).stdout, "hi\n");
+    await c.close();
+    for (const name of ["vol; id > /tmp/x; echo", "--help", "--stopped"]) {
+      await assert.rejects(c.volumeCreate(name, 16), (e) => e instanceof m.ValidationError && e.message.includes("[A-Za-z0-9][A-Za-z0-9._-]*"));
+    }
+    // unquoted, the shell splits the path: the setting is what works
+    const plain = new m.Client({ binaryPath: odd, launcher: fakeSsh });
+    await assert.rejects(plain.volumeCreate("node-quoted", 16), (e) => e instanceof m.MatchlockError);
+    assert.ok(!fs.existsSync(path.join(tmp, "injected")), "the shell ran the path");
+  } finally {
+    process.chdir(cwd);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});

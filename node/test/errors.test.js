@@ -55,7 +55,16 @@ test("error classes map every C code; RPCError keeps the server's code", () => {
 
 test("a binary that does not exist fails with a ProcessError naming the fix", async () => {
   const c = new m.Client({ binaryPath: "/nonexistent/matchlock" });
-  await assert.rejects(c.exec("true"), (e) => e instanceof m.MatchlockError && e.status === n.MLK_ESPAWN && /binaryPath/.test(e.message));
+  // the core's message names the cause and the fix (the hint follows the cause, not the call)
+  await assert.rejects(c.exec("true"), (e) => e instanceof m.ProcessError && e.status === n.MLK_ESPAWN &&
+    /nonexistent\/matchlock/.test(e.message) && /MATCHLOCK_BIN or the configured binary/.test(e.message));
+});
+
+test("a spawn that ran out of descriptors is not told to check the binary", () => {
+  const e = require("../lib/errors").makeError(n.MLK_ESPAWN,
+    "cannot create the child's pipes: Too many open files (the process is out of file descriptors)", 0);
+  assert.ok(e instanceof m.ProcessError);
+  assert.doesNotMatch(e.message, /binary/);
 });
 
 test("calls before create fail with the server's error", async () => {

@@ -212,3 +212,21 @@ test("VFS op constants are the core's list", () => {
   const union = dts.match(/export type VFSHookOp =([^;]+);/)[1].match(/"([a-z_]+)"/g).map((x) => x.slice(1, -1));
   assert.deepEqual(union, core);
 });
+
+// errors.jsonl: the class and hint the core gives a code are the error
+// Node raises for it (the same file runs in C, Python and Lua).
+const { makeError } = require("../lib/errors");
+for (const c of readJsonl("errors.jsonl")) {
+  test(`errors ${c.errname ?? `rpc ${c.rpc_code}`}`, () => {
+    const code = c.errname ? n[c.errname] : c.rpc_code;
+    if (c.errname) assert.equal(code, c.code);
+    assert.equal(n.mlk_error_class(code), c.class);
+    assert.equal(n.mlk_error_category(code), c.category);
+    assert.equal(n.mlk_error_hint(code), c.hint);
+    const e = c.errname ? makeError(code, "boom", code === n.MLK_ERPC ? -32000 : 0) : makeError(n.MLK_ERPC, "boom", code);
+    assert.equal(e.name, c.category);
+    assert.ok(e instanceof m[c.category] || c.category === "MatchlockError", `${e.name} is not a ${c.category}`);
+    if (c.hint) assert.ok(e.message.endsWith(`(${c.hint})`), e.message);
+    else assert.ok(e.message.endsWith("boom"), e.message);
+  });
+}

@@ -453,6 +453,7 @@ def make_config(cfg: Config | None) -> Any:
     if cfg.launcher:
         arr = CStrArray(cfg.launcher, "Config.launcher")
         chk(lib.mlk_config_set_launcher(c, arr.ptr, arr.n), "launcher")
+    chk(lib.mlk_config_set_launcher_shell(c, 1 if cfg.launcher_shell else 0), "launcher_shell")
     for k, v in (cfg.env or {}).items():
         chk(lib.mlk_config_set_env(c, cstr(k, "Config.env name"), cstr(v, "Config.env value")), "env")
     if cfg.max_line:

@@ -97,6 +97,7 @@ class _Core:
     def __init__(self) -> None:
         self.ptr: Any = ffi.NULL
         self._live: set[_Op] = set()
+        self._ended: list[_Op] = []  # calls free() ended before the C client went (_end_pending)
         self._event_cb: EventCallback | None = None
         self.event_errors: list[BaseException] = []
         self._handle = ffi.new_handle(self)
@@ -142,11 +143,20 @@ class _Core:
         return False
 
     def give(self) -> None:
-        """Give the token back and wake whoever waits for it."""
+        """Give the token back and wake whoever waits for it (freeing the C
+        client first when free() left that to the token's holder)."""
+        if self.freed and self.ptr != ffi.NULL and self.token_owner == threading.get_ident():
+            self._free_c()
         self.token_owner = None
         self.token.release()
-        if self.waiting:
-            _dispatch.wake(self.waiting[0])
+        # wake the first waiter whose call is not done: one whose call was
+        # just completed is leaving, and waking it alone would leave the
+        # others asleep for a whole wait step (a close behind 16 calls took
+        # 250-500 ms)
+        for op in list(self.waiting):
+            if not op.done:
+                _dispatch.wake(op)
+                break
         if self.parked:
             self.parked = False
             _dispatch.unpark(self)
@@ -183,13 +193,46 @@ class _Core:
             self.addr = 0
         if self.ptr != ffi.NULL:
             if self.token_owner == threading.get_ident():
-                lib.mlk_client_free(self.ptr)  # inside a callback: the core defers the free
+                self._free_c()  # inside a callback: the core defers the free
+            elif self.take():  # nobody dispatches: free it now
+                try:
+                    self._free_c()
+                finally:
+                    self.give()
             else:
-                with self.token:  # never under a thread that is dispatching
-                    lib.mlk_client_free(self.ptr)
-            self.ptr = ffi.NULL
+                # Another thread dispatches for a call in flight (a daemon
+                # thread's exec at interpreter exit, a call racing a close):
+                # nothing waits for it.  Every pending call ends now with a
+                # closed error, and the thread that holds the token frees
+                # the C client when it gives the token back (give()); at
+                # interpreter exit it never does, and the process's exit
+                # releases what the client held.
+                self._end_pending()
         # hooks still running (async) answer into the void; answer for them
         _hooks.fail_pending(self.pending_calls, "the client was closed before the hook answered")
+
+    def _free_c(self) -> None:
+        ptr, self.ptr = self.ptr, ffi.NULL
+        lib.mlk_client_free(ptr)
+        self._ended.clear()  # no callback of theirs can run any more
+
+    def _end_pending(self) -> None:
+        """Complete every pending call with a closed error now; their handles
+        stay alive (in _ended) while the C client may still call back."""
+        ops = list(self._live)
+        self._ended.extend(ops)
+        for op in ops:
+            out = _Outcome.failed(lib.MLK_ECLOSED, "client closed: the client was freed while this call was in "
+                                  "flight")
+            if op.afut is None:
+                op.complete(out)
+                continue
+            lp = op.afut.get_loop()  # an AsyncClient's call completes on its loop
+            if not lp.is_closed():
+                try:
+                    lp.call_soon_threadsafe(op.complete, out)
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
 
 
 def _start_failed(rc: int, what: str) -> MatchlockError:

@@ -118,11 +118,17 @@ class Config:
     launcher: list[str] = field(default_factory=list)
     """A command put in front of the binary, e.g. ["ssh", "host"] (beyond upstream)."""
 
+    launcher_shell: bool = False
+    """The launcher hands its words to a shell, as ssh does: every word after it
+    (the binary, the command's arguments) is shell-quoted.  Set it with ssh; leave
+    it off for launchers that pass their arguments on as they are (kubectl exec).
+    See docs/remote.md (beyond upstream)."""
+
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the matchlock process (beyond upstream)."""
 
     max_line: int = 0
-    """Largest response line accepted from the server in bytes; 0 keeps the default (1 GiB)."""
+    """Largest response line accepted from the server in bytes; 0 keeps the default (MLK_DEFAULT_MAX_LINE: 341.4 MiB, a read_file of 256 MiB)."""
 
 
 @dataclass

@@ -172,6 +172,36 @@ def test_answers_among_events_and_split_lines_all_arrive(hostile: Any, threads: 
     assert all(e.get("type") == "chatty" for e in seen)
 
 
+def test_an_event_flood_is_bounded_and_the_drops_are_reported(hostile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23: while the host's event callback is busy, the core keeps at
+    most 4096 events for it and counts the rest in one "dropped" event,
+    which reaches Python like any other; nothing is lost without a word."""
+    import threading
+    monkeypatch.setenv("MLK_HOSTILE_COUNT", "100000")
+    c = hostile("event-flood")
+    seen: list[dict[str, Any]] = []
+    release = threading.Event()
+
+    def on_event(e: dict[str, Any]) -> None:
+        release.wait(20)  # the host is busy for 2 s: the server's events pile up
+        seen.append(e)
+
+    c.on_event(on_event)
+    threading.Timer(2.0, release.set).start()
+    c.exec("true")  # answered after the 100,000 events
+    deadline = time.monotonic() + 20
+    notices = [e for e in seen if e.get("type") == "dropped"]
+    while (not notices or len(seen) - len(notices) + sum(n["events"] for n in notices) < 100000) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+        notices = [e for e in seen if e.get("type") == "dropped"]
+    events = [e for e in seen if e.get("type") != "dropped"]
+    assert notices, f"no dropped notice among {len(seen)} events"
+    assert "dropped" in notices[0]["message"]
+    assert len(events) + sum(n["events"] for n in notices) == 100000
+    assert len(events) <= 4096 + 2  # at most the bound waited, plus the ones the callback held
+
+
 def test_a_dead_servers_banner_is_quoted(shell_peer: Any) -> None:
     c = shell_peer("echo 'usage: matchlock [--flags] COMMAND'; exit 2")
     with pytest.raises(ml.ServerDiedError, match=r"usage: matchlock \[--flags\] COMMAND"):
@@ -293,3 +323,31 @@ def test_fork_children_never_touch_the_parents_session(client: ml.Client) -> Non
     assert client.exec("echo still-here").stdout == "still-here\n"
     client.write_file("/tmp/after-fork", "ok")
     assert client.read_file("/tmp/after-fork") == b"ok"
+
+
+EMFILE_SCRIPT = r"""
+import os, resource, sys
+import matchlock_native as ml
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 1, hard))
+try:
+    ml.Client(ml.Config(binary_path=sys.argv[1])).start()
+except ml.MatchlockError as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_a_spawn_out_of_descriptors_is_not_told_to_check_the_binary(local_binary: str, tmp_path: Any) -> None:
+    """Issue 25 item 4: the hint follows the cause the core reports (no
+    descriptor left), not the call (spawning): no "check the binary path"."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT, local_binary], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.strip()
+    assert out.startswith("SpawnError"), out
+    assert "descriptors" in out or "open files" in out, out
+    assert "binary" not in out, out
+    assert p.stderr == "", p.stderr  # the library prints nothing (issue 25 item 3)

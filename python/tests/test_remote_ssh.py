@@ -92,7 +92,8 @@ def sshd() -> Iterator[Sshd]:
 def remote(sshd: Sshd, local_binary: str) -> ml.Config:
     # the path on the remote side too (same machine here); the remote shell
     # starts in the home directory, so it must be absolute
-    return ml.Config(binary_path=os.path.abspath(local_binary), launcher=sshd.launcher())
+    # and ssh hands its words to the remote shell: launcher_shell quotes them
+    return ml.Config(binary_path=os.path.abspath(local_binary), launcher=sshd.launcher(), launcher_shell=True)
 
 
 def test_sandbox_over_ssh(remote: ml.Config, sshd: Sshd) -> None:
@@ -140,7 +141,8 @@ def test_network_hook_is_refused_early(remote: ml.Config) -> None:
 
 
 def test_refused_login_fails_every_pending_call(sshd: Sshd, local_binary: str) -> None:
-    cfg = ml.Config(binary_path=os.path.abspath(local_binary), launcher=sshd.launcher("other_key"))
+    cfg = ml.Config(binary_path=os.path.abspath(local_binary), launcher=sshd.launcher("other_key"),
+                    launcher_shell=True)
     c = ml.Client(cfg)
     c.start()
     errors: list[BaseException] = []

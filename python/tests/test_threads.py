@@ -11,6 +11,7 @@ import gc
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,72 @@ def test_events_arrive_while_no_call_waits(config: ml.Config) -> None:
         # the client keeps working with the shared thread watching it
         for i in range(20):
             assert c.exec(f"echo {i}").stdout == f"{i}\n"
+
+
+EXIT_SCRIPT = r"""
+import threading, time, sys
+import matchlock_native as ml
+c = ml.Client(ml.Config(binary_path=sys.argv[1]))
+c.start()
+c.create(ml.Sandbox("alpine:latest"), timeout=30)
+started = threading.Event()
+def work():
+    started.set()
+    try:
+        c.exec("sleep 60")
+    except ml.ClosedError:
+        pass
+threading.Thread(target=work, daemon=True).start()
+started.wait()
+time.sleep(0.5)  # the call is in flight; its thread holds the dispatch token
+print("exiting", flush=True)
+"""
+
+
+def test_a_program_with_a_call_in_flight_on_a_daemon_thread_exits(local_binary: str, tmp_path: Any) -> None:
+    """Issue 25 item 1: the client is dropped without close() while a daemon
+    thread waits in exec("sleep 60"); at exit the client's finalizer must not
+    wait for that call (it waited on the dispatch token the daemon thread
+    holds, until the command ended)."""
+    import subprocess
+    import sys
+
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, local_binary], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=40)
+    spent = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    assert "exiting" in p.stdout
+    # start, create and the close of the finalizer's free take a few seconds at most; the command 60
+    assert spent < 15, f"the interpreter took {spent:.1f} s to exit"
+
+
+def test_close_wakes_sixteen_waiting_calls_at_once(config: ml.Config) -> None:
+    """Issue 25 item 5: close() while 16 threads wait on one client returns
+    without a wait step (the token went to a waiter that was leaving, and
+    the close slept 250 ms)."""
+    worst = 0.0
+    for _ in range(4):
+        c = ml.Client(config)
+        c.start()
+        c.create(ml.Sandbox("alpine:latest"), timeout=30)
+        ended: list[str] = []
+
+        def run() -> None:
+            try:
+                c.exec("sleep 30")
+                ended.append("ok")
+            except ml.ClosedError:
+                ended.append("closed")
+
+        ts = [threading.Thread(target=run) for _ in range(16)]
+        for t in ts:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        c.close(timeout=5)
+        worst = max(worst, time.monotonic() - t0)
+        for t in ts:
+            t.join(10)
+        assert len(ended) == 16
+    assert worst < 0.2, f"close took {worst * 1000:.0f} ms with 16 calls waiting"

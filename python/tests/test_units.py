@@ -51,7 +51,11 @@ def test_every_status_maps_to_a_class_with_names() -> None:
     assert r.is_exec_error() and not r.is_vm_error() and str(r) == "[-32001] exec: boom"
     # upstream constructor signature
     assert ml.RPCError(-32000, "vm").is_vm_error()
-    assert "binary_path" in str(error_from_status(lib.MLK_ESPAWN, "spawn failed"))
+    # the hint follows the cause the core gives, not the call: a spawn that
+    # ran out of descriptors is not told to check the binary (issue 25)
+    emfile = error_from_status(lib.MLK_ESPAWN, "cannot create the child's pipes: Too many open files "
+                               "(the process is out of file descriptors)")
+    assert isinstance(emfile, ml.SpawnError) and "binary" not in str(emfile), str(emfile)
 
 
 def test_msgpack_roundtrip() -> None:

@@ -250,3 +250,24 @@ def test_vfs_op_constants_come_from_the_core() -> None:
     assert {n: getattr(types, n) for n in dir(types) if n.startswith("VFS_HOOK_OP_")} == {
         "VFS_HOOK_OP_" + op.upper(): op for op in core}
     assert list(get_args(types.VFSHookOp)) == core
+
+ERRORS = load("errors.jsonl")
+
+
+@pytest.mark.parametrize("case", ERRORS, ids=lambda c: c.get("errname") or f"rpc{c['rpc_code']}")
+def test_error_contract(case: dict[str, Any]) -> None:
+    """errors.jsonl: the class and hint the core gives a code are the
+    exception Python raises for it (the same file runs in C, Node, Lua)."""
+    if "errname" in case:
+        code = getattr(lib, case["errname"])
+        assert code == case["code"]
+        e = error_from_status(code, "boom", -32000 if code == lib.MLK_ERPC else 0)
+    else:
+        e = error_from_status(lib.MLK_ERPC, "boom", case["rpc_code"])
+        assert e.rpc_code == case["rpc_code"]
+    assert type(e).__name__ == case["class"]
+    assert ffi.string(lib.mlk_error_class(case.get("code", case.get("rpc_code")))).decode() == case["class"]
+    if case["hint"]:
+        assert str(e).endswith(f"({case['hint']})"), str(e)
+    else:
+        assert str(e).endswith("boom"), str(e)

@@ -331,6 +331,21 @@ Test(peer, cli_deadline_kills_a_stuck_command, .timeout = 20)
     mlk_config_free(cfg);
 }
 
+Test(peer, cli_output_flood_is_cut_off, .timeout = 30)
+{
+    /* a CLI (or the host behind a launcher) that prints without end: its
+     * stdout was collected without bound; now past 16 MiB it is killed */
+    mlk_config *cfg = mlk_config_new();
+    const char *launcher[] = {"sh", "-c", "exec yes '[{\"name\":\"v\",\"path\":\"/p\"}]'", "peer"};
+    mlk_config_set_launcher(cfg, launcher, 4);
+    mlk_result *r = NULL;
+    int rc = mlk_volume_list(cfg, &r);
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "printed more than 16777216 bytes"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_config_free(cfg);
+}
+
 /* ---- volume output, as the official SDKs read it ------------------------ */
 
 /* Run a volume command whose CLI prints `out` (through a launcher script). */

@@ -268,6 +268,35 @@ Test(e2e, large_file_round_trip, .timeout = 60)
     finish(c);
 }
 
+/* A relative, oddly spelled path with shell syntax in it, too large for one
+ * request line (so it goes through exec_pipe into `cat`): it lands at its
+ * canonical path under the workspace, and the shell syntax stays a name. */
+Test(e2e, large_write_to_a_hostile_relative_path, .timeout = 60)
+{
+    mlk_client *c = sandbox(); /* no workspace given: /workspace */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "mkdir -p '/workspace/sub dir'", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    size_t n = 8 * 1024 * 1024 + 5;
+    char *data = malloc(n);
+    for (size_t i = 0; i < n; i++) data[i] = (char)(i * 7 + (i >> 11));
+    const char *spelled = "./sub dir//it's $(touch pwned) `touch pwned`.bin";
+    cr_assert_eq(mlk_write_file(c, spelled, data, n, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_read_file(c, "/workspace/sub dir/it's $(touch pwned) `touch pwned`.bin", 0, &r), 0, "%s",
+                 mlk_result_message(r));
+    size_t got_n;
+    const char *got = mlk_result_data(r, &got_n);
+    cr_assert(got_n == n && memcmp(got, data, n) == 0, "the bytes landed at the canonical path");
+    mlk_result_free(r);
+    free(data);
+    cr_assert_eq(mlk_exec(c, "test ! -e /pwned && test ! -e /workspace/pwned && test ! -e '/workspace/sub dir/pwned'",
+                          NULL, &r), 0);
+    cr_assert_eq(mlk_result_exit_code(r), 0, "the shell syntax in the name never ran");
+    mlk_result_free(r);
+    finish(c);
+}
+
 Test(e2e, timeout_and_cancel, .timeout = 30)
 {
     mlk_client *c = sandbox();

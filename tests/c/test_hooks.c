@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "matchlock.h"
 
 static char logfile[256];
@@ -455,6 +456,18 @@ struct vfs_state {
     char op[16], path[128];
 };
 
+/* Answer an action hook with "block" or "allow". */
+static void reply_decision(mlk_hook_call *call, int block)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_str_with_body(&pk, block ? "block" : "allow", 5);
+    mlk_hook_reply(call, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void block_tmp(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
 {
     struct vfs_state *st = ud;
@@ -465,13 +478,7 @@ static void block_tmp(void *ud, mlk_client *c, int kind, mlk_hook_call *call, co
     int block = path && strncmp(path, "/ws/secret", 10) == 0;
     free(op);
     free(path);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_str_with_body(&pk, block ? "block" : "allow", 5);
-    mlk_hook_reply(call, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    reply_decision(call, block);
 }
 
 static void upper(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
@@ -592,6 +599,206 @@ Test(hooks, failing_hook_fails_the_call_async_too, .timeout = 30)
         usleep(5000);
     }
     cr_assert_eq(async_status, MLK_EUSER);
+    mlk_client_free(c);
+}
+
+/* ---- canonical paths: a hook judges, and the server gets, one spelling -- */
+
+struct seen_paths {
+    int n;
+    char path[16][160];
+    const char *block_prefix;     /* paths starting with it are blocked */
+};
+
+static void judge(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct seen_paths *st = ud;
+    char *path = mp_field(req, len, "path");
+    if (st->n < 16) snprintf(st->path[st->n++], sizeof st->path[0], "%s", path ? path : "");
+    int block = path && st->block_prefix && strncmp(path, st->block_prefix, strlen(st->block_prefix)) == 0;
+    free(path);
+    reply_decision(call, block);
+}
+
+static void add_judge(mlk_sandbox *sb, const char *glob, struct seen_paths *st)
+{
+    const char *rule[] = {"name", "judge", "path", glob};
+    size_t n;
+    char *mp = mp_strmap(&n, 2, rule);
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_ACTION, mp, n, judge, st), 0);
+    free(mp);
+}
+
+/* The table of docs/hooks.md, "Paths are canonical", and its edges. */
+Test(hooks, guest_path_canon_table)
+{
+    const char *t[][3] = {
+        {"/workspace", "/workspace/secret//b", "/workspace/secret/b"},
+        {"/workspace", "/workspace//secret/b", "/workspace/secret/b"},
+        {"/workspace", "/workspace/./secret/b", "/workspace/secret/b"},
+        {"/workspace", "secret/b", "/workspace/secret/b"},
+        {"/workspace", "./secret/b", "/workspace/secret/b"},
+        {"/workspace", "/workspace/public/../secret/b", "/workspace/secret/b"},
+        {"/workspace", "/workspace/../etc/passwd", "/etc/passwd"},
+        {"/workspace", "../../../../etc/passwd", "/etc/passwd"},
+        {"/workspace", "/workspace/dir/", "/workspace/dir"},
+        {NULL, "a.txt", "/workspace/a.txt"},    /* no workspace: upstream's default */
+        {"", "a.txt", "/workspace/a.txt"},
+        {"/w//x/./", "y", "/w/x/y"},            /* the workspace is made canonical too */
+        {"/ws", "/..", "/"},
+        {"/ws", "..", "/"},
+        {"/ws", ".", "/ws"},
+        {"/ws", "a/..", "/ws"},
+        {"/ws", "//", "/"},
+        {"/ws", "-rf", "/ws/-rf"},
+        {"/ws", "...", "/ws/..."},              /* only "." and ".." are special */
+        {"/ws", "a/.b/..c", "/ws/a/.b/..c"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char *out = NULL;
+        cr_assert_eq(guest_path_canon(t[i][0], t[i][1], &out), 0, "%s", t[i][1]);
+        cr_assert_str_eq(out, t[i][2], "%s against %s", t[i][1], t[i][0] ? t[i][0] : "NULL");
+        free(out);
+    }
+    char *out = NULL;
+    cr_assert_eq(guest_path_canon("/ws", "", &out), MLK_EINVAL);
+    cr_assert_null(out);
+}
+
+Test(hooks, every_spelling_of_a_blocked_path_is_blocked, .timeout = 30)
+{
+    struct seen_paths st = {.block_prefix = "/ws/secret/"};
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    add_judge(sb, "/ws/secret/*", &st);
+    mlk_client *c = vfs_client(sb); /* workspace /ws */
+    mlk_sandbox_free(sb);
+    /* the spellings that went through before the core canonicalised paths */
+    const char *spelled[] = {"/ws/secret//b", "/ws//secret/c", "/ws/./secret/d", "secret/e", "./secret//f/",
+                             "/ws/secret/../secret/x", "/ws/public/../secret/y"};
+    const char *canon[] = {"/ws/secret/b", "/ws/secret/c", "/ws/secret/d", "/ws/secret/e", "/ws/secret/f",
+                           "/ws/secret/x", "/ws/secret/y"};
+    for (int i = 0; i < 7; i++) {
+        mlk_result *r = NULL;
+        int before = st.n;
+        cr_assert_eq(mlk_write_file(c, spelled[i], "x", 1, 0, 0, &r), MLK_EVFS_BLOCKED, "%s: %s", spelled[i],
+                     mlk_result_message(r));
+        cr_assert(strstr(mlk_result_message(r), canon[i]), "the message names the path judged: %s",
+                  mlk_result_message(r));
+        mlk_result_free(r);
+        cr_assert_eq(st.n, before + 1, "%s: the hook ran once", spelled[i]);
+        cr_assert_str_eq(st.path[before], canon[i], "%s", spelled[i]);
+    }
+    /* reads and listings too */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_read_file(c, "secret//e", 0, &r), MLK_EVFS_BLOCKED);
+    mlk_result_free(r);
+    cr_assert_eq(mlk_list_files(c, "/ws/./secret/sub/..//f", 0, &r), MLK_EVFS_BLOCKED);
+    mlk_result_free(r);
+    cr_assert_str_eq(st.path[st.n - 1], "/ws/secret/f");
+    char *log = slurp(logfile);
+    cr_assert_null(strstr(log, "secret"), "nothing under /ws/secret was sent: %s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+Test(hooks, dotdot_resolves_lexically_and_never_climbs_above_root, .timeout = 30)
+{
+    struct seen_paths st = {.block_prefix = "/etc/"};
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    add_judge(sb, "/etc/*", &st);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    const char *spelled[] = {"/ws/../etc/passwd", "../../../../etc/passwd", "/../../etc/./passwd",
+                             "/ws/secret/../../../../../etc//passwd"};
+    for (int i = 0; i < 4; i++) {
+        mlk_result *r = NULL;
+        cr_assert_eq(mlk_read_file(c, spelled[i], 0, &r), MLK_EVFS_BLOCKED, "%s: %s", spelled[i],
+                     mlk_result_message(r));
+        mlk_result_free(r);
+        cr_assert_str_eq(st.path[st.n - 1], "/etc/passwd", "%s", spelled[i]);
+    }
+    char *log = slurp(logfile);
+    cr_assert_null(strstr(log, "passwd"), "%s", log);
+    free(log);
+    /* an allowed path is sent as the hook saw it */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_write_file(c, "/ws/secret/../public/./x", "x", 1, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_list_files(c, "../..", 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    log = slurp(logfile);
+    cr_assert(strstr(log, "\"method\":\"write_file\"") && strstr(log, "\"path\":\"/ws/public/x\""), "%s", log);
+    cr_assert(strstr(log, "\"method\":\"list_files\"") && strstr(log, "\"path\":\"/\""), "%s", log);
+    cr_assert_null(strstr(log, ".."), "%s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+static void note_path(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    struct seen_paths *st = ud;
+    char *path = mp_field(req, len, "path");
+    if (st->n < 16) snprintf(st->path[st->n++], sizeof st->path[0], "%s", path ? path : "");
+    free(path);
+    mlk_hook_reply(call, NULL, 0); /* nil: the bytes stay */
+}
+
+Test(hooks, the_server_gets_the_path_the_hook_judged, .timeout = 30)
+{
+    struct seen_paths st = {0};
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_MUTATE, NULL, 0, note_path, &st), 0);
+    mlk_client *c = vfs_client(sb);
+    mlk_sandbox_free(sb);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_write_file(c, "/ws//a/./b.txt", "hi", 2, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_write_file(c, "rel/c.txt", "hi", 2, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(st.n, 2);
+    cr_assert_str_eq(st.path[0], "/ws/a/b.txt");
+    cr_assert_str_eq(st.path[1], "/ws/rel/c.txt");
+    char *log = slurp(logfile);
+    cr_assert(strstr(log, "\"path\":\"/ws/a/b.txt\""), "%s", log);
+    cr_assert(strstr(log, "\"path\":\"/ws/rel/c.txt\""), "%s", log);
+    cr_assert_null(strstr(log, "//"), "%s", log);
+    free(log);
+
+    /* a write too large for one line goes through exec_pipe into `cat`: the
+     * same canonical path, single-quoted, after the hook judged it */
+    size_t big = 8 * 1024 * 1024;
+    char *data = calloc(1, big);
+    cr_assert_eq(mlk_write_file(c, "sub dir/it's $(id)//./x.bin", data, big, 0600, 3000, &r) != MLK_EVFS_BLOCKED, 1);
+    mlk_result_free(r);
+    free(data);
+    cr_assert_str_eq(st.path[2], "/ws/sub dir/it's $(id)/x.bin");
+    log = slurp(logfile);
+    cr_assert(strstr(log, "\"method\":\"exec_pipe\""), "%s", log);
+    cr_assert(strstr(log, "\"command\":\"cat > '/ws/sub dir/it'\\\\''s $(id)/x.bin' && chmod 600 "
+                          "'/ws/sub dir/it'\\\\''s $(id)/x.bin'\""), "%s", log);
+    free(log);
+    mlk_client_free(c);
+}
+
+Test(hooks, relative_paths_default_to_the_workspace_without_hooks_too, .timeout = 30)
+{
+    mlk_client *c = peer_client(PEER);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest"); /* no workspace: upstream's /workspace */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 10000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    cr_assert_eq(mlk_read_file(c, "notes.txt", 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_list_files(c, "/tmp/", 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_write_file(c, "-rf", "x", 1, 0, 0, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    char *log = slurp(logfile);
+    cr_assert(strstr(log, "\"path\":\"/workspace/notes.txt\""), "%s", log);
+    cr_assert(strstr(log, "\"path\":\"/tmp\""), "%s", log);
+    cr_assert(strstr(log, "\"path\":\"/workspace/-rf\""), "never a leading '-': %s", log);
+    free(log);
     mlk_client_free(c);
 }
 
@@ -1022,5 +1229,24 @@ Test(hooks, an_unread_reply_does_not_hold_the_io_thread, .timeout = 30)
     }
     mlk_client_free(other);
     close(fd);
+    mlk_client_free(c);
+}
+
+/* The callback id's number is read as digits only: "-18446744073709551615"
+ * wrapped to 1 through strtoull and reached the first hook (issue 23, 6). */
+Test(hooks, a_callback_id_that_wraps_reaches_no_hook, .timeout = 30)
+{
+    struct net_state st = {.mode = ANSWER_MUTATE};
+    char sock[256];
+    mlk_client *c = net_client(&st, 0, sock, sizeof sock);
+    const char *ids[] = {"-18446744073709551615", "18446744073709551617", "+1", " 1", "1x", ""};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        char req[512];
+        snprintf(req, sizeof req, "{\"callback_id\":\"network_hook_%s\",\"phase\":\"before\",\"host\":\"h\"}\n", ids[i]);
+        struct exchange x = {.sock = sock, .request = req};
+        exchange_while_dispatching(c, &x);
+        cr_assert(strstr(x.reply, "unknown callback_id"), "%s: %s", ids[i], x.reply);
+    }
+    cr_assert_eq(st.calls, 0, "a hook ran for a callback id that is not its own");
     mlk_client_free(c);
 }

@@ -4,6 +4,7 @@
  * server is tests/peer/hostile_peer.c (MLK_HOSTILE_PEER) or a shell line. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <msgpack.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -24,8 +25,10 @@ static double now_s(void)
 
 static char logfile[64];
 
-/* A client of the hostile peer in MODE, well-behaved for the first AFTER requests. */
-static mlk_client *hostile(const char *mode, int after)
+/* A client of the hostile peer in MODE, well-behaved for the first AFTER
+ * requests; `name`=`value` (when name is set) is one more variable of its
+ * environment, and max_line (when not 0) the client's line limit. */
+static mlk_client *hostile_env(const char *mode, int after, const char *name, const char *value, long max_line)
 {
     snprintf(logfile, sizeof logfile, "/tmp/mlk-hostile-XXXXXX");
     int lfd = mkstemp(logfile);
@@ -38,8 +41,12 @@ static mlk_client *hostile(const char *mode, int after)
     mlk_config_set_env(cfg, "MLK_HOSTILE_MODE", mode);
     mlk_config_set_env(cfg, "MLK_HOSTILE_AFTER", a);
     mlk_config_set_env(cfg, "LOG", logfile);
+    if (name) mlk_config_set_env(cfg, name, value);
+    if (max_line) mlk_config_set_max_line(cfg, (uint64_t)max_line);
     return e2e_client_from(cfg);
 }
+
+static mlk_client *hostile(const char *mode, int after) { return hostile_env(mode, after, NULL, NULL, 0); }
 
 static void finish(mlk_client *c)
 {
@@ -478,4 +485,229 @@ Test(hostile, an_error_for_no_request_fails_the_session_with_its_message, .timeo
     mlk_result *r = exec_fails(c, MLK_EPROTO, "error for no request: Parse error", 2.0);
     mlk_result_free(r);
     mlk_client_free(c);
+}
+
+/* ---- 10. a server cannot exhaust the host (issue 23, item 5) ------------- */
+
+/* Peak RSS since reset_peak(), in KiB (Linux: /proc/self/status VmHWM, reset
+ * through /proc/self/clear_refs); -1 where the system cannot tell. */
+static long status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    size_t k = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, k) == 0 && line[k] == ':') { v = atol(line + k + 1); break; }
+    fclose(f);
+    return v;
+}
+
+static int reset_peak(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* Whether RSS says anything about the library's allocations: not under
+ * AddressSanitizer (its quarantine keeps freed memory) or valgrind. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MLK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLK_ASAN 1
+#endif
+#endif
+static int rss_meaningful(void)
+{
+#ifdef MLK_ASAN
+    return 0;
+#else
+    const char *pre = getenv("LD_PRELOAD");
+    return !(pre && strstr(pre, "vgpreload"));
+#endif
+}
+
+/* The peak RSS growth (KiB) while fn(c) runs, or -1 when unknown. */
+static long peak_growth(void (*fn)(mlk_client *, void *), mlk_client *c, void *arg)
+{
+    int can = rss_meaningful() && reset_peak() == 0;
+    long before = status_kb("VmRSS");
+    fn(c, arg);
+    long peak = status_kb("VmHWM");
+    return can && before >= 0 && peak >= 0 ? peak - before : -1;
+}
+
+static void exec_wants_budget_error(mlk_client *c, void *arg)
+{
+    mlk_result *r = NULL;
+    int rc = mlk_exec(c, "true", NULL, &r);
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "more JSON values"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+}
+
+Test(hostile, a_line_of_values_costs_at_most_the_parser_budget, .timeout = 60)
+{
+    /* 8 MiB of `[0,0,...]`: 4 M values.  Before the budget the parser took
+     * 147 MB of nodes for it and the call succeeded. */
+    mlk_client *c = hostile_env("values", 0, NULL, NULL, 0);
+    long kb = peak_growth(exec_wants_budget_error, c, NULL);
+    cr_log_info("8 MiB line of values: peak RSS grew by %ld KiB", kb);
+    /* the line buffer (16 MiB) plus at most 4x the line in nodes (32 MiB),
+     * plus a growing array's copy */
+    if (kb >= 0) cr_assert_lt(kb, 80 * 1024, "peak RSS grew by %ld KiB for an 8 MiB line", kb);
+    /* only that call failed: the session goes on */
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    finish(c);
+}
+
+Test(hostile, an_oversized_answer_fails_only_its_call, .timeout = 30)
+{
+    /* a read_file answer of 4 MiB, its id last (as upstream writes it),
+     * against a limit of 1 MiB: the read fails, the session goes on */
+    mlk_client *c = hostile_env("huge-answer", 0, "MLK_HOSTILE_BYTES", "4194304", 1 << 20);
+    mlk_result *r = NULL;
+    int rc = mlk_read_file(c, "/big", 10000, &r);
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "read_file"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "longer than the line limit of 1048576 bytes"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_read_file(c, "/small", 10000, &r), 0, "%s", mlk_result_message(r));
+    size_t n;
+    const char *d = mlk_result_data(r, &n);
+    cr_assert(n == 7 && memcmp(d, "hostile", 7) == 0);
+    mlk_result_free(r);
+    finish(c);
+}
+
+Test(hostile, an_oversized_output_notification_fails_only_its_call, .timeout = 30)
+{
+    mlk_client *c = hostile_env("huge-output", 0, "MLK_HOSTILE_BYTES", "4194304", 1 << 20);
+    mlk_exec_opts *o = opts(MLK_EXEC_STREAM, 10000);
+    size_t got = 0;
+    mlk_exec_opts_set_callbacks(o, count_out, NULL, &got);
+    mlk_result *r = NULL;
+    int rc = mlk_exec(c, "cat big", o, &r);
+    mlk_exec_opts_free(o);
+    cr_assert_eq(rc, MLK_EPROTO, "rc=%d %s", rc, mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "output notification"), "%s", mlk_result_message(r));
+    cr_assert(strstr(mlk_result_message(r), "longer than the line limit"), "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    finish(c);
+}
+
+Test(hostile, the_default_line_limit_fits_the_largest_read, .timeout = 10)
+{
+    /* the limit a read_file of MLK_LARGEST_READ bytes needs, and no more
+     * than 64 KiB beyond (it was 1 GiB) */
+    uint64_t b64 = (MLK_LARGEST_READ + 2) / 3 * 4;
+    cr_assert_geq(MLK_DEFAULT_MAX_LINE, b64 + 4096);
+    cr_assert_leq(MLK_DEFAULT_MAX_LINE, b64 + 65536);
+    cr_assert_eq(MLK_LARGEST_READ, 256ull << 20);
+}
+
+struct seen_events {
+    size_t events, notices, hooks;
+    uint64_t dropped_events, dropped_after;
+};
+
+/* A msgpack map's uint value for key (the notice's counts), or 0. */
+static uint64_t mp_uint(const char *mp, size_t len, const char *key)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    uint64_t v = 0;
+    if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_MAP)
+        for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+            msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(key) &&
+                memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0 && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                v = kv->val.via.u64;
+        }
+    msgpack_unpacked_destroy(&u);
+    return v;
+}
+
+static void on_event(void *ud, const char *mp, size_t len)
+{
+    struct seen_events *s = ud;
+    if (memmem(mp, len, "dropped", 7) && memmem(mp, len, "after_hooks", 11)) {
+        s->notices++;
+        s->dropped_events += mp_uint(mp, len, "events");
+        s->dropped_after += mp_uint(mp, len, "after_hooks");
+    } else {
+        s->events++;
+    }
+}
+
+static void on_after(void *ud, mlk_client *c, int kind, mlk_hook_call *call, const char *req, size_t len)
+{
+    ((struct seen_events *)ud)->hooks++;
+}
+
+static void exec_ok(mlk_client *c, void *arg)
+{
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+}
+
+#define FLOOD 500000
+#define EVENT_BOUND 4096 /* EVENT_QUEUE_MAX (core/client.h) */
+#define AFTER_BOUND 1024 /* AFTER_QUEUE_MAX (core/client.h) */
+
+Test(hostile, an_event_flood_nobody_dispatches_stays_bounded, .timeout = 120)
+{
+    /* 500,000 events while the host sits in a blocking call: they queued
+     * without bound (55 MB and growing).  Now at most EVENT_QUEUE_MAX wait,
+     * and one notice counts the rest. */
+    mlk_client *c = hostile("event-flood", 0);
+    struct seen_events s = {0};
+    mlk_client_set_event_cb(c, on_event, &s);
+    long kb = peak_growth(exec_ok, c, NULL);
+    cr_log_info("event flood: peak RSS grew by %ld KiB", kb);
+    if (kb >= 0) cr_assert_lt(kb, 16 * 1024, "peak RSS grew by %ld KiB for %d queued events", kb, FLOOD);
+    while (mlk_dispatch(c, 0) > 0) {}
+    cr_assert_leq(s.events, EVENT_BOUND, "%zu events were held for the host", s.events);
+    cr_assert_eq(s.notices, 1, "one notice for the drops, got %zu", s.notices);
+    cr_assert_eq(s.events + s.dropped_events, FLOOD, "%zu delivered + %llu dropped", s.events,
+                 (unsigned long long)s.dropped_events);
+    /* the queue takes events again once the host dispatched */
+    exec_ok(c, NULL);
+    while (mlk_dispatch(c, 0) > 0) {}
+    cr_assert_leq(s.events, 2 * EVENT_BOUND);
+    cr_assert_eq(s.events + s.dropped_events, 2 * FLOOD);
+    finish(c);
+}
+
+Test(hostile, an_after_hook_flood_nobody_dispatches_stays_bounded, .timeout = 120)
+{
+    mlk_client *c = hostile("after-flood", 1);
+    struct seen_events s = {0};
+    mlk_client_set_event_cb(c, on_event, &s);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    mlk_sandbox_set_workspace(sb, "/workspace");
+    mlk_sandbox_mount_memory(sb, "/workspace");
+    cr_assert_eq(mlk_sandbox_add_vfs_hook(sb, MLK_HOOK_VFS_DANGEROUS, NULL, 0, on_after, &s), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 5000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    long kb = peak_growth(exec_ok, c, NULL);
+    cr_log_info("after-hook flood: peak RSS grew by %ld KiB", kb);
+    if (kb >= 0) cr_assert_lt(kb, 16 * 1024, "peak RSS grew by %ld KiB for %d file events", kb, FLOOD);
+    while (mlk_dispatch(c, 0) > 0) {}
+    cr_assert_leq(s.hooks, AFTER_BOUND, "%zu after-hook calls were held for the host", s.hooks);
+    cr_assert_eq(s.hooks + s.dropped_after, FLOOD, "%zu run + %llu dropped", s.hooks,
+                 (unsigned long long)s.dropped_after);
+    cr_assert_geq(s.notices, 1);
+    finish(c);
 }

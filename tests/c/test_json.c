@@ -333,6 +333,57 @@ Test(json, nesting_depth_limit)
     free(s);
 }
 
+/* Issue 23: a line of `[0,0,0,...]` (2 bytes per value, the densest JSON)
+ * spent 18 times its size on nodes.  The parser now stops at its node
+ * budget: the nodes of an 8 MiB line cost at most 4 times the line. */
+Test(json, node_budget_bounds_a_line_of_values)
+{
+    size_t len = 8u << 20;
+    char *buf = malloc(len + 1);
+    buf[0] = '[';
+    for (size_t i = 1; i + 1 < len; i += 2) buf[i] = '0', buf[i + 1] = ','; /* "[0,0,...0," */
+    buf[len - 2] = ']';                                                      /* "[0,...,0]" */
+    buf[len - 1] = ' ';
+    jdoc d;
+    jd_init(&d);
+    cr_assert_eq(jd_parse(&d, buf, len), -1, "a line of 4 M values must exceed its budget");
+    cr_assert(d.err && strstr(d.err, "budget"), "%s", d.err ? d.err : "(none)");
+    size_t spent = d.cap * sizeof *d.nodes;
+    cr_assert_leq(spent, len * 4 + (1u << 20), "the parser allocated %zu bytes of nodes for a line of %zu", spent, len);
+    jd_free(&d);
+    /* a real answer far denser than any the server sends still parses:
+     * a list of 40,000 entries of 11 values in about 7 bytes each */
+    size_t cap = 40000 * 96 + 64, n = 0;
+    char *l = malloc(cap);
+    n += (size_t)sprintf(l + n, "{\"files\":[");
+    for (int i = 0; i < 40000; i++)
+        n += (size_t)sprintf(l + n, "%s{\"name\":\"a\",\"size\":0,\"mode\":420,\"mod_time\":\"2026-01-01T00:00:00Z\","
+                             "\"is_dir\":false}", i ? "," : "");
+    n += (size_t)sprintf(l + n, "]}");
+    jd_init(&d);
+    cr_assert_eq(jd_parse(&d, l, n), 0, "%s", d.err ? d.err : "");
+    cr_assert_eq(jd_get(&d, jd_root(&d), "files")->count, 40000);
+    jd_free(&d);
+    free(l);
+    /* a small budget is honoured exactly, and the array grows by size_t */
+    const char *ten = "[1,2,3,4,5,6,7,8,9,10]";
+    char *keep;
+    jd_init(&d);
+    d.max_nodes = 10;
+    memcpy(buf, ten, strlen(ten) + 1);
+    cr_assert_eq(jd_parse(&d, buf, strlen(ten)), -1);
+    cr_assert_eq(d.err, jd_err_budget);
+    cr_assert_leq(d.cap, 10);
+    d.max_nodes = 11;
+    memcpy(buf, ten, strlen(ten) + 1);
+    cr_assert_eq(jd_parse(&d, buf, strlen(ten)), 0, "%s", d.err);
+    jd_free(&d);
+    cr_assert_eq(parse(&d, "[]", &keep), 0);
+    jd_free(&d);
+    free(keep);
+    free(buf);
+}
+
 Test(json, navigation_and_readers)
 {
     jdoc d;

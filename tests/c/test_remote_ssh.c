@@ -162,6 +162,7 @@ static mlk_config *ssh_config(const char *key)
     const char *launcher[] = {"ssh", "-p", S.port, "-i", key, "-o", "StrictHostKeyChecking=no",
                               "-o", "UserKnownHostsFile=/dev/null", "127.0.0.1", "--"};
     cr_assert_eq(mlk_config_set_launcher(cfg, launcher, sizeof launcher / sizeof *launcher), 0);
+    cr_assert_eq(mlk_config_set_launcher_shell(cfg, 1), 0); /* ssh hands the words to a shell: quoted */
     mlk_config_set_binary(cfg, MLK_LOCAL_BIN); /* its path on the remote side */
     return cfg;
 }
@@ -505,5 +506,41 @@ Test(remote_ssh, killed_ssh_fails_pending_calls_within_100ms, .timeout = 90)
     mlk_result_free(r);
     mlk_close(c, 0, NULL);
     mlk_client_free(c);
+    sshd_stop();
+}
+
+/* ssh joins its words and hands them to the remote shell: with the launcher
+ * marked as such (mlk_config_set_launcher_shell), a binary path with a
+ * space, a quote and shell syntax arrives as the one word it is; a volume
+ * name with shell syntax is refused before ssh starts. */
+Test(remote_ssh, words_arrive_whole_through_the_remote_shell, .timeout = 60)
+{
+    sshd_start();
+    char sub[300], bin[400], marker[300];
+    snprintf(sub, sizeof sub, "%s/it's a dir;$(echo x)", S.dir);
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    snprintf(bin, sizeof bin, "%s/match lock", sub);
+    cr_assert_eq(symlink(MLK_LOCAL_BIN, bin), 0);
+    mlk_config *cfg = ssh_config(S.key);
+    mlk_config_set_binary(cfg, bin);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_volume_create(cfg, "quoted-vol", 16, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    char voldir[400];
+    snprintf(voldir, sizeof voldir, "%s/matchlock-local/volumes/quoted-vol", S.state);
+    cr_assert_eq(access(voldir, F_OK), 0, "the volume is on the remote side");
+    cr_assert_eq(mlk_volume_remove(cfg, "quoted-vol", &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    snprintf(marker, sizeof marker, "%s/injected", S.dir);
+    char name[400];
+    snprintf(name, sizeof name, "v; touch %s; echo", marker);
+    cr_assert_eq(mlk_volume_create(cfg, name, 16, &r), MLK_EINVAL, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    cr_assert_neq(access(marker, F_OK), 0, "the remote shell ran the name");
+    /* unquoted, the remote shell splits the path: the setting is what works */
+    mlk_config_set_launcher_shell(cfg, 0);
+    cr_assert_neq(mlk_volume_create(cfg, "quoted-vol", 16, &r), 0);
+    mlk_result_free(r);
+    mlk_config_free(cfg);
     sshd_stop();
 }

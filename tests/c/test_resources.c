@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,4 +179,60 @@ Test(resources, write_to_closed_stdin_is_edead_not_sigpipe, .timeout = 30)
     int z;
     cr_assert_eq(children(&z, NULL), 0);
     assert_no_sigpipe_pending();
+}
+
+/* The library never writes to the host's stderr, not even libevent under
+ * descriptor exhaustion ("[warn] evutil_make_internal_pipe_: pipe: Too many
+ * open files"): a client made with 0..24 descriptors left, fd 2 captured
+ * into a file that must stay empty, and every failure says it ran out of
+ * descriptors. */
+Test(resources, descriptor_exhaustion_prints_nothing, .timeout = 60)
+{
+    char path[] = "/tmp/mlk-stderr-XXXXXX";
+    int cap = mkstemp(path);
+    cr_assert_geq(cap, 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    cr_assert_geq(saved, 0);
+    dup2(cap, 2);
+    const char *launcher[] = {"sh", "-c", "exec cat >/dev/null", "peer"};
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)count_dir("/proc/self/fd") + 256; /* so that taking them all is quick */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int failures = 0, made = 0;
+    for (int left = 0; left <= 24; left++) {
+        mlk_config *cfg = mlk_config_new();
+        cr_assert_eq(mlk_config_set_launcher(cfg, launcher, 4), 0);
+        int held[4096], n = 0; /* take every descriptor, then give `left` back */
+        while (n < 4096 && (held[n] = dup(0)) >= 0) n++;
+        for (int i = 0; i < left && n > 0; i++) close(held[--n]);
+        mlk_client *c = NULL;
+        mlk_result *r = NULL;
+        int rc = mlk_client_new(&c, cfg, &r);
+        while (n > 0) close(held[--n]);
+        mlk_config_free(cfg);
+        if (rc == 0) {
+            made++;
+            mlk_close(c, 0, NULL);
+            mlk_client_free(c);
+        } else {
+            failures++;
+            cr_assert(strstr(mlk_result_message(r), "file descriptors") || strstr(mlk_result_message(r), "open files"),
+                      "left=%d: %s", left, mlk_result_message(r));
+        }
+        mlk_result_free(r);
+    }
+    setrlimit(RLIMIT_NOFILE, &old);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char buf[512] = "";
+    ssize_t k = pread(cap, buf, sizeof buf - 1, 0);
+    close(cap);
+    cr_assert_gt(failures, 0, "descriptors never ran out");
+    cr_assert_gt(made, 0, "no client could be made even with 24 descriptors left");
+    cr_assert_eq(k, 0, "the library wrote to stderr: %s", k > 0 ? buf : "");
 }

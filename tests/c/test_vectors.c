@@ -1,6 +1,7 @@
 /* test_vectors.c - run the shared vectors (tests/vectors) through the
  * public API: create.jsonl through the builder, port_forward.jsonl through
- * mlk_port_forward_parse, allow_list.jsonl through mlk_allow_list_normalize.
+ * mlk_port_forward_parse, allow_list.jsonl through mlk_allow_list_normalize,
+ * errors.jsonl through mlk_error_class/_category/_hint.
  *
  * Each file is one test that runs every case and names every failing case
  * in its message.  The vectors directory is $MLK_VECTORS_DIR or
@@ -152,7 +153,7 @@ static int json_eq(const jdoc *dw, const jnode *w, const jdoc *dg, const jnode *
         return 0;
     case JN_ARR: {
         if (w->count != g->count) {
-            snprintf(where, cap, "%s: %u items vs %u", path, w->count, g->count);
+            snprintf(where, cap, "%s: %zu items vs %zu", path, w->count, g->count);
             return 0;
         }
         const jnode *a = jd_first(dw, w), *b = jd_first(dg, g);
@@ -690,4 +691,47 @@ Test(vectors, interception)
     cr_log_info("interception.jsonl: %d cases, %d failed", r.ncases, r.nfail);
     cr_assert_eq(r.nfail, 0, "interception.jsonl: %d of %d cases failed:%s", r.nfail, r.ncases, r.text ? r.text : "");
     free(r.text);
+}
+
+/* ---- errors.jsonl ------------------------------------------------------ */
+/* The error contract: each code's class, category and hint, which every
+ * binding raises as its own error type (the same file is read by the
+ * Python, Node and Lua suites). */
+
+static int same(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
+
+static void errors_case(const jdoc *d, const jnode *c, const char *label, report *r)
+{
+    const char *errname = jd_str(d, c, "errname", NULL);
+    const char *code_key = errname ? "code" : "rpc_code";
+    const jnode *code_n = jd_get(d, c, code_key);
+    const char *cls = jd_str(d, c, "class", NULL), *cat = jd_str(d, c, "category", NULL);
+    const char *hint = jd_str(d, c, "hint", NULL);
+    if (!code_n || code_n->type != JN_NUM || !cls || !cat) {
+        report_add(r, label, "malformed case (needs errname and code, or rpc_code; class, category)");
+        return;
+    }
+    int code = (int)jd_int(d, c, code_key, 0);
+    if (errname && !same(mlk_errname(code), errname))
+        report_add(r, label, "code %d is %s, not %s", code, mlk_errname(code), errname);
+    if (!same(mlk_error_class(code), cls)) report_add(r, label, "class %s, want %s", mlk_error_class(code), cls);
+    if (!same(mlk_error_category(code), cat))
+        report_add(r, label, "category %s, want %s", mlk_error_category(code), cat);
+    if (!same(mlk_error_hint(code), hint))
+        report_add(r, label, "hint \"%s\", want \"%s\"", mlk_error_hint(code) ? mlk_error_hint(code) : "(null)",
+                   hint ? hint : "(null)");
+}
+
+Test(vectors, errors)
+{
+    report r = {0};
+    run_file("errors.jsonl", errors_case, &r);
+    cr_assert_eq(r.nfail, 0, "errors.jsonl: %d of %d cases failed:%s", r.nfail, r.ncases, r.text ? r.text : "");
+    cr_assert_geq(r.ncases, 36);
+    free(r.text);
+    /* every code the header names is in the table, and only those */
+    cr_assert_str_eq(mlk_error_class(-999), "MatchlockError");
+    cr_assert_null(mlk_error_class(0));
+    cr_assert_null(mlk_error_hint(-999));
+    cr_assert_str_eq(mlk_error_category(MLK_RPC_CANCELLED), "RPCError");
 }

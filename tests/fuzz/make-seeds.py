@@ -196,3 +196,13 @@ write("reader", "oversized", b"\x14" + b'{"id":8,"result":{"content":"' + b"A" *
 big = bytes(range(256)) * 300   # 76800 bytes: a result that takes the line buffer
 write("reader", "big-read", b"\x05" + res(8, {"content": b64(big)}).encode() + b"\n" + res(10, {"content": b64(big[:70000])}).encode() + b"\n")
 write("reader", "stderr-tail", b"\x0c\xff" + b"E" * 255 + "\n".join(happy[:3]).encode())
+# issue 23: bounds.  An oversized answer whose id is last (upstream's order)
+# or first, an oversized output notification, then a call that still works;
+# a small node budget; nearly full event and after-hook queues.
+over = [b'{"jsonrpc":"2.0","result":{"content":"' + b"QUFB" * 200 + b'"},"id":8}',
+        b'{"jsonrpc":"2.0","id":10,"result":{"content":"' + b"QUFB" * 200 + b'"}}',
+        note("exec_stream.stdout", {"id": 3, "data": "QUFB" * 200}).encode(),
+        res(2, {"exit_code": 0, "stdout": "", "stderr": ""}).encode()]
+write("reader", "oversized-ids", b"\x13" + b"\n".join(over) + b"\n")
+write("reader", "budget", b"\x24" + "\n".join(happy).encode() + b"\n" + res(9, {"files": [[0] * 40]}).encode() + b"\n")
+write("reader", "queues-full", b"\x44" + "\n".join([happy[-2]] * 6 + [happy[-1]] * 6 + [happy[1]]).encode() + b"\n")

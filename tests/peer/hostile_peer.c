@@ -27,6 +27,16 @@
  *                  notification and a blank line (before the answer for odd
  *                  ids, after it for even ones), and an exec's answer is
  *                  written in two parts 5 us apart
+ *   values         answers (the first call after AFTER only) with a result of $MLK_HOSTILE_BYTES (default 8 MiB)
+ *                  of `[0,0,0,...]`: the most JSON values a line can hold
+ *   huge-answer    answers (once, as values) with a read_file-like result of $MLK_HOSTILE_BYTES
+ *                  of base64, its id last as upstream writes it
+ *   huge-output    (once, as values) exec_stream output: one notification of $MLK_HOSTILE_BYTES
+ *                  of base64 (its id first, in params), then the answer
+ *   event-flood    before answering, $MLK_HOSTILE_COUNT (default 500000)
+ *                  `event` notifications (network events)
+ *   after-flood    the same with file events (a write under /workspace),
+ *                  which VFS after-hooks match
  *
  * Processes it leaves (the grandchild, a peer that stopped reading) end
  * when the client's end of their stdout goes away, or after 30 s. */
@@ -130,6 +140,65 @@ static void behave(const char *m, uint64_t id, int bad_b64)
     }
 }
 
+static size_t env_size(const char *name, size_t def)
+{
+    const char *v = getenv(name);
+    return v && *v ? (size_t)strtoull(v, NULL, 10) : def;
+}
+
+/* values, huge-answer, huge-output: one line of about `bytes` */
+static void huge(const char *m, uint64_t id)
+{
+    size_t bytes = env_size("MLK_HOSTILE_BYTES", 8u << 20);
+    char pre[160], post[64];
+    int pn, qn;
+    char fill[2] = "AA";
+    if (strcmp(mode, "values") == 0) {
+        pn = snprintf(pre, sizeof pre, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":[0", (unsigned long long)id);
+        qn = snprintf(post, sizeof post, "]}\n");
+        fill[0] = ',', fill[1] = '0';
+    } else if (strcmp(mode, "huge-answer") == 0) {
+        pn = snprintf(pre, sizeof pre, "{\"jsonrpc\":\"2.0\",\"result\":{\"content\":\"");
+        qn = snprintf(post, sizeof post, "\"},\"id\":%llu}\n", (unsigned long long)id);
+    } else {
+        pn = snprintf(pre, sizeof pre, "{\"jsonrpc\":\"2.0\",\"method\":\"%s.stdout\",\"params\":{\"id\":%llu,"
+                      "\"data\":\"", m, (unsigned long long)id);
+        qn = snprintf(post, sizeof post, "\"}}\n");
+    }
+    put(pre, (size_t)pn);
+    char buf[65536];
+    for (size_t i = 0; i < sizeof buf; i += 2) buf[i] = fill[0], buf[i + 1] = fill[1];
+    for (size_t left = bytes / 4 * 4; left > 0;) { /* whole base64 groups */
+        size_t k = left < sizeof buf ? left : sizeof buf;
+        put(buf, k);
+        left -= k;
+    }
+    put(post, (size_t)qn);
+    if (strcmp(mode, "huge-output") == 0) answer(id, "{\"exit_code\":0,\"duration_ms\":1}");
+}
+
+/* event-flood, after-flood: many events, then the answer */
+static void flood(const char *m, uint64_t id)
+{
+    size_t count = env_size("MLK_HOSTILE_COUNT", 500000);
+    const char *ev = strcmp(mode, "after-flood") == 0
+        ? "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":\"file\",\"timestamp\":1,"
+          "\"file\":{\"op\":\"write\",\"path\":\"/workspace/flood.txt\",\"size\":5,\"mode\":420}}}\n"
+        : "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"type\":\"network\",\"timestamp\":1,"
+          "\"network\":{\"method\":\"GET\",\"url\":\"http://example.com/\",\"status_code\":200}}}\n";
+    size_t n = strlen(ev), per = 65536 / n;
+    char *buf = malloc(per * n);
+    if (!buf) _exit(2);
+    for (size_t i = 0; i < per; i++) memcpy(buf + i * n, ev, n);
+    for (size_t left = count; left > 0;) {
+        size_t k = left < per ? left : per;
+        put(buf, k * n);
+        left -= k;
+    }
+    free(buf);
+    behave(m, id, 0);
+}
+
 /* late-cancel: the calls not answered yet, and how often each was cancelled */
 #define LATE_MAX 64
 static struct { uint64_t id; int cancels; } late[LATE_MAX];
@@ -220,7 +289,13 @@ int main(int argc, char **argv)
             if (nlate < LATE_MAX) { late[nlate].id = id; late[nlate].cancels = 0; nlate++; }
             continue;
         }
-        if (strcmp(mode, "garbage") == 0) {
+        if (strcmp(mode, "values") == 0 || strcmp(mode, "huge-answer") == 0 || strcmp(mode, "huge-output") == 0) {
+            static int once; /* one such line; later calls are answered properly */
+            if (once++ == 0) huge(m, id);
+            else behave(m, id, 0);
+        } else if (strcmp(mode, "event-flood") == 0 || strcmp(mode, "after-flood") == 0) {
+            flood(m, id);
+        } else if (strcmp(mode, "garbage") == 0) {
             const char *g = "panic: runtime error: this line is not JSON-RPC\n";
             put(g, strlen(g));
         } else if (strcmp(mode, "unknown-ids") == 0) {

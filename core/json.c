@@ -382,6 +382,7 @@ typedef long long (*b64_fn)(const char *in, size_t n, unsigned char *out);
 
 /* The SIMD variants share the portable one's contract; NULL when this CPU
  * (or this build) has no such instructions. */
+#ifdef B64_X86
 static long long b64_simd(b64_fn f, const char *in, size_t n, unsigned char *out)
 {
     b64_init();
@@ -389,7 +390,6 @@ static long long b64_simd(b64_fn f, const char *in, size_t n, unsigned char *out
     return f(in, n, out);
 }
 
-#ifdef B64_X86
 static long long b64_ssse3_entry(const char *in, size_t n, unsigned char *out)
 {
     return b64_simd(b64_decode_ssse3_, in, n, out);

@@ -31,21 +31,17 @@ static int set_flags(int fd, int nb)
     return 0;
 }
 
+/* both ends; on failure both are closed and set to -1 (the caller's
+ * cleanup must not close their numbers again) */
 static int set_pair(int p[2], int nb)
 {
-    if (set_flags(p[0], nb) != 0) {
-        int e = errno;
-        close(p[1]);
-        errno = e;
-        return -1;
-    }
-    if (set_flags(p[1], nb) != 0) {
-        int e = errno;
-        close(p[0]);
-        errno = e;
-        return -1;
-    }
-    return 0;
+    int bad = set_flags(p[0], nb) != 0 ? 0 : set_flags(p[1], nb) != 0 ? 1 : -1;
+    if (bad < 0) return 0;
+    int e = errno;
+    close(p[1 - bad]); /* set_flags closed p[bad] */
+    p[0] = p[1] = -1;
+    errno = e;
+    return -1;
 }
 
 int plat_pipe_cloexec(int p[2])

@@ -8,6 +8,8 @@
 #      warning failing the check; the dylib is linked for real (ld64 rules:
 #      no undefined symbol) against libSystem and link stubs of libevent and
 #      msgpack-c; it exports exactly the MLK_API functions of matchlock.h.
+#      The Lua 5.4 module (lua/CMakeLists.txt) is built against that dylib,
+#      leaving only the Lua API to the interpreter.
 #   2. The Node addon's C++ (the SWIG wrapper and node/src) is compiled with
 #      the Node-API headers from npm and linked into matchlock.node the way
 #      node/scripts/build.js links it on a Mac (Node-API symbols looked up
@@ -57,6 +59,16 @@ tbd msgpack-c "$(so libmsgpackc.so)" /opt/homebrew/opt/msgpack/lib/libmsgpack-c.
 pc libevent_core -levent_core
 pc libevent_pthreads -levent_pthreads libevent_core
 pc msgpack-c -lmsgpack-c # the name from msgpack-c 6.0 on, as Homebrew has it
+# Lua 5.4's headers (the same on both systems; luaconf.h's platform switches
+# concern building Lua itself); the module is not linked to liblua
+luainc=$(pkg-config --variable=includedir lua5.4 2>/dev/null || true)
+[ -f "$luainc/lua5.4/lua.h" ] || luainc=/usr/include
+cp -r "$luainc/lua5.4" "$deps/include/"
+# Debian's luaconf.h names its multiarch triplet for the default module
+# paths only (strings a module never uses); upstream's, as Homebrew ships it, has none
+printf '#define DEB_HOST_MULTIARCH "darwin"\n' > "$deps/include/lua5.4/lua5.4-deb-multiarch.h"
+printf '%s\n' "prefix=$deps" 'includedir=${prefix}/include/lua5.4' 'Name: lua5.4' 'Description: headers only' \
+  'Version: 5.4' 'Cflags: -I${includedir}' > "$deps/lib/pkgconfig/lua5.4.pc"
 
 # ---- the Node addon's inputs: the SWIG wrapper, the Node-API headers -------
 if [ ! -f node/node_modules/node-api-headers/include/node_api.h ] || [ ! -f node/node_modules/node-addon-api/napi.h ]; then
@@ -93,7 +105,7 @@ for arch in aarch64 x86_64; do
   PKG_CONFIG_LIBDIR=$deps/lib/pkgconfig PKG_CONFIG_PATH='' cmake -S . -B "$b/cmake" \
     -DCMAKE_SYSTEM_NAME=Darwin -DCMAKE_SYSTEM_VERSION=20.0 -DCMAKE_SYSTEM_PROCESSOR="${arch/aarch64/arm64}" \
     -DCMAKE_C_COMPILER="$b/bin/cc" -DCMAKE_AR="$b/bin/ar" -DCMAKE_RANLIB="$b/bin/ranlib" \
-    -DCMAKE_PROJECT_INCLUDE="$root/tests/macos/darwin-host.cmake" -DCMAKE_C_FLAGS="${errors[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLK_BUILD_LUA=OFF > "$b/configure.log"
+    -DCMAKE_PROJECT_INCLUDE="$root/tests/macos/darwin-host.cmake" -DCMAKE_C_FLAGS="${errors[*]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo > "$b/configure.log"
   grep -q '^MLK_BUILD_LOCAL:BOOL=OFF' "$b/cmake/CMakeCache.txt" ||
     { echo "check-macos.sh: matchlock-local (Linux only) would be built for macOS" >&2; exit 1; }
   # the probes found macOS's calls, and none of Linux's
@@ -106,7 +118,7 @@ for arch in aarch64 x86_64; do
       echo "check-macos.sh: the probe found $linux for macOS (it has none)" >&2; exit 1
     fi
   done
-  cmake --build "$b/cmake" -j2 --target matchlock matchlock_static > "$b/build.log" 2>&1 ||
+  cmake --build "$b/cmake" -j2 --target matchlock matchlock_static matchlock_lua_5.4 > "$b/build.log" 2>&1 ||
     { cat "$b/build.log" >&2; exit 1; }
   if grep -q 'warning:' "$b/build.log"; then grep -B2 -A4 'warning:' "$b/build.log" >&2; exit 1; fi
   dylib=$b/cmake/libmatchlock.1.dylib
@@ -121,6 +133,13 @@ for arch in aarch64 x86_64; do
   [ "$install_name" = "@rpath/libmatchlock.1.dylib" ] ||
     { echo "check-macos.sh: the dylib's install name is '$install_name'" >&2; exit 1; }
   echo "libmatchlock.1.dylib ($file_type): links, $(echo "$exports" | wc -l) exports = the MLK_API functions, install name $install_name"
+
+  # the Lua module (lua/CMakeLists.txt): only the Lua API is left to the interpreter
+  lua_mod=$b/cmake/lua/5.4/matchlock/core.so
+  lua_left=$("$nm" -m -u "$lua_mod" | grep -v '(from ' | awk '{print $NF}')
+  [ -n "$lua_left" ] && [ -z "$(echo "$lua_left" | grep -v '^_lua')" ] ||
+    { echo "check-macos.sh: the Lua module ($arch) leaves these to the loader:" >&2; echo "$lua_left" >&2; exit 1; }
+  echo "lua/5.4/matchlock/core.so: compiles and links to the dylib; the $(echo "$lua_left" | wc -l) symbols left to the loader are Lua's"
 
   # 2. the Node addon's C++ and its link
   napi=node/node_modules/node-api-headers/include

@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build demo test test-c abi-check clean
+.PHONY: all deps build demo test test-c test-portable check-macos abi-check clean
 
 all: build
 
@@ -33,6 +33,16 @@ docs: build
 	cmake -S . -B $(BUILD) >/dev/null
 	cmake --build $(BUILD) --target docs
 	@echo "API reference: $(BUILD)/docs/html/index.html, man pages in $(BUILD)/docs/man/man3"
+
+# The macOS paths: the C suite on a build with every POSIX fallback forced,
+# and the cross-compiled macOS build (both part of `make test`).
+test-portable: deps
+	cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLK_FORCE_PORTABLE=ON -DMLK_BUILD_LUA=OFF >/dev/null
+	cmake --build build-portable -j$(JOBS) --target mlk_tests matchlock-local mlk_hostile_peer
+	build-portable/mlk_tests -j$(JOBS)
+
+check-macos: deps
+	./scripts/check-macos.sh build-macos
 
 abi-check: build
 	./scripts/abi-check.sh $(BUILD)

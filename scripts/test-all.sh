@@ -53,5 +53,17 @@ asan_build() {
 run "C core under ASan+UBSan" bash -c "$(declare -f asan_build); asan_build && ./scripts/test-asan.sh build-asan"
 run "libFuzzer targets (25 s each)" ./scripts/fuzz.sh "${MLK_FUZZ_SECONDS:-25}"
 
+# The macOS paths of core/platform.c on Linux: a build with every POSIX
+# fallback forced (MLK_FORCE_PORTABLE), and the C suite with its hostile-peer
+# tests on it; then the macOS build itself, cross-compiled and linked for
+# aarch64 and x86_64 with Zig (docs/testing.md says what that proves).
+portable_build() {
+  cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLK_FORCE_PORTABLE=ON -DMLK_BUILD_LUA=OFF >/dev/null &&
+    cmake --build build-portable -j2 --target mlk_tests matchlock-local mlk_hostile_peer >/dev/null
+}
+run "C core with the portable fallbacks (MLK_FORCE_PORTABLE)" \
+  bash -c "$(declare -f portable_build); portable_build && build-portable/mlk_tests -j2 --timeout 120"
+run "macOS cross-compile and link (aarch64, x86_64)" ./scripts/check-macos.sh build-macos
+
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

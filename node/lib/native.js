@@ -3,7 +3,8 @@
 // compatible with the header it was built from.  Looked up the way
 // node-gyp-build does: a local build (build/Release/matchlock.node, made by
 // the install script or `npm run build`) first, then the package's prebuilt
-// binary for this platform, prebuilds/<platform>-<arch>/node.napi.<libc>.node.
+// binary for this platform, prebuilds/<platform>-<arch>/node.napi.<libc>.node
+// on Linux (glibc or musl), prebuilds/darwin-<arm64|x64>/node.napi.node on macOS.
 const fs = require("node:fs");
 const path = require("node:path");
 
@@ -16,7 +17,8 @@ function libc() {
 }
 
 function candidates() {
-  const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi.${libc()}.node`);
+  const tag = libc();
+  const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi${tag ? `.${tag}` : ""}.node`);
   if (process.env.MLK_NODE_PREBUILT_ONLY) return [prebuilt];   // scripts/install.js
   return [path.join(pkgDir, "build", "Release", "matchlock.node"), prebuilt];
 }
@@ -33,7 +35,7 @@ function load() {
   }
   const err = new Error(
     `matchlock-native: no loadable native addon (${tried.length ? tried.join("; ") : `none of ${candidates().join(", ")} exists`}). ` +
-      `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev).`,
+      `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev; macOS: brew install pkg-config libevent msgpack).`,
   );
   throw err;
 }

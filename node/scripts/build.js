@@ -53,11 +53,22 @@ function stale(out, inputs) {
   return t === 0 || inputs.some((i) => mtime(i) > t);
 }
 
-// The system libraries the core needs, with the Debian package that has them.
+function pkgconfigExists(name) {
+  try {
+    execFileSync("pkg-config", ["--exists", name], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The system libraries the core needs, with the Debian package that has them
+// (macOS: brew install pkg-config libevent msgpack).
 const systemDeps = [
   ["libevent_core", "libevent-dev"],
   ["libevent_pthreads", "libevent-dev"],
-  ["msgpack", "libmsgpack-dev (msgpack-c)"],
+  // msgpack-c's C library: msgpack-c.pc from 6.0 on (Homebrew), msgpack.pc before (Debian 12)
+  [pkgconfigExists("msgpack-c") ? "msgpack-c" : "msgpack", "libmsgpack-dev (msgpack-c)"],
 ];
 
 function pkgconfig(args) {
@@ -145,8 +156,13 @@ if (stale(wrapObj, [wrap, ...glue, header])) {
 }
 objects.push(wrapObj);
 
-// 3. link (never --no-undefined: the Node-API and libuv symbols come from node)
+// 3. link (never --no-undefined: the Node-API and libuv symbols come from
+// node; on macOS they are looked up when node loads the addon, as node-gyp
+// links addons there; scripts/check-macos.sh links it so for aarch64/x86_64)
+const linkFlags = process.platform === "darwin"
+  ? ["-shared", "-Wl,-undefined,dynamic_lookup", "-Wl,-rpath,@loader_path"]
+  : ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN"];
 if (stale(target, objects)) {
-  run("c++", ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN", "-o", target, ...objects, ...deps.libs, "-lpthread", "-lm"]);
+  run("c++", [...linkFlags, "-o", target, ...objects, ...deps.libs, "-lpthread", "-lm"]);
 }
 if (verbose) console.log(`built ${target}`);

@@ -15,8 +15,13 @@ function libc() {
   return report?.header?.glibcVersionRuntime ? "glibc" : "musl";
 }
 
+// The prebuilt binary's place for this machine (none may be there).
+function prebuiltPath() {
+  return path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi.${libc()}.node`);
+}
+
 function candidates() {
-  const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi.${libc()}.node`);
+  const prebuilt = prebuiltPath();
   if (process.env.MLK_NODE_PREBUILT_ONLY) return [prebuilt];   // scripts/install.js
   return [path.join(pkgDir, "build", "Release", "matchlock.node"), prebuilt];
 }
@@ -31,10 +36,10 @@ function load() {
       tried.push(`${file}: ${e.message}`);
     }
   }
-  const err = new Error(
+  const err = Object.assign(new Error(
     `matchlock-native: no loadable native addon (${tried.length ? tried.join("; ") : `none of ${candidates().join(", ")} exists`}). ` +
       `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev).`,
-  );
+  ), { code: "MLK_NO_ADDON", prebuilt: prebuiltPath(), tried });
   throw err;
 }
 

@@ -12,6 +12,9 @@
 // repository, vendored into the tarball); SWIG >= 4.2 from node/scripts/swig.sh.
 // Incremental: a step is skipped when its outputs are newer than its inputs.
 // MLK_NODE_DEBUG=1 for -O0 -g, MLK_NODE_VERBOSE=1 to print the commands.
+// CC, CXX, CFLAGS, CXXFLAGS, LDFLAGS and PKG_CONFIG_LIBDIR are honoured, and
+// MLK_NODE_OUT (default build/) is where objects and Release/matchlock.node
+// go: scripts/pack.js cross-compiles the prebuilds with Zig that way.
 "use strict";
 
 const { execFileSync } = require("node:child_process");
@@ -20,8 +23,12 @@ const path = require("node:path");
 
 const pkgDir = path.resolve(__dirname, "..");
 const outDir = path.join(pkgDir, "build");
-const objDir = path.join(outDir, "obj");
-const target = path.join(outDir, "Release", "matchlock.node");
+const binDir = process.env.MLK_NODE_OUT ? path.resolve(process.env.MLK_NODE_OUT) : outDir;
+const objDir = path.join(binDir, "obj");
+const target = path.join(binDir, "Release", "matchlock.node");
+const envFlags = (name) => (process.env[name] || "").split(/\s+/).filter(Boolean);
+const cc = process.env.CC || "cc";
+const cxx = process.env.CXX || "c++";
 const verbose = !!process.env.MLK_NODE_VERBOSE;
 const debug = !!process.env.MLK_NODE_DEBUG;
 
@@ -125,21 +132,22 @@ if (inTree) {
 // 2. compile
 const objects = [];
 const cflags = ["-fPIC", "-fvisibility=hidden", ...opt, `-I${abiInclude}`, `-I${coreDir}`, ...deps.cflags];
+const link = [...envFlags("LDFLAGS"), ...deps.libs, "-lpthread", "-lm"];
 const coreSources = fs.readdirSync(coreDir).filter((f) => f.endsWith(".c")).sort();
 const coreHeaders = fs.readdirSync(coreDir).filter((f) => /\.(h|inc)$/.test(f)).map((f) => path.join(coreDir, f));
 for (const f of coreSources) {
   const src = path.join(coreDir, f);
   const obj = path.join(objDir, f.replace(/\.c$/, ".o"));
   if (stale(obj, [src, header, ...coreHeaders])) {
-    run("cc", ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, "-c", src, "-o", obj], "a C compiler");
+    run(cc, ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, ...envFlags("CFLAGS"), "-c", src, "-o", obj], "a C compiler");
   }
   objects.push(obj);
 }
 const wrapObj = path.join(objDir, "matchlock_wrap.o");
 if (stale(wrapObj, [wrap, ...glue, header])) {
-  run("c++", [
+  run(cxx, [
     "-std=c++17", "-fexceptions", "-DNAPI_VERSION=8",
-    "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags,
+    "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags, ...envFlags("CXXFLAGS"),
     `-I${napiInclude}`, `-I${addonApi}`, `-I${path.join(pkgDir, "src")}`, "-c", wrap, "-o", wrapObj,
   ], "a C++ compiler");
 }
@@ -147,6 +155,6 @@ objects.push(wrapObj);
 
 // 3. link (never --no-undefined: the Node-API and libuv symbols come from node)
 if (stale(target, objects)) {
-  run("c++", ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN", "-o", target, ...objects, ...deps.libs, "-lpthread", "-lm"]);
+  run(cxx, ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN", "-o", target, ...objects, ...link]);
 }
 if (verbose) console.log(`built ${target}`);

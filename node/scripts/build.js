@@ -4,8 +4,8 @@
 //      repository only: a packed tarball carries the generated wrapper)
 //   2. compile the wrapper (C++17, node-addon-api) and the core's C sources
 //   3. link build/Release/matchlock.node: the core is inside; libevent and
-//      msgpack-c are the system's, or copies beside the binary (its rpath
-//      is $ORIGIN: scripts/pack.js puts them into prebuilds/ with it).
+//      msgpack-c are what pkg-config finds: the system's shared libraries,
+//      or, for the prebuilds, the static ones scripts/pack.js points it at.
 // Sources: the repository (../core, ../abi) when this runs inside it, else
 // the copies under vendor/ that scripts/pack.js put into the tarball.
 // Headers: node-api-headers and node-addon-api (npm devDependencies in the

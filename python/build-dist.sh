@@ -28,7 +28,7 @@ if [ ! -x "$tools/bin/auditwheel" ] || [ ! -f "$tools/.cross" ]; then
   touch "$tools/.cross"
 fi
 raw=$(mktemp -d "${TMPDIR:-/tmp}/mlk-py-dist.XXXXXX")
-cleanup() { rm -rf "$raw" "$here/build" "$here"/*.egg-info "$here/_core"; find "$here/matchlock_native" -name '_native*.so' -delete; }
+cleanup() { rm -rf "$raw" "$here/build" "$here"/*.egg-info "$here/_core"; }
 trap cleanup EXIT
 mkdir -p "$out"
 "$tools/bin/python" -m build --no-isolation --sdist --outdir "$raw/sdist" "$here" >"$raw/sdist.log" 2>&1 ||

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An arm64 Debian userland to run the aarch64 wheel and Node prebuild under
-# qemu-user (scripts/test-packages.sh): Python 3.11 with cffi's backend and
-# msgpack, and Node, from the archive the host's apt uses, unpacked with
+# qemu-user (scripts/test-packages.sh): Python 3.11 and Node, from the
+# archive the host's apt uses, unpacked with
 # dpkg-deb into .tools/apt-arm64/sysroot (ignored by git).  apt runs with a
 # state of its own (lists, cache, an empty dpkg status, APT::Architecture
 # arm64), so the host's dpkg architectures and package lists are untouched.
@@ -18,7 +18,8 @@ if [ ! -f "$sysroot/.done" ]; then
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$sysroot"
   : > "$d/status"
   apt=(apt-get -o Dir::State::Lists="$d/lists" -o Dir::State::status="$d/status" -o Dir::Cache="$d/cache"
-    -o APT::Architecture=arm64 -o APT::Architectures=arm64 -o Debug::NoLocking=1)
+    -o APT::Architecture=arm64 -o APT::Architectures=arm64 -o Debug::NoLocking=1
+    -o Acquire::IndexTargets::deb-src::Sources::DefaultEnabled=false)
   "${apt[@]}" update -qq >"$d/apt.log" 2>&1 || { cat "$d/apt.log" >&2; exit 1; }
   "${apt[@]}" install -d -y -qq --no-install-recommends "${packages[@]}" >>"$d/apt.log" 2>&1 || { cat "$d/apt.log" >&2; exit 1; }
   for f in "$d"/cache/archives/*.deb; do dpkg-deb -x "$f" "$sysroot"; done

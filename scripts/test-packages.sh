@@ -56,6 +56,7 @@ node_package() {
   check_glibc_floor "$pkg"
   # the arm64 prebuild runs the scenario under qemu-user (Debian's arm64 Node)
   local sysroot; sysroot=$("$repo/scripts/arm64-sysroot.sh")
+  echo "  arm64 prebuild, under qemu-aarch64-static:"
   qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/node" scenario.mjs &&
     qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/node" scenario.cjs
   [ ! -e "$pkg/build" ] || { echo "the install built the addon from source instead of using the prebuild"; return 1; }
@@ -76,7 +77,7 @@ python_package() {
   local arch w tag
   for arch in x86_64 aarch64; do
     w=$(ls "$work"/py-dist/*-cp310-abi3-manylinux*_"$arch".whl) || { echo "no $arch wheel"; return 1; }
-    tag=$("${MLK_TOOLS_DIR:-$repo/build-tools}/python-dist/bin/auditwheel" show "$w" | tr -d '\n' | grep -o 'constrains the platform tag to "manylinux_[0-9]*_[0-9]*' | grep -o 'manylinux.*')
+    tag=$("${MLK_TOOLS_DIR:-$repo/build-tools}/python-dist/bin/auditwheel" show "$w" | tr -d '\n' | grep -o 'constrains the platform tag to "manylinux_[0-9]*_[0-9]*_[a-z0-9_]*' | grep -o 'manylinux.*')
     echo "  $(basename "$w"): auditwheel show: $tag"
     [ -n "$tag" ] && [ "$(echo "$tag" | cut -d_ -f3)" -le "${glibc_floor#2.}" ] ||
       { echo "auditwheel show $w: not manylinux_2_${glibc_floor#2.} or older"; "${MLK_TOOLS_DIR:-$repo/build-tools}/python-dist/bin/auditwheel" show "$w"; return 1; }
@@ -91,6 +92,7 @@ python_package() {
     --platform manylinux_2_28_aarch64 --platform manylinux_2_26_aarch64 --platform manylinux2014_aarch64 \
     "$(ls "$work"/py-dist/*-cp310-abi3-manylinux*_aarch64.whl)" 2>&1 | grep -v "^WARNING: Running pip as" || true
   [ -d "$work/py-aarch64/matchlock_native" ] || { echo "pip install of the aarch64 wheel failed"; return 1; }
+  echo "  aarch64 wheel, under qemu-aarch64-static:"
   (cd "$work" && MATCHLOCK_BIN="$MLK_BIN" PYTHONPATH="$work/py-aarch64" PYTHONNOUSERSITE=1 \
     qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/python3.11" "$scen/scenario.py")
   local whl; whl=$(ls "$work"/py-dist/*-cp310-abi3-manylinux*_x86_64.whl)

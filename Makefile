@@ -115,9 +115,9 @@ dist: dist-lua dist-python dist-node
 dist-lua:
 	./lua/dist.sh $(DIST)
 dist-python:
-	./python/build-dist.sh $(CURDIR)/$(DIST)
+	./python/build-dist.sh $(abspath $(DIST))
 dist-node:
-	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(CURDIR)/$(DIST)
+	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(abspath $(DIST))
 
 # Each package installed from its artifact outside the tree, running the
 # scenario (part of make test).

@@ -114,16 +114,20 @@ bench-node: deps
 
 # Release artifacts, each installable on its own (docs/packaging.md):
 # dist/matchlock-lua-V.tar.gz + its rockspec (lua/dist.sh), the Python sdist
-# and manylinux cp310-abi3 wheel (python/build-dist.sh), the npm tarball.
+# and the cp310-abi3 wheels for x86_64 and aarch64, manylinux with a glibc
+# floor of 2.28 (python/build-dist.sh), the npm tarball with prebuilds for
+# linux-x64 and linux-arm64, glibc >= 2.28 (node/scripts/pack.js).  The
+# binaries are built by zig cc, with libevent and msgpack-c from Debian's
+# source packages (scripts/cross-deps.sh, cached in .tools/).
 DIST ?= dist
 .PHONY: dist dist-lua dist-python dist-node test-packages
 dist: dist-lua dist-python dist-node
 dist-lua:
 	./lua/dist.sh $(DIST)
 dist-python:
-	./python/build-dist.sh $(CURDIR)/$(DIST)
+	./python/build-dist.sh $(abspath $(DIST))
 dist-node:
-	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(CURDIR)/$(DIST)
+	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(abspath $(DIST))
 
 # Each package installed from its artifact outside the tree, running the
 # scenario (part of make test).

@@ -408,21 +408,6 @@ static long long b64_simd(b64_fn f, const char *in, size_t n, unsigned char *out
     return f(in, n, out);
 }
 
-/* The CPU's SSSE3 (avx2 = 0) or AVX2 (1, with the OS saving the YMM
- * registers), asked with cpuid itself: __builtin_cpu_supports needs the
- * compiler runtime's __cpu_model, which not every macOS toolchain links. */
-static int cpu_has(int avx2)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    if (!avx2) return (c & bit_SSSE3) != 0;
-    if (!(c & bit_OSXSAVE) || !(c & bit_AVX)) return 0;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 6) != 6) return 0; /* XMM and YMM state */
-    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX2) != 0;
-}
-
 static long long b64_ssse3_entry(const char *in, size_t n, unsigned char *out)
 {
     return b64_simd(b64_decode_ssse3_, in, n, out);
@@ -433,12 +418,33 @@ static long long b64_avx2_entry(const char *in, size_t n, unsigned char *out)
 }
 #endif
 
+#ifdef B64_X86
+/* What the CPU (and, for AVX2, the OS: it must save the ymm registers)
+ * supports, from CPUID itself.  __builtin_cpu_supports() would need
+ * libgcc's __cpu_model, which Zig's compiler-rt (the release builds,
+ * docs/packaging.md, and the macOS check) does not have. */
+static int b64_cpu_ssse3(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3);
+}
+
+static int b64_cpu_avx2(void)
+{
+    unsigned a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0; /* XMM and YMM state enabled by the OS */
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX2);
+}
+#endif
+
 b64_decoder b64_decoder_get(const char *name)
 {
     if (!strcmp(name, "portable")) return b64_decode_portable;
 #ifdef B64_X86
-    if (!strcmp(name, "ssse3") && cpu_has(0)) return b64_ssse3_entry;
-    if (!strcmp(name, "avx2") && cpu_has(1)) return b64_avx2_entry;
+    if (!strcmp(name, "ssse3") && b64_cpu_ssse3()) return b64_ssse3_entry;
+    if (!strcmp(name, "avx2") && b64_cpu_avx2()) return b64_avx2_entry;
 #endif
     return NULL;
 }

@@ -16,9 +16,14 @@ function libc() {
   return report?.header?.glibcVersionRuntime ? "glibc" : "musl";
 }
 
-function candidates() {
+// The prebuilt binary's place for this machine (none may be there).
+function prebuiltPath() {
   const tag = libc();
-  const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi${tag ? `.${tag}` : ""}.node`);
+  return path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi${tag ? `.${tag}` : ""}.node`);
+}
+
+function candidates() {
+  const prebuilt = prebuiltPath();
   if (process.env.MLK_NODE_PREBUILT_ONLY) return [prebuilt];   // scripts/install.js
   return [path.join(pkgDir, "build", "Release", "matchlock.node"), prebuilt];
 }
@@ -33,10 +38,10 @@ function load() {
       tried.push(`${file}: ${e.message}`);
     }
   }
-  const err = new Error(
+  const err = Object.assign(new Error(
     `matchlock-native: no loadable native addon (${tried.length ? tried.join("; ") : `none of ${candidates().join(", ")} exists`}). ` +
       `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev; macOS: brew install pkg-config libevent msgpack).`,
-  );
+  ), { code: "MLK_NO_ADDON", prebuilt: prebuiltPath(), tried });
   throw err;
 }
 

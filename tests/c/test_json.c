@@ -1076,6 +1076,22 @@ static size_t b64_random_input(char *s, size_t cap, unsigned *seed)
     return n;
 }
 
+/* The core reads CPUID itself (Zig's compiler-rt, which the release builds
+ * link, has no __cpu_model for __builtin_cpu_supports); its answer must be
+ * the compiler's, which this test (built by the host's cc) still has. */
+Test(json, base64_cpu_detection_agrees_with_the_compiler)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    cr_assert_eq(b64_decoder_get("ssse3") != NULL, !!__builtin_cpu_supports("ssse3"), "ssse3");
+    cr_assert_eq(b64_decoder_get("avx2") != NULL, !!__builtin_cpu_supports("avx2"), "avx2");
+#else
+    cr_assert_null(b64_decoder_get("ssse3"));
+    cr_assert_null(b64_decoder_get("avx2"));
+#endif
+    cr_assert_not_null(b64_decoder_get("portable"));
+}
+
 Test(json, base64_simd_decoders_match_the_portable_one)
 {
     const char *names[] = {"ssse3", "avx2"};

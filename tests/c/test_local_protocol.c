@@ -1550,3 +1550,63 @@ Test(local_images, hostile_layers_stay_inside, .timeout = 30)
     rm_tree(work);
     rm_tree(target);
 }
+
+/* ---- the shared vectors' create params -------------------------------------- */
+
+/* The raw text of the object after "key": in a JSON line (a copy), or NULL. */
+static char *raw_object(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    if (!p || !(p = strchr(p + strlen(key), '{'))) return NULL;
+    int depth = 0, in_str = 0;
+    for (const char *q = p; *q; q++) {
+        if (in_str) {
+            if (*q == '\\' && q[1]) q++;
+            else if (*q == '"') in_str = 0;
+        } else if (*q == '"') {
+            in_str = 1;
+        } else if (*q == '{' || *q == '[') {
+            depth++;
+        } else if ((*q == '}' || *q == ']') && --depth == 0) {
+            return strndup(p, (size_t)(q - p + 1));
+        }
+    }
+    return NULL;
+}
+
+/* What the client sends is what matchlock-local reads: the params of every
+ * accepted case of tests/vectors/create.jsonl pass its parser.  Failing to
+ * lay a VM out (a host path this machine lacks) is not a parse failure;
+ * -32602 (Invalid params) is. */
+Test(local_vectors, every_create_params_is_accepted, .timeout = 60)
+{
+    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    const char *dir = getenv("MLK_VECTORS_DIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/create.jsonl", dir && *dir ? dir : MLK_SOURCE_DIR "/tests/vectors");
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int cases = 0;
+    while (getline(&line, &cap, f) > 0) {
+        char *params = raw_object(line, "\"create_params\":");
+        if (!params) continue;   /* a case the client refuses */
+        char name[128] = "?";
+        const char *n = strstr(line, "\"name\":\"");
+        if (n) sscanf(n + 8, "%127[^\"]", name);
+        peer p;
+        peer_start(&p);
+        msg *m = call(&p, 1, "create", params);
+        cr_expect_neq(msg_code(m), MLK_RPC_INVALID_PARAMS, "%s: matchlock-local refuses the client's params %s: %s",
+                      name, params, m->text);
+        msg_free(m);
+        msg_free(call(&p, 2, "close", "{\"timeout_seconds\":1}"));
+        peer_stop(&p);
+        free(params);
+        cases++;
+    }
+    free(line);
+    fclose(f);
+    cr_assert_gt(cases, 20, "only %d accepted cases in %s", cases, path);
+}

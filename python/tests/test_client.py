@@ -105,6 +105,12 @@ def test_stderr_tail_is_a_string(client: ml.Client) -> None:
 # exec
 
 
+@pytest.mark.needs("image_contents")
+def test_commands_see_the_image(client: ml.Client) -> None:
+    r = client.exec("cat /etc/alpine-release")
+    assert r.exit_code == 0 and r.stdout[:1].isdigit(), r
+
+
 def test_exec_exit_code_and_stderr(client: ml.Client) -> None:
     r = client.exec("echo out; echo err >&2; exit 7")
     assert (r.exit_code, r.stdout, r.stderr) == (7, "out\n", "err\n")

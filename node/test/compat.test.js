@@ -166,6 +166,25 @@ test("a second create is refused, saying what to do", async (t) => {
   await assert.rejects(c.create(new m.Sandbox("alpine:latest")), (e) => e instanceof m.StateError && /use a new client/.test(e.message));
 });
 
+// Issue 24: the official SDK's words are in our messages, after the seed's.
+test("messages carry the official SDK's words too", async (t) => {
+  const c = newClient();
+  t.after(() => c.close().then(() => c.remove()));
+  await c.create(new m.Sandbox("alpine:latest"));
+  await assert.rejects(c.portForward("1:2:3"), /^.*invalid port-forward spec/);
+  await assert.rejects(c.volumeCreate("cache", 0), /volume size must be > 0/);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlk-fake-cli-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fake = (name, out) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, `#!/bin/sh\nprintf '%s\\n' '${out}'\n`, { mode: 0o755 });
+    return new m.Client({ binaryPath: file });
+  };
+  await assert.rejects(fake("create", '{"name":"cache","size":"16.0 MB","path":""}').volumeCreate("cache", 16),
+    /failed to parse volume create output/);
+  await assert.rejects(fake("list", '[{"name":"cache","size":"16.0 MB"}]').volumeList(), /failed to parse volume list output line/);
+});
+
 // Issue 19: the call settles when its result arrives, whatever its sources do.
 async function settlesWithOpenSources(binaryPath, t) {
   const c = new m.Client({ binaryPath });

@@ -25,6 +25,14 @@ test: build
 test-c: build
 	$(BUILD)/mlk_tests -j$(JOBS)
 
+# The end-to-end suites of C, Python, Node and Lua against the server
+# MATCHLOCK_BIN names (a real Matchlock, or matchlock-local by default);
+# docs/testing.md.  Not a dependency of `test`, which runs it itself.
+MATCHLOCK_BIN ?= $(CURDIR)/$(BUILD)/matchlock-local
+.PHONY: test-e2e
+test-e2e: build
+	MATCHLOCK_BIN="$(MATCHLOCK_BIN)" ./scripts/test-e2e.sh $(BUILD)
+
 # The API reference (HTML and man pages) from the header's comments, with
 # Doxygen from Debian; `cmake --install` installs it once built.
 .PHONY: docs

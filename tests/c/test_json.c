@@ -865,7 +865,7 @@ Test(builder, messages_begin_with_the_seed_text)
 
     sb = mlk_sandbox_new("alpine:latest");
     mlk_sandbox_add_port_forward(sb, "0");
-    expect_prefix(sb, MLK_EPORT_FORWARD, "parse port-forward spec", NULL);
+    expect_prefix(sb, MLK_EPORT_FORWARD, "parse port-forward spec", "invalid port-forward spec"); /* + the official SDKs' words */
     mlk_sandbox_free(sb);
 
     /* negative sizes are the server's to judge, as upstream */

@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build demo test test-c abi-check clean
+.PHONY: all deps build demo test test-c test-portable check-macos abi-check clean
 
 all: build
 
@@ -25,6 +25,14 @@ test: build
 test-c: build
 	$(BUILD)/mlk_tests -j$(JOBS)
 
+# The end-to-end suites of C, Python, Node and Lua against the server
+# MATCHLOCK_BIN names (a real Matchlock, or matchlock-local by default);
+# docs/testing.md.  Not a dependency of `test`, which runs it itself.
+MATCHLOCK_BIN ?= $(CURDIR)/$(BUILD)/matchlock-local
+.PHONY: test-e2e
+test-e2e: build
+	MATCHLOCK_BIN="$(MATCHLOCK_BIN)" ./scripts/test-e2e.sh $(BUILD)
+
 # The API reference (HTML and man pages) from the header's comments, with
 # Doxygen from Debian; `cmake --install` installs it once built.
 .PHONY: docs
@@ -33,6 +41,16 @@ docs: build
 	cmake -S . -B $(BUILD) >/dev/null
 	cmake --build $(BUILD) --target docs
 	@echo "API reference: $(BUILD)/docs/html/index.html, man pages in $(BUILD)/docs/man/man3"
+
+# The macOS paths: the C suite on a build with every POSIX fallback forced,
+# and the cross-compiled macOS build (both part of `make test`).
+test-portable: deps
+	cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLK_FORCE_PORTABLE=ON -DMLK_BUILD_LUA=OFF >/dev/null
+	cmake --build build-portable -j$(JOBS) --target mlk_tests matchlock-local mlk_hostile_peer
+	build-portable/mlk_tests -j$(JOBS)
+
+check-macos: deps
+	./scripts/check-macos.sh build-macos
 
 abi-check: build
 	./scripts/abi-check.sh $(BUILD)
@@ -104,16 +122,20 @@ bench-node: deps
 
 # Release artifacts, each installable on its own (docs/packaging.md):
 # dist/matchlock-lua-V.tar.gz + its rockspec (lua/dist.sh), the Python sdist
-# and manylinux cp310-abi3 wheel (python/build-dist.sh), the npm tarball.
+# and the cp310-abi3 wheels for x86_64 and aarch64, manylinux with a glibc
+# floor of 2.28 (python/build-dist.sh), the npm tarball with prebuilds for
+# linux-x64 and linux-arm64, glibc >= 2.28 (node/scripts/pack.js).  The
+# binaries are built by zig cc, with libevent and msgpack-c from Debian's
+# source packages (scripts/cross-deps.sh, cached in .tools/).
 DIST ?= dist
 .PHONY: dist dist-lua dist-python dist-node test-packages
 dist: dist-lua dist-python dist-node
 dist-lua:
 	./lua/dist.sh $(DIST)
 dist-python:
-	./python/build-dist.sh $(CURDIR)/$(DIST)
+	./python/build-dist.sh $(abspath $(DIST))
 dist-node:
-	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(CURDIR)/$(DIST)
+	mkdir -p $(DIST) && cd node && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts; } && npm pack --pack-destination $(abspath $(DIST))
 
 # Each package installed from its artifact outside the tree, running the
 # scenario (part of make test).

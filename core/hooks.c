@@ -12,6 +12,7 @@
  * mutate hooks run before the SDK's own write/read/list_files, as a chain
  * of token answers that ends by sending the call (or failing it). */
 #include "client.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <ctype.h>
@@ -609,15 +610,7 @@ int hook_peer_uid_allowed(uid_t peer, uid_t host, int sudo)
 static int peer_allowed(const struct hookrt *rt, int fd)
 {
     uid_t uid;
-#ifdef SO_PEERCRED
-    struct ucred cr;
-    socklen_t l = sizeof cr;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l) != 0) return 0;
-    uid = cr.uid;
-#else
-    gid_t gid;
-    if (getpeereid(fd, &uid, &gid) != 0) return 0;
-#endif
+    if (plat_peer_uid(fd, &uid) != 0) return 0;
     return hook_peer_uid_allowed(uid, geteuid(), rt->c->cfg && rt->c->cfg->sudo);
 }
 
@@ -626,7 +619,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     struct hookrt *rt = arg;
     for (;;) {
         if (rt->nconns >= MAX_HOOK_CONNS) { listen_pause(rt, 0); return; } /* a closing connection resumes */
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd = plat_accept_nb(lfd);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) listen_pause(rt, ACCEPT_RETRY_MS);
@@ -752,7 +745,7 @@ int hooks_attach(mlk_client *c, const hookset *hs, size_t first_index, const cha
         chmod(rt->dir, 0700);
         rt->sock_path = xasprintf("%s/callback.sock", rt->dir);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int fd = plat_socket_nb(AF_UNIX, SOCK_STREAM);
         int ok = fd >= 0 && rt->sock_path && strlen(rt->sock_path) < sizeof sa.sun_path;
         if (ok) {
             strcpy(sa.sun_path, rt->sock_path);

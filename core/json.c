@@ -323,6 +323,7 @@ long long b64_decode_portable(const char *in, size_t n, unsigned char *out)
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define B64_X86 1
 
@@ -399,6 +400,7 @@ typedef long long (*b64_fn)(const char *in, size_t n, unsigned char *out);
 
 /* The SIMD variants share the portable one's contract; NULL when this CPU
  * (or this build) has no such instructions. */
+#ifdef B64_X86
 static long long b64_simd(b64_fn f, const char *in, size_t n, unsigned char *out)
 {
     b64_init();
@@ -406,7 +408,6 @@ static long long b64_simd(b64_fn f, const char *in, size_t n, unsigned char *out
     return f(in, n, out);
 }
 
-#ifdef B64_X86
 static long long b64_ssse3_entry(const char *in, size_t n, unsigned char *out)
 {
     return b64_simd(b64_decode_ssse3_, in, n, out);
@@ -417,13 +418,33 @@ static long long b64_avx2_entry(const char *in, size_t n, unsigned char *out)
 }
 #endif
 
+#ifdef B64_X86
+/* What the CPU (and, for AVX2, the OS: it must save the ymm registers)
+ * supports, from CPUID itself.  __builtin_cpu_supports() would need
+ * libgcc's __cpu_model, which Zig's compiler-rt (the release builds,
+ * docs/packaging.md, and the macOS check) does not have. */
+static int b64_cpu_ssse3(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3);
+}
+
+static int b64_cpu_avx2(void)
+{
+    unsigned a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0; /* XMM and YMM state enabled by the OS */
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX2);
+}
+#endif
+
 b64_decoder b64_decoder_get(const char *name)
 {
     if (!strcmp(name, "portable")) return b64_decode_portable;
 #ifdef B64_X86
-    __builtin_cpu_init();
-    if (!strcmp(name, "ssse3") && __builtin_cpu_supports("ssse3")) return b64_ssse3_entry;
-    if (!strcmp(name, "avx2") && __builtin_cpu_supports("avx2")) return b64_avx2_entry;
+    if (!strcmp(name, "ssse3") && b64_cpu_ssse3()) return b64_ssse3_entry;
+    if (!strcmp(name, "avx2") && b64_cpu_avx2()) return b64_avx2_entry;
 #endif
     return NULL;
 }

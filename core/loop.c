@@ -1,6 +1,7 @@
 /* loop.c - the I/O thread and the completion queues (see loop.h). */
 #include "loop.h"
 #include "internal.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <event2/thread.h>
@@ -12,9 +13,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#endif
 
 /* ===================================================================== */
 /* the I/O thread                                                         */
@@ -237,18 +235,7 @@ int queue_init(mlk_queue *q)
 {
     memset(q, 0, sizeof *q);
     pthread_mutex_init(&q->mu, NULL);
-#ifdef __linux__
-    q->rfd = q->wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (q->rfd >= 0) return 0;
-#endif
-    int p[2];
-    if (pipe(p) != 0) { pthread_mutex_destroy(&q->mu); return MLK_ENOMEM; }
-    for (int i = 0; i < 2; i++) {
-        fcntl(p[i], F_SETFD, FD_CLOEXEC);
-        fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
-    }
-    q->rfd = p[0];
-    q->wfd = p[1];
+    if (plat_wake_fds(&q->rfd, &q->wfd) != 0) { pthread_mutex_destroy(&q->mu); return MLK_ENOMEM; }
     return 0;
 }
 

@@ -50,8 +50,11 @@ int port_forward_render(const char *const *specs, size_t n, jw *w, char **msg)
         }
         if (local < 0 || remote < 0) {
             if (msg)
-                *msg = xasprintf("parse port-forward spec: \"%s\" is invalid; use [LOCAL_PORT:]REMOTE_PORT "
-                                 "with ports 1..65535 written as digits (for example \"8080\" or \"18080:80\")",
+                /* the seed's words, then the official SDKs' (Python
+                 * 0.2.17, TypeScript: "invalid port-forward spec") */
+                *msg = xasprintf("parse port-forward spec: invalid port-forward spec: \"%s\" (expected "
+                                 "[LOCAL_PORT:]REMOTE_PORT with ports 1..65535 written as digits, for example "
+                                 "\"8080\" or \"18080:80\")",
                                  spec);
             jw_free(&tmp);
             return MLK_EPORT_FORWARD;

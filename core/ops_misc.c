@@ -145,6 +145,13 @@ static int pack_volume(msgpack_packer *pk, const jdoc *d, const jnode *v, const 
     return 0;
 }
 
+/* What a volume command's unparsable output is called: the seed's words,
+ * then the official SDKs' (Python 0.2.17, TypeScript), so code matching
+ * either keeps working. */
+static const char vol_create_bad[] = "parse volume create result: failed to parse volume create output";
+static const char vol_list_bad[] = "parse volume list result: failed to parse volume list output";
+static const char vol_line_bad[] = "parse volume list result: failed to parse volume list output line";
+
 /* Parse a volume command's JSON stdout into the result's msgpack field:
  * VOL_CREATE a map {name, size, path}, VOL_LIST an array of them.  Output
  * that is not that (not JSON, no non-empty path, a list row without name or
@@ -152,7 +159,7 @@ static int pack_volume(msgpack_packer *pk, const jdoc *d, const jnode *v, const 
 static void cli_volume_to_mp(mlk_result *r, int kind, const char *want_name, int64_t want_mb)
 {
     if (r->status != 0 || kind == VOL_NONE) return;
-    const char *what = kind == VOL_CREATE ? "parse volume create result" : "parse volume list result";
+    const char *what = kind == VOL_CREATE ? vol_create_bad : vol_list_bad;
     size_t n = r->data_len;
     char *copy = malloc(n + 1);
     if (!copy) { result_fail(r, MLK_ENOMEM, "out of memory"); return; }
@@ -173,7 +180,10 @@ static void cli_volume_to_mp(mlk_result *r, int kind, const char *want_name, int
     } else {
         msgpack_pack_array(&pk, jd_root(&d)->count);
         for (const jnode *v = jd_first(&d, jd_root(&d)); v && !why; v = jd_next(&d, v))
-            if (pack_volume(&pk, &d, v, NULL, 0) != 0) why = "an entry without a name or path";
+            if (pack_volume(&pk, &d, v, NULL, 0) != 0) {
+                what = vol_line_bad;
+                why = "an entry without a name or path";
+            }
     }
     if (why) {
         result_fail(r, MLK_EPARSE, "%s: %s: %.200s", what, why, r->data);

@@ -1,6 +1,7 @@
 /* process.c - the client configuration, starting the matchlock child, and
  * the CLI side channels (rm, volume ...). */
 #include "process.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -221,18 +222,6 @@ static char **build_envp(const mlk_config *c)
     return envp;
 }
 
-static int pipe_cloexec(int p[2])
-{
-#ifdef __linux__
-    return pipe2(p, O_CLOEXEC);
-#else
-    if (pipe(p) != 0) return -1;
-    fcntl(p[0], F_SETFD, FD_CLOEXEC);
-    fcntl(p[1], F_SETFD, FD_CLOEXEC);
-    return 0;
-#endif
-}
-
 int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int want_stdin,
                 pid_t *pid, int *in_fd, int *out_fd, int *err_fd, char **msg)
 {
@@ -246,8 +235,8 @@ int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int 
     if (!argv || !envp) goto out;
     /* the child's stdin is a socket: the client sends with MSG_NOSIGNAL, so
      * a dead child can never raise SIGPIPE in whichever thread writes */
-    if ((want_stdin && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pin) != 0) || pipe_cloexec(pout) != 0 ||
-        pipe_cloexec(perr) != 0) {
+    if ((want_stdin && plat_socketpair_cloexec(pin) != 0) || plat_pipe_cloexec(pout) != 0 ||
+        plat_pipe_cloexec(perr) != 0) {
         int e = errno;
         *msg = xasprintf("cannot create the child's pipes: %s%s", strerror(e),
                          e == EMFILE || e == ENFILE ? " (the process is out of file descriptors)" : "");
@@ -279,7 +268,7 @@ int spawn_child(const mlk_config *c, const char *const *args, size_t nargs, int 
         rc = MLK_ESPAWN;
         goto out;
     }
-    if (want_stdin) { close(pin[0]); pin[0] = -1; *in_fd = pin[1]; pin[1] = -1; }
+    if (want_stdin) { close(pin[0]); pin[0] = -1; plat_nosigpipe(pin[1]); *in_fd = pin[1]; pin[1] = -1; }
     close(pout[1]); pout[1] = -1; *out_fd = pout[0]; pout[0] = -1;
     close(perr[1]); perr[1] = -1; *err_fd = perr[0]; perr[0] = -1;
     rc = 0;

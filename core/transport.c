@@ -3,6 +3,7 @@
  * child, and the tasks host threads post to the I/O thread.  The threading
  * rules are in client.c. */
 #include "client.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -12,7 +13,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -335,27 +335,22 @@ void child_exited(mlk_client *c)
     /* what it wrote before it died is still in the pipe: read it first */
     if (c->ev_read) on_readable_locked(c->out_fd, EV_READ, c);
     if (c->dead || c->detached || c->read_paused) { if (c->read_paused) c->exited = 1; return; }
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
+    int signaled = 0, code = 0;
     char why[200];
-    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == c->pid &&
-        si.si_code != CLD_EXITED)
+    if (plat_child_gone(c->pid, &signaled, &code) && signaled)
         snprintf(why, sizeof why, "connection closed: the matchlock process was killed by signal %d "
-                 "(a process it started still holds its output)", si.si_status);
+                 "(a process it started still holds its output)", code);
     else
         snprintf(why, sizeof why, "connection closed: the matchlock process exited with status %d "
-                 "(a process it started still holds its output)", si.si_status);
+                 "(a process it started still holds its output)", code);
     die(c, MLK_EDEAD, why);
 }
 
 static void on_child_exit_locked(evutil_socket_t fd, short what, void *arg)
 {
     mlk_client *c = arg;
-    if (c->pid_fd < 0) { /* polling */
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != c->pid) return;
-    }
+    int signaled, code;
+    if (c->pid_fd < 0 && !plat_child_gone(c->pid, &signaled, &code)) return; /* polling */
     if (c->ev_exit) { event_free(c->ev_exit); c->ev_exit = NULL; }
     child_exited(c);
 }
@@ -365,11 +360,8 @@ static IO_EVENT(on_child_exit, (mlk_client *)ARG)
 static void watch_child(mlk_client *c)
 {
     struct event_base *b = ioloop_base();
-#ifdef SYS_pidfd_open
-    c->pid_fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
-#endif
+    c->pid_fd = plat_child_watch_fd(c->pid);
     if (c->pid_fd >= 0) {
-        fcntl(c->pid_fd, F_SETFD, FD_CLOEXEC);
         c->ev_exit = event_new(b, c->pid_fd, EV_READ, on_child_exit, c);
         if (c->ev_exit) event_add(c->ev_exit, NULL);
         return;

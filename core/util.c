@@ -1,5 +1,6 @@
 /* util.c - small helpers: allocation, the operand rule, escaping text for messages. */
 #include "internal.h"
+#include "platform.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,21 +24,17 @@ char *xasprintf(const char *fmt, ...)
 
 /* Wipe n bytes at p in a way the compiler may not drop as a dead store
  * (the bytes are about to be freed): explicit_bzero where the C library
- * has it (glibc >= 2.25, the BSDs), else memset through a volatile function
- * pointer, which the compiler cannot prove is memset. */
-#if (defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))) || \
-    defined(__OpenBSD__) || defined(__FreeBSD__) || defined(__NetBSD__)
-#define MLK_HAVE_EXPLICIT_BZERO 1
-#endif
-
-#ifndef MLK_HAVE_EXPLICIT_BZERO
+ * has it (HAVE_EXPLICIT_BZERO, platform.h), else memset through a volatile
+ * function pointer, which the compiler cannot prove is memset (the
+ * portable build, `make test`, runs this path). */
+#ifndef HAVE_EXPLICIT_BZERO
 static void *(*const volatile wipe_memset)(void *, int, size_t) = memset;
 #endif
 
 void secret_wipe(void *p, size_t n)
 {
     if (!p || n == 0) return;
-#ifdef MLK_HAVE_EXPLICIT_BZERO
+#ifdef HAVE_EXPLICIT_BZERO
     explicit_bzero(p, n);
 #else
     wipe_memset(p, 0, n);

@@ -439,8 +439,14 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
                 return fail(msg, MLK_RPC_INVALID_PARAMS, "resources.%s: expected a non-negative number", nums[i]);
         }
     }
+    /* {"ref": "<REF>"}, as the SDKs send it (PROTOCOL.md); there is no
+     * guest kernel here, so the ref is checked and not used */
     const jnode *kernel = jd_get(d, params, "kernel");
-    if (!absent(kernel) && !is_type(kernel, JN_STR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "kernel: expected a string");
+    if (!absent(kernel)) {
+        if (!is_type(kernel, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "kernel: expected an object");
+        const jnode *ref = jd_get(d, kernel, "ref");
+        if (!absent(ref) && !is_type(ref, JN_STR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "kernel.ref: expected a string");
+    }
 
     vm *v = calloc(1, sizeof *v);
     if (!v) return fail(msg, MLK_RPC_INTERNAL, "out of memory");

@@ -20,8 +20,13 @@ export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$repo/tests/vectors}
 export MLK_REPO=$repo
 # The vectors assume a host with more CPUs than CI machines have.
 export MATCHLOCK_HOST_CPUS=${MATCHLOCK_HOST_CPUS:-64}
-state=$(mktemp -d)
-trap 'rm -rf "$state"' EXIT
+# a state directory of its own ($MLK_E2E_STATE_DIR from make test-e2e is kept)
+if [ -n "${MLK_E2E_STATE_DIR:-}" ]; then
+  state=$MLK_E2E_STATE_DIR
+else
+  state=$(mktemp -d)
+  trap 'rm -rf "$state"' EXIT
+fi
 export XDG_STATE_HOME=$state
 
 # the embedding host (examples/lua/host.c), once per interpreter
@@ -31,8 +36,8 @@ cc "${host_cflags[@]}" $(pkg-config --cflags lua5.4) -o "$build/lua/host-5.4" "$
 cc "${host_cflags[@]}" $(pkg-config --cflags luajit) -o "$build/lua/host-jit" "$repo/examples/lua/host.c" \
   $(pkg-config --libs luajit) -Wl,-E || exit 1
 
-# MLK_E2E_ONLY=1: only the end-to-end files, against $MLK_E2E_SERVER (the
-# second run of make test; the hooks file stays with matchlock-local)
+# MLK_E2E_ONLY=1: only the end-to-end files, against $MLK_E2E_SERVER (make
+# test-e2e; the hooks file stays with matchlock-local)
 files=()
 [ "${MLK_E2E_ONLY:-0}" = 1 ] && files=("$here"/tests/test_{client,async,errors,host}.lua)
 rc=0

@@ -19,8 +19,13 @@ fi
 export MLK_VECTORS_DIR=${MLK_VECTORS_DIR:-$repo/tests/vectors}
 # the hostile peer of test/hostile.test.js (tests/peer/hostile_peer.c; the file skips without it)
 export MLK_HOSTILE_PEER=${MLK_HOSTILE_PEER:-$build/mlk_hostile_peer}
-state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
-trap 'rm -rf "$state"' EXIT
+# a state directory of its own ($MLK_E2E_STATE_DIR from make test-e2e is kept)
+if [ -n "${MLK_E2E_STATE_DIR:-}" ]; then
+  state=$MLK_E2E_STATE_DIR
+else
+  state=$(mktemp -d "${TMPDIR:-/tmp}/mlk-node-state.XXXXXX")
+  trap 'rm -rf "$state"' EXIT
+fi
 export XDG_STATE_HOME="$state" MLK_NODE_TEST_STATE="$state"
 
 # npm ci when a dependency is missing or the lock file is newer than what
@@ -33,8 +38,8 @@ if [ ! -f "$here/node_modules/node-addon-api/napi.h" ] || [ ! -d "$here/node_mod
 fi
 echo "=== building the Node addon"
 node "$here/scripts/build.js"
-# MLK_E2E_ONLY=1: only the end-to-end files, against $MLK_E2E_SERVER (the
-# second run of make test; the hooks file stays with matchlock-local)
+# MLK_E2E_ONLY=1: only the end-to-end files, against $MLK_E2E_SERVER (make
+# test-e2e; the hooks file stays with matchlock-local)
 tests=(test/)
 [ "${MLK_E2E_ONLY:-0}" = 1 ] && tests=(test/client.test.js test/compat.test.js test/concurrency.test.js test/errors.test.js test/lifecycle.test.js)
 echo "=== node --test (${MLK_E2E_SERVER:-$MATCHLOCK_LOCAL_BIN})"

@@ -49,6 +49,18 @@ SYSTEM_DEPS = {
     "libevent_pthreads": "libevent-dev (Fedora: libevent-devel)",
     "msgpack": "libmsgpack-dev (Fedora: msgpack-devel)",
 }
+# macOS: `brew install pkg-config libevent msgpack` (Homebrew's .pc files).
+MACOS_DEPS = "brew install pkg-config libevent msgpack"
+
+
+def _msgpack_pc() -> str:
+    """msgpack-c's pkg-config name: msgpack-c from 6.0 on (Homebrew),
+    msgpack before (Debian 12)."""
+    try:
+        found = subprocess.run(["pkg-config", "--exists", "msgpack-c"], capture_output=True).returncode == 0
+    except OSError:
+        found = False
+    return "msgpack-c" if found else "msgpack"
 
 
 def _pkg_config(*pkgs: str) -> tuple[list[str], list[str], list[str]]:
@@ -61,12 +73,12 @@ def _pkg_config(*pkgs: str) -> tuple[list[str], list[str], list[str]]:
         missing = [p for p in pkgs if run("--exists", p).returncode != 0]
     except OSError:
         sys.exit("matchlock-native: building from source needs pkg-config, which is not installed "
-                 "(Debian/Ubuntu: apt-get install pkg-config), plus " + ", ".join(sorted(set(SYSTEM_DEPS.values()))))
+                 "(Debian/Ubuntu: apt-get install pkg-config; macOS: " + MACOS_DEPS + "), plus " + ", ".join(sorted(set(SYSTEM_DEPS.values()))))
     if missing:
         need = sorted({SYSTEM_DEPS.get(p, p) for p in missing})
         sys.exit(f"matchlock-native: building from source needs the C libraries {', '.join(missing)}, "
                  f"which pkg-config cannot find: install {' and '.join(need)} "
-                 "(Debian/Ubuntu package names), or install a prebuilt wheel instead")
+                 f"(Debian/Ubuntu package names; macOS: {MACOS_DEPS}), or install a prebuilt wheel instead")
     libs, cflags = run("--libs", *pkgs).stdout, run("--cflags", *pkgs).stdout
     libraries, library_dirs, include_dirs = [], [], []
     for tok in shlex.split(libs):
@@ -188,7 +200,7 @@ static void mlk_py_done(void *ud, uint64_t op, const mlk_result *res)
 }
 """
 
-_libs, _libdirs, _incs = _pkg_config(*SYSTEM_DEPS)
+_libs, _libdirs, _incs = _pkg_config(*(_msgpack_pc() if p == "msgpack" else p for p in SYSTEM_DEPS))
 # setuptools insists on sources relative to setup.py (which is next to this file)
 _core_sources = sorted(
     os.path.relpath(os.path.join(CORE_DIR, n), HERE) for n in os.listdir(CORE_DIR) if n.endswith(".c")

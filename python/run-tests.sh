@@ -58,8 +58,8 @@ export XDG_STATE_HOME="$state"
 echo "== pytest"
 cd "$here"   # the venv's pytest (not `python -m`) so the installed package is tested
 set +e
-# MLK_E2E_ONLY=1: only the end-to-end files (the second run of make test,
-# against $MLK_E2E_SERVER; the hooks suite stays with matchlock-local)
+# MLK_E2E_ONLY=1: only the end-to-end files (make test-e2e, against
+# $MLK_E2E_SERVER; the hooks suite stays with matchlock-local)
 tests=(tests)
 [ "${MLK_E2E_ONLY:-0}" = 1 ] && tests=(tests/test_client.py tests/test_async.py)
 "$venv/bin/pytest" -p no:cacheprovider "${tests[@]}" "$@"

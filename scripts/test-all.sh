@@ -24,25 +24,15 @@ run "Node (node --test)" ./node/run-tests.sh "$build"
 run "Lua (5.4 and LuaJIT)" ./lua/run-tests.sh "$build"
 run "packages installed from their artifacts" ./scripts/test-packages.sh "$build"
 
-# The end-to-end suites once more, against upstream's own server code: the
-# conformance peer (upstream's CLI and JSON-RPC handler, process-backed VM)
-# from $MLK_CONFORMANCE_BIN, else beside the checkout where CI puts it.  Only
-# the end-to-end tests run again (MLK_E2E_ONLY), each suite with its own
-# state directory and HOME for the server; docs/testing.md lists what only
-# matchlock-local can show.
-conf=${MLK_CONFORMANCE_BIN:-$(dirname "$(pwd)")/shared/conformance/matchlock-conformance}
-if [ -x "$conf" ]; then
-  conformance() {
-    env MLK_E2E_SERVER="$conf" MLK_E2E_BACKEND=conformance MLK_E2E_ONLY=1 "$@"
-  }
-  run "C end-to-end against the conformance peer" \
-    conformance "$build/mlk_tests" -j2 --timeout 120 --filter '@(e2e|resources|local_protocol|local_cli)/*'
-  run "Python end-to-end against the conformance peer" conformance env MLK_PY_VENV="$work/venv" ./python/run-tests.sh
-  run "Node end-to-end against the conformance peer" conformance ./node/run-tests.sh "$build"
-  run "Lua end-to-end against the conformance peer" conformance ./lua/run-tests.sh "$build"
-else
-  echo "=== end-to-end suites against the conformance peer: skipped ($conf not found; set MLK_CONFORMANCE_BIN)"
-fi
+# The end-to-end suites once more, the way a user runs them against their
+# own server (make test-e2e, docs/testing.md): against a copy of
+# matchlock-local under another name, so that nothing keys on the name.
+# Python reuses the venv of the first run.
+other="$work/other-server"
+mkdir -p "$other"
+cp "$build/matchlock-local" "$other/mlk-e2e-server" && cp "$build/matchlock-local-init" "$other/"
+run "end-to-end suites against a renamed matchlock-local (make test-e2e)" \
+  env MLK_PY_VENV="$work/venv" make -s test-e2e BUILD="$build" MATCHLOCK_BIN="$other/mlk-e2e-server"
 
 # The C suite again under AddressSanitizer + UBSan, and the libFuzzer targets
 # for a bounded time (docs/testing.md); each has a build tree of its own.
@@ -52,6 +42,18 @@ asan_build() {
 }
 run "C core under ASan+UBSan" bash -c "$(declare -f asan_build); asan_build && ./scripts/test-asan.sh build-asan"
 run "libFuzzer targets (25 s each)" ./scripts/fuzz.sh "${MLK_FUZZ_SECONDS:-25}"
+
+# The macOS paths of core/platform.c on Linux: a build with every POSIX
+# fallback forced (MLK_FORCE_PORTABLE), and the C suite with its hostile-peer
+# tests on it; then the macOS build itself, cross-compiled and linked for
+# aarch64 and x86_64 with Zig (docs/testing.md says what that proves).
+portable_build() {
+  cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMLK_FORCE_PORTABLE=ON -DMLK_BUILD_LUA=OFF >/dev/null &&
+    cmake --build build-portable -j2 --target mlk_tests matchlock-local mlk_hostile_peer >/dev/null
+}
+run "C core with the portable fallbacks (MLK_FORCE_PORTABLE)" \
+  bash -c "$(declare -f portable_build); portable_build && build-portable/mlk_tests -j2 --timeout 120"
+run "macOS cross-compile and link (aarch64, x86_64)" ./scripts/check-macos.sh build-macos
 
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

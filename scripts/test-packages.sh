@@ -19,6 +19,26 @@ scen="$repo/tests/packages"
 status_before=$(git -C "$repo" status --porcelain --ignored=no 2>/dev/null || true)
 passed=0; failed=0
 
+# The glibc floor of the shipped binaries (docs/packaging.md): no symbol
+# version above it in `objdump -T` of any ELF file under the given paths
+# (musl builds that msgpackr bundles have none).
+glibc_floor=2.28
+check_glibc_floor() {
+  local f n=0 g=0 top
+  while IFS= read -r f; do
+    head -c4 "$f" | grep -q $'^\x7fELF' || continue
+    n=$((n + 1))
+    local syms; syms=$(objdump -T "$f") || { echo "glibc floor: objdump -T $f failed"; return 1; }
+    top=$(echo "$syms" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+    echo "  ${f#"$1"/}: $(readelf -h "$f" | sed -n 's/^ *Machine: *//p'), ${top:+GLIBC_$top at most}$([ -n "$top" ] || echo "no glibc symbol versions")"
+    [ -n "$top" ] || continue
+    g=$((g + 1))
+    [ "$(printf '%s\n%s\n' "$top" "$glibc_floor" | sort -V | tail -1)" = "$glibc_floor" ] ||
+      { echo "glibc floor: $f needs GLIBC_$top, above $glibc_floor"; return 1; }
+  done < <(find "$@" -type f)
+  [ "$g" -gt 0 ] || { echo "glibc floor: no ELF file with glibc symbol versions under $* ($n ELF files)"; return 1; }
+}
+
 node_package() {
   (cd "$repo/node" && { [ -f node_modules/node-addon-api/napi.h ] || npm ci --no-audit --no-fund --ignore-scripts >/dev/null; } &&
     npm pack --pack-destination "$work" >/dev/null 2>"$work/npm-pack.log") || { cat "$work/npm-pack.log" >&2; return 1; }
@@ -28,11 +48,54 @@ node_package() {
   npm install --offline --no-audit --no-fund "$work"/matchlock-native-*.tgz >/dev/null
   cp "$scen/scenario.mjs" "$scen/scenario.cjs" .
   node scenario.mjs && node scenario.cjs
+  local pkg=$proj/node_modules/matchlock-native
+  # a prebuild for each architecture, none above the glibc floor, and the
+  # install used this machine's (it built nothing)
+  [ -f "$pkg/prebuilds/linux-x64/node.napi.glibc.node" ] && [ -f "$pkg/prebuilds/linux-arm64/node.napi.glibc.node" ] ||
+    { echo "the tarball lacks a linux-x64 or linux-arm64 prebuild"; ls -R "$pkg/prebuilds"; return 1; }
+  check_glibc_floor "$pkg"
+  # the arm64 prebuild runs the scenario under qemu-user (Debian's arm64 Node)
+  local sysroot; sysroot=$("$repo/scripts/arm64-sysroot.sh")
+  echo "  arm64 prebuild, under qemu-aarch64-static:"
+  qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/node" scenario.mjs &&
+    qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/node" scenario.cjs
+  [ ! -e "$pkg/build" ] || { echo "the install built the addon from source instead of using the prebuild"; return 1; }
+  # where no prebuild fits, the install says so and builds from source
+  # (CC=false: the build's first compile fails at once, which is enough here)
+  cp -r "$pkg" "$work/node-noprebuild" && rm -rf "$work/node-noprebuild/prebuilds/linux-x64"
+  local msg; msg=$(cd "$work/node-noprebuild" && CC=false CXX=false node scripts/install.js 2>&1) &&
+    { echo "install.js without a prebuild succeeded with CC=false: $msg"; return 1; }
+  echo "$msg" | grep -q "no prebuilt binary for linux-x64.*building from source" &&
+    echo "$msg" | grep -q "false failed" ||
+    { echo "install.js without a prebuild said: $msg"; return 1; }
 }
 
 python_package() {
   "$repo/python/build-dist.sh" "$work/py-dist" >/dev/null
-  local whl; whl=$(ls "$work"/py-dist/*-cp310-abi3-manylinux*.whl)
+  # one wheel per architecture; auditwheel gives each manylinux_2_28 or older,
+  # and no binary inside needs a glibc above the floor
+  local arch w tag
+  for arch in x86_64 aarch64; do
+    w=$(ls "$work"/py-dist/*-cp310-abi3-manylinux*_"$arch".whl) || { echo "no $arch wheel"; return 1; }
+    tag=$("${MLK_TOOLS_DIR:-$repo/build-tools}/python-dist/bin/auditwheel" show "$w" | tr -d '\n' | grep -o 'constrains the platform tag to "manylinux_[0-9]*_[0-9]*_[a-z0-9_]*' | grep -o 'manylinux.*')
+    echo "  $(basename "$w"): auditwheel show: $tag"
+    [ -n "$tag" ] && [ "$(echo "$tag" | cut -d_ -f3)" -le "${glibc_floor#2.}" ] ||
+      { echo "auditwheel show $w: not manylinux_2_${glibc_floor#2.} or older"; "${MLK_TOOLS_DIR:-$repo/build-tools}/python-dist/bin/auditwheel" show "$w"; return 1; }
+    mkdir -p "$work/whl-$arch" && (cd "$work/whl-$arch" && python3 -m zipfile -e "$w" .)
+    check_glibc_floor "$work/whl-$arch"
+  done
+  # the aarch64 wheel, installed by pip for an arm64 CPython 3.11 (with the
+  # aarch64 wheels of cffi and msgpack), runs the scenario under qemu-user
+  local sysroot; sysroot=$("$repo/scripts/arm64-sysroot.sh")
+  python3 -m pip install -q --disable-pip-version-check --target "$work/py-aarch64" --only-binary=:all: \
+    --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
+    --platform manylinux_2_28_aarch64 --platform manylinux_2_26_aarch64 --platform manylinux2014_aarch64 \
+    "$(ls "$work"/py-dist/*-cp310-abi3-manylinux*_aarch64.whl)" 2>&1 | grep -v "^WARNING: Running pip as" || true
+  [ -d "$work/py-aarch64/matchlock_native" ] || { echo "pip install of the aarch64 wheel failed"; return 1; }
+  echo "  aarch64 wheel, under qemu-aarch64-static:"
+  (cd "$work" && MATCHLOCK_BIN="$MLK_BIN" PYTHONPATH="$work/py-aarch64" PYTHONNOUSERSITE=1 \
+    qemu-aarch64-static -L "$sysroot" "$sysroot/usr/bin/python3.11" "$scen/scenario.py")
+  local whl; whl=$(ls "$work"/py-dist/*-cp310-abi3-manylinux*_x86_64.whl)
   python3 -m venv "$work/py-venv"
   "$work/py-venv/bin/pip" install -q --disable-pip-version-check "$whl"
   cd "$work"

@@ -4,7 +4,7 @@
 //   - a VFS after-hook and a dangerous hook (which calls the client back)
 //   - an action hook that blocks writeFile, a mutate hook that rewrites it
 //   - the event stream (client.on("event"))
-//   cd node && npm run build                       (or: npm install ./node)
+//   make build && (cd node && npm ci)             (examples/node/README.md)
 //   MATCHLOCK_BIN=build/matchlock-local node examples/node/hooks.js
 "use strict";
 const http = require("node:http");

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Quickstart: a sandbox on the local backend, a command, a stream, a pipe,
 // files, and a clean shutdown.
-//   cd node && npm run build                       (or: npm install ./node)
+//   make build && (cd node && npm ci)             (examples/node/README.md)
 //   MATCHLOCK_BIN=build/matchlock-local node examples/node/quickstart.js
 "use strict";
 const path = require("node:path");

@@ -1,12 +1,12 @@
 -- helpers.lua - shared setup for the tests: the module, the server of the
--- end-to-end tests, and the one table of what only one backend can show.
+-- end-to-end tests, and what the server may not show.
 --
 -- The server is $MLK_E2E_SERVER (default $MATCHLOCK_LOCAL_BIN, else the built
--- matchlock-local); scripts/test-all.sh runs the end-to-end files a second
--- time against the conformance peer (upstream's own handler with a
--- process-backed VM).  $MLK_E2E_BACKEND names the backend ("local" or
--- "conformance"); without it the server's `version` decides.  A test that
--- needs what only matchlock-local shows starts with H.needs(CAP).
+-- matchlock-local); `make test-e2e MATCHLOCK_BIN=...` names one.
+-- $MLK_E2E_BACKEND names the backend ("local" or "matchlock"); without it
+-- the server's `version` decides.  A test that needs what a server may lack
+-- starts with H.needs(CAP), CAP from tests/e2e/capabilities.tsv, the table
+-- the four languages share.
 local H = {}
 local here = debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./"
 H.repo = os.getenv("MLK_REPO") or (here .. "../..")
@@ -41,35 +41,50 @@ function H.hostile(mode, after, log)
   return H.ml.Client.new({ binary = b, env = { MLK_HOSTILE_MODE = mode, MLK_HOSTILE_AFTER = tostring(after or 0), LOG = log } })
 end
 
--- What the conformance peer cannot show, and why (its README); matchlock-local
--- shows all of it.  The same table is in tests/c/e2e_server.c.
-H.CONFORMANCE_LACKS = {
-  cmd_file_events = "no FUSE layer: a command's own writes produce no VFS events (only the SDK's file calls on VFS mounts do)",
-  net_traffic = "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
-  isolation = "commands are plain processes (no namespaces, no resource limits)",
-  close_stops_commands = "upstream's close waits for in-flight requests to end, so a close while a command runs "
-    .. "ends at the SDK's close deadline (the server is killed)",
-  local_behaviour = "this checks matchlock-local's own behaviour where upstream's differs (docs/testing.md lists each difference)",
-}
+-- tests/e2e/capabilities.tsv: capability -> { lacked_by = {backend = true}, why }
+local capabilities
+local function capability(cap)
+  if not capabilities then
+    capabilities = {}
+    local path = H.repo .. "/tests/e2e/capabilities.tsv"
+    local f = assert(io.open(path, "r"))
+    for line in f:lines() do
+      local name, by, why = line:match("^([^#\t][^\t]*)\t([^\t]*)\t([^\t]*)$")
+      if name then
+        local set = {}
+        for b in by:gmatch("[^,]+") do set[b] = true end
+        capabilities[name] = { lacked_by = set, why = why }
+      end
+    end
+    f:close()
+  end
+  return capabilities[cap]
+end
 
 local backend_name = os.getenv("MLK_E2E_BACKEND")
 function H.backend()
-  if not backend_name or backend_name == "" then
+  if backend_name and backend_name ~= "" then
+    if backend_name ~= "local" and backend_name ~= "matchlock" then
+      error("MLK_E2E_BACKEND=" .. backend_name .. ': the backends are "local" and "matchlock"', 0)
+    end
+  else
     local f = io.popen("'" .. H.local_bin() .. "' version 2>/dev/null")
     local out = f and f:read("*a") or ""
     if f then f:close() end
-    -- matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
-    backend_name = (out:match("^[^\n]*") or ""):find("-local", 1, true) and "local" or "conformance"
+    -- matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)";
+    -- the binary's name never counts
+    backend_name = (out:match("^[^\n]*") or ""):find("-local", 1, true) and "local" or "matchlock"
   end
   return backend_name
 end
 
 --- Why the server cannot show cap, or nil when it can.
 function H.lacks(cap)
-  local why = H.CONFORMANCE_LACKS[cap]
-  if not why then error("unknown capability " .. tostring(cap), 2) end
-  if H.backend() == "local" then return nil end
-  return why
+  local c = capability(cap)
+  if not c then error("unknown capability " .. tostring(cap) .. " (not in tests/e2e/capabilities.tsv)", 2) end
+  local declared = ("," .. (os.getenv("MLK_E2E_LACKS") or "") .. ","):find("," .. cap .. ",", 1, true)
+  if c.lacked_by[H.backend()] or declared then return c.why end
+  return nil
 end
 
 --- Skip the calling test when the server cannot show cap.
@@ -94,9 +109,9 @@ end
 --- Client options for the local backend, merged with extra.
 function H.opts(extra)
   -- matchlock-local keeps state under $XDG_STATE_HOME, upstream under
-  -- $HOME/.matchlock, the conformance peer its VM roots in $CONFPEER_STATE
+  -- $HOME/.matchlock
   local d = H.state_dir()
-  local o = { binary = H.local_bin(), env = { XDG_STATE_HOME = d, HOME = d, CONFPEER_STATE = d .. "/confpeer" } }
+  local o = { binary = H.local_bin(), env = { XDG_STATE_HOME = d, HOME = d } }
   for k, v in pairs(extra or {}) do o[k] = v end
   return o
 end

@@ -5,8 +5,8 @@ return function(T)
   T.test("game-loop host streams output across frames without blocking", function()
     local host = os.getenv("MLK_LUA_HOST")
     if not host or not H.exists(host) then error("SKIP: MLK_LUA_HOST not built (lua/run-tests.sh builds it)", 0) end
-    local cmd = string.format("MATCHLOCK_BIN='%s' XDG_STATE_HOME='%s' HOME='%s' CONFPEER_STATE='%s/confpeer' '%s' '%s/examples/lua/frames.lua' 2>&1; echo \"exit=$?\"",
-      H.local_bin(), H.state_dir(), H.state_dir(), H.state_dir(), host, H.repo)
+    local cmd = string.format("MATCHLOCK_BIN='%s' XDG_STATE_HOME='%s' HOME='%s' '%s' '%s/examples/lua/frames.lua' 2>&1; echo \"exit=$?\"",
+      H.local_bin(), H.state_dir(), H.state_dir(), host, H.repo)
     local f = io.popen(cmd)
     local out = f:read("*a")
     f:close()

@@ -3,7 +3,8 @@
 // compatible with the header it was built from.  Looked up the way
 // node-gyp-build does: a local build (build/Release/matchlock.node, made by
 // the install script or `npm run build`) first, then the package's prebuilt
-// binary for this platform, prebuilds/<platform>-<arch>/node.napi.<libc>.node.
+// binary for this platform, prebuilds/<platform>-<arch>/node.napi.<libc>.node
+// on Linux (glibc or musl), prebuilds/darwin-<arm64|x64>/node.napi.node on macOS.
 const fs = require("node:fs");
 const path = require("node:path");
 
@@ -15,8 +16,14 @@ function libc() {
   return report?.header?.glibcVersionRuntime ? "glibc" : "musl";
 }
 
+// The prebuilt binary's place for this machine (none may be there).
+function prebuiltPath() {
+  const tag = libc();
+  return path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi${tag ? `.${tag}` : ""}.node`);
+}
+
 function candidates() {
-  const prebuilt = path.join(pkgDir, "prebuilds", `${process.platform}-${process.arch}`, `node.napi.${libc()}.node`);
+  const prebuilt = prebuiltPath();
   if (process.env.MLK_NODE_PREBUILT_ONLY) return [prebuilt];   // scripts/install.js
   return [path.join(pkgDir, "build", "Release", "matchlock.node"), prebuilt];
 }
@@ -31,10 +38,10 @@ function load() {
       tried.push(`${file}: ${e.message}`);
     }
   }
-  const err = new Error(
+  const err = Object.assign(new Error(
     `matchlock-native: no loadable native addon (${tried.length ? tried.join("; ") : `none of ${candidates().join(", ")} exists`}). ` +
-      `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev).`,
-  );
+      `Build it with "npm run build" in ${pkgDir} (needs a C/C++ compiler, pkg-config, libevent-dev and libmsgpack-dev; macOS: brew install pkg-config libevent msgpack).`,
+  ), { code: "MLK_NO_ADDON", prebuilt: prebuiltPath(), tried });
   throw err;
 }
 

@@ -4,14 +4,17 @@
 //      repository only: a packed tarball carries the generated wrapper)
 //   2. compile the wrapper (C++17, node-addon-api) and the core's C sources
 //   3. link build/Release/matchlock.node: the core is inside; libevent and
-//      msgpack-c are the system's, or copies beside the binary (its rpath
-//      is $ORIGIN: scripts/pack.js puts them into prebuilds/ with it).
+//      msgpack-c are what pkg-config finds: the system's shared libraries,
+//      or, for the prebuilds, the static ones scripts/pack.js points it at.
 // Sources: the repository (../core, ../abi) when this runs inside it, else
 // the copies under vendor/ that scripts/pack.js put into the tarball.
 // Headers: node-api-headers and node-addon-api (npm devDependencies in the
 // repository, vendored into the tarball); SWIG >= 4.2 from node/scripts/swig.sh.
 // Incremental: a step is skipped when its outputs are newer than its inputs.
 // MLK_NODE_DEBUG=1 for -O0 -g, MLK_NODE_VERBOSE=1 to print the commands.
+// CC, CXX, CFLAGS, CXXFLAGS, LDFLAGS and PKG_CONFIG_LIBDIR are honoured, and
+// MLK_NODE_OUT (default build/) is where objects and Release/matchlock.node
+// go: scripts/pack.js cross-compiles the prebuilds with Zig that way.
 "use strict";
 
 const { execFileSync } = require("node:child_process");
@@ -20,8 +23,12 @@ const path = require("node:path");
 
 const pkgDir = path.resolve(__dirname, "..");
 const outDir = path.join(pkgDir, "build");
-const objDir = path.join(outDir, "obj");
-const target = path.join(outDir, "Release", "matchlock.node");
+const binDir = process.env.MLK_NODE_OUT ? path.resolve(process.env.MLK_NODE_OUT) : outDir;
+const objDir = path.join(binDir, "obj");
+const target = path.join(binDir, "Release", "matchlock.node");
+const envFlags = (name) => (process.env[name] || "").split(/\s+/).filter(Boolean);
+const cc = process.env.CC || "cc";
+const cxx = process.env.CXX || "c++";
 const verbose = !!process.env.MLK_NODE_VERBOSE;
 const debug = !!process.env.MLK_NODE_DEBUG;
 
@@ -53,11 +60,22 @@ function stale(out, inputs) {
   return t === 0 || inputs.some((i) => mtime(i) > t);
 }
 
-// The system libraries the core needs, with the Debian package that has them.
+function pkgconfigExists(name) {
+  try {
+    execFileSync("pkg-config", ["--exists", name], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The system libraries the core needs, with the Debian package that has them
+// (macOS: brew install pkg-config libevent msgpack).
 const systemDeps = [
   ["libevent_core", "libevent-dev"],
   ["libevent_pthreads", "libevent-dev"],
-  ["msgpack", "libmsgpack-dev (msgpack-c)"],
+  // msgpack-c's C library: msgpack-c.pc from 6.0 on (Homebrew), msgpack.pc before (Debian 12)
+  [pkgconfigExists("msgpack-c") ? "msgpack-c" : "msgpack", "libmsgpack-dev (msgpack-c)"],
 ];
 
 function pkgconfig(args) {
@@ -125,28 +143,34 @@ if (inTree) {
 // 2. compile
 const objects = [];
 const cflags = ["-fPIC", "-fvisibility=hidden", ...opt, `-I${abiInclude}`, `-I${coreDir}`, ...deps.cflags];
+const link = [...envFlags("LDFLAGS"), ...deps.libs, "-lpthread", "-lm"];
 const coreSources = fs.readdirSync(coreDir).filter((f) => f.endsWith(".c")).sort();
 const coreHeaders = fs.readdirSync(coreDir).filter((f) => /\.(h|inc)$/.test(f)).map((f) => path.join(coreDir, f));
 for (const f of coreSources) {
   const src = path.join(coreDir, f);
   const obj = path.join(objDir, f.replace(/\.c$/, ".o"));
   if (stale(obj, [src, header, ...coreHeaders])) {
-    run("cc", ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, "-c", src, "-o", obj], "a C compiler");
+    run(cc, ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, ...envFlags("CFLAGS"), "-c", src, "-o", obj], "a C compiler");
   }
   objects.push(obj);
 }
 const wrapObj = path.join(objDir, "matchlock_wrap.o");
 if (stale(wrapObj, [wrap, ...glue, header])) {
-  run("c++", [
+  run(cxx, [
     "-std=c++17", "-fexceptions", "-DNAPI_VERSION=8",
-    "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags,
+    "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags, ...envFlags("CXXFLAGS"),
     `-I${napiInclude}`, `-I${addonApi}`, `-I${path.join(pkgDir, "src")}`, "-c", wrap, "-o", wrapObj,
   ], "a C++ compiler");
 }
 objects.push(wrapObj);
 
-// 3. link (never --no-undefined: the Node-API and libuv symbols come from node)
+// 3. link (never --no-undefined: the Node-API and libuv symbols come from
+// node; on macOS they are looked up when node loads the addon, as node-gyp
+// links addons there; scripts/check-macos.sh links it so for aarch64/x86_64)
+const linkFlags = process.platform === "darwin"
+  ? ["-shared", "-Wl,-undefined,dynamic_lookup", "-Wl,-rpath,@loader_path"]
+  : ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN"];
 if (stale(target, objects)) {
-  run("c++", ["-shared", "-Wl,-z,now", "-Wl,-rpath,$ORIGIN", "-o", target, ...objects, ...deps.libs, "-lpthread", "-lm"]);
+  run(cxx, [...linkFlags, "-o", target, ...objects, ...link]);
 }
 if (verbose) console.log(`built ${target}`);

@@ -5,10 +5,10 @@
 //                  wrapper and the Node-API headers (node-api-headers,
 //                  node-addon-api), so the package builds from source
 //                  anywhere without SWIG, the repository or a download;
-//     prebuilds/linux-x64/node.napi.glibc.node  the addon built here, with
-//                  the libevent and msgpack-c it links beside it (its rpath
-//                  is $ORIGIN, as auditwheel does for wheels), so the
-//                  install needs no compiler on linux-x64 glibc;
+//     prebuilds/linux-x64/node.napi.glibc.node, prebuilds/linux-arm64/...
+//                  the addon cross-compiled by Zig for glibc >= 2.28 with
+//                  libevent and msgpack-c inside (prebuild() below), so the
+//                  install needs no compiler on Linux x64 and arm64 glibc;
 //     LICENSE      the repository's.
 //   node scripts/pack.js clean     (postpack) removes them again.
 "use strict";
@@ -20,6 +20,9 @@ const path = require("node:path");
 const pkgDir = path.resolve(__dirname, "..");
 const repo = path.resolve(pkgDir, "..");
 const made = ["vendor", "prebuilds", "LICENSE"].map((f) => path.join(pkgDir, f));
+// The prebuilds for Linux: Node's arch name and Zig's, and the glibc floor.
+const linuxArchs = [["x64", "x86_64"], ["arm64", "aarch64"]];
+const glibcFloor = "2.28";
 
 function copy(from, to) {
   fs.mkdirSync(path.dirname(to), { recursive: true });
@@ -48,14 +51,28 @@ function prepare() {
   copyMatching(addonApi, path.join(vendor, "node-addon-api"), /^(napi.*\.h|LICENSE\.md)$/);
   copy(path.join(repo, "LICENSE"), path.join(pkgDir, "LICENSE"));
 
-  if (process.platform === "linux" && process.arch === "x64" && process.report.getReport().header.glibcVersionRuntime) {
-    const dir = path.join(pkgDir, "prebuilds", "linux-x64");
-    const addon = path.join(pkgDir, "build", "Release", "matchlock.node");
-    copy(addon, path.join(dir, "node.napi.glibc.node"));
-    // The libraries that are not part of every glibc system go beside it.
-    const ldd = execFileSync("ldd", [addon]).toString();
-    for (const m of ldd.matchAll(/^\s*(lib(?:event|msgpack)[^\s]*) => (\S+)/gm)) copy(m[2], path.join(dir, m[1]));
-  }
+  if (process.platform === "linux") for (const [arch, zigArch] of linuxArchs) prebuild(arch, zigArch);
+}
+
+// One prebuild: the addon for linux-ARCH glibc, compiled by Zig against
+// glibc 2.28's symbol versions, with libevent and msgpack-c built for the
+// same target (scripts/cross-deps.sh) linked in statically, so it needs no
+// library beside it.  Its objects go to build/linux-ARCH/.
+function prebuild(arch, zigArch) {
+  const prefix = execFileSync(path.join(repo, "scripts", "cross-deps.sh"), [`${zigArch}-linux-gnu.${glibcFloor}`],
+    { stdio: ["ignore", "pipe", "inherit"] }).toString().trim();
+  const out = path.join(pkgDir, "build", `linux-${arch}`);
+  const env = {
+    ...process.env,
+    CC: path.join(prefix, "bin", "cc"),
+    CXX: path.join(prefix, "bin", "c++"),
+    CFLAGS: "", CXXFLAGS: "",
+    PKG_CONFIG_LIBDIR: path.join(prefix, "lib", "pkgconfig"),
+    PKG_CONFIG_PATH: "",
+    MLK_NODE_OUT: out,
+  };
+  execFileSync(process.execPath, [path.join(__dirname, "build.js")], { stdio: "inherit", env });
+  copy(path.join(out, "Release", "matchlock.node"), path.join(pkgDir, "prebuilds", `linux-${arch}`, "node.napi.glibc.node"));
 }
 
 function clean() {

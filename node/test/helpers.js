@@ -1,13 +1,13 @@
 "use strict";
 // Shared test setup: the server of the end-to-end tests, a private state
-// dir, vectors, and the one table of what only one backend can show.
+// dir, vectors, and what the server may not show.
 //
 // The server is $MLK_E2E_SERVER (default $MATCHLOCK_LOCAL_BIN, else the built
-// matchlock-local); scripts/test-all.sh runs the end-to-end files a second
-// time against the conformance peer (upstream's own handler with a
-// process-backed VM).  $MLK_E2E_BACKEND names the backend ("local" or
-// "conformance"); without it the server's `version` decides.  A test that
-// needs what only matchlock-local shows skips with skipUnless(t, CAP).
+// matchlock-local); `make test-e2e MATCHLOCK_BIN=...` names one.
+// $MLK_E2E_BACKEND names the backend ("local" or "matchlock"); without it
+// the server's `version` decides.  A test that needs what a server may lack
+// skips with skipUnless(t, CAP), CAP from tests/e2e/capabilities.tsv, the
+// table the four languages share.
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
@@ -22,39 +22,41 @@ if (!process.env.MLK_NODE_TEST_STATE) {
   process.on("exit", () => fs.rmSync(process.env.MLK_NODE_TEST_STATE, { recursive: true, force: true }));
 }
 // matchlock-local keeps state under $XDG_STATE_HOME, upstream under
-// $HOME/.matchlock, the conformance peer its VM roots in $CONFPEER_STATE
+// $HOME/.matchlock
 process.env.XDG_STATE_HOME = process.env.MLK_NODE_TEST_STATE;
 process.env.HOME = process.env.MLK_NODE_TEST_STATE;
-process.env.CONFPEER_STATE = path.join(process.env.MLK_NODE_TEST_STATE, "confpeer");
 
-// What the conformance peer cannot show, and why (its README); matchlock-local
-// shows all of it.  The same table is in tests/c/e2e_server.c.
-const CONFORMANCE_LACKS = {
-  cmd_file_events: "no FUSE layer: a command's own writes produce no VFS events (only the SDK's file calls on VFS mounts do)",
-  net_traffic: "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
-  isolation: "commands are plain processes (no namespaces, no resource limits)",
-  close_stops_commands:
-    "upstream's close waits for in-flight requests to end, so a close while a command runs ends at the SDK's close deadline (the server is killed)",
-  local_behaviour: "this checks matchlock-local's own behaviour where upstream's differs (docs/testing.md lists each difference)",
-};
+// tests/e2e/capabilities.tsv: capability -> { lackedBy, why }
+const capabilities = new Map();
+for (const line of fs.readFileSync(path.join(repo, "tests", "e2e", "capabilities.tsv"), "utf8").split("\n")) {
+  const f = line.split("\t");
+  if (line.startsWith("#") || f.length !== 3) continue;
+  capabilities.set(f[0], { lackedBy: f[1].split(","), why: f[2] });
+}
 
 let backendName = process.env.MLK_E2E_BACKEND;
 function backend() {
+  if (backendName && !["local", "matchlock"].includes(backendName)) {
+    throw new Error(`MLK_E2E_BACKEND=${backendName}: the backends are "local" and "matchlock"`);
+  }
   if (!backendName) {
     let out = "";
     try {
       out = require("node:child_process").execFileSync(bin, ["version"], { encoding: "utf8", timeout: 10000 });
     } catch {}
-    // matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
-    backendName = out.split("\n")[0].includes("-local") ? "local" : "conformance";
+    // matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)";
+    // the binary's name never counts
+    backendName = out.split("\n")[0].includes("-local") ? "local" : "matchlock";
   }
   return backendName;
 }
 
 /** Why the server cannot show cap, or null when it can. */
 function lacks(cap) {
-  if (!(cap in CONFORMANCE_LACKS)) throw new Error(`unknown capability ${cap}`);
-  return backend() === "local" ? null : CONFORMANCE_LACKS[cap];
+  const c = capabilities.get(cap);
+  if (!c) throw new Error(`unknown capability ${cap} (not in tests/e2e/capabilities.tsv)`);
+  const declared = (process.env.MLK_E2E_LACKS || "").split(",").includes(cap);
+  return c.lackedBy.includes(backend()) || declared ? c.why : null;
 }
 
 /** Skip test context t (returns true) when the server cannot show cap. */

@@ -665,8 +665,9 @@ class _ClientBase:
         name = (name or "").strip()
         if not name:
             raise ValidationError("volume name is required")
-        if isinstance(size_mb, bool) or not isinstance(size_mb, int) or size_mb <= 0:
-            raise ValidationError(f"volume size must be a positive number of MB, got {size_mb!r}")
+        if isinstance(size_mb, bool) or not isinstance(size_mb, int):
+            raise TypeError(f"volume size: expected an int (MiB), got {type(size_mb).__name__}")
+        # a size <= 0 is the core's to refuse, with the seed's and the official words
         c_name = cstr(name, "volume name")
         out: _Outcome = yield from self._cli_plan("volume_create", (c_name, size_mb), (c_name, size_mb))
         v = out.check().value() or {}

@@ -1,13 +1,12 @@
 """Shared fixtures: the server of the end-to-end tests, a per-session state
-dir, vectors, and the one table of what only one backend can show.
+dir, vectors, and what the server may not show.
 
 The end-to-end tests run against $MLK_E2E_SERVER (default: the built
-matchlock-local; $MATCHLOCK_LOCAL_BIN is still honoured).  scripts/test-all.sh
-runs them a second time against the conformance peer (upstream's own
-handler with a process-backed VM).  $MLK_E2E_BACKEND names the backend
-("local" or "conformance"); without it the server's `version` decides.
-A test that needs what only matchlock-local shows is marked
-``@pytest.mark.needs("CAP")`` with a CAP of CONFORMANCE_LACKS below."""
+matchlock-local; $MATCHLOCK_LOCAL_BIN is still honoured); `make test-e2e
+MATCHLOCK_BIN=...` names one.  $MLK_E2E_BACKEND names the backend ("local"
+or "matchlock"); without it the server's `version` decides.  A test that
+needs what a server may lack is marked ``@pytest.mark.needs("CAP")`` with a
+CAP of tests/e2e/capabilities.tsv, the table the four languages share."""
 
 from __future__ import annotations
 
@@ -31,37 +30,41 @@ def local_bin() -> str:
             or str(REPO / "build" / "matchlock-local"))
 
 
-# What the conformance peer cannot show, and why (its README); matchlock-local
-# shows all of it.  The same table is in tests/c/e2e_server.c.
-CONFORMANCE_LACKS = {
-    "cmd_file_events": "no FUSE layer: a command's own writes produce no VFS events "
-                       "(only the SDK's file calls on VFS mounts do)",
-    "net_traffic": "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
-    "isolation": "commands are plain processes (no namespaces, no resource limits)",
-    "close_stops_commands": "upstream's close waits for in-flight requests to end, so a close while a "
-                            "command runs ends at the SDK's close deadline (the server is killed)",
-    "local_behaviour": "this checks matchlock-local's own behaviour where upstream's differs "
-                       "(docs/testing.md lists each difference)",
-}
+@functools.lru_cache(maxsize=None)
+def capabilities() -> dict[str, tuple[set[str], str]]:
+    """tests/e2e/capabilities.tsv: capability -> (backends lacking it, why)."""
+    table = {}
+    for line in (REPO / "tests" / "e2e" / "capabilities.tsv").read_text().splitlines():
+        fields = line.split("\t")
+        if line.startswith("#") or len(fields) != 3:
+            continue
+        table[fields[0]] = (set(fields[1].split(",")), fields[2])
+    return table
 
 
 @functools.lru_cache(maxsize=None)
 def backend() -> str:
     b = os.environ.get("MLK_E2E_BACKEND")
     if b:
+        if b not in ("local", "matchlock"):
+            raise pytest.UsageError(f"MLK_E2E_BACKEND={b}: the backends are 'local' and 'matchlock'")
         return b
     try:
         out = subprocess.run([local_bin(), "version"], capture_output=True, text=True, timeout=10).stdout
     except OSError:
         out = ""
-    # matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)"
-    return "local" if "-local" in out.split("\n")[0] else "conformance"
+    # matchlock-local's version says so: "matchlock 0.1.0-local (commit: ...)";
+    # the binary's name never counts
+    return "local" if "-local" in out.split("\n")[0] else "matchlock"
 
 
 def lacks(cap: str) -> str | None:
     """Why the server cannot show cap, or None when it can."""
-    reason = CONFORMANCE_LACKS[cap]
-    return None if backend() == "local" else reason
+    if cap not in capabilities():
+        raise pytest.UsageError(f"unknown capability {cap!r} (not in tests/e2e/capabilities.tsv)")
+    lacked_by, why = capabilities()[cap]
+    declared = cap in os.environ.get("MLK_E2E_LACKS", "").split(",")
+    return why if backend() in lacked_by or declared else None
 
 
 @pytest.fixture(name="lacks")
@@ -70,21 +73,15 @@ def lacks_fixture() -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "needs(cap): the test needs a capability of CONFORMANCE_LACKS")
+    config.addinivalue_line("markers", "needs(cap): the test needs a capability of tests/e2e/capabilities.tsv")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    if not any(i.get_closest_marker("needs") for i in items):
-        return
-    b = backend()
-    if b == "local":
-        return
     for item in items:
         for m in item.iter_markers("needs"):
-            cap = m.args[0]
-            if cap not in CONFORMANCE_LACKS:
-                raise pytest.UsageError(f"{item.nodeid}: unknown capability {cap!r}")
-            item.add_marker(pytest.mark.skip(reason=f"{b} backend: {CONFORMANCE_LACKS[cap]}"))
+            why = lacks(m.args[0])
+            if why:
+                item.add_marker(pytest.mark.skip(reason=f"{backend()} backend: {why}"))
 
 
 def vectors_dir() -> pathlib.Path:
@@ -97,9 +94,10 @@ def vectors_dir() -> pathlib.Path:
 @pytest.fixture(scope="session", autouse=True)
 def _state_home() -> Iterator[str]:
     # matchlock-local keeps state under $XDG_STATE_HOME, upstream under
-    # $HOME/.matchlock, the conformance peer its VM roots in $CONFPEER_STATE
-    d = tempfile.mkdtemp(prefix="mlk-py-state-")
-    env = {"XDG_STATE_HOME": d, "HOME": d, "CONFPEER_STATE": os.path.join(d, "confpeer")}
+    # $HOME/.matchlock; $MLK_E2E_STATE_DIR (make test-e2e) is kept
+    shared = os.environ.get("MLK_E2E_STATE_DIR")
+    d = shared or tempfile.mkdtemp(prefix="mlk-py-state-")
+    env = {"XDG_STATE_HOME": d, "HOME": d}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield d
@@ -108,7 +106,8 @@ def _state_home() -> Iterator[str]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    shutil.rmtree(d, ignore_errors=True)
+    if not shared:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,12 @@ def test_stderr_tail_is_a_string(client: ml.Client) -> None:
 # exec
 
 
+@pytest.mark.needs("image_contents")
+def test_commands_see_the_image(client: ml.Client) -> None:
+    r = client.exec("cat /etc/alpine-release")
+    assert r.exit_code == 0 and r.stdout[:1].isdigit(), r
+
+
 def test_exec_exit_code_and_stderr(client: ml.Client) -> None:
     r = client.exec("echo out; echo err >&2; exit 7")
     assert (r.exit_code, r.stdout, r.stderr) == (7, "out\n", "err\n")
@@ -381,8 +387,11 @@ def test_volumes(client: ml.Client) -> None:
     assert "pyvol" not in [x.name for x in client.volume_list()]
     with pytest.raises(ml.ValidationError):
         client.volume_create("", 16)
-    with pytest.raises(ml.ValidationError):
+    # the official package's words (volume size must be > 0)
+    with pytest.raises(ml.VolumeSizeError, match="volume size must be > 0"):
         client.volume_create("x", 0)
+    with pytest.raises(TypeError):
+        client.volume_create("x", "16")  # type: ignore[arg-type]
     with pytest.raises(ml.CLIError):
         client.volume_remove("no-such-volume")
 
@@ -443,6 +452,18 @@ def test_validation_messages_begin_with_the_seed_texts() -> None:
         with pytest.raises(ml.ValidationError) as ei:
             sb.params()
         assert str(ei.value).startswith(prefix), (prefix, str(ei.value))
+
+
+def test_messages_carry_the_official_packages_words_too(fresh_client: ml.Client) -> None:
+    """The official package's texts, which code may match on, are in our
+    messages after the seed's."""
+    with pytest.raises(ml.ValidationError, match="invalid port-forward spec"):
+        ml.Sandbox("a").add_port_forward("1:2:3").params()
+    fresh_client.create(ml.Sandbox("alpine:latest"), timeout=30)
+    with pytest.raises(ml.MatchlockError, match="invalid port-forward spec"):
+        fresh_client.port_forward("1:2:3")
+    with pytest.raises(ml.MatchlockError, match="volume size must be > 0"):
+        fresh_client.volume_create("cache", 0)
 
 
 def test_server_judges_what_upstream_sends(fresh_client: ml.Client) -> None:
@@ -540,6 +561,10 @@ def test_server_dies_during_a_call(local_binary: str, tmp_path: Any) -> None:
 def test_ctrl_c_interrupts_a_blocking_call(client: ml.Client) -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("needs the main thread")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # a shell's background job starts with SIGINT ignored: no
+        # KeyboardInterrupt can happen here
+        pytest.skip("SIGINT is ignored in this process (started as a background job)")
     main = threading.get_ident()
     timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
     t = time.monotonic()
@@ -740,3 +765,20 @@ def test_async_close_releases_every_descriptor_at_once(config: ml.Config) -> Non
 
     before, after = asyncio.run(main())
     assert after - before <= 3, f"descriptors grew from {before} to {after} over 50 closed async clients"
+
+
+def test_unparsable_volume_output_says_so_in_the_official_words(tmp_path: Any) -> None:
+    """A `matchlock volume` that prints what the official package cannot
+    parse fails with its words ("failed to parse volume ... output")."""
+    def cli(out: str) -> ml.Config:
+        p = tmp_path / f"fake-{abs(hash(out))}"
+        p.write_text(f"#!/bin/sh\nprintf '%s\\n' '{out}'\n")
+        p.chmod(0o755)
+        return ml.Config(binary_path=str(p))
+
+    c = ml.Client(cli('{"name":"cache","size":"16.0 MB","path":""}'))
+    with pytest.raises(ml.MatchlockError, match="failed to parse volume create output"):
+        c.volume_create("cache", 16)
+    c = ml.Client(cli('[{"name":"cache","size":"16.0 MB"}]'))
+    with pytest.raises(ml.MatchlockError, match="failed to parse volume list output line"):
+        c.volume_list()

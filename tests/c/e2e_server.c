@@ -1,5 +1,5 @@
 /* e2e_server.c - the server the end-to-end tests run against, and the one
- * table of what each backend can show (e2e_server.h). */
+ * table of what it may not show (tests/e2e/capabilities.tsv, e2e_server.h). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -17,19 +17,9 @@
 #define MLK_LOCAL_BIN "matchlock-local"
 #endif
 
-/* What a backend cannot show, and why.  The conformance peer is upstream's
- * own handler with a process-backed VM (its README); matchlock-local shows
- * everything in this list. */
-static const char *const conformance_lacks[E2E_CAP_COUNT] = {
-    [E2E_CMD_FILE_EVENTS] = "no FUSE layer: a command's own writes produce no VFS events "
-                            "(only the SDK's file calls on VFS mounts do)",
-    [E2E_NET_TRAFFIC] = "no network proxy runs: no network events, hooks or allow-list enforcement on traffic",
-    [E2E_ISOLATION] = "commands are plain processes (no namespaces, no resource limits)",
-    [E2E_CLOSE_STOPS_COMMANDS] = "upstream's close waits for in-flight requests to end, so a close while a "
-                                 "command runs ends at the SDK's close deadline (the server is killed)",
-    [E2E_LOCAL_BEHAVIOUR] = "this checks matchlock-local's own behaviour where upstream's differs "
-                            "(docs/testing.md, \"matchlock-local and upstream\", lists each difference)",
-};
+#ifndef MLK_SOURCE_DIR
+#define MLK_SOURCE_DIR "."
+#endif
 
 const char *e2e_server(void)
 {
@@ -43,11 +33,13 @@ const char *e2e_backend(void)
     if (name[0]) return name;
     const char *b = getenv("MLK_E2E_BACKEND");
     if (b && *b) {
+        cr_assert(!strcmp(b, "local") || !strcmp(b, "matchlock"),
+                  "MLK_E2E_BACKEND=%s: the backends are \"local\" and \"matchlock\"", b);
         snprintf(name, sizeof name, "%s", b);
         return name;
     }
     /* matchlock-local's `version` says it is the local backend
-     * ("matchlock 0.1.0-local (commit: ...)") */
+     * ("matchlock 0.1.0-local (commit: ...)"); the binary's name never counts */
     char cmd[1200], line[128] = "";
     snprintf(cmd, sizeof cmd, "'%s' version 2>/dev/null", e2e_server());
     FILE *p = popen(cmd, "r");
@@ -55,16 +47,47 @@ const char *e2e_backend(void)
         if (!fgets(line, sizeof line, p)) line[0] = '\0';
         pclose(p);
     }
-    snprintf(name, sizeof name, "%s", strstr(line, "-local") ? "local" : "conformance");
+    snprintf(name, sizeof name, "%s", strstr(line, "-local") ? "local" : "matchlock");
     return name;
 }
 
 int e2e_is_local(void) { return strcmp(e2e_backend(), "local") == 0; }
 
-const char *e2e_lacks(e2e_cap cap)
+/* Whether word is one of the comma-separated items of list. */
+static int listed(const char *list, const char *word)
 {
-    if (e2e_is_local() || cap < 0 || cap >= E2E_CAP_COUNT) return NULL;
-    return conformance_lacks[cap];
+    size_t n = strlen(word);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, word, n)) return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+const char *e2e_lacks(const char *cap)
+{
+    /* tests/e2e/capabilities.tsv: capability, backends lacking it, why */
+    static char why[512];
+    const char *path = MLK_SOURCE_DIR "/tests/e2e/capabilities.tsv";
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read the capability table %s", path);
+    char line[1024];
+    int found = 0, lacking = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (line[0] == '#' || !t2) continue;
+        *t1 = *t2 = '\0';
+        if (strcmp(line, cap) != 0) continue;
+        found = 1;
+        lacking = listed(t1 + 1, e2e_backend()) || listed(getenv("MLK_E2E_LACKS"), cap);
+        snprintf(why, sizeof why, "%s", t2 + 1);
+    }
+    fclose(f);
+    cr_assert(found, "unknown capability %s (not in %s)", cap, path);
+    return lacking ? why : NULL;
 }
 
 static char state_dir[256];
@@ -83,6 +106,8 @@ static void remove_state(void)
 
 const char *e2e_state_dir(void)
 {
+    const char *shared = getenv("MLK_E2E_STATE_DIR");
+    if (shared && *shared) return shared;
     if (!state_dir[0]) {
         const char *tmp = getenv("TMPDIR");
         snprintf(state_dir, sizeof state_dir, "%s/mlk-e2e-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -102,24 +127,20 @@ void e2e_vm_dir(char *buf, size_t size, const char *state, const char *vm_id)
     else snprintf(buf, size, "%s/.matchlock/vms/%s", state, vm_id);
 }
 
+/* matchlock-local keeps its state under $XDG_STATE_HOME, upstream under
+ * $HOME/.matchlock */
 void e2e_setenv(const char *state)
 {
-    char peer[300];
-    snprintf(peer, sizeof peer, "%s/confpeer", state);
     setenv("XDG_STATE_HOME", state, 1);
     setenv("HOME", state, 1);
-    setenv("CONFPEER_STATE", peer, 1);
 }
 
 mlk_config *e2e_config(void)
 {
     mlk_config *cfg = mlk_config_new();
-    char peer[300];
-    snprintf(peer, sizeof peer, "%s/confpeer", e2e_state_dir());
     mlk_config_set_binary(cfg, e2e_server());
     mlk_config_set_env(cfg, "XDG_STATE_HOME", e2e_state_dir());
     mlk_config_set_env(cfg, "HOME", e2e_state_dir());
-    mlk_config_set_env(cfg, "CONFPEER_STATE", peer); /* the conformance peer's VM roots */
     return cfg;
 }
 

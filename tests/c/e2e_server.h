@@ -2,39 +2,32 @@
  * show.
  *
  * The end-to-end tests run against the server named by $MLK_E2E_SERVER
- * (default: the matchlock-local this tree built).  scripts/test-all.sh runs
- * them twice: against matchlock-local, and against the conformance peer
- * (upstream's own `matchlock` CLI and JSON-RPC handler with a process-backed
- * VM) when it is available.  $MLK_E2E_BACKEND says which kind of server it
- * is ("local" or "upstream"); without it the server's `version` output
- * decides.
+ * (default: the matchlock-local this tree built); `make test-e2e
+ * MATCHLOCK_BIN=...` (scripts/test-e2e.sh) names one.  $MLK_E2E_BACKEND says
+ * which kind of server it is ("local" or "matchlock"); without it the
+ * server's `version` output decides.
  *
- * Tests are backend-neutral where they can be.  What only one backend can
- * show is listed once, in the capability table in e2e_server.c, with the
- * reason; a test that needs such a behaviour starts with E2E_NEEDS(cap). */
+ * Tests are backend-neutral where they can be.  What a server may not show
+ * is listed once for the four languages, with the reason, in
+ * tests/e2e/capabilities.tsv; a test that needs such a capability starts
+ * with E2E_NEEDS("name"). */
 #ifndef MLK_TEST_E2E_SERVER_H
 #define MLK_TEST_E2E_SERVER_H
 
 #include "matchlock.h"
 
-typedef enum e2e_cap {
-    E2E_CMD_FILE_EVENTS, /* VFS events and hooks for a command's own writes */
-    E2E_NET_TRAFFIC,     /* network hooks and allow-lists on real traffic */
-    E2E_ISOLATION,       /* bubblewrap isolation of commands */
-    E2E_CLOSE_STOPS_COMMANDS, /* close stops commands still running */
-    E2E_LOCAL_BEHAVIOUR, /* where matchlock-local deliberately or not yet behaves like upstream */
-    E2E_CAP_COUNT
-} e2e_cap;
-
 /* The server binary ($MLK_E2E_SERVER, else the built matchlock-local). */
 const char *e2e_server(void);
-/* "local" or "upstream". */
+/* "local" or "matchlock". */
 const char *e2e_backend(void);
 int e2e_is_local(void);
-/* Whether the server shows cap; why not (NULL when it does). */
-const char *e2e_lacks(e2e_cap cap);
-/* A state directory private to this test process; the server's HOME and
- * XDG_STATE_HOME point at it. */
+/* Why the server cannot show capability cap (a name of
+ * tests/e2e/capabilities.tsv), NULL when it can; an unknown name fails the
+ * test. */
+const char *e2e_lacks(const char *cap);
+/* A state directory for this test process ($MLK_E2E_STATE_DIR, else a
+ * private one removed at exit); the server's HOME and XDG_STATE_HOME point
+ * at it. */
 const char *e2e_state_dir(void);
 /* The directory that holds one VM's state on this backend, under the state
  * directory `state` (NULL: e2e_state_dir()). */

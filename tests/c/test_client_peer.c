@@ -415,6 +415,8 @@ Test(peer, volume_output_is_parsed_as_upstream, .timeout = 20)
         cr_assert_eq(fake_volume(bad_create[i], 0, &r), MLK_EPARSE, "%s accepted", bad_create[i]);
         cr_assert(strncmp(mlk_result_message(r), "parse volume create result", 26) == 0, "%s",
                   mlk_result_message(r));
+        /* the official SDKs' words too */
+        cr_assert(strstr(mlk_result_message(r), "failed to parse volume create output"), "%s", mlk_result_message(r));
         mlk_result_free(r);
     }
     cr_assert_eq(fake_volume("[{\"name\":\" a \",\"size\":\"2.0 MB\",\"path\":\"/a\"}]", 1, &r), 0, "%s",
@@ -427,6 +429,9 @@ Test(peer, volume_output_is_parsed_as_upstream, .timeout = 20)
     for (size_t i = 0; i < sizeof bad_list / sizeof bad_list[0]; i++) {
         cr_assert_eq(fake_volume(bad_list[i], 1, &r), MLK_EPARSE, "%s accepted", bad_list[i]);
         cr_assert(strncmp(mlk_result_message(r), "parse volume list result", 24) == 0, "%s", mlk_result_message(r));
+        cr_assert(strstr(mlk_result_message(r), i < 3 ? "failed to parse volume list output line"
+                                                      : "failed to parse volume list output"),
+                  "%s", mlk_result_message(r));
         mlk_result_free(r);
     }
 }

@@ -1,5 +1,5 @@
 /* End-to-end tests of the public C API against a real server process over
- * real pipes: matchlock-local, or the conformance peer (e2e_server.h). */
+ * real pipes: matchlock-local, or the server named by $MLK_E2E_SERVER (e2e_server.h). */
 #include <criterion/criterion.h>
 #include <msgpack.h>
 #include <pthread.h>
@@ -63,6 +63,21 @@ Test(e2e, exec_buffered, .timeout = 30)
     cr_assert(n == 5 && memcmp(out, "/tmp\n", 5) == 0, "%.*s", (int)n, out);
     mlk_result_free(r);
     mlk_exec_opts_free(o);
+    finish(c);
+}
+
+/* The sandbox runs on the image: alpine's own release file is there. */
+Test(e2e, commands_see_the_image, .timeout = 120)
+{
+    E2E_NEEDS("image_contents");
+    mlk_client *c = sandbox();
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "cat /etc/alpine-release", NULL, &r), 0, "%s", mlk_result_message(r));
+    size_t n;
+    const char *out = mlk_result_stdout(r, &n);
+    cr_assert_eq(mlk_result_exit_code(r), 0, "%.*s", (int)n, out);
+    cr_assert(n > 2 && out[0] >= '3' && out[0] <= '9', "an alpine version: %.*s", (int)n, out);
+    mlk_result_free(r);
     finish(c);
 }
 
@@ -510,7 +525,7 @@ static char *one_rule(size_t *len, const char *key, const char *val)
 
 Test(e2e, vfs_hooks_against_local_backend, .timeout = 60)
 {
-    E2E_NEEDS(E2E_CMD_FILE_EVENTS);
+    E2E_NEEDS("cmd_file_events");
     mlk_config *cfg = e2e_config();
     mlk_client *c = NULL;
     cr_assert_eq(mlk_client_new(&c, cfg, NULL), 0);

@@ -865,7 +865,7 @@ Test(builder, messages_begin_with_the_seed_text)
 
     sb = mlk_sandbox_new("alpine:latest");
     mlk_sandbox_add_port_forward(sb, "0");
-    expect_prefix(sb, MLK_EPORT_FORWARD, "parse port-forward spec", NULL);
+    expect_prefix(sb, MLK_EPORT_FORWARD, "parse port-forward spec", "invalid port-forward spec"); /* + the official SDKs' words */
     mlk_sandbox_free(sb);
 
     /* negative sizes are the server's to judge, as upstream */
@@ -1074,6 +1074,22 @@ static size_t b64_random_input(char *s, size_t cap, unsigned *seed)
         break;
     }
     return n;
+}
+
+/* The core reads CPUID itself (Zig's compiler-rt, which the release builds
+ * link, has no __cpu_model for __builtin_cpu_supports); its answer must be
+ * the compiler's, which this test (built by the host's cc) still has. */
+Test(json, base64_cpu_detection_agrees_with_the_compiler)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    cr_assert_eq(b64_decoder_get("ssse3") != NULL, !!__builtin_cpu_supports("ssse3"), "ssse3");
+    cr_assert_eq(b64_decoder_get("avx2") != NULL, !!__builtin_cpu_supports("avx2"), "avx2");
+#else
+    cr_assert_null(b64_decoder_get("ssse3"));
+    cr_assert_null(b64_decoder_get("avx2"));
+#endif
+    cr_assert_not_null(b64_decoder_get("portable"));
 }
 
 Test(json, base64_simd_decoders_match_the_portable_one)

@@ -1,5 +1,5 @@
 /* test_local_protocol.c - drives the real server binary (matchlock-local,
- * or the conformance peer: e2e_server.h) over pipes with raw JSON lines and
+ * or another server: e2e_server.h) over pipes with raw JSON lines and
  * checks the raw answers. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -284,8 +284,8 @@ static const char *start_vm(peer *p, const char *params)
  * commands run as plain processes (no bwrap on this machine). */
 static void need_isolation(peer *p)
 {
-    if (e2e_lacks(E2E_ISOLATION)) peer_stop(p);
-    E2E_NEEDS(E2E_ISOLATION);
+    if (e2e_lacks("isolation")) peer_stop(p);
+    E2E_NEEDS("isolation");
     msg *m = call(p, 999, "log", "{}");
     char *log = b64field(m, msg_result(m), "content", NULL);
     int isolated = strstr(log, "under bubblewrap") != NULL;
@@ -335,7 +335,7 @@ Test(local_protocol, malformed_line_keeps_serving, .timeout = 20)
     msg_free(m);
     /* a request that does not decode: cut short, not an object, an id that
      * is not an unsigned integer; each is a parse error without an id */
-    const char *bad[] = {"{\"jsonrpc\":\"2.0\",\"method\":\"create\",\"params\":{\"image\":\"a\"},\"id\":",
+    const char *bad[] = {"{\"jsonrpc\":\"2.0\",\"method\":\"create\",\"params\":{\"image\":\"alpine:latest\"},\"id\":",
                          "[1,2]", "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{},\"id\":\"abc\"}",
                          "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{},\"id\":-5}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -394,7 +394,7 @@ Test(local_protocol, create_validation, .timeout = 20)
  * string there (docs/testing.md). */
 Test(local_protocol, add_hosts_ip_checked, .timeout = 20)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS("local_behaviour");
     peer p;
     peer_start(&p);
     msg *m = call(&p, 6, "create", "{\"image\":\"alpine\",\"network\":{\"add_hosts\":[{\"host\":\"db\",\"ip\":\"not-an-ip\"}]}}");
@@ -427,7 +427,7 @@ Test(local_protocol, exec_exit_code_and_output, .timeout = 20)
  * bubblewrap reports), upstream -1 (docs/testing.md). */
 Test(local_protocol, signal_exit_code, .timeout = 20)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS("local_behaviour");
     peer p;
     start_vm(&p, NULL);
     cr_assert_eq(run(&p, 3, "\"kill -9 $$\"", NULL, NULL), 137, "killed by a signal: 128+9");
@@ -676,7 +676,7 @@ Test(local_protocol, log_and_log_stream, .timeout = 20)
 {
     peer p;
     /* an entrypoint writes to the VM log after log_stream has started */
-    const char *vmid = start_vm(&p, "{\"image\":\"a\",\"launch_entrypoint\":true,\"image_config\":{"
+    const char *vmid = start_vm(&p, "{\"image\":\"alpine:latest\",\"launch_entrypoint\":true,\"image_config\":{"
                                     "\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"sleep 1; echo later-line; sleep 30\"]}}");
     char id[32];
     snprintf(id, sizeof id, "%s", vmid);
@@ -735,7 +735,7 @@ Test(local_protocol, close_answers_then_exits, .timeout = 20)
  * grace of at most 2 s) where upstream waits for them (docs/testing.md). */
 Test(local_protocol, close_stops_running_commands, .timeout = 20)
 {
-    E2E_NEEDS(E2E_CLOSE_STOPS_COMMANDS);
+    E2E_NEEDS("close_stops_commands");
     peer p;
     start_vm(&p, NULL);
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec_stream\",\"params\":{\"command\":\"sleep 30\"},\"id\":2}");
@@ -841,7 +841,7 @@ Test(local_protocol, allow_list_needs_interception, .timeout = 20)
     cr_assert_eq(msg_code(m), -32000, "%s", m->text);
     msg_free(m);
     peer_stop(&p);
-    start_vm(&p, "{\"image\":\"a\",\"network\":{\"allowed_hosts\":[\"a.com\"],\"block_private_ips\":true}}");
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"network\":{\"allowed_hosts\":[\"a.com\"],\"block_private_ips\":true}}");
     m = call(&p, 2, "allow_list_add", "{\"hosts\":[\"b.com\",\"a.com\"]}");
     cr_assert_eq(msg_code(m), 0, "%s", m->text);
     cr_assert(strstr(m->text, "\"added\":[\"b.com\"]"), "%s", m->text);
@@ -866,7 +866,7 @@ Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
     snprintf(path, sizeof path, "%s/base.txt", ovl);
     f = fopen(path, "w"); fputs("original", f); fclose(f);
     snprintf(params, sizeof params,
-             "{\"image\":\"a\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":[{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"}],"
+             "{\"image\":\"alpine:latest\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":[{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"}],"
              "\"allowed_hosts\":[],\"block_private_ips\":true},"
              "\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":{\"/workspace/host\":{\"type\":\"host_fs\",\"host_path\":\"%s\"},"
              "\"/workspace/ro\":{\"type\":\"host_fs\",\"host_path\":\"%s\",\"readonly\":true},"
@@ -919,7 +919,7 @@ Test(local_protocol, sandbox_identity_and_mounts, .timeout = 20)
 Test(local_protocol, launch_entrypoint_logs_output, .timeout = 20)
 {
     peer p;
-    start_vm(&p, "{\"image\":\"a\",\"launch_entrypoint\":true,\"image_config\":{\"entrypoint\":[\"/bin/sh\",\"-c\"],"
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"launch_entrypoint\":true,\"image_config\":{\"entrypoint\":[\"/bin/sh\",\"-c\"],"
                  "\"cmd\":[\"echo entry-$MODE; sleep 30\"],\"env\":{\"MODE\":\"on\"}}}");
     int found = 0;
     for (int i = 0; i < 50 && !found; i++) {
@@ -962,9 +962,9 @@ Test(local_protocol, a_close_right_after_launch_stops_the_entrypoint_before_the_
 
 Test(local_protocol, file_events_for_mounts, .timeout = 20)
 {
-    E2E_NEEDS(E2E_CMD_FILE_EVENTS);
+    E2E_NEEDS("cmd_file_events");
     peer p;
-    start_vm(&p, "{\"image\":\"a\",\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":"
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"vfs\":{\"workspace\":\"/workspace\",\"mounts\":"
                  "{\"/workspace/mem\":{\"type\":\"memory\"}},\"interception\":{\"emit_events\":true}}}");
     cr_assert_eq(run(&p, 2, "\"mkdir /workspace/mem/d\"", NULL, NULL), 0);
     sendl(&p, "{\"jsonrpc\":\"2.0\",\"method\":\"exec\",\"params\":{\"command\":"
@@ -1012,14 +1012,14 @@ Test(local_compat, working_dir_defaults_like_upstream, .timeout = 30)
     cr_assert_str_eq(out, "/\n", "no workspace: commands start in /");
     free(out);
 #define WS "\"vfs\":{\"workspace\":\"/ws\",\"mounts\":{\"/ws/m\":{\"type\":\"memory\"}}}"
-    out = run_in("{\"image\":\"a\"," WS "}", "\"pwd\"", NULL);
+    out = run_in("{\"image\":\"alpine:latest\"," WS "}", "\"pwd\"", NULL);
     cr_assert_str_eq(out, "/ws\n", "the configured workspace");
     free(out);
-    out = run_in("{\"image\":\"a\"," WS ",\"image_config\":{\"working_dir\":\"/tmp\"}}", "\"pwd\"", NULL);
+    out = run_in("{\"image\":\"alpine:latest\"," WS ",\"image_config\":{\"working_dir\":\"/tmp\"}}", "\"pwd\"", NULL);
     cr_assert_str_eq(out, "/tmp\n", "the image's working dir comes before the workspace");
     free(out);
     peer p;
-    start_vm(&p, "{\"image\":\"a\"," WS "}");
+    start_vm(&p, "{\"image\":\"alpine:latest\"," WS "}");
 #undef WS
     msg *m = call(&p, 2, "exec", "{\"command\":\"pwd\",\"working_dir\":\"/var\"}");
     cr_assert_eq(msg_code(m), 0, "%s", m->text);
@@ -1033,7 +1033,7 @@ Test(local_compat, working_dir_defaults_like_upstream, .timeout = 30)
 Test(local_compat, etc_hosts_layout, .timeout = 20)
 {
     peer p;
-    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":["
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"network\":{\"hostname\":\"boxy\",\"add_hosts\":["
                  "{\"host\":\"db.internal\",\"ip\":\"10.1.2.3\"},{\"host\":\"v6\",\"ip\":\"fd00::1\"}]}}");
     need_isolation(&p);
     char *out;
@@ -1063,13 +1063,13 @@ Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
     cr_assert_str_eq(out, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n", "upstream's default servers");
     free(out);
     peer_stop(&p);
-    start_vm(&p, "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1\",\"9.9.9.9\"]}}");
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"network\":{\"dns_servers\":[\"1.1.1.1\",\"9.9.9.9\"]}}");
     cr_assert_eq(run(&p, 2, "\"cat /etc/resolv.conf\"", &out, NULL), 0);
     cr_assert_str_eq(out, "nameserver 1.1.1.1\nnameserver 9.9.9.9\n");
     free(out);
     peer_stop(&p);
     peer_start(&p);
-    msg *m = call(&p, 1, "create", "{\"image\":\"a\",\"network\":{\"dns_servers\":[\"1.1.1.1 evil\"]}}");
+    msg *m = call(&p, 1, "create", "{\"image\":\"alpine:latest\",\"network\":{\"dns_servers\":[\"1.1.1.1 evil\"]}}");
     cr_assert_eq(msg_code(m), -32602, "a server with a space would break the file: %s", m->text);
     msg_free(m);
     peer_stop(&p);
@@ -1078,7 +1078,7 @@ Test(local_compat, resolv_conf_lists_dns_servers, .timeout = 20)
 Test(local_compat, no_network_lists_only_lo, .timeout = 20)
 {
     peer p;
-    start_vm(&p, "{\"image\":\"a\",\"network\":{\"no_network\":true}}");
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"network\":{\"no_network\":true}}");
     need_isolation(&p);
     char *out;
     cr_assert_eq(run(&p, 2, "\"ls /sys/class/net; cat /sys/class/net/lo/mtu >/dev/null && echo lo-readable\"", &out, NULL), 0);
@@ -1095,7 +1095,7 @@ Test(local_compat, no_network_lists_only_lo, .timeout = 20)
 Test(local_compat, files_and_exec_see_one_filesystem, .timeout = 30)
 {
     peer p;
-    start_vm(&p, "{\"image\":\"a\",\"network\":{\"hostname\":\"onefs\"}}");
+    start_vm(&p, "{\"image\":\"alpine:latest\",\"network\":{\"hostname\":\"onefs\"}}");
     need_isolation(&p);
     char *out;
     cr_assert_eq(run(&p, 2, "\"cat /etc/os-release\"", &out, NULL), 0);
@@ -1174,7 +1174,7 @@ Test(local_compat, tty_shell_exit_zero, .timeout = 30)
 
 Test(local_compat, tty_shell_exit_zero_without_bwrap, .timeout = 30)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);   /* matchlock-local's fallback path */
+    E2E_NEEDS("local_behaviour");   /* matchlock-local's fallback path */
     setenv("MATCHLOCK_LOCAL_NO_BWRAP", "1", 1);
     cr_assert_eq(tty_shell_exit(), 0, "the fallback path too");
 }
@@ -1183,13 +1183,13 @@ Test(local_compat, tty_shell_exit_zero_without_bwrap, .timeout = 30)
 static void user_vm(peer *p, const char *user)
 {
     char params[256];
-    snprintf(params, sizeof params, "{\"image\":\"a\",\"image_config\":{\"user\":\"%s\"}}", user);
+    snprintf(params, sizeof params, "{\"image\":\"alpine:latest\",\"image_config\":{\"user\":\"%s\"}}", user);
     start_vm(p, params);
 }
 
 Test(local_compat, users_really_unprivileged, .timeout = 30)
 {
-    E2E_NEEDS(E2E_ISOLATION);
+    E2E_NEEDS("isolation");
     peer p;
     char *out, *err;
     if (geteuid() != 0) {
@@ -1258,7 +1258,7 @@ static int cli(const char *state, const char *args, char *out, size_t cap)
 /* upstream's shape, and a version that says it is the local backend */
 Test(local_cli, version_like_upstream, .timeout = 20)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS("local_behaviour");
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "version", out, sizeof out), 0);
@@ -1272,7 +1272,7 @@ Test(local_cli, version_like_upstream, .timeout = 20)
  * ext4 image file), which the test writes into */
 Test(local_cli, volumes_like_upstream, .timeout = 20)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS("local_behaviour");
     char state[] = "/tmp/mlk-local-cli-XXXXXX", out[4096];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_eq(cli(state, "volume ls --json", out, sizeof out), 0);
@@ -1361,7 +1361,7 @@ Test(local_cli, rm_like_upstream, .timeout = 30)
     start_vm(&a, NULL);
     snprintf(state, sizeof state, "%s", a.state);
     peer_start_at(&b, state);
-    m = call(&b, 1, "create", "{\"image\":\"a\"}");
+    m = call(&b, 1, "create", "{\"image\":\"alpine:latest\"}");
     snprintf(id2, sizeof id2, "%s", jd_str(&m->d, msg_result(m), "id", ""));
     msg_free(m);
     m = call(&b, 2, "close", "{\"timeout_seconds\":1}");
@@ -1414,7 +1414,7 @@ static void build_busybox_image(const char *dir)
 
 Test(local_images, import_ls_run_rm, .timeout = 60)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);   /* upstream needs erofs-utils and a VM */
+    E2E_NEEDS("local_image_import");
     char state[] = "/tmp/mlk-local-img-XXXXXX", work[] = "/tmp/mlk-local-imgsrc-XXXXXX", out[4096], args[512];
     cr_assert_not_null(mkdtemp(state));
     cr_assert_not_null(mkdtemp(work));
@@ -1485,7 +1485,7 @@ Test(local_images, import_ls_run_rm, .timeout = 60)
 
 Test(local_images, not_imported_falls_back_and_says_so_once, .timeout = 30)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS("local_image_import");
     char errlog[] = "/tmp/mlk-local-stderr-XXXXXX";
     int fd = mkstemp(errlog);
     cr_assert_geq(fd, 0);
@@ -1514,7 +1514,7 @@ Test(local_images, not_imported_falls_back_and_says_so_once, .timeout = 30)
 
 Test(local_images, hostile_layers_stay_inside, .timeout = 30)
 {
-    E2E_NEEDS(E2E_LOCAL_BEHAVIOUR);
+    E2E_NEEDS("local_image_import");
     char state[] = "/tmp/mlk-local-img-XXXXXX", work[] = "/tmp/mlk-local-imgsrc-XXXXXX", target[] = "/tmp/mlk-local-escape-XXXXXX";
     char out[4096], args[512], *script = NULL;
     cr_assert_not_null(mkdtemp(state));
@@ -1554,9 +1554,11 @@ Test(local_images, hostile_layers_stay_inside, .timeout = 30)
 
 /* matchlock-local reads interception rules by the contract's table
  * (core/contract.c): a key the client would never send, or a value of the
- * wrong type, is refused by name; what the builder renders is accepted. */
+ * wrong type, is refused by name; what the builder renders is accepted.
+ * Beyond upstream, whose server ignores keys it does not know. */
 Test(local_protocol, interception_rules_follow_the_contract, .timeout = 30)
 {
+    E2E_NEEDS("local_behaviour");   /* upstream ignores keys it does not know */
     peer p;
     peer_start(&p);
     msg *m = call(&p, 1, "create", "{\"image\":\"alpine\",\"network\":{\"intercept\":true,\"interception\":"
@@ -1601,4 +1603,64 @@ Test(local_protocol, interception_rules_follow_the_contract, .timeout = 30)
     jd_free(&d);
     mlk_sandbox_free(sb);
     peer_stop(&p);
+}
+
+/* ---- the shared vectors' create params -------------------------------------- */
+
+/* The raw text of the object after "key": in a JSON line (a copy), or NULL. */
+static char *raw_object(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    if (!p || !(p = strchr(p + strlen(key), '{'))) return NULL;
+    int depth = 0, in_str = 0;
+    for (const char *q = p; *q; q++) {
+        if (in_str) {
+            if (*q == '\\' && q[1]) q++;
+            else if (*q == '"') in_str = 0;
+        } else if (*q == '"') {
+            in_str = 1;
+        } else if (*q == '{' || *q == '[') {
+            depth++;
+        } else if ((*q == '}' || *q == ']') && --depth == 0) {
+            return strndup(p, (size_t)(q - p + 1));
+        }
+    }
+    return NULL;
+}
+
+/* What the client sends is what matchlock-local reads: the params of every
+ * accepted case of tests/vectors/create.jsonl pass its parser.  Failing to
+ * lay a VM out (a host path this machine lacks) is not a parse failure;
+ * -32602 (Invalid params) is. */
+Test(local_vectors, every_create_params_is_accepted, .timeout = 60)
+{
+    E2E_NEEDS("local_behaviour");
+    const char *dir = getenv("MLK_VECTORS_DIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/create.jsonl", dir && *dir ? dir : MLK_SOURCE_DIR "/tests/vectors");
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int cases = 0;
+    while (getline(&line, &cap, f) > 0) {
+        char *params = raw_object(line, "\"create_params\":");
+        if (!params) continue;   /* a case the client refuses */
+        char name[128] = "?";
+        const char *n = strstr(line, "\"name\":\"");
+        if (n) sscanf(n + 8, "%127[^\"]", name);
+        peer p;
+        peer_start(&p);
+        msg *m = call(&p, 1, "create", params);
+        cr_expect_neq(msg_code(m), MLK_RPC_INVALID_PARAMS, "%s: matchlock-local refuses the client's params %s: %s",
+                      name, params, m->text);
+        msg_free(m);
+        msg_free(call(&p, 2, "close", "{\"timeout_seconds\":1}"));
+        peer_stop(&p);
+        free(params);
+        cases++;
+    }
+    free(line);
+    fclose(f);
+    cr_assert_gt(cases, 20, "only %d accepted cases in %s", cases, path);
 }

@@ -87,7 +87,8 @@ def main() -> int:
     else:
         with open(cc_json, encoding="utf-8") as f:
             entries = [e for e in json.load(f)
-                       if os.path.dirname(os.path.normpath(e["file"])) == os.path.join(REPO, "core")
+                       if os.path.dirname(os.path.realpath(os.path.join(e["directory"], e["file"])))
+                       == os.path.realpath(os.path.join(REPO, "core"))
                        and "mlk_core.dir" in e.get("output", e.get("command", ""))]
         check_sources("cmake", [e["file"] for e in entries], recipe)
         for e in entries:

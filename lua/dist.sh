@@ -2,8 +2,9 @@
 # The Lua release: a source tarball and the rockspec that installs it.
 #   lua/dist.sh [OUT_DIR] [URL_BASE]     (make dist; default <repo>/dist)
 # OUT_DIR/matchlock-lua-VERSION.tar.gz carries matchlock.lua, the
-# SWIG-generated wrapper, the glue, the core's C sources, matchlock.h, rock.mk,
-# LICENSE and the rockspec; OUT_DIR/matchlock-VERSION-1.rockspec has
+# SWIG-generated wrapper, the glue, the core's C sources and its recipe
+# (core/build.json, and core/build.mk made from it for rock.mk), matchlock.h,
+# rock.mk, LICENSE and the rockspec; OUT_DIR/matchlock-VERSION-1.rockspec has
 # source.url = URL_BASE/matchlock-lua-VERSION.tar.gz (default: file:// of
 # OUT_DIR, so `luarocks install` works from there; a release passes its
 # download URL).  SWIG runs here, never at install.
@@ -24,7 +25,16 @@ swig -lua -nomoduleglobal -no-old-metatable-bindings -I"$repo/bindings" -I"$repo
   -o "$d/matchlock_lua_wrap.c" "$here/matchlock_lua.i"
 cp "$here/matchlock.lua" "$here/rock.mk" "$d/"
 cp "$here"/src/*.c "$d/src/"
-cp "$repo"/core/*.c "$repo"/core/*.h "$repo"/core/*.inc "$d/core/"
+cp "$repo"/core/*.c "$repo"/core/*.h "$repo"/core/*.inc "$repo"/core/build.json "$d/core/"
+# the core's recipe (core/build.json) as the make variables rock.mk includes
+python3 - "$repo/core/build.json" > "$d/core/build.mk" <<'EOF_PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("# core/build.json (the core's recipe) for rock.mk, written by lua/dist.sh")
+print("CORE_SOURCES =", " ".join("core/" + s for s in r["sources"]))
+print("CORE_CFLAGS =", " ".join([f"-std={r['c_std']}", *(f"-D{d}" for d in r["defines"]), *r["cflags"], *r["warnings"]]))
+print("CORE_LIBS =", " ".join("-l" + lib for lib in r["libs"]))
+EOF_PY
 cp "$h" "$d/include/"
 cp "$repo/LICENSE" "$d/"
 rockspec="matchlock-$version-1.rockspec"

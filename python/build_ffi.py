@@ -7,18 +7,22 @@ of the ABI is reachable from Python and the two can never drift apart.
 
 Sources are looked up next to this file: ``../core`` and ``../abi/include``
 in a source checkout, or ``_core/`` inside an sdist (setup.py's sdist
-command vendors them there).
+command vendors them there).  What is compiled and how (sources, C
+standard, defines, flags, pkg-config packages) is the core's recipe,
+``core/build.json``, which CMake and the other package builds read too.
+``python build_ffi.py --print-core`` prints the arguments the core is
+compiled with, as JSON (scripts/check-build-recipe.py compares them with the
+recipe); it needs neither cffi nor a compiler.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
-
-from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -43,42 +47,50 @@ def _find_sources() -> tuple[str, str]:
     )
 
 
-# The system libraries the core links, with the package that provides each.
-SYSTEM_DEPS = {
-    "libevent_core": "libevent-dev (Fedora: libevent-devel)",
-    "libevent_pthreads": "libevent-dev (Fedora: libevent-devel)",
-    "msgpack": "libmsgpack-dev (Fedora: msgpack-devel)",
-}
 # macOS: `brew install pkg-config libevent msgpack` (Homebrew's .pc files).
-MACOS_DEPS = "brew install pkg-config libevent msgpack"
+def _install_hint(recipe: dict) -> str:
+    return "brew install pkg-config " + " ".join(dict.fromkeys(p["brew"] for p in recipe["pkg_config"]))
 
 
-def _msgpack_pc() -> str:
-    """msgpack-c's pkg-config name: msgpack-c from 6.0 on (Homebrew),
-    msgpack before (Debian 12)."""
+def _pc_exists(name: str) -> bool:
     try:
-        found = subprocess.run(["pkg-config", "--exists", "msgpack-c"], capture_output=True).returncode == 0
+        return subprocess.run(["pkg-config", "--exists", name], capture_output=True).returncode == 0
     except OSError:
-        found = False
-    return "msgpack-c" if found else "msgpack"
+        return False
 
 
-def _pkg_config(*pkgs: str) -> tuple[list[str], list[str], list[str]]:
-    """libraries, library_dirs, include_dirs from pkg-config; exits naming
-    the system package to install when a library (or pkg-config) is missing."""
+def _pc_name(pkg: dict) -> str:
+    """The first of a recipe package's pkg-config names that pkg-config knows
+    (msgpack: msgpack-c from 6.0 on, msgpack before), else the first."""
+    return next((n for n in pkg["any_of"] if _pc_exists(n)), pkg["any_of"][0])
+
+
+def _pkg_config(recipe: dict) -> tuple[list[str], list[str], list[str]]:
+    """libraries, library_dirs, include_dirs of the recipe's packages from
+    pkg-config; exits naming the system package to install when a library
+    (or pkg-config) is missing."""
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["pkg-config", *args], capture_output=True, text=True)
 
+    def system_pkg(p: dict) -> str:
+        return f"{p['debian']} (Fedora: {p['fedora']})"
+
+    macos = _install_hint(recipe)
     try:
-        missing = [p for p in pkgs if run("--exists", p).returncode != 0]
+        run("--version")
     except OSError:
         sys.exit("matchlock-native: building from source needs pkg-config, which is not installed "
-                 "(Debian/Ubuntu: apt-get install pkg-config; macOS: " + MACOS_DEPS + "), plus " + ", ".join(sorted(set(SYSTEM_DEPS.values()))))
+                 "(Debian/Ubuntu: apt-get install pkg-config; macOS: " + macos + "), plus "
+                 + ", ".join(sorted({system_pkg(p) for p in recipe["pkg_config"]})))
+    chosen = [(p, _pc_name(p)) for p in recipe["pkg_config"]]
+    missing = [(p, n) for p, n in chosen if run("--exists", n).returncode != 0]
     if missing:
-        need = sorted({SYSTEM_DEPS.get(p, p) for p in missing})
-        sys.exit(f"matchlock-native: building from source needs the C libraries {', '.join(missing)}, "
+        need = sorted({system_pkg(p) for p, _ in missing})
+        sys.exit(f"matchlock-native: building from source needs the C libraries "
+                 f"{', '.join(' or '.join(p['any_of']) for p, _ in missing)}, "
                  f"which pkg-config cannot find: install {' and '.join(need)} "
-                 f"(Debian/Ubuntu package names; macOS: {MACOS_DEPS}), or install a prebuilt wheel instead")
+                 f"(Debian/Ubuntu package names; macOS: {macos}), or install a prebuilt wheel instead")
+    pkgs = [n for _, n in chosen]
     libs, cflags = run("--libs", *pkgs).stdout, run("--cflags", *pkgs).stdout
     libraries, library_dirs, include_dirs = [], [], []
     for tok in shlex.split(libs):
@@ -200,24 +212,33 @@ static void mlk_py_done(void *ud, uint64_t op, const mlk_result *res)
 }
 """
 
-_libs, _libdirs, _incs = _pkg_config(*(_msgpack_pc() if p == "msgpack" else p for p in SYSTEM_DEPS))
-# setuptools insists on sources relative to setup.py (which is next to this file)
-_core_sources = sorted(
-    os.path.relpath(os.path.join(CORE_DIR, n), HERE) for n in os.listdir(CORE_DIR) if n.endswith(".c")
-)
+def core_build_args(core_dir: str, include_dir: str) -> dict:
+    """The core's sources and compiler arguments, from its recipe
+    (core/build.json, or _core/build.json in an sdist), as set_source's
+    keyword arguments."""
+    with open(os.path.join(core_dir, "build.json"), encoding="utf-8") as f:
+        recipe = json.load(f)
+    libs, libdirs, incs = _pkg_config(recipe)
+    return {
+        # setuptools insists on sources relative to setup.py (next to this file)
+        "sources": [os.path.relpath(os.path.join(core_dir, n), HERE) for n in recipe["sources"]],
+        "include_dirs": [include_dir, core_dir, *incs],
+        "libraries": libs + recipe["libs"],
+        "library_dirs": libdirs,
+        "define_macros": [(d, None) for d in recipe["defines"]],
+        "extra_compile_args": [f"-std={recipe['c_std']}", *recipe["cflags"], *recipe["warnings"]],
+    }
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--print-core"]:
+    json.dump(core_build_args(CORE_DIR, INCLUDE_DIR), sys.stdout, indent=1)
+    sys.exit(0)
+
+from cffi import FFI  # noqa: E402  (not needed by --print-core)
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source(
-    "matchlock_native._native",
-    SOURCE,
-    sources=_core_sources,
-    include_dirs=[INCLUDE_DIR, CORE_DIR, *_incs],
-    libraries=_libs + ["pthread", "m"],
-    library_dirs=_libdirs,
-    define_macros=[("MLK_BUILDING", None), ("_GNU_SOURCE", None)],
-    extra_compile_args=["-std=gnu11", "-fvisibility=hidden", "-Wno-unused-parameter"],
-)
+ffibuilder.set_source("matchlock_native._native", SOURCE, **core_build_args(CORE_DIR, INCLUDE_DIR))
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -1,6 +1,7 @@
 """Build glue for matchlock-native: cffi modules cannot be declared in
-pyproject.toml alone.  The sdist command vendors the C core (../core and
-../abi/include) into _core/ so an sdist builds on its own."""
+pyproject.toml alone.  The sdist command vendors the C core (../core with
+its recipe build.json, and ../abi/include) into _core/ so an sdist builds
+on its own."""
 
 import glob
 import os
@@ -24,7 +25,9 @@ class sdist(_sdist):
             return  # building from an sdist already: _core/ is in `files`
         dst = os.path.join(base_dir, "_core")
         os.makedirs(dst, exist_ok=True)
-        for f in glob.glob(os.path.join(core, "*.[ch]")) + glob.glob(os.path.join(core, "*.inc")) + [inc]:
+        # the core's sources, headers and recipe (build.json: what build_ffi.py compiles, how)
+        for f in glob.glob(os.path.join(core, "*.[ch]")) + glob.glob(os.path.join(core, "*.inc")) + [
+                os.path.join(core, "build.json"), inc]:
             shutil.copy2(f, dst)
 
 

@@ -13,6 +13,7 @@ run() {
 }
 
 run "C core (Criterion)" "$build/mlk_tests" -j2 --timeout 120
+run "build recipe (core/build.json) followed by CMake, Python, Node and the Lua rock" ./scripts/check-build-recipe.py "$build"
 run "ABI check" ./scripts/abi-check.sh "$build"
 run "ABI check self-test (changed, removed, added)" ./scripts/abi-check-selftest.sh
 run "install check" ./scripts/install-check.sh "$build"

@@ -15,6 +15,11 @@
 // CC, CXX, CFLAGS, CXXFLAGS, LDFLAGS and PKG_CONFIG_LIBDIR are honoured, and
 // MLK_NODE_OUT (default build/) is where objects and Release/matchlock.node
 // go: scripts/pack.js cross-compiles the prebuilds with Zig that way.
+// The core's sources, C standard, defines, flags and pkg-config packages are
+// its recipe, core/build.json (vendor/core/build.json in the tarball), which
+// CMake and the other package builds read too.  `node scripts/build.js
+// --print-core` prints the core's compile commands as JSON and builds
+// nothing (scripts/check-build-recipe.py compares them with the recipe).
 "use strict";
 
 const { execFileSync } = require("node:child_process");
@@ -60,24 +65,6 @@ function stale(out, inputs) {
   return t === 0 || inputs.some((i) => mtime(i) > t);
 }
 
-function pkgconfigExists(name) {
-  try {
-    execFileSync("pkg-config", ["--exists", name], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// The system libraries the core needs, with the Debian package that has them
-// (macOS: brew install pkg-config libevent msgpack).
-const systemDeps = [
-  ["libevent_core", "libevent-dev"],
-  ["libevent_pthreads", "libevent-dev"],
-  // msgpack-c's C library: msgpack-c.pc from 6.0 on (Homebrew), msgpack.pc before (Debian 12)
-  [pkgconfigExists("msgpack-c") ? "msgpack-c" : "msgpack", "libmsgpack-dev (msgpack-c)"],
-];
-
 function pkgconfig(args) {
   try {
     return execFileSync("pkg-config", args, { stdio: ["ignore", "pipe", "ignore"] })
@@ -88,14 +75,18 @@ function pkgconfig(args) {
   }
 }
 
-function depFlags() {
-  const missing = systemDeps.filter(([pc]) => pkgconfig(["--exists", pc]) === null);
+// The recipe's system libraries, each the first of its pkg-config names that
+// pkg-config knows (msgpack: msgpack-c, then msgpack), with the Debian
+// package that has them (macOS: brew install pkg-config libevent msgpack).
+function depFlags(recipe) {
+  const chosen = recipe.pkg_config.map((p) => [p.any_of.find((n) => pkgconfig(["--exists", n]) !== null), p]);
+  const missing = chosen.filter(([pc]) => pc === undefined).map(([, p]) => p);
   if (missing.length) {
-    const pkgs = [...new Set(missing.map(([, deb]) => deb))];
-    fail(`missing system libraries ${missing.map(([pc]) => pc).join(", ")}: install ${pkgs.join(" and ")} ` +
+    const pkgs = [...new Set(missing.map((p) => p.debian))];
+    fail(`missing system libraries ${missing.map((p) => p.any_of.join(" or ")).join(", ")}: install ${pkgs.join(" and ")} ` +
       `(Debian/Ubuntu package names), or use a package with a prebuilt binary`);
   }
-  const names = systemDeps.map(([pc]) => pc);
+  const names = chosen.map(([pc]) => pc);
   return { cflags: pkgconfig(["--cflags", ...names]), libs: pkgconfig(["--libs", ...names]) };
 }
 
@@ -116,11 +107,29 @@ const coreDir = inTree ? path.join(repo, "core") : path.join(vendor, "core");
 const abiInclude = inTree ? path.join(repo, "abi", "include") : path.join(vendor, "include");
 const header = path.join(abiInclude, "matchlock.h");
 if (!fs.existsSync(header)) fail(`the C ABI header is missing: ${header}`);
+const recipeFile = path.join(coreDir, "build.json");
+const recipe = JSON.parse(fs.readFileSync(recipeFile, "utf8"));
+
+const deps = depFlags(recipe);
+const opt = debug ? ["-O0", "-g"] : ["-O2", "-g"];
+
+// The core's compile commands, from the recipe.
+const coreFlags = [
+  `-std=${recipe.c_std}`, ...recipe.defines.map((d) => `-D${d}`), ...recipe.cflags, ...recipe.warnings,
+  ...opt, `-I${abiInclude}`, `-I${coreDir}`, ...deps.cflags,
+];
+const coreCompiles = recipe.sources.map((f) => {
+  const src = path.join(coreDir, f);
+  const obj = path.join(objDir, f.replace(/\.c$/, ".o"));
+  return { src, obj, args: [...coreFlags, ...envFlags("CFLAGS"), "-c", src, "-o", obj] };
+});
+if (process.argv[2] === "--print-core") {
+  console.log(JSON.stringify({ cc, compiles: coreCompiles.map(({ src, args }) => ({ src, args })) }, null, 1));
+  process.exit(0);
+}
+
 const napiInclude = path.join(moduleDir("node-api-headers", path.join(vendor, "node-api-headers")), "include");
 const addonApi = moduleDir("node-addon-api", path.join(vendor, "node-addon-api"));
-
-const deps = depFlags();
-const opt = debug ? ["-O0", "-g"] : ["-O2", "-g"];
 
 fs.mkdirSync(objDir, { recursive: true });
 fs.mkdirSync(path.dirname(target), { recursive: true });
@@ -142,16 +151,12 @@ if (inTree) {
 
 // 2. compile
 const objects = [];
+// the wrapper (C++): the same visibility as the core
 const cflags = ["-fPIC", "-fvisibility=hidden", ...opt, `-I${abiInclude}`, `-I${coreDir}`, ...deps.cflags];
-const link = [...envFlags("LDFLAGS"), ...deps.libs, "-lpthread", "-lm"];
-const coreSources = fs.readdirSync(coreDir).filter((f) => f.endsWith(".c")).sort();
+const link = [...envFlags("LDFLAGS"), ...deps.libs, ...recipe.libs.map((l) => `-l${l}`)];
 const coreHeaders = fs.readdirSync(coreDir).filter((f) => /\.(h|inc)$/.test(f)).map((f) => path.join(coreDir, f));
-for (const f of coreSources) {
-  const src = path.join(coreDir, f);
-  const obj = path.join(objDir, f.replace(/\.c$/, ".o"));
-  if (stale(obj, [src, header, ...coreHeaders])) {
-    run(cc, ["-std=gnu11", "-DMLK_BUILDING", "-D_GNU_SOURCE", ...cflags, ...envFlags("CFLAGS"), "-c", src, "-o", obj], "a C compiler");
-  }
+for (const { src, obj, args } of coreCompiles) {
+  if (stale(obj, [src, header, recipeFile, ...coreHeaders])) run(cc, args, "a C compiler");
   objects.push(obj);
 }
 const wrapObj = path.join(objDir, "matchlock_wrap.o");

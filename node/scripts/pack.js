@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // prepack / postpack: what `npm pack` puts into the tarball besides lib/.
 //   node scripts/pack.js prepare   (prepack) builds the addon, then copies
-//     vendor/      the core's C sources, matchlock.h, the SWIG-generated
-//                  wrapper and the Node-API headers (node-api-headers,
-//                  node-addon-api), so the package builds from source
-//                  anywhere without SWIG, the repository or a download;
+//     vendor/      the core's C sources and its recipe (build.json),
+//                  matchlock.h, the SWIG-generated wrapper and the
+//                  Node-API headers (node-api-headers, node-addon-api), so
+//                  the package builds from source anywhere without SWIG,
+//                  the repository or a download;
 //     prebuilds/linux-x64/node.napi.glibc.node, prebuilds/linux-arm64/...
 //                  the addon cross-compiled by Zig for glibc >= 2.28 with
 //                  libevent and msgpack-c inside (prebuild() below), so the
@@ -41,7 +42,7 @@ function prepare() {
   clean();
   execFileSync(process.execPath, [path.join(__dirname, "build.js")], { stdio: "inherit" });
   const vendor = path.join(pkgDir, "vendor");
-  copyMatching(path.join(repo, "core"), path.join(vendor, "core"), /\.(c|h|inc)$/);
+  copyMatching(path.join(repo, "core"), path.join(vendor, "core"), /\.(c|h|inc)$|^build\.json$/); // build.json: the recipe
   copy(path.join(repo, "abi", "include", "matchlock.h"), path.join(vendor, "include", "matchlock.h"));
   copy(path.join(pkgDir, "build", "matchlock_wrap.cxx"), path.join(vendor, "matchlock_wrap.cxx"));
   const headers = moduleDir("node-api-headers");

@@ -39,8 +39,8 @@
 #define MAX_LINE (10u * 1024 * 1024)  /* request line cap, as upstream */
 #define CHUNK_MAX (64u * 1024)        /* output bytes per notification */
 #define STDIN_QUEUE_MAX (8u << 20)    /* queued stdin per command before reading pauses */
-#define OUT_HIGH (32u << 20)          /* unsent output that pauses command output */
-#define OUT_LOW (8u << 20)            /* ... and resumes it */
+#define RPC_OUT_HIGH (32u << 20)        /* unsent output that pauses command output */
+#define RPC_OUT_LOW (8u << 20)          /* ... and resumes it */
 
 /* JSON-RPC error codes: MLK_RPC_* from matchlock.h */
 

@@ -40,7 +40,7 @@ static void flush_out(server *s)
         if (!s->exiting) begin_shutdown(s, 1);
         return;
     }
-    if (s->out_stalled && evbuffer_get_length(s->outbuf) < OUT_LOW) {
+    if (s->out_stalled && evbuffer_get_length(s->outbuf) < RPC_OUT_LOW) {
         s->out_stalled = 0;
         procs_output_pause(s, 0);
     }
@@ -60,7 +60,7 @@ void srv_send(server *s, jw *w)
     if (w->oom) { fprintf(stderr, "matchlock-local: out of memory composing a message\n"); return; }
     evbuffer_add(s->outbuf, w->buf, w->len);
     flush_out(s);
-    if (!s->out_stalled && evbuffer_get_length(s->outbuf) > OUT_HIGH) {
+    if (!s->out_stalled && evbuffer_get_length(s->outbuf) > RPC_OUT_HIGH) {
         s->out_stalled = 1;
         procs_output_pause(s, 1);
     }

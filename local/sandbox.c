@@ -657,6 +657,52 @@ static int spec_env(vm *v, const jdoc *d, const jnode *params, vm_spec *sp, char
     return 0;
 }
 
+/* config.json: the request as it came (mode 0600). */
+static void write_config(vm *v, const jdoc *d, const jnode *params)
+{
+    jw w;
+    jw_init(&w);
+    jd_write(d, params, &w);
+    jw_nl(&w);
+    char *cfg = NULL;
+    if (asprintf(&cfg, "%s/config.json", v->dir) >= 0) {
+        int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) { if (write(fd, w.buf, w.len) < 0) {} close(fd); }
+    }
+    free(cfg);
+    jw_free(&w);
+}
+
+/* etc/hosts, etc/hostname and etc/resolv.conf, laid out as upstream's
+ * guest init writes them */
+static void write_etc_files(vm *v, const jdoc *d, const vm_spec *sp)
+{
+    jw h;
+    jw_init(&h);
+    char line[512];
+    int n = snprintf(line, sizeof line, "127.0.0.1 localhost localhost.localdomain %s\n", v->hostname);
+    jw_raw(&h, line, (size_t)n);
+    for (const jnode *x = jd_first(d, sp->net ? jd_get(d, sp->net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
+        n = snprintf(line, sizeof line, "%s %s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
+        jw_raw(&h, line, (size_t)n);
+    }
+    static const char tail[] = "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
+    jw_raw(&h, tail, sizeof tail - 1);
+    char *text = jw_take(&h, NULL);
+    write_etc(v, "hosts", text);
+    free(text);
+    snprintf(line, sizeof line, "%s\n", v->hostname);
+    write_etc(v, "hostname", line);
+    jw_init(&h);
+    for (char **ns = sp->dns; *ns; ns++) {
+        n = snprintf(line, sizeof line, "nameserver %s\n", *ns);
+        jw_raw(&h, line, (size_t)n);
+    }
+    text = jw_take(&h, NULL);
+    write_etc(v, "resolv.conf", text);
+    free(text);
+}
+
 /* The VM's directory: root/ (the image's copy, or the host's /etc and
  * system directories), vm.log, config.json, etc/hosts, hostname and resolv.conf. */
 static int vm_lay_out(vm *v, const jdoc *d, const jnode *params, const vm_spec *sp, char **msg)
@@ -696,47 +742,8 @@ static int vm_lay_out(vm *v, const jdoc *d, const jnode *params, const vm_spec *
         populate_etc(v->etc_dir);
     }
     if ((code = build_tree(v, msg))) return code;
-    {
-        jw w;
-        jw_init(&w);
-        jd_write(d, params, &w);
-        jw_nl(&w);
-        char *cfg = NULL;
-        if (asprintf(&cfg, "%s/config.json", v->dir) >= 0) {
-            int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (fd >= 0) { if (write(fd, w.buf, w.len) < 0) {} close(fd); }
-        }
-        free(cfg);
-        jw_free(&w);
-    }
-    /* etc/hosts, etc/hostname and etc/resolv.conf, laid out as upstream's
-     * guest init writes them */
-    {
-        jw h;
-        jw_init(&h);
-        char line[512];
-        int n = snprintf(line, sizeof line, "127.0.0.1 localhost localhost.localdomain %s\n", v->hostname);
-        jw_raw(&h, line, (size_t)n);
-        for (const jnode *x = jd_first(d, sp->net ? jd_get(d, sp->net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
-            n = snprintf(line, sizeof line, "%s %s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
-            jw_raw(&h, line, (size_t)n);
-        }
-        static const char tail[] = "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
-        jw_raw(&h, tail, sizeof tail - 1);
-        char *text = jw_take(&h, NULL);
-        write_etc(v, "hosts", text);
-        free(text);
-        snprintf(line, sizeof line, "%s\n", v->hostname);
-        write_etc(v, "hostname", line);
-        jw_init(&h);
-        for (char **ns = sp->dns; *ns; ns++) {
-            n = snprintf(line, sizeof line, "nameserver %s\n", *ns);
-            jw_raw(&h, line, (size_t)n);
-        }
-        text = jw_take(&h, NULL);
-        write_etc(v, "resolv.conf", text);
-        free(text);
-    }
+    write_config(v, d, params);
+    write_etc_files(v, d, sp);
     return 0;
 }
 

@@ -1807,22 +1807,15 @@ static void write_resp_head(sbuf *b, const xresp *rs, const char *framing)
     sb_str(b, "Connection: close\r\n\r\n");
 }
 
-static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
-{
-    proxy *px = c->px;
-    xreq q = {0};
-    xresp rs = {0};
-    after_out ao = {0};
-    rd ur;
-    rd_init(&ur, px, -1);
-    struct addrinfo *ai = NULL;
-    char *why = NULL, *hhead = NULL;
-    body rb;
-    sbuf out = {0};
+/* ---- plain http: the request, the policy, upstream, the response ---------- */
 
-    q.method = hd->line0[0];
-    x->method = q.method;
-    if (parse_url(hd->line0[1], &q.u) != 0) {
+/* The request line and head into q (the end-to-end headers) and rb (the
+ * body's framing); 0, or -1 when the client got an error answer. */
+static int http_request(pconn *c, head *hd, xinfo *x, xreq *q, body *rb, int *expect100)
+{
+    q->method = hd->line0[0];
+    x->method = q->method;
+    if (parse_url(hd->line0[1], &q->u) != 0) {
         if (!strncasecmp(hd->line0[1], "https://", 8))
             send_simple(c, 400, "Bad Request", "matchlock-local proxy: use CONNECT for https URLs\n");
         else
@@ -1831,53 +1824,276 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
         sbuf u = {0};
         sb_str(&u, hd->line0[1]);
         x->url = u.p;
-        goto done;
+        return -1;
     }
     {
         sbuf u = {0};
-        url_string(&u, &q.u, 1);
+        url_string(&u, &q->u, 1);
         x->url = u.p;
-        x->host = strdup(q.u.host);
+        x->host = strdup(q->u.host);
     }
-    if (framing(&hd->h, &rb, NULL) < 0) {
+    if (framing(&hd->h, rb, NULL) < 0) {
         send_simple(c, 400, "Bad Request", "matchlock-local proxy: invalid Content-Length\n");
         x->status = 400;
-        goto done;
+        return -1;
     }
-    if (rb.kind == BODY_CLOSE) {            /* a request cannot be close-delimited */
+    if (rb->kind == BODY_CLOSE) {            /* a request cannot be close-delimited */
         send_simple(c, 501, "Not Implemented", "matchlock-local proxy: unsupported Transfer-Encoding\n");
         x->status = 501;
-        goto done;
+        return -1;
     }
-    int expect100 = has_token(kvs_get(&hd->h, "Expect"), "100-continue");
+    *expect100 = has_token(kvs_get(&hd->h, "Expect"), "100-continue");
     const char *hh = kvs_get(&hd->h, "Host");
-    q.host_hdr = hh ? strdup(hh) : NULL;
-    /* q.h: the end-to-end headers */
-    for (size_t i = 0; i < hd->h.n; i++) kvs_add0(&q.h, hd->h.v[i].k, hd->h.v[i].v);
-    strip_hop(&q.h);
-    kvs_del(&q.h, "Host", 1);
-    kvs_del(&q.h, "Expect", 1);
+    q->host_hdr = hh ? strdup(hh) : NULL;
+    /* q->h: the end-to-end headers */
+    for (size_t i = 0; i < hd->h.n; i++) kvs_add0(&q->h, hd->h.v[i].k, hd->h.v[i].v);
+    strip_hop(&q->h);
+    kvs_del(&q->h, "Host", 1);
+    kvs_del(&q->h, "Expect", 1);
+    return 0;
+}
 
-    if (!host_allowed(px, q.u.host)) {
-        if (asprintf(&why, "host %s is not in the allow-list", q.u.host) < 0) why = NULL;
+/* The policy before anything goes upstream: the allow-list, the resolved
+ * address (*ai), the before-rules, the secrets; 0, or -1 when the client
+ * got an answer (blocked, or the host does not resolve). */
+static int http_admit(pconn *c, xinfo *x, xreq *q, struct addrinfo **ai)
+{
+    proxy *px = c->px;
+    char *why = NULL;
+    int ret = -1;
+    if (!host_allowed(px, q->u.host)) {
+        if (asprintf(&why, "host %s is not in the allow-list", q->u.host) < 0) why = NULL;
         block_reply(c, x, why ? why : "host not allowed");
-        goto done;
+        goto out;
     }
-    int rc = resolve(px, q.u.host, q.u.port, &ai, &why);
-    if (rc == -1) { block_reply(c, x, why ? why : "private IP blocked"); goto done; }
+    int rc = resolve(px, q->u.host, q->u.port, ai, &why);
+    if (rc == -1) { block_reply(c, x, why ? why : "private IP blocked"); goto out; }
     if (rc == -2) {
         char t[600];
         snprintf(t, sizeof t, "matchlock-local proxy: %.500s\n", why ? why : "cannot resolve host");
         send_simple(c, 502, "Bad Gateway", t);
         x->status = 502;
-        goto done;
+        goto out;
     }
     free(why);
     why = NULL;
-    if (rules_before(c, &q, &why)) { block_reply(c, x, why ? why : "blocked by rule"); goto done; }
+    if (rules_before(c, q, &why)) { block_reply(c, x, why ? why : "blocked by rule"); goto out; }
     free(why);
     why = NULL;
-    if (apply_secrets(px, &q, &why)) { block_reply(c, x, why ? why : "secret leak"); goto done; }
+    if (apply_secrets(px, q, &why)) { block_reply(c, x, why ? why : "secret leak"); goto out; }
+    ret = 0;
+out:
+    free(why);
+    return ret;
+}
+
+/* The request head and body to the upstream on ufd (with 100 Continue to
+ * the client when it asked); 0, or -1 when the client got an error answer. */
+static int http_forward(pconn *c, rd *cr, xinfo *x, const xreq *q, body *rb, int expect100, int ufd)
+{
+    proxy *px = c->px;
+    sbuf out = {0};
+    /* the request head */
+    sb_printf(&out, "%s %s", q->method, q->u.path);
+    if (q->u.query) sb_printf(&out, "?%s", q->u.query);
+    sb_str(&out, " HTTP/1.1\r\nHost: ");
+    if (q->host_hdr && valid_header_value(q->host_hdr)) sb_str(&out, q->host_hdr);
+    else url_string(&out, &q->u, 0);
+    sb_str(&out, "\r\n");
+    for (size_t i = 0; i < q->h.n; i++) sb_printf(&out, "%s: %s\r\n", q->h.v[i].k, q->h.v[i].v);
+    if (rb->kind == BODY_LEN) sb_printf(&out, "Content-Length: %llu\r\n", (unsigned long long)rb->left);
+    if (rb->kind == BODY_CHUNKED) sb_str(&out, "Transfer-Encoding: chunked\r\n");
+    sb_str(&out, "Connection: close\r\n\r\n");
+    if (out.oom || io_write(px, ufd, out.p, out.len, -1) != 0) {
+        send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: upstream write failed\n");
+        x->status = 502;
+        sb_free(&out);
+        return -1;
+    }
+    sb_free(&out);
+    if (expect100 && rb->kind != BODY_NONE)
+        io_write(px, c->fd[FD_CLIENT], "HTTP/1.1 100 Continue\r\n\r\n", 25, -1);
+    /* the request body; an upstream that stops reading it may still have
+     * answered (say, 413 before the body), so go on to its response */
+    int relay = relay_body(c, cr, rb, ufd, rb->kind == BODY_CHUNKED, &x->req_bytes);
+    if (relay == -2) {
+        send_simple(c, 400, "Bad Request", "matchlock-local proxy: malformed or truncated request body\n");
+        x->status = 400;
+        return -1;
+    }
+    return 0;
+}
+
+/* The upstream's response head into rs (1xx interim responses skipped),
+ * the body's framing decided; 0, or -1 when the client got an error answer. */
+static int http_response_head(pconn *c, rd *ur, xinfo *x, const xreq *q, xresp *rs)
+{
+    char *hhead = NULL;
+    head rh = {0};
+    for (int tries = 0;; tries++) {
+        int eof, big;
+        free(hhead);
+        hhead = rd_head(ur, &eof, &big);
+        head_free(&rh);
+        if (!hhead || head_parse(hhead, &rh, 1) != 0 || strncmp(rh.line0[0], "HTTP/", 5)) {
+            send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: invalid or missing upstream response\n");
+            x->status = 502;
+            goto bad;
+        }
+        rs->status = atoi(rh.line0[1]);
+        if (rs->status < 100 || rs->status > 999) {
+            send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: invalid upstream status\n");
+            x->status = 502;
+            goto bad;
+        }
+        if (rs->status >= 200 || rs->status == 101 || tries > 8) break;
+    }
+    rs->reason = strdup(rh.line0[2]);
+    for (size_t i = 0; i < rh.h.n; i++) kvs_add0(&rs->h, rh.h.v[i].k, rh.h.v[i].v);
+    int fr = framing(&rh.h, &rs->b, &rs->orig_len);
+    head_free(&rh);
+    free(hhead);
+    if (fr < 0) {
+        send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: invalid upstream framing\n");
+        x->status = 502;
+        return -1;
+    }
+    if (fr == 1) rs->b.kind = BODY_CLOSE;     /* no framing header: until close */
+    if (!strcasecmp(q->method, "HEAD") || rs->status < 200 || rs->status == 204 || rs->status == 304)
+        rs->b.kind = BODY_NONE;
+    else { free(rs->orig_len); rs->orig_len = NULL; }
+    strip_hop(&rs->h);
+    x->status = rs->status;
+    return 0;
+bad:
+    head_free(&rh);
+    free(hhead);
+    return -1;
+}
+
+/* Write the response head to the client; 0, or -1 when that failed. */
+static int send_resp_head(pconn *c, const xresp *rs, const char *framing_hdr)
+{
+    sbuf out = {0};
+    write_resp_head(&out, rs, framing_hdr);
+    int rc = out.oom || io_write(c->px, c->fd[FD_CLIENT], out.p, out.len, -1) != 0 ? -1 : 0;
+    sb_free(&out);
+    return rc;
+}
+
+/* An after-rule's body: the replacements applied, with its own Content-Length. */
+static void send_set_body(pconn *c, xinfo *x, const xresp *rs, const after_out *ao)
+{
+    sbuf nb = {0};
+    sb_add(&nb, ao->set_body, ao->set_len);
+    if (!nb.p) nb.p = calloc(1, 1);
+    apply_repl(&nb, &ao->repl);
+    char fl[64];
+    snprintf(fl, sizeof fl, "Content-Length: %zu\r\n", nb.len);
+    if (send_resp_head(c, rs, fl) == 0 && nb.len)
+        io_write(c->px, c->fd[FD_CLIENT], nb.p, nb.len, -1);
+    x->resp_bytes = nb.len;
+    sb_free(&nb);
+}
+
+/* Server-sent events: streamed, the replacements applied line by line. */
+static void send_sse(pconn *c, rd *ur, xinfo *x, xresp *rs, const after_out *ao)
+{
+    proxy *px = c->px;
+    int cfd = c->fd[FD_CLIENT];
+    if (send_resp_head(c, rs, NULL) != 0) return;
+    sbuf line = {0};
+    const char *p;
+    size_t n;
+    int k;
+    while ((k = body_next(ur, &rs->b, &p, &n)) == 1) {
+        while (n) {
+            const char *nl = memchr(p, '\n', n);
+            size_t take = nl ? (size_t)(nl - p) + 1 : n;
+            sb_add(&line, p, take);
+            p += take;
+            n -= take;
+            if (nl || line.len >= SSE_LINE_MAX) {
+                apply_repl(&line, &ao->repl);
+                if (line.oom || io_write(px, cfd, line.p, line.len, -1) != 0) { sb_free(&line); return; }
+                x->resp_bytes += line.len;
+                line.len = 0;
+            }
+        }
+    }
+    if (line.len) {
+        apply_repl(&line, &ao->repl);
+        if (!line.oom && io_write(px, cfd, line.p, line.len, -1) == 0) x->resp_bytes += line.len;
+    }
+    sb_free(&line);
+}
+
+/* Buffered (up to BODY_MAX), the replacements applied, then sent; a body
+ * too big to buffer streams on unchanged, close-delimited. */
+static void send_replaced(pconn *c, rd *ur, xinfo *x, xresp *rs, const after_out *ao)
+{
+    proxy *px = c->px;
+    int cfd = c->fd[FD_CLIENT];
+    sbuf bodyb = {0};
+    const char *p;
+    size_t n;
+    int k, over = 0;
+    while ((k = body_next(ur, &rs->b, &p, &n)) == 1) {
+        sb_add(&bodyb, p, n);
+        if (bodyb.oom) { k = -1; break; }
+        if (bodyb.len > BODY_MAX) { over = 1; break; }
+    }
+    if (k < 0 && !over) {
+        sb_free(&bodyb);
+        send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: upstream body failed\n");
+        x->status = 502;
+        return;
+    }
+    if (!over) {
+        if (!bodyb.p) bodyb.p = calloc(1, 1);
+        apply_repl(&bodyb, &ao->repl);
+        char fl[64];
+        snprintf(fl, sizeof fl, "Content-Length: %zu\r\n", bodyb.len);
+        if (send_resp_head(c, rs, fl) == 0 && bodyb.len &&
+            io_write(px, cfd, bodyb.p, bodyb.len, -1) == 0)
+            x->resp_bytes = bodyb.len;
+        sb_free(&bodyb);
+        return;
+    }
+    /* too big to buffer: the rest streams unchanged, close-delimited */
+    if (send_resp_head(c, rs, NULL) != 0 || io_write(px, cfd, bodyb.p, bodyb.len, -1) != 0) { sb_free(&bodyb); return; }
+    x->resp_bytes = bodyb.len;
+    sb_free(&bodyb);
+    relay_body(c, ur, &rs->b, cfd, 0, &x->resp_bytes);
+}
+
+/* The body unchanged, in its original framing (chunked is re-chunked). */
+static void send_unchanged(pconn *c, rd *ur, xinfo *x, xresp *rs)
+{
+    char fl[64] = "";
+    const char *framing_hdr = NULL;
+    if (rs->b.kind == BODY_LEN) { snprintf(fl, sizeof fl, "Content-Length: %llu\r\n", (unsigned long long)rs->b.left); framing_hdr = fl; }
+    else if (rs->b.kind == BODY_CHUNKED) framing_hdr = "Transfer-Encoding: chunked\r\n";
+    else if (rs->b.kind == BODY_NONE && rs->orig_len) { snprintf(fl, sizeof fl, "Content-Length: %s\r\n", rs->orig_len); framing_hdr = fl; }
+    if (send_resp_head(c, rs, framing_hdr) != 0) return;
+    relay_body(c, ur, &rs->b, c->fd[FD_CLIENT], rs->b.kind == BODY_CHUNKED, &x->resp_bytes);
+}
+
+/* A plain http request through the proxy: parsed, admitted by the policy,
+ * forwarded, and the response (after the after-rules) sent back. */
+static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
+{
+    xreq q = {0};
+    xresp rs = {0};
+    after_out ao = {0};
+    rd ur;
+    rd_init(&ur, c->px, -1);
+    struct addrinfo *ai = NULL;
+    char *why = NULL;
+    body rb;
+    int expect100 = 0;
+
+    if (http_request(c, hd, x, &q, &rb, &expect100) != 0 || http_admit(c, x, &q, &ai) != 0) goto done;
     int ufd = connect_any(c, ai);
     if (ufd < 0) {
         send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: cannot connect to the upstream host\n");
@@ -1885,176 +2101,15 @@ static void do_http(pconn *c, rd *cr, head *hd, xinfo *x)
         goto done;
     }
     ur.fd = ufd;
-
-    /* the request head */
-    sb_printf(&out, "%s %s", q.method, q.u.path);
-    if (q.u.query) sb_printf(&out, "?%s", q.u.query);
-    sb_str(&out, " HTTP/1.1\r\nHost: ");
-    if (q.host_hdr && valid_header_value(q.host_hdr)) sb_str(&out, q.host_hdr);
-    else url_string(&out, &q.u, 0);
-    sb_str(&out, "\r\n");
-    for (size_t i = 0; i < q.h.n; i++) sb_printf(&out, "%s: %s\r\n", q.h.v[i].k, q.h.v[i].v);
-    if (rb.kind == BODY_LEN) sb_printf(&out, "Content-Length: %llu\r\n", (unsigned long long)rb.left);
-    if (rb.kind == BODY_CHUNKED) sb_str(&out, "Transfer-Encoding: chunked\r\n");
-    sb_str(&out, "Connection: close\r\n\r\n");
-    if (out.oom || io_write(px, ufd, out.p, out.len, -1) != 0) {
-        send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: upstream write failed\n");
-        x->status = 502;
-        goto done;
-    }
-    sb_free(&out);
-    if (expect100 && rb.kind != BODY_NONE)
-        io_write(px, c->fd[FD_CLIENT], "HTTP/1.1 100 Continue\r\n\r\n", 25, -1);
-    /* the request body; an upstream that stops reading it may still have
-     * answered (say, 413 before the body), so go on to its response */
-    int relay = relay_body(c, cr, &rb, ufd, rb.kind == BODY_CHUNKED, &x->req_bytes);
-    if (relay == -2) {
-        send_simple(c, 400, "Bad Request", "matchlock-local proxy: malformed or truncated request body\n");
-        x->status = 400;
-        goto done;
-    }
-
-    /* the response head (1xx interim responses skipped) */
-    head rh = {0};
-    for (int tries = 0;; tries++) {
-        int eof, big;
-        free(hhead);
-        hhead = rd_head(&ur, &eof, &big);
-        head_free(&rh);
-        if (!hhead || head_parse(hhead, &rh, 1) != 0 || strncmp(rh.line0[0], "HTTP/", 5)) {
-            send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: invalid or missing upstream response\n");
-            x->status = 502;
-            head_free(&rh);
-            goto done;
-        }
-        rs.status = atoi(rh.line0[1]);
-        if (rs.status < 100 || rs.status > 999) {
-            send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: invalid upstream status\n");
-            x->status = 502;
-            head_free(&rh);
-            goto done;
-        }
-        if (rs.status >= 200 || rs.status == 101 || tries > 8) break;
-    }
-    rs.reason = strdup(rh.line0[2]);
-    for (size_t i = 0; i < rh.h.n; i++) kvs_add0(&rs.h, rh.h.v[i].k, rh.h.v[i].v);
-    int fr = framing(&rh.h, &rs.b, &rs.orig_len);
-    head_free(&rh);
-    if (fr < 0) {
-        send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: invalid upstream framing\n");
-        x->status = 502;
-        goto done;
-    }
-    if (fr == 1) rs.b.kind = BODY_CLOSE;     /* no framing header: until close */
-    if (!strcasecmp(q.method, "HEAD") || rs.status < 200 || rs.status == 204 || rs.status == 304)
-        rs.b.kind = BODY_NONE;
-    else { free(rs.orig_len); rs.orig_len = NULL; }
-    strip_hop(&rs.h);
-    x->status = rs.status;
-
-    free(why);
-    why = NULL;
+    if (http_forward(c, cr, x, &q, &rb, expect100, ufd) != 0 || http_response_head(c, &ur, x, &q, &rs) != 0) goto done;
     if (rules_after(c, &q, &rs, &ao, &why)) { block_reply(c, x, why ? why : "blocked by rule"); goto done; }
-
-    int cfd = c->fd[FD_CLIENT];
-    if (ao.has_set_body) {
-        sbuf nb = {0};
-        sb_add(&nb, ao.set_body, ao.set_len);
-        if (!nb.p) nb.p = calloc(1, 1);
-        apply_repl(&nb, &ao.repl);
-        char fl[64];
-        snprintf(fl, sizeof fl, "Content-Length: %zu\r\n", nb.len);
-        write_resp_head(&out, &rs, fl);
-        if (!out.oom && io_write(px, cfd, out.p, out.len, -1) == 0 && nb.len)
-            io_write(px, cfd, nb.p, nb.len, -1);
-        x->resp_bytes = nb.len;
-        sb_free(&nb);
-        goto done;
-    }
-    if (ao.repl.n && rs.b.kind != BODY_NONE && is_sse(&rs.h)) {
-        /* streamed, replacements applied line by line */
-        write_resp_head(&out, &rs, NULL);
-        if (out.oom || io_write(px, cfd, out.p, out.len, -1) != 0) goto done;
-        sbuf line = {0};
-        const char *p;
-        size_t n;
-        int k;
-        while ((k = body_next(&ur, &rs.b, &p, &n)) == 1) {
-            while (n) {
-                const char *nl = memchr(p, '\n', n);
-                size_t take = nl ? (size_t)(nl - p) + 1 : n;
-                sb_add(&line, p, take);
-                p += take;
-                n -= take;
-                if (nl || line.len >= SSE_LINE_MAX) {
-                    apply_repl(&line, &ao.repl);
-                    if (line.oom || io_write(px, cfd, line.p, line.len, -1) != 0) { sb_free(&line); goto done; }
-                    x->resp_bytes += line.len;
-                    line.len = 0;
-                }
-            }
-        }
-        if (line.len) {
-            apply_repl(&line, &ao.repl);
-            if (!line.oom && io_write(px, cfd, line.p, line.len, -1) == 0) x->resp_bytes += line.len;
-        }
-        sb_free(&line);
-        goto done;
-    }
-    if (ao.repl.n && rs.b.kind != BODY_NONE) {
-        /* buffered (up to BODY_MAX), replacements applied, then sent */
-        sbuf bodyb = {0};
-        const char *p;
-        size_t n;
-        int k, over = 0;
-        while ((k = body_next(&ur, &rs.b, &p, &n)) == 1) {
-            sb_add(&bodyb, p, n);
-            if (bodyb.oom) { k = -1; break; }
-            if (bodyb.len > BODY_MAX) { over = 1; break; }
-        }
-        if (k < 0 && !over) {
-            sb_free(&bodyb);
-            send_simple(c, 502, "Bad Gateway", "matchlock-local proxy: upstream body failed\n");
-            x->status = 502;
-            goto done;
-        }
-        if (!over) {
-            if (!bodyb.p) bodyb.p = calloc(1, 1);
-            apply_repl(&bodyb, &ao.repl);
-            char fl[64];
-            snprintf(fl, sizeof fl, "Content-Length: %zu\r\n", bodyb.len);
-            write_resp_head(&out, &rs, fl);
-            if (!out.oom && io_write(px, cfd, out.p, out.len, -1) == 0 && bodyb.len &&
-                io_write(px, cfd, bodyb.p, bodyb.len, -1) == 0)
-                x->resp_bytes = bodyb.len;
-            sb_free(&bodyb);
-            goto done;
-        }
-        /* too big to buffer: the rest streams unchanged, close-delimited */
-        write_resp_head(&out, &rs, NULL);
-        if (out.oom || io_write(px, cfd, out.p, out.len, -1) != 0 ||
-            io_write(px, cfd, bodyb.p, bodyb.len, -1) != 0) { sb_free(&bodyb); goto done; }
-        x->resp_bytes = bodyb.len;
-        sb_free(&bodyb);
-        relay_body(c, &ur, &rs.b, cfd, 0, &x->resp_bytes);
-        goto done;
-    }
-    /* unchanged body, original framing (chunked is re-chunked) */
-    {
-        char fl[64] = "";
-        const char *framing_hdr = NULL;
-        if (rs.b.kind == BODY_LEN) { snprintf(fl, sizeof fl, "Content-Length: %llu\r\n", (unsigned long long)rs.b.left); framing_hdr = fl; }
-        else if (rs.b.kind == BODY_CHUNKED) framing_hdr = "Transfer-Encoding: chunked\r\n";
-        else if (rs.b.kind == BODY_NONE && rs.orig_len) { snprintf(fl, sizeof fl, "Content-Length: %s\r\n", rs.orig_len); framing_hdr = fl; }
-        write_resp_head(&out, &rs, framing_hdr);
-        if (out.oom || io_write(px, cfd, out.p, out.len, -1) != 0) goto done;
-        relay_body(c, &ur, &rs.b, cfd, rs.b.kind == BODY_CHUNKED, &x->resp_bytes);
-    }
+    if (ao.has_set_body) send_set_body(c, x, &rs, &ao);
+    else if (ao.repl.n && rs.b.kind != BODY_NONE && is_sse(&rs.h)) send_sse(c, &ur, x, &rs, &ao);
+    else if (ao.repl.n && rs.b.kind != BODY_NONE) send_replaced(c, &ur, x, &rs, &ao);
+    else send_unchanged(c, &ur, x, &rs);
 done:
     if (ai) freeaddrinfo(ai);
     free(why);
-    free(hhead);
-    sb_free(&out);
     rd_free(&ur);
     url_free(&q.u);
     kvs_clear(&q.h);

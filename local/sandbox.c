@@ -415,7 +415,21 @@ static int build_tree(vm *v, char **msg)
     return 0;
 }
 
-int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg)
+/* ---- create: parse the request into a spec, lay out, mount, isolate ---- */
+
+/* What the layout, the mounts and the isolation read besides the vm's own
+ * fields (which parsing fills too): parts of the request, borrowed from it,
+ * and what parsing made. */
+typedef struct {
+    const jnode *img, *net, *mounts, *disks, *ic;
+    const char *hostname;   /* network.hostname; NULL: the VM's id */
+    char **dns;             /* network.dns_servers, or upstream's default (owned) */
+    image_info image;       /* the imported image, when have_image */
+    int have_image;
+} vm_spec;
+
+/* The request's own fields that need no VM: image, the flags, resources, kernel. */
+static int spec_check_top(const jdoc *d, const jnode *params, vm_spec *sp, char **msg)
 {
     if (!is_type(params, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "params: expected an object");
     if (jd_get(d, params, "id"))
@@ -447,144 +461,149 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
         const jnode *ref = jd_get(d, kernel, "ref");
         if (!absent(ref) && !is_type(ref, JN_STR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "kernel.ref: expected a string");
     }
+    sp->img = img;
+    return 0;
+}
 
-    vm *v = calloc(1, sizeof *v);
-    if (!v) return fail(msg, MLK_RPC_INTERNAL, "out of memory");
-    v->log_fd = -1;
-    v->inotify_fd = -1;
-    int code = 0;
-    image_info image;
-    int have_image = image_find(img->s, &image) == 0;
-    v->from_image = have_image;
-
-    /* network */
-    const char *hostname = NULL;
-    char **dns = NULL;
-    const jnode *net = jd_get(d, params, "network");
+/* network: the flags the proxy and bwrap read go into v, the rest into sp. */
+static int spec_network(vm *v, const jdoc *d, const jnode *params, vm_spec *sp, char **msg)
+{
+    int code;
+    const jnode *net = sp->net = jd_get(d, params, "network");
     if (!absent(net)) {
-        if (!is_type(net, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network: expected an object"); goto bad; }
+        if (!is_type(net, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network: expected an object");
         const jnode *nn = jd_get(d, net, "no_network");
-        if (!absent(nn) && !is_type(nn, JN_BOOL)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.no_network: expected a boolean"); goto bad; }
+        if (!absent(nn) && !is_type(nn, JN_BOOL)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.no_network: expected a boolean");
         v->no_network = is_type(nn, JN_BOOL) && nn->bval;
         char **allowed = NULL;
-        if ((code = str_array(d, jd_get(d, net, "allowed_hosts"), "network.allowed_hosts", &allowed, msg))) goto bad;
+        if ((code = str_array(d, jd_get(d, net, "allowed_hosts"), "network.allowed_hosts", &allowed, msg))) return code;
         v->allowed = allowed;
         v->nallowed = strv_len(allowed);
         const jnode *secrets = jd_get(d, net, "secrets");
-        if (!absent(secrets) && !is_type(secrets, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.secrets: expected an object"); goto bad; }
+        if (!absent(secrets) && !is_type(secrets, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.secrets: expected an object");
         const jnode *icp = jd_get(d, net, "interception");
-        if (!absent(icp) && !is_type(icp, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.interception: expected an object"); goto bad; }
+        if (!absent(icp) && !is_type(icp, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.interception: expected an object");
         const jnode *rules = is_type(icp, JN_OBJ) ? jd_get(d, icp, "rules") : NULL;
-        if (!absent(rules) && !is_type(rules, JN_ARR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.interception.rules: expected an array"); goto bad; }
+        if (!absent(rules) && !is_type(rules, JN_ARR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.interception.rules: expected an array");
         int forced = jd_bool(d, net, "intercept", 0);
         int nsecrets = is_type(secrets, JN_OBJ) ? (int)secrets->count : 0;
         int nrules = is_type(rules, JN_ARR) ? (int)rules->count : 0;
         if (v->no_network && (v->nallowed || nsecrets || forced || nrules)) {
-            code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.no_network: cannot be combined with allowed_hosts, secrets, "
+            return fail(msg, MLK_RPC_INVALID_PARAMS, "network.no_network: cannot be combined with allowed_hosts, secrets, "
                         "intercept or interception rules");
-            goto bad;
         }
         v->intercept = forced || v->nallowed > 0 || nsecrets > 0 || nrules > 0;
         const jnode *ah = jd_get(d, net, "add_hosts");
-        if (!absent(ah) && !is_type(ah, JN_ARR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts: expected an array"); goto bad; }
+        if (!absent(ah) && !is_type(ah, JN_ARR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts: expected an array");
         int i = 0;
         for (const jnode *h = jd_first(d, ah); h; h = jd_next(d, h), i++) {
             const char *host = jd_str(d, h, "host", NULL), *ip = jd_str(d, h, "ip", NULL);
-            if (!valid_host_entry(host)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].host: invalid host", i); goto bad; }
-            if (!valid_ip(ip)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i); goto bad; }
+            if (!valid_host_entry(host)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].host: invalid host", i);
+            if (!valid_ip(ip)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.add_hosts[%d].ip: invalid IP address", i);
         }
-        if ((code = str_array(d, jd_get(d, net, "dns_servers"), "network.dns_servers", &dns, msg))) goto bad;
-        for (char **ns = dns; ns && *ns; ns++)
-            if (!valid_host_entry(*ns)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.dns_servers: invalid server \"%s\"", *ns); goto bad; }
+        if ((code = str_array(d, jd_get(d, net, "dns_servers"), "network.dns_servers", &sp->dns, msg))) return code;
+        for (char **ns = sp->dns; ns && *ns; ns++)
+            if (!valid_host_entry(*ns)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.dns_servers: invalid server \"%s\"", *ns);
         const jnode *mtu = jd_get(d, net, "mtu");
         int64_t m;
-        if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.mtu: expected a non-negative integer"); goto bad; }
+        if (!absent(mtu) && (jn_int(mtu, &m) != 0 || m < 0)) return fail(msg, MLK_RPC_INVALID_PARAMS, "network.mtu: expected a non-negative integer");
         const jnode *hn = jd_get(d, net, "hostname");
         if (!absent(hn)) {
             if (!is_type(hn, JN_STR) || !valid_host_entry(hn->s) || hn->len > 64) {
-                code = fail(msg, MLK_RPC_INVALID_PARAMS, "network.hostname: invalid hostname");
-                goto bad;
+                return fail(msg, MLK_RPC_INVALID_PARAMS, "network.hostname: invalid hostname");
             }
-            if (hn->len) hostname = hn->s;
+            if (hn->len) sp->hostname = hn->s;
         }
     }
+    return 0;
+}
 
-    /* vfs */
+/* vfs: the workspace, the mounts (checked here, made by vm_mount) and the
+ * interception rules. */
+static int spec_vfs(vm *v, const jdoc *d, const jnode *params, vm_spec *sp, char **msg)
+{
     const jnode *vfs = jd_get(d, params, "vfs");
     const char *workspace = NULL;
     const jnode *mounts = NULL, *vicp = NULL;
     if (!absent(vfs)) {
-        if (!is_type(vfs, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs: expected an object"); goto bad; }
+        if (!is_type(vfs, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs: expected an object");
         const jnode *w = jd_get(d, vfs, "workspace");
-        if (!absent(w) && !is_type(w, JN_STR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: expected a string"); goto bad; }
+        if (!absent(w) && !is_type(w, JN_STR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: expected a string");
         if (is_type(w, JN_STR) && w->len) workspace = w->s;
         mounts = jd_get(d, vfs, "mounts");
         if (absent(mounts)) mounts = NULL;
-        if (mounts && !is_type(mounts, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts: expected an object"); goto bad; }
+        if (mounts && !is_type(mounts, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts: expected an object");
         if (mounts && mounts->count == 0) mounts = NULL;
         vicp = jd_get(d, vfs, "interception");
         if (absent(vicp)) vicp = NULL;
-        if (vicp && !is_type(vicp, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.interception: expected an object"); goto bad; }
-        if (mounts && !workspace) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: required when mounts are set"); goto bad; }
-        if (vicp && !mounts) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.interception: requires mounts"); goto bad; }
+        if (vicp && !is_type(vicp, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.interception: expected an object");
+        if (mounts && !workspace) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: required when mounts are set");
+        if (vicp && !mounts) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.interception: requires mounts");
         if (workspace && !valid_workspace(workspace)) {
-            code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: must be an absolute path of [A-Za-z0-9/_.-]");
-            goto bad;
+            return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: must be an absolute path of [A-Za-z0-9/_.-]");
         }
     }
     v->workspace = clean_abs(workspace ? workspace : "/workspace");
     v->workspace_set = workspace != NULL;
-    if (!v->workspace || !strcmp(v->workspace, "/")) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: invalid path"); goto bad; }
+    if (!v->workspace || !strcmp(v->workspace, "/")) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.workspace: invalid path");
     for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k)) {
         const jnode *m = jd_val(k);
         char *g = clean_abs(k->s);
-        if (!g) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: must be an absolute path without ..", k->s); goto bad; }
+        if (!g) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: must be an absolute path without ..", k->s);
         int ok = under(g, v->workspace);
         free(g);
-        if (!ok) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "invalid configuration: guest path must be within workspace: \"%s\" not in \"%s\"", k->s, v->workspace); goto bad; }
-        if (!is_type(m, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: expected an object", k->s); goto bad; }
+        if (!ok) return fail(msg, MLK_RPC_INVALID_PARAMS, "invalid configuration: guest path must be within workspace: \"%s\" not in \"%s\"", k->s, v->workspace);
+        if (!is_type(m, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s]: expected an object", k->s);
         const char *type = jd_str(d, m, "type", NULL);
         if (!type || (strcmp(type, "memory") && strcmp(type, "host_fs") && strcmp(type, "overlay"))) {
-            code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s].type: must be memory, host_fs or overlay", k->s);
-            goto bad;
+            return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s].type: must be memory, host_fs or overlay", k->s);
         }
         if (strcmp(type, "memory")) {
             const char *hp = jd_str(d, m, "host_path", NULL);
             struct stat st;
-            if (!hp || hp[0] != '/') { code = fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s].host_path: an absolute path is required", k->s); goto bad; }
+            if (!hp || hp[0] != '/') return fail(msg, MLK_RPC_INVALID_PARAMS, "vfs.mounts[%s].host_path: an absolute path is required", k->s);
             if (stat(hp, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s].host_path: %s is not a directory", k->s, hp);
-                goto bad;
+                return fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s].host_path: %s is not a directory", k->s, hp);
             }
         }
     }
-    if (vicp && (code = vfs_parse_rules(v, d, vicp, msg))) goto bad;
+    sp->mounts = mounts;
+    if (vicp) return vfs_parse_rules(v, d, vicp, msg);
+    return 0;
+}
 
-    /* extra disks */
-    const jnode *disks = jd_get(d, params, "extra_disks");
-    if (!absent(disks) && !is_type(disks, JN_ARR)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks: expected an array"); goto bad; }
+/* extra_disks: checked here, mounted by vm_mount. */
+static int spec_disks(const jdoc *d, const jnode *params, vm_spec *sp, char **msg)
+{
+    const jnode *disks = sp->disks = jd_get(d, params, "extra_disks");
+    if (!absent(disks) && !is_type(disks, JN_ARR)) return fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks: expected an array");
     {
         int i = 0;
         for (const jnode *x = jd_first(d, disks); x; x = jd_next(d, x), i++) {
             const char *hp = jd_str(d, x, "host_path", NULL), *gm = jd_str(d, x, "guest_mount", NULL);
-            if (!hp || !*hp) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks[%d].host_path: required", i); goto bad; }
+            if (!hp || !*hp) return fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks[%d].host_path: required", i);
             char *g = clean_abs(gm);
-            if (!g || !strcmp(g, "/")) { free(g); code = fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks[%d].guest_mount: an absolute path is required", i); goto bad; }
+            if (!g || !strcmp(g, "/")) { free(g); return fail(msg, MLK_RPC_INVALID_PARAMS, "extra_disks[%d].guest_mount: an absolute path is required", i); }
             free(g);
         }
     }
+    return 0;
+}
 
-    /* image config */
-    const jnode *ic = jd_get(d, params, "image_config");
-    if (!absent(ic) && !is_type(ic, JN_OBJ)) { code = fail(msg, MLK_RPC_INVALID_PARAMS, "image_config: expected an object"); goto bad; }
+/* image_config over the imported image's config: user, working dir, entrypoint and cmd. */
+static int spec_image_config(vm *v, const jdoc *d, const jnode *params, vm_spec *sp, char **msg)
+{
+    int code = 0;
+    const jnode *ic = sp->ic = jd_get(d, params, "image_config");
+    if (!absent(ic) && !is_type(ic, JN_OBJ)) return fail(msg, MLK_RPC_INVALID_PARAMS, "image_config: expected an object");
     /* the imported image's config first, then the request's, field by field */
     char **entry = NULL, **cmdv = NULL;
-    if (have_image && is_type(image.config, JN_OBJ)) {
-        const char *u = jd_str(&image.doc, image.config, "user", ""), *wd = jd_str(&image.doc, image.config, "working_dir", "");
+    if (sp->have_image && is_type(sp->image.config, JN_OBJ)) {
+        const char *u = jd_str(&sp->image.doc, sp->image.config, "user", ""), *wd = jd_str(&sp->image.doc, sp->image.config, "working_dir", "");
         if (*u) v->img_user = strdup(u);
         if (*wd) v->img_workdir = strdup(wd);
-        str_array(&image.doc, jd_get(&image.doc, image.config, "entrypoint"), "", &entry, msg);
-        str_array(&image.doc, jd_get(&image.doc, image.config, "cmd"), "", &cmdv, msg);
+        str_array(&sp->image.doc, jd_get(&sp->image.doc, sp->image.config, "entrypoint"), "", &entry, msg);
+        str_array(&sp->image.doc, jd_get(&sp->image.doc, sp->image.config, "cmd"), "", &cmdv, msg);
     }
     if (is_type(ic, JN_OBJ)) {
         const jnode *u = jd_get(d, ic, "user"), *wd = jd_get(d, ic, "working_dir");
@@ -607,9 +626,14 @@ int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **ms
 bad_entry:
     strv_free(entry);
     strv_free(cmdv);
-    if (code) goto bad;
+    return code;
+}
 
-    /* environment: defaults, then image env, then the caller's env */
+/* The VM's id and hostname, its environment (defaults, the image's, the
+ * request's), the proxy's configuration, the DNS servers. */
+static int spec_env(vm *v, const jdoc *d, const jnode *params, vm_spec *sp, char **msg)
+{
+    int code;
     unsigned char rnd[4];
     if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
         FILE *f = fopen("/dev/urandom", "r");
@@ -617,167 +641,187 @@ bad_entry:
         if (f) fclose(f);
     }
     snprintf(v->id, sizeof v->id, "vm-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-    v->hostname = strdup(hostname ? hostname : v->id);
+    v->hostname = strdup(sp->hostname ? sp->hostname : v->id);
+    /* environment: defaults, then image env, then the caller's env */
     v->env = env_set(v->env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     v->env = env_set(v->env, "HOME", "/root");
     v->env = env_set(v->env, "HOSTNAME", v->hostname);
-    if (have_image && is_type(image.config, JN_OBJ) &&
-        (code = add_env_obj(v, &image.doc, jd_get(&image.doc, image.config, "env"), "image env", msg))) goto bad;
-    if (is_type(ic, JN_OBJ) && (code = add_env_obj(v, d, jd_get(d, ic, "env"), "image_config.env", msg))) goto bad;
-    if ((code = add_env_obj(v, d, jd_get(d, params, "env"), "env", msg))) goto bad;
+    if (sp->have_image && is_type(sp->image.config, JN_OBJ) &&
+        (code = add_env_obj(v, &sp->image.doc, jd_get(&sp->image.doc, sp->image.config, "env"), "image env", msg))) return code;
+    if (is_type(sp->ic, JN_OBJ) && (code = add_env_obj(v, d, jd_get(d, sp->ic, "env"), "image_config.env", msg))) return code;
+    if ((code = add_env_obj(v, d, jd_get(d, params, "env"), "env", msg))) return code;
     /* network interception: secrets' placeholders override the env */
-    if ((code = proxy_configure(v, d, is_type(net, JN_OBJ) ? net : NULL, msg))) goto bad;
+    if ((code = proxy_configure(v, d, is_type(sp->net, JN_OBJ) ? sp->net : NULL, msg))) return code;
 
-    if (!dns) dns = strv_push(strv_push(NULL, "8.8.8.8"), "8.8.4.4");   /* upstream's default */
+    if (!sp->dns) sp->dns = strv_push(strv_push(NULL, "8.8.8.8"), "8.8.4.4");   /* upstream's default */
+    return 0;
+}
 
-    /* ---- validated: build the VM directory ---- */
+/* config.json: the request as it came (mode 0600). */
+static void write_config(vm *v, const jdoc *d, const jnode *params)
+{
+    jw w;
+    jw_init(&w);
+    jd_write(d, params, &w);
+    jw_nl(&w);
+    char *cfg = NULL;
+    if (asprintf(&cfg, "%s/config.json", v->dir) >= 0) {
+        int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) { if (write(fd, w.buf, w.len) < 0) {} close(fd); }
+    }
+    free(cfg);
+    jw_free(&w);
+}
+
+/* etc/hosts, etc/hostname and etc/resolv.conf, laid out as upstream's
+ * guest init writes them */
+static void write_etc_files(vm *v, const jdoc *d, const vm_spec *sp)
+{
+    jw h;
+    jw_init(&h);
+    char line[512];
+    int n = snprintf(line, sizeof line, "127.0.0.1 localhost localhost.localdomain %s\n", v->hostname);
+    jw_raw(&h, line, (size_t)n);
+    for (const jnode *x = jd_first(d, sp->net ? jd_get(d, sp->net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
+        n = snprintf(line, sizeof line, "%s %s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
+        jw_raw(&h, line, (size_t)n);
+    }
+    static const char tail[] = "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
+    jw_raw(&h, tail, sizeof tail - 1);
+    char *text = jw_take(&h, NULL);
+    write_etc(v, "hosts", text);
+    free(text);
+    snprintf(line, sizeof line, "%s\n", v->hostname);
+    write_etc(v, "hostname", line);
+    jw_init(&h);
+    for (char **ns = sp->dns; *ns; ns++) {
+        n = snprintf(line, sizeof line, "nameserver %s\n", *ns);
+        jw_raw(&h, line, (size_t)n);
+    }
+    text = jw_take(&h, NULL);
+    write_etc(v, "resolv.conf", text);
+    free(text);
+}
+
+/* The VM's directory: root/ (the image's copy, or the host's /etc and
+ * system directories), vm.log, config.json, etc/hosts, hostname and resolv.conf. */
+static int vm_lay_out(vm *v, const jdoc *d, const jnode *params, const vm_spec *sp, char **msg)
+{
+    int code;
     {
         char *why = NULL;
         v->dir = state_make("vms", v->id, &why);   /* private: 0700, ours, no symlink */
         if (!v->dir) {
             code = fail(msg, MLK_RPC_VM_FAILED, "creating the VM directory: %s", why ? why : "out of memory");
             free(why);
-            goto bad;
+            return code;
         }
     }
     if (asprintf(&v->root, "%s/root", v->dir) < 0 || asprintf(&v->log_path, "%s/vm.log", v->dir) < 0 ||
         asprintf(&v->etc_dir, "%s/root/etc", v->dir) < 0) {
-        code = fail(msg, MLK_RPC_INTERNAL, "out of memory");
-        goto bad;
+        return fail(msg, MLK_RPC_INTERNAL, "out of memory");
     }
     if (mkdir_p(v->root, 0755) != 0 || mkdir_p(v->etc_dir, 0755) != 0) {
-        code = fail(msg, MLK_RPC_VM_FAILED, "creating %s: %s", v->dir, strerror(errno));
-        goto bad;
+        return fail(msg, MLK_RPC_VM_FAILED, "creating %s: %s", v->dir, strerror(errno));
     }
     vm_mark_running(v->dir);
     v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, img->s);
-    if (have_image) {
+    vm_log(v, "creating VM %s (image %s; a local sandbox, not a VM)", v->id, sp->img->s);
+    if (sp->have_image) {
         /* the VM's root is its own copy of the image's root filesystem */
-        if (copy_tree(image.rootfs, v->root) != 0) {
-            code = fail(msg, MLK_RPC_VM_FAILED, "copying the root filesystem of image %s: %s", image.tag, strerror(errno));
-            goto bad;
+        if (copy_tree(sp->image.rootfs, v->root) != 0) {
+            return fail(msg, MLK_RPC_VM_FAILED, "copying the root filesystem of image %s: %s", sp->image.tag, strerror(errno));
         }
-        vm_log(v, "root filesystem: image %s (imported)", image.tag);
+        vm_log(v, "root filesystem: image %s (imported)", sp->image.tag);
     } else {
         static int said;
         if (!said++)
             fprintf(stderr, "matchlock-local: image %s is not imported (matchlock-local image import); "
-                    "the sandbox uses the host's root filesystem\n", img->s);
-        vm_log(v, "image %s is not imported: the host's system directories stand in for it", img->s);
+                    "the sandbox uses the host's root filesystem\n", sp->img->s);
+        vm_log(v, "image %s is not imported: the host's system directories stand in for it", sp->img->s);
         populate_etc(v->etc_dir);
     }
-    if ((code = build_tree(v, msg))) goto bad;
-    {
-        jw w;
-        jw_init(&w);
-        jd_write(d, params, &w);
-        jw_nl(&w);
-        char *cfg = NULL;
-        if (asprintf(&cfg, "%s/config.json", v->dir) >= 0) {
-            int fd = open(cfg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (fd >= 0) { if (write(fd, w.buf, w.len) < 0) {} close(fd); }
-        }
-        free(cfg);
-        jw_free(&w);
-    }
-    /* etc/hosts, etc/hostname and etc/resolv.conf, laid out as upstream's
-     * guest init writes them */
-    {
-        jw h;
-        jw_init(&h);
-        char line[512];
-        int n = snprintf(line, sizeof line, "127.0.0.1 localhost localhost.localdomain %s\n", v->hostname);
-        jw_raw(&h, line, (size_t)n);
-        for (const jnode *x = jd_first(d, net ? jd_get(d, net, "add_hosts") : NULL); x; x = jd_next(d, x)) {
-            n = snprintf(line, sizeof line, "%s %s\n", jd_str(d, x, "ip", ""), jd_str(d, x, "host", ""));
-            jw_raw(&h, line, (size_t)n);
-        }
-        static const char tail[] = "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
-        jw_raw(&h, tail, sizeof tail - 1);
-        char *text = jw_take(&h, NULL);
-        write_etc(v, "hosts", text);
-        free(text);
-        snprintf(line, sizeof line, "%s\n", v->hostname);
-        write_etc(v, "hostname", line);
-        jw_init(&h);
-        for (char **ns = dns; *ns; ns++) {
-            n = snprintf(line, sizeof line, "nameserver %s\n", *ns);
-            jw_raw(&h, line, (size_t)n);
-        }
-        text = jw_take(&h, NULL);
-        write_etc(v, "resolv.conf", text);
-        free(text);
-    }
-    /* mounts */
-    {
-        int i = 0;
-        for (const jnode *k = jd_first(d, mounts); k; k = jd_next(d, k), i++) {
-            const jnode *m = jd_val(k);
-            const char *type = jd_str(d, m, "type", "");
-            int ro = jd_bool(d, m, "readonly", 0);
-            char *g = clean_abs(k->s), *backing = NULL;
-            int mt;
-            if (!strcmp(type, "host_fs")) {
-                mt = MT_HOST;
-                backing = realpath(jd_str(d, m, "host_path", ""), NULL);
-            } else if (!strcmp(type, "memory")) {
-                mt = MT_MEMORY;
-                struct stat st;
-                if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)) {
-                    /* /dev/shm is shared: the VM's directory there must be private and ours */
-                    char *shm = NULL, *why = NULL;
-                    if (asprintf(&shm, "/dev/shm/matchlock-local-%s", v->id) < 0) shm = NULL;
-                    if (!shm || private_dir(shm, &why) != 0) {
-                        code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: %s", k->s, why ? why : "out of memory");
-                        free(shm); free(why); free(g);
-                        goto bad;
-                    }
-                    v->shm_dir = shm;
-                }
-                if (asprintf(&backing, "%s/mem%d", v->shm_dir ? v->shm_dir : v->dir, i) < 0) backing = NULL;
-                if (backing && mkdir(backing, 0755) != 0 && errno != EEXIST) { free(backing); backing = NULL; }
-            } else {
-                mt = MT_OVERLAY;
-                if (asprintf(&backing, "%s/overlay%d", v->dir, i) < 0) backing = NULL;
-                if (backing && copy_tree(jd_str(d, m, "host_path", ""), backing) != 0) {
-                    code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: copying %s: %s", k->s, jd_str(d, m, "host_path", ""), strerror(errno));
-                    free(backing); free(g);
-                    goto bad;
-                }
-            }
-            if (!g || !backing) { free(g); free(backing); code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: cannot prepare the mount", k->s); goto bad; }
-            add_mount(v, g, backing, mt, ro);
-            vm_log(v, "mount %s: %s %s%s", g, type, backing, ro ? " (read-only)" : "");
-            free(g);
-            free(backing);
-        }
-        i = 0;
-        for (const jnode *x = jd_first(d, disks); x; x = jd_next(d, x), i++) {
-            const char *hp = jd_str(d, x, "host_path", "");
-            char *g = clean_abs(jd_str(d, x, "guest_mount", "/")), *backing = NULL;
+    if ((code = build_tree(v, msg))) return code;
+    write_config(v, d, params);
+    write_etc_files(v, d, sp);
+    return 0;
+}
+
+/* vfs.mounts, extra_disks and the host's system directories, sorted for bwrap. */
+static int vm_mount(vm *v, const jdoc *d, const vm_spec *sp, char **msg)
+{
+    int code;
+    int i = 0;
+    for (const jnode *k = jd_first(d, sp->mounts); k; k = jd_next(d, k), i++) {
+        const jnode *m = jd_val(k);
+        const char *type = jd_str(d, m, "type", "");
+        int ro = jd_bool(d, m, "readonly", 0);
+        char *g = clean_abs(k->s), *backing = NULL;
+        int mt;
+        if (!strcmp(type, "host_fs")) {
+            mt = MT_HOST;
+            backing = realpath(jd_str(d, m, "host_path", ""), NULL);
+        } else if (!strcmp(type, "memory")) {
+            mt = MT_MEMORY;
             struct stat st;
-            if (stat(hp, &st) == 0 && S_ISDIR(st.st_mode)) {
-                backing = realpath(hp, NULL);
-            } else {
-                if (asprintf(&backing, "%s/disk%d", v->dir, i) < 0) backing = NULL;
-                if (backing) mkdir_p(backing, 0755);
-                vm_log(v, "extra disk %s is not a directory; %s is backed by an empty directory instead", hp, g);
+            if (!v->shm_dir && stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)) {
+                /* /dev/shm is shared: the VM's directory there must be private and ours */
+                char *shm = NULL, *why = NULL;
+                if (asprintf(&shm, "/dev/shm/matchlock-local-%s", v->id) < 0) shm = NULL;
+                if (!shm || private_dir(shm, &why) != 0) {
+                    code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: %s", k->s, why ? why : "out of memory");
+                    free(shm); free(why); free(g);
+                    return code;
+                }
+                v->shm_dir = shm;
             }
-            if (backing && g) add_mount(v, g, backing, MT_DISK, jd_bool(d, x, "readonly", 0));
-            free(g);
-            free(backing);
+            if (asprintf(&backing, "%s/mem%d", v->shm_dir ? v->shm_dir : v->dir, i) < 0) backing = NULL;
+            if (backing && mkdir(backing, 0755) != 0 && errno != EEXIST) { free(backing); backing = NULL; }
+        } else {
+            mt = MT_OVERLAY;
+            if (asprintf(&backing, "%s/overlay%d", v->dir, i) < 0) backing = NULL;
+            if (backing && copy_tree(jd_str(d, m, "host_path", ""), backing) != 0) {
+                code = fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: copying %s: %s", k->s, jd_str(d, m, "host_path", ""), strerror(errno));
+                free(backing); free(g);
+                return code;
+            }
         }
-        for (int k = 0; !v->from_image && sys_dirs[k]; k++) {
-            char host[64];
-            snprintf(host, sizeof host, "/%s", sys_dirs[k]);
-            struct stat st;
-            if (lstat(host, &st) != 0 || !S_ISDIR(st.st_mode)) continue; /* symlinks live in root/ */
-            add_mount(v, host, host, MT_SYSTEM, 1);
-        }
-        if (v->nmounts) qsort(v->mounts, v->nmounts, sizeof *v->mounts, cmp_mount);
+        if (!g || !backing) { free(g); free(backing); return fail(msg, MLK_RPC_VM_FAILED, "vfs.mounts[%s]: cannot prepare the mount", k->s); }
+        add_mount(v, g, backing, mt, ro);
+        vm_log(v, "mount %s: %s %s%s", g, type, backing, ro ? " (read-only)" : "");
+        free(g);
+        free(backing);
     }
-    /* isolation */
+    i = 0;
+    for (const jnode *x = jd_first(d, sp->disks); x; x = jd_next(d, x), i++) {
+        const char *hp = jd_str(d, x, "host_path", "");
+        char *g = clean_abs(jd_str(d, x, "guest_mount", "/")), *backing = NULL;
+        struct stat st;
+        if (stat(hp, &st) == 0 && S_ISDIR(st.st_mode)) {
+            backing = realpath(hp, NULL);
+        } else {
+            if (asprintf(&backing, "%s/disk%d", v->dir, i) < 0) backing = NULL;
+            if (backing) mkdir_p(backing, 0755);
+            vm_log(v, "extra disk %s is not a directory; %s is backed by an empty directory instead", hp, g);
+        }
+        if (backing && g) add_mount(v, g, backing, MT_DISK, jd_bool(d, x, "readonly", 0));
+        free(g);
+        free(backing);
+    }
+    for (int k = 0; !v->from_image && sys_dirs[k]; k++) {
+        char host[64];
+        snprintf(host, sizeof host, "/%s", sys_dirs[k]);
+        struct stat st;
+        if (lstat(host, &st) != 0 || !S_ISDIR(st.st_mode)) continue; /* symlinks live in root/ */
+        add_mount(v, host, host, MT_SYSTEM, 1);
+    }
+    if (v->nmounts) qsort(v->mounts, v->nmounts, sizeof *v->mounts, cmp_mount);
+    return 0;
+}
+
+/* bubblewrap, when it works here; the VM log says how commands run. */
+static void vm_isolate(vm *v)
+{
     if (!bwrap_path) bwrap_path = find_bwrap();
     if (bwrap_path) {
         v->use_bwrap = 1;
@@ -797,15 +841,36 @@ bad_entry:
     if (!v->use_bwrap && v->no_network) vm_log(v, "no_network is not enforced without bwrap");
     if (!v->use_bwrap && v->from_image)
         vm_log(v, "without bwrap commands run on the host: the image's root filesystem only backs the file calls");
+}
+
+int vm_create(server *s, const jdoc *d, const jnode *params, vm **out, char **msg)
+{
+    vm_spec sp = {0};
+    int code = spec_check_top(d, params, &sp, msg);
+    if (code) return code;
+
+    vm *v = calloc(1, sizeof *v);
+    if (!v) return fail(msg, MLK_RPC_INTERNAL, "out of memory");
+    v->log_fd = -1;
+    v->inotify_fd = -1;
+    sp.have_image = image_find(sp.img->s, &sp.image) == 0;
+    v->from_image = sp.have_image;
+    if ((code = spec_network(v, d, params, &sp, msg)) || (code = spec_vfs(v, d, params, &sp, msg)) ||
+        (code = spec_disks(d, params, &sp, msg)) || (code = spec_image_config(v, d, params, &sp, msg)) ||
+        (code = spec_env(v, d, params, &sp, msg)))
+        goto bad;
+    /* ---- validated: build the VM */
+    if ((code = vm_lay_out(v, d, params, &sp, msg)) || (code = vm_mount(v, d, &sp, msg))) goto bad;
+    vm_isolate(v);
     if (v->intercept && (code = proxy_start(s, v, msg))) goto bad;
     vm_log(v, "VM %s ready", v->id);
-    strv_free(dns);
-    if (have_image) image_info_free(&image);
+    strv_free(sp.dns);
+    if (sp.have_image) image_info_free(&sp.image);
     *out = v;
     return 0;
 bad:
-    strv_free(dns);
-    if (have_image) image_info_free(&image);
+    strv_free(sp.dns);
+    if (sp.have_image) image_info_free(&sp.image);
     if (v->dir) rm_rf(v->dir);
     if (v->shm_dir) rm_rf(v->shm_dir);
     vm_free(v);

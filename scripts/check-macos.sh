@@ -10,7 +10,7 @@
 #      msgpack-c; it exports exactly the MLK_API functions of matchlock.h.
 #      The Lua 5.4 module (lua/CMakeLists.txt) is built against that dylib,
 #      leaving only the Lua API to the interpreter.
-#   2. The Node addon's C++ (the SWIG wrapper and node/src) is compiled with
+#   2. The Node addon's C++ (the SWIG wrapper and node/src/glue_*.cc) is compiled with
 #      the Node-API headers from npm and linked into matchlock.node the way
 #      node/scripts/build.js links it on a Mac (Node-API symbols looked up
 #      at load time, nothing else).
@@ -153,12 +153,18 @@ for arch in aarch64 x86_64; do
   # 2. the Node addon's C++ and its link
   napi=node/node_modules/node-api-headers/include
   addon=node/node_modules/node-addon-api
-  "$b/bin/c++" -std=c++17 -fexceptions -DNAPI_VERSION=8 -fPIC -fvisibility=hidden -O2 "${errors[@]}" -Werror \
-    -Wno-unused-parameter -Wno-deprecated-declarations -Iabi/include -Icore -I"$deps/include" -I"$napi" -I"$addon" \
-    -Inode/src -c "$out/node/matchlock_wrap.cxx" -o "$b/matchlock_wrap.o"
+  # the wrapper and the hand-written units (node/src/glue_*.cc), as build.js compiles them
+  node_objs=()
+  for src in "$out/node/matchlock_wrap.cxx" node/src/glue_*.cc; do
+    obj=$b/$(basename "${src%.*}").o
+    "$b/bin/c++" -std=c++17 -fexceptions -DNAPI_VERSION=8 -fPIC -fvisibility=hidden -O2 "${errors[@]}" -Werror \
+      -Wno-unused-parameter -Wno-deprecated-declarations -Iabi/include -Icore -I"$deps/include" -I"$napi" -I"$addon" \
+      -Inode/src -c "$src" -o "$obj"
+    node_objs+=("$obj")
+  done
   # what node/scripts/build.js does on darwin: the core inside, Node-API from node at load time
   "$b/bin/c++" -shared -Wl,-undefined,dynamic_lookup -Wl,-rpath,@loader_path -o "$b/matchlock.node" \
-    "$b/matchlock_wrap.o" "$b/cmake/libmatchlock.a" -L"$deps/lib" -levent_core -levent_pthreads -lmsgpack-c -lpthread -lm
+    "${node_objs[@]}" "$b/cmake/libmatchlock.a" -L"$deps/lib" -levent_core -levent_pthreads -lmsgpack-c -lpthread -lm
   # every symbol left to the loader must be Node's (napi_*, node_api_*, uv_*)
   # (llvm-nm -m names the library of every other undefined symbol: "(from libSystem)")
   loader=$("$nm" -m -u "$b/matchlock.node" | grep -v '(from ' | awk '{print $NF}')

@@ -2,7 +2,8 @@
 // Build the Node-API addon without node-gyp and without downloading anything:
 //   1. swig -javascript -napi -c++ over src/matchlock_node.i (in the
 //      repository only: a packed tarball carries the generated wrapper)
-//   2. compile the wrapper (C++17, node-addon-api) and the core's C sources
+//   2. compile the wrapper and the hand-written src/glue_*.cc (C++17,
+//      node-addon-api) and the core's C sources
 //   3. link build/Release/matchlock.node: the core is inside; libevent and
 //      msgpack-c are what pkg-config finds: the system's shared libraries,
 //      or, for the prebuilds, the static ones scripts/pack.js points it at.
@@ -135,7 +136,10 @@ fs.mkdirSync(objDir, { recursive: true });
 fs.mkdirSync(path.dirname(target), { recursive: true });
 
 // 1. SWIG (repository only)
-const glue = [path.join(pkgDir, "src", "glue.hxx"), path.join(pkgDir, "src", "uv_min.h")];
+const srcDir = path.join(pkgDir, "src");
+const glueHeaders = [path.join(srcDir, "glue.h"), path.join(srcDir, "uv_min.h")];
+// the hand-written units (src/glue_*.cc), compiled like the wrapper
+const glueSources = fs.readdirSync(srcDir).filter((f) => /^glue_.*\.cc$/.test(f)).sort();
 let wrap = path.join(vendor, "matchlock_wrap.cxx");
 if (inTree) {
   const iface = path.join(pkgDir, "src", "matchlock_node.i");
@@ -159,15 +163,18 @@ for (const { src, obj, args } of coreCompiles) {
   if (stale(obj, [src, header, recipeFile, ...coreHeaders])) run(cc, args, "a C compiler");
   objects.push(obj);
 }
-const wrapObj = path.join(objDir, "matchlock_wrap.o");
-if (stale(wrapObj, [wrap, ...glue, header])) {
-  run(cxx, [
-    "-std=c++17", "-fexceptions", "-DNAPI_VERSION=8",
-    "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags, ...envFlags("CXXFLAGS"),
-    `-I${napiInclude}`, `-I${addonApi}`, `-I${path.join(pkgDir, "src")}`, "-c", wrap, "-o", wrapObj,
-  ], "a C++ compiler");
+const cxxSources = [[wrap, "matchlock_wrap.o"], ...glueSources.map((f) => [path.join(srcDir, f), f.replace(/\.cc$/, ".o")])];
+for (const [src, o] of cxxSources) {
+  const obj = path.join(objDir, o);
+  if (stale(obj, [src, ...glueHeaders, header])) {
+    run(cxx, [
+      "-std=c++17", "-fexceptions", "-DNAPI_VERSION=8",
+      "-Wno-unused-parameter", "-Wno-deprecated-declarations", ...cflags, ...envFlags("CXXFLAGS"),
+      `-I${napiInclude}`, `-I${addonApi}`, `-I${srcDir}`, "-c", src, "-o", obj,
+    ], "a C++ compiler");
+  }
+  objects.push(obj);
 }
-objects.push(wrapObj);
 
 // 3. link (never --no-undefined: the Node-API and libuv symbols come from
 // node; on macOS they are looked up when node loads the addon, as node-gyp

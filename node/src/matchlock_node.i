@@ -8,17 +8,18 @@
  * synchronous part of the ABI (version, errors, config, the sandbox builder,
  * the spec parsers) on node-addon-api.  Everything that calls back (clients,
  * every *_async call, hooks, events) or blocks (client-less volume calls) is
- * hand-written in glue.hxx, inserted into the same wrapper file, and
+ * hand-written in the glue_*.cc units (declared in glue.h, which the wrapper
+ * includes for the typemaps' helpers), and
  * registered on the module's exports from %init.
  *
  * Handles: every pointer type that crosses has a typemap below, so SWIG
- * never makes a proxy object; handles are objects made by glue.hxx with a
+ * never makes a proxy object; handles are objects made by glue_handles.cc with a
  * Node-API type tag, the same kind for generated and hand-written functions.
  */
 %module matchlock
 
 %{
-#include "glue.hxx"
+#include "glue.h"
 %}
 
 /* ---- strings ------------------------------------------------------------- */
@@ -127,7 +128,7 @@ MLK_NODE_HANDLE(mlk_config, kTagConfig, mlk_config_free)
 %ignore mlk_sandbox_free;
 %ignore mlk_config_free;
 
-/* ---- hand-written in glue.hxx --------------------------------------------- */
+/* ---- hand-written in glue_*.cc ---------------------------------------------- */
 
 %ignore mlk_result_status;
 %ignore mlk_result_message;
@@ -193,7 +194,7 @@ MLK_NODE_HANDLE(mlk_config, kTagConfig, mlk_config_free)
 %ignore mlk_volume_list_async;
 %ignore mlk_volume_remove_async;
 
-/* Hooks: glue.hxx registers them (sandboxAddHook, sandboxSetInterception)
+/* Hooks: glue_hooks.cc registers them (sandboxAddHook, sandboxSetInterception)
  * and answers the tokens. */
 %ignore mlk_sandbox_add_network_hook;
 %ignore mlk_sandbox_set_interception;

@@ -32,7 +32,7 @@ void uv_unref(uv_handle_t *handle);
 void *uv_handle_get_data(const uv_handle_t *handle);
 void uv_handle_set_data(uv_handle_t *handle, void *data);
 
-/* the spin before the loop sleeps (glue.hxx SpinArm) */
+/* the spin before the loop sleeps (glue_client.cc SpinArm) */
 typedef struct uv_prepare_s uv_prepare_t;
 typedef struct uv_idle_s uv_idle_t;
 typedef void (*uv_prepare_cb)(uv_prepare_t *handle);

@@ -61,23 +61,6 @@ static const afield replacement[] = {
 static const char *const net_actions[] = {"allow", "block", "mutate", NULL};
 static const char *const vfs_decisions[] = {"allow", "block", NULL};
 
-static const char *mp_type_name(const msgpack_object *o)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "a number";
-    case MSGPACK_OBJECT_STR: return "a string";
-    case MSGPACK_OBJECT_BIN: return "bytes";
-    case MSGPACK_OBJECT_ARRAY: return "a list";
-    case MSGPACK_OBJECT_MAP: return "a map";
-    default: return "an extension value";
-    }
-}
-
 static int is_str(const msgpack_object *o) { return o->type == MSGPACK_OBJECT_STR; }
 static int is_bytes(const msgpack_object *o) { return o->type == MSGPACK_OBJECT_STR || o->type == MSGPACK_OBJECT_BIN; }
 
@@ -117,7 +100,7 @@ static void key_list(const afield *f, char *buf, size_t cap)
 /* A map key as text for a message (bounded, control bytes shown as '?'). */
 static void key_text(const msgpack_object *k, char *buf, size_t cap)
 {
-    if (!is_str(k)) { snprintf(buf, cap, "(%s)", mp_type_name(k)); return; }
+    if (!is_str(k)) { snprintf(buf, cap, "(%s)", mp_kind_text(k)); return; }
     size_t n = k->via.str.size < cap - 1 ? k->via.str.size : cap - 1;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)k->via.str.ptr[i];
@@ -128,15 +111,10 @@ static void key_text(const msgpack_object *k, char *buf, size_t cap)
 
 static int check_value(const afield *f, const msgpack_object *v, jw *w, const char *where, char **msg);
 
-/* The value of `key` in map o (the last one given), or NULL when absent or nil. */
+/* The value of `key` in map o, or NULL when absent or nil. */
 static const msgpack_object *field_value(const msgpack_object *o, const char *key)
 {
-    const msgpack_object *v = NULL;
-    size_t n = strlen(key);
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object *k = &o->via.map.ptr[i].key;
-        if (is_str(k) && k->via.str.size == n && memcmp(k->via.str.ptr, key, n) == 0) v = &o->via.map.ptr[i].val;
-    }
+    const msgpack_object *v = mp_get(o, key);
     return v && v->type != MSGPACK_OBJECT_NIL ? v : NULL;
 }
 
@@ -144,13 +122,11 @@ static const msgpack_object *field_value(const msgpack_object *o, const char *ke
  * left out; rendered with the wire names. */
 static int check_map(const afield *fields, const msgpack_object *o, jw *w, const char *where, char **msg)
 {
-    if (o->type != MSGPACK_OBJECT_MAP) return fail(msg, where, "expected a map, got %s", mp_type_name(o), NULL);
+    if (o->type != MSGPACK_OBJECT_MAP) return fail(msg, where, "expected a map, got %s", mp_kind_text(o), NULL);
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key;
         const afield *f = fields;
-        for (; f->key; f++)
-            if (is_str(k) && k->via.str.size == strlen(f->key) && memcmp(k->via.str.ptr, f->key, k->via.str.size) == 0)
-                break;
+        while (f->key && !mp_key_is(k, f->key)) f++;
         if (!f->key) {
             char name[64], keys[160];
             key_text(k, name, sizeof name);
@@ -180,7 +156,7 @@ static int check_value(const afield *f, const msgpack_object *v, jw *w, const ch
     case A_MAP:
         return check_map(f->sub, v, w, where, msg);
     case A_ACTION:
-        if (!is_str(v)) return fail(msg, where, "expected \"allow\", \"block\" or \"mutate\", got %s", mp_type_name(v), NULL);
+        if (!is_str(v)) return fail(msg, where, "expected \"allow\", \"block\" or \"mutate\", got %s", mp_kind_text(v), NULL);
         {
             int i = word_index(v->via.str.ptr, v->via.str.size, net_actions, buf, sizeof buf);
             if (i < 0 && buf[0] == '\0' && v->via.str.size < sizeof buf) i = 0; /* blank: allow */
@@ -189,7 +165,7 @@ static int check_value(const afield *f, const msgpack_object *v, jw *w, const ch
         }
         return 0;
     case A_STR:
-        if (!is_str(v)) return fail(msg, where, "expected a string, got %s", mp_type_name(v), NULL);
+        if (!is_str(v)) return fail(msg, where, "expected a string, got %s", mp_kind_text(v), NULL);
         if (w) jw_strn(w, v->via.str.ptr, v->via.str.size);
         return 0;
     case A_STRMAP:
@@ -197,13 +173,13 @@ static int check_value(const afield *f, const msgpack_object *v, jw *w, const ch
         if (v->type != MSGPACK_OBJECT_MAP)
             return fail(msg, where, f->type == A_STRMAP ? "expected a map of name to string, got %s"
                                                         : "expected a map of name to string or list of strings, got %s",
-                        mp_type_name(v), NULL);
+                        mp_kind_text(v), NULL);
         if (w) jw_obj(w);
         for (uint32_t i = 0; i < v->via.map.size; i++) {
             const msgpack_object *k = &v->via.map.ptr[i].key, *x = &v->via.map.ptr[i].val;
             char name[64];
             key_text(k, name, sizeof name);
-            if (!is_str(k)) return fail(msg, where, "a name is %s, expected a string", mp_type_name(k), NULL);
+            if (!is_str(k)) return fail(msg, where, "a name is %s, expected a string", mp_kind_text(k), NULL);
             if (w) { jw_strn(w, k->via.str.ptr, k->via.str.size); jw_raw(w, ":", 1); w->need_comma[w->depth] = 2; }
             if (is_str(x)) {
                 if (w && f->type == A_SLICEMAP) jw_arr(w);
@@ -213,21 +189,21 @@ static int check_value(const afield *f, const msgpack_object *v, jw *w, const ch
                 if (w) jw_arr(w);
                 for (uint32_t j = 0; j < x->via.array.size; j++) {
                     const msgpack_object *y = &x->via.array.ptr[j];
-                    if (!is_str(y)) return fail(msg, where, "\"%s\" has a value that is %s, expected a string", name, mp_type_name(y));
+                    if (!is_str(y)) return fail(msg, where, "\"%s\" has a value that is %s, expected a string", name, mp_kind_text(y));
                     if (w) jw_strn(w, y->via.str.ptr, y->via.str.size);
                 }
                 if (w) jw_arr_end(w);
             } else {
                 return fail(msg, where, f->type == A_STRMAP ? "\"%s\" is %s, expected a string"
                                                             : "\"%s\" is %s, expected a string or a list of strings",
-                            name, mp_type_name(x));
+                            name, mp_kind_text(x));
             }
         }
         if (w) jw_obj_end(w);
         return 0;
     case A_REPLACE:
         if (v->type != MSGPACK_OBJECT_ARRAY)
-            return fail(msg, where, "expected a list of {find, replace}, got %s", mp_type_name(v), NULL);
+            return fail(msg, where, "expected a list of {find, replace}, got %s", mp_kind_text(v), NULL);
         if (w) jw_arr(w);
         for (uint32_t j = 0; j < v->via.array.size; j++) {
             const msgpack_object *r = &v->via.array.ptr[j];
@@ -238,11 +214,11 @@ static int check_value(const afield *f, const msgpack_object *v, jw *w, const ch
         if (w) jw_arr_end(w);
         return 0;
     case A_BODY:
-        if (!is_bytes(v)) return fail(msg, where, "expected bytes or a string, got %s", mp_type_name(v), NULL);
+        if (!is_bytes(v)) return fail(msg, where, "expected bytes or a string, got %s", mp_kind_text(v), NULL);
         if (w) jw_b64(w, v->via.str.ptr, v->via.str.size); /* str and bin share their layout */
         return 0;
     case A_BODY_B64:
-        if (!is_bytes(v)) return fail(msg, where, "expected a base64 string (or bytes), got %s", mp_type_name(v), NULL);
+        if (!is_bytes(v)) return fail(msg, where, "expected a base64 string (or bytes), got %s", mp_kind_text(v), NULL);
         if (w && is_str(v)) jw_strn(w, v->via.str.ptr, v->via.str.size);
         else if (w) jw_b64(w, v->via.bin.ptr, v->via.bin.size);
         return 0;
@@ -258,7 +234,7 @@ int hook_answer_network(const msgpack_object *o, jw *w, char **msg)
         return 0;
     }
     if (o->type != MSGPACK_OBJECT_MAP) {
-        *msg = xasprintf("invalid network hook: the answer is %s, expected a map (or nil)", mp_type_name(o));
+        *msg = xasprintf("invalid network hook: the answer is %s, expected a map (or nil)", mp_kind_text(o));
         return MLK_EINVALID_NET_HOOK;
     }
     char *m = NULL;
@@ -300,7 +276,7 @@ int hook_answer_mutate(const msgpack_object *o, const char **p, size_t *n, char 
     if (!o || o->type == MSGPACK_OBJECT_NIL) return 0; /* keep the bytes */
     if (!is_bytes(o)) {
         *msg = xasprintf("invalid vfs hook: a mutate hook answers with bytes (or nil to keep them), got %s",
-                         mp_type_name(o));
+                         mp_kind_text(o));
         return MLK_EINVALID_VFS_HOOK;
     }
     *p = o->via.str.size ? o->via.str.ptr : "";

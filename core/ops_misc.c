@@ -209,6 +209,17 @@ static int check_operand(const char *what, const char *s, char **msg)
     return MLK_EINVAL;
 }
 
+/* For the blocking calls: 0, or the status of a refused operand with its
+ * message in *out. */
+static int operand_refused(const char *what, const char *s, mlk_result **out)
+{
+    char *msg = NULL;
+    int bad = check_operand(what, s, &msg);
+    if (bad) bad = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
+    free(msg);
+    return bad;
+}
+
 /* A CLI command run for an async call: on a short-lived thread of its own
  * (the command is a whole process; the thread ends with it).  The job holds
  * a reference on the client so freeing it waits for the job. */
@@ -297,13 +308,8 @@ static int cli_start(mlk_client *c, mlk_done_cb done, void *ud, uint64_t *op, in
 MLK_API int mlk_remove_vm(const mlk_config *cfg, const char *vm_id, mlk_result **out)
 {
     if (!vm_id || !*vm_id) return fail_now(MLK_EINVAL, out, "remove: vm_id is required: pass the id of the VM to remove");
-    char *msg = NULL;
-    int bad = check_operand("VM id", vm_id, &msg);
-    if (bad) {
-        int st = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
-        free(msg);
-        return st;
-    }
+    int bad = operand_refused("VM id", vm_id, out);
+    if (bad) return bad;
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"rm", "--", vm_id};
@@ -343,13 +349,8 @@ MLK_API int mlk_volume_create(const mlk_config *cfg, const char *name, int64_t s
 {
     if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume name is required: pass the name of the volume to create");
     if (size_mb <= 0) return fail_now(MLK_EVOLUME_SIZE, out, "volume size must be > 0: pass the size in MiB");
-    char *msg = NULL;
-    int bad = check_operand("volume name", name, &msg);
-    if (bad) {
-        int st = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
-        free(msg);
-        return st;
-    }
+    int bad = operand_refused("volume name", name, out);
+    if (bad) return bad;
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     char size[32];
@@ -373,13 +374,8 @@ MLK_API int mlk_volume_list(const mlk_config *cfg, mlk_result **out)
 MLK_API int mlk_volume_remove(const mlk_config *cfg, const char *name, mlk_result **out)
 {
     if (!name || !*name) return fail_now(MLK_EVOLUME_NAME, out, "volume name is required: pass the name of the volume to remove");
-    char *msg = NULL;
-    int bad = check_operand("volume name", name, &msg);
-    if (bad) {
-        int st = fail_now(bad, out, msg ? msg : mlk_strerror(bad));
-        free(msg);
-        return st;
-    }
+    int bad = operand_refused("volume name", name, out);
+    if (bad) return bad;
     mlk_result *r = result_new();
     if (!r) return MLK_ENOMEM;
     const char *args[] = {"volume", "rm", "--", name};

@@ -662,9 +662,7 @@ class _ClientBase:
         return out
 
     def _volume_create_plan(self, name: str, size_mb: int) -> Plan:
-        name = (name or "").strip()
-        if not name:
-            raise ValidationError("volume name is required")
+        name = (name or "").strip()  # as the official SDK; an empty name is the core's to refuse
         if isinstance(size_mb, bool) or not isinstance(size_mb, int):
             raise TypeError(f"volume size: expected an int (MiB), got {type(size_mb).__name__}")
         # a size <= 0 is the core's to refuse, with the seed's and the official words
@@ -681,9 +679,7 @@ class _ClientBase:
         return [_volume(e, "") for e in v]
 
     def _volume_remove_plan(self, name: str) -> Plan:
-        name = (name or "").strip()
-        if not name:
-            raise ValidationError("volume name is required")
+        name = (name or "").strip()  # as the official SDK; an empty name is the core's to refuse
         c_name = cstr(name, "volume name")
         out: _Outcome = yield from self._cli_plan("volume_remove", (c_name,), (c_name,))
         out.check()

@@ -657,12 +657,39 @@ static int spec_env(vm *v, const jdoc *d, const jnode *params, vm_spec *sp, char
     return 0;
 }
 
-/* config.json: the request as it came (mode 0600). */
+/* Render the create params as jd_write does, but with each secret's value
+ * (network.secrets.NAME.value) replaced by its length: the value never
+ * reaches the disk.  level: 0 the params, 1 network, 2 secrets, 3 one
+ * secret, -1 anywhere else. */
+static void write_redacted(const jdoc *d, const jnode *n, jw *w, int level)
+{
+    if (n->type != JN_OBJ || level < 0) { jd_write(d, n, w); return; }
+    jw_obj(w);
+    for (const jnode *k = jd_first(d, n); k; k = jd_next(d, k)) {
+        const jnode *val = jd_val(k);
+        jw_strn(w, k->s, k->len);
+        jw_raw(w, ":", 1);
+        w->need_comma[w->depth] = 2;
+        if (level == 3 && !strcmp(k->s, "value") && val->type == JN_STR) {
+            char said[64];
+            snprintf(said, sizeof said, "(redacted: %zu bytes)", val->len);
+            jw_str(w, said);
+            continue;
+        }
+        int sub = level == 0 && !strcmp(k->s, "network") ? 1 : level == 1 && !strcmp(k->s, "secrets") ? 2
+                : level == 2 ? 3 : -1;
+        write_redacted(d, val, w, sub);
+    }
+    jw_obj_end(w);
+}
+
+/* config.json: the request as it came (mode 0600), secret values left out
+ * (write_redacted): nothing reads it back, it is there for a person. */
 static void write_config(vm *v, const jdoc *d, const jnode *params)
 {
     jw w;
     jw_init(&w);
-    jd_write(d, params, &w);
+    write_redacted(d, params, &w, 0);
     jw_nl(&w);
     char *cfg = NULL;
     if (asprintf(&cfg, "%s/config.json", v->dir) >= 0) {

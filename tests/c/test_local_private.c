@@ -297,3 +297,49 @@ Test(local_private, without_home_the_state_never_goes_to_tmp, .timeout = 30)
     }
     remove_tree(tmp_state);
 }
+
+/* ---- secrets never at rest ------------------------------------------------ */
+
+#define LOCAL_MARK "sk-live-9Rk2LocalMarkAtRest"
+
+/* How many regular files under dir hold mark; each one's path into hit. */
+static int files_holding(const char *dir, const char *mark, char *hit, size_t n)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "grep -rlF -- '%s' '%s' 2>/dev/null", mark, dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    int found = 0;
+    char line[600];
+    hit[0] = '\0';
+    while (fgets(line, sizeof line, p)) {
+        found++;
+        if (strlen(hit) + strlen(line) + 1 < n) strcat(hit, line);
+    }
+    pclose(p);
+    return found;
+}
+
+Test(local_private, no_file_of_the_state_holds_a_secret_value, .timeout = 60)
+{
+    char state[64];
+    make_state(state, sizeof state);
+    mlk_client *c = local_client(state);
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char *hosts[] = {"api.example.com"};
+    cr_assert_eq(mlk_sandbox_add_secret(sb, "API_KEY", LOCAL_MARK, NULL, hosts, 1), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 30000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    /* the scan can find it: the config is written (and names the secret) */
+    char hit[2000];
+    cr_assert_eq(files_holding(state, "API_KEY", hit, sizeof hit), 1, "config.json names the secret: %s", hit);
+    cr_assert(strstr(hit, "config.json"), "%s", hit);
+    cr_assert_eq(files_holding(state, LOCAL_MARK, hit, sizeof hit), 0, "the secret's value is on disk in:\n%s", hit);
+    mlk_close(c, 5, NULL);
+    cr_assert_eq(files_holding(state, LOCAL_MARK, hit, sizeof hit), 0, "after close, the value is on disk in:\n%s", hit);
+    mlk_remove(c, NULL);
+    mlk_client_free(c);
+    remove_tree(state);
+}

@@ -374,17 +374,21 @@ static mlk_result *make_result(mlk_client *c, req *r, const jnode *res, int *ste
     return out;
 }
 
-/* The first bytes of a line, printable, for a message.  `parsed`: jd_parse
- * ran on the line, which ends each string in place with a NUL where its
- * closing quote was (a raw NUL cannot be in a line that parsed; a string
- * with escapes shows its unescaped text and then what is left of the escapes). */
-static void quote_line(char *dst, size_t cap, const char *p, size_t n, int parsed)
+/* The first QUOTE_MAX bytes of a line for a message, escaped as every
+ * message is (text_escape: control bytes, NULs and what is not UTF-8 as
+ * \xNN), "..." after a longer line; malloc'd, NULL when out of memory.
+ * `parsed`: jd_parse ran on the line, which ends each string in place with
+ * a NUL where its closing quote was (a raw NUL cannot be in a line that
+ * parsed; a string with escapes shows its unescaped text and then what is
+ * left of the escapes). */
+#define QUOTE_MAX 72
+static char *quote_line(const char *p, size_t n, int parsed)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 4 < cap; i++)
-        dst[k++] = parsed && p[i] == '\0' ? '"' : (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
-    if (k + 4 >= cap && k < n) { memcpy(dst + k, "...", 3); k += 3; }
-    dst[k] = '\0';
+    char raw[QUOTE_MAX + 3];
+    size_t k = n < QUOTE_MAX ? n : QUOTE_MAX;
+    for (size_t i = 0; i < k; i++) raw[i] = parsed && p[i] == '\0' ? '"' : p[i];
+    if (k < n) { memcpy(raw + k, "...", 3); k += 3; }
+    return text_escape(raw, k);
 }
 
 /* A line that is not a JSON-RPC message.  Before the first message it is a
@@ -392,17 +396,18 @@ static void quote_line(char *dst, size_t cap, const char *p, size_t n, int parse
  * after it, or beyond that much, the session fails. */
 static void not_a_message(mlk_client *c, const char *line, size_t len, int parsed)
 {
-    char q[80], why[200];
-    quote_line(q, sizeof q, line, len, parsed);
+    char why[400];
     if (!c->spoke && c->banner_len + len + 1 <= BANNER_MAX) {
         memcpy(c->banner + c->banner_len, line, len);
         c->banner_len += len;
         c->banner[c->banner_len++] = '\n';
         return;
     }
-    if (c->spoke)
-        snprintf(why, sizeof why, "protocol error: the server sent a line that is not a JSON-RPC message: \"%s\"", q);
-    else
+    if (c->spoke) {
+        char *q = quote_line(line, len, parsed);
+        snprintf(why, sizeof why, "protocol error: the server sent a line that is not a JSON-RPC message: \"%s\"", q ? q : "");
+        free(q);
+    } else
         snprintf(why, sizeof why, "protocol error: the server printed more than %d bytes before its first "
                  "JSON-RPC message", BANNER_MAX);
     die(c, MLK_EPROTO, why);
@@ -447,13 +452,13 @@ static void handle_line(mlk_client *c, char *line, size_t len, int *steal)
     if (!r) {
         /* Only ids this client sent and has not seen answered are legitimate
          * (abandoned calls and the core's own cancels stay in the table). */
-        char q[80], why[240];
-        quote_line(q, sizeof q, line, len, 1);
+        char *q = quote_line(line, len, 1), why[400];
         const char *em = jd_str(d, jd_get(d, root, "error"), "message", NULL);
         if ((!idn || idn->type == JN_NULL) && em) /* e.g. a parse error: upstream sends it without an id */
             snprintf(why, sizeof why, "protocol error: the server reported an error for no request: %.120s", em);
         else
-            snprintf(why, sizeof why, "protocol error: the server answered an id this client is not waiting for: \"%s\"", q);
+            snprintf(why, sizeof why, "protocol error: the server answered an id this client is not waiting for: \"%s\"", q ? q : "");
+        free(q);
         die(c, MLK_EPROTO, why);
         return;
     }

@@ -151,6 +151,22 @@ Test(server_text, an_rpc_error_message_is_escaped, .timeout = 30)
     mlk_client_free(c);
 }
 
+Test(server_text, a_quoted_line_is_escaped_as_every_message, .timeout = 30)
+{
+    /* after a first message, a line that is none: ESC, a raw NUL, SOH, a
+     * raw 0xff are shown as \xNN (text_escape), not lost or turned into '?' */
+    mlk_client *c = scripted("printf '{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{}}\\n';"
+                             "printf 'junk \\033[2J\\000x\\001y\\377z\\n'; sleep 5");
+    usleep(200 * 1000);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), MLK_EPROTO, "%s", mlk_result_message(r));
+    const char *m = mlk_result_message(r);
+    assert_clean(m);
+    cr_assert(strstr(m, "not a JSON-RPC message: \"junk \\x1b[2J\\x00x\\x01y\\xffz\""), "%s", m);
+    mlk_result_free(r);
+    mlk_client_free(c);
+}
+
 Test(server_text, a_big_writes_guest_stderr_is_escaped, .timeout = 60)
 {
     /* "\x1b[31mred\x07\r\n\0after" in base64 */

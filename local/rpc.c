@@ -498,10 +498,15 @@ static int blank(const char *p, size_t n)
     return 1;
 }
 
-/* Handle one line (owned; buffer has room for a NUL). */
-static void handle_line(server *s, char *line, size_t len)
+/* Handle one line (owned; buffer has room for a NUL).  Returns 1 when the
+ * line may have held a secret (a create, or a line whose method could not
+ * be read): the line and every copy of it are wiped before they are freed
+ * (the parsed strings live inside the line: wiping it wipes them), and the
+ * caller wipes the bytes it read the line from.  Other lines cost nothing. */
+static int handle_line(server *s, char *line, size_t len)
 {
-    if (blank(line, len)) { free(line); return; }
+    if (blank(line, len)) { free(line); return 0; }
+    int wipe = 1;                 /* until the method is known not to be create */
     jdoc d;
     jd_init(&d);
     /* Upstream decodes a line into its request struct in one step: bad
@@ -534,6 +539,7 @@ static void handle_line(server *s, char *line, size_t len)
         goto out;
     }
     int m = method_of(mname);
+    wipe = m == M_CREATE;
     if (m == M_UNKNOWN) { srv_error(s, &id, MLK_RPC_METHOD_NOT_FOUND, "Method not found"); goto out; }
     if (params && params->type != JN_OBJ) {
         srv_error(s, &id, MLK_RPC_INVALID_PARAMS, "params: expected an object");
@@ -546,14 +552,16 @@ static void handle_line(server *s, char *line, size_t len)
             /* wait for in-flight requests; read nothing meanwhile */
             jw w;
             jw_init(&w);
+            w.secret = 1;                 /* grown without realloc, wiped */
             jd_write(&d, root, &w);       /* the line was parsed in place */
             s->sync_line = jw_take(&w, &s->sync_len);
             jd_free(&d);
+            secret_wipe(line, len);
             free(line);
-            if (!s->sync_line) { srv_error(s, &id, MLK_RPC_INTERNAL, "out of memory"); return; }
+            if (!s->sync_line) { srv_error(s, &id, MLK_RPC_INTERNAL, "out of memory"); return 1; }
             s->paused = 1;
             event_del(s->ev_in);
-            return;
+            return 1;
         }
         rpc_create(s, id, &d, params);
         goto out;
@@ -576,7 +584,9 @@ static void handle_line(server *s, char *line, size_t len)
     }
 out:
     jd_free(&d);
+    if (wipe) secret_wipe(line, len);
     free(line);
+    return wipe;
 }
 
 /* A create line kept aside until in-flight requests ended: run it now. */
@@ -586,7 +596,7 @@ static void run_sync_line(server *s)
     size_t len = s->sync_len;
     s->sync_line = NULL;
     s->paused = 0;
-    handle_line(s, line, len);
+    handle_line(s, line, len);    /* a create: wiped there */
     if (!s->closing && !s->exiting && !s->paused) {
         event_add(s->ev_in, NULL);
         process_lines(s);
@@ -598,6 +608,25 @@ static void run_sync_line(server *s)
 static void line_too_long(void)
 {
     fprintf(stderr, "matchlock-local: request line exceeds %u bytes (token too long); ending the session\n", MAX_LINE);
+}
+
+/* Zero the first n bytes of an evbuffer in place (its chains are ordinary
+ * memory that was read into: writing through evbuffer_peek is allowed). */
+static void wipe_input(struct evbuffer *b, size_t n)
+{
+    struct evbuffer_iovec v[16];
+    struct evbuffer_ptr at;
+    size_t done = 0;
+    while (done < n) {
+        if (evbuffer_ptr_set(b, &at, done, EVBUFFER_PTR_SET) != 0) return;
+        int k = evbuffer_peek(b, (ev_ssize_t)(n - done), &at, v, 16);
+        if (k <= 0) return;
+        for (int i = 0; i < k && i < 16 && done < n; i++) {
+            size_t m = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+            secret_wipe(v[i].iov_base, m);
+            done += m;
+        }
+    }
 }
 
 static void process_lines(server *s)
@@ -624,10 +653,13 @@ static void process_lines(server *s)
         }
         char *line = malloc(len + 1);
         if (!line) { begin_shutdown(s, 1); return; }
-        evbuffer_remove(s->inbuf, line, len);
-        if (p.pos >= 0) evbuffer_drain(s->inbuf, 1);
+        /* copied, not removed: a create's bytes are wiped in the buffer
+         * before its chains go back to the allocator (nothing in
+         * handle_line reads inbuf) */
+        evbuffer_copyout(s->inbuf, line, len);
         line[len] = '\0';
-        handle_line(s, line, len);
+        if (handle_line(s, line, len)) wipe_input(s->inbuf, len);
+        evbuffer_drain(s->inbuf, len + (p.pos >= 0));
     }
 }
 
@@ -786,6 +818,7 @@ int rpc_main(void)
         if (evbuffer_write(s->outbuf, 1) <= 0) break;
     procs_kill_all(s, 0);
     if (s->vm) { portfwd_stop(s->vm); proxy_stop(s->vm); events_stop(s->vm); vm_free(s->vm); }
+    if (s->sync_line) secret_wipe(s->sync_line, s->sync_len);   /* a create never run */
     free(s->sync_line);
     free(s->close_req);
     struct event *evs[] = {s->ev_in, s->ev_out, s->ev_sigchld, s->ev_sigterm, s->ev_sigint, ev_resume, ev_hard};

@@ -11,6 +11,7 @@
 
 #include "matchlock.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -341,5 +342,94 @@ Test(local_private, no_file_of_the_state_holds_a_secret_value, .timeout = 60)
     cr_assert_eq(files_holding(state, LOCAL_MARK, hit, sizeof hit), 0, "after close, the value is on disk in:\n%s", hit);
     mlk_remove(c, NULL);
     mlk_client_free(c);
+    remove_tree(state);
+}
+
+/* ---- secrets do not linger in matchlock-local's memory ------------------- */
+
+/* The pid of our matchlock-local child (the core spawns it directly). */
+static pid_t local_child(void)
+{
+    DIR *d = opendir("/proc");
+    cr_assert_not_null(d);
+    struct dirent *e;
+    pid_t found = 0;
+    while (!found && (e = readdir(d))) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *close_paren = strrchr(buf, ')');
+        int ppid = 0;
+        char state;
+        if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == getpid() &&
+            strstr(buf, "(matchlock-local)"))
+            found = (pid_t)atoi(buf);
+    }
+    closedir(d);
+    return found;
+}
+
+/* How many times mark is in the writable memory of pid (heap, anonymous
+ * mappings, stacks: where freed blocks are), or -1 when it cannot be read. */
+static int copies_in_memory(pid_t pid, const char *mark)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *maps = fopen(path, "r");
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    int mem = open(path, O_RDONLY | O_CLOEXEC);
+    if (!maps || mem < 0) {
+        if (maps) fclose(maps);
+        if (mem >= 0) close(mem);
+        return -1;
+    }
+    int count = 0;
+    size_t ml = strlen(mark);
+    char line[512];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w') continue;
+        if (strstr(line, "[vvar]") || strstr(line, "[vsyscall]")) continue;
+        size_t n = hi - lo;
+        char *buf = malloc(n);
+        cr_assert_not_null(buf);
+        ssize_t got = pread(mem, buf, n, (off_t)lo);
+        for (ssize_t i = 0; got > 0 && i + (ssize_t)ml <= got; i++)
+            if (buf[i] == mark[0] && !memcmp(buf + i, mark, ml)) count++;
+        free(buf);
+    }
+    fclose(maps);
+    close(mem);
+    return count;
+}
+
+Test(secrets, matchlock_local_keeps_one_copy_of_a_secret, .timeout = 60)
+{
+    char state[64];
+    make_state(state, sizeof state);
+    mlk_client *c = local_client(state);
+    pid_t pid = local_child();
+    cr_assert_gt(pid, 0, "matchlock-local is our child");
+    mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+    const char *hosts[] = {"api.example.com"};
+    cr_assert_eq(mlk_sandbox_add_secret(sb, "API_KEY", LOCAL_MARK, NULL, hosts, 1), 0);
+    mlk_result *r = NULL;
+    cr_assert_eq(mlk_create(c, sb, 30000, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    mlk_sandbox_free(sb);
+    /* one more round trip: the create line's handling has ended */
+    cr_assert_eq(mlk_exec(c, "true", NULL, &r), 0, "%s", mlk_result_message(r));
+    mlk_result_free(r);
+    int n = copies_in_memory(pid, LOCAL_MARK);
+    if (n < 0) cr_skip_test("cannot read matchlock-local's memory here (ptrace restrictions)");
+    /* the proxy's own copy, which it needs to substitute the placeholder;
+     * the create line, its copies and libevent's input chains are wiped */
+    cr_assert_eq(n, 1, "%d copies of the secret in matchlock-local's memory (one is the proxy's)", n);
+    finish(c);
     remove_tree(state);
 }

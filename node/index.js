@@ -1,7 +1,8 @@
 "use strict";
 // matchlock-native: the Matchlock SDK for Node on top of libmatchlock (C).
 const native = require("./lib/native");
-const errors = require("./lib/errors");
+// fromNative is the library's own (an addon error to a MatchlockError), not an export
+const { fromNative: _fromNative, ...errors } = require("./lib/errors");
 const { Client, defaultConfig } = require("./lib/client");
 const { Sandbox, createSandbox } = require("./lib/builder");
 const msgpack = require("./lib/msgpack");

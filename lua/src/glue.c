@@ -35,6 +35,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,23 @@ static int mlkL_cstr(lua_State *L, int idx, const char *what, const char **out)
 /* ---------------------------------------------------------------------- */
 /* string arrays (const char *const *argv, size_t n)                        */
 
+/* Raise the core's refusal when the string at the top of the stack holds a
+ * NUL (a C string would end there, silently): its message names the element
+ * ("hosts[1] of fname"), the offset and the length, never the bytes. */
+static void mlkL_strv_nul(lua_State *L, const char *fname, const char *arg, int i)
+{
+    size_t len = 0;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (!memchr(s, '\0', len)) return;
+    char what[160], *msg = NULL;
+    if (i) snprintf(what, sizeof what, "%s[%d] of %s", arg, i, fname);
+    else snprintf(what, sizeof what, "%s of %s", arg, fname);
+    mlk_check_cstring(what, s, len, &msg);
+    lua_pushstring(L, msg ? msg : "a list element contains a NUL character");
+    mlk_free(msg);
+    lua_error(L);
+}
+
 /* A Lua table of strings (or nil) as a malloc'd array of pointers into the
  * Lua strings; they stay valid while the table is an argument of the call.
  * Raises before allocating, so nothing leaks on error. */
@@ -94,6 +112,9 @@ static const char **mlkL_strv(lua_State *L, int idx, size_t *n, const char *fnam
     if (lua_isnoneornil(L, idx)) return NULL;
     if (lua_type(L, idx) == LUA_TSTRING) {
         /* a single string is a one-element list */
+        lua_pushvalue(L, idx);
+        mlkL_strv_nul(L, fname, arg, 0);
+        lua_pop(L, 1);
         const char **v = (const char **)malloc(sizeof *v);
         if (!v) { luaL_error(L, "%s: out of memory", fname); return NULL; }
         v[0] = lua_tostring(L, idx);
@@ -106,6 +127,7 @@ static const char **mlkL_strv(lua_State *L, int idx, size_t *n, const char *fnam
     for (size_t i = 1; i <= len; i++) {
         lua_rawgeti(L, idx, (int)i);
         int t = lua_type(L, -1);
+        if (t == LUA_TSTRING) mlkL_strv_nul(L, fname, arg, (int)i);
         lua_pop(L, 1);
         if (t != LUA_TSTRING && t != LUA_TNUMBER)
             luaL_error(L, "%s: %s[%d] must be a string, got %s", fname, arg, (int)i, lua_typename(L, t));

@@ -33,12 +33,21 @@ end
 --- A client of the hostile peer (tests/peer/hostile_peer.c) in `mode`,
 --- well-behaved for the first `after` requests: $MLK_HOSTILE_PEER, else
 --- <repo>/build/mlk_hostile_peer.  `log`: a file that receives every request.
-function H.hostile(mode, after, log)
+--- `extra`: more client options; its env is added to the peer's.
+function H.hostile(mode, after, log, extra)
   local b = os.getenv("MLK_HOSTILE_PEER") or (H.repo .. "/build/mlk_hostile_peer")
   if not exists(b) then
     error("the hostile peer is not built at " .. b .. " (make build) or set MLK_HOSTILE_PEER", 0)
   end
-  return H.ml.Client.new({ binary = b, env = { MLK_HOSTILE_MODE = mode, MLK_HOSTILE_AFTER = tostring(after or 0), LOG = log } })
+  local o = { binary = b, env = { MLK_HOSTILE_MODE = mode, MLK_HOSTILE_AFTER = tostring(after or 0), LOG = log } }
+  for k, v in pairs(extra or {}) do
+    if k == "env" then
+      for ek, ev in pairs(v) do o.env[ek] = ev end
+    else
+      o[k] = v
+    end
+  end
+  return H.ml.Client.new(o)
 end
 
 -- tests/e2e/capabilities.tsv: capability -> { lacked_by = {backend = true}, why }

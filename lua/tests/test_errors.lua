@@ -118,6 +118,42 @@ return function(T)
     H.done(c)
   end)
 
+  -- a server cannot exhaust the host (issue 23 item 5; docs/security.md)
+  T.test("a hostile server: huge-answer, an answer longer than the line limit fails only its call", function()
+    -- a read_file answer of 4 MiB (its id last, as upstream writes it) against a limit of 1 MiB
+    local c = H.hostile("huge-answer", 0, nil, { max_line = 1048576, env = { MLK_HOSTILE_BYTES = "4194304" } })
+    local e = T.raises(function() c:read_file("/big", { timeout_ms = 20000 }) end)
+    check_error(e, "EPROTO")
+    T.ok(e.message:find("read_file", 1, true), e.message)
+    T.ok(e.message:find("longer than the line limit of 1048576 bytes", 1, true), e.message)
+    T.eq(c:read_file("/small", { timeout_ms = 20000 }), "hostile", "the next call works")
+    H.done(c)
+  end)
+
+  T.test("a hostile server: event-flood, events nobody dispatches are bounded and the drops reach on_event", function()
+    -- 100,000 events while the host sits in a blocking call and dispatches
+    -- nothing: the core keeps at most 4096 and counts the rest in one
+    -- "dropped" event, which reaches the listener like any other
+    local FLOOD = 100000
+    local c = H.hostile("event-flood", 0, nil, { env = { MLK_HOSTILE_COUNT = tostring(FLOOD) } })
+    local events, notices, dropped, message = 0, 0, 0, nil
+    c:on_event(function(e)
+      if e.type == "dropped" then
+        notices, dropped, message = notices + 1, dropped + e.events, e.message
+      else
+        events = events + 1
+      end
+    end)
+    T.eq(c:exec("true", { timeout_ms = 20000 }).exit_code, 0)
+    local t0 = os.time()
+    while events + dropped < FLOOD and os.time() - t0 < 10 do c:poll(100) end
+    T.eq(notices, 1, "one dropped event")
+    T.ok(tostring(message):find("dropped", 1, true), tostring(message))
+    T.ok(events <= 4096, events .. " events were held for the host")
+    T.eq(events + dropped, FLOOD, "every event is delivered or counted")
+    H.done(c)
+  end)
+
   T.test("a hostile server: a banner before the first message is fine", function()
     local c = H.hostile("banner")
     T.eq(c:exec("true").stdout, "hostile\n")

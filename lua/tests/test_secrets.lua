@@ -52,6 +52,36 @@ return function(T)
     T.eq(core.mlk_check_cstring("x", MARK), 0)
   end)
 
+  -- A NUL inside an element of a string list would end that element as a C
+  -- string (for a secret's hosts: another host than the one meant): it is
+  -- refused where the binding converts the list, with the core's message
+  -- (the element and the offset, never the value).
+  T.test("a NUL inside a string list element is refused with the core's message, not cut short", function()
+    local value = MARK .. "\0.evil.example"
+    local at = string.format("contains a NUL character at byte %d of %d", #MARK, #value)
+    local c = H.client()
+    for _, case in ipairs({
+      { function() ml.Sandbox.new("alpine:latest"):add_secret("API_KEY", "v", "api.example.com", value) end,
+        "hosts[2] of mlk_sandbox_add_secret" },
+      { function() ml.Sandbox.new("alpine:latest"):add_secret_with_placeholder("API_KEY", "v", "PH", value) end,
+        "hosts[1] of mlk_sandbox_add_secret" },
+      { function() ml.Sandbox.new("alpine:latest"):with_dns_servers("1.1.1.1", value) end,
+        "servers[2] of mlk_sandbox_set_dns_servers" },
+      { function() ml.Sandbox.new("alpine:latest"):with_entrypoint("sh", "-c", value) end,
+        "argv[3] of mlk_sandbox_set_entrypoint" },
+      { function() ml.Client.new({ binary = H.local_bin(), launcher = { "ssh", value } }) end,
+        "argv[2] of mlk_config_set_launcher" },
+      { function() c:allow_list_add({ "api.example.com", value }) end, "hosts[2] of mlk_allow_list_add" },
+      { function() c:allow_list_add(value) end, "hosts of mlk_allow_list_add" },
+      { function() c:port_forward({ "8080:80" }, { addresses = { value } }) end, "addrs[1] of mlk_port_forward" },
+    }) do
+      local e = T.raises(case[1])
+      shows_nothing(e)
+      T.ok(tostring(e):find(case[2] .. " " .. at, 1, true), tostring(e))
+    end
+    H.done(c)
+  end)
+
   T.test("tostring of a builder shows no option", function()
     local sb = ml.Sandbox.new("alpine:latest"):add_secret("API_KEY", MARK, "api.example.com")
     shows_nothing(sb)

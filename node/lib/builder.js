@@ -7,7 +7,7 @@
 const util = require("node:util");
 const native = require("./native");
 const msgpack = require("./msgpack");
-const { makeError, MatchlockError, ValidationError } = require("./errors");
+const { makeError, fromNative, MatchlockError, ValidationError } = require("./errors");
 const { makeRuleTrampoline } = require("./hooks");
 
 const kHandle = Symbol("matchlock.sandbox.handle");
@@ -452,7 +452,8 @@ for (const name of Object.getOwnPropertyNames(Sandbox.prototype)) {
     [name](...args) {
       try {
         return fn.apply(this, args);
-      } catch (e) {
+      } catch (thrown) {
+        const e = fromNative(thrown);
         if (!(e instanceof MatchlockError)) throw e;
         this._defer(e);
         return this;

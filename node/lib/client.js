@@ -14,7 +14,7 @@ const msgpack = require("./msgpack");
 const { Sandbox, kHandle, onlyKeys } = require("./builder");
 const errors = require("./errors");
 const hooks = require("./hooks");
-const { makeError, MatchlockError, CancelledError, CallbackError, ValidationError, StateError } = errors;
+const { makeError, fromNative, MatchlockError, CancelledError, CallbackError, ValidationError, StateError } = errors;
 
 const opSlot = native.setup(makeError);
 const MLK_EAGAIN = native.MLK_EAGAIN;
@@ -32,6 +32,14 @@ function toBuffer(content) {
 }
 
 function makeConfigHandle(config) {
+  try {
+    return configHandle(config);
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
+
+function configHandle(config) {
   const cfg = native.mlk_config_new();
   const binary = config.binaryPath ?? process.env.MATCHLOCK_BIN;
   if (binary) native.mlk_config_set_binary(cfg, binary);
@@ -286,7 +294,12 @@ class Client extends EventEmitter {
     } catch (e) {
       return Promise.reject(e);
     }
-    const p = start(h);
+    let p;
+    try {
+      p = start(h);
+    } catch (e) {
+      return Promise.reject(fromNative(e));
+    }
     if (!signal) return p;
     const op = opSlot[0];
     return new Promise((resolve, reject) => {

@@ -112,6 +112,13 @@ function makeError(status, message, rpcCode, cause) {
   return new C(text, { status, rpcCode, cause });
 }
 
+// An error the addon raised itself with a status (the core's refusal of a
+// NUL inside a string list, in the addon's conversion of the list) as the
+// library's error of that status; anything else as it is.
+function fromNative(e) {
+  return e instanceof MatchlockError || typeof e?.status !== "number" ? e : makeError(e.status, e.message, 0);
+}
+
 module.exports = {
   MatchlockError,
   RPCError,
@@ -124,4 +131,5 @@ module.exports = {
   CallbackError,
   StateError,
   makeError,
+  fromNative,
 };

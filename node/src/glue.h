@@ -111,14 +111,24 @@ static inline Napi::Value BufferCopy(Napi::Env env, const char *p, size_t n)
     return Napi::Buffer<char>::Copy(env, p ? p : "", n);
 }
 
-/* An owned array of C strings built from a JS array (or null/undefined). */
+/* The core's refusal of a string holding a NUL (MLK_EINVAL, its message),
+ * as a JS Error with that `status`: the library makes it a ValidationError. */
+[[noreturn]] void ThrowNul(Napi::Env env, const std::string &msg);
+
+/* An owned array of C strings built from a JS array (or null/undefined).
+ * From fails on anything but an array of strings, and on an element that
+ * holds a NUL (a C string would end there, silently): then `nul` holds the
+ * core's message, which names the element ("hosts[1] of fn"), never its
+ * value. */
 struct StrArray {
     std::vector<std::string> s;
     std::vector<const char *> p;
-    bool From(Napi::Value v)
+    std::string nul;
+    bool From(Napi::Value v, const char *what = "list", const char *fn = nullptr)
     {
         s.clear();
         p.clear();
+        nul.clear();
         if (v.IsNull() || v.IsUndefined()) return true;
         if (!v.IsArray()) return false;
         Napi::Array a = v.As<Napi::Array>();
@@ -128,6 +138,11 @@ struct StrArray {
             Napi::Value e = a.Get(i);
             if (!e.IsString()) return false;
             s.push_back(ToUtf8(e));
+            if (s.back().find('\0') != std::string::npos) {
+                std::string name = std::string(what) + "[" + std::to_string(i) + "]" + (fn ? std::string(" of ") + fn : "");
+                HasNul(s.back(), name.c_str(), &nul);
+                return false;
+            }
         }
         for (auto &x : s) p.push_back(x.c_str());
         return true;

@@ -372,7 +372,10 @@ Napi::Value AllowList(const Napi::CallbackInfo &a)
     bool add = IsTrue(a[1]);
     LIVE_CLIENT(cl, add ? "allowListAdd" : "allowListDelete");
     StrArray hosts;
-    if (!hosts.From(a[2])) Throw(a.Env(), "allowList: hosts must be an array of strings");
+    if (!hosts.From(a[2], "hosts", add ? "allowListAdd" : "allowListDelete")) {
+        if (!hosts.nul.empty()) ThrowNul(a.Env(), hosts.nul);
+        Throw(a.Env(), "allowList: hosts must be an array of strings");
+    }
     Napi::Value promise;
     Req *r = NewReq(a, cl, R_MSGPACK, &promise);
     uint64_t op = 0;
@@ -386,7 +389,11 @@ Napi::Value PortForward(const Napi::CallbackInfo &a)
 {
     LIVE_CLIENT(cl, "portForward");
     StrArray specs, addrs;
-    if (!specs.From(a[1]) || !addrs.From(a[2])) Throw(a.Env(), "portForward: specs and addresses must be arrays of strings");
+    if (!specs.From(a[1], "specs", "portForward") || !addrs.From(a[2], "addresses", "portForward")) {
+        if (!specs.nul.empty()) ThrowNul(a.Env(), specs.nul);
+        if (!addrs.nul.empty()) ThrowNul(a.Env(), addrs.nul);
+        Throw(a.Env(), "portForward: specs and addresses must be arrays of strings");
+    }
     Napi::Value promise;
     Req *r = NewReq(a, cl, R_MSGPACK, &promise);
     uint64_t op = 0;

@@ -85,6 +85,13 @@ Napi::Value ResultError(Env *e, const mlk_result *res, int status)
 
 [[noreturn]] void Throw(Napi::Env env, const char *msg) { throw Napi::TypeError::New(env, msg); }
 
+[[noreturn]] void ThrowNul(Napi::Env env, const std::string &msg)
+{
+    Napi::Error e = Napi::Error::New(env, msg);
+    e.Set("status", Napi::Number::New(env, MLK_EINVAL));
+    throw e;
+}
+
 /* The message of a thrown value, for error texts. */
 std::string ErrText(Napi::Value v)
 {

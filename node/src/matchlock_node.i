@@ -54,11 +54,13 @@
   $1 = (char *)tmp.data(); $2 = tmp.size();
 }
 
-/* String arrays: a JS array of strings (or null/undefined for none).
+/* String arrays: a JS array of strings (or null/undefined for none); an
+ * element holding a NUL is refused with the core's message (StrArray).
  * Multi-argument typemaps match by name, so every pair the header uses is
  * listed (grep 'const char \*const \*' abi/include/matchlock.h). */
 %typemap(in) (const char *const *argv, size_t n) (mlknode::StrArray tmp) {
-  if (!tmp.From($input)) {
+  if (!tmp.From($input, "$1_name", "$symname")) {
+    if (!tmp.nul.empty()) mlknode::ThrowNul(env, tmp.nul);
     SWIG_exception_fail(SWIG_TypeError, "in method '$symname': expected an array of strings");
   }
   $1 = ($1_ltype)tmp.ptrs();

@@ -28,11 +28,13 @@ function hostileTests() {
   const PROMPT_MS = 3000;
 
   /** A client of the hostile peer in `mode`, well-behaved for the first
-   *  `after` requests; closed after the test.  c.logFile receives every request. */
-  function hostile(t, mode, after = 0) {
+   *  `after` requests; closed after the test.  c.logFile receives every request.
+   *  `extra`: more client options; its env is added to the peer's. */
+  function hostile(t, mode, after = 0, extra = {}) {
     const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mlk-node-hostile-")), "log");
     fs.writeFileSync(logFile, "");
-    const c = new m.Client({ binaryPath: peer, env: { MLK_HOSTILE_MODE: mode, MLK_HOSTILE_AFTER: String(after), LOG: logFile } });
+    const c = new m.Client({ ...extra, binaryPath: peer,
+      env: { ...extra.env, MLK_HOSTILE_MODE: mode, MLK_HOSTILE_AFTER: String(after), LOG: logFile } });
     c.logFile = logFile;
     t.after(async () => {
       await c.close().catch((e) => { if (!/close timed out/.test(e.message)) throw e; }); // only a peer that stops reading fails its close
@@ -105,6 +107,41 @@ function hostileTests() {
   });
 
   // ---- 2. responses for ids never issued ----------------------------------
+
+  // ---- a server cannot exhaust the host (issue 23 item 5; docs/security.md) --
+  test("huge-answer: an answer longer than the line limit fails only its call; the next call works", async (t) => {
+    // a read_file answer of 4 MiB (its id last, as upstream writes it) against a limit of 1 MiB
+    const c = hostile(t, "huge-answer", 0, { maxLineBytes: 1 << 20, env: { MLK_HOSTILE_BYTES: "4194304" } });
+    await failsWithin(c.readFile("/big", { timeoutMs: DEADLINE_MS }), m.ProcessError, "MLK_EPROTO",
+      ["read_file", "longer than the line limit of 1048576 bytes"], DEADLINE_MS / 2);
+    const small = await c.readFile("/small", { timeoutMs: DEADLINE_MS });
+    assert.equal(Buffer.from(small).toString(), "hostile");
+  });
+
+  test("event-flood: events nobody dispatches are bounded; the drops reach the listener as one dropped event", async (t) => {
+    // 100,000 events while the JS thread is busy (the first event's listener
+    // blocks it for 2 s): the core keeps at most 4096 for it and counts the
+    // rest in a "dropped" event, which the listener gets like any other
+    const FLOOD = 100000;
+    const c = hostile(t, "event-flood", 0, { env: { MLK_HOSTILE_COUNT: String(FLOOD) } });
+    const seen = [];
+    c.on("event", (e) => {
+      if (seen.length === 0) {
+        const until = Date.now() + 2000;
+        while (Date.now() < until) { /* the host is busy: nothing is dispatched */ }
+      }
+      seen.push(e);
+    });
+    await c.exec("true", { timeoutMs: DEADLINE_MS });
+    const notices = () => seen.filter((e) => e.type === "dropped");
+    const counted = () => seen.length - notices().length + notices().reduce((k, e) => k + Number(e.events), 0);
+    const deadline = Date.now() + DEADLINE_MS;
+    while ((notices().length === 0 || counted() < FLOOD) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(notices().length > 0, `no dropped event among ${seen.length} events`);
+    assert.match(String(notices()[0].message), /dropped/);
+    assert.equal(counted(), FLOOD, "every event is delivered or counted");
+    assert.ok(seen.length - notices().length <= 4096 + 2, `${seen.length} events were held for the host`);
+  });
 
   test("unknown-ids: an answer for an id never sent fails the session at once, quoting the line", async (t) => {
     const c = hostile(t, "unknown-ids");

@@ -102,3 +102,44 @@ test("a NUL in any other string argument is refused with the core's message, not
   showsNothing(msg);
   assert.deepEqual(n.mlk_check_cstring("x", MARK), [0, null]);
 });
+
+// A NUL inside an element of a string list would end that element as a C
+// string (for a secret's hosts: another host than the one meant); the addon
+// refuses it where it converts the list, with the core's message, which
+// names the element and the offset, never the value.
+test("a NUL inside a string list element is refused with the core's message, not cut short", async () => {
+  const value = `${MARK}\0.evil.example`;
+  const at = `contains a NUL character at byte ${MARK.length} of ${Buffer.byteLength(value)}`;
+  const isRefusal = (e, what) => {
+    for (const t of errorTexts(e)) showsNothing(t);
+    assert.ok(e instanceof m.ValidationError, `${e?.constructor?.name}: ${e?.message}`);
+    assert.equal(e.status, n.MLK_EINVAL);
+    assert.ok(e.message.includes(`${what} ${at}`), e.message);
+    return true;
+  };
+  // builders: the error is deferred to paramsJSON/create, as every setter's
+  for (const [sb, what] of [
+    [new m.Sandbox("alpine:latest").addSecret("API_KEY", "v", "api.example.com", value), "hosts[1] of mlk_sandbox_add_secret"],
+    [new m.Sandbox("alpine:latest").addSecretWithPlaceholder("API_KEY", "v", "PH", value), "hosts[0] of mlk_sandbox_add_secret"],
+    [new m.Sandbox("alpine:latest").withEntrypoint("sh", "-c", value), "argv[2] of mlk_sandbox_set_entrypoint"],
+  ]) {
+    assert.throws(() => sb.paramsJSON(), (e) => isRefusal(e, what));
+    showsNothing(sb);
+  }
+  // the raw addon
+  assert.throws(() => n.mlk_sandbox_set_dns_servers(n.mlk_sandbox_new("a"), ["1.1.1.1", value]), (e) => {
+    for (const t of errorTexts(e)) showsNothing(t);
+    return e.message.includes(`servers[1] of mlk_sandbox_set_dns_servers ${at}`);
+  });
+  // a client's launcher words, and a call's list (allowListAdd)
+  const launched = new m.Client({ launcher: ["ssh", value] });
+  await assert.rejects(launched.exec("true"), (e) => isRefusal(e, "argv[1] of mlk_config_set_launcher"));
+  await launched.close();
+  const c = newClient();
+  try {
+    await assert.rejects(c.allowListAdd("api.example.com", value), (e) => isRefusal(e, "hosts[1] of allowListAdd"));
+    await assert.rejects(c.portForwardWithAddresses(["127.0.0.1", value], "8080:80"), (e) => isRefusal(e, "addresses[1] of portForward"));
+  } finally {
+    await c.close();
+  }
+});

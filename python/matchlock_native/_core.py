@@ -416,14 +416,16 @@ def cstr(s: str | bytes, what: str = "argument") -> Any:
 
 
 class CStrArray:
-    """A `const char *const *` with its strings kept alive."""
+    """A `const char *const *` with its strings kept alive.  An element that
+    holds a NUL is refused with the core's message, which names the element
+    (`what[i]`) and the NUL's offset, never the value."""
 
     __slots__ = ("keep", "ptr", "n")
 
     def __init__(self, items: Iterable[str], what: str = "argument") -> None:
         if isinstance(items, (str, bytes)):
             items = [items]
-        self.keep = [cstr(s, what) for s in items]
+        self.keep = [cstr(s, f"{what}[{i}]") for i, s in enumerate(items)]
         self.n = len(self.keep)
         self.ptr = ffi.new("const char *[]", self.keep) if self.keep else ffi.NULL
 

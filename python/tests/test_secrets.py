@@ -106,3 +106,24 @@ def test_nul_elsewhere_never_echoes_the_argument() -> None:
     for t in all_texts(ei.value):
         shows_nothing(t)
     assert "env value" in str(ei.value)
+
+
+@pytest.mark.parametrize("call,what", [
+    (lambda v: ml.Sandbox("a").add_secret("API_KEY", "value", "api.example.com", v), "secret host[1]"),
+    (lambda v: ml.Sandbox("a").with_dns_servers("1.1.1.1", v), "dns server[1]"),
+    (lambda v: ml.Sandbox("a").with_entrypoint("sh", "-c", v), "entrypoint[2]"),
+    (lambda v: ml.Sandbox("a").with_port_forward_addresses(v), "bind address[0]"),
+    (lambda v: ml.Client(ml.Config(launcher=["ssh", v])).start(), "Config.launcher[1]"),
+])
+def test_nul_inside_a_string_list_is_refused_by_the_core_without_the_value(call: Any, what: str) -> None:
+    """A list element with a NUL would end at it as a C string (for a
+    secret's hosts: another host than the one meant); the core refuses it
+    and names the element and the offset, never the value."""
+    value = MARK + "\0.evil.example"
+    with pytest.raises(ml.ValidationError) as ei:
+        call(value)
+    for t in all_texts(ei.value):
+        shows_nothing(t)
+    msg = str(ei.value)
+    assert f"{what} contains a NUL character at byte {len(MARK)} of {len(value)}" in msg, msg
+    assert ei.value.status == lib.MLK_EINVAL

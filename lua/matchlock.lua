@@ -246,13 +246,16 @@ end
 -- ---------------------------------------------------------------------
 -- hooks: Lua functions the core calls back (src/glue.c mlkL_tramp_hook)
 
-M.HOOK_NETWORK = 1
-M.VFS_HOOK_AFTER = 2
-M.VFS_HOOK_DANGEROUS = 3
-M.VFS_HOOK_ACTION = 4
-M.VFS_HOOK_MUTATE = 5
-local HOOK_NAMES = { network = 1, after = 2, dangerous = 3, action = 4, mutate = 5 }
-local KIND_LABEL = { "network hook", "VFS after hook", "VFS dangerous hook", "VFS action hook", "VFS mutate hook" }
+M.HOOK_NETWORK = core.MLK_HOOK_NETWORK
+M.VFS_HOOK_AFTER = core.MLK_HOOK_VFS_AFTER
+M.VFS_HOOK_DANGEROUS = core.MLK_HOOK_VFS_DANGEROUS
+M.VFS_HOOK_ACTION = core.MLK_HOOK_VFS_ACTION
+M.VFS_HOOK_MUTATE = core.MLK_HOOK_VFS_MUTATE
+local HOOK_NAMES = { network = M.HOOK_NETWORK, after = M.VFS_HOOK_AFTER, dangerous = M.VFS_HOOK_DANGEROUS,
+  action = M.VFS_HOOK_ACTION, mutate = M.VFS_HOOK_MUTATE }
+local KIND_LABEL = { [M.HOOK_NETWORK] = "network hook", [M.VFS_HOOK_AFTER] = "VFS after hook",
+  [M.VFS_HOOK_DANGEROUS] = "VFS dangerous hook", [M.VFS_HOOK_ACTION] = "VFS action hook",
+  [M.VFS_HOOK_MUTATE] = "VFS mutate hook" }
 
 -- core client userdata -> Client (both weak: the Client holds its userdata)
 local owners = setmetatable({}, { __mode = "kv" })

@@ -45,8 +45,29 @@ static const rule_key vfs_keys[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+const rule_key contract_net_config[] = {
+    {"rules", RT_RULES, W, 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+const rule_key contract_vfs_config[] = {
+    {"emit_events", RT_BOOL, W, 0, NULL},
+    {"rules", RT_RULES, W, 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+const rule_key contract_image_config[] = {
+    {"user", RT_STR, W, 0, NULL},
+    {"working_dir", RT_STR, W, 0, NULL},
+    {"entrypoint", RT_STRS, W, 0, NULL},
+    {"cmd", RT_STRS, W, 0, NULL},
+    {"env", RT_STRMAP, W, 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 #undef W
 #undef H
+
 
 static const char *const both_phases[] = {"before", "after", NULL};
 
@@ -56,6 +77,23 @@ const rule_table contract_vfs_rule = {"vfs", vfs_keys, both_phases, MLK_EINVALID
 const char *const contract_vfs_ops[] = {"stat", "readdir", "open", "create", "mkdir", "chmod", "remove",
                                         "remove_all", "rename", "symlink", "readlink", "read", "write", "close",
                                         "sync", "truncate", NULL};
+
+const rule_key *contract_keys_of(int which)
+{
+    switch (which) {
+    case MLK_INTERCEPT_NETWORK: return contract_net_rule.keys;
+    case MLK_INTERCEPT_VFS: return contract_vfs_rule.keys;
+    case MLK_KEYS_NETWORK_CONFIG: return contract_net_config;
+    case MLK_KEYS_VFS_CONFIG: return contract_vfs_config;
+    case MLK_KEYS_IMAGE_CONFIG: return contract_image_config;
+    default: return NULL;
+    }
+}
+
+int contract_type_is_list(int type)
+{
+    return type == RT_STRS || type == RT_BODY || type == RT_OPS || type == RT_RULES;
+}
 
 const rule_key *contract_key(const rule_table *t, const char *key, size_t n)
 {
@@ -81,6 +119,8 @@ const char *contract_type_text(int type)
     case RT_BODY: return "an array of {find, replace} maps";
     case RT_OPS: return "an array of VFS op names";
     case RT_CALLBACK: return "true (a callback)";
+    case RT_BOOL: return "a boolean";
+    case RT_RULES: return "an array of rule maps";
     default: return "?";
     }
 }

@@ -8,7 +8,7 @@
  * matchlock-local's rule parsers read these tables, so a shape the client
  * sends is by construction a shape the local backend reads.  Private to
  * the core and to matchlock-local; the bindings read the lists through
- * mlk_vfs_op_name and mlk_rule_key. */
+ * mlk_vfs_op_name and mlk_rule_key_info. */
 #ifndef MLK_CONTRACT_H
 #define MLK_CONTRACT_H
 
@@ -22,6 +22,8 @@ enum rule_type {
     RT_BODY,        /* body replacements: an array of {find, replace} string maps */
     RT_OPS,         /* an array of VFS op names (contract_vfs_ops) */
     RT_CALLBACK,    /* names an SDK-local callback (never sent) */
+    RT_BOOL,        /* a boolean */
+    RT_RULES,       /* an array of rule maps (an interception config's rules) */
 };
 
 /* Where a key may appear: the same bits as MLK_RULE_KEY_* in matchlock.h. */
@@ -29,6 +31,7 @@ enum {
     RK_WIRE = 1,      /* in a static rule, sent as it is */
     RK_HOOK = 2,      /* in a callback rule (hook_parse) */
     RK_CALLBACK = 4,  /* names the callback of a callback rule */
+    RK_LIST = 8,      /* reported, not stored: the value is an array */
 };
 
 typedef struct {
@@ -50,6 +53,18 @@ typedef struct {
 
 extern const rule_table contract_net_rule;
 extern const rule_table contract_vfs_rule;
+
+/* The keys of the other maps the builder takes, {NULL}-ended: a whole
+ * interception config (network {rules}; VFS {emit_events, rules}) and an
+ * image config (mlk_sandbox_set_image_config). */
+extern const rule_key contract_net_config[];
+extern const rule_key contract_vfs_config[];
+extern const rule_key contract_image_config[];
+
+/* The table of keys mlk_rule_key_info's `which` names, or NULL. */
+const rule_key *contract_keys_of(int which);
+/* Whether a key of this type holds an array (RK_LIST). */
+int contract_type_is_list(int type);
 
 /* The 16 VFS op names, NULL-ended; an op's index is its bit in masks. */
 extern const char *const contract_vfs_ops[];

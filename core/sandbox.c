@@ -484,18 +484,18 @@ int sandbox_parse_map(mlk_sandbox *sb, const char *what, const char *buf, size_t
     return 0;
 }
 
-int sandbox_check_keys(mlk_sandbox *sb, const char *what, const msgpack_object *map, const char *const *known)
+int sandbox_check_keys(mlk_sandbox *sb, const char *what, const msgpack_object *map, const rule_key *known)
 {
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key;
         if (!mp_is_str(k)) return sandbox_fail(sb, MLK_EINVAL, "%s: a key is %s; keys must be strings", what, mp_kind_text(k));
         int ok = 0;
-        for (const char *const *n = known; *n && !ok; n++) ok = mp_key_is(k, *n);
+        for (const rule_key *n = known; n->key && !ok; n++) ok = mp_key_is(k, n->key);
         if (!ok) {
             char list[256] = "";
-            for (const char *const *n = known; *n; n++) {
+            for (const rule_key *n = known; n->key; n++) {
                 if (n != known) strncat(list, ", ", sizeof list - strlen(list) - 1);
-                strncat(list, *n, sizeof list - strlen(list) - 1);
+                strncat(list, n->key, sizeof list - strlen(list) - 1);
             }
             return sandbox_fail(sb, MLK_EINVAL, "%s: unknown key \"%.*s\"; known keys are %s", what, (int)k->via.str.size,
                         k->via.str.ptr, list);
@@ -543,12 +543,11 @@ static int copy_str_array(strvec *dst, const msgpack_object *a)
 
 MLK_API int mlk_sandbox_set_image_config(mlk_sandbox *sb, const char *msgpack, size_t len)
 {
-    static const char *const known[] = {"user", "working_dir", "entrypoint", "cmd", "env", NULL};
     static const char *what = "set_image_config";
     if (!sb) return MLK_EINVAL;
     msgpack_unpacked u;
     int rc = sandbox_parse_map(sb, what, msgpack, len, &u);
-    if (rc == 0) rc = sandbox_check_keys(sb, what, &u.data, known);
+    if (rc == 0) rc = sandbox_check_keys(sb, what, &u.data, contract_image_config);
     const msgpack_object *user = rc ? NULL : mp_get(&u.data, "user");
     const msgpack_object *wd = rc ? NULL : mp_get(&u.data, "working_dir");
     const msgpack_object *ep = rc ? NULL : mp_get(&u.data, "entrypoint");

@@ -107,7 +107,7 @@ int sandbox_nomem(mlk_sandbox *sb, const char *what);
 /* Parse a msgpack document that must be a map (u is always initialised). */
 int sandbox_parse_map(mlk_sandbox *sb, const char *what, const char *buf, size_t len, msgpack_unpacked *u);
 /* Fail on the first key of `map` that is not a string or not in `known`
- * (NULL-terminated); 0 when all keys are fine. */
-int sandbox_check_keys(mlk_sandbox *sb, const char *what, const msgpack_object *map, const char *const *known);
+ * (a contract table, {NULL}-ended); 0 when all keys are fine. */
+int sandbox_check_keys(mlk_sandbox *sb, const char *what, const msgpack_object *map, const rule_key *known);
 
 #endif

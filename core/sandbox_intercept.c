@@ -134,14 +134,12 @@ static int intercept_rule(mlk_sandbox *sb, const rule_table *t, uint32_t idx, co
 static int intercept_parse(mlk_sandbox *sb, const rule_table *t, const char *what, const char *buf, size_t len,
                            int with_callbacks, mlk_hook_cb cb, void *const *uds, size_t nuds, split *x)
 {
-    static const char *const net_top[] = {"rules", NULL};
-    static const char *const vfs_top[] = {"emit_events", "rules", NULL};
     int vfs = t == &contract_vfs_rule;
     msgpack_sbuffer_init(&x->wire);
     memset(&x->hooks, 0, sizeof x->hooks);
     msgpack_unpacked u;
     int rc = sandbox_parse_map(sb, what, buf, len, &u);
-    if (rc == 0) rc = sandbox_check_keys(sb, what, &u.data, vfs ? vfs_top : net_top);
+    if (rc == 0) rc = sandbox_check_keys(sb, what, &u.data, vfs ? contract_vfs_config : contract_net_config);
     const msgpack_object *ee = rc ? NULL : mp_get(&u.data, "emit_events");
     const msgpack_object *rules = rc ? NULL : mp_get(&u.data, "rules");
     if (rc == 0 && ee && ee->type != MSGPACK_OBJECT_BOOLEAN)
@@ -256,16 +254,21 @@ MLK_API const char *mlk_vfs_op_name(size_t i)
     return NULL;
 }
 
-MLK_API const char *mlk_rule_key(int which, size_t i, unsigned *flags)
+MLK_API const char *mlk_rule_key_info(int which, size_t i, unsigned *flags, int *hook_kind)
 {
     if (flags) *flags = 0;
-    const rule_table *t = which == MLK_INTERCEPT_NETWORK ? &contract_net_rule
-                        : which == MLK_INTERCEPT_VFS ? &contract_vfs_rule : NULL;
-    if (!t) return NULL;
-    for (size_t k = 0; t->keys[k].key; k++) {
+    if (hook_kind) *hook_kind = 0;
+    const rule_key *keys = contract_keys_of(which);
+    for (size_t k = 0; keys && keys[k].key; k++) {
         if (k != i) continue;
-        if (flags) *flags = t->keys[k].where;
-        return t->keys[k].key;
+        if (flags) *flags = keys[k].where | (contract_type_is_list(keys[k].type) ? RK_LIST : 0);
+        if (hook_kind) *hook_kind = keys[k].kind;
+        return keys[k].key;
     }
     return NULL;
+}
+
+MLK_API const char *mlk_rule_key(int which, size_t i, unsigned *flags)
+{
+    return mlk_rule_key_info(which, i, flags, NULL);
 }

@@ -136,10 +136,23 @@ function M.bin(s)
   return setmetatable({ s }, BIN_MT)
 end
 
-local LIST_KEYS = {
-  rules = true, hosts = true, methods = true, delete_headers = true, delete_query = true,
-  delete_response_headers = true, body_replacements = true, ops = true, entrypoint = true, cmd = true,
-}
+-- From the core's wire tables (mlk_rule_key_info): the keys whose value is
+-- an array, so that an empty Lua table under one is encoded as [] (not {}),
+-- and, per VFS hook kind, the rule key that holds its function.
+local LIST_KEYS, VFS_CALLBACKS = {}, {}
+for _, which in ipairs { core.MLK_INTERCEPT_NETWORK, core.MLK_INTERCEPT_VFS, core.MLK_KEYS_NETWORK_CONFIG,
+  core.MLK_KEYS_VFS_CONFIG, core.MLK_KEYS_IMAGE_CONFIG } do
+  local i = 0
+  while true do
+    local key, flags, kind = core.mlk_rule_key_info(which, i)
+    if key == nil then break end
+    -- bit tests without operators LuaJIT lacks
+    if floor(flags / core.MLK_RULE_KEY_LIST) % 2 == 1 then LIST_KEYS[key] = true end
+    if which == core.MLK_INTERCEPT_VFS and kind ~= 0 then VFS_CALLBACKS[key] = kind end
+    i = i + 1
+  end
+end
+M._LIST_KEYS, M._VFS_CALLBACKS = LIST_KEYS, VFS_CALLBACKS
 local function shape(v, depth)
   if type(v) ~= "table" or getmetatable(v) or (depth or 0) > 32 then return v end
   local out = {}
@@ -233,15 +246,16 @@ end
 -- ---------------------------------------------------------------------
 -- hooks: Lua functions the core calls back (src/glue.c mlkL_tramp_hook)
 
-M.HOOK_NETWORK = 1
-M.VFS_HOOK_AFTER = 2
-M.VFS_HOOK_DANGEROUS = 3
-M.VFS_HOOK_ACTION = 4
-M.VFS_HOOK_MUTATE = 5
-local HOOK_NAMES = { network = 1, after = 2, dangerous = 3, action = 4, mutate = 5 }
-local KIND_LABEL = { "network hook", "VFS after hook", "VFS dangerous hook", "VFS action hook", "VFS mutate hook" }
--- add_vfs_hook's rule key holding the function, per kind
-local VFS_CALLBACKS = { hook = 2, dangerous_hook = 3, action_hook = 4, mutate_hook = 5 }
+M.HOOK_NETWORK = core.MLK_HOOK_NETWORK
+M.VFS_HOOK_AFTER = core.MLK_HOOK_VFS_AFTER
+M.VFS_HOOK_DANGEROUS = core.MLK_HOOK_VFS_DANGEROUS
+M.VFS_HOOK_ACTION = core.MLK_HOOK_VFS_ACTION
+M.VFS_HOOK_MUTATE = core.MLK_HOOK_VFS_MUTATE
+local HOOK_NAMES = { network = M.HOOK_NETWORK, after = M.VFS_HOOK_AFTER, dangerous = M.VFS_HOOK_DANGEROUS,
+  action = M.VFS_HOOK_ACTION, mutate = M.VFS_HOOK_MUTATE }
+local KIND_LABEL = { [M.HOOK_NETWORK] = "network hook", [M.VFS_HOOK_AFTER] = "VFS after hook",
+  [M.VFS_HOOK_DANGEROUS] = "VFS dangerous hook", [M.VFS_HOOK_ACTION] = "VFS action hook",
+  [M.VFS_HOOK_MUTATE] = "VFS mutate hook" }
 
 -- core client userdata -> Client (both weak: the Client holds its userdata)
 local owners = setmetatable({}, { __mode = "kv" })

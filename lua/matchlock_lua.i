@@ -148,6 +148,13 @@ static int mlkL_isstrvarg(lua_State *L, int i)
 %{ if (tmp$argnum) lua_pushstring(L, tmp$argnum); else lua_pushnil(L); SWIG_arg++; %}
 %typemap(freearg) const char **msg "";
 
+/* unsigned *flags, int *hook_kind (mlk_rule_key, mlk_rule_key_info):
+ * extra integer results after the key */
+%typemap(in, numinputs=0) unsigned *flags (unsigned tmp = 0) %{ $1 = &tmp; %}
+%typemap(argout) unsigned *flags %{ lua_pushinteger(L, (lua_Integer)tmp$argnum); SWIG_arg++; %}
+%typemap(in, numinputs=0) int *hook_kind (int tmp = 0) %{ $1 = &tmp; %}
+%typemap(argout) int *hook_kind %{ lua_pushinteger(L, (lua_Integer)tmp$argnum); SWIG_arg++; %}
+
 /* a library-allocated string to free with mlk_free */
 %typemap(out) char *mlk_client_stderr_tail
 %{ if ($1) { lua_pushstring(L, $1); mlk_free($1); } else lua_pushnil(L); SWIG_arg++; %}

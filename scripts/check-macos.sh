@@ -59,6 +59,23 @@ tbd msgpack-c "$(so libmsgpackc.so)" /opt/homebrew/opt/msgpack/lib/libmsgpack-c.
 pc libevent_core -levent_core
 pc libevent_pthreads -levent_pthreads libevent_core
 pc msgpack-c -lmsgpack-c # the name from msgpack-c 6.0 on, as Homebrew has it
+# The Node addon's link line, from the recipe (core/build.json) as
+# node/scripts/build.js reads it: each pkg_config entry's first name that
+# pkg-config knows (here: the stubs above), then the recipe's libs.
+read -r -a node_libs <<<"$(PKG_CONFIG_LIBDIR=$deps/lib/pkgconfig PKG_CONFIG_PATH='' python3 -c '
+import json, subprocess
+r = json.load(open("core/build.json"))
+def known(p):
+    for n in p["any_of"]:
+        if subprocess.run(["pkg-config", "--exists", n]).returncode == 0:
+            return n
+    raise SystemExit("check-macos.sh: no pkg-config file for " + " or ".join(p["any_of"]))
+libs = subprocess.run(["pkg-config", "--libs"] + [known(p) for p in r["pkg_config"]],
+                      check=True, capture_output=True, text=True).stdout.split()
+print(" ".join(libs + ["-l" + l for l in r["libs"]]))
+')"
+[ "${#node_libs[@]}" -gt 0 ] || { echo "check-macos.sh: no link line from core/build.json" >&2; exit 1; }
+echo "the Node addon links with (core/build.json): ${node_libs[*]}"
 # Lua 5.4's headers (the same on both systems; luaconf.h's platform switches
 # concern building Lua itself); the module is not linked to liblua
 luainc=$(pkg-config --variable=includedir lua5.4 2>/dev/null || true)
@@ -164,7 +181,7 @@ for arch in aarch64 x86_64; do
   done
   # what node/scripts/build.js does on darwin: the core inside, Node-API from node at load time
   "$b/bin/c++" -shared -Wl,-undefined,dynamic_lookup -Wl,-rpath,@loader_path -o "$b/matchlock.node" \
-    "${node_objs[@]}" "$b/cmake/libmatchlock.a" -L"$deps/lib" -levent_core -levent_pthreads -lmsgpack-c -lpthread -lm
+    "${node_objs[@]}" "$b/cmake/libmatchlock.a" "${node_libs[@]}"
   # every symbol left to the loader must be Node's (napi_*, node_api_*, uv_*)
   # (llvm-nm -m names the library of every other undefined symbol: "(from libSystem)")
   loader=$("$nm" -m -u "$b/matchlock.node" | grep -v '(from ' | awk '{print $NF}')

@@ -443,6 +443,17 @@ enum {
     MLK_RULE_KEY_WIRE = 1,       /* in a static rule, sent as it is */
     MLK_RULE_KEY_HOOK = 2,       /* in a callback rule (mlk_sandbox_add_*_hook) */
     MLK_RULE_KEY_CALLBACK = 4,   /* names the callback of a callback rule (never sent) */
+    MLK_RULE_KEY_LIST = 8,       /* its value is an array (an empty one is still an array) */
+};
+
+/** The other maps the builder takes, whose keys mlk_rule_key and
+ *  mlk_rule_key_info also list (`which`, 1.2): a whole interception config
+ *  of mlk_sandbox_set_interception (network {rules}; VFS {emit_events,
+ *  rules}) and mlk_sandbox_set_image_config's map. */
+enum {
+    MLK_KEYS_NETWORK_CONFIG = 3,
+    MLK_KEYS_VFS_CONFIG = 4,
+    MLK_KEYS_IMAGE_CONFIG = 5,
 };
 
 /** Set a whole interception config, static rules and callback rules
@@ -473,9 +484,16 @@ MLK_API int mlk_sandbox_set_interception(mlk_sandbox *sb, int which, const char 
  *  end (since 1.2).  A static string; any thread. */
 MLK_API const char *mlk_vfs_op_name(size_t i);
 /** The i-th key of an interception rule (`which`: MLK_INTERCEPT_NETWORK or
- *  _VFS), in wire order, NULL past the end; *flags (may be NULL) gets its
- *  MLK_RULE_KEY_* bits (since 1.2).  A static string; any thread. */
+ *  _VFS) or of another map the builder takes (MLK_KEYS_*), in wire order,
+ *  NULL past the end (and for an unknown `which`); *flags (may be NULL)
+ *  gets its MLK_RULE_KEY_* bits (since 1.2).  A static string; any thread. */
 MLK_API const char *mlk_rule_key(int which, size_t i, unsigned *flags);
+/** As mlk_rule_key, and *hook_kind (may be NULL) gets the MLK_HOOK_* kind
+ *  a MLK_RULE_KEY_CALLBACK key names (VFS "hook": MLK_HOOK_VFS_AFTER,
+ *  "dangerous_hook": _DANGEROUS, ...), 0 for any other key (since 1.2).
+ *  For bindings that take a rule's callback under its key, and that must
+ *  tell an empty list from an empty map (MLK_RULE_KEY_LIST).  Any thread. */
+MLK_API const char *mlk_rule_key_info(int which, size_t i, unsigned *flags, int *hook_kind);
 /** Answer a hook call with a msgpack value, then the call is freed:
  *   network: {action?, request?:{headers?,query?,path?}, response?:{headers?,
  *            body_replacements?, set_body_base64?}} (set_body_base64 given as

@@ -92,4 +92,53 @@ return function(T)
     local e = T.raises(function() ml.Sandbox.new(""):params_json() end, "EIMAGE_REQUIRED")
     T.eq(ml.core.mlk_err_upstream_name(e.code), "ErrImageRequired")
   end)
+  -- The keys whose empty table is sent as an array, and the rule key of each
+  -- VFS hook kind's function, come from the core's tables (mlk_rule_key_info),
+  -- not from a copy in matchlock.lua.
+  T.test("list keys and callback keys are the core's", function()
+    local core = ml.core
+    local lists, callbacks = {}, {}
+    for _, which in ipairs { core.MLK_INTERCEPT_NETWORK, core.MLK_INTERCEPT_VFS, core.MLK_KEYS_NETWORK_CONFIG,
+      core.MLK_KEYS_VFS_CONFIG, core.MLK_KEYS_IMAGE_CONFIG } do
+      local i = 0
+      while true do
+        local key, flags, kind = core.mlk_rule_key_info(which, i)
+        if key == nil then break end
+        T.eq(select(2, core.mlk_rule_key(which, i)), flags, "mlk_rule_key's flags for " .. key)
+        if math.floor(flags / core.MLK_RULE_KEY_LIST) % 2 == 1 then lists[key] = true end
+        if which == core.MLK_INTERCEPT_VFS and kind ~= 0 then callbacks[key] = kind end
+        i = i + 1
+      end
+    end
+    T.deep_eq(ml._LIST_KEYS, lists)
+    T.deep_eq(ml._VFS_CALLBACKS, callbacks)
+    -- what the literals said: every list key of the builder's maps, and the kinds
+    for _, k in ipairs { "rules", "hosts", "methods", "delete_headers", "delete_query", "delete_response_headers",
+      "body_replacements", "ops", "entrypoint", "cmd" } do
+      T.ok(lists[k], k .. " is a list key")
+    end
+    T.eq(lists.name, nil)
+    T.eq(lists.env, nil)
+    T.deep_eq(callbacks, { hook = ml.VFS_HOOK_AFTER, dangerous_hook = ml.VFS_HOOK_DANGEROUS,
+      action_hook = ml.VFS_HOOK_ACTION, mutate_hook = ml.VFS_HOOK_MUTATE })
+  end)
+
+  T.test("an empty table under a list key is sent as an array", function()
+    -- a map here would be refused by the core ("must be an array of strings")
+    local sb = ml.Sandbox.new("alpine:latest")
+      :with_network_interception({ rules = { { name = "r", hosts = {}, methods = {}, delete_headers = {},
+        body_replacements = {}, action = "block" } } })
+      :with_vfs_interception({ rules = { { name = "v", ops = {}, path = "/x", action = "block" } } })
+      :with_image_config({ entrypoint = {}, cmd = {}, user = "u" })
+    local p = params(sb)
+    T.eq(p.image_config.user, "u")
+    T.eq(p.network.interception.rules[1].name, "r")
+    -- a callback under its rule key, found through the core's kind map
+    sb:add_vfs_hook("mutate", { name = "m", ops = {}, path = "/w/*", mutate_hook = function() end })
+    sb:add_vfs_hook("action", { name = "a", action_hook = function() return "allow" end })
+    T.raises(function() sb:add_vfs_hook("action", { name = "x", mutate_hook = function() end }) end,
+      "EINVALID_VFS_HOOK")
+    -- and a map under a list key is still refused
+    T.raises(function() ml.Sandbox.new("x"):with_image_config({ cmd = { a = "b" } }) end, "EINVAL")
+  end)
 end

@@ -267,7 +267,7 @@ class Sandbox:
         d = config.to_dict() if isinstance(config, ImageConfig) else dict(config)
         self._mp(lib.mlk_sandbox_set_image_config, d)
         ic = self._opts.image_config or ImageConfig()
-        for k in ("user", "working_dir", "entrypoint", "cmd", "env"):
+        for k in _IMAGE_CONFIG_KEYS:
             v = d.get(k)
             if v:
                 setattr(ic, k, copy.copy(v))
@@ -471,6 +471,11 @@ def _rule_keys(which: int) -> list[tuple[str, int]]:
 
 _CALLBACK_KEYS = {w: tuple(k for k, f in _rule_keys(w) if f & lib.MLK_RULE_KEY_CALLBACK)
                   for w in (lib.MLK_INTERCEPT_NETWORK, lib.MLK_INTERCEPT_VFS)}
+
+
+# The keys of an image config (mlk_sandbox_set_image_config's map), as the
+# core lists them; the same names as ImageConfig's fields.
+_IMAGE_CONFIG_KEYS = tuple(k for k, _ in _rule_keys(lib.MLK_KEYS_IMAGE_CONFIG))
 
 
 def _callback_keys(which: int) -> tuple[str, ...]:

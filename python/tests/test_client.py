@@ -483,6 +483,18 @@ def test_server_judges_what_upstream_sends(fresh_client: ml.Client) -> None:
     assert p["network"]["interception"]["rules"] == [{"name": "x", "phase": "after", "action": "exec_after"}]
 
 
+def test_image_config_merge_reads_the_core_keys() -> None:
+    """The fields with_image_config keeps are the core's image-config keys
+    (mlk_rule_key_info, MLK_KEYS_IMAGE_CONFIG), which are ImageConfig's."""
+    import dataclasses
+    from matchlock_native import builder
+    assert builder._IMAGE_CONFIG_KEYS == tuple(f.name for f in dataclasses.fields(ml.ImageConfig))
+    sb = ml.Sandbox("a").with_image_config({"user": "u", "cmd": ["c"]}).with_image_config(
+        {"entrypoint": ["e"], "env": {"A": "1"}, "cmd": []})
+    ic = sb._opts.image_config
+    assert (ic.user, ic.working_dir, ic.entrypoint, ic.cmd, ic.env) == ("u", "", ["e"], ["c"], {"A": "1"})
+
+
 def test_builder_setter_errors_say_what_to_do() -> None:
     with pytest.raises(ml.ValidationError) as ei:
         ml.Sandbox("alpine:latest").with_env("", "x")

@@ -1250,3 +1250,89 @@ Test(hooks, a_callback_id_that_wraps_reaches_no_hook, .timeout = 30)
     cr_assert_eq(st.calls, 0, "a hook ran for a callback id that is not its own");
     mlk_client_free(c);
 }
+
+/* {key: <empty array or empty map>}, wrapped in {rules: [...]} when `in_rule`. */
+static char *mp_empty_under(size_t *len, const char *key, int as_array, int in_rule)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (in_rule) {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "rules", 5);
+        msgpack_pack_array(&pk, 1);
+    }
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, key, strlen(key));
+    if (as_array) msgpack_pack_array(&pk, 0);
+    else msgpack_pack_map(&pk, 0);
+    *len = sb.size;
+    return sb.data;
+}
+
+/* mlk_rule_key_info reports the contract's tables: the same keys and flags
+ * as mlk_rule_key, the hook kind each callback key names, and
+ * MLK_RULE_KEY_LIST exactly on the keys whose value the builder takes as
+ * an array (an empty array passes, an empty map is refused by name). */
+Test(hooks, rule_key_info_reports_the_contract)
+{
+    static const int whichs[] = {MLK_INTERCEPT_NETWORK, MLK_INTERCEPT_VFS, MLK_KEYS_NETWORK_CONFIG,
+                                 MLK_KEYS_VFS_CONFIG, MLK_KEYS_IMAGE_CONFIG};
+    int nlists = 0, ncallbacks = 0;
+    for (size_t w = 0; w < sizeof whichs / sizeof whichs[0]; w++) {
+        int which = whichs[w];
+        size_t i = 0;
+        const char *key;
+        unsigned flags, flags2;
+        int kind;
+        for (; (key = mlk_rule_key_info(which, i, &flags, &kind)) != NULL; i++) {
+            cr_assert_str_eq(mlk_rule_key(which, i, &flags2), key);
+            cr_assert_eq(flags2, flags, "%s", key);
+            cr_assert(flags & (MLK_RULE_KEY_WIRE | MLK_RULE_KEY_CALLBACK), "%s is somewhere", key);
+            if (flags & MLK_RULE_KEY_CALLBACK) {
+                ncallbacks++;
+                int want = which == MLK_INTERCEPT_NETWORK ? MLK_HOOK_NETWORK
+                         : !strcmp(key, "hook") ? MLK_HOOK_VFS_AFTER
+                         : !strcmp(key, "dangerous_hook") ? MLK_HOOK_VFS_DANGEROUS
+                         : !strcmp(key, "action_hook") ? MLK_HOOK_VFS_ACTION
+                         : !strcmp(key, "mutate_hook") ? MLK_HOOK_VFS_MUTATE : -1;
+                cr_assert_eq(kind, want, "%s names kind %d", key, kind);
+                continue;
+            }
+            cr_assert_eq(kind, 0, "%s names no hook", key);
+            /* the flag against the builder's own check */
+            for (int as_array = 0; as_array <= 1; as_array++) {
+                int in_rule = which == MLK_INTERCEPT_NETWORK || which == MLK_INTERCEPT_VFS;
+                size_t n;
+                char *mp = mp_empty_under(&n, key, as_array, in_rule);
+                mlk_sandbox *sb = mlk_sandbox_new("alpine:latest");
+                int rc = which == MLK_KEYS_IMAGE_CONFIG ? mlk_sandbox_set_image_config(sb, mp, n)
+                       : mlk_sandbox_set_interception(sb, which == MLK_KEYS_VFS_CONFIG || which == MLK_INTERCEPT_VFS
+                                                              ? MLK_INTERCEPT_VFS : MLK_INTERCEPT_NETWORK,
+                                                      mp, n, NULL, NULL, 0);
+                const char *msg = NULL;
+                mlk_sandbox_error(sb, &msg);
+                if (flags & MLK_RULE_KEY_LIST)
+                    cr_assert_eq(rc, as_array ? 0 : MLK_EINVAL, "%d/%s as %s: %d %s", which, key,
+                                 as_array ? "[]" : "{}", rc, msg ? msg : "");
+                else if (as_array)
+                    cr_assert_neq(rc, 0, "%d/%s is not a list, [] passed", which, key);
+                free(mp);
+                mlk_sandbox_free(sb);
+            }
+            nlists += !!(flags & MLK_RULE_KEY_LIST);
+        }
+        cr_assert_null(mlk_rule_key_info(which, i + 1, NULL, NULL));
+    }
+    /* hosts methods delete_headers delete_query delete_response_headers
+     * body_replacements, ops, rules twice, entrypoint cmd */
+    cr_assert_eq(nlists, 11);
+    cr_assert_eq(ncallbacks, 5);
+    unsigned flags = 99;
+    int kind = 99;
+    cr_assert_null(mlk_rule_key_info(0, 0, &flags, &kind));
+    cr_assert_eq(flags, 0);
+    cr_assert_eq(kind, 0);
+    cr_assert_null(mlk_rule_key_info(MLK_KEYS_IMAGE_CONFIG + 1, 0, &flags, NULL));
+}

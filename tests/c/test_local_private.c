@@ -395,12 +395,20 @@ static int copies_in_memory(pid_t pid, const char *mark)
         char perms[8];
         if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w') continue;
         if (strstr(line, "[vvar]") || strstr(line, "[vsyscall]")) continue;
-        size_t n = hi - lo;
-        char *buf = malloc(n);
+        if (hi - lo > ((unsigned long)1 << 32)) continue; /* a reservation (no heap is that big) */
+        /* in windows of 1 MiB that overlap by the mark's length less one */
+        enum { WIN = 1 << 20 };
+        char *buf = malloc(WIN);
         cr_assert_not_null(buf);
-        ssize_t got = pread(mem, buf, n, (off_t)lo);
-        for (ssize_t i = 0; got > 0 && i + (ssize_t)ml <= got; i++)
-            if (buf[i] == mark[0] && !memcmp(buf + i, mark, ml)) count++;
+        for (unsigned long at = lo; at < hi;) {
+            size_t want = hi - at < WIN ? hi - at : WIN;
+            ssize_t got = pread(mem, buf, want, (off_t)at);
+            if (got <= 0) break;
+            for (ssize_t i = 0; i + (ssize_t)ml <= got; i++)
+                if (buf[i] == mark[0] && !memcmp(buf + i, mark, ml)) count++;
+            if ((size_t)got < ml || at + (unsigned long)got >= hi) break;
+            at += (unsigned long)got - (ml - 1);
+        }
         free(buf);
     }
     fclose(maps);
@@ -410,6 +418,10 @@ static int copies_in_memory(pid_t pid, const char *mark)
 
 Test(secrets, matchlock_local_keeps_one_copy_of_a_secret, .timeout = 60)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    /* matchlock-local is an ASan build too: its memory is shadow and quarantine */
+    cr_skip_test("not under AddressSanitizer: matchlock-local's memory holds ASan's shadow and quarantine");
+#endif
     char state[64];
     make_state(state, sizeof state);
     mlk_client *c = local_client(state);

@@ -119,17 +119,4 @@ function fromNative(e) {
   return e instanceof MatchlockError || typeof e?.status !== "number" ? e : makeError(e.status, e.message, 0);
 }
 
-module.exports = {
-  MatchlockError,
-  RPCError,
-  TimeoutError,
-  CancelledError,
-  ClosedError,
-  ProcessError,
-  ValidationError,
-  CLIError,
-  CallbackError,
-  StateError,
-  makeError,
-  fromNative,
-};
+module.exports = { ...BY_CATEGORY, makeError, fromNative };
